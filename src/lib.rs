@@ -5,3 +5,5 @@
 pub mod batch;
 pub mod config;
 pub mod npz;
+pub mod cpu;
+pub mod params;

@@ -1,0 +1,19 @@
+//! The CPU reference: forward and hand-written backward of every layer of
+//! MODEL.md, in f64, plain and readable. It is the definition of correct that
+//! the GPU kernels are tested against, not a second engine to optimise.
+//! One file per layer, forward and backward side by side; model.rs composes them.
+
+pub mod attention;
+pub mod dense;
+pub mod dropout;
+pub mod gru;
+pub mod heads;
+pub mod model;
+
+pub fn dot(a: &[f64], b: &[f64]) -> f64 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+pub fn sigmoid(x: f64) -> f64 {
+    1.0 / (1.0 + (-x).exp())
+}
