@@ -4,6 +4,7 @@
 
 pub mod batch;
 pub mod config;
+pub mod grads;
 pub mod npz;
 pub mod cpu;
 pub mod params;

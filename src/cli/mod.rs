@@ -1,0 +1,4 @@
+//! The command-line front end: one file per command family. Only this code
+//! prints for the user; the library returns values and typed errors.
+
+pub mod model;
