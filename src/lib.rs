@@ -8,3 +8,4 @@ pub mod grads;
 pub mod npz;
 pub mod cpu;
 pub mod params;
+pub mod train;

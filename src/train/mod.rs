@@ -1,0 +1,3 @@
+//! Training, evaluation, model selection, checkpoints and reports.
+
+pub mod metrics;
