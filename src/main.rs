@@ -17,6 +17,12 @@ enum Command {
     Init(cli::model::InitArgs),
     /// Forward, loss and backward on one batch; write losses, probabilities and all gradients as npz.
     Grads(cli::model::GradsArgs),
+    /// Train a model (default: TAV / cim on the bundled CMU-MOSI) and write a run directory with its report.
+    Train(cli::train::TrainArgs),
+    /// Evaluate a finished run on a split (thresholds from its validation split).
+    Eval(cli::train::EvalArgs),
+    /// Write per-utterance predictions of a finished run as JSON lines or CSV.
+    Predict(cli::train::PredictArgs),
 }
 
 fn main() {
@@ -24,6 +30,9 @@ fn main() {
     let result = match cli.command {
         Command::Init(a) => cli::model::init(a),
         Command::Grads(a) => cli::model::grads(a),
+        Command::Train(a) => cli::train::train_cmd(a),
+        Command::Eval(a) => cli::train::eval_cmd(a),
+        Command::Predict(a) => cli::train::predict_cmd(a),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

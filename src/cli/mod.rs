@@ -2,3 +2,4 @@
 //! prints for the user; the library returns values and typed errors.
 
 pub mod model;
+pub mod train;

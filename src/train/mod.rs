@@ -1,3 +1,8 @@
 //! Training, evaluation, model selection, checkpoints and reports.
 
+pub mod engine;
+pub mod evaluate;
 pub mod metrics;
+pub mod report;
+pub mod run;
+pub mod source;

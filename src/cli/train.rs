@@ -1,0 +1,399 @@
+//! `cimnet train`, `cimnet eval`, `cimnet predict`.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+
+use cimnet::config::{Attention, ModalitySet, ModelConfig, Tasks, EMOTION_LABELS, EMOTION_NAMES};
+use cimnet::cpu::adam::AdamConfig;
+use cimnet::data::{make_batches, BatchMode, Dataset, Normalizer, SplitName};
+use cimnet::params::ParamStore;
+use cimnet::train::engine::{CpuEngine, Engine};
+use cimnet::train::evaluate::evaluate;
+use cimnet::train::report::Report;
+use cimnet::train::run::{final_evaluation, train, EpochRecord, Progress, RunConfig, RunDir, SelectMetric, TrainConfig};
+use cimnet::train::source::DataSource;
+
+/// Where the data comes from (shared by train / eval / predict).
+#[derive(Debug, Args, Clone)]
+pub struct DataArgs {
+    /// A native .npz dataset or a directory in the authors' format (text.npz, audio.npz, video.npz).
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Use synthetic MOSEI-shaped data instead of a file.
+    #[arg(long, conflicts_with = "data")]
+    pub synthetic: bool,
+    /// Seed of the synthetic data.
+    #[arg(long, default_value_t = 0, requires = "synthetic")]
+    pub synth_seed: u64,
+    /// Scale of the synthetic data (1.0 = MOSEI's split sizes).
+    #[arg(long, default_value_t = 1.0, requires = "synthetic")]
+    pub synth_scale: f64,
+}
+
+impl DataArgs {
+    /// The source named on the command line, if any.
+    fn source(&self) -> Option<DataSource> {
+        if let Some(p) = &self.data {
+            Some(DataSource::Path { path: p.clone() })
+        } else if self.synthetic {
+            Some(DataSource::Synthetic { seed: self.synth_seed, scale: self.synth_scale })
+        } else {
+            None
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// Modality set: T, A, V, TV, TA, AV or TAV.
+    #[arg(long, default_value = "TAV")]
+    pub modalities: ModalitySet,
+    /// Attention: cim, self or none.
+    #[arg(long, default_value = "cim")]
+    pub attention: Attention,
+    /// Tasks: mtl, sentiment or emotion (default: mtl when the data has emotion labels, else sentiment).
+    #[arg(long)]
+    pub tasks: Option<Tasks>,
+    #[arg(long, default_value_t = 50)]
+    pub epochs: usize,
+    /// Videos per batch.
+    #[arg(long, default_value_t = 16)]
+    pub batch: usize,
+    #[arg(long, default_value_t = 1e-3)]
+    pub lr: f64,
+    /// Stop after this many epochs without a lower validation loss.
+    #[arg(long, default_value_t = 20)]
+    pub patience: usize,
+    /// Seed of initialisation, batching and dropout.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Validation metric that picks the kept checkpoint: loss, sentiment-accuracy, sentiment-f1, emotion-f1, emotion-wa.
+    #[arg(long, default_value = "loss")]
+    pub select: SelectMetric,
+    /// Batching: bucketed (by length) or random (the authors').
+    #[arg(long, default_value = "bucketed")]
+    pub batching: BatchMode,
+    /// Z-score every feature with statistics of the training split.
+    #[arg(long)]
+    pub normalize: bool,
+    #[arg(long, default_value_t = 200)]
+    pub hidden: usize,
+    #[arg(long, default_value_t = 100)]
+    pub dense: usize,
+    #[arg(long, default_value_t = 0.3)]
+    pub dropout: f64,
+    /// Engine: cpu (the f64 reference).
+    #[arg(long, default_value = "cpu", value_parser = ["cpu"])]
+    pub backend: String,
+    /// Run directory (created; must not hold a run already).
+    #[arg(long, required_unless_present = "resume")]
+    pub out: Option<PathBuf>,
+    /// Continue the run in this directory from its last checkpoint.
+    #[arg(long, conflicts_with = "out")]
+    pub resume: Option<PathBuf>,
+}
+
+/// Progress bar: epoch, loss and utterances/s.
+struct Bar {
+    bar: Option<ProgressBar>,
+    epochs: usize,
+    start: std::time::Instant,
+}
+
+impl Progress for Bar {
+    fn epoch_start(&mut self, epoch: usize, epochs: usize, steps: usize) {
+        self.epochs = epochs;
+        self.start = std::time::Instant::now();
+        let bar = ProgressBar::new(steps as u64);
+        bar.set_style(
+            ProgressStyle::with_template("epoch {prefix} [{bar:30}] {pos}/{len} batches {msg}")
+                .expect("valid template")
+                .progress_chars("=> "),
+        );
+        bar.set_prefix(format!("{}/{}", epoch + 1, epochs));
+        self.bar = Some(bar);
+    }
+    fn step(&mut self, done: usize, utterances: usize) {
+        if let Some(b) = &self.bar {
+            b.set_position(done as u64);
+            let rate = utterances as f64 / self.start.elapsed().as_secs_f64().max(1e-9);
+            b.set_message(format!("{rate:.0} utt/s"));
+        }
+    }
+    fn epoch_end(&mut self, r: &EpochRecord) {
+        if let Some(b) = self.bar.take() {
+            b.finish_and_clear();
+        }
+        let v = &r.valid;
+        let mut line = format!(
+            "epoch {:>3}/{}  train loss {:.4}  valid loss {:.4}",
+            r.epoch + 1,
+            self.epochs,
+            r.train_loss,
+            v.loss
+        );
+        if let Some(s) = v.sentiment {
+            line += &format!("  sent acc {:.2} F1 {:.2}", 100.0 * s.accuracy, 100.0 * s.weighted_f1);
+        }
+        if let (Some(f), Some(w)) = (&v.emotion_at_f1, &v.emotion_at_wa) {
+            line += &format!(
+                "  emo F1 {:.2} WA {}",
+                100.0 * f.mean_weighted_f1,
+                w.mean_weighted_accuracy.map_or("n/a".into(), |x| format!("{:.2}", 100.0 * x))
+            );
+        }
+        line += &format!("  {:.1}s {:.0} utt/s{}", r.seconds, r.utterances_per_second, if r.best { "  *" } else { "" });
+        println!("{line}");
+    }
+    fn message(&mut self, text: &str) {
+        println!("{text}");
+    }
+}
+
+fn load_data(source: &DataSource, normalizer: Option<&Normalizer>) -> Result<Dataset> {
+    let mut ds = source.load()?;
+    if let Some(n) = normalizer {
+        n.apply(&mut ds)?;
+    }
+    Ok(ds)
+}
+
+fn make_engine(params: ParamStore, data: Dataset, run: &RunConfig) -> Result<Box<dyn Engine>> {
+    let adam = AdamConfig { lr: run.train.lr, ..AdamConfig::default() };
+    match run.train.backend.as_str() {
+        "cpu" => Ok(Box::new(CpuEngine::new(params, data, adam, run.train.seed))),
+        other => bail!("unknown backend '{other}': allowed is cpu"),
+    }
+}
+
+pub fn train_cmd(a: TrainArgs) -> Result<()> {
+    let (dir, run, data, params) = if let Some(dir) = &a.resume {
+        let rd = RunDir::new(dir);
+        let run = rd.read_config().with_context(|| format!("{} is not a cimnet run to resume", dir.display()))?;
+        let data = load_data(&run.data, run.normalizer.as_ref())?;
+        let params = ParamStore::init(&run.model, run.train.seed);
+        (dir.clone(), run, data, params)
+    } else {
+        let dir = a.out.clone().expect("clap requires --out without --resume");
+        if RunDir::new(&dir).config().exists() {
+            bail!("{} already holds a run; continue it with --resume {0}, or choose another --out", dir.display());
+        }
+        let source = a.data.source().unwrap_or(DataSource::Mosi);
+        let mut data = source.load()?;
+        data.require(a.modalities)?;
+        let tasks = match a.tasks {
+            Some(t) => {
+                if t.has_emotion() && !data.has_emotion {
+                    bail!("--tasks {t} needs emotion labels, but {} has none; use --tasks sentiment", source.describe());
+                }
+                t
+            }
+            None if data.has_emotion => Tasks::Mtl,
+            None => {
+                println!("note: {} has no emotion labels, so the model is single-task sentiment", source.describe());
+                Tasks::Sentiment
+            }
+        };
+        let mut model = ModelConfig::new(a.modalities, a.attention, tasks, data.dims);
+        model.hidden = a.hidden;
+        model.dense = a.dense;
+        model.dropout = a.dropout;
+        model.validate()?;
+        if a.batch == 0 || a.epochs == 0 {
+            bail!("--batch and --epochs must be at least 1");
+        }
+        let normalizer = a.normalize.then(|| Normalizer::fit(&data));
+        if let Some(n) = &normalizer {
+            n.apply(&mut data)?;
+        }
+        let train = TrainConfig {
+            epochs: a.epochs,
+            batch: a.batch,
+            lr: a.lr,
+            patience: a.patience,
+            seed: a.seed,
+            select: a.select,
+            batching: a.batching,
+            normalize: a.normalize,
+            backend: a.backend.clone(),
+        };
+        fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let params = ParamStore::init(&model, a.seed);
+        (dir, RunConfig { model, train, data: source, normalizer }, data, params)
+    };
+    let rd = RunDir::new(&dir);
+    let mut engine = make_engine(params, data.clone(), &run)?;
+    let m = &run.model;
+    println!(
+        "training {}/{}/{} on {} ({} / {} / {} videos) with {}; run directory {}",
+        m.modalities,
+        m.attention,
+        m.tasks,
+        run.data.describe(),
+        data.split(SplitName::Train).len(),
+        data.split(SplitName::Valid).len(),
+        data.split(SplitName::Test).len(),
+        engine.describe(),
+        dir.display()
+    );
+    let mut bar = Bar { bar: None, epochs: run.train.epochs, start: std::time::Instant::now() };
+    let outcome = train(engine.as_mut(), &data, &run, &rd, &mut bar)?;
+    if outcome.state.stopped_early {
+        println!("early stop: validation loss did not improve for {} epochs", run.train.patience);
+    }
+    let best = ParamStore::load(&rd.model())?;
+    let fin = final_evaluation(engine.as_mut(), &data, &run, &best, &outcome.state)?;
+    let report = Report::new(&run, &engine.describe(), fin);
+    rd.write_json(&rd.report_json(), &report)?;
+    cimnet::params::write_atomic(&rd.report_md(), report.markdown().as_bytes())
+        .with_context(|| format!("writing {}", rd.report_md().display()))?;
+    println!("\n{}", report.markdown());
+    println!("wrote {}, {}, {}", rd.model().display(), rd.report_md().display(), rd.report_json().display());
+    Ok(())
+}
+
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    /// Run directory written by `cimnet train`.
+    #[arg(long)]
+    pub run: PathBuf,
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// Split to evaluate: train, valid or test.
+    #[arg(long, default_value = "test")]
+    pub split: SplitName,
+    /// Print the metrics as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Load a finished run: its config, kept weights, thresholds and data.
+fn open_run(run_dir: &Path, data: &DataArgs) -> Result<(RunConfig, ParamStore, Report, Dataset)> {
+    let rd = RunDir::new(run_dir);
+    let run = rd.read_config().with_context(|| format!("{} is not a cimnet run directory", run_dir.display()))?;
+    let params = ParamStore::load(&rd.model())?;
+    let report: Report = serde_json::from_str(
+        &fs::read_to_string(rd.report_json())
+            .with_context(|| format!("{} has no report.json: the run has not finished", run_dir.display()))?,
+    )
+    .with_context(|| format!("reading {}", rd.report_json().display()))?;
+    let source = data.source().unwrap_or_else(|| run.data.clone());
+    let ds = load_data(&source, run.normalizer.as_ref())?;
+    ds.require(run.model.modalities)?;
+    for mm in run.model.modalities.modalities() {
+        if ds.dims[mm.index()] != run.model.dim(mm) {
+            bail!(
+                "{} has {}-dimensional {} features but the run's model was trained on {}",
+                source.describe(),
+                ds.dims[mm.index()],
+                mm.name(),
+                run.model.dim(mm)
+            );
+        }
+    }
+    if run.model.tasks.has_emotion() && !ds.has_emotion {
+        bail!("the run's model has an emotion head but {} has no emotion labels", source.describe());
+    }
+    Ok((run, params, report, ds))
+}
+
+pub fn eval_cmd(a: EvalArgs) -> Result<()> {
+    let (run, params, report, ds) = open_run(&a.run, &a.data)?;
+    let mut engine = make_engine(params, ds.clone(), &run)?;
+    let batches = make_batches(&ds.lens(a.split), run.train.batch, BatchMode::Bucketed, 0);
+    let preds = engine.predict(a.split, &batches)?;
+    // Thresholds come from the run's validation split, never from the evaluated data.
+    let m = evaluate(&ds, a.split, &preds, report.result.thresholds);
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&m)?);
+        return Ok(());
+    }
+    println!("{} on the {} split ({} utterances): loss {:.4}", report.variant, a.split, preds.loss.utterances, m.loss);
+    if let Some(s) = m.sentiment {
+        println!("sentiment: accuracy {:.2}, weighted F1 {:.2}", 100.0 * s.accuracy, 100.0 * s.weighted_f1);
+    }
+    if let (Some(f), Some(w)) = (&m.emotion_at_f1, &m.emotion_at_wa) {
+        println!(
+            "emotion: mean weighted F1 {:.2} (t = {:.2}), mean WA {} (t = {:.2})",
+            100.0 * f.mean_weighted_f1,
+            f.threshold,
+            w.mean_weighted_accuracy.map_or("n/a".into(), |x| format!("{:.2}", 100.0 * x)),
+            w.threshold
+        );
+    }
+    Ok(())
+}
+
+#[derive(Debug, Args)]
+pub struct PredictArgs {
+    #[arg(long)]
+    pub run: PathBuf,
+    #[command(flatten)]
+    pub data: DataArgs,
+    #[arg(long, default_value = "test")]
+    pub split: SplitName,
+    /// Output file: .jsonl (one JSON object per utterance) or .csv.
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+pub fn predict_cmd(a: PredictArgs) -> Result<()> {
+    let ext = a.out.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
+    if ext != "jsonl" && ext != "csv" {
+        bail!("--out must end in .jsonl or .csv (got {})", a.out.display());
+    }
+    let (run, params, report, ds) = open_run(&a.run, &a.data)?;
+    let thresholds = report.result.thresholds.unwrap_or_default();
+    let mut engine = make_engine(params, ds.clone(), &run)?;
+    let batches = make_batches(&ds.lens(a.split), run.train.batch, BatchMode::Bucketed, 0);
+    let preds = engine.predict(a.split, &batches)?;
+    let mut rows: Vec<serde_json::Value> = Vec::new();
+    for (vi, v) in ds.split(a.split).iter().enumerate() {
+        for i in 0..v.len {
+            let mut row = serde_json::json!({ "video": v.id, "position": i });
+            if let Some(s) = &preds.sentiment {
+                let p = s[vi][i];
+                row["sentiment_negative"] = p[0].into();
+                row["sentiment_positive"] = p[1].into();
+                row["sentiment_label"] = (if p[1] >= p[0] { "positive" } else { "negative" }).into();
+            }
+            if let Some(e) = &preds.emotion {
+                let p = e[vi][i];
+                for k in 0..EMOTION_LABELS {
+                    row[format!("{}_prob", EMOTION_NAMES[k])] = p[k].into();
+                    row[format!("{}_label_f1", EMOTION_NAMES[k])] = u8::from(p[k] >= thresholds.f1).into();
+                    row[format!("{}_label_wa", EMOTION_NAMES[k])] = u8::from(p[k] >= thresholds.wa).into();
+                }
+            }
+            rows.push(row);
+        }
+    }
+    let mut text = Vec::new();
+    if ext == "jsonl" {
+        for r in &rows {
+            writeln!(text, "{r}")?;
+        }
+    } else {
+        let mut w = csv::Writer::from_writer(&mut text);
+        let keys: Vec<String> = rows.first().and_then(|r| r.as_object()).map(|o| o.keys().cloned().collect()).unwrap_or_default();
+        w.write_record(&keys)?;
+        for r in &rows {
+            w.write_record(keys.iter().map(|k| match &r[k] {
+                serde_json::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            }))?;
+        }
+        w.flush()?;
+        drop(w);
+    }
+    cimnet::params::write_atomic(&a.out, &text).with_context(|| format!("writing {}", a.out.display()))?;
+    println!("wrote {} predictions for the {} split to {}", rows.len(), a.split, a.out.display());
+    Ok(())
+}
