@@ -4,4 +4,5 @@
 
 pub mod batch;
 pub mod config;
+pub mod data;
 pub mod npz;
