@@ -4,8 +4,9 @@
 
 pub mod batch;
 pub mod config;
+pub mod cpu;
+pub mod data;
 pub mod grads;
 pub mod npz;
-pub mod cpu;
 pub mod params;
 pub mod train;

@@ -23,6 +23,11 @@ enum Command {
     Eval(cli::train::EvalArgs),
     /// Write per-utterance predictions of a finished run as JSON lines or CSV.
     Predict(cli::train::PredictArgs),
+    /// Datasets: convert, prepare MOSI, synthesise, summarise.
+    Data {
+        #[command(subcommand)]
+        cmd: cli::data::DataCmd,
+    },
 }
 
 fn main() {
@@ -33,6 +38,7 @@ fn main() {
         Command::Train(a) => cli::train::train_cmd(a),
         Command::Eval(a) => cli::train::eval_cmd(a),
         Command::Predict(a) => cli::train::predict_cmd(a),
+        Command::Data { cmd } => cli::data::run(cmd),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

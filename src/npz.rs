@@ -33,16 +33,31 @@ impl<T> Array<T> {
     }
 }
 
+/// What an archive reads from: a file, or bytes embedded in the binary.
+pub trait ReadSeek: io::Read + io::Seek {}
+impl<R: io::Read + io::Seek> ReadSeek for R {}
+
 /// An npz archive opened for reading.
 pub struct NpzIn {
     path: PathBuf,
-    archive: NpzArchive<io::BufReader<std::fs::File>>,
+    archive: NpzArchive<Box<dyn ReadSeek>>,
 }
 
 impl NpzIn {
     pub fn open(path: &Path) -> Result<Self, NpzError> {
-        let archive = NpzArchive::open(path).map_err(|source| NpzError::Open { file: path.to_path_buf(), source })?;
+        let open = |p: &Path| -> io::Result<Box<dyn ReadSeek>> { Ok(Box::new(io::BufReader::new(std::fs::File::open(p)?))) };
+        let archive = open(path)
+            .and_then(NpzArchive::new)
+            .map_err(|source| NpzError::Open { file: path.to_path_buf(), source })?;
         Ok(NpzIn { path: path.to_path_buf(), archive })
+    }
+
+    /// An archive held in memory (e.g. `include_bytes!`); `name` stands in for the path in errors.
+    pub fn from_bytes(name: &str, bytes: &'static [u8]) -> Result<Self, NpzError> {
+        let path = PathBuf::from(name);
+        let reader: Box<dyn ReadSeek> = Box::new(io::Cursor::new(bytes));
+        let archive = NpzArchive::new(reader).map_err(|source| NpzError::Open { file: path.clone(), source })?;
+        Ok(NpzIn { path, archive })
     }
 
     pub fn path(&self) -> &Path {
@@ -87,6 +102,31 @@ impl NpzIn {
             other => return Err(bad(name, format!("unsupported dtype {other:?}"))),
         };
         Ok(Some(Array::new(shape, data)))
+    }
+
+    /// Read a floating-point array as f32 (features are stored as f32; this halves the
+    /// memory of reading a large MOSEI array through f64), or `None` if absent.
+    pub fn read_f32_opt(&mut self, name: &str) -> Result<Option<Array<f32>>, NpzError> {
+        let path = self.path.clone();
+        let io_err = |e: io::Error| NpzError::Array { file: path.clone(), name: name.to_string(), msg: e.to_string() };
+        let Some(file) = self.archive.by_name(name).map_err(&io_err)? else { return Ok(None) };
+        let is_f32 = file.order() == npyz::Order::C
+            && matches!(&file.dtype(), DType::Plain(ts) if ts.type_char() == TypeChar::Float && ts.size_field() == 4);
+        if is_f32 {
+            let shape: Vec<usize> = file.shape().iter().map(|&d| d as usize).collect();
+            let data = file.into_vec::<f32>().map_err(&io_err)?;
+            return Ok(Some(Array::new(shape, data)));
+        }
+        drop(file);
+        Ok(self.read_float_opt(name)?.map(|a| Array::new(a.shape, a.data.into_iter().map(|x| x as f32).collect())))
+    }
+
+    /// Read a floating-point array as f32; a clear error if it is absent.
+    pub fn read_f32(&mut self, name: &str) -> Result<Array<f32>, NpzError> {
+        match self.read_f32_opt(name)? {
+            Some(a) => Ok(a),
+            None => Err(self.missing(name)),
+        }
     }
 
     /// Read a floating-point array as f64; a clear error if it is absent.
