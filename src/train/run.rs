@@ -194,6 +194,10 @@ pub trait Progress {
     fn step(&mut self, _done: usize, _utterances: usize) {}
     fn epoch_end(&mut self, _record: &EpochRecord) {}
     fn message(&mut self, _text: &str) {}
+    /// Checked after each epoch's checkpoint: true ends the run there (resumable).
+    fn should_stop(&mut self) -> bool {
+        false
+    }
 }
 
 impl Progress for () {}
@@ -410,6 +414,9 @@ pub fn train(
         }
         progress.epoch_end(&record);
         records.push(record);
+        if progress.should_stop() {
+            break;
+        }
     }
     Ok(RunOutcome { state, records })
 }
