@@ -8,14 +8,14 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use cimnet::config::{Attention, ModalitySet, ModelConfig, Tasks, EMOTION_LABELS, EMOTION_NAMES};
-use cimnet::cpu::adam::AdamConfig;
+use cimnet::config::{Attention, ModalitySet, Tasks, EMOTION_LABELS, EMOTION_NAMES};
 use cimnet::data::{make_batches, BatchMode, Dataset, Normalizer, SplitName};
 use cimnet::params::ParamStore;
-use cimnet::train::engine::{CpuEngine, Engine};
+use cimnet::train::engine::Engine;
+use cimnet::train::pipeline::{self, PipelineError, RunSpec};
 use cimnet::train::evaluate::evaluate;
 use cimnet::train::report::Report;
-use cimnet::train::run::{final_evaluation, train, EpochRecord, Progress, RunConfig, RunDir, SelectMetric, TrainConfig};
+use cimnet::train::run::{EpochRecord, Progress, RunConfig, RunDir, SelectMetric, TrainConfig};
 use cimnet::train::source::DataSource;
 
 /// Where the data comes from (shared by train / eval / predict).
@@ -101,7 +101,7 @@ pub struct TrainArgs {
 }
 
 /// Progress bar: epoch, loss and utterances/s.
-struct Bar {
+pub struct Bar {
     bar: Option<ProgressBar>,
     epochs: usize,
     start: std::time::Instant,
@@ -165,98 +165,59 @@ fn load_data(source: &DataSource, normalizer: Option<&Normalizer>) -> Result<Dat
     Ok(ds)
 }
 
-fn make_engine(params: ParamStore, data: Dataset, run: &RunConfig) -> Result<Box<dyn Engine>> {
-    let adam = AdamConfig { lr: run.train.lr, ..AdamConfig::default() };
-    match run.train.backend.as_str() {
-        "cpu" => Ok(Box::new(CpuEngine::new(params, data, adam, run.train.seed))),
-        other => bail!("unknown backend '{other}': allowed is cpu"),
+impl TrainArgs {
+    fn spec(&self) -> RunSpec {
+        RunSpec {
+            source: self.data.source().unwrap_or(DataSource::Mosi),
+            modalities: self.modalities,
+            attention: self.attention,
+            tasks: self.tasks,
+            hidden: self.hidden,
+            dense: self.dense,
+            dropout: self.dropout,
+            train: TrainConfig {
+                epochs: self.epochs,
+                batch: self.batch,
+                lr: self.lr,
+                patience: self.patience,
+                seed: self.seed,
+                select: self.select,
+                batching: self.batching,
+                normalize: self.normalize,
+                backend: self.backend.clone(),
+            },
+        }
     }
 }
 
+pub fn new_bar() -> Bar {
+    Bar { bar: None, epochs: 0, start: std::time::Instant::now() }
+}
+
 pub fn train_cmd(a: TrainArgs) -> Result<()> {
-    let (dir, run, data, params) = if let Some(dir) = &a.resume {
-        let rd = RunDir::new(dir);
-        let run = rd.read_config().with_context(|| format!("{} is not a cimnet run to resume", dir.display()))?;
-        let data = load_data(&run.data, run.normalizer.as_ref())?;
-        let params = ParamStore::init(&run.model, run.train.seed);
-        (dir.clone(), run, data, params)
+    let (dir, prepared) = if let Some(dir) = &a.resume {
+        (dir.clone(), pipeline::reopen(dir)?)
     } else {
         let dir = a.out.clone().expect("clap requires --out without --resume");
         if RunDir::new(&dir).config().exists() {
-            bail!("{} already holds a run; continue it with --resume {0}, or choose another --out", dir.display());
+            return Err(PipelineError::Exists(dir.display().to_string()).into());
         }
-        let source = a.data.source().unwrap_or(DataSource::Mosi);
-        let mut data = source.load()?;
-        data.require(a.modalities)?;
-        let tasks = match a.tasks {
-            Some(t) => {
-                if t.has_emotion() && !data.has_emotion {
-                    bail!("--tasks {t} needs emotion labels, but {} has none; use --tasks sentiment", source.describe());
-                }
-                t
-            }
-            None if data.has_emotion => Tasks::Mtl,
-            None => {
-                println!("note: {} has no emotion labels, so the model is single-task sentiment", source.describe());
-                Tasks::Sentiment
-            }
-        };
-        let mut model = ModelConfig::new(a.modalities, a.attention, tasks, data.dims);
-        model.hidden = a.hidden;
-        model.dense = a.dense;
-        model.dropout = a.dropout;
-        model.validate()?;
-        if a.batch == 0 || a.epochs == 0 {
-            bail!("--batch and --epochs must be at least 1");
-        }
-        let normalizer = a.normalize.then(|| Normalizer::fit(&data));
-        if let Some(n) = &normalizer {
-            n.apply(&mut data)?;
-        }
-        let train = TrainConfig {
-            epochs: a.epochs,
-            batch: a.batch,
-            lr: a.lr,
-            patience: a.patience,
-            seed: a.seed,
-            select: a.select,
-            batching: a.batching,
-            normalize: a.normalize,
-            backend: a.backend.clone(),
-        };
-        fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-        let params = ParamStore::init(&model, a.seed);
-        (dir, RunConfig { model, train, data: source, normalizer }, data, params)
+        let spec = a.spec();
+        let data = spec.source.load()?;
+        (dir, pipeline::prepare(&spec, data)?)
     };
-    let rd = RunDir::new(&dir);
-    let mut engine = make_engine(params, data.clone(), &run)?;
-    let m = &run.model;
-    println!(
-        "training {}/{}/{} on {} ({} / {} / {} videos) with {}; run directory {}",
-        m.modalities,
-        m.attention,
-        m.tasks,
-        run.data.describe(),
-        data.split(SplitName::Train).len(),
-        data.split(SplitName::Valid).len(),
-        data.split(SplitName::Test).len(),
-        engine.describe(),
-        dir.display()
-    );
-    let mut bar = Bar { bar: None, epochs: run.train.epochs, start: std::time::Instant::now() };
-    let outcome = train(engine.as_mut(), &data, &run, &rd, &mut bar)?;
-    if outcome.state.stopped_early {
-        println!("early stop: validation loss did not improve for {} epochs", run.train.patience);
+    if let Some(n) = &prepared.notice {
+        println!("{n}");
     }
-    let best = ParamStore::load(&rd.model())?;
-    let fin = final_evaluation(engine.as_mut(), &data, &run, &best, &outcome.state)?;
-    let report = Report::new(&run, &engine.describe(), fin);
-    rd.write_json(&rd.report_json(), &report)?;
-    cimnet::params::write_atomic(&rd.report_md(), report.markdown().as_bytes())
-        .with_context(|| format!("writing {}", rd.report_md().display()))?;
+    let report = pipeline::execute(prepared, &dir, &mut new_bar())?;
+    let rd = RunDir::new(&dir);
     println!("\n{}", report.markdown());
     println!("wrote {}, {}, {}", rd.model().display(), rd.report_md().display(), rd.report_json().display());
     Ok(())
+}
+
+fn make_engine(params: ParamStore, data: Dataset, run: &RunConfig) -> Result<Box<dyn Engine>> {
+    Ok(cimnet::train::engine::make_engine(run, params, &data)?)
 }
 
 #[derive(Debug, Args)]

@@ -13,6 +13,8 @@ pub enum EngineError {
     Model(#[from] ModelError),
     #[error("GPU: {0}")]
     Gpu(String),
+    #[error("unknown backend '{0}': allowed are gpu, cpu")]
+    Backend(String),
 }
 
 /// Sums over real utterances, so that means over an epoch weight every utterance equally.
@@ -72,6 +74,15 @@ pub trait Engine {
     fn predict(&mut self, split: SplitName, batches: &[Vec<usize>]) -> Result<Predictions, EngineError>;
     fn state(&mut self) -> Result<EngineState, EngineError>;
     fn set_state(&mut self, state: &EngineState) -> Result<(), EngineError>;
+}
+
+/// The backend a run asks for ("cpu" or "gpu").
+pub fn make_engine(run: &super::run::RunConfig, params: ParamStore, data: &Dataset) -> Result<Box<dyn Engine>, EngineError> {
+    let adam = AdamConfig { lr: run.train.lr, ..AdamConfig::default() };
+    match run.train.backend.as_str() {
+        "cpu" => Ok(Box::new(CpuEngine::new(params, data.clone(), adam, run.train.seed))),
+        other => Err(EngineError::Backend(other.to_string())),
+    }
 }
 
 /// The dropout seed of one training step: a hash of the run seed and the step,
