@@ -192,6 +192,8 @@ pub enum DataError {
     NoFeatures(PathBuf),
     #[error("the model uses {adjective} features but {source_name} has no {modality} arrays")]
     ModalityAbsent { source_name: String, modality: &'static str, adjective: &'static str },
+    #[error("the model trains the emotion head but {source_name} has no emotion labels: train sentiment only (--tasks sentiment) or use data with emotions")]
+    NoEmotion { source_name: String },
     #[error("{file}: line {line}: {msg}")]
     Csv { file: PathBuf, line: usize, msg: String },
     #[error("normaliser does not fit this data: {0}")]
@@ -253,6 +255,15 @@ impl Dataset {
             }
         }
         Ok(())
+    }
+
+    /// Stop with a clear error if a model needs emotion labels this data lacks (e.g. MOSI).
+    pub fn require_emotion(&self) -> Result<(), DataError> {
+        if self.has_emotion {
+            Ok(())
+        } else {
+            Err(DataError::NoEmotion { source_name: self.source.clone() })
+        }
     }
 
     /// Check every invariant (dims, lengths, finiteness, label ranges) of an
