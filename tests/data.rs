@@ -222,6 +222,8 @@ fn check_mosi_counts(ds: &Dataset) {
     assert_eq!(vids(SplitName::Valid), 6, "default 10% of 62 training videos");
     assert_eq!(ds.dims, [100, 73, 100]);
     assert!(!ds.has_emotion);
+    let msg = ds.require_emotion().unwrap_err().to_string();
+    assert!(msg.contains("no emotion labels"), "{msg}");
     // The CSVs' label counts: 1,176 positive of 2,199; labels map to +-1.
     let all: Vec<f32> = ds.splits.iter().flatten().flat_map(|v| v.sentiment.clone()).collect();
     assert!(all.iter().all(|&s| s == 1.0 || s == -1.0));
@@ -307,6 +309,7 @@ fn synth_matches_mosei_structure_exactly_and_is_deterministic() {
     assert_eq!(spec.histograms[0].last(), Some(&(98, 1)));
     assert_eq!(ds.dims, [300, 74, 35]);
     assert!(ds.has_emotion);
+    ds.require_emotion().unwrap();
     ds.validate().unwrap();
     eprintln!("generated MOSEI-shaped data in {secs:.2}s");
     assert!(secs < 10.0, "generation took {secs:.1}s");
@@ -693,4 +696,38 @@ fn authors_format_inconsistencies_name_the_files() {
     std::fs::remove_file(d.join("video.npz")).unwrap();
     let msg = Dataset::load(&d).unwrap_err().to_string();
     assert_mentions(&msg, &["video.npz"]);
+}
+
+// ---------------------------------------------------------------- CLI
+
+fn cimnet(args: &[&str]) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cimnet")).args(args).output().unwrap();
+    assert!(out.status.success(), "cimnet {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn cli_synth_convert_and_info() {
+    let dir = tempfile::tempdir().unwrap();
+    let synth_path = dir.path().join("s.npz");
+    let s = synth_path.to_str().unwrap();
+    cimnet(&["data", "synth", "--out", s, "--seed", "3", "--scale", "0.05"]);
+    let expect = synth::generate(&synth::SynthSpec::scaled(0.05), 3).0;
+    assert_same_data(&expect, &Dataset::load(&synth_path).unwrap());
+
+    let authors_dir = dir.path().join("authors");
+    std::fs::create_dir(&authors_dir).unwrap();
+    write_authors(&expect, &authors_dir);
+    let conv = dir.path().join("conv.npz");
+    cimnet(&["data", "convert", authors_dir.to_str().unwrap(), "--out", conv.to_str().unwrap()]);
+    assert_same_data(&Dataset::load(&authors_dir).unwrap(), &Dataset::load(&conv).unwrap());
+
+    let json: serde_json::Value = serde_json::from_str(&cimnet(&["data", "info", s, "--json", "--batch", "8"])).unwrap();
+    assert_eq!(json["dims"]["audio"], 74);
+    assert_eq!(json["splits"][0]["videos"], expect.split(SplitName::Train).len());
+    assert_eq!(json["train_padding"]["batch"], 8);
+    let table = cimnet(&["data", "info"]);
+    assert!(table.contains("bundled MOSI") && table.contains("752"), "{table}");
+    let table = cimnet(&["data", "info", s]);
+    assert!(table.contains("no-emotion") && table.contains("bucketed"), "{table}");
 }

@@ -120,8 +120,11 @@ fn counts(ds: &Dataset) -> String {
 
 fn print_info(inf: &info::Info) {
     println!("source: {}", inf.source);
-    let dims: Vec<String> =
-        inf.dims.iter().map(|(m, d)| if *d > 0 { format!("{m} {d}") } else { format!("{m} absent") }).collect();
+    let d = &inf.dims;
+    let dims: Vec<String> = [("text", d.text), ("audio", d.audio), ("video", d.video)]
+        .iter()
+        .map(|(m, d)| if *d > 0 { format!("{m} {d}") } else { format!("{m} absent") })
+        .collect();
     println!("dims:   {}", dims.join(", "));
     println!("labels: sentiment{}", if inf.has_emotion { " + 6 emotions" } else { " only (no emotions)" });
     println!();

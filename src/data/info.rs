@@ -14,12 +14,19 @@ pub const INFO_SEED: u64 = 0;
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Info {
     pub source: String,
-    /// Feature dims as (modality name, dim); absent modalities have dim 0.
-    pub dims: Vec<(String, usize)>,
+    /// Feature dims; 0 for an absent modality.
+    pub dims: Dims,
     pub has_emotion: bool,
     pub splits: Vec<SplitInfo>,
     /// Padding efficiency of the training split's batches.
     pub train_padding: Padding,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Dims {
+    pub text: usize,
+    pub audio: usize,
+    pub video: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -57,7 +64,11 @@ pub fn info(ds: &Dataset, batch: usize) -> Info {
     let random = make_batches(&lens, batch, BatchMode::Random, INFO_SEED);
     Info {
         source: ds.source.clone(),
-        dims: Modality::ALL.iter().map(|m| (m.name().to_string(), ds.dims[m.index()])).collect(),
+        dims: Dims {
+            text: ds.dims[Modality::Text.index()],
+            audio: ds.dims[Modality::Audio.index()],
+            video: ds.dims[Modality::Video.index()],
+        },
         has_emotion: ds.has_emotion,
         splits,
         train_padding: Padding {

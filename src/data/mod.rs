@@ -10,6 +10,11 @@
 //! CSV files of ../shared/data/mosi, also bundled as `data/mosi.npz`), and
 //! `synth` (a MOSEI-shaped generator). See docs/data-formats.md.
 
+// `DataError` is large because every variant carries a full location (file,
+// split, video, id, utterance). Errors are the cold path, loaded once; boxing
+// them would only make every construction site noisier.
+#![allow(clippy::result_large_err)]
+
 pub mod authors;
 pub mod batching;
 pub mod info;
@@ -187,6 +192,8 @@ pub enum DataError {
     NoFeatures(PathBuf),
     #[error("the model uses {adjective} features but {source_name} has no {modality} arrays")]
     ModalityAbsent { source_name: String, modality: &'static str, adjective: &'static str },
+    #[error("the model trains the emotion head but {source_name} has no emotion labels: train sentiment only (--tasks sentiment) or use data with emotions")]
+    NoEmotion { source_name: String },
     #[error("{file}: line {line}: {msg}")]
     Csv { file: PathBuf, line: usize, msg: String },
     #[error("normaliser does not fit this data: {0}")]
@@ -248,6 +255,15 @@ impl Dataset {
             }
         }
         Ok(())
+    }
+
+    /// Stop with a clear error if a model needs emotion labels this data lacks (e.g. MOSI).
+    pub fn require_emotion(&self) -> Result<(), DataError> {
+        if self.has_emotion {
+            Ok(())
+        } else {
+            Err(DataError::NoEmotion { source_name: self.source.clone() })
+        }
     }
 
     /// Check every invariant (dims, lengths, finiteness, label ranges) of an

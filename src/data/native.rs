@@ -64,10 +64,7 @@ pub(crate) fn read_archive(npz: &mut NpzIn, source: String) -> Result<Dataset, D
         } else {
             None
         };
-        let ids = match npz.read_strings_opt(&key("ids"))? {
-            Some(v) => Some(Located { file: file.clone(), key: key("ids"), value: v }),
-            None => None,
-        };
+        let ids = npz.read_strings_opt(&key("ids"))?.map(|v| Located { file: file.clone(), key: key("ids"), value: v });
         let arrays = SplitArrays {
             split,
             lens: Located { file: file.clone(), key: key("len"), value: npz.read_int(&key("len"))? },

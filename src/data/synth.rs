@@ -193,7 +193,7 @@ pub fn generate(spec: &SynthSpec, seed: u64) -> (Dataset, Truth) {
     for split in SplitName::ALL {
         let mut rng = rng_for(seed, 1 + split.index() as u64);
         let mut lens: Vec<usize> =
-            spec.histograms[split.index()].iter().flat_map(|&(l, c)| std::iter::repeat(l).take(c)).collect();
+            spec.histograms[split.index()].iter().flat_map(|&(l, c)| std::iter::repeat_n(l, c)).collect();
         lens.shuffle(&mut rng);
         for (vi, &len) in lens.iter().enumerate() {
             let id = format!("synth_{split}_{vi:05}");
@@ -221,13 +221,14 @@ fn video(world: &World, dims: [usize; 3], len: usize, id: String, rng: &mut ChaC
         *o = EMO_OFFSET_STD * normal(rng);
     }
     // AR(1) walk, (len, K)
-    let mut x = vec![[0.0f64; K]; len];
+    let mut x: Vec<[f64; K]> = Vec::with_capacity(len);
     let innov = (1.0 - RHO * RHO).sqrt();
     for i in 0..len {
-        for k in 0..K {
-            let prev = if i == 0 { normal(rng) } else { RHO * x[i - 1][k] + innov * normal(rng) };
-            x[i][k] = prev;
-        }
+        let next: [f64; K] = match x.get(i.wrapping_sub(1)) {
+            None => std::array::from_fn(|_| normal(rng)),
+            Some(prev) => std::array::from_fn(|k| RHO * prev[k] + innov * normal(rng)),
+        };
+        x.push(next);
     }
     let mut features: [Vec<f32>; 3] = dims.map(|d| Vec::with_capacity(len * d));
     let mut sentiment = Vec::with_capacity(len);
@@ -307,8 +308,8 @@ pub struct Probe {
     pub no_emotion_share: f64,
 }
 
-/// Fit on train, score test (see `Probe`). Needs emotions and all three modalities' dims > 0 is not
-/// required: absent modalities are skipped.
+/// Fit on train, score test (see `Probe`). Uses whichever modalities the
+/// dataset has; `truth` must come from the same `generate` call.
 pub fn probe(ds: &Dataset, truth: &Truth) -> Probe {
     let width: usize = ds.dims.iter().sum::<usize>() + 1;
     let rows = |split: SplitName| -> Vec<Vec<f64>> {
@@ -437,6 +438,7 @@ fn standardise(train: &mut [Vec<f64>], test: &mut [Vec<f64>]) {
 }
 
 /// Ridge-regularised least squares for K right-hand sides via Cholesky: (W, K).
+#[allow(clippy::needless_range_loop)] // index loops mirror the textbook Cholesky formulas
 fn least_squares(x: &[Vec<f64>], y: &[[f64; K]]) -> Vec<[f64; K]> {
     let w = x.first().map_or(0, Vec::len);
     let mut a = vec![0.0f64; w * w];
