@@ -2,6 +2,7 @@
 
 pub mod engine;
 pub mod evaluate;
+pub mod grid;
 pub mod metrics;
 pub mod pipeline;
 pub mod report;
