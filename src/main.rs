@@ -23,6 +23,10 @@ enum Command {
     Eval(cli::train::EvalArgs),
     /// Write per-utterance predictions of a finished run as JSON lines or CSV.
     Predict(cli::train::PredictArgs),
+    /// Draw a run's attention matrices for one video as a PNG heatmap (the paper's Figure 3).
+    Attention(cli::train::AttentionArgs),
+    /// The paper's Table 4: every modality set, single-task vs multi-task, several seeds, with t-tests.
+    Grid(cli::train::GridArgs),
     /// Datasets: convert, prepare MOSI, synthesise, summarise.
     Data {
         #[command(subcommand)]
@@ -38,6 +42,8 @@ fn main() {
         Command::Train(a) => cli::train::train_cmd(a),
         Command::Eval(a) => cli::train::eval_cmd(a),
         Command::Predict(a) => cli::train::predict_cmd(a),
+        Command::Attention(a) => cli::train::attention_cmd(a),
+        Command::Grid(a) => cli::train::grid_cmd(a),
         Command::Data { cmd } => cli::data::run(cmd),
     };
     if let Err(e) = result {

@@ -227,3 +227,61 @@ fn cli_errors_name_what_to_fix() {
     let o = cimnet(&["train", "--data", data.to_str().unwrap(), "--backend", "cpu", "--out", r]);
     assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("--resume"));
 }
+
+#[test]
+fn cli_attention_png_and_grid_with_two_cells_and_two_seeds() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("tiny.npz");
+    let ds = synth::tiny(7);
+    native::write(&ds, &data).unwrap();
+    let d = data.to_str().unwrap();
+    let run = tmp.path().join("run");
+    let r = run.to_str().unwrap();
+    ok(&cimnet(&["train", "--data", d, "--epochs", "1", "--hidden", "6", "--dense", "4", "--backend", "cpu", "--out", r]));
+    let video = ds.split(SplitName::Test).iter().max_by_key(|v| v.len).unwrap();
+    let png_path = tmp.path().join("att.png");
+    ok(&cimnet(&["attention", "--run", r, "--video", &video.id, "--out", png_path.to_str().unwrap()]));
+    let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(&png_path).unwrap()));
+    let mut reader = decoder.read_info().unwrap();
+    let mut buf = vec![0; reader.output_buffer_size().unwrap()];
+    let info = reader.next_frame(&mut buf).unwrap();
+    assert!(info.width > 200 && info.height > 200, "{}x{}", info.width, info.height);
+    assert!(buf.iter().any(|&b| b != 255), "the image is not blank");
+    // The maps the PNG shows are real softmax rows.
+    let params = ParamStore::load(&run.join("model.safetensors")).unwrap();
+    let idx = ds.split(SplitName::Test).iter().position(|v| v.id == video.id).unwrap();
+    let maps = cimnet::train::heatmap::attention_maps(&params, &ds.batch(SplitName::Test, &[idx])).unwrap();
+    assert_eq!(maps.len(), 6, "TAV cim has three pairs, two matrices each");
+    for m in &maps {
+        for i in 0..m.u {
+            let s: f64 = m.weights[i * m.u..(i + 1) * m.u].iter().sum();
+            assert!((s - 1.0).abs() < 1e-12);
+        }
+    }
+    let o = cimnet(&["attention", "--run", r, "--video", "no-such-video", "--out", png_path.to_str().unwrap()]);
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("no-such-video"));
+
+    // Grid: 2 modality sets x {ST, MT} x 2 seeds.
+    let grid = tmp.path().join("grid");
+    let g = grid.to_str().unwrap();
+    let args = [
+        "grid", "--data", d, "--seeds", "2", "--modalities", "T,TV", "--epochs", "1", "--hidden", "4", "--dense", "3", "--out", g,
+    ];
+    let out = ok(&cimnet(&args));
+    assert!(out.contains("| TV |") && out.contains("| T |"), "{out}");
+    let rep: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(grid.join("report.json")).unwrap()).unwrap();
+    let cells = rep["cells"].as_array().unwrap();
+    assert_eq!(cells.len(), 2);
+    for c in cells {
+        for cmp in c["comparisons"].as_array().unwrap() {
+            assert_eq!(cmp["single_values"].as_array().unwrap().len(), 2);
+            assert_eq!(cmp["multi_values"].as_array().unwrap().len(), 2);
+        }
+    }
+    // 2 sets x 3 task setups (ST sentiment, ST emotion, MT) x 2 seeds run directories.
+    let runs = std::fs::read_dir(&grid).unwrap().filter(|e| e.as_ref().unwrap().path().is_dir()).count();
+    assert_eq!(runs, 6);
+    // Rerunning reuses every finished run.
+    let again = ok(&cimnet(&args));
+    assert_eq!(again.matches("finished earlier, reused").count(), 12, "{again}");
+}

@@ -358,3 +358,116 @@ pub fn predict_cmd(a: PredictArgs) -> Result<()> {
     println!("wrote {} predictions for the {} split to {}", rows.len(), a.split, a.out.display());
     Ok(())
 }
+
+#[derive(Debug, Args)]
+pub struct AttentionArgs {
+    /// Run directory written by `cimnet train`.
+    #[arg(long)]
+    pub run: PathBuf,
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// Video id (as in the data's ids); searched in --split, or in every split if not given.
+    #[arg(long)]
+    pub video: String,
+    #[arg(long)]
+    pub split: Option<SplitName>,
+    /// Output PNG file.
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+pub fn attention_cmd(a: AttentionArgs) -> Result<()> {
+    let rd = RunDir::new(&a.run);
+    let run = rd.read_config().with_context(|| format!("{} is not a cimnet run directory", a.run.display()))?;
+    if run.model.attention == Attention::None {
+        bail!("the run's model uses --attention none: it has no attention to draw");
+    }
+    let params = ParamStore::load(&rd.model())?;
+    let source = a.data.source().unwrap_or_else(|| run.data.clone());
+    let ds = load_data(&source, run.normalizer.as_ref())?;
+    ds.require(run.model.modalities)?;
+    let splits: Vec<SplitName> = a.split.map_or(SplitName::ALL.to_vec(), |s| vec![s]);
+    let found = splits
+        .iter()
+        .find_map(|&s| ds.split(s).iter().position(|v| v.id == a.video).map(|i| (s, i)));
+    let Some((split, index)) = found else {
+        let some: Vec<&str> = splits.iter().flat_map(|&s| ds.split(s).iter().take(3).map(|v| v.id.as_str())).collect();
+        bail!("video '{}' is not in {} (ids look like: {})", a.video, source.describe(), some.join(", "));
+    };
+    let mut batch = ds.batch(split, &[index]);
+    cimnet::grads::restrict_to_model(&mut batch, &params);
+    let maps = cimnet::train::heatmap::attention_maps(&params, &batch)?;
+    let caption = format!("{} video {} ({} split, {} utterances)", run.model.modalities, a.video, split, batch.u);
+    let (w, h, rgb) = cimnet::train::heatmap::render(&maps, &caption);
+    cimnet::train::heatmap::write_png(&a.out, w, h, &rgb).with_context(|| format!("writing {}", a.out.display()))?;
+    println!("wrote {} ({} attention matrices of {}x{} for video {})", a.out.display(), maps.len(), batch.u, batch.u, a.video);
+    Ok(())
+}
+
+#[derive(Debug, Args)]
+pub struct GridArgs {
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// Seeds per cell (1..=N).
+    #[arg(long, default_value_t = 5)]
+    pub seeds: u64,
+    /// Modality sets (comma-separated).
+    #[arg(long, default_value = "T,A,V,TA,TV,AV,TAV", value_delimiter = ',')]
+    pub modalities: Vec<ModalitySet>,
+    /// Attention kinds (comma-separated).
+    #[arg(long, default_value = "cim", value_delimiter = ',')]
+    pub attention: Vec<Attention>,
+    #[arg(long, default_value_t = 50)]
+    pub epochs: usize,
+    #[arg(long, default_value_t = 16)]
+    pub batch: usize,
+    #[arg(long, default_value_t = 1e-3)]
+    pub lr: f64,
+    #[arg(long, default_value_t = 20)]
+    pub patience: usize,
+    #[arg(long, default_value = "loss")]
+    pub select: SelectMetric,
+    #[arg(long)]
+    pub normalize: bool,
+    #[arg(long, default_value_t = 200)]
+    pub hidden: usize,
+    #[arg(long, default_value_t = 100)]
+    pub dense: usize,
+    #[arg(long, default_value_t = 0.3)]
+    pub dropout: f64,
+    #[arg(long, default_value = "cpu", value_parser = ["cpu"])]
+    pub backend: String,
+    /// Grid directory (one run directory per cell and seed; rerunning resumes).
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+pub fn grid_cmd(a: GridArgs) -> Result<()> {
+    let Some(source) = a.data.source() else {
+        bail!("the grid compares multi-task with single-task, so it needs emotion labels: give --data FILE|DIR or --synthetic (the bundled MOSI has none)");
+    };
+    let spec = cimnet::train::grid::GridSpec {
+        source,
+        sets: a.modalities.clone(),
+        attentions: a.attention.clone(),
+        seeds: a.seeds,
+        hidden: a.hidden,
+        dense: a.dense,
+        dropout: a.dropout,
+        train: TrainConfig {
+            epochs: a.epochs,
+            batch: a.batch,
+            lr: a.lr,
+            patience: a.patience,
+            seed: 1,
+            select: a.select,
+            batching: BatchMode::Bucketed,
+            normalize: a.normalize,
+            backend: a.backend.clone(),
+        },
+    };
+    let report = cimnet::train::grid::run_grid(&spec, &a.out, &mut new_bar())?;
+    println!("\n{}", cimnet::train::grid::grid_markdown(&report));
+    println!("wrote {} and {}", a.out.join("report.md").display(), a.out.join("report.json").display());
+    Ok(())
+}

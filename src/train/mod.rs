@@ -3,6 +3,7 @@
 pub mod engine;
 pub mod evaluate;
 pub mod grid;
+pub mod heatmap;
 pub mod metrics;
 pub mod pipeline;
 pub mod report;
