@@ -1,0 +1,286 @@
+//! Launchers of shaders/gru.wgsl: the recurrent part of the bidirectional GRU
+//! (reference: src/cpu/gru.rs). The input projection xp = W_ih x + b_ih and the
+//! gradients dW_ih = gi^T x, db_ih = sum gi, dx = gi W_ih are matmuls done by
+//! the linear kernels; these launchers consume xp and produce gi.
+//!
+//! Letters: B batch, U padded utterances, H hidden, M modalities in one launch,
+//! P = 2M problems, one per (modality m, direction d), p = 2m + d (d = 0
+//! forward, 1 reverse). Every per-problem buffer holds P blocks, each in the
+//! (B, U, ...) layout of `cpu::gru::GruCache` for that direction.
+//!
+//! Buffers (f32 unless said otherwise):
+//!   lens     (B) u32, 1 <= len <= U
+//!   weights  the flat parameter store (`params::ParamStore` layout)
+//!   grads    the flat gradient store, same layout, accumulated (`+=`)
+//!   xp       (P, B, U, 3H)
+//!   cache    (P, 5, B, U, H)  [h, r, z, n, hn] per problem, zero at padding
+//!   out      (M, B, U, 2H)    bi-GRU output [fwd | rev], zero at padding
+//!   dout     (M, B, U, 2H)    gradient wrt out
+//!   gi, gh   (P, B, U, 3H)    input / hidden-side pre-activation gradients,
+//!                             written (zero at padding)
+//!
+//! Every launcher only records into the given compute pass; nothing is read
+//! back, so a whole training step can be chained into one command buffer.
+
+use bytemuck::{Pod, Zeroable};
+use wgpu::util::DeviceExt;
+
+use crate::config::Modality;
+use crate::params::Layout;
+
+pub const GRU_WGSL: &str = include_str!("../../shaders/gru.wgsl");
+
+/// Sequences one workgroup of gru_forward / gru_backward owns (WGSL SEQ_PER_WG).
+pub const SEQ_PER_WG: u32 = 16;
+/// Largest hidden size the workgroup memory of gru_forward holds (WGSL MAX_H).
+pub const MAX_H: u32 = 256;
+/// At most this many (modality, direction) problems per launch (3 modalities x 2).
+pub const MAX_PROBLEMS: u32 = 8;
+/// Output tile of one gru_backward_weights workgroup: 8x8 invocations x 4x4 each.
+const WEIGHTS_TILE: u32 = 32;
+/// Tensors saved per problem in the cache: h, r, z, n, hn.
+pub const CACHE_TENSORS: u64 = 5;
+
+/// Sizes and parameter offsets of one launch; mirrors WGSL `GruParams`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Pod, Zeroable)]
+pub struct GruParams {
+    pub b: u32,
+    pub u: u32,
+    pub h: u32,
+    /// P = 2M, the number of (modality, direction) problems.
+    pub problems: u32,
+    /// Element offset of problem p's W_hh (3H, H) in the weights / grads stores.
+    pub w_hh_offset: [u32; 8],
+    /// Element offset of problem p's b_hh (3H).
+    pub b_hh_offset: [u32; 8],
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum GruError {
+    #[error("GRU hidden size {h} is not supported by gru.wgsl (1 <= H <= {max})")]
+    Hidden { h: usize, max: u32 },
+    #[error("GRU launch with {modalities} modalities; 1 to {max} are supported")]
+    Modalities { modalities: usize, max: u32 },
+    #[error("GRU launch with B = {b}, U = {u}; both must be at least 1")]
+    Empty { b: usize, u: usize },
+    #[error("parameter layout has no tensor '{name}'")]
+    MissingTensor { name: String },
+    #[error("tensor '{name}' has shape {got:?}, the GRU launch needs {want:?}")]
+    TensorShape { name: String, got: Vec<usize>, want: Vec<usize> },
+    #[error("offset {offset} of tensor '{name}' does not fit in u32")]
+    Offset { name: String, offset: usize },
+    #[error("GRU buffer '{name}' holds {got} bytes, the launch needs {need} ({shape})")]
+    BufferSize { name: &'static str, got: u64, need: u64, shape: String },
+}
+
+impl GruParams {
+    /// The launch over `modalities` (in that order: problem p = 2m + d uses
+    /// modality `modalities[m]`) of a batch of B videos padded to U, with the
+    /// W_hh / b_hh offsets taken from the parameter layout.
+    pub fn new(layout: &Layout, modalities: &[Modality], b: usize, u: usize, h: usize) -> Result<GruParams, GruError> {
+        if h == 0 || h > MAX_H as usize {
+            return Err(GruError::Hidden { h, max: MAX_H });
+        }
+        if modalities.is_empty() || 2 * modalities.len() > MAX_PROBLEMS as usize {
+            return Err(GruError::Modalities { modalities: modalities.len(), max: MAX_PROBLEMS / 2 });
+        }
+        if b == 0 || u == 0 {
+            return Err(GruError::Empty { b, u });
+        }
+        let mut p = GruParams {
+            b: b as u32,
+            u: u as u32,
+            h: h as u32,
+            problems: 2 * modalities.len() as u32,
+            w_hh_offset: [0; 8],
+            b_hh_offset: [0; 8],
+        };
+        for (mi, m) in modalities.iter().enumerate() {
+            for (d, dir) in ["", "_reverse"].iter().enumerate() {
+                let w = format!("{}.gru.weight_hh_l0{dir}", m.name());
+                let bias = format!("{}.gru.bias_hh_l0{dir}", m.name());
+                p.w_hh_offset[2 * mi + d] = offset_of(layout, &w, &[3 * h, h])?;
+                p.b_hh_offset[2 * mi + d] = offset_of(layout, &bias, &[3 * h])?;
+            }
+        }
+        Ok(p)
+    }
+
+    fn modalities(&self) -> u64 {
+        u64::from(self.problems / 2)
+    }
+
+    /// Elements of one (B, U) plane.
+    fn rows(&self) -> u64 {
+        u64::from(self.b) * u64::from(self.u)
+    }
+
+    /// Bytes of xp, gi and gh: (P, B, U, 3H).
+    pub fn gates_bytes(&self) -> u64 {
+        4 * u64::from(self.problems) * self.rows() * 3 * u64::from(self.h)
+    }
+
+    /// Bytes of the cache: (P, 5, B, U, H).
+    pub fn cache_bytes(&self) -> u64 {
+        4 * u64::from(self.problems) * CACHE_TENSORS * self.rows() * u64::from(self.h)
+    }
+
+    /// Bytes of out and dout: (M, B, U, 2H).
+    pub fn out_bytes(&self) -> u64 {
+        4 * self.modalities() * self.rows() * 2 * u64::from(self.h)
+    }
+
+    /// Bytes the weights / grads store must hold for every W_hh and b_hh.
+    fn store_bytes(&self) -> u64 {
+        let (h, p) = (u64::from(self.h), self.problems as usize);
+        let w = self.w_hh_offset[..p].iter().map(|&o| u64::from(o) + 3 * h * h);
+        let b = self.b_hh_offset[..p].iter().map(|&o| u64::from(o) + 3 * h);
+        4 * w.chain(b).max().unwrap_or(0)
+    }
+
+    fn shape(&self, dims: &str) -> String {
+        format!("{dims} with B={} U={} H={} P={}", self.b, self.u, self.h, self.problems)
+    }
+
+    fn seq_groups(&self) -> u32 {
+        self.b.div_ceil(SEQ_PER_WG)
+    }
+}
+
+fn offset_of(layout: &Layout, name: &str, want: &[usize]) -> Result<u32, GruError> {
+    let s = layout.get(name).ok_or_else(|| GruError::MissingTensor { name: name.to_string() })?;
+    if s.shape != want {
+        return Err(GruError::TensorShape { name: name.to_string(), got: s.shape.clone(), want: want.to_vec() });
+    }
+    u32::try_from(s.offset).map_err(|_| GruError::Offset { name: name.to_string(), offset: s.offset })
+}
+
+fn check(name: &'static str, buf: &wgpu::Buffer, need: u64, shape: String) -> Result<(), GruError> {
+    if buf.size() < need {
+        return Err(GruError::BufferSize { name, got: buf.size(), need, shape });
+    }
+    Ok(())
+}
+
+/// The three pipelines of gru.wgsl, built once per device.
+pub struct GruKernels {
+    forward: wgpu::ComputePipeline,
+    backward: wgpu::ComputePipeline,
+    backward_weights: wgpu::ComputePipeline,
+}
+
+impl GruKernels {
+    pub fn new(device: &wgpu::Device) -> GruKernels {
+        let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+            label: Some("gru.wgsl"),
+            source: wgpu::ShaderSource::Wgsl(GRU_WGSL.into()),
+        });
+        let pipeline = |entry: &str| {
+            device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some(entry),
+                layout: None,
+                module: &module,
+                entry_point: Some(entry),
+                compilation_options: Default::default(),
+                cache: None,
+            })
+        };
+        GruKernels {
+            forward: pipeline("gru_forward"),
+            backward: pipeline("gru_backward"),
+            backward_weights: pipeline("gru_backward_weights"),
+        }
+    }
+}
+
+fn bind(
+    device: &wgpu::Device,
+    pipeline: &wgpu::ComputePipeline,
+    label: &str,
+    params: &GruParams,
+    buffers: &[(u32, &wgpu::Buffer)],
+) -> wgpu::BindGroup {
+    let uniform = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+        label: Some(label),
+        contents: bytemuck::bytes_of(params),
+        usage: wgpu::BufferUsages::UNIFORM,
+    });
+    let mut entries = vec![wgpu::BindGroupEntry { binding: 0, resource: uniform.as_entire_binding() }];
+    entries.extend(buffers.iter().map(|&(binding, b)| wgpu::BindGroupEntry { binding, resource: b.as_entire_binding() }));
+    device.create_bind_group(&wgpu::BindGroupDescriptor {
+        label: Some(label),
+        layout: &pipeline.get_bind_group_layout(0),
+        entries: &entries,
+    })
+}
+
+/// Forward of every problem: writes `cache` (P, 5, B, U, H) and `out`
+/// (M, B, U, 2H), both zero at padding, from `xp` (P, B, U, 3H).
+#[allow(clippy::too_many_arguments)]
+pub fn gru_forward(
+    device: &wgpu::Device,
+    pass: &mut wgpu::ComputePass,
+    k: &GruKernels,
+    out: &wgpu::Buffer,
+    cache: &wgpu::Buffer,
+    xp: &wgpu::Buffer,
+    weights: &wgpu::Buffer,
+    lens: &wgpu::Buffer,
+    params: &GruParams,
+) -> Result<(), GruError> {
+    check("out", out, params.out_bytes(), params.shape("(M, B, U, 2H)"))?;
+    check("cache", cache, params.cache_bytes(), params.shape("(P, 5, B, U, H)"))?;
+    check("xp", xp, params.gates_bytes(), params.shape("(P, B, U, 3H)"))?;
+    check("weights", weights, params.store_bytes(), params.shape("W_hh, b_hh offsets"))?;
+    check("lens", lens, 4 * u64::from(params.b), params.shape("(B)"))?;
+    let bg = bind(device, &k.forward, "gru_forward", params, &[(1, lens), (2, weights), (3, xp), (4, cache), (5, out)]);
+    pass.set_pipeline(&k.forward);
+    pass.set_bind_group(0, &bg, &[]);
+    pass.dispatch_workgroups(params.seq_groups(), params.problems, 1);
+    Ok(())
+}
+
+/// Backward through time of every problem from `dout` (M, B, U, 2H): writes
+/// `gi` and `gh` (P, B, U, 3H), then accumulates dW_hh += gh^T h_prev and
+/// db_hh += sum gh into `grads` (deterministic order, no atomics). The caller
+/// completes dW_ih, db_ih and dx from `gi` with the linear kernels.
+#[allow(clippy::too_many_arguments)]
+pub fn gru_backward(
+    device: &wgpu::Device,
+    pass: &mut wgpu::ComputePass,
+    k: &GruKernels,
+    gi: &wgpu::Buffer,
+    gh: &wgpu::Buffer,
+    grads: &wgpu::Buffer,
+    dout: &wgpu::Buffer,
+    cache: &wgpu::Buffer,
+    weights: &wgpu::Buffer,
+    lens: &wgpu::Buffer,
+    params: &GruParams,
+) -> Result<(), GruError> {
+    check("gi", gi, params.gates_bytes(), params.shape("(P, B, U, 3H)"))?;
+    check("gh", gh, params.gates_bytes(), params.shape("(P, B, U, 3H)"))?;
+    check("grads", grads, params.store_bytes(), params.shape("W_hh, b_hh offsets"))?;
+    check("dout", dout, params.out_bytes(), params.shape("(M, B, U, 2H)"))?;
+    check("cache", cache, params.cache_bytes(), params.shape("(P, 5, B, U, H)"))?;
+    check("weights", weights, params.store_bytes(), params.shape("W_hh, b_hh offsets"))?;
+    check("lens", lens, 4 * u64::from(params.b), params.shape("(B)"))?;
+    let bg = bind(
+        device,
+        &k.backward,
+        "gru_backward",
+        params,
+        &[(1, lens), (2, weights), (3, cache), (4, dout), (5, gi), (6, gh)],
+    );
+    pass.set_pipeline(&k.backward);
+    pass.set_bind_group(0, &bg, &[]);
+    pass.dispatch_workgroups(params.seq_groups(), params.problems, 1);
+
+    let bg = bind(device, &k.backward_weights, "gru_backward_weights", params, &[(1, lens), (2, cache), (3, gh), (4, grads)]);
+    pass.set_pipeline(&k.backward_weights);
+    pass.set_bind_group(0, &bg, &[]);
+    let h = params.h;
+    pass.dispatch_workgroups((h + 1).div_ceil(WEIGHTS_TILE), (3 * h).div_ceil(WEIGHTS_TILE), params.problems);
+    Ok(())
+}

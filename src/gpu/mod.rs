@@ -1,0 +1,3 @@
+//! The WGSL GPU engine: one launcher module per shader in shaders/.
+
+pub mod gru;

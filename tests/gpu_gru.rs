@@ -1,0 +1,385 @@
+//! shaders/gru.wgsl against the CPU reference src/cpu/gru.rs: forward (h, r, z,
+//! n, hn and the bi-GRU output) and backward (gi, completed on the CPU into
+//! dW_ih, db_ih and dx, plus dW_hh and db_hh accumulated on the GPU), on odd
+//! shapes: B = 5 and 17 (not multiples of the 16 sequences a workgroup owns),
+//! U = 1 and 98, lengths including 1 and U, H = 200 and 7, odd K, one to three
+//! modalities per launch. Letters: B batch, U padded utterances, K input dim,
+//! H hidden, M modalities, P = 2M (modality, direction) problems.
+//!
+//! Needs a GPU adapter (Mesa llvmpipe is enough: WGPU_BACKEND=vulkan); without
+//! one the tests FAIL unless CIMNET_SKIP_GPU_TESTS=1.
+
+mod common;
+
+use cimnet::config::{Attention, Modality, ModalitySet, ModelConfig, Tasks};
+use cimnet::cpu::gru::{bigru_concat, bigru_split, gru_backward, gru_forward, GruCache, GruGrads, GruShape, GruWeights};
+use cimnet::gpu::gru::{self as g, GruKernels, GruParams};
+use cimnet::params::{Layout, ParamStore};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use wgpu::util::DeviceExt;
+
+// Tolerances, relative to the largest magnitude of the tensor compared
+// (|got - want| <= TOL * max|want|).
+//
+// Forward: each step is a length-H f32 dot product (H <= 200: rounding
+// ~ sqrt(H) * 6e-8 relative to the terms) followed by gates whose derivatives
+// are <= 1; with orthogonal W_hh and z in (0, 1) the recurrence does not
+// amplify earlier errors, so after up to 98 steps the error stays ~1e-6.
+// 1e-4 leaves two decades of margin and still catches any indexing or gate
+// mistake (those give errors of order 1).
+const FWD_TOL: f64 = 1e-4;
+// Backward: the same recurrence run backwards (W_hh^T gh, length 3H = 600) on
+// f32 inputs that already carry the forward's ~1e-6 error, and dW_hh / db_hh /
+// dW_ih sums over up to B*U = 1666 rows in f32: sequential accumulation error
+// ~ n * 6e-8 relative to the sum of |terms| in the worst case, ~1e-5 for
+// these sizes in practice. Held to the same 1e-4.
+const BWD_TOL: f64 = 1e-4;
+
+/// |got - want| <= atol + rtol * |want| everywhere; panics naming the worst element.
+fn assert_close(name: &str, got: &[f32], want: &[f64], atol: f64, rtol: f64) {
+    assert_eq!(got.len(), want.len(), "{name}: length");
+    let mut worst = (0usize, 0.0f64, 0.0f64);
+    for (i, (&a, &w)) in got.iter().zip(want).enumerate() {
+        let err = (f64::from(a) - w).abs();
+        let ratio = if err.is_nan() { f64::INFINITY } else { err / (atol + rtol * w.abs()) };
+        if ratio > worst.2 || i == 0 {
+            worst = (i, err, ratio);
+        }
+    }
+    let (i, err, ratio) = worst;
+    eprintln!("{name}: max error {err:.3e} at [{i}] (got {}, want {}), {:.3} of the tolerance", got[i], want[i], ratio);
+    assert!(ratio <= 1.0, "{name}: error {err:.3e} at [{i}]: got {}, want {} (atol {atol:.3e}, rtol {rtol:.1e})", got[i], want[i]);
+}
+
+/// assert_close with atol = tol * max|want|.
+fn assert_scaled(name: &str, got: &[f32], want: &[f64], tol: f64) {
+    let scale = want.iter().fold(0.0f64, |m, v| m.max(v.abs())).max(f64::MIN_POSITIVE);
+    assert_close(name, got, want, tol * scale, 0.0);
+}
+
+struct Gpu {
+    device: wgpu::Device,
+    queue: wgpu::Queue,
+    kernels: GruKernels,
+}
+
+fn gpu() -> Option<Gpu> {
+    if std::env::var("CIMNET_SKIP_GPU_TESTS").is_ok_and(|v| v == "1") {
+        eprintln!("CIMNET_SKIP_GPU_TESTS=1: skipping");
+        return None;
+    }
+    let backends = wgpu::Backends::from_env().unwrap_or(wgpu::Backends::all());
+    let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
+    desc.backends = backends;
+    let instance = wgpu::Instance::new(desc);
+    let adapter = pollster::block_on(instance.request_adapter(&wgpu::RequestAdapterOptions::default()))
+        .expect("no GPU adapter (set CIMNET_SKIP_GPU_TESTS=1 to skip GPU tests)");
+    let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+        label: Some("gpu_gru test"),
+        required_limits: adapter.limits(),
+        ..Default::default()
+    }))
+    .expect("request_device");
+    eprintln!("adapter: {:?}", adapter.get_info().name);
+    device.on_uncaptured_error(std::sync::Arc::new(|e| panic!("wgpu error: {e}")));
+    device.set_device_lost_callback(|r, m| eprintln!("DEVICE LOST {r:?}: {m}"));
+    let kernels = GruKernels::new(&device);
+    Some(Gpu { device, queue, kernels })
+}
+
+impl Gpu {
+    fn upload<T: bytemuck::Pod>(&self, label: &str, data: &[T]) -> wgpu::Buffer {
+        self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some(label),
+            contents: bytemuck::cast_slice(data),
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+        })
+    }
+    fn zeros(&self, label: &str, bytes: u64) -> wgpu::Buffer {
+        // Filled with NaN so that an element a kernel forgets to write shows.
+        let n = (bytes / 4) as usize;
+        self.upload(label, &vec![f32::NAN; n])
+    }
+    fn read(&self, buf: &wgpu::Buffer) -> Vec<f32> {
+        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("readback"),
+            size: buf.size(),
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let mut enc = self.device.create_command_encoder(&Default::default());
+        enc.copy_buffer_to_buffer(buf, 0, &staging, 0, buf.size());
+        self.queue.submit([enc.finish()]);
+        let slice = staging.slice(..);
+        slice.map_async(wgpu::MapMode::Read, |r| r.expect("map"));
+        self.device.poll(wgpu::PollType::wait_indefinitely()).expect("poll");
+        let v = bytemuck::cast_slice(&slice.get_mapped_range().expect("mapped range")).to_vec();
+        v
+    }
+    fn run(&self, f: impl FnOnce(&mut wgpu::ComputePass)) -> std::time::Duration {
+        let mut enc = self.device.create_command_encoder(&Default::default());
+        {
+            let mut pass = enc.begin_compute_pass(&Default::default());
+            f(&mut pass);
+        }
+        let t = std::time::Instant::now();
+        self.queue.submit([enc.finish()]);
+        let r = self.device.poll(wgpu::PollType::wait_indefinitely());
+        eprintln!("poll: {r:?}");
+        t.elapsed()
+    }
+}
+
+fn f32s(v: &[f64]) -> Vec<f32> {
+    v.iter().map(|&x| x as f32).collect()
+}
+
+struct Case {
+    name: &'static str,
+    lens: Vec<usize>,
+    dims: [usize; 3], // K per modality in T, A, V order (0 = absent)
+    h: usize,
+}
+
+impl Case {
+    fn u(&self) -> usize {
+        *self.lens.iter().max().unwrap()
+    }
+}
+
+fn modality_set(dims: [usize; 3]) -> ModalitySet {
+    let letters: String = Modality::ALL.iter().filter(|m| dims[m.index()] > 0).map(|m| m.letter()).collect();
+    letters.parse().unwrap()
+}
+
+/// Runs one case through the CPU reference and the GPU kernels and compares.
+fn check_case(gpu: &Gpu, c: &Case) {
+    eprintln!("== {}", c.name);
+    let mut cfg = ModelConfig::new(modality_set(c.dims), Attention::None, Tasks::Mtl, c.dims);
+    cfg.hidden = c.h;
+    let mods = cfg.modalities.modalities();
+    let mut store = ParamStore::init(&cfg, 7);
+    let mut rng = ChaCha8Rng::seed_from_u64(11);
+    for s in store.layout.slices.clone() {
+        if s.name.contains("bias") {
+            for v in store.get_mut(&s.name) {
+                *v = rng.gen_range(-0.5..0.5);
+            }
+        }
+    }
+    let layout: &Layout = &store.layout;
+    let wv = store.to_f64();
+    let (b, u, h) = (c.lens.len(), c.u(), c.h);
+    let params = GruParams::new(layout, &mods, b, u, h).unwrap();
+
+    // CPU: forward, a random output gradient (also at padding, which must be
+    // ignored), backward with zeroed gradients.
+    let mut xs = Vec::new();
+    let mut caches: Vec<GruCache> = Vec::new();
+    let mut out_want = Vec::new();
+    let mut dout = Vec::new();
+    let mut grads_want = vec![0.0; layout.len];
+    let mut dx_want = Vec::new();
+    for (mi, m) in mods.iter().enumerate() {
+        let k = cfg.dim(*m);
+        let s = GruShape { b, u, k, h };
+        let x: Vec<f64> = (0..b * u * k).map(|_| rng.gen_range(-1.0..1.0)).collect();
+        let weights = |dir: &str| {
+            let get = |t: &str| &wv[layout.slice(&format!("{}.gru.{t}{dir}", m.name())).range()];
+            GruWeights { w_ih: get("weight_ih_l0"), w_hh: get("weight_hh_l0"), b_ih: get("bias_ih_l0"), b_hh: get("bias_hh_l0") }
+        };
+        let fwd = gru_forward(&x, &weights(""), &c.lens, s, false);
+        let rev = gru_forward(&x, &weights("_reverse"), &c.lens, s, true);
+        out_want.extend(bigru_concat(&fwd.h, &rev.h, s));
+        let dm: Vec<f64> = (0..b * u * 2 * h).map(|_| rng.gen_range(-1.0..1.0)).collect();
+        let (dfwd, drev) = bigru_split(&dm, s);
+        let mut dx = vec![0.0; b * u * k];
+        for (dir, cache, dh, reverse) in [("", &fwd, &dfwd, false), ("_reverse", &rev, &drev, true)] {
+            let mut gw: Vec<Vec<f64>> =
+                ["weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0"].iter().map(|t| vec![0.0; layout.slice(&format!("{}.gru.{t}{dir}", m.name())).len()]).collect();
+            let (a, rest) = gw.split_at_mut(1);
+            let (bb, rest) = rest.split_at_mut(1);
+            let (cc, dd) = rest.split_at_mut(1);
+            let mut grads = GruGrads { w_ih: &mut a[0], w_hh: &mut bb[0], b_ih: &mut cc[0], b_hh: &mut dd[0] };
+            gru_backward(&mut dx, &mut grads, dh, &x, &weights(dir), cache, &c.lens, s, reverse);
+            for (t, v) in ["weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0"].iter().zip(&gw) {
+                grads_want[layout.slice(&format!("{}.gru.{t}{dir}", m.name())).range()].copy_from_slice(v);
+            }
+        }
+        assert_eq!(mi, xs.len());
+        xs.push(x);
+        caches.push(fwd);
+        caches.push(rev);
+        dout.extend(dm);
+        dx_want.push(dx);
+    }
+
+    // GPU.
+    let xp: Vec<f64> = caches.iter().flat_map(|c| c.xp.iter().copied()).collect();
+    let lens_u32: Vec<u32> = c.lens.iter().map(|&l| l as u32).collect();
+    let lens_buf = gpu.upload("lens", &lens_u32);
+    let weights_buf = gpu.upload("weights", &store.values);
+    let xp_buf = gpu.upload("xp", &f32s(&xp));
+    let cache_buf = gpu.zeros("cache", params.cache_bytes());
+    let out_buf = gpu.zeros("out", params.out_bytes());
+    let dout_buf = gpu.upload("dout", &f32s(&dout));
+    let gi_buf = gpu.zeros("gi", params.gates_bytes());
+    let gh_buf = gpu.zeros("gh", params.gates_bytes());
+    // Gradients start non-zero to check that dW_hh / db_hh accumulate.
+    let grads0: Vec<f64> = (0..layout.len).map(|_| rng.gen_range(-0.1..0.1)).collect();
+    let grads_buf = gpu.upload("grads", &f32s(&grads0));
+    let tf = gpu.run(|pass| {
+        g::gru_forward(&gpu.device, pass, &gpu.kernels, &out_buf, &cache_buf, &xp_buf, &weights_buf, &lens_buf, &params).unwrap()
+    });
+    let tb = gpu.run(|pass| {
+        g::gru_backward(&gpu.device, pass, &gpu.kernels, &gi_buf, &gh_buf, &grads_buf, &dout_buf, &cache_buf, &weights_buf, &lens_buf, &params)
+            .unwrap()
+    });
+    eprintln!("forward {tf:?}, backward {tb:?}");
+
+    // Forward: each saved tensor of each problem, and the bi-GRU output.
+    let cache_got = gpu.read(&cache_buf);
+    let plane = b * u * h;
+    if std::env::var("GRU_DEBUG").is_ok() {
+        for p in 0..2 * mods.len() {
+            for k in 0..5 {
+                let mut bad = Vec::new();
+                for bi in 0..b {
+                    for i in 0..u {
+                        let o = ((p * 5 + k) * b + bi) * u * h + i * h;
+                        let n = cache_got[o..o + h].iter().filter(|v| v.is_nan()).count();
+                        if n > 0 {
+                            bad.push((bi, i, n));
+                        }
+                    }
+                }
+                eprintln!("p{p} k{k}: {} bad rows {:?}", bad.len(), bad.iter().map(|x| (x.0, x.1)).collect::<Vec<_>>());
+            }
+        }
+    }
+    for (p, cache) in caches.iter().enumerate() {
+        let m = mods[p / 2].name();
+        let dir = ["fwd", "rev"][p % 2];
+        for (k, (t, want)) in [("h", &cache.h), ("r", &cache.r), ("z", &cache.z), ("n", &cache.n), ("hn", &cache.hn)].into_iter().enumerate() {
+            let off = (p * 5 + k) * plane;
+            assert_scaled(&format!("{m} {dir} {t}"), &cache_got[off..off + plane], want, FWD_TOL);
+        }
+    }
+    assert_scaled("out", &gpu.read(&out_buf), &out_want, FWD_TOL);
+
+    // Backward: gi at padding is zero; gi completed on the CPU into the
+    // input-side gradients, which the reference computes directly.
+    let gi = gpu.read(&gi_buf);
+    let g3 = 3 * h;
+    for p in 0..2 * mods.len() {
+        for (bi, &l) in c.lens.iter().enumerate() {
+            for i in l..u {
+                let o = ((p * b + bi) * u + i) * g3;
+                assert!(gi[o..o + g3].iter().all(|&v| v == 0.0), "gi not zero at padding p={p} b={bi} i={i}");
+            }
+        }
+    }
+    let mut grads_got: Vec<f64> = gpu.read(&grads_buf).iter().map(|&v| f64::from(v)).collect();
+    for (mi, m) in mods.iter().enumerate() {
+        let k = cfg.dim(*m);
+        let mut dx = vec![0.0; b * u * k];
+        for (d, dir) in ["", "_reverse"].iter().enumerate() {
+            let p = 2 * mi + d;
+            let w_ih = &wv[layout.slice(&format!("{}.gru.weight_ih_l0{dir}", m.name())).range()];
+            let dw = layout.slice(&format!("{}.gru.weight_ih_l0{dir}", m.name())).range();
+            let db = layout.slice(&format!("{}.gru.bias_ih_l0{dir}", m.name())).range();
+            for t in 0..b * u {
+                let gr = &gi[(p * b * u + t) * g3..][..g3];
+                let xr = &xs[mi][t * k..(t + 1) * k];
+                for row in 0..g3 {
+                    let gv = f64::from(gr[row]);
+                    grads_got[db.start + row] += gv;
+                    for col in 0..k {
+                        grads_got[dw.start + row * k + col] += gv * xr[col];
+                        dx[t * k + col] += gv * w_ih[row * k + col];
+                    }
+                }
+            }
+        }
+        assert_scaled(&format!("{} dx (from gi)", m.name()), &f32s(&dx), &dx_want[mi], BWD_TOL);
+    }
+    // The GPU added its dW_hh / db_hh to grads0, the CPU loop above its gi-derived
+    // dW_ih / db_ih (to the f32 values read back): compare got - grads0 per tensor.
+    for s in &layout.slices {
+        if !s.name.contains(".gru.") {
+            continue;
+        }
+        let got: Vec<f32> = s.range().map(|i| (grads_got[i] - f64::from(grads0[i] as f32)) as f32).collect();
+        let want = &grads_want[s.range()];
+        let what = if s.name.contains("_hh") { "(GPU)" } else { "(from gi)" };
+        assert_scaled(&format!("d {} {what}", s.name), &got, want, BWD_TOL);
+    }
+}
+
+#[test]
+fn gru_forward_backward_match_cpu() {
+    let Some(gpu) = gpu() else { return };
+    let mut rng = ChaCha8Rng::seed_from_u64(3);
+    let mut lens17 = |u: usize| -> Vec<usize> {
+        let mut l: Vec<usize> = (0..17).map(|_| rng.gen_range(1..=u)).collect();
+        l[3] = 1;
+        l[16] = u; // the longest video is in the second workgroup's group
+        l
+    };
+    let cases = [
+        Case { name: "B=5 U=98 H=200 K=35 (video only)", lens: vec![98, 1, 50, 97, 23], dims: [0, 0, 35], h: 200 },
+        Case { name: "B=17 U=13 H=7 TAV K=5,3,9", lens: lens17(13), dims: [5, 3, 9], h: 7 },
+        Case { name: "B=17 U=1 H=200 K=9", lens: vec![1; 17], dims: [0, 9, 0], h: 200 },
+        Case { name: "B=17 U=40 H=200 TA K=75,11", lens: lens17(40), dims: [75, 11, 0], h: 200 },
+    ];
+    for c in &cases {
+        check_case(&gpu, c);
+    }
+}
+
+#[test]
+fn gru_wgsl_validates() {
+    let module = naga::front::wgsl::parse_str(g::GRU_WGSL).expect("gru.wgsl parses");
+    naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::default())
+        .validate(&module)
+        .expect("gru.wgsl validates");
+}
+
+/// GruParams has the size and field offsets of the WGSL struct.
+#[test]
+fn gru_params_layout_matches_wgsl() {
+    let module = naga::front::wgsl::parse_str(g::GRU_WGSL).unwrap();
+    let ty = module.types.iter().find(|(_, t)| t.name.as_deref() == Some("GruParams")).unwrap().1;
+    let mut layouter = naga::proc::Layouter::default();
+    layouter.update(module.to_ctx()).unwrap();
+    let naga::TypeInner::Struct { members, span } = &ty.inner else { panic!("GruParams is not a struct") };
+    assert_eq!(*span as usize, std::mem::size_of::<GruParams>(), "size");
+    let rust = [
+        ("b", std::mem::offset_of!(GruParams, b)),
+        ("u", std::mem::offset_of!(GruParams, u)),
+        ("h", std::mem::offset_of!(GruParams, h)),
+        ("problems", std::mem::offset_of!(GruParams, problems)),
+        ("w_hh_offset", std::mem::offset_of!(GruParams, w_hh_offset)),
+        ("b_hh_offset", std::mem::offset_of!(GruParams, b_hh_offset)),
+    ];
+    assert_eq!(members.len(), rust.len());
+    for (m, (name, off)) in members.iter().zip(rust) {
+        assert_eq!(m.name.as_deref(), Some(name));
+        assert_eq!(m.offset as usize, off, "offset of {name}");
+    }
+}
+
+#[test]
+fn gru_params_reject_unsupported_sizes() {
+    let mut cfg = ModelConfig::new(ModalitySet::V, Attention::None, Tasks::Mtl, [0, 0, 5]);
+    cfg.hidden = 300;
+    let layout = Layout::new(&cfg);
+    assert_eq!(GruParams::new(&layout, &[Modality::Video], 2, 3, 300), Err(g::GruError::Hidden { h: 300, max: g::MAX_H }));
+    cfg.hidden = 4;
+    let layout = Layout::new(&cfg);
+    assert!(matches!(GruParams::new(&layout, &[Modality::Text], 2, 3, 4), Err(g::GruError::MissingTensor { .. })));
+    assert!(matches!(GruParams::new(&layout, &[Modality::Video], 2, 3, 5), Err(g::GruError::TensorShape { .. })));
+    assert_eq!(GruParams::new(&layout, &[Modality::Video], 0, 3, 4), Err(g::GruError::Empty { b: 0, u: 3 }));
+    assert!(GruParams::new(&layout, &[Modality::Video], 2, 3, 4).is_ok());
+}
