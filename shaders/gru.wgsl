@@ -10,7 +10,7 @@
 // src/cpu/gru.rs's GruCache for that direction.
 //
 // Entry points
-//   gru_forward            per step: hh = W_hh h + b_hh, gates r, z, n, h';
+//   gru_forward            per step t: hh = W_hh h + b_hh, gates r, z, n, h';
 //                          saves h, r, z, n, hn and writes the bi-GRU output
 //                          [fwd | rev], zero at padding.
 //   gru_backward           backward through time from d(out): writes gi and
@@ -22,19 +22,25 @@
 // Dispatch layout
 //   gru_forward, gru_backward: workgroup (64, 4) = 64 unit lanes x 4 sequence
 //     quads; workgroup (x, y) owns sequences 16x .. 16x+15 of problem y and ALL
-//     hidden units, and loops over every time step inside the kernel
-//     (persistent): no step needs data from another workgroup, so
-//     workgroupBarrier / storageBarrier between steps are enough. An
-//     invocation owns units lane, lane+64, ... (< H) of 4 sequences (a vec4).
-//     dispatch (ceil(B / 16), P, 1).
+//     hidden units, and loops over the time steps [t0, t1) of params inside
+//     the kernel: no step needs data from another workgroup, so
+//     workgroupBarrier / storageBarrier between steps are enough. The launcher
+//     splits the U steps into chunks, one dispatch each (1 step per dispatch
+//     up to all of them; llvmpipe ends any invocation after 65535 loop
+//     iterations in total, see LOOP_BUDGET in src/gpu/gru.rs). Between chunks
+//     h travels through the cache, the backward's carried dh through `carry`.
+//     An invocation owns units lane, lane+64, ... (< H) of 4 sequences (a
+//     vec4). dispatch (ceil(B / 16), P, 1) per chunk; the backward's chunks
+//     run from the last one to the first.
 //   gru_backward_weights: workgroup (8, 8); an invocation owns a 4x4 tile of
-//     the (3H, H+1) matrix [dW_hh | db_hh] of problem z.
-//     dispatch (ceil((H + 1) / 32), ceil(3H / 32), P).
+//     the (3H, H+1) matrix [dW_hh | db_hh] of problem z and sums over all real
+//     (b, i) in order. dispatch (ceil((H + 1) / 32), ceil(3H / 32), P).
 //
 // Bindings (group 0; each entry point numbers its own from 0, in the order
 // its launcher lists them)
 //   gru_forward:           0 params, 1 lens, 2 weights, 3 xp, 4 cache (w), 5 out (w)
-//   gru_backward:          0 params, 1 lens, 2 weights, 3 cache, 4 dout, 5 gi (w), 6 gh (w)
+//   gru_backward:          0 params, 1 lens, 2 weights, 3 cache, 4 dout, 5 gi (w), 6 gh (w),
+//                          7 carry (w)
 //   gru_backward_weights:  0 params, 1 lens, 2 cache, 3 gh, 4 grads (w, accumulated)
 // where
 //   params   uniform GruParams
@@ -47,12 +53,18 @@
 //   dout     (M, B, U, 2H)  gradient wrt out
 //   gi       (P, B, U, 3H)  input-side pre-activation grads [dar, daz, dan]
 //   gh       (P, B, U, 3H)  hidden-side pre-activation grads [dar, daz, dan*r]
+//   carry    (P, B, H)      dh carried from one backward chunk to the next
 
 struct GruParams {
     b: u32,
     u: u32,
     h: u32,
     problems: u32,
+    // Steps [t0, t1) run by this dispatch (backward: from t1 - 1 down to t0).
+    t0: u32,
+    t1: u32,
+    _pad0: u32,
+    _pad1: u32,
     // Element offsets in the weights / grads stores of problem p at [p / 4][p % 4].
     w_hh_offset: array<vec4<u32>, 2>,
     b_hh_offset: array<vec4<u32>, 2>,
@@ -84,6 +96,7 @@ const C_HN: u32 = 4u;
 @group(0) @binding(4) var<storage, read> bw_dout: array<f32>;
 @group(0) @binding(5) var<storage, read_write> bw_gi: array<f32>;
 @group(0) @binding(6) var<storage, read_write> bw_gh: array<f32>;
+@group(0) @binding(7) var<storage, read_write> bw_carry: array<f32>;
 // gru_backward_weights
 @group(0) @binding(2) var<storage, read> ww_cache: array<f32>;
 @group(0) @binding(3) var<storage, read> ww_gh: array<f32>;
@@ -131,6 +144,17 @@ fn position(t: u32, len: u32, rev: bool) -> u32 {
     return t;
 }
 
+// Sequence lengths of the 4 sequences of a quad (0 beyond B).
+fn quad_lens(s0: u32) -> vec4<u32> {
+    var len = vec4<u32>(0u);
+    for (var q = 0u; q < 4u; q++) {
+        if (s0 + q < params.b) {
+            len[q] = lens[s0 + q];
+        }
+    }
+    return len;
+}
+
 @compute @workgroup_size(64, 4, 1)
 fn gru_forward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
     let nb = params.b;
@@ -144,67 +168,89 @@ fn gru_forward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_
     let s0 = wid.x * SEQ_PER_WG + 4u * quad;
     let wo = w_hh_offset(p);
     let bo = b_hh_offset(p);
-    var len = vec4<u32>(0u);
-    for (var q = 0u; q < 4u; q++) {
-        if (s0 + q < nb) {
-            len[q] = lens[s0 + q];
+    let len = quad_lens(s0);
+    let t0 = params.t0;
+    // h_prev of step t0: zero at the start, else what the previous dispatch
+    // saved at the position processed at step t0 - 1.
+    for (var it = 0u; it < UNIT_ITERS; it++) {
+        let j = lane + it * UNIT_LANES;
+        var hv = vec4<f32>(0.0);
+        if (j < nh && t0 > 0u) {
+            for (var q = 0u; q < 4u; q++) {
+                if (t0 < len[q]) {
+                    hv[q] = fw_cache[cache_at(p, C_H, s0 + q, position(t0 - 1u, len[q], rev), j)];
+                }
+            }
         }
-    }
-    for (var j = lane; j < MAX_H; j += UNIT_LANES) {
-        h_shared[quad * MAX_H + j] = vec4<f32>(0.0);
+        h_shared[quad * MAX_H + j] = hv;
     }
     workgroupBarrier();
 
-    for (var t = 0u; t < params.u; t++) {
+    let nh4 = nh / 4u;
+    for (var t = t0; t < params.t1; t++) {
         var hnew: array<vec4<f32>, UNIT_ITERS>;
         for (var it = 0u; it < UNIT_ITERS; it++) {
             let j = lane + it * UNIT_LANES;
-            if (j >= nh) {
-                break;
-            }
-            // Rows j, H+j, 2H+j of W_hh h for the 4 sequences at once.
-            var ar = vec4<f32>(0.0);
-            var az = vec4<f32>(0.0);
-            var an = vec4<f32>(0.0);
-            let wr = wo + j * nh;
-            let wz = wo + (nh + j) * nh;
-            let wn = wo + (2u * nh + j) * nh;
-            for (var c = 0u; c < nh; c++) {
-                let hv = h_shared[quad * MAX_H + c];
-                ar += weights[wr + c] * hv;
-                az += weights[wz + c] * hv;
-                an += weights[wn + c] * hv;
-            }
-            let hprev = h_shared[quad * MAX_H + j];
-            let br = weights[bo + j];
-            let bz = weights[bo + nh + j];
-            let bn = weights[bo + 2u * nh + j];
-            for (var q = 0u; q < 4u; q++) {
-                let b = s0 + q;
-                if (b >= nb) {
-                    break;
+            if (j < nh) {
+                // Rows j, H+j, 2H+j of W_hh h for the 4 sequences at once,
+                // unrolled by 4 (see LOOP_BUDGET in src/gpu/gru.rs).
+                var ar = vec4<f32>(0.0);
+                var az = vec4<f32>(0.0);
+                var an = vec4<f32>(0.0);
+                let wr = wo + j * nh;
+                let wz = wo + (nh + j) * nh;
+                let wn = wo + (2u * nh + j) * nh;
+                let hb = quad * MAX_H;
+                // A quad whose sequences are all done (or beyond B) only writes padding.
+                let live = any(vec4<u32>(t) < len);
+                let n4 = select(0u, nh4, live);
+                let nr = select(0u, nh, live);
+                for (var c4 = 0u; c4 < n4; c4++) {
+                    let c = 4u * c4;
+                    let h0 = h_shared[hb + c];
+                    let h1 = h_shared[hb + c + 1u];
+                    let h2 = h_shared[hb + c + 2u];
+                    let h3 = h_shared[hb + c + 3u];
+                    ar += weights[wr + c] * h0 + weights[wr + c + 1u] * h1 + weights[wr + c + 2u] * h2 + weights[wr + c + 3u] * h3;
+                    az += weights[wz + c] * h0 + weights[wz + c + 1u] * h1 + weights[wz + c + 2u] * h2 + weights[wz + c + 3u] * h3;
+                    an += weights[wn + c] * h0 + weights[wn + c + 1u] * h1 + weights[wn + c + 2u] * h2 + weights[wn + c + 3u] * h3;
                 }
-                let i = position(t, len[q], rev);
-                var hv = 0.0;
-                var r = 0.0;
-                var z = 0.0;
-                var n = 0.0;
-                var hn = 0.0;
-                if (t < len[q]) {
-                    let x0 = row_of(p, b, i) * 3u * nh;
-                    r = sigmoid(fw_xp[x0 + j] + ar[q] + br);
-                    z = sigmoid(fw_xp[x0 + nh + j] + az[q] + bz);
-                    hn = an[q] + bn;
-                    n = tanh_safe(fw_xp[x0 + 2u * nh + j] + r * hn);
-                    hv = (1.0 - z) * n + z * hprev[q];
+                for (var c = 4u * nh4; c < nr; c++) {
+                    let hv = h_shared[hb + c];
+                    ar += weights[wr + c] * hv;
+                    az += weights[wz + c] * hv;
+                    an += weights[wn + c] * hv;
                 }
-                hnew[it][q] = hv;
-                fw_cache[cache_at(p, C_H, b, i, j)] = hv;
-                fw_cache[cache_at(p, C_R, b, i, j)] = r;
-                fw_cache[cache_at(p, C_Z, b, i, j)] = z;
-                fw_cache[cache_at(p, C_N, b, i, j)] = n;
-                fw_cache[cache_at(p, C_HN, b, i, j)] = hn;
-                fw_out[((m * nb + b) * params.u + i) * 2u * nh + d * nh + j] = hv;
+                let hprev = h_shared[hb + j];
+                let br = weights[bo + j];
+                let bz = weights[bo + nh + j];
+                let bn = weights[bo + 2u * nh + j];
+                for (var q = 0u; q < 4u; q++) {
+                    let b = s0 + q;
+                    if (b < nb) {
+                        let i = position(t, len[q], rev);
+                        var hv = 0.0;
+                        var r = 0.0;
+                        var z = 0.0;
+                        var n = 0.0;
+                        var hn = 0.0;
+                        if (t < len[q]) {
+                            let x0 = row_of(p, b, i) * 3u * nh;
+                            r = sigmoid(fw_xp[x0 + j] + ar[q] + br);
+                            z = sigmoid(fw_xp[x0 + nh + j] + az[q] + bz);
+                            hn = an[q] + bn;
+                            n = tanh_safe(fw_xp[x0 + 2u * nh + j] + r * hn);
+                            hv = (1.0 - z) * n + z * hprev[q];
+                        }
+                        hnew[it][q] = hv;
+                        fw_cache[cache_at(p, C_H, b, i, j)] = hv;
+                        fw_cache[cache_at(p, C_R, b, i, j)] = r;
+                        fw_cache[cache_at(p, C_Z, b, i, j)] = z;
+                        fw_cache[cache_at(p, C_N, b, i, j)] = n;
+                        fw_cache[cache_at(p, C_HN, b, i, j)] = hn;
+                        fw_out[((m * nb + b) * params.u + i) * 2u * nh + d * nh + j] = hv;
+                    }
+                }
             }
         }
         // Everyone has read h_prev before anyone overwrites it.
@@ -232,93 +278,119 @@ fn gru_backward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup
     let quad = lid.y;
     let s0 = wid.x * SEQ_PER_WG + 4u * quad;
     let wo = w_hh_offset(p);
-    var len = vec4<u32>(0u);
-    for (var q = 0u; q < 4u; q++) {
-        if (s0 + q < nb) {
-            len[q] = lens[s0 + q];
-        }
-    }
+    let len = quad_lens(s0);
     // d(loss)/d(h) arriving from the step processed after this one, in
-    // registers: the same invocation owns unit j in both phases of a step.
+    // registers (the same invocation owns unit j in both phases of a step);
+    // it crosses dispatches through bw_carry.
     var carry: array<vec4<f32>, UNIT_ITERS>;
     for (var it = 0u; it < UNIT_ITERS; it++) {
-        carry[it] = vec4<f32>(0.0);
+        let j = lane + it * UNIT_LANES;
+        var cv = vec4<f32>(0.0);
+        if (j < nh && params.t1 < nu) {
+            for (var q = 0u; q < 4u; q++) {
+                if (s0 + q < nb) {
+                    cv[q] = bw_carry[(p * nb + s0 + q) * nh + j];
+                }
+            }
+        }
+        carry[it] = cv;
     }
 
-    for (var tt = 0u; tt < nu; tt++) {
-        let t = nu - 1u - tt;
+    let n3 = 3u * nh;
+    let n34 = n3 / 4u;
+    for (var t = params.t1; t > params.t0; ) {
+        t -= 1u;
         // Row (into gi / gh) of each of the 4 sequences at this step; a
         // sequence beyond B reads a valid row of this workgroup and is ignored.
         var grow = vec4<u32>(0u);
-        // Phase A: gate gradients of units j, written to gi and gh.
         for (var q = 0u; q < 4u; q++) {
             let b = min(s0 + q, nb - 1u);
-            grow[q] = row_of(p, b, position(t, len[q], rev)) * 3u * nh;
+            grow[q] = row_of(p, b, position(t, len[q], rev)) * n3;
         }
+        // Phase A: gate gradients of units j, written to gi and gh.
         for (var it = 0u; it < UNIT_ITERS; it++) {
             let j = lane + it * UNIT_LANES;
-            if (j >= nh) {
-                break;
-            }
-            for (var q = 0u; q < 4u; q++) {
-                let b = s0 + q;
-                if (b >= nb) {
-                    break;
-                }
-                var dar = 0.0;
-                var daz = 0.0;
-                var dan = 0.0;
-                var dhn = 0.0;
-                var gz = 0.0;
-                if (t < len[q]) {
-                    let i = position(t, len[q], rev);
-                    var hprev = 0.0;
-                    if (t > 0u) {
-                        let ip = select(i - 1u, i + 1u, rev);
-                        hprev = bw_cache[cache_at(p, C_H, b, ip, j)];
+            if (j < nh) {
+                for (var q = 0u; q < 4u; q++) {
+                    let b = s0 + q;
+                    if (b < nb) {
+                        var dar = 0.0;
+                        var daz = 0.0;
+                        var dan = 0.0;
+                        var dhn = 0.0;
+                        var gz = 0.0;
+                        if (t < len[q]) {
+                            let i = position(t, len[q], rev);
+                            var hprev = 0.0;
+                            if (t > 0u) {
+                                let ip = select(i - 1u, i + 1u, rev);
+                                hprev = bw_cache[cache_at(p, C_H, b, ip, j)];
+                            }
+                            let r = bw_cache[cache_at(p, C_R, b, i, j)];
+                            let z = bw_cache[cache_at(p, C_Z, b, i, j)];
+                            let n = bw_cache[cache_at(p, C_N, b, i, j)];
+                            let hn = bw_cache[cache_at(p, C_HN, b, i, j)];
+                            let g = bw_dout[((m * nb + b) * nu + i) * 2u * nh + d * nh + j] + carry[it][q];
+                            let dn = g * (1.0 - z);
+                            let dz = g * (hprev - n);
+                            dan = dn * (1.0 - n * n);
+                            dar = dan * hn * r * (1.0 - r);
+                            daz = dz * z * (1.0 - z);
+                            dhn = dan * r;
+                            gz = g * z;
+                        }
+                        let o = grow[q];
+                        bw_gi[o + j] = dar;
+                        bw_gi[o + nh + j] = daz;
+                        bw_gi[o + 2u * nh + j] = dan;
+                        bw_gh[o + j] = dar;
+                        bw_gh[o + nh + j] = daz;
+                        bw_gh[o + 2u * nh + j] = dhn;
+                        carry[it][q] = gz;
                     }
-                    let r = bw_cache[cache_at(p, C_R, b, i, j)];
-                    let z = bw_cache[cache_at(p, C_Z, b, i, j)];
-                    let n = bw_cache[cache_at(p, C_N, b, i, j)];
-                    let hn = bw_cache[cache_at(p, C_HN, b, i, j)];
-                    let g = bw_dout[((m * nb + b) * nu + i) * 2u * nh + d * nh + j] + carry[it][q];
-                    let dn = g * (1.0 - z);
-                    let dz = g * (hprev - n);
-                    dan = dn * (1.0 - n * n);
-                    dar = dan * hn * r * (1.0 - r);
-                    daz = dz * z * (1.0 - z);
-                    dhn = dan * r;
-                    gz = g * z;
                 }
-                let o = grow[q];
-                bw_gi[o + j] = dar;
-                bw_gi[o + nh + j] = daz;
-                bw_gi[o + 2u * nh + j] = dan;
-                bw_gh[o + j] = dar;
-                bw_gh[o + nh + j] = daz;
-                bw_gh[o + 2u * nh + j] = dhn;
-                carry[it][q] = gz;
             }
         }
         // gh of this step is complete for all units before phase B reads it.
         storageBarrier();
         // Phase B: dh_prev[c] = g z + sum_row W_hh[row, c] gh[row] (W_hh^T gh;
-        // neighbouring lanes read neighbouring columns). Sequences that are
-        // done read their zeroed padding row and keep carry = 0.
+        // neighbouring lanes read neighbouring columns), unrolled by 4.
+        // Sequences that are done read their zeroed padding row: carry stays 0.
         for (var it = 0u; it < UNIT_ITERS; it++) {
             let c = lane + it * UNIT_LANES;
-            if (c >= nh) {
-                break;
+            if (c < nh) {
+                var acc = vec4<f32>(0.0);
+                let live = any(vec4<u32>(t) < len);
+                let n4 = select(0u, n34, live);
+                let nr = select(0u, n3, live);
+                for (var r4 = 0u; r4 < n4; r4++) {
+                    let row = 4u * r4;
+                    let w = wo + row * nh + c;
+                    acc += weights[w] * vec4<f32>(bw_gh[grow.x + row], bw_gh[grow.y + row], bw_gh[grow.z + row], bw_gh[grow.w + row]);
+                    acc += weights[w + nh] * vec4<f32>(bw_gh[grow.x + row + 1u], bw_gh[grow.y + row + 1u], bw_gh[grow.z + row + 1u], bw_gh[grow.w + row + 1u]);
+                    acc += weights[w + 2u * nh] * vec4<f32>(bw_gh[grow.x + row + 2u], bw_gh[grow.y + row + 2u], bw_gh[grow.z + row + 2u], bw_gh[grow.w + row + 2u]);
+                    acc += weights[w + 3u * nh] * vec4<f32>(bw_gh[grow.x + row + 3u], bw_gh[grow.y + row + 3u], bw_gh[grow.z + row + 3u], bw_gh[grow.w + row + 3u]);
+                }
+                for (var row = 4u * n34; row < nr; row++) {
+                    acc += weights[wo + row * nh + c] * vec4<f32>(bw_gh[grow.x + row], bw_gh[grow.y + row], bw_gh[grow.z + row], bw_gh[grow.w + row]);
+                }
+                carry[it] += acc;
             }
-            var acc = vec4<f32>(0.0);
-            for (var row = 0u; row < 3u * nh; row++) {
-                let g4 = vec4<f32>(bw_gh[grow.x + row], bw_gh[grow.y + row], bw_gh[grow.z + row], bw_gh[grow.w + row]);
-                acc += weights[wo + row * nh + c] * g4;
-            }
-            carry[it] += acc;
         }
         // Phase A of the next step writes other rows of gh, and carry is
         // private, so no barrier is needed here.
+    }
+    if (params.t0 > 0u) {
+        for (var it = 0u; it < UNIT_ITERS; it++) {
+            let j = lane + it * UNIT_LANES;
+            if (j < nh) {
+                for (var q = 0u; q < 4u; q++) {
+                    if (s0 + q < nb) {
+                        bw_carry[(p * nb + s0 + q) * nh + j] = carry[it][q];
+                    }
+                }
+            }
+        }
     }
 }
 

@@ -13,7 +13,7 @@ mod common;
 
 use cimnet::config::{Attention, Modality, ModalitySet, ModelConfig, Tasks};
 use cimnet::cpu::gru::{bigru_concat, bigru_split, gru_backward, gru_forward, GruCache, GruGrads, GruShape, GruWeights};
-use cimnet::gpu::gru::{self as g, GruKernels, GruParams};
+use cimnet::gpu::gru::{self as g, GruKernels, GruParams, GruSchedule};
 use cimnet::params::{Layout, ParamStore};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -125,8 +125,7 @@ impl Gpu {
         }
         let t = std::time::Instant::now();
         self.queue.submit([enc.finish()]);
-        let r = self.device.poll(wgpu::PollType::wait_indefinitely());
-        eprintln!("poll: {r:?}");
+        self.device.poll(wgpu::PollType::wait_indefinitely()).expect("poll");
         t.elapsed()
     }
 }
@@ -154,8 +153,8 @@ fn modality_set(dims: [usize; 3]) -> ModalitySet {
 }
 
 /// Runs one case through the CPU reference and the GPU kernels and compares.
-fn check_case(gpu: &Gpu, c: &Case) {
-    eprintln!("== {}", c.name);
+fn check_case(gpu: &Gpu, c: &Case, schedule: GruSchedule) {
+    eprintln!("== {} {schedule:?}", c.name);
     let mut cfg = ModelConfig::new(modality_set(c.dims), Attention::None, Tasks::Mtl, c.dims);
     cfg.hidden = c.h;
     let mods = cfg.modalities.modalities();
@@ -226,38 +225,36 @@ fn check_case(gpu: &Gpu, c: &Case) {
     let dout_buf = gpu.upload("dout", &f32s(&dout));
     let gi_buf = gpu.zeros("gi", params.gates_bytes());
     let gh_buf = gpu.zeros("gh", params.gates_bytes());
+    let carry_buf = gpu.zeros("carry", params.carry_bytes());
     // Gradients start non-zero to check that dW_hh / db_hh accumulate.
     let grads0: Vec<f64> = (0..layout.len).map(|_| rng.gen_range(-0.1..0.1)).collect();
     let grads_buf = gpu.upload("grads", &f32s(&grads0));
     let tf = gpu.run(|pass| {
-        g::gru_forward(&gpu.device, pass, &gpu.kernels, &out_buf, &cache_buf, &xp_buf, &weights_buf, &lens_buf, &params).unwrap()
+        g::gru_forward(&gpu.device, pass, &gpu.kernels, &out_buf, &cache_buf, &xp_buf, &weights_buf, &lens_buf, &params, schedule).unwrap()
     });
     let tb = gpu.run(|pass| {
-        g::gru_backward(&gpu.device, pass, &gpu.kernels, &gi_buf, &gh_buf, &grads_buf, &dout_buf, &cache_buf, &weights_buf, &lens_buf, &params)
-            .unwrap()
+        g::gru_backward(
+            &gpu.device,
+            pass,
+            &gpu.kernels,
+            &gi_buf,
+            &gh_buf,
+            &carry_buf,
+            &grads_buf,
+            &dout_buf,
+            &cache_buf,
+            &weights_buf,
+            &lens_buf,
+            &params,
+            schedule,
+        )
+        .unwrap()
     });
     eprintln!("forward {tf:?}, backward {tb:?}");
 
     // Forward: each saved tensor of each problem, and the bi-GRU output.
     let cache_got = gpu.read(&cache_buf);
     let plane = b * u * h;
-    if std::env::var("GRU_DEBUG").is_ok() {
-        for p in 0..2 * mods.len() {
-            for k in 0..5 {
-                let mut bad = Vec::new();
-                for bi in 0..b {
-                    for i in 0..u {
-                        let o = ((p * 5 + k) * b + bi) * u * h + i * h;
-                        let n = cache_got[o..o + h].iter().filter(|v| v.is_nan()).count();
-                        if n > 0 {
-                            bad.push((bi, i, n));
-                        }
-                    }
-                }
-                eprintln!("p{p} k{k}: {} bad rows {:?}", bad.len(), bad.iter().map(|x| (x.0, x.1)).collect::<Vec<_>>());
-            }
-        }
-    }
     for (p, cache) in caches.iter().enumerate() {
         let m = mods[p / 2].name();
         let dir = ["fwd", "rev"][p % 2];
@@ -334,7 +331,9 @@ fn gru_forward_backward_match_cpu() {
         Case { name: "B=17 U=40 H=200 TA K=75,11", lens: lens17(40), dims: [75, 11, 0], h: 200 },
     ];
     for c in &cases {
-        check_case(&gpu, c);
+        for schedule in [GruSchedule::Persistent, GruSchedule::PerStep] {
+            check_case(&gpu, c, schedule);
+        }
     }
 }
 
@@ -360,6 +359,10 @@ fn gru_params_layout_matches_wgsl() {
         ("u", std::mem::offset_of!(GruParams, u)),
         ("h", std::mem::offset_of!(GruParams, h)),
         ("problems", std::mem::offset_of!(GruParams, problems)),
+        ("t0", std::mem::offset_of!(GruParams, t0)),
+        ("t1", std::mem::offset_of!(GruParams, t1)),
+        ("_pad0", std::mem::offset_of!(GruParams, _pad0)),
+        ("_pad1", std::mem::offset_of!(GruParams, _pad1)),
         ("w_hh_offset", std::mem::offset_of!(GruParams, w_hh_offset)),
         ("b_hh_offset", std::mem::offset_of!(GruParams, b_hh_offset)),
     ];

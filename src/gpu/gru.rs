@@ -40,6 +40,51 @@ pub const MAX_PROBLEMS: u32 = 8;
 const WEIGHTS_TILE: u32 = 32;
 /// Tensors saved per problem in the cache: h, r, z, n, hn.
 pub const CACHE_TENSORS: u64 = 5;
+/// Hidden units one invocation of gru_forward / gru_backward loops over (WGSL UNIT_ITERS).
+const UNIT_ITERS: u32 = 4;
+/// Stride of the per-chunk copies of GruParams in their uniform buffer (the
+/// largest min_uniform_buffer_offset_alignment WebGPU allows).
+const PARAMS_STRIDE: u64 = 256;
+
+/// Mesa's llvmpipe (the CPU Vulkan driver the tests run on) silently ends an
+/// invocation after 65535 loop iterations in total (gallivm's
+/// LP_MAX_TGSI_LOOP_ITERATIONS: one counter shared by every loop of the
+/// shader, never reset), leaving the later steps unwritten. A dispatch runs
+/// as many steps as keep an upper bound of its iterations under this budget;
+/// the remaining ~2500 cover the loops outside the steps.
+pub const LOOP_BUDGET: u32 = 63_000;
+
+/// Upper bound of the loop iterations one gru_forward invocation runs per step:
+/// per unit iteration, the dot products unrolled by 4, their remainder and the
+/// loop over 4 sequences; then the loop that stores the new h.
+fn forward_iters_per_step(h: u32) -> u32 {
+    UNIT_ITERS * (1 + h / 4 + 3 + 4) + UNIT_ITERS + 1
+}
+
+/// Upper bound for gru_backward: row offsets (4), phase A (units x sequences),
+/// phase B (units x (3H unrolled by 4 + remainder)).
+fn backward_iters_per_step(h: u32) -> u32 {
+    4 + UNIT_ITERS * (1 + 4) + UNIT_ITERS * (1 + 3 * h / 4 + 3) + 1
+}
+
+/// How the time steps are split into dispatches, so that versions can race.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GruSchedule {
+    /// One dispatch per time step.
+    PerStep,
+    /// As many steps per dispatch as LOOP_BUDGET allows (all of them for the
+    /// forward at H = 200 and U <= 250; the backward takes ~94 per dispatch).
+    Persistent,
+}
+
+impl GruSchedule {
+    fn steps_per_dispatch(self, iters_per_step: u32) -> u32 {
+        match self {
+            GruSchedule::PerStep => 1,
+            GruSchedule::Persistent => (LOOP_BUDGET / iters_per_step).max(1),
+        }
+    }
+}
 
 /// Sizes and parameter offsets of one launch; mirrors WGSL `GruParams`.
 #[repr(C)]
@@ -50,6 +95,11 @@ pub struct GruParams {
     pub h: u32,
     /// P = 2M, the number of (modality, direction) problems.
     pub problems: u32,
+    /// Steps [t0, t1) run by one dispatch; set per chunk by the launchers.
+    pub t0: u32,
+    pub t1: u32,
+    pub _pad0: u32,
+    pub _pad1: u32,
     /// Element offset of problem p's W_hh (3H, H) in the weights / grads stores.
     pub w_hh_offset: [u32; 8],
     /// Element offset of problem p's b_hh (3H).
@@ -64,6 +114,8 @@ pub enum GruError {
     Modalities { modalities: usize, max: u32 },
     #[error("GRU launch with B = {b}, U = {u}; both must be at least 1")]
     Empty { b: usize, u: usize },
+    #[error("GRU launch with B = {b}, U = {u}: B * (U + 1) must stay under {max} (llvmpipe's loop limit); use smaller batches")]
+    TooLong { b: usize, u: usize, max: usize },
     #[error("parameter layout has no tensor '{name}'")]
     MissingTensor { name: String },
     #[error("tensor '{name}' has shape {got:?}, the GRU launch needs {want:?}")]
@@ -88,11 +140,19 @@ impl GruParams {
         if b == 0 || u == 0 {
             return Err(GruError::Empty { b, u });
         }
+        // gru_backward_weights loops over every (b, i) in one invocation.
+        if b * (u + 1) > LOOP_BUDGET as usize {
+            return Err(GruError::TooLong { b, u, max: LOOP_BUDGET as usize });
+        }
         let mut p = GruParams {
             b: b as u32,
             u: u as u32,
             h: h as u32,
             problems: 2 * modalities.len() as u32,
+            t0: 0,
+            t1: u as u32,
+            _pad0: 0,
+            _pad1: 0,
             w_hh_offset: [0; 8],
             b_hh_offset: [0; 8],
         };
@@ -137,6 +197,16 @@ impl GruParams {
         let w = self.w_hh_offset[..p].iter().map(|&o| u64::from(o) + 3 * h * h);
         let b = self.b_hh_offset[..p].iter().map(|&o| u64::from(o) + 3 * h);
         4 * w.chain(b).max().unwrap_or(0)
+    }
+
+    /// Bytes of the backward's carry: (P, B, H).
+    pub fn carry_bytes(&self) -> u64 {
+        4 * u64::from(self.problems) * u64::from(self.b) * u64::from(self.h)
+    }
+
+    /// The step ranges [t0, t1) of the dispatches, in time order.
+    fn chunks(&self, steps: u32) -> Vec<(u32, u32)> {
+        (0..self.u.div_ceil(steps)).map(|k| (k * steps, ((k + 1) * steps).min(self.u))).collect()
     }
 
     fn shape(&self, dims: &str) -> String {
@@ -194,25 +264,42 @@ impl GruKernels {
     }
 }
 
-fn bind(
+/// One uniform buffer with a copy of `params` per chunk (at PARAMS_STRIDE)
+/// and one bind group per chunk, in the order of `chunks`.
+fn bind_chunks(
     device: &wgpu::Device,
     pipeline: &wgpu::ComputePipeline,
     label: &str,
     params: &GruParams,
+    chunks: &[(u32, u32)],
     buffers: &[(u32, &wgpu::Buffer)],
-) -> wgpu::BindGroup {
+) -> Vec<wgpu::BindGroup> {
+    let mut bytes = vec![0u8; chunks.len() * PARAMS_STRIDE as usize];
+    for (k, &(t0, t1)) in chunks.iter().enumerate() {
+        let p = GruParams { t0, t1, ..*params };
+        let at = k * PARAMS_STRIDE as usize;
+        bytes[at..at + std::mem::size_of::<GruParams>()].copy_from_slice(bytemuck::bytes_of(&p));
+    }
     let uniform = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
         label: Some(label),
-        contents: bytemuck::bytes_of(params),
+        contents: &bytes,
         usage: wgpu::BufferUsages::UNIFORM,
     });
-    let mut entries = vec![wgpu::BindGroupEntry { binding: 0, resource: uniform.as_entire_binding() }];
-    entries.extend(buffers.iter().map(|&(binding, b)| wgpu::BindGroupEntry { binding, resource: b.as_entire_binding() }));
-    device.create_bind_group(&wgpu::BindGroupDescriptor {
-        label: Some(label),
-        layout: &pipeline.get_bind_group_layout(0),
-        entries: &entries,
-    })
+    let layout = pipeline.get_bind_group_layout(0);
+    (0..chunks.len() as u64)
+        .map(|k| {
+            let mut entries = vec![wgpu::BindGroupEntry {
+                binding: 0,
+                resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                    buffer: &uniform,
+                    offset: k * PARAMS_STRIDE,
+                    size: wgpu::BufferSize::new(std::mem::size_of::<GruParams>() as u64),
+                }),
+            }];
+            entries.extend(buffers.iter().map(|&(binding, b)| wgpu::BindGroupEntry { binding, resource: b.as_entire_binding() }));
+            device.create_bind_group(&wgpu::BindGroupDescriptor { label: Some(label), layout: &layout, entries: &entries })
+        })
+        .collect()
 }
 
 /// Forward of every problem: writes `cache` (P, 5, B, U, H) and `out`
@@ -228,21 +315,26 @@ pub fn gru_forward(
     weights: &wgpu::Buffer,
     lens: &wgpu::Buffer,
     params: &GruParams,
+    schedule: GruSchedule,
 ) -> Result<(), GruError> {
     check("out", out, params.out_bytes(), params.shape("(M, B, U, 2H)"))?;
     check("cache", cache, params.cache_bytes(), params.shape("(P, 5, B, U, H)"))?;
     check("xp", xp, params.gates_bytes(), params.shape("(P, B, U, 3H)"))?;
     check("weights", weights, params.store_bytes(), params.shape("W_hh, b_hh offsets"))?;
     check("lens", lens, 4 * u64::from(params.b), params.shape("(B)"))?;
-    let bg = bind(device, &k.forward, "gru_forward", params, &[(1, lens), (2, weights), (3, xp), (4, cache), (5, out)]);
+    let chunks = params.chunks(schedule.steps_per_dispatch(forward_iters_per_step(params.h)));
+    let buffers = [(1, lens), (2, weights), (3, xp), (4, cache), (5, out)];
+    let groups = bind_chunks(device, &k.forward, "gru_forward", params, &chunks, &buffers);
     pass.set_pipeline(&k.forward);
-    pass.set_bind_group(0, &bg, &[]);
-    pass.dispatch_workgroups(params.seq_groups(), params.problems, 1);
+    for bg in &groups {
+        pass.set_bind_group(0, bg, &[]);
+        pass.dispatch_workgroups(params.seq_groups(), params.problems, 1);
+    }
     Ok(())
 }
 
 /// Backward through time of every problem from `dout` (M, B, U, 2H): writes
-/// `gi` and `gh` (P, B, U, 3H), then accumulates dW_hh += gh^T h_prev and
+/// `gi` and `gh` (P, B, U, 3H) (and uses `carry` (P, B, H) as scratch), then accumulates dW_hh += gh^T h_prev and
 /// db_hh += sum gh into `grads` (deterministic order, no atomics). The caller
 /// completes dW_ih, db_ih and dx from `gi` with the linear kernels.
 #[allow(clippy::too_many_arguments)]
@@ -252,34 +344,36 @@ pub fn gru_backward(
     k: &GruKernels,
     gi: &wgpu::Buffer,
     gh: &wgpu::Buffer,
+    carry: &wgpu::Buffer,
     grads: &wgpu::Buffer,
     dout: &wgpu::Buffer,
     cache: &wgpu::Buffer,
     weights: &wgpu::Buffer,
     lens: &wgpu::Buffer,
     params: &GruParams,
+    schedule: GruSchedule,
 ) -> Result<(), GruError> {
     check("gi", gi, params.gates_bytes(), params.shape("(P, B, U, 3H)"))?;
     check("gh", gh, params.gates_bytes(), params.shape("(P, B, U, 3H)"))?;
+    check("carry", carry, params.carry_bytes(), params.shape("(P, B, H)"))?;
     check("grads", grads, params.store_bytes(), params.shape("W_hh, b_hh offsets"))?;
     check("dout", dout, params.out_bytes(), params.shape("(M, B, U, 2H)"))?;
     check("cache", cache, params.cache_bytes(), params.shape("(P, 5, B, U, H)"))?;
     check("weights", weights, params.store_bytes(), params.shape("W_hh, b_hh offsets"))?;
     check("lens", lens, 4 * u64::from(params.b), params.shape("(B)"))?;
-    let bg = bind(
-        device,
-        &k.backward,
-        "gru_backward",
-        params,
-        &[(1, lens), (2, weights), (3, cache), (4, dout), (5, gi), (6, gh)],
-    );
+    let chunks = params.chunks(schedule.steps_per_dispatch(backward_iters_per_step(params.h)));
+    let buffers = [(1, lens), (2, weights), (3, cache), (4, dout), (5, gi), (6, gh), (7, carry)];
+    let groups = bind_chunks(device, &k.backward, "gru_backward", params, &chunks, &buffers);
     pass.set_pipeline(&k.backward);
-    pass.set_bind_group(0, &bg, &[]);
-    pass.dispatch_workgroups(params.seq_groups(), params.problems, 1);
+    for bg in groups.iter().rev() {
+        pass.set_bind_group(0, bg, &[]);
+        pass.dispatch_workgroups(params.seq_groups(), params.problems, 1);
+    }
 
-    let bg = bind(device, &k.backward_weights, "gru_backward_weights", params, &[(1, lens), (2, cache), (3, gh), (4, grads)]);
+    let buffers = [(1, lens), (2, cache), (3, gh), (4, grads)];
+    let groups = bind_chunks(device, &k.backward_weights, "gru_backward_weights", params, &[(0, params.u)], &buffers);
     pass.set_pipeline(&k.backward_weights);
-    pass.set_bind_group(0, &bg, &[]);
+    pass.set_bind_group(0, &groups[0], &[]);
     let h = params.h;
     pass.dispatch_workgroups((h + 1).div_ceil(WEIGHTS_TILE), (3 * h).div_ceil(WEIGHTS_TILE), params.problems);
     Ok(())
