@@ -6,4 +6,5 @@ pub mod batch;
 pub mod config;
 pub mod npz;
 pub mod cpu;
+pub mod gpu;
 pub mod params;
