@@ -22,9 +22,10 @@ struct AdamParams {
     bias1: f32,     // 1 - beta1^step
     bias2: f32,     // 1 - beta2^step
     zero_grad: u32, // 1: g = 0 after the update
+    // 1 - beta in f64 rounded once: 1.0 - f32(0.999) would be off by 1.3e-5 relative.
+    one_minus_beta1: f32,
+    one_minus_beta2: f32,
     _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: AdamParams;
@@ -41,8 +42,8 @@ fn adam_step(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg:
         return;
     }
     let g = grad[i];
-    let m = p.beta1 * m1[i] + (1.0 - p.beta1) * g;
-    let v = p.beta2 * m2[i] + (1.0 - p.beta2) * g * g;
+    let m = p.beta1 * m1[i] + p.one_minus_beta1 * g;
+    let v = p.beta2 * m2[i] + p.one_minus_beta2 * g * g;
     m1[i] = m;
     m2[i] = v;
     param[i] -= p.lr * (m / p.bias1) / (sqrt(v / p.bias2) + p.eps);

@@ -88,7 +88,7 @@ macro_rules! layout {
 fn params_structs_match_wgsl_layout() {
     layout!(Shader::Linear, LinearParams, [b, u, k, o, relu, w_off, b_off]);
     layout!(Shader::Dropout, DropoutParams, [n, seed, stream, threshold, scale]);
-    layout!(Shader::Adam, AdamParams, [n, step, lr, beta1, beta2, eps, bias1, bias2, zero_grad]);
+    layout!(Shader::Adam, AdamParams, [n, step, lr, beta1, beta2, eps, bias1, bias2, zero_grad, one_minus_beta1, one_minus_beta2]);
     layout!(Shader::Gather, GatherParams, [b, u, d, write_len]);
     layout!(Shader::Heads, HeadsParams, [b, u, rw, has_sentiment, has_emotion, ws_off, bs_off, we_off, be_off, w_s, w_e, accumulate]);
 }

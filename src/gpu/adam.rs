@@ -21,7 +21,9 @@ pub struct AdamParams {
     pub bias1: f32,
     pub bias2: f32,
     pub zero_grad: u32,
-    pub _pad: [u32; 3],
+    pub one_minus_beta1: f32,
+    pub one_minus_beta2: f32,
+    pub _pad: u32,
 }
 
 impl AdamParams {
@@ -38,7 +40,9 @@ impl AdamParams {
             bias1: (1.0 - cfg.beta1.powi(t)) as f32,
             bias2: (1.0 - cfg.beta2.powi(t)) as f32,
             zero_grad: u32::from(zero_grad),
-            _pad: [0; 3],
+            one_minus_beta1: (1.0 - cfg.beta1) as f32,
+            one_minus_beta2: (1.0 - cfg.beta2) as f32,
+            _pad: 0,
         }
     }
 }
