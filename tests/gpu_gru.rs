@@ -7,17 +7,21 @@
 //! H hidden, M modalities, P = 2M (modality, direction) problems.
 //!
 //! Needs a GPU adapter (Mesa llvmpipe is enough: WGPU_BACKEND=vulkan); without
-//! one the tests FAIL unless CIMNET_SKIP_GPU_TESTS=1.
+//! one the tests FAIL unless CIMNET_SKIP_GPU_TESTS=1. The WGSL validation and
+//! the GruParams layout test live in tests/shaders.rs with the other shaders.
 
 mod common;
 
 use cimnet::config::{Attention, Modality, ModalitySet, ModelConfig, Tasks};
 use cimnet::cpu::gru::{bigru_concat, bigru_split, gru_backward, gru_forward, GruCache, GruGrads, GruShape, GruWeights};
-use cimnet::gpu::gru::{self as g, GruKernels, GruParams, GruSchedule};
+use cimnet::gpu::buffers::{read, upload};
+use cimnet::gpu::gru::{self as g, GruParams, GruSchedule};
+use cimnet::gpu::{run, GpuContext};
 use cimnet::params::{Layout, ParamStore};
+use common::close::{assert_close, max_abs};
+use common::gpu::context;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use wgpu::util::DeviceExt;
 
 // Tolerances, relative to the largest magnitude of the tensor compared
 // (|got - want| <= TOL * max|want|).
@@ -36,98 +40,20 @@ const FWD_TOL: f64 = 1e-4;
 // these sizes in practice. Held to the same 1e-4.
 const BWD_TOL: f64 = 1e-4;
 
-/// |got - want| <= atol + rtol * |want| everywhere; panics naming the worst element.
-fn assert_close(name: &str, got: &[f32], want: &[f64], atol: f64, rtol: f64) {
-    assert_eq!(got.len(), want.len(), "{name}: length");
-    let mut worst = (0usize, 0.0f64, 0.0f64);
-    for (i, (&a, &w)) in got.iter().zip(want).enumerate() {
-        let err = (f64::from(a) - w).abs();
-        let ratio = if err.is_nan() { f64::INFINITY } else { err / (atol + rtol * w.abs()) };
-        if ratio > worst.2 || i == 0 {
-            worst = (i, err, ratio);
-        }
-    }
-    let (i, err, ratio) = worst;
-    eprintln!("{name}: max error {err:.3e} at [{i}] (got {}, want {}), {:.3} of the tolerance", got[i], want[i], ratio);
-    assert!(ratio <= 1.0, "{name}: error {err:.3e} at [{i}]: got {}, want {} (atol {atol:.3e}, rtol {rtol:.1e})", got[i], want[i]);
-}
-
-/// assert_close with atol = tol * max|want|.
+/// assert_close with atol = tol * max|want| (tolerances relative to the tensor's scale).
 fn assert_scaled(name: &str, got: &[f32], want: &[f64], tol: f64) {
-    let scale = want.iter().fold(0.0f64, |m, v| m.max(v.abs())).max(f64::MIN_POSITIVE);
-    assert_close(name, got, want, tol * scale, 0.0);
+    let atol = tol * max_abs(want).max(f64::MIN_POSITIVE);
+    let err = assert_close(name, got, want, atol, 0.0);
+    eprintln!("{name}: max error {err:.2e} ({:.3} of the tolerance)", err / atol);
 }
 
-struct Gpu {
-    device: wgpu::Device,
-    queue: wgpu::Queue,
-    kernels: GruKernels,
+/// A buffer of NaN, so that an element a kernel forgets to write shows.
+fn nans(ctx: &GpuContext, label: &str, bytes: u64) -> wgpu::Buffer {
+    upload(ctx, label, &vec![f32::NAN; (bytes / 4) as usize]).unwrap()
 }
 
-fn gpu() -> Option<Gpu> {
-    if std::env::var("CIMNET_SKIP_GPU_TESTS").is_ok_and(|v| v == "1") {
-        eprintln!("CIMNET_SKIP_GPU_TESTS=1: skipping");
-        return None;
-    }
-    let backends = wgpu::Backends::from_env().unwrap_or(wgpu::Backends::all());
-    let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
-    desc.backends = backends;
-    let instance = wgpu::Instance::new(desc);
-    let adapter = pollster::block_on(instance.request_adapter(&wgpu::RequestAdapterOptions::default()))
-        .expect("no GPU adapter (set CIMNET_SKIP_GPU_TESTS=1 to skip GPU tests)");
-    let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
-        label: Some("gpu_gru test"),
-        required_limits: adapter.limits(),
-        ..Default::default()
-    }))
-    .expect("request_device");
-    eprintln!("adapter: {:?}", adapter.get_info().name);
-    device.on_uncaptured_error(std::sync::Arc::new(|e| panic!("wgpu error: {e}")));
-    device.set_device_lost_callback(|r, m| eprintln!("DEVICE LOST {r:?}: {m}"));
-    let kernels = GruKernels::new(&device);
-    Some(Gpu { device, queue, kernels })
-}
-
-impl Gpu {
-    fn upload<T: bytemuck::Pod>(&self, label: &str, data: &[T]) -> wgpu::Buffer {
-        self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-            label: Some(label),
-            contents: bytemuck::cast_slice(data),
-            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
-        })
-    }
-    fn zeros(&self, label: &str, bytes: u64) -> wgpu::Buffer {
-        // Filled with NaN so that an element a kernel forgets to write shows.
-        let n = (bytes / 4) as usize;
-        self.upload(label, &vec![f32::NAN; n])
-    }
-    fn read(&self, buf: &wgpu::Buffer) -> Vec<f32> {
-        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("readback"),
-            size: buf.size(),
-            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        });
-        let mut enc = self.device.create_command_encoder(&Default::default());
-        enc.copy_buffer_to_buffer(buf, 0, &staging, 0, buf.size());
-        self.queue.submit([enc.finish()]);
-        let slice = staging.slice(..);
-        slice.map_async(wgpu::MapMode::Read, |r| r.expect("map"));
-        self.device.poll(wgpu::PollType::wait_indefinitely()).expect("poll");
-        let v = bytemuck::cast_slice(&slice.get_mapped_range().expect("mapped range")).to_vec();
-        v
-    }
-    fn run(&self, f: impl FnOnce(&mut wgpu::ComputePass)) -> std::time::Duration {
-        let mut enc = self.device.create_command_encoder(&Default::default());
-        {
-            let mut pass = enc.begin_compute_pass(&Default::default());
-            f(&mut pass);
-        }
-        let t = std::time::Instant::now();
-        self.queue.submit([enc.finish()]);
-        self.device.poll(wgpu::PollType::wait_indefinitely()).expect("poll");
-        t.elapsed()
-    }
+fn read_all(ctx: &GpuContext, buf: &wgpu::Buffer, bytes: u64) -> Vec<f32> {
+    read::<f32>(ctx, buf, 0, (bytes / 4) as usize).unwrap()
 }
 
 fn f32s(v: &[f64]) -> Vec<f32> {
@@ -153,7 +79,7 @@ fn modality_set(dims: [usize; 3]) -> ModalitySet {
 }
 
 /// Runs one case through the CPU reference and the GPU kernels and compares.
-fn check_case(gpu: &Gpu, c: &Case, schedule: GruSchedule) {
+fn check_case(ctx: &GpuContext, c: &Case, schedule: GruSchedule) {
     eprintln!("== {} {schedule:?}", c.name);
     let mut cfg = ModelConfig::new(modality_set(c.dims), Attention::None, Tasks::Mtl, c.dims);
     cfg.hidden = c.h;
@@ -217,43 +143,32 @@ fn check_case(gpu: &Gpu, c: &Case, schedule: GruSchedule) {
     // GPU.
     let xp: Vec<f64> = caches.iter().flat_map(|c| c.xp.iter().copied()).collect();
     let lens_u32: Vec<u32> = c.lens.iter().map(|&l| l as u32).collect();
-    let lens_buf = gpu.upload("lens", &lens_u32);
-    let weights_buf = gpu.upload("weights", &store.values);
-    let xp_buf = gpu.upload("xp", &f32s(&xp));
-    let cache_buf = gpu.zeros("cache", params.cache_bytes());
-    let out_buf = gpu.zeros("out", params.out_bytes());
-    let dout_buf = gpu.upload("dout", &f32s(&dout));
-    let gi_buf = gpu.zeros("gi", params.gates_bytes());
-    let gh_buf = gpu.zeros("gh", params.gates_bytes());
-    let carry_buf = gpu.zeros("carry", params.carry_bytes());
+    let lens_buf = upload(ctx, "lens", &lens_u32).unwrap();
+    let weights_buf = upload(ctx, "weights", &store.values).unwrap();
+    let xp_buf = upload(ctx, "xp", &f32s(&xp)).unwrap();
+    let cache_buf = nans(ctx, "cache", params.cache_bytes());
+    let out_buf = nans(ctx, "out", params.out_bytes());
+    let dout_buf = upload(ctx, "dout", &f32s(&dout)).unwrap();
+    let gi_buf = nans(ctx, "gi", params.gates_bytes());
+    let gh_buf = nans(ctx, "gh", params.gates_bytes());
+    let carry_buf = nans(ctx, "carry", params.carry_bytes());
     // Gradients start non-zero to check that dW_hh / db_hh accumulate.
     let grads0: Vec<f64> = (0..layout.len).map(|_| rng.gen_range(-0.1..0.1)).collect();
-    let grads_buf = gpu.upload("grads", &f32s(&grads0));
-    let tf = gpu.run(|pass| {
-        g::gru_forward(&gpu.device, pass, &gpu.kernels, &out_buf, &cache_buf, &xp_buf, &weights_buf, &lens_buf, &params, schedule).unwrap()
-    });
-    let tb = gpu.run(|pass| {
-        g::gru_backward(
-            &gpu.device,
-            pass,
-            &gpu.kernels,
-            &gi_buf,
-            &gh_buf,
-            &carry_buf,
-            &grads_buf,
-            &dout_buf,
-            &cache_buf,
-            &weights_buf,
-            &lens_buf,
-            &params,
-            schedule,
-        )
-        .unwrap()
-    });
-    eprintln!("forward {tf:?}, backward {tb:?}");
+    let grads_buf = upload(ctx, "grads", &f32s(&grads0)).unwrap();
+    let fwd = g::gru_forward(ctx, &out_buf, &cache_buf, &xp_buf, &weights_buf, &lens_buf, &params, schedule).unwrap();
+    let bwd = g::gru_backward(
+        ctx, &gi_buf, &gh_buf, &carry_buf, &grads_buf, &dout_buf, &cache_buf, &weights_buf, &lens_buf, &params, schedule,
+    )
+    .unwrap();
+    let t = std::time::Instant::now();
+    let nf = run(ctx, &[&fwd]).unwrap();
+    let tf = t.elapsed();
+    let t = std::time::Instant::now();
+    let nb = run(ctx, &[&bwd]).unwrap();
+    eprintln!("forward {nf} dispatches {tf:?}, backward {nb} dispatches {:?}", t.elapsed());
 
     // Forward: each saved tensor of each problem, and the bi-GRU output.
-    let cache_got = gpu.read(&cache_buf);
+    let cache_got = read_all(ctx, &cache_buf, params.cache_bytes());
     let plane = b * u * h;
     for (p, cache) in caches.iter().enumerate() {
         let m = mods[p / 2].name();
@@ -263,11 +178,11 @@ fn check_case(gpu: &Gpu, c: &Case, schedule: GruSchedule) {
             assert_scaled(&format!("{m} {dir} {t}"), &cache_got[off..off + plane], want, FWD_TOL);
         }
     }
-    assert_scaled("out", &gpu.read(&out_buf), &out_want, FWD_TOL);
+    assert_scaled("out", &read_all(ctx, &out_buf, params.out_bytes()), &out_want, FWD_TOL);
 
     // Backward: gi at padding is zero; gi completed on the CPU into the
     // input-side gradients, which the reference computes directly.
-    let gi = gpu.read(&gi_buf);
+    let gi = read_all(ctx, &gi_buf, params.gates_bytes());
     let g3 = 3 * h;
     for p in 0..2 * mods.len() {
         for (bi, &l) in c.lens.iter().enumerate() {
@@ -277,7 +192,7 @@ fn check_case(gpu: &Gpu, c: &Case, schedule: GruSchedule) {
             }
         }
     }
-    let mut grads_got: Vec<f64> = gpu.read(&grads_buf).iter().map(|&v| f64::from(v)).collect();
+    let mut grads_got: Vec<f64> = read_all(ctx, &grads_buf, 4 * layout.len as u64).iter().map(|&v| f64::from(v)).collect();
     for (mi, m) in mods.iter().enumerate() {
         let k = cfg.dim(*m);
         let mut dx = vec![0.0; b * u * k];
@@ -316,7 +231,7 @@ fn check_case(gpu: &Gpu, c: &Case, schedule: GruSchedule) {
 
 #[test]
 fn gru_forward_backward_match_cpu() {
-    let Some(gpu) = gpu() else { return };
+    let Some(ctx) = context() else { return };
     let mut rng = ChaCha8Rng::seed_from_u64(3);
     let mut lens17 = |u: usize| -> Vec<usize> {
         let mut l: Vec<usize> = (0..17).map(|_| rng.gen_range(1..=u)).collect();
@@ -332,44 +247,8 @@ fn gru_forward_backward_match_cpu() {
     ];
     for c in &cases {
         for schedule in [GruSchedule::Persistent, GruSchedule::PerStep] {
-            check_case(&gpu, c, schedule);
+            check_case(ctx, c, schedule);
         }
-    }
-}
-
-#[test]
-fn gru_wgsl_validates() {
-    let module = naga::front::wgsl::parse_str(g::GRU_WGSL).expect("gru.wgsl parses");
-    naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::default())
-        .validate(&module)
-        .expect("gru.wgsl validates");
-}
-
-/// GruParams has the size and field offsets of the WGSL struct.
-#[test]
-fn gru_params_layout_matches_wgsl() {
-    let module = naga::front::wgsl::parse_str(g::GRU_WGSL).unwrap();
-    let ty = module.types.iter().find(|(_, t)| t.name.as_deref() == Some("GruParams")).unwrap().1;
-    let mut layouter = naga::proc::Layouter::default();
-    layouter.update(module.to_ctx()).unwrap();
-    let naga::TypeInner::Struct { members, span } = &ty.inner else { panic!("GruParams is not a struct") };
-    assert_eq!(*span as usize, std::mem::size_of::<GruParams>(), "size");
-    let rust = [
-        ("b", std::mem::offset_of!(GruParams, b)),
-        ("u", std::mem::offset_of!(GruParams, u)),
-        ("h", std::mem::offset_of!(GruParams, h)),
-        ("problems", std::mem::offset_of!(GruParams, problems)),
-        ("t0", std::mem::offset_of!(GruParams, t0)),
-        ("t1", std::mem::offset_of!(GruParams, t1)),
-        ("_pad0", std::mem::offset_of!(GruParams, _pad0)),
-        ("_pad1", std::mem::offset_of!(GruParams, _pad1)),
-        ("w_hh_offset", std::mem::offset_of!(GruParams, w_hh_offset)),
-        ("b_hh_offset", std::mem::offset_of!(GruParams, b_hh_offset)),
-    ];
-    assert_eq!(members.len(), rust.len());
-    for (m, (name, off)) in members.iter().zip(rust) {
-        assert_eq!(m.name.as_deref(), Some(name));
-        assert_eq!(m.offset as usize, off, "offset of {name}");
     }
 }
 

@@ -3,6 +3,7 @@
 //! the GPU kernels are tested against, not a second engine to optimise.
 //! One file per layer, forward and backward side by side; model.rs composes them.
 
+pub mod adam;
 pub mod attention;
 pub mod dense;
 pub mod dropout;

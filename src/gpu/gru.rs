@@ -19,16 +19,17 @@
 //!   gi, gh   (P, B, U, 3H)    input / hidden-side pre-activation gradients,
 //!                             written (zero at padding)
 //!
-//! Every launcher only records into the given compute pass; nothing is read
+//! Every launcher returns a `Recordable` built once per dispatch site (bind
+//! groups cached, `update` for a new batch's sizes); recording reads nothing
 //! back, so a whole training step can be chained into one command buffer.
 
 use bytemuck::{Pod, Zeroable};
-use wgpu::util::DeviceExt;
 
+use super::context::{GpuContext, GpuError};
+use super::launch::{Launch, Recordable};
+use super::pipelines::{Bind, Kernel, Recorder, Shader};
 use crate::config::Modality;
 use crate::params::Layout;
-
-pub const GRU_WGSL: &str = include_str!("../../shaders/gru.wgsl");
 
 /// Sequences one workgroup of gru_forward / gru_backward owns (WGSL SEQ_PER_WG).
 pub const SEQ_PER_WG: u32 = 16;
@@ -41,10 +42,7 @@ const WEIGHTS_TILE: u32 = 32;
 /// Tensors saved per problem in the cache: h, r, z, n, hn.
 pub const CACHE_TENSORS: u64 = 5;
 /// Hidden units one invocation of gru_forward / gru_backward loops over (WGSL UNIT_ITERS).
-const UNIT_ITERS: u32 = 4;
-/// Stride of the per-chunk copies of GruParams in their uniform buffer (the
-/// largest min_uniform_buffer_offset_alignment WebGPU allows).
-const PARAMS_STRIDE: u64 = 256;
+pub const UNIT_ITERS: u32 = 4;
 
 /// Mesa's llvmpipe (the CPU Vulkan driver the tests run on) silently ends an
 /// invocation after 65535 loop iterations in total (gallivm's
@@ -106,8 +104,12 @@ pub struct GruParams {
     pub b_hh_offset: [u32; 8],
 }
 
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, thiserror::Error, Clone, PartialEq)]
 pub enum GruError {
+    #[error(transparent)]
+    Gpu(#[from] GpuError),
+    #[error("GRU launches built for U <= {capacity} cannot run U = {u}; build them for the longest batch")]
+    Capacity { u: u32, capacity: u32 },
     #[error("GRU hidden size {h} is not supported by gru.wgsl (1 <= H <= {max})")]
     Hidden { h: usize, max: u32 },
     #[error("GRU launch with {modalities} modalities; 1 to {max} are supported")]
@@ -213,9 +215,6 @@ impl GruParams {
         format!("{dims} with B={} U={} H={} P={}", self.b, self.u, self.h, self.problems)
     }
 
-    fn seq_groups(&self) -> u32 {
-        self.b.div_ceil(SEQ_PER_WG)
-    }
 }
 
 fn offset_of(layout: &Layout, name: &str, want: &[usize]) -> Result<u32, GruError> {
@@ -233,82 +232,66 @@ fn check(name: &'static str, buf: &wgpu::Buffer, need: u64, shape: String) -> Re
     Ok(())
 }
 
-/// The three pipelines of gru.wgsl, built once per device.
-pub struct GruKernels {
-    forward: wgpu::ComputePipeline,
-    backward: wgpu::ComputePipeline,
-    backward_weights: wgpu::ComputePipeline,
+/// Workgroups of one chunk of gru_forward / gru_backward; none for an empty chunk
+/// (a launch kept for a longer batch than the current one).
+fn chunk_grid(p: &GruParams) -> [u32; 3] {
+    if p.t0 >= p.t1 {
+        return [0, 0, 0];
+    }
+    [p.b.div_ceil(SEQ_PER_WG), p.problems, 1]
 }
 
-impl GruKernels {
-    pub fn new(device: &wgpu::Device) -> GruKernels {
-        let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
-            label: Some("gru.wgsl"),
-            source: wgpu::ShaderSource::Wgsl(GRU_WGSL.into()),
-        });
-        let pipeline = |entry: &str| {
-            device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-                label: Some(entry),
-                layout: None,
-                module: &module,
-                entry_point: Some(entry),
-                compilation_options: Default::default(),
-                cache: None,
-            })
-        };
-        GruKernels {
-            forward: pipeline("gru_forward"),
-            backward: pipeline("gru_backward"),
-            backward_weights: pipeline("gru_backward_weights"),
+fn weights_grid(p: &GruParams) -> [u32; 3] {
+    [(p.h + 1).div_ceil(WEIGHTS_TILE), (3 * p.h).div_ceil(WEIGHTS_TILE), p.problems]
+}
+
+/// One launch per chunk of steps, built for up to `params.u` steps; `update`
+/// reuses them for any U up to that (the chunks it does not need dispatch nothing).
+struct Chunks {
+    launches: Vec<Launch<GruParams>>,
+    steps_per_dispatch: u32,
+    capacity: u32,
+}
+
+impl Chunks {
+    fn new(
+        ctx: &GpuContext,
+        kernel: std::sync::Arc<Kernel>,
+        buffers: &[&wgpu::Buffer],
+        params: &GruParams,
+        steps_per_dispatch: u32,
+    ) -> Result<Chunks, GruError> {
+        let launches = params
+            .chunks(steps_per_dispatch)
+            .into_iter()
+            .map(|(t0, t1)| Launch::new(ctx, kernel.clone(), buffers, GruParams { t0, t1, ..*params }, chunk_grid))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Chunks { launches, steps_per_dispatch, capacity: params.u })
+    }
+
+    fn update(&mut self, ctx: &GpuContext, params: &GruParams) -> Result<(), GruError> {
+        if params.u > self.capacity {
+            return Err(GruError::Capacity { u: params.u, capacity: self.capacity });
         }
+        let chunks = params.chunks(self.steps_per_dispatch);
+        for (k, l) in self.launches.iter_mut().enumerate() {
+            let (t0, t1) = chunks.get(k).copied().unwrap_or((params.u, params.u));
+            l.update(ctx, GruParams { t0, t1, ..*params });
+        }
+        Ok(())
     }
 }
 
-/// One uniform buffer with a copy of `params` per chunk (at PARAMS_STRIDE)
-/// and one bind group per chunk, in the order of `chunks`.
-fn bind_chunks(
-    device: &wgpu::Device,
-    pipeline: &wgpu::ComputePipeline,
-    label: &str,
-    params: &GruParams,
-    chunks: &[(u32, u32)],
-    buffers: &[(u32, &wgpu::Buffer)],
-) -> Vec<wgpu::BindGroup> {
-    let mut bytes = vec![0u8; chunks.len() * PARAMS_STRIDE as usize];
-    for (k, &(t0, t1)) in chunks.iter().enumerate() {
-        let p = GruParams { t0, t1, ..*params };
-        let at = k * PARAMS_STRIDE as usize;
-        bytes[at..at + std::mem::size_of::<GruParams>()].copy_from_slice(bytemuck::bytes_of(&p));
-    }
-    let uniform = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-        label: Some(label),
-        contents: &bytes,
-        usage: wgpu::BufferUsages::UNIFORM,
-    });
-    let layout = pipeline.get_bind_group_layout(0);
-    (0..chunks.len() as u64)
-        .map(|k| {
-            let mut entries = vec![wgpu::BindGroupEntry {
-                binding: 0,
-                resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                    buffer: &uniform,
-                    offset: k * PARAMS_STRIDE,
-                    size: wgpu::BufferSize::new(std::mem::size_of::<GruParams>() as u64),
-                }),
-            }];
-            entries.extend(buffers.iter().map(|&(binding, b)| wgpu::BindGroupEntry { binding, resource: b.as_entire_binding() }));
-            device.create_bind_group(&wgpu::BindGroupDescriptor { label: Some(label), layout: &layout, entries: &entries })
-        })
-        .collect()
+/// The forward of every problem, as recordable launches (one per chunk).
+pub struct GruForward {
+    chunks: Chunks,
 }
 
 /// Forward of every problem: writes `cache` (P, 5, B, U, H) and `out`
 /// (M, B, U, 2H), both zero at padding, from `xp` (P, B, U, 3H).
 #[allow(clippy::too_many_arguments)]
 pub fn gru_forward(
-    device: &wgpu::Device,
-    pass: &mut wgpu::ComputePass,
-    k: &GruKernels,
+    ctx: &GpuContext,
     out: &wgpu::Buffer,
     cache: &wgpu::Buffer,
     xp: &wgpu::Buffer,
@@ -316,32 +299,53 @@ pub fn gru_forward(
     lens: &wgpu::Buffer,
     params: &GruParams,
     schedule: GruSchedule,
-) -> Result<(), GruError> {
+) -> Result<GruForward, GruError> {
     check("out", out, params.out_bytes(), params.shape("(M, B, U, 2H)"))?;
     check("cache", cache, params.cache_bytes(), params.shape("(P, 5, B, U, H)"))?;
     check("xp", xp, params.gates_bytes(), params.shape("(P, B, U, 3H)"))?;
     check("weights", weights, params.store_bytes(), params.shape("W_hh, b_hh offsets"))?;
     check("lens", lens, 4 * u64::from(params.b), params.shape("(B)"))?;
-    let chunks = params.chunks(schedule.steps_per_dispatch(forward_iters_per_step(params.h)));
-    let buffers = [(1, lens), (2, weights), (3, xp), (4, cache), (5, out)];
-    let groups = bind_chunks(device, &k.forward, "gru_forward", params, &chunks, &buffers);
-    pass.set_pipeline(&k.forward);
-    for bg in &groups {
-        pass.set_bind_group(0, bg, &[]);
-        pass.dispatch_workgroups(params.seq_groups(), params.problems, 1);
+    let binds = [Bind::Uniform, Bind::Read, Bind::Read, Bind::Read, Bind::Write, Bind::Write];
+    let k = ctx.pipelines.get(ctx, Shader::Gru, "gru_forward", &binds)?;
+    let steps = schedule.steps_per_dispatch(forward_iters_per_step(params.h));
+    Ok(GruForward { chunks: Chunks::new(ctx, k, &[lens, weights, xp, cache, out], params, steps)? })
+}
+
+impl GruForward {
+    /// New sizes (a batch with U up to the one built for, same buffers).
+    pub fn update(&mut self, ctx: &GpuContext, params: &GruParams) -> Result<(), GruError> {
+        self.chunks.update(ctx, params)
     }
-    Ok(())
+
+    /// Dispatches recorded per run.
+    pub fn dispatches(&self) -> usize {
+        self.chunks.launches.iter().filter(|l| !l.groups().contains(&0)).count()
+    }
+}
+
+impl Recordable for GruForward {
+    fn record_into(&self, rec: &mut Recorder) {
+        for l in &self.chunks.launches {
+            l.record(rec);
+        }
+    }
+}
+
+/// The backward of every problem: its chunks (recorded last to first), then the
+/// weight-gradient reduction.
+pub struct GruBackward {
+    chunks: Chunks,
+    weights: Launch<GruParams>,
 }
 
 /// Backward through time of every problem from `dout` (M, B, U, 2H): writes
-/// `gi` and `gh` (P, B, U, 3H) (and uses `carry` (P, B, H) as scratch), then accumulates dW_hh += gh^T h_prev and
-/// db_hh += sum gh into `grads` (deterministic order, no atomics). The caller
-/// completes dW_ih, db_ih and dx from `gi` with the linear kernels.
+/// `gi` and `gh` (P, B, U, 3H) (and uses `carry` (P, B, H) as scratch), then
+/// accumulates dW_hh += gh^T h_prev and db_hh += sum gh into `grads`
+/// (deterministic order, no atomics). The caller completes dW_ih, db_ih and dx
+/// from `gi` with the linear kernels.
 #[allow(clippy::too_many_arguments)]
 pub fn gru_backward(
-    device: &wgpu::Device,
-    pass: &mut wgpu::ComputePass,
-    k: &GruKernels,
+    ctx: &GpuContext,
     gi: &wgpu::Buffer,
     gh: &wgpu::Buffer,
     carry: &wgpu::Buffer,
@@ -352,7 +356,7 @@ pub fn gru_backward(
     lens: &wgpu::Buffer,
     params: &GruParams,
     schedule: GruSchedule,
-) -> Result<(), GruError> {
+) -> Result<GruBackward, GruError> {
     check("gi", gi, params.gates_bytes(), params.shape("(P, B, U, 3H)"))?;
     check("gh", gh, params.gates_bytes(), params.shape("(P, B, U, 3H)"))?;
     check("carry", carry, params.carry_bytes(), params.shape("(P, B, H)"))?;
@@ -361,20 +365,34 @@ pub fn gru_backward(
     check("cache", cache, params.cache_bytes(), params.shape("(P, 5, B, U, H)"))?;
     check("weights", weights, params.store_bytes(), params.shape("W_hh, b_hh offsets"))?;
     check("lens", lens, 4 * u64::from(params.b), params.shape("(B)"))?;
-    let chunks = params.chunks(schedule.steps_per_dispatch(backward_iters_per_step(params.h)));
-    let buffers = [(1, lens), (2, weights), (3, cache), (4, dout), (5, gi), (6, gh), (7, carry)];
-    let groups = bind_chunks(device, &k.backward, "gru_backward", params, &chunks, &buffers);
-    pass.set_pipeline(&k.backward);
-    for bg in groups.iter().rev() {
-        pass.set_bind_group(0, bg, &[]);
-        pass.dispatch_workgroups(params.seq_groups(), params.problems, 1);
+    let (r, w) = (Bind::Read, Bind::Write);
+    let k = ctx.pipelines.get(ctx, Shader::Gru, "gru_backward", &[Bind::Uniform, r, r, r, r, w, w, w])?;
+    let steps = schedule.steps_per_dispatch(backward_iters_per_step(params.h));
+    let chunks = Chunks::new(ctx, k, &[lens, weights, cache, dout, gi, gh, carry], params, steps)?;
+    let k = ctx.pipelines.get(ctx, Shader::Gru, "gru_backward_weights", &[Bind::Uniform, r, r, r, w])?;
+    let weights = Launch::new(ctx, k, &[lens, cache, gh, grads], *params, weights_grid)?;
+    Ok(GruBackward { chunks, weights })
+}
+
+impl GruBackward {
+    /// New sizes (a batch with U up to the one built for, same buffers).
+    pub fn update(&mut self, ctx: &GpuContext, params: &GruParams) -> Result<(), GruError> {
+        self.chunks.update(ctx, params)?;
+        self.weights.update(ctx, *params);
+        Ok(())
     }
 
-    let buffers = [(1, lens), (2, cache), (3, gh), (4, grads)];
-    let groups = bind_chunks(device, &k.backward_weights, "gru_backward_weights", params, &[(0, params.u)], &buffers);
-    pass.set_pipeline(&k.backward_weights);
-    pass.set_bind_group(0, &groups[0], &[]);
-    let h = params.h;
-    pass.dispatch_workgroups((h + 1).div_ceil(WEIGHTS_TILE), (3 * h).div_ceil(WEIGHTS_TILE), params.problems);
-    Ok(())
+    /// Dispatches recorded per run.
+    pub fn dispatches(&self) -> usize {
+        1 + self.chunks.launches.iter().filter(|l| !l.groups().contains(&0)).count()
+    }
+}
+
+impl Recordable for GruBackward {
+    fn record_into(&self, rec: &mut Recorder) {
+        for l in self.chunks.launches.iter().rev() {
+            l.record(rec);
+        }
+        self.weights.record(rec);
+    }
 }

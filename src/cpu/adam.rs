@@ -1,0 +1,47 @@
+//! Adam (MODEL.md "Training"), PyTorch's placement of eps:
+//!     m = b1 m + (1 - b1) g,  v = b2 v + (1 - b2) g^2
+//!     p -= lr * m_hat / (sqrt(v_hat) + eps),  m_hat = m / (1 - b1^t), v_hat = v / (1 - b2^t)
+//! The reference for `shaders/adam.wgsl`.
+
+/// Optimizer settings; `Default` is MODEL.md's (lr 1e-3, 0.9, 0.999, eps 1e-7).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AdamConfig {
+    pub lr: f64,
+    pub beta1: f64,
+    pub beta2: f64,
+    pub eps: f64,
+}
+
+impl Default for AdamConfig {
+    fn default() -> Self {
+        AdamConfig { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-7 }
+    }
+}
+
+/// Moments of every parameter and the number of steps taken.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AdamState {
+    pub m: Vec<f64>,
+    pub v: Vec<f64>,
+    pub step: u32,
+}
+
+impl AdamState {
+    pub fn new(n: usize) -> AdamState {
+        AdamState { m: vec![0.0; n], v: vec![0.0; n], step: 0 }
+    }
+}
+
+/// One step: updates `params` and the state from `grads`.
+pub fn adam_step(params: &mut [f64], state: &mut AdamState, grads: &[f64], cfg: &AdamConfig) {
+    state.step += 1;
+    let t = i32::try_from(state.step).unwrap_or(i32::MAX);
+    let bias1 = 1.0 - cfg.beta1.powi(t);
+    let bias2 = 1.0 - cfg.beta2.powi(t);
+    for i in 0..params.len() {
+        let g = grads[i];
+        state.m[i] = cfg.beta1 * state.m[i] + (1.0 - cfg.beta1) * g;
+        state.v[i] = cfg.beta2 * state.v[i] + (1.0 - cfg.beta2) * g * g;
+        params[i] -= cfg.lr * (state.m[i] / bias1) / ((state.v[i] / bias2).sqrt() + cfg.eps);
+    }
+}
