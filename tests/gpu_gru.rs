@@ -265,3 +265,68 @@ fn gru_params_reject_unsupported_sizes() {
     assert_eq!(GruParams::new(&layout, &[Modality::Video], 0, 3, 4), Err(g::GruError::Empty { b: 0, u: 3 }));
     assert!(GruParams::new(&layout, &[Modality::Video], 2, 3, 4).is_ok());
 }
+
+/// Timing at the MOSEI shape (B = 16, H = 200, T, A, V in one launch; U = 10 and
+/// 40 as bucketed batches), per-step vs persistent; also runs `update` (launches
+/// built for U = 40 reused for U = 10). Not a correctness test:
+///     WGPU_BACKEND=vulkan cargo test --release --test gpu_gru -- --ignored --nocapture
+#[test]
+#[ignore]
+fn gru_timing_mosei_shape() {
+    let Some(ctx) = context() else { return };
+    let (b, h, umax) = (16, 200, 40);
+    let mut cfg = ModelConfig::new(ModalitySet::TAV, Attention::Cim, Tasks::Mtl, [300, 74, 35]);
+    cfg.hidden = h;
+    let store = ParamStore::init(&cfg, 1);
+    let mods = cfg.modalities.modalities();
+    let full = GruParams::new(&store.layout, &mods, b, umax, h).unwrap();
+    let mut rng = ChaCha8Rng::seed_from_u64(5);
+    let rand = |n: u64, rng: &mut ChaCha8Rng| (0..n / 4).map(|_| rng.gen_range(-1.0f32..1.0)).collect::<Vec<f32>>();
+    let lens_buf = upload(ctx, "lens", &vec![umax as u32; b]).unwrap();
+    let weights = upload(ctx, "weights", &store.values).unwrap();
+    let grads = upload(ctx, "grads", &vec![0f32; store.layout.len]).unwrap();
+    let xp = upload(ctx, "xp", &rand(full.gates_bytes(), &mut rng)).unwrap();
+    let dout = upload(ctx, "dout", &rand(full.out_bytes(), &mut rng)).unwrap();
+    let cache = nans(ctx, "cache", full.cache_bytes());
+    let out = nans(ctx, "out", full.out_bytes());
+    let gi = nans(ctx, "gi", full.gates_bytes());
+    let gh = nans(ctx, "gh", full.gates_bytes());
+    let carry = nans(ctx, "carry", full.carry_bytes());
+    for schedule in [GruSchedule::PerStep, GruSchedule::Persistent] {
+        let mut f = g::gru_forward(ctx, &out, &cache, &xp, &weights, &lens_buf, &full, schedule).unwrap();
+        let mut bw =
+            g::gru_backward(ctx, &gi, &gh, &carry, &grads, &dout, &cache, &weights, &lens_buf, &full, schedule).unwrap();
+        for u in [40usize, 10] {
+            let lens: Vec<u32> = (0..b).map(|i| if i == 0 { u as u32 } else { rng.gen_range(1..=u as u32) }).collect();
+            ctx.queue.write_buffer(&lens_buf, 0, bytemuck::cast_slice(&lens));
+            let p = GruParams::new(&store.layout, &mods, b, u, h).unwrap();
+            f.update(ctx, &p).unwrap();
+            bw.update(ctx, &p).unwrap();
+            run(ctx, &[&f, &bw]).unwrap(); // warm-up (pipeline compilation)
+            let reps = 3;
+            let t = std::time::Instant::now();
+            for _ in 0..reps {
+                run(ctx, &[&f]).unwrap();
+            }
+            let tf = t.elapsed() / reps;
+            let t = std::time::Instant::now();
+            for _ in 0..reps {
+                run(ctx, &[&bw]).unwrap();
+            }
+            let tb = t.elapsed() / reps;
+            // W_hh h per real step and problem: 3H x H MACs (backward: W_hh^T gh and gh^T h_prev).
+            let steps: u32 = lens.iter().sum();
+            let flop = 2.0 * (3 * h * h) as f64 * f64::from(steps) * (2 * mods.len()) as f64;
+            eprintln!(
+                "{schedule:?} B={b} U={u} H={h} P={}: forward {:?} ({} dispatches, {:.2} GFLOP/s), backward {:?} ({} dispatches, {:.2} GFLOP/s)",
+                2 * mods.len(),
+                tf,
+                f.dispatches(),
+                flop / tf.as_secs_f64() / 1e9,
+                tb,
+                bw.dispatches(),
+                2.0 * flop / tb.as_secs_f64() / 1e9
+            );
+        }
+    }
+}
