@@ -6,6 +6,7 @@ pub mod batch;
 pub mod config;
 pub mod cpu;
 pub mod data;
+pub mod gpu;
 pub mod grads;
 pub mod npz;
 pub mod params;

@@ -2,7 +2,7 @@
 //! reference with Adam). The GPU backend implements the same trait in src/gpu/.
 
 use crate::config::{ModelConfig, EMOTION_LABELS, SENTIMENT_CLASSES};
-use crate::cpu::adam::{adam_step, AdamConfig};
+use crate::cpu::adam::{adam_step, AdamConfig, AdamState};
 use crate::cpu::model::{backward, forward, DropoutMasks, ModelError};
 use crate::data::{Dataset, SplitName};
 use crate::params::ParamStore;
@@ -98,10 +98,8 @@ pub struct CpuEngine {
     data: Dataset,
     params: ParamStore,
     master: Vec<f64>,
-    m: Vec<f64>,
-    v: Vec<f64>,
+    adam_state: AdamState,
     adam: AdamConfig,
-    adam_step: u64,
     run_seed: u64,
     train_loss: LossSums,
 }
@@ -115,10 +113,8 @@ impl CpuEngine {
             data,
             params,
             master,
-            m: vec![0.0; n],
-            v: vec![0.0; n],
+            adam_state: AdamState::new(n),
             adam,
-            adam_step: 0,
             run_seed,
             train_loss: LossSums::default(),
         }
@@ -138,8 +134,7 @@ impl Engine for CpuEngine {
         let f = forward(&self.config, layout, &self.master, &batch, masks.as_ref())?;
         let g = backward(&self.config, layout, &self.master, &batch, &f);
         self.train_loss.add_batch(f.heads.loss, f.heads.loss_sentiment, f.heads.loss_emotion, batch.real_count());
-        self.adam_step += 1;
-        adam_step(&mut self.master, &mut self.m, &mut self.v, &g.params, self.adam_step, &self.adam);
+        adam_step(&mut self.master, &mut self.adam_state, &g.params, &self.adam);
         Ok(())
     }
 
@@ -183,18 +178,16 @@ impl Engine for CpuEngine {
         Ok(EngineState {
             params,
             master: self.master.clone(),
-            m: self.m.clone(),
-            v: self.v.clone(),
-            adam_step: self.adam_step,
+            m: self.adam_state.m.clone(),
+            v: self.adam_state.v.clone(),
+            adam_step: u64::from(self.adam_state.step),
         })
     }
 
     fn set_state(&mut self, s: &EngineState) -> Result<(), EngineError> {
         self.params = s.params.clone();
         self.master = s.master.clone();
-        self.m = s.m.clone();
-        self.v = s.v.clone();
-        self.adam_step = s.adam_step;
+        self.adam_state = AdamState { m: s.m.clone(), v: s.v.clone(), step: s.adam_step as u32 };
         Ok(())
     }
 }

@@ -117,3 +117,6 @@ pub fn real_indices(lens: &[usize], u: usize, w: usize) -> Vec<usize> {
     }
     v
 }
+
+pub mod close;
+pub mod gpu;

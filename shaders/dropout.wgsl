@@ -1,0 +1,71 @@
+// dropout.wgsl: inverted dropout with masks generated on the fly (MODEL.md layer 2).
+//   dropout_forward   y  = x  * mask
+//   dropout_backward  dx = dy * mask   (written)
+// mask[i] = scale if random24(seed, stream, i) >= threshold else 0, where
+// random24 = hash(hash(hash(seed) ^ stream) ^ i) >> 8 and hash is "lowbias32":
+// bit for bit the generator of src/cpu/dropout.rs, so no mask is ever stored and
+// the CPU reference can replay a GPU step. i is the flat element index of the
+// (B, U, W) tensor, padding included (as on the CPU).
+//
+// Dispatch: 1-D, workgroup 256, one invocation per element; the grid folds into y
+// past 65535 workgroups (flat index = (wg.y * num_wg.x + wg.x) * 256 + local).
+// Bindings (both entry points): 0 p, 1 input (n), 2 output (n) rw.
+
+const WG: u32 = 256u;
+
+struct DropoutParams {
+    n: u32,         // elements
+    seed: u32,      // step seed
+    stream: u32,    // dropout site (cpu::dropout::stream)
+    threshold: u32, // round(p * 2^24): drop iff random24 < threshold
+    scale: f32,     // 1 / (1 - p)
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: DropoutParams;
+@group(0) @binding(1) var<storage, read> src: array<f32>;
+@group(0) @binding(2) var<storage, read_write> dst: array<f32>;
+
+fn hash32(v: u32) -> u32 {
+    var x = v;
+    x ^= x >> 16u;
+    x *= 0x7feb352du;
+    x ^= x >> 15u;
+    x *= 0x846ca68bu;
+    x ^= x >> 16u;
+    return x;
+}
+
+fn random24(seed: u32, stream: u32, index: u32) -> u32 {
+    return hash32(hash32(hash32(seed) ^ stream) ^ index) >> 8u;
+}
+
+fn flat_index(wg: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
+    return (wg.y * nwg.x + wg.x) * WG + lid;
+}
+
+fn apply(i: u32) {
+    if (i >= p.n) {
+        return;
+    }
+    var m = 0.0;
+    if (random24(p.seed, p.stream, i) >= p.threshold) {
+        m = p.scale;
+    }
+    dst[i] = src[i] * m;
+}
+
+@compute @workgroup_size(WG)
+fn dropout_forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                   @builtin(local_invocation_index) lid: u32) {
+    apply(flat_index(wg, nwg, lid));
+}
+
+// The same mask again: inverted dropout is linear in its input.
+@compute @workgroup_size(WG)
+fn dropout_backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                    @builtin(local_invocation_index) lid: u32) {
+    apply(flat_index(wg, nwg, lid));
+}

@@ -1,0 +1,50 @@
+// gather.wgsl: build a padded batch on the GPU from the dataset that lives there.
+//   gather_forward  out[b, i, c] = src[(offsets[v] + i) * D + c] if i < length[v] else 0,
+//                   v = index[b]; with write_len = 1 also out_len[b] = length[v].
+// One call per tensor: each modality's features (N_utt, D_m) and the labels
+// (N_utt, 7) = [sentiment score, six emotion intensities]. Inputs carry no
+// gradient, so there is no gather_backward.
+//
+// Dispatch: 1-D over B*U*D elements, workgroup 256, grid folded into y.
+// Bindings: 0 p, 1 src (N_utt, D), 2 offset (N_videos) u32, 3 length (N_videos) u32,
+//           4 index (B) u32, 5 out (B, U, D) rw, 6 out_len (B) u32 rw.
+
+const WG: u32 = 256u;
+
+struct GatherParams {
+    b: u32,         // videos in the batch B
+    u: u32,         // padded utterances U (>= every gathered length)
+    d: u32,         // row width D
+    write_len: u32, // 1: also write out_len
+}
+
+@group(0) @binding(0) var<uniform> p: GatherParams;
+@group(0) @binding(1) var<storage, read> src: array<f32>;
+@group(0) @binding(2) var<storage, read> offsets: array<u32>;
+@group(0) @binding(3) var<storage, read> lengths: array<u32>;
+@group(0) @binding(4) var<storage, read> indices: array<u32>;
+@group(0) @binding(5) var<storage, read_write> dst: array<f32>;
+@group(0) @binding(6) var<storage, read_write> out_len: array<u32>;
+
+@compute @workgroup_size(WG)
+fn gather_forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                  @builtin(local_invocation_index) lid: u32) {
+    let e = (wg.y * nwg.x + wg.x) * WG + lid;
+    if (e >= p.b * p.u * p.d) {
+        return;
+    }
+    let c = e % p.d;
+    let t = e / p.d;
+    let i = t % p.u;
+    let b = t / p.u;
+    let v = indices[b];
+    let l = lengths[v];
+    var x = 0.0;
+    if (i < l) {
+        x = src[(offsets[v] + i) * p.d + c];
+    }
+    dst[e] = x;
+    if (p.write_len != 0u && i == 0u && c == 0u) {
+        out_len[b] = min(l, p.u);
+    }
+}

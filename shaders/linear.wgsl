@@ -1,0 +1,218 @@
+// linear.wgsl: the batched per-utterance matmul family (MODEL.md layers 1-2).
+//   linear_forward           y = act(x W^T + b)        rows of padded utterances written 0
+//   linear_backward          dx = g W                  g = dy * relu'(y) (relu) or dy; padded rows 0 (written)
+//   linear_backward_weights  dW += g^T x, db += sum g  over real rows only, in fixed row order
+// Used for the GRU input projection xp = x W_ih^T + b_ih (act none) and the dense
+// layer relu(W x + b). Rows are t = b * U + i, real iff i < len[b].
+// Letters: N = B*U rows, K input width, O output width.
+//
+// Dispatch: 2-D, workgroup (WG_X, WG_Y) = (8, 8); one invocation owns a TILE x TILE
+// (4 x 4) register tile of its output (columns along x, rows along y) and keeps it in
+// registers for the whole K (or O, or row) loop: no shared memory, which on llvmpipe
+// is 10x faster than shared-memory tiles. The weight gradient is deterministic
+// because each invocation owns its dW elements and sums the rows in a fixed order.
+//   linear_forward:          x = O/4 tiles, y = N/4 tiles
+//   linear_backward:         x = K/4 tiles, y = N/4 tiles
+//   linear_backward_weights: x = K/4 tiles, y = O/4 tiles; tiles with x == 0 also own db
+//
+// Bindings:
+//   linear_forward:          0 p, 1 x (N, K), 2 w (flat params; W at w_off, b at b_off), 3 len (B), 4 y (N, O) rw
+//   linear_backward:         0 p, 1 dy (N, O), 2 y (N, O), 3 w (flat params), 4 len (B), 5 dx (N, K) rw
+//   linear_backward_weights: 0 p, 1 dy (N, O), 2 y (N, O), 3 x (N, K), 4 len (B), 5 grads (flat; dW at w_off, db at b_off) rw
+
+const TILE: u32 = 4u;
+const WG_X: u32 = 8u;
+const WG_Y: u32 = 8u;
+
+struct LinearParams {
+    b: u32,     // videos B
+    u: u32,     // padded utterances U
+    k: u32,     // input width K
+    o: u32,     // output width O
+    relu: u32,  // 1: y = relu(.) and gradients are masked by y > 0
+    w_off: u32, // element offset of W (O, K) in the weight / gradient buffer
+    b_off: u32, // element offset of the bias (O)
+    _pad: u32,
+}
+
+fn real_row(p: LinearParams, t: u32) -> bool {
+    let n = p.b * p.u;
+    return t < n && (t % p.u) < lenf[t / p.u];
+}
+
+// ---- linear_forward ----
+@group(0) @binding(0) var<uniform> pf: LinearParams;
+@group(0) @binding(1) var<storage, read> xf: array<f32>;
+@group(0) @binding(2) var<storage, read> wf: array<f32>;
+@group(0) @binding(3) var<storage, read> lenf: array<u32>;
+@group(0) @binding(4) var<storage, read_write> yf: array<f32>;
+
+@compute @workgroup_size(WG_X, WG_Y, 1)
+fn linear_forward(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let p = pf;
+    let n = p.b * p.u;
+    let c0 = gid.x * TILE;
+    let t0 = gid.y * TILE;
+    if (c0 >= p.o || t0 >= n) {
+        return;
+    }
+    // Out-of-range rows / columns read a clamped (valid) address and are not stored.
+    var rows: array<u32, 4>;
+    var cols: array<u32, 4>;
+    for (var i = 0u; i < TILE; i++) {
+        rows[i] = min(t0 + i, n - 1u) * p.k;
+        cols[i] = p.w_off + min(c0 + i, p.o - 1u) * p.k;
+    }
+    var acc: array<vec4<f32>, 4>;
+    for (var kk = 0u; kk < p.k; kk++) {
+        let wv = vec4<f32>(wf[cols[0] + kk], wf[cols[1] + kk], wf[cols[2] + kk], wf[cols[3] + kk]);
+        for (var i = 0u; i < TILE; i++) {
+            acc[i] += xf[rows[i] + kk] * wv;
+        }
+    }
+    var bias: vec4<f32>;
+    for (var j = 0u; j < TILE; j++) {
+        bias[j] = wf[p.b_off + min(c0 + j, p.o - 1u)];
+    }
+    for (var i = 0u; i < TILE; i++) {
+        let t = t0 + i;
+        if (t >= n) {
+            break;
+        }
+        var v = acc[i] + bias;
+        if (p.relu != 0u) {
+            v = max(v, vec4<f32>(0.0));
+        }
+        if (!real_row(p, t)) {
+            v = vec4<f32>(0.0);
+        }
+        for (var j = 0u; j < TILE; j++) {
+            if (c0 + j < p.o) {
+                yf[t * p.o + c0 + j] = v[j];
+            }
+        }
+    }
+}
+
+// ---- linear_backward (activation gradient) ----
+@group(0) @binding(0) var<uniform> pb: LinearParams;
+@group(0) @binding(1) var<storage, read> dyb: array<f32>;
+@group(0) @binding(2) var<storage, read> yb: array<f32>;
+@group(0) @binding(3) var<storage, read> wb: array<f32>;
+@group(0) @binding(4) var<storage, read> lenb: array<u32>;
+@group(0) @binding(5) var<storage, read_write> dxb: array<f32>;
+
+// g = dy, masked by the ReLU's y > 0 when the layer has one.
+fn grad_b(p: LinearParams, idx: u32) -> f32 {
+    let g = dyb[idx];
+    if (p.relu != 0u && yb[idx] <= 0.0) {
+        return 0.0;
+    }
+    return g;
+}
+
+fn real_row_b(p: LinearParams, t: u32) -> bool {
+    return t < p.b * p.u && (t % p.u) < lenb[t / p.u];
+}
+
+@compute @workgroup_size(WG_X, WG_Y, 1)
+fn linear_backward(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let p = pb;
+    let n = p.b * p.u;
+    let c0 = gid.x * TILE;
+    let t0 = gid.y * TILE;
+    if (c0 >= p.k || t0 >= n) {
+        return;
+    }
+    var rows: array<u32, 4>;
+    var cols: array<u32, 4>;
+    for (var i = 0u; i < TILE; i++) {
+        rows[i] = min(t0 + i, n - 1u) * p.o;
+        cols[i] = min(c0 + i, p.k - 1u);
+    }
+    var acc: array<vec4<f32>, 4>;
+    for (var o = 0u; o < p.o; o++) {
+        let w = p.w_off + o * p.k;
+        let wv = vec4<f32>(wb[w + cols[0]], wb[w + cols[1]], wb[w + cols[2]], wb[w + cols[3]]);
+        for (var i = 0u; i < TILE; i++) {
+            acc[i] += grad_b(p, rows[i] + o) * wv;
+        }
+    }
+    for (var i = 0u; i < TILE; i++) {
+        let t = t0 + i;
+        if (t >= n) {
+            break;
+        }
+        var v = acc[i];
+        if (!real_row_b(p, t)) {
+            v = vec4<f32>(0.0);
+        }
+        for (var j = 0u; j < TILE; j++) {
+            if (c0 + j < p.k) {
+                dxb[t * p.k + c0 + j] = v[j];
+            }
+        }
+    }
+}
+
+// ---- linear_backward_weights (parameter gradients, accumulated) ----
+@group(0) @binding(0) var<uniform> pw: LinearParams;
+@group(0) @binding(1) var<storage, read> dyw: array<f32>;
+@group(0) @binding(2) var<storage, read> yw: array<f32>;
+@group(0) @binding(3) var<storage, read> xw: array<f32>;
+@group(0) @binding(4) var<storage, read> lenw: array<u32>;
+@group(0) @binding(5) var<storage, read_write> gw: array<f32>;
+
+fn grad_w(p: LinearParams, idx: u32) -> f32 {
+    let g = dyw[idx];
+    if (p.relu != 0u && yw[idx] <= 0.0) {
+        return 0.0;
+    }
+    return g;
+}
+
+@compute @workgroup_size(WG_X, WG_Y, 1)
+fn linear_backward_weights(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let p = pw;
+    let c0 = gid.x * TILE; // input column (K)
+    let o0 = gid.y * TILE; // output row of W (O)
+    if (c0 >= p.k || o0 >= p.o) {
+        return;
+    }
+    var os: array<u32, 4>;
+    var cs: array<u32, 4>;
+    for (var i = 0u; i < TILE; i++) {
+        os[i] = min(o0 + i, p.o - 1u);
+        cs[i] = min(c0 + i, p.k - 1u);
+    }
+    var acc: array<vec4<f32>, 4>; // acc[i][j] = dW[o0 + i, c0 + j]
+    var dbias = vec4<f32>(0.0);
+    for (var b = 0u; b < p.b; b++) {
+        let l = min(lenw[b], p.u);
+        for (var i = 0u; i < l; i++) {
+            let t = b * p.u + i;
+            let gv = vec4<f32>(grad_w(p, t * p.o + os[0]), grad_w(p, t * p.o + os[1]),
+                               grad_w(p, t * p.o + os[2]), grad_w(p, t * p.o + os[3]));
+            let xr = t * p.k;
+            let xv = vec4<f32>(xw[xr + cs[0]], xw[xr + cs[1]], xw[xr + cs[2]], xw[xr + cs[3]]);
+            for (var r = 0u; r < TILE; r++) {
+                acc[r] += gv[r] * xv;
+            }
+            dbias += gv;
+        }
+    }
+    for (var r = 0u; r < TILE; r++) {
+        if (o0 + r >= p.o) {
+            break;
+        }
+        for (var j = 0u; j < TILE; j++) {
+            if (c0 + j < p.k) {
+                let idx = p.w_off + (o0 + r) * p.k + c0 + j;
+                gw[idx] += acc[r][j];
+            }
+        }
+        if (gid.x == 0u) {
+            gw[p.b_off + o0 + r] += dbias[r];
+        }
+    }
+}

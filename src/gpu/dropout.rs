@@ -1,0 +1,53 @@
+//! Launchers of `shaders/dropout.wgsl`: inverted dropout whose mask is recomputed
+//! from (seed, stream, index) with the hash of `cpu::dropout`, forward and backward.
+
+use super::context::{GpuContext, GpuError};
+use super::launch::Launch;
+use super::pipelines::{grid_1d, Bind, Shader};
+use crate::cpu::dropout::threshold;
+
+pub const WORKGROUP: u32 = 256;
+
+/// Mirrors `DropoutParams` in dropout.wgsl.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct DropoutParams {
+    pub n: u32,
+    pub seed: u32,
+    pub stream: u32,
+    pub threshold: u32,
+    pub scale: f32,
+    pub _pad: [u32; 3],
+}
+
+impl DropoutParams {
+    /// `n` elements of stream `stream` under step seed `seed`, drop probability `p`.
+    pub fn new(n: usize, seed: u32, stream: u32, p: f64) -> DropoutParams {
+        DropoutParams {
+            n: u32::try_from(n).unwrap_or(u32::MAX),
+            seed,
+            stream,
+            threshold: threshold(p),
+            scale: (1.0 / (1.0 - p)) as f32,
+            _pad: [0; 3],
+        }
+    }
+}
+
+fn grid(p: &DropoutParams) -> [u32; 3] {
+    grid_1d(p.n as usize, WORKGROUP)
+}
+
+const BINDS: [Bind; 3] = [Bind::Uniform, Bind::Read, Bind::Write];
+
+/// y = x * mask, (n) each.
+pub fn dropout_forward(ctx: &GpuContext, y: &wgpu::Buffer, x: &wgpu::Buffer, p: DropoutParams) -> Result<Launch<DropoutParams>, GpuError> {
+    let k = ctx.pipelines.get(ctx, Shader::Dropout, "dropout_forward", &BINDS)?;
+    Launch::new(ctx, k, &[x, y], p, grid)
+}
+
+/// dx = dy * mask (written), (n) each.
+pub fn dropout_backward(ctx: &GpuContext, dx: &wgpu::Buffer, dy: &wgpu::Buffer, p: DropoutParams) -> Result<Launch<DropoutParams>, GpuError> {
+    let k = ctx.pipelines.get(ctx, Shader::Dropout, "dropout_backward", &BINDS)?;
+    Launch::new(ctx, k, &[dy, dx], p, grid)
+}

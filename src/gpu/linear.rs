@@ -1,0 +1,88 @@
+//! Launchers of `shaders/linear.wgsl`: the batched per-utterance matmul (GRU input
+//! projection, dense + ReLU), forward and backward. CPU references:
+//! `cpu::gru::gru_input_projection`, `cpu::dense::{dense_forward, dense_backward}`.
+//! Letters: B, U, N = B*U rows, K input width, O output width.
+
+use super::context::{GpuContext, GpuError};
+use super::launch::Launch;
+use super::pipelines::{Bind, Shader};
+
+/// Register tile edge of one invocation (rows x columns), as in the shader.
+pub const TILE: u32 = 4;
+/// Workgroup shape (x over output-column tiles, y over row tiles), as in the shader.
+pub const WORKGROUP: [u32; 2] = [8, 8];
+
+/// Mirrors `LinearParams` in linear.wgsl.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct LinearParams {
+    pub b: u32,
+    pub u: u32,
+    pub k: u32,
+    pub o: u32,
+    /// 1: y = relu(.), gradients masked by y > 0.
+    pub relu: u32,
+    /// Element offset of W (O, K) in the weight (and gradient) buffer.
+    pub w_off: u32,
+    /// Element offset of the bias (O).
+    pub b_off: u32,
+    pub _pad: u32,
+}
+
+impl LinearParams {
+    pub fn new(b: usize, u: usize, k: usize, o: usize, relu: bool, w_off: usize, b_off: usize) -> LinearParams {
+        let c = |v: usize| u32::try_from(v).unwrap_or(u32::MAX);
+        LinearParams { b: c(b), u: c(u), k: c(k), o: c(o), relu: u32::from(relu), w_off: c(w_off), b_off: c(b_off), _pad: 0 }
+    }
+}
+
+fn tiles(n: u32, wg: u32) -> u32 {
+    n.div_ceil(TILE).div_ceil(wg)
+}
+
+/// y (B, U, O) = act(x (B, U, K) W^T + b), zero at padded rows. `w` holds W at
+/// `w_off` and b at `b_off` (the flat parameter buffer). `len` (B) u32.
+pub fn linear_forward(
+    ctx: &GpuContext,
+    y: &wgpu::Buffer,
+    x: &wgpu::Buffer,
+    w: &wgpu::Buffer,
+    len: &wgpu::Buffer,
+    p: LinearParams,
+) -> Result<Launch<LinearParams>, GpuError> {
+    let binds = [Bind::Uniform, Bind::Read, Bind::Read, Bind::Read, Bind::Write];
+    let k = ctx.pipelines.get(ctx, Shader::Linear, "linear_forward", &binds)?;
+    Launch::new(ctx, k, &[x, w, len, y], p, |p| [tiles(p.o, WORKGROUP[0]), tiles(p.b * p.u, WORKGROUP[1]), 1])
+}
+
+/// dx (B, U, K) = g W, g = dy * (y > 0) with ReLU else dy; zero at padded rows (written).
+/// `y` is the forward output (bind `dy` again when there is no ReLU).
+pub fn linear_backward(
+    ctx: &GpuContext,
+    dx: &wgpu::Buffer,
+    dy: &wgpu::Buffer,
+    y: &wgpu::Buffer,
+    w: &wgpu::Buffer,
+    len: &wgpu::Buffer,
+    p: LinearParams,
+) -> Result<Launch<LinearParams>, GpuError> {
+    let binds = [Bind::Uniform, Bind::Read, Bind::Read, Bind::Read, Bind::Read, Bind::Write];
+    let k = ctx.pipelines.get(ctx, Shader::Linear, "linear_backward", &binds)?;
+    Launch::new(ctx, k, &[dy, y, w, len, dx], p, |p| [tiles(p.k, WORKGROUP[0]), tiles(p.b * p.u, WORKGROUP[1]), 1])
+}
+
+/// grads[W] += g^T x and grads[b] += sum g over real rows (deterministic: each
+/// invocation owns a 4x4 tile of dW and walks the rows in order).
+pub fn linear_backward_weights(
+    ctx: &GpuContext,
+    grads: &wgpu::Buffer,
+    dy: &wgpu::Buffer,
+    y: &wgpu::Buffer,
+    x: &wgpu::Buffer,
+    len: &wgpu::Buffer,
+    p: LinearParams,
+) -> Result<Launch<LinearParams>, GpuError> {
+    let binds = [Bind::Uniform, Bind::Read, Bind::Read, Bind::Read, Bind::Read, Bind::Write];
+    let k = ctx.pipelines.get(ctx, Shader::Linear, "linear_backward_weights", &binds)?;
+    Launch::new(ctx, k, &[dy, y, x, len, grads], p, |p| [tiles(p.k, WORKGROUP[0]), tiles(p.o, WORKGROUP[1]), 1])
+}

@@ -1,0 +1,124 @@
+//! Every WGSL file of shaders/ parses and validates with naga (no device needed),
+//! and every params struct has the same size and field offsets in Rust as naga
+//! computes for its WGSL mirror; tile and workgroup constants agree too.
+
+use std::mem::{offset_of, size_of};
+use std::path::Path;
+
+use cimnet::gpu::adam::AdamParams;
+use cimnet::gpu::dropout::DropoutParams;
+use cimnet::gpu::gather::GatherParams;
+use cimnet::gpu::gru::GruParams;
+use cimnet::gpu::heads::HeadsParams;
+use cimnet::gpu::linear::LinearParams;
+use cimnet::gpu::Shader;
+
+fn parse(name: &str, src: &str) -> naga::Module {
+    let module = naga::front::wgsl::parse_str(src).unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(src)));
+    naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::default())
+        .validate(&module)
+        .unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(src)));
+    module
+}
+
+#[test]
+fn every_shader_file_validates() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("shaders");
+    let mut n = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().and_then(|e| e.to_str()) != Some("wgsl") {
+            continue;
+        }
+        let src = std::fs::read_to_string(&path).unwrap();
+        let name = path.file_name().unwrap().to_string_lossy().to_string();
+        let module = parse(&name, &src);
+        // Forward and backward side by side (STYLE.md 1), where the op has a backward.
+        let stem = name.trim_end_matches(".wgsl");
+        assert!(
+            module.entry_points.iter().any(|e| e.name.starts_with(stem)),
+            "{name}: no entry point named {stem}_*"
+        );
+        n += 1;
+    }
+    assert!(n >= Shader::ALL.len(), "found {n} shaders in {}", dir.display());
+}
+
+#[test]
+fn compiled_in_sources_match_the_files() {
+    for s in Shader::ALL {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("shaders").join(format!("{}.wgsl", s.name()));
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), s.source(), "{}", path.display());
+    }
+}
+
+/// naga's (span, [(member, offset)]) of struct `name` in `shader`.
+fn wgsl_layout(shader: Shader, name: &str) -> (u32, Vec<(String, u32)>) {
+    let m = parse(shader.name(), shader.source());
+    for (_, ty) in m.types.iter() {
+        if ty.name.as_deref() == Some(name) {
+            if let naga::TypeInner::Struct { members, span } = &ty.inner {
+                return (*span, members.iter().map(|mb| (mb.name.clone().unwrap_or_default(), mb.offset)).collect());
+            }
+        }
+    }
+    panic!("{}.wgsl has no struct {name}", shader.name());
+}
+
+/// Same size, and every field named in Rust sits at naga's offset of the WGSL member
+/// with that name; WGSL members that are not padding all have a Rust field.
+fn check(shader: Shader, name: &str, size: usize, fields: &[(&str, usize)]) {
+    let (span, members) = wgsl_layout(shader, name);
+    assert_eq!(size, span as usize, "{name}: Rust size {size} != WGSL span {span}");
+    for (f, off) in fields {
+        let m = members.iter().find(|(n, _)| n == f).unwrap_or_else(|| panic!("{name}: WGSL has no member {f}"));
+        assert_eq!(*off, m.1 as usize, "{name}.{f}: Rust offset {off} != WGSL offset {}", m.1);
+    }
+    for (n, _) in &members {
+        assert!(n.starts_with("_pad") || fields.iter().any(|(f, _)| f == n), "{name}: WGSL member {n} has no Rust field");
+    }
+}
+
+macro_rules! layout {
+    ($shader:expr, $t:ident, [$($f:ident),* $(,)?]) => {
+        check($shader, stringify!($t), size_of::<$t>(), &[$((stringify!($f), offset_of!($t, $f))),*])
+    };
+}
+
+#[test]
+fn params_structs_match_wgsl_layout() {
+    layout!(Shader::Linear, LinearParams, [b, u, k, o, relu, w_off, b_off]);
+    layout!(Shader::Dropout, DropoutParams, [n, seed, stream, threshold, scale]);
+    layout!(Shader::Adam, AdamParams, [n, step, lr, beta1, beta2, eps, bias1, bias2, zero_grad, one_minus_beta1, one_minus_beta2]);
+    layout!(Shader::Gather, GatherParams, [b, u, d, write_len]);
+    layout!(Shader::Gru, GruParams, [b, u, h, problems, t0, t1, w_hh_offset, b_hh_offset]);
+    layout!(Shader::Heads, HeadsParams, [b, u, rw, has_sentiment, has_emotion, ws_off, bs_off, we_off, be_off, w_s, w_e, accumulate]);
+}
+
+/// Value of the WGSL `const NAME: u32`.
+fn wgsl_const(shader: Shader, name: &str) -> u32 {
+    let m = parse(shader.name(), shader.source());
+    for (_, c) in m.constants.iter() {
+        if c.name.as_deref() == Some(name) {
+            if let naga::Expression::Literal(naga::Literal::U32(v)) = m.global_expressions[c.init] {
+                return v;
+            }
+        }
+    }
+    panic!("{}.wgsl has no u32 const {name}", shader.name());
+}
+
+#[test]
+fn tile_and_workgroup_constants_match() {
+    use cimnet::gpu::{adam, dropout, gather, linear};
+    assert_eq!(wgsl_const(Shader::Linear, "TILE"), linear::TILE);
+    assert_eq!(wgsl_const(Shader::Linear, "WG_X"), linear::WORKGROUP[0]);
+    assert_eq!(wgsl_const(Shader::Linear, "WG_Y"), linear::WORKGROUP[1]);
+    assert_eq!(wgsl_const(Shader::Dropout, "WG"), dropout::WORKGROUP);
+    assert_eq!(wgsl_const(Shader::Adam, "WG"), adam::WORKGROUP);
+    assert_eq!(wgsl_const(Shader::Gather, "WG"), gather::WORKGROUP);
+    assert_eq!(wgsl_const(Shader::Heads, "C") as usize, cimnet::gpu::heads::CLASSES);
+    assert_eq!(wgsl_const(Shader::Gru, "SEQ_PER_WG"), cimnet::gpu::gru::SEQ_PER_WG);
+    assert_eq!(wgsl_const(Shader::Gru, "MAX_H"), cimnet::gpu::gru::MAX_H);
+    assert_eq!(wgsl_const(Shader::Gru, "UNIT_ITERS"), cimnet::gpu::gru::UNIT_ITERS);
+}
