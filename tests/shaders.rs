@@ -6,6 +6,7 @@ use std::mem::{offset_of, size_of};
 use std::path::Path;
 
 use cimnet::gpu::adam::AdamParams;
+use cimnet::gpu::attention::AttentionParams;
 use cimnet::gpu::dropout::DropoutParams;
 use cimnet::gpu::gather::GatherParams;
 use cimnet::gpu::heads::HeadsParams;
@@ -90,6 +91,7 @@ fn params_structs_match_wgsl_layout() {
     layout!(Shader::Dropout, DropoutParams, [n, seed, stream, threshold, scale]);
     layout!(Shader::Adam, AdamParams, [n, step, lr, beta1, beta2, eps, bias1, bias2, zero_grad, one_minus_beta1, one_minus_beta2]);
     layout!(Shader::Gather, GatherParams, [b, u, d, write_len]);
+    layout!(Shader::Attention, AttentionParams, [b, u, d, pair, rw, r_xy, r_yx]);
     layout!(Shader::Heads, HeadsParams, [b, u, rw, has_sentiment, has_emotion, ws_off, bs_off, we_off, be_off, w_s, w_e, accumulate]);
 }
 
@@ -115,5 +117,6 @@ fn tile_and_workgroup_constants_match() {
     assert_eq!(wgsl_const(Shader::Dropout, "WG"), dropout::WORKGROUP);
     assert_eq!(wgsl_const(Shader::Adam, "WG"), adam::WORKGROUP);
     assert_eq!(wgsl_const(Shader::Gather, "WG"), gather::WORKGROUP);
+    assert_eq!(wgsl_const(Shader::Attention, "WG"), cimnet::gpu::attention::WORKGROUP);
     assert_eq!(wgsl_const(Shader::Heads, "C") as usize, cimnet::gpu::heads::CLASSES);
 }

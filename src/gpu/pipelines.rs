@@ -16,10 +16,12 @@ pub enum Shader {
     Adam,
     Gather,
     Heads,
+    Attention,
 }
 
 impl Shader {
-    pub const ALL: [Shader; 5] = [Shader::Linear, Shader::Dropout, Shader::Adam, Shader::Gather, Shader::Heads];
+    pub const ALL: [Shader; 6] =
+        [Shader::Linear, Shader::Dropout, Shader::Adam, Shader::Gather, Shader::Heads, Shader::Attention];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -28,6 +30,7 @@ impl Shader {
             Shader::Adam => "adam",
             Shader::Gather => "gather",
             Shader::Heads => "heads",
+            Shader::Attention => "attention",
         }
     }
 
@@ -38,6 +41,7 @@ impl Shader {
             Shader::Adam => include_str!("../../shaders/adam.wgsl"),
             Shader::Gather => include_str!("../../shaders/gather.wgsl"),
             Shader::Heads => include_str!("../../shaders/heads.wgsl"),
+            Shader::Attention => include_str!("../../shaders/attention.wgsl"),
         }
     }
 }
