@@ -441,3 +441,111 @@ fn check_heads(ctx: &GpuContext, tasks: &str, lens: &[usize]) -> f64 {
     }
     worst
 }
+
+/// Attention: M is a dot of length D = 100 (as MATMUL_TOL), softmax exp in f32, then
+/// sums of U <= 98 weighted rows; the backward chains three such sums.
+const ATTENTION_TOL: f64 = 2e-5;
+
+#[test]
+fn attention_matches_cpu() {
+    let Some(ctx) = context() else { return };
+    let mut worst = 0.0f64;
+    for lens in shapes() {
+        for (d, pair) in [(100, true), (100, false), (7, true)] {
+            worst = worst.max(check_attention(ctx, &lens, d, pair));
+        }
+    }
+    eprintln!("attention max |err| / max|want|: {worst:.2e}");
+}
+
+fn check_attention(ctx: &GpuContext, lens: &[usize], d: usize, pair: bool) -> f64 {
+    use cimnet::gpu::attention::{attention_backward, attention_forward, AttentionParams, AttentionSaved};
+    let b = lens.len();
+    let u = *lens.iter().max().unwrap();
+    let rw = 9 * d;
+    let (r_xy, r_yx) = (2 * d, 5 * d);
+    // Garbage at padded rows: no kernel may read them.
+    let mut x = random_vec(b * u * d, 41);
+    let mut y = if pair { random_vec(b * u * d, 42) } else { x.clone() };
+    for (bi, &l) in lens.iter().enumerate() {
+        for v in &mut x[(bi * u + l) * d..(bi + 1) * u * d] {
+            *v = 1e3;
+        }
+        for v in &mut y[(bi * u + l) * d..(bi + 1) * u * d] {
+            *v = -1e3;
+        }
+    }
+    if !pair {
+        y = x.clone();
+    }
+    let dr = random_vec(b * u * rw, 43);
+    let r0 = random_vec(b * u * rw, 44);
+    let dx0 = random_vec(b * u * d, 45);
+    let dy0 = random_vec(b * u * d, 46);
+    let slice = |m: &[f64], off: usize| -> Vec<f64> { (0..b * u).flat_map(|t| m[t * rw + off..t * rw + off + d].to_vec()).collect() };
+
+    let (out_xy, cache_xy) = cpu::attention::attention_forward(&x, &y, lens, b, u, d);
+    let mut want_r = r0.clone();
+    let mut want_dx = dx0.clone();
+    let mut want_dy = dy0.clone();
+    let put = |r: &mut Vec<f64>, v: &[f64], off: usize| {
+        for t in 0..b * u {
+            r[t * rw + off..t * rw + off + d].copy_from_slice(&v[t * d..(t + 1) * d]);
+        }
+    };
+    put(&mut want_r, &out_xy, r_xy);
+    let mut caches = vec![cache_xy.clone()];
+    if pair {
+        let (out_yx, cache_yx) = cpu::attention::attention_forward(&y, &x, lens, b, u, d);
+        put(&mut want_r, &out_yx, r_yx);
+        cpu::attention::attention_backward(&mut want_dx, &mut want_dy, &slice(&dr, r_xy), &x, &y, &cache_xy, lens, b, u, d);
+        cpu::attention::attention_backward(&mut want_dy, &mut want_dx, &slice(&dr, r_yx), &y, &x, &cache_yx, lens, b, u, d);
+        caches.push(cache_yx);
+    } else {
+        let mut other = vec![0.0; b * u * d];
+        cpu::attention::attention_backward(&mut want_dx, &mut other, &slice(&dr, r_xy), &x, &x, &cache_xy, lens, b, u, d);
+        for (a, o) in want_dx.iter_mut().zip(&other) {
+            *a += o;
+        }
+    }
+
+    let dirs = if pair { 2 } else { 1 };
+    let xb = upload(ctx, "X", &f32s(&x)).unwrap();
+    let yb = upload(ctx, "Y", &f32s(&y)).unwrap();
+    let len = upload(ctx, "len", &u32s(lens)).unwrap();
+    let r = upload(ctx, "R", &f32s(&r0)).unwrap();
+    let drb = upload(ctx, "dR", &f32s(&dr)).unwrap();
+    let dxb = upload(ctx, "dX", &f32s(&dx0)).unwrap();
+    let dyb = upload(ctx, "dY", &f32s(&dy0)).unwrap();
+    let m = storage::<f32>(ctx, "M", b * u * u).unwrap();
+    let n = storage::<f32>(ctx, "N", 2 * b * u * u).unwrap();
+    let o = storage::<f32>(ctx, "O", 2 * b * u * d).unwrap();
+    let dm = storage::<f32>(ctx, "dM", 2 * b * u * u).unwrap();
+    let saved = AttentionSaved { m: &m, n: &n, o: &o };
+    let p = AttentionParams::new(b, u, d, rw, r_xy, pair.then_some(r_yx));
+    let ybind = if pair { &yb } else { &xb };
+    let fwd = attention_forward(ctx, &r, &saved, &xb, ybind, &len, p).unwrap();
+    let bwd = attention_backward(ctx, &dxb, pair.then_some(&dyb), &dm, &drb, &saved, &xb, ybind, &len, p).unwrap();
+    assert_eq!(run(ctx, &[&fwd, &bwd]).unwrap(), 5);
+
+    let tag = format!("attention pair={pair} D={d} lens {lens:?}");
+    let mut worst = 0.0f64;
+    let mut cmp = |name: &str, got: &[f32], want: &[f64]| {
+        let e = assert_close(&format!("{tag} {name}"), got, want, ATTENTION_TOL * max_abs(want), 0.0);
+        worst = worst.max(e / max_abs(want));
+    };
+    cmp("R", &read::<f32>(ctx, &r, 0, b * u * rw).unwrap(), &want_r);
+    let got_n = read::<f32>(ctx, &n, 0, dirs * b * u * u).unwrap();
+    let got_o = read::<f32>(ctx, &o, 0, dirs * b * u * d).unwrap();
+    for (k, c) in caches.iter().enumerate() {
+        cmp(&format!("N dir {k}"), &got_n[k * b * u * u..(k + 1) * b * u * u], &c.n);
+        cmp(&format!("O dir {k}"), &got_o[k * b * u * d..(k + 1) * b * u * d], &c.o);
+    }
+    cmp("dX", &read::<f32>(ctx, &dxb, 0, b * u * d).unwrap(), &want_dx);
+    if pair {
+        cmp("dY", &read::<f32>(ctx, &dyb, 0, b * u * d).unwrap(), &want_dy);
+    } else {
+        assert_eq!(read::<f32>(ctx, &dyb, 0, b * u * d).unwrap(), f32s(&dy0), "{tag}: dY touched by self-attention");
+    }
+    worst
+}

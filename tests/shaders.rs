@@ -6,6 +6,7 @@ use std::mem::{offset_of, size_of};
 use std::path::Path;
 
 use cimnet::gpu::adam::AdamParams;
+use cimnet::gpu::attention::AttentionParams;
 use cimnet::gpu::dropout::DropoutParams;
 use cimnet::gpu::gather::GatherParams;
 use cimnet::gpu::gru::GruParams;
@@ -92,6 +93,7 @@ fn params_structs_match_wgsl_layout() {
     layout!(Shader::Adam, AdamParams, [n, step, lr, beta1, beta2, eps, bias1, bias2, zero_grad, one_minus_beta1, one_minus_beta2]);
     layout!(Shader::Gather, GatherParams, [b, u, d, write_len]);
     layout!(Shader::Gru, GruParams, [b, u, h, problems, t0, t1, w_hh_offset, b_hh_offset]);
+    layout!(Shader::Attention, AttentionParams, [b, u, d, pair, rw, r_xy, r_yx]);
     layout!(Shader::Heads, HeadsParams, [b, u, rw, has_sentiment, has_emotion, ws_off, bs_off, we_off, be_off, w_s, w_e, accumulate]);
 }
 
@@ -117,6 +119,7 @@ fn tile_and_workgroup_constants_match() {
     assert_eq!(wgsl_const(Shader::Dropout, "WG"), dropout::WORKGROUP);
     assert_eq!(wgsl_const(Shader::Adam, "WG"), adam::WORKGROUP);
     assert_eq!(wgsl_const(Shader::Gather, "WG"), gather::WORKGROUP);
+    assert_eq!(wgsl_const(Shader::Attention, "WG"), cimnet::gpu::attention::WORKGROUP);
     assert_eq!(wgsl_const(Shader::Heads, "C") as usize, cimnet::gpu::heads::CLASSES);
     assert_eq!(wgsl_const(Shader::Gru, "SEQ_PER_WG"), cimnet::gpu::gru::SEQ_PER_WG);
     assert_eq!(wgsl_const(Shader::Gru, "MAX_H"), cimnet::gpu::gru::MAX_H);

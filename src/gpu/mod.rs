@@ -7,6 +7,7 @@
 //! H hidden, R representation width.
 
 pub mod adam;
+pub mod attention;
 pub mod buffers;
 pub mod context;
 pub mod dropout;

@@ -17,10 +17,19 @@ pub enum Shader {
     Gather,
     Heads,
     Gru,
+    Attention,
 }
 
 impl Shader {
-    pub const ALL: [Shader; 6] = [Shader::Linear, Shader::Dropout, Shader::Adam, Shader::Gather, Shader::Heads, Shader::Gru];
+    pub const ALL: [Shader; 7] = [
+        Shader::Linear,
+        Shader::Dropout,
+        Shader::Adam,
+        Shader::Gather,
+        Shader::Heads,
+        Shader::Gru,
+        Shader::Attention,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -30,6 +39,7 @@ impl Shader {
             Shader::Gather => "gather",
             Shader::Heads => "heads",
             Shader::Gru => "gru",
+            Shader::Attention => "attention",
         }
     }
 
@@ -41,6 +51,7 @@ impl Shader {
             Shader::Gather => include_str!("../../shaders/gather.wgsl"),
             Shader::Heads => include_str!("../../shaders/heads.wgsl"),
             Shader::Gru => include_str!("../../shaders/gru.wgsl"),
+            Shader::Attention => include_str!("../../shaders/attention.wgsl"),
         }
     }
 }
