@@ -9,8 +9,10 @@
 // Dispatch: 2-D, workgroup (WG_X, WG_Y) = (8, 8); one invocation owns a TILE x TILE
 // (4 x 4) register tile of its output (columns along x, rows along y) and keeps it in
 // registers for the whole K (or O, or row) loop: no shared memory, which on llvmpipe
-// is 10x faster than shared-memory tiles. The weight gradient is deterministic
-// because each invocation owns its dW elements and sums the rows in a fixed order.
+// is 10x faster than shared-memory tiles. The tile is unrolled into named registers
+// (llvmpipe spills dynamically indexed local arrays to memory: 1.8x slower). The
+// weight gradient is deterministic because each invocation owns its dW elements and
+// sums the rows in a fixed order.
 //   linear_forward:          x = O/4 tiles, y = N/4 tiles
 //   linear_backward:         x = K/4 tiles, y = N/4 tiles
 //   linear_backward_weights: x = K/4 tiles, y = O/4 tiles; tiles with x == 0 also own db
@@ -57,19 +59,28 @@ fn linear_forward(@builtin(global_invocation_id) gid: vec3<u32>) {
         return;
     }
     // Out-of-range rows / columns read a clamped (valid) address and are not stored.
-    var rows: array<u32, 4>;
-    var cols: array<u32, 4>;
-    for (var i = 0u; i < TILE; i++) {
-        rows[i] = min(t0 + i, n - 1u) * p.k;
-        cols[i] = p.w_off + min(c0 + i, p.o - 1u) * p.k;
-    }
-    var acc: array<vec4<f32>, 4>;
+    // The tile is unrolled by hand into named registers: llvmpipe keeps dynamically
+    // indexed local arrays in memory, which made this loop ~6x slower.
+    let x0 = min(t0, n - 1u) * p.k;
+    let x1 = min(t0 + 1u, n - 1u) * p.k;
+    let x2 = min(t0 + 2u, n - 1u) * p.k;
+    let x3 = min(t0 + 3u, n - 1u) * p.k;
+    let w0 = p.w_off + min(c0, p.o - 1u) * p.k;
+    let w1 = p.w_off + min(c0 + 1u, p.o - 1u) * p.k;
+    let w2 = p.w_off + min(c0 + 2u, p.o - 1u) * p.k;
+    let w3 = p.w_off + min(c0 + 3u, p.o - 1u) * p.k;
+    var a0 = vec4<f32>(0.0);
+    var a1 = vec4<f32>(0.0);
+    var a2 = vec4<f32>(0.0);
+    var a3 = vec4<f32>(0.0);
     for (var kk = 0u; kk < p.k; kk++) {
-        let wv = vec4<f32>(wf[cols[0] + kk], wf[cols[1] + kk], wf[cols[2] + kk], wf[cols[3] + kk]);
-        for (var i = 0u; i < TILE; i++) {
-            acc[i] += xf[rows[i] + kk] * wv;
-        }
+        let wv = vec4<f32>(wf[w0 + kk], wf[w1 + kk], wf[w2 + kk], wf[w3 + kk]);
+        a0 += xf[x0 + kk] * wv;
+        a1 += xf[x1 + kk] * wv;
+        a2 += xf[x2 + kk] * wv;
+        a3 += xf[x3 + kk] * wv;
     }
+    let acc = array<vec4<f32>, 4>(a0, a1, a2, a3);
     var bias: vec4<f32>;
     for (var j = 0u; j < TILE; j++) {
         bias[j] = wf[p.b_off + min(c0 + j, p.o - 1u)];
@@ -124,20 +135,28 @@ fn linear_backward(@builtin(global_invocation_id) gid: vec3<u32>) {
     if (c0 >= p.k || t0 >= n) {
         return;
     }
-    var rows: array<u32, 4>;
-    var cols: array<u32, 4>;
-    for (var i = 0u; i < TILE; i++) {
-        rows[i] = min(t0 + i, n - 1u) * p.o;
-        cols[i] = min(c0 + i, p.k - 1u);
-    }
-    var acc: array<vec4<f32>, 4>;
+    // Unrolled by hand, as in linear_forward.
+    let g0 = min(t0, n - 1u) * p.o;
+    let g1 = min(t0 + 1u, n - 1u) * p.o;
+    let g2 = min(t0 + 2u, n - 1u) * p.o;
+    let g3 = min(t0 + 3u, n - 1u) * p.o;
+    let k0 = min(c0, p.k - 1u);
+    let k1 = min(c0 + 1u, p.k - 1u);
+    let k2 = min(c0 + 2u, p.k - 1u);
+    let k3 = min(c0 + 3u, p.k - 1u);
+    var a0 = vec4<f32>(0.0);
+    var a1 = vec4<f32>(0.0);
+    var a2 = vec4<f32>(0.0);
+    var a3 = vec4<f32>(0.0);
     for (var o = 0u; o < p.o; o++) {
         let w = p.w_off + o * p.k;
-        let wv = vec4<f32>(wb[w + cols[0]], wb[w + cols[1]], wb[w + cols[2]], wb[w + cols[3]]);
-        for (var i = 0u; i < TILE; i++) {
-            acc[i] += grad_b(p, rows[i] + o) * wv;
-        }
+        let wv = vec4<f32>(wb[w + k0], wb[w + k1], wb[w + k2], wb[w + k3]);
+        a0 += grad_b(p, g0 + o) * wv;
+        a1 += grad_b(p, g1 + o) * wv;
+        a2 += grad_b(p, g2 + o) * wv;
+        a3 += grad_b(p, g3 + o) * wv;
     }
+    let acc = array<vec4<f32>, 4>(a0, a1, a2, a3);
     for (var i = 0u; i < TILE; i++) {
         let t = t0 + i;
         if (t >= n) {
@@ -179,28 +198,36 @@ fn linear_backward_weights(@builtin(global_invocation_id) gid: vec3<u32>) {
     if (c0 >= p.k || o0 >= p.o) {
         return;
     }
-    var os: array<u32, 4>;
-    var cs: array<u32, 4>;
-    for (var i = 0u; i < TILE; i++) {
-        os[i] = min(o0 + i, p.o - 1u);
-        cs[i] = min(c0 + i, p.k - 1u);
-    }
-    var acc: array<vec4<f32>, 4>; // acc[i][j] = dW[o0 + i, c0 + j]
+    // Unrolled by hand, as in linear_forward.
+    let o_0 = min(o0, p.o - 1u);
+    let o_1 = min(o0 + 1u, p.o - 1u);
+    let o_2 = min(o0 + 2u, p.o - 1u);
+    let o_3 = min(o0 + 3u, p.o - 1u);
+    let k0 = min(c0, p.k - 1u);
+    let k1 = min(c0 + 1u, p.k - 1u);
+    let k2 = min(c0 + 2u, p.k - 1u);
+    let k3 = min(c0 + 3u, p.k - 1u);
+    var a0 = vec4<f32>(0.0); // dW[o0 + 0, c0 .. c0 + 3]
+    var a1 = vec4<f32>(0.0);
+    var a2 = vec4<f32>(0.0);
+    var a3 = vec4<f32>(0.0);
     var dbias = vec4<f32>(0.0);
     for (var b = 0u; b < p.b; b++) {
         let l = min(lenw[b], p.u);
         for (var i = 0u; i < l; i++) {
             let t = b * p.u + i;
-            let gv = vec4<f32>(grad_w(p, t * p.o + os[0]), grad_w(p, t * p.o + os[1]),
-                               grad_w(p, t * p.o + os[2]), grad_w(p, t * p.o + os[3]));
+            let gr = t * p.o;
+            let gv = vec4<f32>(grad_w(p, gr + o_0), grad_w(p, gr + o_1), grad_w(p, gr + o_2), grad_w(p, gr + o_3));
             let xr = t * p.k;
-            let xv = vec4<f32>(xw[xr + cs[0]], xw[xr + cs[1]], xw[xr + cs[2]], xw[xr + cs[3]]);
-            for (var r = 0u; r < TILE; r++) {
-                acc[r] += gv[r] * xv;
-            }
+            let xv = vec4<f32>(xw[xr + k0], xw[xr + k1], xw[xr + k2], xw[xr + k3]);
+            a0 += gv.x * xv;
+            a1 += gv.y * xv;
+            a2 += gv.z * xv;
+            a3 += gv.w * xv;
             dbias += gv;
         }
     }
+    let acc = array<vec4<f32>, 4>(a0, a1, a2, a3);
     for (var r = 0u; r < TILE; r++) {
         if (o0 + r >= p.o) {
             break;

@@ -549,3 +549,103 @@ fn check_attention(ctx: &GpuContext, lens: &[usize], d: usize, pair: bool) -> f6
     }
     worst
 }
+
+#[test]
+fn asking_for_a_missing_adapter_is_an_error_with_a_hint() {
+    if std::env::var("CIMNET_SKIP_GPU_TESTS").as_deref() == Ok("1") {
+        return;
+    }
+    let opts = cimnet::gpu::GpuOptions { adapter: Some("no-such-adapter-xyz".into()) };
+    match GpuContext::new(&opts) {
+        Err(e @ cimnet::gpu::GpuError::NoAdapter { .. }) => {
+            let msg = e.to_string();
+            assert!(msg.contains("no-such-adapter-xyz") && msg.contains("mesa-vulkan-drivers"), "{msg}");
+        }
+        Err(e) => panic!("wrong error: {e}"),
+        Ok(c) => panic!("got adapter {}", c.describe()),
+    }
+}
+
+/// Wall-clock time of each kernel at the paper's shapes (B 16, U 98, H 200, D 100,
+/// TAV cim: R = 900), after checking above that they are correct. Ignored by default:
+///     cargo test --release --test gpu_kernels kernel_timings -- --ignored --nocapture
+#[test]
+#[ignore]
+fn kernel_timings() {
+    use cimnet::gpu::attention::{attention_backward, attention_forward, AttentionParams, AttentionSaved};
+    use cimnet::gpu::Recordable;
+    let Some(ctx) = context() else { return };
+    let (b, u, h, d, k, rw) = (16usize, 98usize, 200usize, 100usize, 300usize, 900usize);
+    let lens: Vec<usize> = (0..b).map(|i| u - (i * 7) % 60).collect();
+    let n = b * u;
+    let buf = |name: &str, len: usize| upload(ctx, name, &f32s(&random_vec(len, len as u64))).unwrap();
+    let len = upload(ctx, "len", &u32s(&lens)).unwrap();
+    let x = buf("x", n * k);
+    let flat = buf("params", 1 << 20);
+    let grads = buf("grads", 1 << 20);
+    let xp = buf("xp", n * 3 * h);
+    let gin = buf("gru out", n * 2 * h);
+    let dense = buf("dense", n * d);
+    let time = |name: &str, flops: f64, l: &dyn Recordable| {
+        run(ctx, &[l]).unwrap(); // warm-up (pipeline compile, first touch)
+        let reps = 5;
+        let t0 = std::time::Instant::now();
+        for _ in 0..reps {
+            run(ctx, &[l]).unwrap();
+        }
+        let s = t0.elapsed().as_secs_f64() / reps as f64;
+        eprintln!("{name:<40} {:>9.3} ms {:>8.2} GFLOP/s", s * 1e3, flops / s / 1e9);
+    };
+    let real: f64 = lens.iter().sum::<usize>() as f64;
+    let p = linear::LinearParams::new(b, u, k, 3 * h, false, 0, 3 * h * k);
+    time("linear_forward xp (K 300 -> 3H 600)", 2.0 * n as f64 * (k * 3 * h) as f64, &linear::linear_forward(ctx, &xp, &x, &flat, &len, p).unwrap());
+    time("linear_backward dx (3H -> K)", 2.0 * n as f64 * (k * 3 * h) as f64, &linear::linear_backward(ctx, &x, &xp, &xp, &flat, &len, p).unwrap());
+    time("linear_backward_weights dW_ih", 2.0 * real * (k * 3 * h) as f64, &linear::linear_backward_weights(ctx, &grads, &xp, &xp, &x, &len, p).unwrap());
+    let p = linear::LinearParams::new(b, u, 2 * h, d, true, 0, 2 * h * d);
+    time("linear_forward dense (2H 400 -> D 100)", 2.0 * n as f64 * (2 * h * d) as f64, &linear::linear_forward(ctx, &dense, &gin, &flat, &len, p).unwrap());
+    time("dropout_forward (B, U, 2H)", 0.0, &dropout::dropout_forward(ctx, &xp, &gin, dropout::DropoutParams::new(n * 2 * h, 1, 0, 0.3)).unwrap());
+    let m = storage::<f32>(ctx, "adam m", 1 << 20).unwrap();
+    let v = storage::<f32>(ctx, "adam v", 1 << 20).unwrap();
+    let pf = flat_copy(ctx, &flat);
+    time("adam_step (1M parameters)", 0.0, &adam::adam_step(ctx, &pf, &grads, &m, &v, adam::AdamParams::new(1 << 20, 1, &adam::AdamConfig::default(), false)).unwrap());
+    let r = buf("R", n * rw);
+    let am = storage::<f32>(ctx, "M", n * u).unwrap();
+    let an = storage::<f32>(ctx, "N", 2 * n * u).unwrap();
+    let ao = storage::<f32>(ctx, "O", 2 * n * d).unwrap();
+    let dm = storage::<f32>(ctx, "dM", 2 * n * u).unwrap();
+    let y = buf("y", n * d);
+    let dx = buf("dx", n * d);
+    let dy = buf("dy", n * d);
+    let saved = AttentionSaved { m: &am, n: &an, o: &ao };
+    let ap = AttentionParams::new(b, u, d, rw, 0, Some(d));
+    time("attention_forward pair (3 dispatches)", 0.0, &attention_forward(ctx, &r, &saved, &dense, &y, &len, ap).unwrap());
+    time("attention_backward pair (2 dispatches)", 0.0, &attention_backward(ctx, &dx, Some(&dy), &dm, &r, &saved, &dense, &y, &len, ap).unwrap());
+    let mut cfg = cimnet::config::ModelConfig::new("TAV".parse().unwrap(), "cim".parse().unwrap(), "mtl".parse().unwrap(), [300, 74, 35]);
+    cfg.dense = d;
+    let layout = cimnet::params::Layout::new(&cfg);
+    let hp = heads::HeadsParams::new(&cfg, &layout, b, u);
+    let wl = buf("params", layout.len);
+    let gl = buf("grads", layout.len);
+    let labels = buf("labels", n * 7);
+    let probs = storage::<f32>(ctx, "probs", n * 9).unwrap();
+    let dz = storage::<f32>(ctx, "dz", n * 9).unwrap();
+    let rl = storage::<f32>(ctx, "row loss", n * 2).unwrap();
+    let loss = storage::<f32>(ctx, "loss", 4).unwrap();
+    let dr = storage::<f32>(ctx, "dR", n * rw).unwrap();
+    time("heads_forward + loss", 0.0, &heads::heads_forward(ctx, &probs, &dz, &rl, &loss, &r, &wl, &labels, &len, hp).unwrap());
+    time("heads_backward (dR + dW)", 0.0, &heads::heads_backward(ctx, &dr, &gl, &dz, &r, &wl, &len, hp).unwrap());
+    let empty: [&dyn Recordable; 0] = [];
+    let t0 = std::time::Instant::now();
+    for _ in 0..20 {
+        run(ctx, &empty).unwrap();
+    }
+    eprintln!("{:<40} {:>9.3} ms", "empty submit + wait", t0.elapsed().as_secs_f64() / 20.0 * 1e3);
+}
+
+fn flat_copy(ctx: &GpuContext, src: &wgpu::Buffer) -> wgpu::Buffer {
+    let dst = storage::<f32>(ctx, "params copy", (src.size() / 4) as usize).unwrap();
+    let mut enc = ctx.device.create_command_encoder(&Default::default());
+    enc.copy_buffer_to_buffer(src, 0, &dst, 0, src.size());
+    cimnet::gpu::buffers::submit_and_wait(ctx, enc).unwrap();
+    dst
+}
