@@ -19,9 +19,9 @@ struct DropoutParams {
     stream: u32,    // dropout site (cpu::dropout::stream)
     threshold: u32, // round(p * 2^24): drop iff random24 < threshold
     scale: f32,     // 1 / (1 - p)
+    x_off: u32,     // element offset of x (forward input) / dx (backward output) in its buffer
+    y_off: u32,     // element offset of y (forward output) / dy (backward input) in its buffer
     _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: DropoutParams;
@@ -46,7 +46,8 @@ fn flat_index(wg: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
     return (wg.y * nwg.x + wg.x) * WG + lid;
 }
 
-fn apply(i: u32) {
+// The mask index i is local to the n elements, whatever the offsets.
+fn apply(i: u32, src_off: u32, dst_off: u32) {
     if (i >= p.n) {
         return;
     }
@@ -54,18 +55,18 @@ fn apply(i: u32) {
     if (random24(p.seed, p.stream, i) >= p.threshold) {
         m = p.scale;
     }
-    dst[i] = src[i] * m;
+    dst[dst_off + i] = src[src_off + i] * m;
 }
 
 @compute @workgroup_size(WG)
 fn dropout_forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                    @builtin(local_invocation_index) lid: u32) {
-    apply(flat_index(wg, nwg, lid));
+    apply(flat_index(wg, nwg, lid), p.x_off, p.y_off);
 }
 
 // The same mask again: inverted dropout is linear in its input.
 @compute @workgroup_size(WG)
 fn dropout_backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                     @builtin(local_invocation_index) lid: u32) {
-    apply(flat_index(wg, nwg, lid));
+    apply(flat_index(wg, nwg, lid), p.y_off, p.x_off);
 }

@@ -48,3 +48,32 @@ fn gather_forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups)
         out_len[b] = min(l, p.u);
     }
 }
+
+// ---- scatter_rows: the transpose of gather_forward, for predictions ----
+//   dst[(offsets[v] + i) * D + c] = src[b, i, c] for i < length[v], v = index[b]
+// Writes a batch's per-utterance outputs (e.g. probabilities) into a split-wide
+// (N_utt, D) buffer, so inference reads back once per split, not once per batch.
+// Bindings: 0 p, 1 src (B, U, D), 2 offset, 3 length, 4 index, 5 dst (N_utt, D) rw.
+@group(0) @binding(0) var<uniform> ps: GatherParams;
+@group(0) @binding(1) var<storage, read> s_src: array<f32>;
+@group(0) @binding(2) var<storage, read> s_offsets: array<u32>;
+@group(0) @binding(3) var<storage, read> s_lengths: array<u32>;
+@group(0) @binding(4) var<storage, read> s_indices: array<u32>;
+@group(0) @binding(5) var<storage, read_write> s_dst: array<f32>;
+
+@compute @workgroup_size(WG)
+fn scatter_rows(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                @builtin(local_invocation_index) lid: u32) {
+    let e = (wg.y * nwg.x + wg.x) * WG + lid;
+    if (e >= ps.b * ps.u * ps.d) {
+        return;
+    }
+    let c = e % ps.d;
+    let t = e / ps.d;
+    let i = t % ps.u;
+    let b = t / ps.u;
+    let v = s_indices[b];
+    if (i < s_lengths[v]) {
+        s_dst[(s_offsets[v] + i) * ps.d + c] = s_src[e];
+    }
+}

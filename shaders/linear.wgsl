@@ -34,7 +34,7 @@ struct LinearParams {
     relu: u32,  // 1: y = relu(.) and gradients are masked by y > 0
     w_off: u32, // element offset of W (O, K) in the weight / gradient buffer
     b_off: u32, // element offset of the bias (O)
-    _pad: u32,
+    y_off: u32, // element offset of y / dy in their buffers (e.g. one problem's block of the GRU's xp / gi)
 }
 
 fn real_row(p: LinearParams, t: u32) -> bool {
@@ -99,7 +99,7 @@ fn linear_forward(@builtin(global_invocation_id) gid: vec3<u32>) {
         }
         for (var j = 0u; j < TILE; j++) {
             if (c0 + j < p.o) {
-                yf[t * p.o + c0 + j] = v[j];
+                yf[p.y_off + t * p.o + c0 + j] = v[j];
             }
         }
     }
@@ -115,8 +115,8 @@ fn linear_forward(@builtin(global_invocation_id) gid: vec3<u32>) {
 
 // g = dy, masked by the ReLU's y > 0 when the layer has one.
 fn grad_b(p: LinearParams, idx: u32) -> f32 {
-    let g = dyb[idx];
-    if (p.relu != 0u && yb[idx] <= 0.0) {
+    let g = dyb[p.y_off + idx];
+    if (p.relu != 0u && yb[p.y_off + idx] <= 0.0) {
         return 0.0;
     }
     return g;
@@ -183,8 +183,8 @@ fn linear_backward(@builtin(global_invocation_id) gid: vec3<u32>) {
 @group(0) @binding(5) var<storage, read_write> gw: array<f32>;
 
 fn grad_w(p: LinearParams, idx: u32) -> f32 {
-    let g = dyw[idx];
-    if (p.relu != 0u && yw[idx] <= 0.0) {
+    let g = dyw[p.y_off + idx];
+    if (p.relu != 0u && yw[p.y_off + idx] <= 0.0) {
         return 0.0;
     }
     return g;

@@ -12,6 +12,7 @@ use cimnet::gpu::gather::GatherParams;
 use cimnet::gpu::gru::GruParams;
 use cimnet::gpu::heads::HeadsParams;
 use cimnet::gpu::linear::LinearParams;
+use cimnet::gpu::representation::ReprParams;
 use cimnet::gpu::Shader;
 
 fn parse(name: &str, src: &str) -> naga::Module {
@@ -88,8 +89,9 @@ macro_rules! layout {
 
 #[test]
 fn params_structs_match_wgsl_layout() {
-    layout!(Shader::Linear, LinearParams, [b, u, k, o, relu, w_off, b_off]);
-    layout!(Shader::Dropout, DropoutParams, [n, seed, stream, threshold, scale]);
+    layout!(Shader::Representation, ReprParams, [b, u, d, rw, off]);
+    layout!(Shader::Linear, LinearParams, [b, u, k, o, relu, w_off, b_off, y_off]);
+    layout!(Shader::Dropout, DropoutParams, [n, seed, stream, threshold, scale, x_off, y_off]);
     layout!(Shader::Adam, AdamParams, [n, step, lr, beta1, beta2, eps, bias1, bias2, zero_grad, one_minus_beta1, one_minus_beta2]);
     layout!(Shader::Gather, GatherParams, [b, u, d, write_len]);
     layout!(Shader::Gru, GruParams, [b, u, h, problems, t0, t1, w_hh_offset, b_hh_offset]);

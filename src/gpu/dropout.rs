@@ -17,7 +17,11 @@ pub struct DropoutParams {
     pub stream: u32,
     pub threshold: u32,
     pub scale: f32,
-    pub _pad: [u32; 3],
+    /// Element offset of x (forward input) / dx (backward output) in its buffer.
+    pub x_off: u32,
+    /// Element offset of y (forward output) / dy (backward input) in its buffer.
+    pub y_off: u32,
+    pub _pad: u32,
 }
 
 impl DropoutParams {
@@ -29,8 +33,17 @@ impl DropoutParams {
             stream,
             threshold: threshold(p),
             scale: (1.0 / (1.0 - p)) as f32,
-            _pad: [0; 3],
+            x_off: 0,
+            y_off: 0,
+            _pad: 0,
         }
+    }
+
+    /// The same mask applied to blocks at element offsets of larger buffers.
+    pub fn at(mut self, x_off: usize, y_off: usize) -> DropoutParams {
+        self.x_off = u32::try_from(x_off).unwrap_or(u32::MAX);
+        self.y_off = u32::try_from(y_off).unwrap_or(u32::MAX);
+        self
     }
 }
 

@@ -89,3 +89,20 @@ pub fn gather_forward(
         grid_1d(p.b as usize * p.u as usize * p.d as usize, WORKGROUP)
     })
 }
+
+/// dst (N_utt, D) rows of the videos `index` (B) = src (B, U, D) at their real
+/// positions: the transpose of `gather_forward`, used to collect predictions.
+pub fn scatter_rows(
+    ctx: &GpuContext,
+    dst: &wgpu::Buffer,
+    src: &wgpu::Buffer,
+    data: &GpuDataset,
+    index: &wgpu::Buffer,
+    p: GatherParams,
+) -> Result<Launch<GatherParams>, GpuError> {
+    let binds = [Bind::Uniform, Bind::Read, Bind::Read, Bind::Read, Bind::Read, Bind::Write];
+    let k = ctx.pipelines.get(ctx, Shader::Gather, "scatter_rows", &binds)?;
+    Launch::new(ctx, k, &[src, &data.offsets, &data.lengths, index, dst], p, |p| {
+        grid_1d(p.b as usize * p.u as usize * p.d as usize, WORKGROUP)
+    })
+}

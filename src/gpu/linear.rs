@@ -26,13 +26,22 @@ pub struct LinearParams {
     pub w_off: u32,
     /// Element offset of the bias (O).
     pub b_off: u32,
-    pub _pad: u32,
+    /// Element offset of y / dy in their buffers (0 unless they are one block of a larger buffer).
+    pub y_off: u32,
 }
 
 impl LinearParams {
     pub fn new(b: usize, u: usize, k: usize, o: usize, relu: bool, w_off: usize, b_off: usize) -> LinearParams {
         let c = |v: usize| u32::try_from(v).unwrap_or(u32::MAX);
-        LinearParams { b: c(b), u: c(u), k: c(k), o: c(o), relu: u32::from(relu), w_off: c(w_off), b_off: c(b_off), _pad: 0 }
+        LinearParams { b: c(b), u: c(u), k: c(k), o: c(o), relu: u32::from(relu), w_off: c(w_off), b_off: c(b_off), y_off: 0 }
+    }
+}
+
+impl LinearParams {
+    /// The same launch writing y (reading dy) at element `y_off` of its buffer.
+    pub fn at(mut self, y_off: usize) -> LinearParams {
+        self.y_off = u32::try_from(y_off).unwrap_or(u32::MAX);
+        self
     }
 }
 

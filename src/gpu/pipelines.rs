@@ -18,10 +18,11 @@ pub enum Shader {
     Heads,
     Gru,
     Attention,
+    Representation,
 }
 
 impl Shader {
-    pub const ALL: [Shader; 7] = [
+    pub const ALL: [Shader; 8] = [
         Shader::Linear,
         Shader::Dropout,
         Shader::Adam,
@@ -29,6 +30,7 @@ impl Shader {
         Shader::Heads,
         Shader::Gru,
         Shader::Attention,
+        Shader::Representation,
     ];
 
     pub fn name(self) -> &'static str {
@@ -40,6 +42,7 @@ impl Shader {
             Shader::Heads => "heads",
             Shader::Gru => "gru",
             Shader::Attention => "attention",
+            Shader::Representation => "representation",
         }
     }
 
@@ -52,6 +55,7 @@ impl Shader {
             Shader::Heads => include_str!("../../shaders/heads.wgsl"),
             Shader::Gru => include_str!("../../shaders/gru.wgsl"),
             Shader::Attention => include_str!("../../shaders/attention.wgsl"),
+            Shader::Representation => include_str!("../../shaders/representation.wgsl"),
         }
     }
 }
