@@ -16,6 +16,7 @@ pub mod gru;
 pub mod heads;
 pub mod launch;
 pub mod linear;
+pub mod model;
 pub mod pipelines;
 pub mod representation;
 
