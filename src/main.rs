@@ -27,6 +27,8 @@ enum Command {
     Attention(cli::train::AttentionArgs),
     /// The paper's Table 4: every modality set, single-task vs multi-task, several seeds, with t-tests.
     Grid(cli::train::GridArgs),
+    /// Time end-to-end GPU training (default: synthetic MOSEI-shaped data) and compare with the CPU reference.
+    Bench(cli::bench::BenchArgs),
     /// Datasets: convert, prepare MOSI, synthesise, summarise.
     Data {
         #[command(subcommand)]
@@ -44,6 +46,7 @@ fn main() {
         Command::Predict(a) => cli::train::predict_cmd(a),
         Command::Attention(a) => cli::train::attention_cmd(a),
         Command::Grid(a) => cli::train::grid_cmd(a),
+        Command::Bench(a) => cli::bench::bench_cmd(a),
         Command::Data { cmd } => cli::data::run(cmd),
     };
     if let Err(e) = result {

@@ -36,6 +36,11 @@ pub struct DataArgs {
 }
 
 impl DataArgs {
+    /// The source named on the command line, or the bundled MOSI.
+    pub fn source_or_mosi(&self) -> DataSource {
+        self.source().unwrap_or(DataSource::Mosi)
+    }
+
     /// The source named on the command line, if any.
     fn source(&self) -> Option<DataSource> {
         if let Some(p) = &self.data {
