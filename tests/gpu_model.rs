@@ -226,3 +226,17 @@ fn inference_matches_the_cpu_and_covers_every_utterance() {
     check("test sentiment probabilities", &sflat(g.sentiment.as_ref().unwrap()), &sflat(c.sentiment.as_ref().unwrap()), MODEL_RTOL);
     let _ = Modality::ALL;
 }
+
+/// Every one of the 63 variants (7 modality sets x 3 attention kinds x 3 task
+/// setups) runs forward and backward on the GPU and matches the CPU.
+#[test]
+fn all_63_variants_run_on_the_gpu() {
+    for set in ModalitySet::ALL {
+        for attention in Attention::ALL {
+            for tasks in Tasks::ALL {
+                let Some(c) = ctx() else { return };
+                compare_gradients(c, &config(set, attention, tasks), Some(7));
+            }
+        }
+    }
+}
