@@ -283,11 +283,23 @@ fn open_run(run_dir: &Path, data: &DataArgs) -> Result<(RunConfig, ParamStore, R
     Ok((run, params, report, ds))
 }
 
+/// A finished run's predictions on a split (with the run's config and report).
+fn predict_run(
+    dir: &Path,
+    data: &DataArgs,
+    split: SplitName,
+    backend: &Option<String>,
+    adapter: &Option<String>,
+) -> Result<(RunConfig, Report, Dataset, cimnet::train::engine::Predictions)> {
+    let (run, params, report, ds) = open_run(dir, data)?;
+    let mut engine = make_engine(params, ds.clone(), &run, backend, adapter)?;
+    let batches = make_batches(&ds.lens(split), run.train.batch, BatchMode::Bucketed, 0);
+    let preds = engine.predict(split, &batches)?;
+    Ok((run, report, ds, preds))
+}
+
 pub fn eval_cmd(a: EvalArgs) -> Result<()> {
-    let (run, params, report, ds) = open_run(&a.run, &a.data)?;
-    let mut engine = make_engine(params, ds.clone(), &run, &a.backend, &a.adapter)?;
-    let batches = make_batches(&ds.lens(a.split), run.train.batch, BatchMode::Bucketed, 0);
-    let preds = engine.predict(a.split, &batches)?;
+    let (_, report, ds, preds) = predict_run(&a.run, &a.data, a.split, &a.backend, &a.adapter)?;
     // Thresholds come from the run's validation split, never from the evaluated data.
     let m = evaluate(&ds, a.split, &preds, report.result.thresholds);
     if a.json {
@@ -333,11 +345,8 @@ pub fn predict_cmd(a: PredictArgs) -> Result<()> {
     if ext != "jsonl" && ext != "csv" {
         bail!("--out must end in .jsonl or .csv (got {})", a.out.display());
     }
-    let (run, params, report, ds) = open_run(&a.run, &a.data)?;
+    let (_, report, ds, preds) = predict_run(&a.run, &a.data, a.split, &a.backend, &a.adapter)?;
     let thresholds = report.result.thresholds.unwrap_or_default();
-    let mut engine = make_engine(params, ds.clone(), &run, &a.backend, &a.adapter)?;
-    let batches = make_batches(&ds.lens(a.split), run.train.batch, BatchMode::Bucketed, 0);
-    let preds = engine.predict(a.split, &batches)?;
     let mut rows: Vec<serde_json::Value> = Vec::new();
     for (vi, v) in ds.split(a.split).iter().enumerate() {
         for i in 0..v.len {

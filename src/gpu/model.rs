@@ -510,8 +510,9 @@ impl GpuEngine {
         }
     }
 
-    /// Record the backward and the optimizer step: the forward schedule reversed.
-    fn record_backward(&self, rec: &mut Recorder) {
+    /// Record the backward (and, with `adam`, the optimizer step): the forward
+    /// schedule reversed.
+    fn record_backward(&self, rec: &mut Recorder, adam: bool) {
         let l = &self.launches;
         l.heads_b.record_into(rec);
         for k in &l.plain_b {
@@ -536,7 +537,9 @@ impl GpuEngine {
         for k in &l.proj_bw {
             k.record(rec);
         }
-        l.adam.record(rec);
+        if adam {
+            l.adam.record(rec);
+        }
     }
 
     fn read_f64(&self, buf: &wgpu::Buffer, n: usize) -> Result<Vec<f64>, EngineError> {
@@ -588,30 +591,7 @@ impl GpuEngine {
             let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("gradients"), timestamp_writes: None });
             let mut rec = Recorder::new(&mut pass);
             self.record_forward(&mut rec, SplitName::Train, false);
-            let l = &self.launches;
-            l.heads_b.record_into(&mut rec);
-            for k in &l.plain_b {
-                k.record(&mut rec);
-            }
-            for a in &l.att_b {
-                a.record_into(&mut rec);
-            }
-            for k in &l.drop_dense_b {
-                k.record(&mut rec);
-            }
-            for k in &l.dense_bx {
-                k.record(&mut rec);
-            }
-            for k in &l.dense_bw {
-                k.record(&mut rec);
-            }
-            for k in &l.drop_gru_b {
-                k.record(&mut rec);
-            }
-            l.gru_b.record_into(&mut rec);
-            for k in &l.proj_bw {
-                k.record(&mut rec);
-            }
+            self.record_backward(&mut rec, false);
             for k in &dx_launches {
                 k.record(&mut rec);
             }
@@ -724,7 +704,7 @@ impl Engine for GpuEngine {
                 enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("training step"), timestamp_writes: None });
             let mut rec = Recorder::new(&mut pass);
             self.record_forward(&mut rec, SplitName::Train, true);
-            self.record_backward(&mut rec);
+            self.record_backward(&mut rec, true);
             self.dispatches = rec.dispatches;
         }
         self.ctx.queue.submit([enc.finish()]);
