@@ -17,6 +17,7 @@ pub mod heads;
 pub mod launch;
 pub mod linear;
 pub mod pipelines;
+pub mod timing;
 pub mod representation;
 
 pub use context::{GpuContext, GpuError, GpuOptions};
