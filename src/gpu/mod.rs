@@ -18,6 +18,7 @@ pub mod launch;
 pub mod linear;
 pub mod model;
 pub mod pipelines;
+pub mod timing;
 pub mod representation;
 
 pub use context::{GpuContext, GpuError, GpuOptions};
