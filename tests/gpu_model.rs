@@ -240,3 +240,15 @@ fn all_63_variants_run_on_the_gpu() {
         }
     }
 }
+
+/// H and widths divisible by 4 take the vec4 GRU and linear kernels.
+#[test]
+fn vec4_kernel_path_matches_the_cpu() {
+    for tasks in Tasks::ALL {
+        let Some(c) = ctx() else { return };
+        let mut cfg = config(ModalitySet::TAV, Attention::Cim, tasks);
+        cfg.hidden = 8;
+        cfg.dense = 4;
+        compare_gradients(c, &cfg, Some(11));
+    }
+}
