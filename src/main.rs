@@ -27,6 +27,8 @@ enum Command {
     Attention(cli::train::AttentionArgs),
     /// The paper's Table 4: every modality set, single-task vs multi-task, several seeds, with t-tests.
     Grid(cli::train::GridArgs),
+    /// Check every GPU kernel against the CPU reference on this machine's GPU (non-zero exit on any failure).
+    Check(cli::check::CheckArgs),
     /// Datasets: convert, prepare MOSI, synthesise, summarise.
     Data {
         #[command(subcommand)]
@@ -44,6 +46,7 @@ fn main() {
         Command::Predict(a) => cli::train::predict_cmd(a),
         Command::Attention(a) => cli::train::attention_cmd(a),
         Command::Grid(a) => cli::train::grid_cmd(a),
+        Command::Check(a) => cli::check::check_cmd(a),
         Command::Data { cmd } => cli::data::run(cmd),
     };
     if let Err(e) = result {
