@@ -4,8 +4,9 @@
 
 use std::process::{Command, Output};
 
+/// Runs the binary with the caller's environment (WGPU_BACKEND, CIMNET_ADAPTER).
 fn cimnet(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_cimnet")).args(args).env_remove("CIMNET_ADAPTER").output().expect("run cimnet")
+    Command::new(env!("CARGO_BIN_EXE_cimnet")).args(args).output().expect("run cimnet")
 }
 
 fn skip_gpu() -> bool {
@@ -88,4 +89,12 @@ fn an_unknown_adapter_fails_naming_the_available_ones_and_the_hint() {
         assert!(!err.contains("available: []"), "this machine has an adapter, the message must name it: {err}");
     }
     assert!(o.stdout.is_empty(), "nothing checked, nothing printed: {}", String::from_utf8_lossy(&o.stdout));
+}
+
+#[test]
+fn the_adapter_can_also_come_from_cimnet_adapter() {
+    let o = Command::new(env!("CARGO_BIN_EXE_cimnet")).arg("check").env("CIMNET_ADAPTER", "no-such-gpu").output().expect("run cimnet");
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("'no-such-gpu'") && err.contains("CIMNET_ADAPTER"), "{err}");
 }

@@ -495,7 +495,7 @@ pub fn check_linear(ctx: &GpuContext, c: &LinearCase) -> Result<Vec<CheckRow>, G
             vec![
                 // Padded rows are written as zero: compare the whole block.
                 compare("y", &got_y[yblock.clone()], &want_y, MATMUL_TOL),
-                compare_exact("y buffer outside the block", &outside(&got_y, &[yblock.clone()]), &vec![SENTINEL; ylen - n * o]),
+                compare_exact("y buffer outside the block", &outside(&got_y, std::slice::from_ref(&yblock)), &vec![SENTINEL; ylen - n * o]),
             ],
         ),
         CheckRow::new(format!("linear_backward ({what})"), shape.clone(), vec![compare("dx", &got_dx, &want_dx, MATMUL_TOL)]),
