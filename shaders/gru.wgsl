@@ -454,3 +454,351 @@ fn gru_backward_weights(@builtin(global_invocation_id) gid: vec3<u32>) {
         }
     }
 }
+
+// ---------------------------------------------------------------------------
+// vec4 variants (H % 4 == 0 and every W_hh / b_hh offset % 4 == 0; the
+// launchers pick them then, the scalar kernels above otherwise).
+//
+// Why: on llvmpipe every storage or workgroup load whose address is not a
+// compile-time uniform becomes a loop over the SIMD lanes with a branch per
+// lane, so the cost of these kernels is the number of load instructions, and a
+// vec4 load costs about as much as a scalar one. Here an invocation owns 4
+// CONSECUTIVE hidden units j0 = 4 lane .. 4 lane + 3 (not lane, lane + 64, ..)
+// of its quad's 4 sequences, so every W_hh, xp, cache, dout, gi, gh access is a
+// vec4 along a contiguous row, and each loaded h (forward) or gh (backward)
+// feeds 4 units: per 4 columns of W_hh the forward issues 16 loads for 192
+// multiply-adds (the scalar kernel: 64), the backward 8 loads for 64 (scalar:
+// 80 for 16). On GPUs the same layout gives 16-byte loads per thread.
+// Dispatch and bindings: as gru_forward / gru_backward / gru_backward_weights.
+// ---------------------------------------------------------------------------
+
+// gru_forward_v4
+@group(0) @binding(2) var<storage, read> w4: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read> fw4_xp: array<vec4<f32>>;
+@group(0) @binding(4) var<storage, read_write> fw4_cache: array<vec4<f32>>;
+@group(0) @binding(5) var<storage, read_write> fw4_out: array<vec4<f32>>;
+// gru_backward_v4
+@group(0) @binding(3) var<storage, read> bw4_cache: array<vec4<f32>>;
+@group(0) @binding(4) var<storage, read> bw4_dout: array<vec4<f32>>;
+@group(0) @binding(5) var<storage, read_write> bw4_gi: array<vec4<f32>>;
+@group(0) @binding(6) var<storage, read_write> bw4_gh: array<vec4<f32>>;
+@group(0) @binding(7) var<storage, read_write> bw4_carry: array<vec4<f32>>;
+// gru_backward_weights_v4
+@group(0) @binding(2) var<storage, read> ww4_cache: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read> ww4_gh: array<vec4<f32>>;
+
+// W[j, c..c+3] . h[c..c+3] for 4 sequences: h0..h3 hold columns c..c+3, each
+// a vec4 over the sequences.
+fn mix4(w: vec4<f32>, h0: vec4<f32>, h1: vec4<f32>, h2: vec4<f32>, h3: vec4<f32>) -> vec4<f32> {
+    return w.x * h0 + w.y * h1 + w.z * h2 + w.w * h3;
+}
+
+// One sequence's step of gru_forward_v4 for units j0..j0+3: gates from the
+// recurrent sums (vec4 over the units), saves, returns the new h (0 at padding).
+fn forward_seq4(p: u32, b: u32, t: u32, len: u32, rev: bool, j0: u32, store: bool,
+                ar: vec4<f32>, az: vec4<f32>, an: vec4<f32>, hprev: vec4<f32>,
+                br: vec4<f32>, bz: vec4<f32>, bn: vec4<f32>) -> vec4<f32> {
+    let nh = params.h;
+    let i = position(t, len, rev);
+    var hv = vec4<f32>(0.0);
+    var r = vec4<f32>(0.0);
+    var z = vec4<f32>(0.0);
+    var n = vec4<f32>(0.0);
+    var hn = vec4<f32>(0.0);
+    if (t < len) {
+        let x0 = (row_of(p, b, i) * 3u * nh + j0) / 4u;
+        let nh4 = nh / 4u;
+        r = 1.0 / (1.0 + exp(-(fw4_xp[x0] + ar + br)));
+        z = 1.0 / (1.0 + exp(-(fw4_xp[x0 + nh4] + az + bz)));
+        hn = an + bn;
+        let a = fw4_xp[x0 + 2u * nh4] + r * hn;
+        let e = exp(-2.0 * abs(a));
+        n = sign(a) * (1.0 - e) / (1.0 + e);
+        hv = (1.0 - z) * n + z * hprev;
+    }
+    if (store) {
+        fw4_cache[cache_at(p, C_H, b, i, j0) / 4u] = hv;
+        fw4_cache[cache_at(p, C_R, b, i, j0) / 4u] = r;
+        fw4_cache[cache_at(p, C_Z, b, i, j0) / 4u] = z;
+        fw4_cache[cache_at(p, C_N, b, i, j0) / 4u] = n;
+        fw4_cache[cache_at(p, C_HN, b, i, j0) / 4u] = hn;
+        let m = p / 2u;
+        let d = p % 2u;
+        fw4_out[(((m * params.b + b) * params.u + i) * 2u * nh + d * nh + j0) / 4u] = hv;
+    }
+    return hv;
+}
+
+@compute @workgroup_size(64, 4, 1)
+fn gru_forward_v4(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    let nb = params.b;
+    let nh = params.h;
+    let p = wid.y;
+    let rev = p % 2u == 1u;
+    let quad = lid.y;
+    let s0 = wid.x * SEQ_PER_WG + 4u * quad;
+    let len = quad_lens(s0);
+    let j0 = 4u * lid.x;
+    let owns = j0 < nh;
+    // Idle lanes (H < 256) compute on a valid unit and store nothing.
+    let jc = min(j0, nh - 4u);
+    let wo = w_hh_offset(p) / 4u;
+    let bo = b_hh_offset(p) / 4u;
+    let nh4 = nh / 4u;
+    let br = w4[bo + jc / 4u];
+    let bz = w4[bo + nh4 + jc / 4u];
+    let bn = w4[bo + 2u * nh4 + jc / 4u];
+    let hb = quad * MAX_H;
+    let t0 = params.t0;
+    // h_prev of step t0 (see gru_forward).
+    if (owns) {
+        for (var u = 0u; u < 4u; u++) {
+            var hv = vec4<f32>(0.0);
+            if (t0 > 0u) {
+                for (var q = 0u; q < 4u; q++) {
+                    if (t0 < len[q]) {
+                        hv[q] = fw4_cache[cache_at(p, C_H, s0 + q, position(t0 - 1u, len[q], rev), j0) / 4u][u];
+                    }
+                }
+            }
+            h_shared[hb + j0 + u] = hv;
+        }
+    }
+    workgroupBarrier();
+
+    // Row j of W_hh starts at vec4 index wo + j * nh4.
+    let r0 = wo + jc * nh4;
+    let z0 = wo + (nh + jc) * nh4;
+    let n0 = wo + (2u * nh + jc) * nh4;
+    for (var t = t0; t < params.t1; t++) {
+        // acc<gate><unit>: vec4 over the quad's sequences.
+        var ar0 = vec4<f32>(0.0); var ar1 = vec4<f32>(0.0); var ar2 = vec4<f32>(0.0); var ar3 = vec4<f32>(0.0);
+        var az0 = vec4<f32>(0.0); var az1 = vec4<f32>(0.0); var az2 = vec4<f32>(0.0); var az3 = vec4<f32>(0.0);
+        var an0 = vec4<f32>(0.0); var an1 = vec4<f32>(0.0); var an2 = vec4<f32>(0.0); var an3 = vec4<f32>(0.0);
+        let live = any(vec4<u32>(t) < len);
+        let n4 = select(0u, nh4, live);
+        for (var c4 = 0u; c4 < n4; c4++) {
+            let c = 4u * c4;
+            let h0 = h_shared[hb + c];
+            let h1 = h_shared[hb + c + 1u];
+            let h2 = h_shared[hb + c + 2u];
+            let h3 = h_shared[hb + c + 3u];
+            ar0 += mix4(w4[r0 + c4], h0, h1, h2, h3);
+            ar1 += mix4(w4[r0 + nh4 + c4], h0, h1, h2, h3);
+            ar2 += mix4(w4[r0 + 2u * nh4 + c4], h0, h1, h2, h3);
+            ar3 += mix4(w4[r0 + 3u * nh4 + c4], h0, h1, h2, h3);
+            az0 += mix4(w4[z0 + c4], h0, h1, h2, h3);
+            az1 += mix4(w4[z0 + nh4 + c4], h0, h1, h2, h3);
+            az2 += mix4(w4[z0 + 2u * nh4 + c4], h0, h1, h2, h3);
+            az3 += mix4(w4[z0 + 3u * nh4 + c4], h0, h1, h2, h3);
+            an0 += mix4(w4[n0 + c4], h0, h1, h2, h3);
+            an1 += mix4(w4[n0 + nh4 + c4], h0, h1, h2, h3);
+            an2 += mix4(w4[n0 + 2u * nh4 + c4], h0, h1, h2, h3);
+            an3 += mix4(w4[n0 + 3u * nh4 + c4], h0, h1, h2, h3);
+        }
+        let hp0 = h_shared[hb + jc];
+        let hp1 = h_shared[hb + jc + 1u];
+        let hp2 = h_shared[hb + jc + 2u];
+        let hp3 = h_shared[hb + jc + 3u];
+        // Per sequence q: the 4 units' sums as one vec4 (component q of each).
+        let hq0 = forward_seq4(p, min(s0, nb - 1u), t, len.x, rev, jc, owns && s0 < nb,
+            vec4(ar0.x, ar1.x, ar2.x, ar3.x), vec4(az0.x, az1.x, az2.x, az3.x), vec4(an0.x, an1.x, an2.x, an3.x),
+            vec4(hp0.x, hp1.x, hp2.x, hp3.x), br, bz, bn);
+        let hq1 = forward_seq4(p, min(s0 + 1u, nb - 1u), t, len.y, rev, jc, owns && s0 + 1u < nb,
+            vec4(ar0.y, ar1.y, ar2.y, ar3.y), vec4(az0.y, az1.y, az2.y, az3.y), vec4(an0.y, an1.y, an2.y, an3.y),
+            vec4(hp0.y, hp1.y, hp2.y, hp3.y), br, bz, bn);
+        let hq2 = forward_seq4(p, min(s0 + 2u, nb - 1u), t, len.z, rev, jc, owns && s0 + 2u < nb,
+            vec4(ar0.z, ar1.z, ar2.z, ar3.z), vec4(az0.z, az1.z, az2.z, az3.z), vec4(an0.z, an1.z, an2.z, an3.z),
+            vec4(hp0.z, hp1.z, hp2.z, hp3.z), br, bz, bn);
+        let hq3 = forward_seq4(p, min(s0 + 3u, nb - 1u), t, len.w, rev, jc, owns && s0 + 3u < nb,
+            vec4(ar0.w, ar1.w, ar2.w, ar3.w), vec4(az0.w, az1.w, az2.w, az3.w), vec4(an0.w, an1.w, an2.w, an3.w),
+            vec4(hp0.w, hp1.w, hp2.w, hp3.w), br, bz, bn);
+        // Everyone has read h_prev before anyone overwrites it.
+        workgroupBarrier();
+        if (owns) {
+            h_shared[hb + j0] = vec4(hq0.x, hq1.x, hq2.x, hq3.x);
+            h_shared[hb + j0 + 1u] = vec4(hq0.y, hq1.y, hq2.y, hq3.y);
+            h_shared[hb + j0 + 2u] = vec4(hq0.z, hq1.z, hq2.z, hq3.z);
+            h_shared[hb + j0 + 3u] = vec4(hq0.w, hq1.w, hq2.w, hq3.w);
+        }
+        workgroupBarrier();
+    }
+}
+
+// Phase A of gru_backward_v4 for one sequence and units j0..j0+3: writes gi
+// and gh at the row processed at step t, returns the dh carried to h_prev
+// through z (g z); `g_in` is d(out) + the carry, added here.
+fn backward_seq4(p: u32, b: u32, t: u32, len: u32, rev: bool, j0: u32, store: bool, carry: vec4<f32>) -> vec4<f32> {
+    let nh = params.h;
+    let nh4 = nh / 4u;
+    let i = position(t, len, rev);
+    var dar = vec4<f32>(0.0);
+    var daz = vec4<f32>(0.0);
+    var dan = vec4<f32>(0.0);
+    var dhn = vec4<f32>(0.0);
+    var gz = vec4<f32>(0.0);
+    if (t < len) {
+        var hprev = vec4<f32>(0.0);
+        if (t > 0u) {
+            let ip = select(i - 1u, i + 1u, rev);
+            hprev = bw4_cache[cache_at(p, C_H, b, ip, j0) / 4u];
+        }
+        let r = bw4_cache[cache_at(p, C_R, b, i, j0) / 4u];
+        let z = bw4_cache[cache_at(p, C_Z, b, i, j0) / 4u];
+        let n = bw4_cache[cache_at(p, C_N, b, i, j0) / 4u];
+        let hn = bw4_cache[cache_at(p, C_HN, b, i, j0) / 4u];
+        let m = p / 2u;
+        let d = p % 2u;
+        let g = bw4_dout[(((m * params.b + b) * params.u + i) * 2u * nh + d * nh + j0) / 4u] + carry;
+        let dn = g * (1.0 - z);
+        let dz = g * (hprev - n);
+        dan = dn * (1.0 - n * n);
+        dar = dan * hn * r * (1.0 - r);
+        daz = dz * z * (1.0 - z);
+        dhn = dan * r;
+        gz = g * z;
+    }
+    if (store) {
+        let o = (row_of(p, b, i) * 3u * nh + j0) / 4u;
+        bw4_gi[o] = dar;
+        bw4_gi[o + nh4] = daz;
+        bw4_gi[o + 2u * nh4] = dan;
+        bw4_gh[o] = dar;
+        bw4_gh[o + nh4] = daz;
+        bw4_gh[o + 2u * nh4] = dhn;
+    }
+    return gz;
+}
+
+@compute @workgroup_size(64, 4, 1)
+fn gru_backward_v4(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    let nb = params.b;
+    let nh = params.h;
+    let nu = params.u;
+    let p = wid.y;
+    let rev = p % 2u == 1u;
+    let quad = lid.y;
+    let s0 = wid.x * SEQ_PER_WG + 4u * quad;
+    let len = quad_lens(s0);
+    let j0 = 4u * lid.x;
+    let owns = j0 < nh;
+    let jc = min(j0, nh - 4u);
+    let nh4 = nh / 4u;
+    let wo = w_hh_offset(p) / 4u;
+    let bq = vec4<u32>(min(s0, nb - 1u), min(s0 + 1u, nb - 1u), min(s0 + 2u, nb - 1u), min(s0 + 3u, nb - 1u));
+    let ok = vec4<bool>(owns && s0 < nb, owns && s0 + 1u < nb, owns && s0 + 2u < nb, owns && s0 + 3u < nb);
+    // dh arriving from the step processed after this one, per sequence (vec4
+    // over units j0..j0+3); crosses dispatches through bw4_carry.
+    var c0 = vec4<f32>(0.0);
+    var c1 = vec4<f32>(0.0);
+    var c2 = vec4<f32>(0.0);
+    var c3 = vec4<f32>(0.0);
+    if (params.t1 < nu) {
+        c0 = bw4_carry[((p * nb + bq.x) * nh + jc) / 4u];
+        c1 = bw4_carry[((p * nb + bq.y) * nh + jc) / 4u];
+        c2 = bw4_carry[((p * nb + bq.z) * nh + jc) / 4u];
+        c3 = bw4_carry[((p * nb + bq.w) * nh + jc) / 4u];
+    }
+    let n34 = 3u * nh4;
+    for (var t = params.t1; t > params.t0; ) {
+        t -= 1u;
+        c0 = backward_seq4(p, bq.x, t, len.x, rev, jc, ok.x, c0);
+        c1 = backward_seq4(p, bq.y, t, len.y, rev, jc, ok.y, c1);
+        c2 = backward_seq4(p, bq.z, t, len.z, rev, jc, ok.z, c2);
+        c3 = backward_seq4(p, bq.w, t, len.w, rev, jc, ok.w, c3);
+        // gh of this step is complete for all units before phase B reads it.
+        storageBarrier();
+        // Phase B: dh_prev[j] += sum_row W_hh[row, j] gh[row] for units j0..j0+3,
+        // 4 rows at a time: gh of 4 rows is one vec4 per sequence, W_hh of one
+        // row and 4 units one vec4. Done sequences read their zero padding row.
+        let g0 = (row_of(p, bq.x, position(t, len.x, rev)) * 3u * nh) / 4u;
+        let g1 = (row_of(p, bq.y, position(t, len.y, rev)) * 3u * nh) / 4u;
+        let g2 = (row_of(p, bq.z, position(t, len.z, rev)) * 3u * nh) / 4u;
+        let g3 = (row_of(p, bq.w, position(t, len.w, rev)) * 3u * nh) / 4u;
+        let live = any(vec4<u32>(t) < len);
+        let n4 = select(0u, n34, live);
+        var a0 = vec4<f32>(0.0);
+        var a1 = vec4<f32>(0.0);
+        var a2 = vec4<f32>(0.0);
+        var a3 = vec4<f32>(0.0);
+        for (var r4 = 0u; r4 < n4; r4++) {
+            let w = wo + 4u * r4 * nh4 + jc / 4u;
+            let wa = w4[w];
+            let wb = w4[w + nh4];
+            let wc = w4[w + 2u * nh4];
+            let wd = w4[w + 3u * nh4];
+            let q0 = bw4_gh[g0 + r4];
+            let q1 = bw4_gh[g1 + r4];
+            let q2 = bw4_gh[g2 + r4];
+            let q3 = bw4_gh[g3 + r4];
+            a0 += wa * q0.x + wb * q0.y + wc * q0.z + wd * q0.w;
+            a1 += wa * q1.x + wb * q1.y + wc * q1.z + wd * q1.w;
+            a2 += wa * q2.x + wb * q2.y + wc * q2.z + wd * q2.w;
+            a3 += wa * q3.x + wb * q3.y + wc * q3.z + wd * q3.w;
+        }
+        c0 += a0;
+        c1 += a1;
+        c2 += a2;
+        c3 += a3;
+        // Phase A of the next step writes other rows of gh: no barrier here.
+    }
+    if (params.t0 > 0u) {
+        if (ok.x) { bw4_carry[((p * nb + bq.x) * nh + j0) / 4u] = c0; }
+        if (ok.y) { bw4_carry[((p * nb + bq.y) * nh + j0) / 4u] = c1; }
+        if (ok.z) { bw4_carry[((p * nb + bq.z) * nh + j0) / 4u] = c2; }
+        if (ok.w) { bw4_carry[((p * nb + bq.w) * nh + j0) / 4u] = c3; }
+    }
+}
+
+// [dW_hh | db_hh] += gh^T [h_prev | 1]: as gru_backward_weights, with the
+// 4 rows of gh and the 4 columns of h_prev of a tile each read as one vec4.
+@compute @workgroup_size(8, 8, 1)
+fn gru_backward_weights_v4(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let nb = params.b;
+    let nh = params.h;
+    let p = gid.z;
+    let rev = p % 2u == 1u;
+    let row0 = gid.y * 4u;
+    let col0 = gid.x * 4u;
+    if (row0 >= 3u * nh || col0 > nh) {
+        return;
+    }
+    let bias = col0 == nh; // the tile of column H (db_hh); H % 4 == 0
+    let colc = min(col0, nh - 4u);
+    var a0 = vec4<f32>(0.0);
+    var a1 = vec4<f32>(0.0);
+    var a2 = vec4<f32>(0.0);
+    var a3 = vec4<f32>(0.0);
+    let one = select(vec4<f32>(0.0), vec4<f32>(1.0, 0.0, 0.0, 0.0), bias);
+    for (var b = 0u; b < nb; b++) {
+        let len = lens[b];
+        for (var i = 0u; i < len; i++) {
+            let g = ww4_gh[(row_of(p, b, i) * 3u * nh + row0) / 4u];
+            var hp = one;
+            let first = select(i == 0u, i + 1u == len, rev);
+            if (!first && !bias) {
+                let ip = select(i - 1u, i + 1u, rev);
+                hp = ww4_cache[cache_at(p, C_H, b, ip, colc) / 4u];
+            }
+            a0 += g.x * hp;
+            a1 += g.y * hp;
+            a2 += g.z * hp;
+            a3 += g.w * hp;
+        }
+    }
+    let wo = w_hh_offset(p);
+    let bo = b_hh_offset(p);
+    if (bias) {
+        ww_grads[bo + row0] += a0.x;
+        ww_grads[bo + row0 + 1u] += a1.x;
+        ww_grads[bo + row0 + 2u] += a2.x;
+        ww_grads[bo + row0 + 3u] += a3.x;
+        return;
+    }
+    for (var c = 0u; c < 4u; c++) {
+        ww_grads[wo + row0 * nh + col0 + c] += a0[c];
+        ww_grads[wo + (row0 + 1u) * nh + col0 + c] += a1[c];
+        ww_grads[wo + (row0 + 2u) * nh + col0 + c] += a2[c];
+        ww_grads[wo + (row0 + 3u) * nh + col0 + c] += a3[c];
+    }
+}

@@ -243,3 +243,194 @@ fn linear_backward_weights(@builtin(global_invocation_id) gid: vec3<u32>) {
         }
     }
 }
+
+// ---- vec4 variants (launchers pick them when the widths read along are
+// multiples of 4 and the offsets are 4-aligned; the kernels above otherwise).
+// On llvmpipe each storage load is a loop over the SIMD lanes whatever its
+// width, so loading 4 consecutive K (or O) at once quarters the loads: per 4
+// steps of the reduction a 4x4 tile issues 8 vec4 loads for 64 multiply-adds
+// (the scalar kernels: 32 loads). Same tiles and dispatch grids as above.
+//   linear_forward_v4:          K % 4 == 0, w_off % 4 == 0
+//   linear_backward_v4:         K % 4 == 0, O % 4 == 0, w_off % 4 == 0, y_off % 4 == 0
+//   linear_backward_weights_v4: K % 4 == 0, O % 4 == 0, y_off % 4 == 0
+
+@group(0) @binding(1) var<storage, read> xf4: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> wf4: array<vec4<f32>>;
+
+@compute @workgroup_size(WG_X, WG_Y, 1)
+fn linear_forward_v4(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let p = pf;
+    let n = p.b * p.u;
+    let c0 = gid.x * TILE;
+    let t0 = gid.y * TILE;
+    if (c0 >= p.o || t0 >= n) {
+        return;
+    }
+    let k4 = p.k / 4u;
+    let x0 = min(t0, n - 1u) * k4;
+    let x1 = min(t0 + 1u, n - 1u) * k4;
+    let x2 = min(t0 + 2u, n - 1u) * k4;
+    let x3 = min(t0 + 3u, n - 1u) * k4;
+    let w0 = p.w_off / 4u + min(c0, p.o - 1u) * k4;
+    let w1 = p.w_off / 4u + min(c0 + 1u, p.o - 1u) * k4;
+    let w2 = p.w_off / 4u + min(c0 + 2u, p.o - 1u) * k4;
+    let w3 = p.w_off / 4u + min(c0 + 3u, p.o - 1u) * k4;
+    var a0 = vec4<f32>(0.0);
+    var a1 = vec4<f32>(0.0);
+    var a2 = vec4<f32>(0.0);
+    var a3 = vec4<f32>(0.0);
+    for (var kk = 0u; kk < k4; kk++) {
+        let wa = wf4[w0 + kk];
+        let wb = wf4[w1 + kk];
+        let wc = wf4[w2 + kk];
+        let wd = wf4[w3 + kk];
+        let xa = xf4[x0 + kk];
+        let xb = xf4[x1 + kk];
+        let xc = xf4[x2 + kk];
+        let xd = xf4[x3 + kk];
+        a0 += vec4<f32>(dot(xa, wa), dot(xa, wb), dot(xa, wc), dot(xa, wd));
+        a1 += vec4<f32>(dot(xb, wa), dot(xb, wb), dot(xb, wc), dot(xb, wd));
+        a2 += vec4<f32>(dot(xc, wa), dot(xc, wb), dot(xc, wc), dot(xc, wd));
+        a3 += vec4<f32>(dot(xd, wa), dot(xd, wb), dot(xd, wc), dot(xd, wd));
+    }
+    let acc = array<vec4<f32>, 4>(a0, a1, a2, a3);
+    var bias: vec4<f32>;
+    for (var j = 0u; j < TILE; j++) {
+        let e = p.b_off + min(c0 + j, p.o - 1u);
+        bias[j] = wf4[e / 4u][e % 4u];
+    }
+    for (var i = 0u; i < TILE; i++) {
+        let t = t0 + i;
+        if (t >= n) {
+            break;
+        }
+        var v = acc[i] + bias;
+        if (p.relu != 0u) {
+            v = max(v, vec4<f32>(0.0));
+        }
+        if (!real_row(p, t)) {
+            v = vec4<f32>(0.0);
+        }
+        for (var j = 0u; j < TILE; j++) {
+            if (c0 + j < p.o) {
+                yf[p.y_off + t * p.o + c0 + j] = v[j];
+            }
+        }
+    }
+}
+
+@group(0) @binding(1) var<storage, read> dyb4: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> yb4: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read> wb4: array<vec4<f32>>;
+
+// g = dy (masked by y > 0 with ReLU) at 4 consecutive outputs, vec4 index q.
+fn grad_b4(p: LinearParams, q: u32) -> vec4<f32> {
+    let g = dyb4[q];
+    if (p.relu != 0u) {
+        return select(vec4<f32>(0.0), g, yb4[q] > vec4<f32>(0.0));
+    }
+    return g;
+}
+
+@compute @workgroup_size(WG_X, WG_Y, 1)
+fn linear_backward_v4(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let p = pb;
+    let n = p.b * p.u;
+    let c0 = gid.x * TILE; // 4 consecutive input columns: one vec4 of W's row
+    let t0 = gid.y * TILE;
+    if (c0 >= p.k || t0 >= n) {
+        return;
+    }
+    let o4 = p.o / 4u;
+    let k4 = p.k / 4u;
+    let g0 = (p.y_off + min(t0, n - 1u) * p.o) / 4u;
+    let g1 = (p.y_off + min(t0 + 1u, n - 1u) * p.o) / 4u;
+    let g2 = (p.y_off + min(t0 + 2u, n - 1u) * p.o) / 4u;
+    let g3 = (p.y_off + min(t0 + 3u, n - 1u) * p.o) / 4u;
+    let wc = p.w_off / 4u + c0 / 4u;
+    var a0 = vec4<f32>(0.0);
+    var a1 = vec4<f32>(0.0);
+    var a2 = vec4<f32>(0.0);
+    var a3 = vec4<f32>(0.0);
+    for (var oo = 0u; oo < o4; oo++) {
+        // Rows 4 oo .. 4 oo + 3 of W at columns c0 .. c0 + 3.
+        let w = wc + 4u * oo * k4;
+        let wa = wb4[w];
+        let wbb = wb4[w + k4];
+        let wcc = wb4[w + 2u * k4];
+        let wd = wb4[w + 3u * k4];
+        let ga = grad_b4(p, g0 + oo);
+        let gb = grad_b4(p, g1 + oo);
+        let gc = grad_b4(p, g2 + oo);
+        let gd = grad_b4(p, g3 + oo);
+        a0 += ga.x * wa + ga.y * wbb + ga.z * wcc + ga.w * wd;
+        a1 += gb.x * wa + gb.y * wbb + gb.z * wcc + gb.w * wd;
+        a2 += gc.x * wa + gc.y * wbb + gc.z * wcc + gc.w * wd;
+        a3 += gd.x * wa + gd.y * wbb + gd.z * wcc + gd.w * wd;
+    }
+    let acc = array<vec4<f32>, 4>(a0, a1, a2, a3);
+    for (var i = 0u; i < TILE; i++) {
+        let t = t0 + i;
+        if (t >= n) {
+            break;
+        }
+        var v = acc[i];
+        if (!real_row_b(p, t)) {
+            v = vec4<f32>(0.0);
+        }
+        for (var j = 0u; j < TILE; j++) {
+            dxb[t * p.k + c0 + j] = v[j];
+        }
+    }
+}
+
+@group(0) @binding(1) var<storage, read> dyw4: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> yw4: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read> xw4: array<vec4<f32>>;
+
+@compute @workgroup_size(WG_X, WG_Y, 1)
+fn linear_backward_weights_v4(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let p = pw;
+    let c0 = gid.x * TILE; // input columns c0 .. c0 + 3 (one vec4 of x)
+    let o0 = gid.y * TILE; // output rows o0 .. o0 + 3 (one vec4 of g)
+    if (c0 >= p.k || o0 >= p.o) {
+        return;
+    }
+    let o4 = p.o / 4u;
+    let k4 = p.k / 4u;
+    var a0 = vec4<f32>(0.0); // dW[o0 + 0, c0 .. c0 + 3]
+    var a1 = vec4<f32>(0.0);
+    var a2 = vec4<f32>(0.0);
+    var a3 = vec4<f32>(0.0);
+    var dbias = vec4<f32>(0.0);
+    for (var b = 0u; b < p.b; b++) {
+        let l = min(lenw[b], p.u);
+        for (var i = 0u; i < l; i++) {
+            let t = b * p.u + i;
+            let q = p.y_off / 4u + t * o4 + o0 / 4u;
+            var gv = dyw4[q];
+            if (p.relu != 0u) {
+                gv = select(vec4<f32>(0.0), gv, yw4[q] > vec4<f32>(0.0));
+            }
+            let xv = xw4[t * k4 + c0 / 4u];
+            a0 += gv.x * xv;
+            a1 += gv.y * xv;
+            a2 += gv.z * xv;
+            a3 += gv.w * xv;
+            dbias += gv;
+        }
+    }
+    let row = p.w_off + o0 * p.k + c0;
+    for (var j = 0u; j < TILE; j++) {
+        gw[row + j] += a0[j];
+        gw[row + p.k + j] += a1[j];
+        gw[row + 2u * p.k + j] += a2[j];
+        gw[row + 3u * p.k + j] += a3[j];
+    }
+    if (gid.x == 0u) {
+        gw[p.b_off + o0] += dbias.x;
+        gw[p.b_off + o0 + 1u] += dbias.y;
+        gw[p.b_off + o0 + 2u] += dbias.z;
+        gw[p.b_off + o0 + 3u] += dbias.w;
+    }
+}

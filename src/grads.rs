@@ -38,6 +38,80 @@ pub fn cpu_grads(params: &ParamStore, batch: &Batch) -> Result<GradsReport, Mode
     })
 }
 
+/// The batch as a one-split dataset (video b = row b), so the GPU engine can
+/// upload it and gather it like any other data.
+pub fn batch_dataset(batch: &Batch) -> crate::data::Dataset {
+    use crate::config::EMOTIONS;
+    let f32s = |v: &[f64]| v.iter().map(|&x| x as f32).collect::<Vec<f32>>();
+    let videos = (0..batch.b)
+        .map(|b| {
+            let (u, l) = (batch.u, batch.len[b]);
+            crate::data::Video {
+                id: format!("row{b}"),
+                len: l,
+                features: [0, 1, 2].map(|m| {
+                    let d = batch.dims[m];
+                    batch.features[m].as_ref().map(|f| f32s(&f[b * u * d..(b * u + l) * d]))
+                }),
+                sentiment: f32s(&batch.sentiment[b * u..b * u + l]),
+                emotion: batch.emotion.as_ref().map(|e| f32s(&e[b * u * EMOTIONS..(b * u + l) * EMOTIONS])),
+            }
+        })
+        .collect();
+    crate::data::Dataset {
+        source: "batch".into(),
+        dims: batch.dims,
+        has_emotion: batch.emotion.is_some(),
+        splits: [videos, Vec::new(), Vec::new()],
+    }
+}
+
+/// Run the GPU engine (f32) on one batch, without dropout; values widened to f64.
+/// Probabilities and input gradients come back padded to the batch's own U.
+pub fn gpu_grads(
+    params: &ParamStore,
+    batch: &Batch,
+    opts: &crate::train::engine::EngineOptions,
+) -> Result<GradsReport, crate::train::engine::EngineError> {
+    use crate::gpu::model::GpuEngine;
+    crate::cpu::model::check_batch(&params.config, batch)?;
+    let ctx = crate::gpu::GpuContext::new(&crate::gpu::GpuOptions { adapter: opts.adapter.clone() })?;
+    let data = batch_dataset(batch);
+    let mut eng = GpuEngine::new(ctx, params, &data, crate::cpu::adam::AdamConfig::default(), 0, batch.b)?;
+    let videos: Vec<usize> = (0..batch.b).collect();
+    let g = eng.compute_gradients(&videos, None)?;
+    // Re-pad (B, g.u, W) to the batch's (B, U, W); g.u <= U.
+    let repad = |v: &[f64], w: usize| {
+        let mut out = vec![0.0; batch.b * batch.u * w];
+        for b in 0..batch.b {
+            for i in 0..g.u.min(batch.len[b]) {
+                let (src, dst) = ((b * g.u + i) * w, (b * batch.u + i) * w);
+                out[dst..dst + w].copy_from_slice(&v[src..src + w]);
+            }
+        }
+        out
+    };
+    let probs = repad(&g.probs, 9);
+    let tasks = params.config.tasks;
+    let n = g.loss.utterances.max(1) as f64;
+    let pick = |from: usize, w: usize| {
+        let mut out = vec![0.0; batch.b * batch.u * w];
+        for t in 0..batch.b * batch.u {
+            out[t * w..(t + 1) * w].copy_from_slice(&probs[t * 9 + from..t * 9 + from + w]);
+        }
+        out
+    };
+    Ok(GradsReport {
+        loss: g.loss.loss / n,
+        loss_sentiment: tasks.has_sentiment().then(|| g.loss.sentiment / n),
+        loss_emotion: tasks.has_emotion().then(|| g.loss.emotion / n),
+        sentiment_prob: tasks.has_sentiment().then(|| pick(0, SENTIMENT_CLASSES)),
+        emotion_prob: tasks.has_emotion().then(|| pick(2, EMOTION_LABELS)),
+        grad_inputs: [0, 1, 2].map(|m| g.inputs[m].as_ref().map(|v| repad(v, batch.dims[m]))),
+        grad_params: g.grads,
+    })
+}
+
 /// Write G.npz: `loss`, `loss_sentiment` / `loss_emotion` (the model's tasks),
 /// `sentiment_prob` / `emotion_prob`, `grad_input.<modality>`, and one array per
 /// parameter gradient named exactly as the parameter; all float64.

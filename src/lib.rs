@@ -3,6 +3,7 @@
 //! The contract every part follows is MODEL.md (summarised in the README).
 
 pub mod batch;
+pub mod bench;
 pub mod config;
 pub mod cpu;
 pub mod data;

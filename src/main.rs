@@ -27,6 +27,8 @@ enum Command {
     Attention(cli::train::AttentionArgs),
     /// The paper's Table 4: every modality set, single-task vs multi-task, several seeds, with t-tests.
     Grid(cli::train::GridArgs),
+    /// Time end-to-end GPU training (default: synthetic MOSEI-shaped data) and compare with the CPU reference.
+    Bench(cli::bench::BenchArgs),
     /// Check every GPU kernel against the CPU reference on this machine's GPU (non-zero exit on any failure).
     Check(cli::check::CheckArgs),
     /// Datasets: convert, prepare MOSI, synthesise, summarise.
@@ -46,6 +48,7 @@ fn main() {
         Command::Predict(a) => cli::train::predict_cmd(a),
         Command::Attention(a) => cli::train::attention_cmd(a),
         Command::Grid(a) => cli::train::grid_cmd(a),
+        Command::Bench(a) => cli::bench::bench_cmd(a),
         Command::Check(a) => cli::check::check_cmd(a),
         Command::Data { cmd } => cli::data::run(cmd),
     };

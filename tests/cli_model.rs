@@ -106,3 +106,46 @@ fn bad_input_gives_a_clear_error_and_nonzero_exit() {
     let o = cimnet(&["grads", "--weights", "/nonexistent/w.safetensors", "--batch", bpath.to_str().unwrap(), "--out", g.to_str().unwrap()]);
     assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("/nonexistent/w.safetensors"));
 }
+
+/// `grads --backend gpu` writes the same arrays as the CPU path, to f32 accuracy.
+#[test]
+fn grads_on_the_gpu_match_the_cpu_file() {
+    if std::env::var("CIMNET_SKIP_GPU_TESTS").as_deref() == Ok("1") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let w = dir.path().join("w.safetensors");
+    let ws = w.to_str().unwrap();
+    assert!(cimnet(&["init", "--dims", "6,5,4", "--hidden", "5", "--dense", "3", "--seed", "2", "--out", ws]).status.success());
+    let batch = random_batch([6, 5, 4], &LENS, 4);
+    let bpath = dir.path().join("b.npz");
+    batch.write_npz(&bpath).unwrap();
+    let (gc, gg) = (dir.path().join("cpu.npz"), dir.path().join("gpu.npz"));
+    for (backend, out) in [("cpu", &gc), ("gpu", &gg)] {
+        let o = cimnet(&["grads", "--weights", ws, "--batch", bpath.to_str().unwrap(), "--out", out.to_str().unwrap(), "--backend", backend]);
+        assert!(o.status.success(), "{backend}: {}", String::from_utf8_lossy(&o.stderr));
+    }
+    let (mut c, mut g) = (NpzIn::open(&gc).unwrap(), NpzIn::open(&gg).unwrap());
+    assert_eq!(c.names(), g.names(), "same arrays");
+    let params = ParamStore::load(&w).unwrap();
+    for name in c.names() {
+        let (a, b) = (c.read_float(&name).unwrap(), g.read_float(&name).unwrap());
+        assert_eq!(a.shape, b.shape, "{name}");
+        let scale = a.data.iter().fold(0.0f64, |m, x| m.max(x.abs())).max(1e-30);
+        // Probabilities are undefined at padded positions: compare real ones only.
+        let real = |i: usize| -> bool {
+            if !name.ends_with("_prob") {
+                return true;
+            }
+            let w = a.shape[2];
+            let (bi, t) = (i / (batch.u * w), (i / w) % batch.u);
+            t < LENS[bi]
+        };
+        for (i, (x, y)) in a.data.iter().zip(&b.data).enumerate() {
+            if real(i) {
+                assert!((x - y).abs() <= 1e-4 * scale, "{name}[{i}]: cpu {x} gpu {y}");
+            }
+        }
+    }
+    assert!(params.layout.slices.iter().all(|s| c.has(&s.name)));
+}

@@ -285,3 +285,54 @@ fn cli_attention_png_and_grid_with_two_cells_and_two_seeds() {
     let again = ok(&cimnet(&args));
     assert_eq!(again.matches("finished earlier, reused").count(), 12, "{again}");
 }
+
+#[test]
+fn kill_dash_nine_then_resume_gives_the_same_losses() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("tiny.npz");
+    native::write(&synth::tiny(9), &data).unwrap();
+    let d = data.to_str().unwrap();
+    let args = |out: &str| -> Vec<String> {
+        ["train", "--data", d, "--epochs", "30", "--patience", "100", "--batch", "4", "--hidden", "12", "--dense", "6", "--backend", "cpu", "--out", out]
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
+    };
+    let full = tmp.path().join("full");
+    ok(&Command::new(env!("CARGO_BIN_EXE_cimnet")).args(args(full.to_str().unwrap())).output().unwrap());
+
+    let killed = tmp.path().join("killed");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cimnet"))
+        .args(args(killed.to_str().unwrap()))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Kill it once a few epochs have been checkpointed (or after 20 s at most).
+    let start = std::time::Instant::now();
+    loop {
+        let done = std::fs::read_to_string(killed.join("metrics.jsonl")).map(|t| t.lines().count()).unwrap_or(0);
+        if done >= 3 || start.elapsed().as_secs() > 20 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let before = std::fs::read_to_string(killed.join("metrics.jsonl")).unwrap().lines().count();
+    assert!(before < 30, "the run was stopped before its end ({before} epochs)");
+    ok(&cimnet(&["train", "--resume", killed.to_str().unwrap()]));
+    let read = |dir: &Path| -> Vec<(u64, u64)> {
+        std::fs::read_to_string(dir.join("metrics.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| {
+                let r: EpochRecord = serde_json::from_str(l).unwrap();
+                (r.train_loss.to_bits(), r.valid.loss.to_bits())
+            })
+            .collect()
+    };
+    assert_eq!(read(&killed), read(&full), "every epoch's losses after kill -9 and resume, bit for bit");
+    let (a, b) = (ParamStore::load(&killed.join("model.safetensors")).unwrap(), ParamStore::load(&full.join("model.safetensors")).unwrap());
+    assert!(a == b, "same kept weights");
+}

@@ -78,16 +78,24 @@ pub struct GradsArgs {
     /// Output npz of losses, probabilities and gradients (float64).
     #[arg(long)]
     pub out: PathBuf,
-    /// Engine: cpu (the f64 reference).
-    #[arg(long, default_value = "cpu", value_parser = ["cpu"])]
+    /// Engine: cpu (the f64 reference) or gpu (the WGSL kernels, f32).
+    #[arg(long, default_value = "cpu", value_parser = ["cpu", "gpu"])]
     pub backend: String,
+    /// GPU adapter to use, by (part of) its name.
+    #[arg(long)]
+    pub adapter: Option<String>,
 }
 
 pub fn grads(a: GradsArgs) -> Result<()> {
     let params = ParamStore::load(&a.weights)?;
     let mut batch = Batch::read_npz(&a.batch)?;
     restrict_to_model(&mut batch, &params);
-    let report = cpu_grads(&params, &batch).with_context(|| format!("batch {}", a.batch.display()))?;
+    let report = if a.backend == "gpu" {
+        let opts = cimnet::train::engine::EngineOptions { adapter: a.adapter.clone() };
+        cimnet::grads::gpu_grads(&params, &batch, &opts).with_context(|| format!("batch {}", a.batch.display()))?
+    } else {
+        cpu_grads(&params, &batch).with_context(|| format!("batch {}", a.batch.display()))?
+    };
     write_grads(&a.out, &report, &params, &batch)?;
     println!(
         "loss {:.6}{}{} on {} videos / {} utterances -> {}",

@@ -11,7 +11,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use cimnet::config::{Attention, ModalitySet, Tasks, EMOTION_LABELS, EMOTION_NAMES};
 use cimnet::data::{make_batches, BatchMode, Dataset, Normalizer, SplitName};
 use cimnet::params::ParamStore;
-use cimnet::train::engine::Engine;
+use cimnet::train::engine::{Engine, EngineOptions};
 use cimnet::train::pipeline::{self, PipelineError, RunSpec};
 use cimnet::train::evaluate::evaluate;
 use cimnet::train::report::Report;
@@ -36,6 +36,11 @@ pub struct DataArgs {
 }
 
 impl DataArgs {
+    /// The source named on the command line, or the bundled MOSI.
+    pub fn source_or_mosi(&self) -> DataSource {
+        self.source().unwrap_or(DataSource::Mosi)
+    }
+
     /// The source named on the command line, if any.
     fn source(&self) -> Option<DataSource> {
         if let Some(p) = &self.data {
@@ -89,9 +94,12 @@ pub struct TrainArgs {
     pub dense: usize,
     #[arg(long, default_value_t = 0.3)]
     pub dropout: f64,
-    /// Engine: cpu (the f64 reference).
-    #[arg(long, default_value = "cpu", value_parser = ["cpu"])]
+    /// Engine: gpu (WGSL kernels through wgpu) or cpu (the f64 reference).
+    #[arg(long, default_value = "gpu", value_parser = ["gpu", "cpu"])]
     pub backend: String,
+    /// GPU adapter to use, by (part of) its name (default: CIMNET_ADAPTER, else discrete, integrated, software).
+    #[arg(long)]
+    pub adapter: Option<String>,
     /// Run directory (created; must not hold a run already).
     #[arg(long, required_unless_present = "resume")]
     pub out: Option<PathBuf>,
@@ -209,15 +217,20 @@ pub fn train_cmd(a: TrainArgs) -> Result<()> {
     if let Some(n) = &prepared.notice {
         println!("{n}");
     }
-    let report = pipeline::execute(prepared, &dir, &mut new_bar())?;
+    let opts = EngineOptions { adapter: a.adapter.clone() };
+    let report = pipeline::execute(prepared, &dir, &opts, &mut new_bar())?;
     let rd = RunDir::new(&dir);
     println!("\n{}", report.markdown());
     println!("wrote {}, {}, {}", rd.model().display(), rd.report_md().display(), rd.report_json().display());
     Ok(())
 }
 
-fn make_engine(params: ParamStore, data: Dataset, run: &RunConfig) -> Result<Box<dyn Engine>> {
-    Ok(cimnet::train::engine::make_engine(run, params, &data)?)
+fn make_engine(params: ParamStore, data: Dataset, run: &RunConfig, backend: &Option<String>, adapter: &Option<String>) -> Result<Box<dyn Engine>> {
+    let mut run = run.clone();
+    if let Some(b) = backend {
+        run.train.backend = b.clone();
+    }
+    Ok(cimnet::train::engine::make_engine(&run, params, &data, &EngineOptions { adapter: adapter.clone() })?)
 }
 
 #[derive(Debug, Args)]
@@ -233,6 +246,11 @@ pub struct EvalArgs {
     /// Print the metrics as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Engine (default: the run's own).
+    #[arg(long, value_parser = ["gpu", "cpu"])]
+    pub backend: Option<String>,
+    #[arg(long)]
+    pub adapter: Option<String>,
 }
 
 /// Load a finished run: its config, kept weights, thresholds and data.
@@ -265,11 +283,23 @@ fn open_run(run_dir: &Path, data: &DataArgs) -> Result<(RunConfig, ParamStore, R
     Ok((run, params, report, ds))
 }
 
+/// A finished run's predictions on a split (with the run's config and report).
+fn predict_run(
+    dir: &Path,
+    data: &DataArgs,
+    split: SplitName,
+    backend: &Option<String>,
+    adapter: &Option<String>,
+) -> Result<(RunConfig, Report, Dataset, cimnet::train::engine::Predictions)> {
+    let (run, params, report, ds) = open_run(dir, data)?;
+    let mut engine = make_engine(params, ds.clone(), &run, backend, adapter)?;
+    let batches = make_batches(&ds.lens(split), run.train.batch, BatchMode::Bucketed, 0);
+    let preds = engine.predict(split, &batches)?;
+    Ok((run, report, ds, preds))
+}
+
 pub fn eval_cmd(a: EvalArgs) -> Result<()> {
-    let (run, params, report, ds) = open_run(&a.run, &a.data)?;
-    let mut engine = make_engine(params, ds.clone(), &run)?;
-    let batches = make_batches(&ds.lens(a.split), run.train.batch, BatchMode::Bucketed, 0);
-    let preds = engine.predict(a.split, &batches)?;
+    let (_, report, ds, preds) = predict_run(&a.run, &a.data, a.split, &a.backend, &a.adapter)?;
     // Thresholds come from the run's validation split, never from the evaluated data.
     let m = evaluate(&ds, a.split, &preds, report.result.thresholds);
     if a.json {
@@ -303,6 +333,11 @@ pub struct PredictArgs {
     /// Output file: .jsonl (one JSON object per utterance) or .csv.
     #[arg(long)]
     pub out: PathBuf,
+    /// Engine (default: the run's own).
+    #[arg(long, value_parser = ["gpu", "cpu"])]
+    pub backend: Option<String>,
+    #[arg(long)]
+    pub adapter: Option<String>,
 }
 
 pub fn predict_cmd(a: PredictArgs) -> Result<()> {
@@ -310,11 +345,8 @@ pub fn predict_cmd(a: PredictArgs) -> Result<()> {
     if ext != "jsonl" && ext != "csv" {
         bail!("--out must end in .jsonl or .csv (got {})", a.out.display());
     }
-    let (run, params, report, ds) = open_run(&a.run, &a.data)?;
+    let (_, report, ds, preds) = predict_run(&a.run, &a.data, a.split, &a.backend, &a.adapter)?;
     let thresholds = report.result.thresholds.unwrap_or_default();
-    let mut engine = make_engine(params, ds.clone(), &run)?;
-    let batches = make_batches(&ds.lens(a.split), run.train.batch, BatchMode::Bucketed, 0);
-    let preds = engine.predict(a.split, &batches)?;
     let mut rows: Vec<serde_json::Value> = Vec::new();
     for (vi, v) in ds.split(a.split).iter().enumerate() {
         for i in 0..v.len {
@@ -435,8 +467,12 @@ pub struct GridArgs {
     pub dense: usize,
     #[arg(long, default_value_t = 0.3)]
     pub dropout: f64,
-    #[arg(long, default_value = "cpu", value_parser = ["cpu"])]
+    /// Engine: gpu or cpu.
+    #[arg(long, default_value = "gpu", value_parser = ["gpu", "cpu"])]
     pub backend: String,
+    /// GPU adapter to use, by (part of) its name.
+    #[arg(long)]
+    pub adapter: Option<String>,
     /// Grid directory (one run directory per cell and seed; rerunning resumes).
     #[arg(long)]
     pub out: PathBuf,
@@ -465,6 +501,7 @@ pub fn grid_cmd(a: GridArgs) -> Result<()> {
             normalize: a.normalize,
             backend: a.backend.clone(),
         },
+        engine: EngineOptions { adapter: a.adapter.clone() },
     };
     let report = cimnet::train::grid::run_grid(&spec, &a.out, &mut new_bar())?;
     println!("\n{}", cimnet::train::grid::grid_markdown(&report));

@@ -65,6 +65,48 @@ fn backward_iters_per_step(h: u32) -> u32 {
     4 + UNIT_ITERS * (1 + 4) + UNIT_ITERS * (1 + 3 * h / 4 + 3) + 1
 }
 
+/// Upper bounds for gru_forward_v4 / gru_backward_v4 (4 units per invocation,
+/// columns or rows of W_hh 4 at a time).
+fn forward_iters_per_step_v4(h: u32) -> u32 {
+    h / 4 + 2
+}
+
+fn backward_iters_per_step_v4(h: u32) -> u32 {
+    3 * h / 4 + 2
+}
+
+/// Which kernels of gru.wgsl a launch uses, so that versions can race.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GruKernel {
+    /// One invocation per unit lane, lane + 64, ..; scalar loads (any H).
+    Scalar,
+    /// 4 consecutive units per invocation, vec4 loads (H % 4 == 0 and 4-aligned
+    /// W_hh / b_hh offsets). 3-5x faster on llvmpipe (docs/perf-notes.md).
+    Vec4,
+}
+
+impl GruKernel {
+    /// Vec4 where the shapes allow it, else Scalar.
+    pub fn best(params: &GruParams) -> GruKernel {
+        let p = params.problems as usize;
+        let aligned = params.w_hh_offset[..p].iter().chain(&params.b_hh_offset[..p]).all(|o| o % 4 == 0);
+        if params.h % 4 == 0 && aligned {
+            GruKernel::Vec4
+        } else {
+            GruKernel::Scalar
+        }
+    }
+
+    fn entry(self, base: &'static str) -> &'static str {
+        match (self, base) {
+            (GruKernel::Scalar, b) => b,
+            (GruKernel::Vec4, "gru_forward") => "gru_forward_v4",
+            (GruKernel::Vec4, "gru_backward") => "gru_backward_v4",
+            (GruKernel::Vec4, _) => "gru_backward_weights_v4",
+        }
+    }
+}
+
 /// How the time steps are split into dispatches, so that versions can race.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GruSchedule {
@@ -300,14 +342,36 @@ pub fn gru_forward(
     params: &GruParams,
     schedule: GruSchedule,
 ) -> Result<GruForward, GruError> {
+    gru_forward_variant(ctx, out, cache, xp, weights, lens, params, schedule, GruKernel::best(params))
+}
+
+/// [`gru_forward`] with the kernel variant chosen by the caller (benchmarks);
+/// `GruKernel::Vec4` falls back to Scalar where the shapes do not allow it.
+#[allow(clippy::too_many_arguments)]
+pub fn gru_forward_variant(
+    ctx: &GpuContext,
+    out: &wgpu::Buffer,
+    cache: &wgpu::Buffer,
+    xp: &wgpu::Buffer,
+    weights: &wgpu::Buffer,
+    lens: &wgpu::Buffer,
+    params: &GruParams,
+    schedule: GruSchedule,
+    kernel: GruKernel,
+) -> Result<GruForward, GruError> {
+    let kernel = if GruKernel::best(params) == GruKernel::Scalar { GruKernel::Scalar } else { kernel };
     check("out", out, params.out_bytes(), params.shape("(M, B, U, 2H)"))?;
     check("cache", cache, params.cache_bytes(), params.shape("(P, 5, B, U, H)"))?;
     check("xp", xp, params.gates_bytes(), params.shape("(P, B, U, 3H)"))?;
     check("weights", weights, params.store_bytes(), params.shape("W_hh, b_hh offsets"))?;
     check("lens", lens, 4 * u64::from(params.b), params.shape("(B)"))?;
     let binds = [Bind::Uniform, Bind::Read, Bind::Read, Bind::Read, Bind::Write, Bind::Write];
-    let k = ctx.pipelines.get(ctx, Shader::Gru, "gru_forward", &binds)?;
-    let steps = schedule.steps_per_dispatch(forward_iters_per_step(params.h));
+    let k = ctx.pipelines.get(ctx, Shader::Gru, kernel.entry("gru_forward"), &binds)?;
+    let iters = match kernel {
+        GruKernel::Scalar => forward_iters_per_step(params.h),
+        GruKernel::Vec4 => forward_iters_per_step_v4(params.h),
+    };
+    let steps = schedule.steps_per_dispatch(iters);
     Ok(GruForward { chunks: Chunks::new(ctx, k, &[lens, weights, xp, cache, out], params, steps)? })
 }
 
@@ -357,6 +421,27 @@ pub fn gru_backward(
     params: &GruParams,
     schedule: GruSchedule,
 ) -> Result<GruBackward, GruError> {
+    gru_backward_variant(ctx, gi, gh, carry, grads, dout, cache, weights, lens, params, schedule, GruKernel::best(params))
+}
+
+/// [`gru_backward`] with the kernel variant chosen by the caller (benchmarks);
+/// `GruKernel::Vec4` falls back to Scalar where the shapes do not allow it.
+#[allow(clippy::too_many_arguments)]
+pub fn gru_backward_variant(
+    ctx: &GpuContext,
+    gi: &wgpu::Buffer,
+    gh: &wgpu::Buffer,
+    carry: &wgpu::Buffer,
+    grads: &wgpu::Buffer,
+    dout: &wgpu::Buffer,
+    cache: &wgpu::Buffer,
+    weights: &wgpu::Buffer,
+    lens: &wgpu::Buffer,
+    params: &GruParams,
+    schedule: GruSchedule,
+    kernel: GruKernel,
+) -> Result<GruBackward, GruError> {
+    let kernel = if GruKernel::best(params) == GruKernel::Scalar { GruKernel::Scalar } else { kernel };
     check("gi", gi, params.gates_bytes(), params.shape("(P, B, U, 3H)"))?;
     check("gh", gh, params.gates_bytes(), params.shape("(P, B, U, 3H)"))?;
     check("carry", carry, params.carry_bytes(), params.shape("(P, B, H)"))?;
@@ -366,10 +451,14 @@ pub fn gru_backward(
     check("weights", weights, params.store_bytes(), params.shape("W_hh, b_hh offsets"))?;
     check("lens", lens, 4 * u64::from(params.b), params.shape("(B)"))?;
     let (r, w) = (Bind::Read, Bind::Write);
-    let k = ctx.pipelines.get(ctx, Shader::Gru, "gru_backward", &[Bind::Uniform, r, r, r, r, w, w, w])?;
-    let steps = schedule.steps_per_dispatch(backward_iters_per_step(params.h));
+    let k = ctx.pipelines.get(ctx, Shader::Gru, kernel.entry("gru_backward"), &[Bind::Uniform, r, r, r, r, w, w, w])?;
+    let iters = match kernel {
+        GruKernel::Scalar => backward_iters_per_step(params.h),
+        GruKernel::Vec4 => backward_iters_per_step_v4(params.h),
+    };
+    let steps = schedule.steps_per_dispatch(iters);
     let chunks = Chunks::new(ctx, k, &[lens, weights, cache, dout, gi, gh, carry], params, steps)?;
-    let k = ctx.pipelines.get(ctx, Shader::Gru, "gru_backward_weights", &[Bind::Uniform, r, r, r, w])?;
+    let k = ctx.pipelines.get(ctx, Shader::Gru, kernel.entry("gru_backward_weights"), &[Bind::Uniform, r, r, r, w])?;
     let weights = Launch::new(ctx, k, &[lens, cache, gh, grads], *params, weights_grid)?;
     Ok(GruBackward { chunks, weights })
 }

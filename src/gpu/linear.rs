@@ -45,6 +45,54 @@ impl LinearParams {
     }
 }
 
+/// Which kernels of linear.wgsl a launch uses, so that versions can race.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinearKernel {
+    /// Scalar loads along the reduction (any widths and offsets).
+    Scalar,
+    /// vec4 loads along K (and O): 2.5-4x faster on llvmpipe; needs the widths
+    /// read along to be multiples of 4 and 4-aligned offsets (see linear.wgsl).
+    Vec4,
+}
+
+impl LinearKernel {
+    pub fn best_forward(p: &LinearParams) -> LinearKernel {
+        Self::when(p.k % 4 == 0 && p.w_off % 4 == 0)
+    }
+
+    pub fn best_backward(p: &LinearParams) -> LinearKernel {
+        Self::when(p.k % 4 == 0 && p.o % 4 == 0 && p.w_off % 4 == 0 && p.y_off % 4 == 0)
+    }
+
+    pub fn best_backward_weights(p: &LinearParams) -> LinearKernel {
+        Self::when(p.k % 4 == 0 && p.o % 4 == 0 && p.y_off % 4 == 0)
+    }
+
+    fn when(ok: bool) -> LinearKernel {
+        if ok {
+            LinearKernel::Vec4
+        } else {
+            LinearKernel::Scalar
+        }
+    }
+
+    /// `self`, unless the shapes only allow the scalar kernel.
+    fn within(self, best: LinearKernel) -> LinearKernel {
+        if best == LinearKernel::Scalar {
+            LinearKernel::Scalar
+        } else {
+            self
+        }
+    }
+
+    fn entry(self, scalar: &'static str, v4: &'static str) -> &'static str {
+        match self {
+            LinearKernel::Scalar => scalar,
+            LinearKernel::Vec4 => v4,
+        }
+    }
+}
+
 fn tiles(n: u32, wg: u32) -> u32 {
     n.div_ceil(TILE).div_ceil(wg)
 }
@@ -59,8 +107,23 @@ pub fn linear_forward(
     len: &wgpu::Buffer,
     p: LinearParams,
 ) -> Result<Launch<LinearParams>, GpuError> {
+    linear_forward_variant(ctx, y, x, w, len, p, LinearKernel::best_forward(&p))
+}
+
+/// [`linear_forward`] with the kernel chosen by the caller (benchmarks); falls
+/// back to Scalar where the shapes do not allow Vec4.
+pub fn linear_forward_variant(
+    ctx: &GpuContext,
+    y: &wgpu::Buffer,
+    x: &wgpu::Buffer,
+    w: &wgpu::Buffer,
+    len: &wgpu::Buffer,
+    p: LinearParams,
+    kernel: LinearKernel,
+) -> Result<Launch<LinearParams>, GpuError> {
+    let kernel = kernel.within(LinearKernel::best_forward(&p));
     let binds = [Bind::Uniform, Bind::Read, Bind::Read, Bind::Read, Bind::Write];
-    let k = ctx.pipelines.get(ctx, Shader::Linear, "linear_forward", &binds)?;
+    let k = ctx.pipelines.get(ctx, Shader::Linear, kernel.entry("linear_forward", "linear_forward_v4"), &binds)?;
     Launch::new(ctx, k, &[x, w, len, y], p, |p| [tiles(p.o, WORKGROUP[0]), tiles(p.b * p.u, WORKGROUP[1]), 1])
 }
 
@@ -75,8 +138,24 @@ pub fn linear_backward(
     len: &wgpu::Buffer,
     p: LinearParams,
 ) -> Result<Launch<LinearParams>, GpuError> {
+    linear_backward_variant(ctx, dx, dy, y, w, len, p, LinearKernel::best_backward(&p))
+}
+
+/// [`linear_backward`] with the kernel chosen by the caller (benchmarks).
+#[allow(clippy::too_many_arguments)]
+pub fn linear_backward_variant(
+    ctx: &GpuContext,
+    dx: &wgpu::Buffer,
+    dy: &wgpu::Buffer,
+    y: &wgpu::Buffer,
+    w: &wgpu::Buffer,
+    len: &wgpu::Buffer,
+    p: LinearParams,
+    kernel: LinearKernel,
+) -> Result<Launch<LinearParams>, GpuError> {
+    let kernel = kernel.within(LinearKernel::best_backward(&p));
     let binds = [Bind::Uniform, Bind::Read, Bind::Read, Bind::Read, Bind::Read, Bind::Write];
-    let k = ctx.pipelines.get(ctx, Shader::Linear, "linear_backward", &binds)?;
+    let k = ctx.pipelines.get(ctx, Shader::Linear, kernel.entry("linear_backward", "linear_backward_v4"), &binds)?;
     Launch::new(ctx, k, &[dy, y, w, len, dx], p, |p| [tiles(p.k, WORKGROUP[0]), tiles(p.b * p.u, WORKGROUP[1]), 1])
 }
 
@@ -91,7 +170,23 @@ pub fn linear_backward_weights(
     len: &wgpu::Buffer,
     p: LinearParams,
 ) -> Result<Launch<LinearParams>, GpuError> {
+    linear_backward_weights_variant(ctx, grads, dy, y, x, len, p, LinearKernel::best_backward_weights(&p))
+}
+
+/// [`linear_backward_weights`] with the kernel chosen by the caller (benchmarks).
+#[allow(clippy::too_many_arguments)]
+pub fn linear_backward_weights_variant(
+    ctx: &GpuContext,
+    grads: &wgpu::Buffer,
+    dy: &wgpu::Buffer,
+    y: &wgpu::Buffer,
+    x: &wgpu::Buffer,
+    len: &wgpu::Buffer,
+    p: LinearParams,
+    kernel: LinearKernel,
+) -> Result<Launch<LinearParams>, GpuError> {
+    let kernel = kernel.within(LinearKernel::best_backward_weights(&p));
     let binds = [Bind::Uniform, Bind::Read, Bind::Read, Bind::Read, Bind::Read, Bind::Write];
-    let k = ctx.pipelines.get(ctx, Shader::Linear, "linear_backward_weights", &binds)?;
+    let k = ctx.pipelines.get(ctx, Shader::Linear, kernel.entry("linear_backward_weights", "linear_backward_weights_v4"), &binds)?;
     Launch::new(ctx, k, &[dy, y, x, len, grads], p, |p| [tiles(p.k, WORKGROUP[0]), tiles(p.o, WORKGROUP[1]), 1])
 }

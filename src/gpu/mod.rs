@@ -17,7 +17,9 @@ pub mod gru;
 pub mod heads;
 pub mod launch;
 pub mod linear;
+pub mod model;
 pub mod pipelines;
+pub mod timing;
 pub mod representation;
 
 pub use context::{GpuContext, GpuError, GpuOptions};

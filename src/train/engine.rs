@@ -76,11 +76,27 @@ pub trait Engine {
     fn set_state(&mut self, state: &EngineState) -> Result<(), EngineError>;
 }
 
-/// The backend a run asks for ("cpu" or "gpu").
-pub fn make_engine(run: &super::run::RunConfig, params: ParamStore, data: &Dataset) -> Result<Box<dyn Engine>, EngineError> {
+/// Machine-specific engine choices (not part of a run's configuration).
+#[derive(Debug, Clone, Default)]
+pub struct EngineOptions {
+    /// GPU adapter by (part of its) name; else `CIMNET_ADAPTER`, else the best one.
+    pub adapter: Option<String>,
+}
+
+/// The backend a run asks for ("gpu" or "cpu").
+pub fn make_engine(
+    run: &super::run::RunConfig,
+    params: ParamStore,
+    data: &Dataset,
+    opts: &EngineOptions,
+) -> Result<Box<dyn Engine>, EngineError> {
     let adam = AdamConfig { lr: run.train.lr, ..AdamConfig::default() };
     match run.train.backend.as_str() {
         "cpu" => Ok(Box::new(CpuEngine::new(params, data.clone(), adam, run.train.seed))),
+        "gpu" => {
+            let ctx = crate::gpu::GpuContext::new(&crate::gpu::GpuOptions { adapter: opts.adapter.clone() })?;
+            Ok(Box::new(crate::gpu::model::GpuEngine::new(ctx, &params, data, adam, run.train.seed, run.train.batch)?))
+        }
         other => Err(EngineError::Backend(other.to_string())),
     }
 }

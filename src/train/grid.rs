@@ -26,6 +26,7 @@ pub struct GridSpec {
     pub dense: usize,
     pub dropout: f64,
     pub train: TrainConfig,
+    pub engine: super::engine::EngineOptions,
 }
 
 /// mean +/- sample standard deviation over seeds.
@@ -128,7 +129,7 @@ fn one_run(
         };
         pipeline::prepare(&run_spec, data.clone())?
     };
-    pipeline::execute(prepared, dir, progress)
+    pipeline::execute(prepared, dir, &spec.engine, progress)
 }
 
 /// Run every cell and seed, then aggregate into report.md / report.json in `out`.

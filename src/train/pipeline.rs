@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use super::engine::{make_engine, EngineError};
+use super::engine::{make_engine, EngineError, EngineOptions};
 use super::report::Report;
 use super::run::{final_evaluation, train, Progress, RunConfig, RunDir, TrainConfig, TrainError};
 use super::source::DataSource;
@@ -108,10 +108,11 @@ pub fn reopen(dir: &Path) -> Result<Prepared, PipelineError> {
 }
 
 /// Train (resuming if `dir` has a checkpoint), evaluate the kept checkpoint, write the report.
-pub fn execute(p: Prepared, dir: &Path, progress: &mut dyn Progress) -> Result<Report, PipelineError> {
+pub fn execute(p: Prepared, dir: &Path, opts: &EngineOptions, progress: &mut dyn Progress) -> Result<Report, PipelineError> {
+    // The engine first: a missing GPU leaves no half-made run directory behind.
+    let mut engine = make_engine(&p.run, p.params, &p.data, opts)?;
     std::fs::create_dir_all(dir).map_err(|source| PipelineError::Io { path: dir.display().to_string(), source })?;
     let rd = RunDir::new(dir);
-    let mut engine = make_engine(&p.run, p.params, &p.data)?;
     progress.message(&format!(
         "training {}/{}/{} on {} with {}; run directory {}",
         p.run.model.modalities,

@@ -1,0 +1,69 @@
+//! `cimnet bench`: end-to-end training throughput on the GPU.
+
+use anyhow::Result;
+use clap::Args;
+
+use cimnet::config::{Attention, ModalitySet, ModelConfig, Tasks};
+use cimnet::gpu::GpuOptions;
+use cimnet::params::ParamStore;
+use cimnet::train::source::DataSource;
+
+use super::train::DataArgs;
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Data to train on (default: synthetic MOSEI-shaped data).
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// Timed training epochs.
+    #[arg(long, default_value_t = 1)]
+    pub epochs: usize,
+    #[arg(long, default_value_t = 16)]
+    pub batch: usize,
+    #[arg(long, default_value = "TAV")]
+    pub modalities: ModalitySet,
+    #[arg(long, default_value = "cim")]
+    pub attention: Attention,
+    /// Task setup (default: mtl when the data has emotion labels, else sentiment).
+    #[arg(long)]
+    pub tasks: Option<Tasks>,
+    #[arg(long, default_value_t = 200)]
+    pub hidden: usize,
+    #[arg(long, default_value_t = 100)]
+    pub dense: usize,
+    /// Batches of the CPU reference to time for comparison (0 to skip).
+    #[arg(long, default_value_t = 2)]
+    pub cpu_batches: usize,
+    /// GPU adapter to use, by (part of) its name.
+    #[arg(long)]
+    pub adapter: Option<String>,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn bench_cmd(a: BenchArgs) -> Result<()> {
+    let source = if a.data.data.is_some() || a.data.synthetic {
+        a.data.source_or_mosi()
+    } else {
+        DataSource::Synthetic { seed: 0, scale: 1.0 }
+    };
+    let data = source.load()?;
+    data.require(a.modalities)?;
+    let tasks = a.tasks.unwrap_or(if data.has_emotion { Tasks::Mtl } else { Tasks::Sentiment });
+    let mut cfg = ModelConfig::new(a.modalities, a.attention, tasks, data.dims);
+    cfg.hidden = a.hidden;
+    cfg.dense = a.dense;
+    cfg.validate()?;
+    let params = ParamStore::init(&cfg, 1);
+    if !a.json {
+        println!("benchmarking {} on {} ...", source.describe(), a.adapter.as_deref().unwrap_or("the best adapter"));
+    }
+    let report = cimnet::bench::run(&data, &params, a.batch, a.epochs, a.cpu_batches, &GpuOptions { adapter: a.adapter.clone() })?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!("{}", report.markdown());
+    }
+    Ok(())
+}

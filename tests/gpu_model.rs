@@ -1,0 +1,254 @@
+//! The whole model on the GPU against the CPU reference: loss, probabilities,
+//! every parameter gradient and the input gradients for each attention kind and
+//! task setup (with and without dropout); 10 Adam steps give the CPU's losses;
+//! one seed gives identical bits; inference matches.
+
+mod common;
+
+use cimnet::config::{ModelConfig, Modality, ModalitySet, Tasks, Attention};
+use cimnet::cpu::adam::AdamConfig;
+use cimnet::cpu::model::{forward, backward, DropoutMasks};
+use cimnet::data::{Dataset, SplitName, Video};
+use cimnet::gpu::model::GpuEngine;
+use cimnet::gpu::{GpuContext, GpuOptions};
+use cimnet::params::ParamStore;
+use cimnet::train::engine::{CpuEngine, Engine};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+/// f32 GPU vs f64 CPU, relative to each tensor's largest magnitude: the longest
+/// chains here are 20 GRU steps and dot products of a few hundred terms, whose
+/// f32 rounding stays near 1e-6 relative; 1e-4 leaves room for the softmax and
+/// sigmoid backward without hiding a wrong formula (those give O(1) errors).
+const MODEL_RTOL: f64 = 1e-4;
+/// Losses after 10 Adam steps: the f32 parameter trajectory drifts from the f64
+/// one by a few 1e-6 relative per step.
+const ADAM_LOSS_RTOL: f64 = 1e-4;
+
+const LENS: [usize; 5] = [20, 1, 7, 13, 2];
+
+fn ctx() -> Option<GpuContext> {
+    if std::env::var("CIMNET_SKIP_GPU_TESTS").as_deref() == Ok("1") {
+        eprintln!("CIMNET_SKIP_GPU_TESTS=1: skipping a GPU test");
+        return None;
+    }
+    match GpuContext::new(&GpuOptions::default()) {
+        Ok(c) => Some(c),
+        Err(e) => panic!("{e}\n(set CIMNET_SKIP_GPU_TESTS=1 to skip the GPU tests explicitly)"),
+    }
+}
+
+/// A dataset whose train split holds videos of the given lengths (and a few
+/// valid/test videos), features in [-1, 1], emotions with zeros.
+fn dataset(train_lens: &[usize], seed: u64) -> Dataset {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let dims = [6, 4, 3];
+    let mut video = |id: String, len: usize| Video {
+        id,
+        len,
+        features: dims.map(|d| Some((0..len * d).map(|_| rng.gen_range(-1.0f32..1.0)).collect())),
+        sentiment: (0..len).map(|_| rng.gen_range(-3.0f32..3.0)).collect(),
+        emotion: Some((0..len * 6).map(|_| if rng.gen_bool(0.6) { 0.0 } else { rng.gen_range(0.1f32..3.0) }).collect()),
+    };
+    let train = train_lens.iter().enumerate().map(|(i, &l)| video(format!("tr{i}"), l)).collect();
+    let valid = [3, 9, 1].iter().enumerate().map(|(i, &l)| video(format!("va{i}"), l)).collect();
+    let test = [5, 2, 11, 1, 4, 6].iter().enumerate().map(|(i, &l)| video(format!("te{i}"), l)).collect();
+    Dataset { source: "test data".into(), dims, has_emotion: true, splits: [train, valid, test] }
+}
+
+fn config(set: ModalitySet, attention: Attention, tasks: Tasks) -> ModelConfig {
+    let mut c = ModelConfig::new(set, attention, tasks, [6, 4, 3]);
+    c.hidden = 7;
+    c.dense = 5;
+    c
+}
+
+/// Parameters with non-zero biases (init gives zero biases).
+fn params(cfg: &ModelConfig, seed: u64) -> ParamStore {
+    let mut p = ParamStore::init(cfg, seed);
+    let mut rng = ChaCha8Rng::seed_from_u64(seed + 100);
+    for s in p.layout.slices.clone() {
+        if s.name.contains("bias") {
+            for v in p.get_mut(&s.name) {
+                *v = rng.gen_range(-0.3..0.3);
+            }
+        }
+    }
+    p
+}
+
+fn worst(got: &[f64], want: &[f64]) -> (f64, usize) {
+    let scale = want.iter().fold(0.0f64, |m, x| m.max(x.abs())).max(1e-30);
+    let mut w = (0.0, 0);
+    for (i, (g, e)) in got.iter().zip(want).enumerate() {
+        let r = (g - e).abs() / scale;
+        if r > w.0 {
+            w = (r, i);
+        }
+    }
+    w
+}
+
+fn check(name: &str, got: &[f64], want: &[f64], tol: f64) {
+    assert_eq!(got.len(), want.len(), "{name}: lengths differ");
+    let (err, i) = worst(got, want);
+    assert!(err <= tol, "{name}: element {i}: GPU {} vs CPU {} (error {err:.2e} of the tensor's largest magnitude > {tol:e})", got[i], want[i]);
+}
+
+fn compare_gradients(ctx: GpuContext, cfg: &ModelConfig, dropout_seed: Option<u32>) {
+    let data = dataset(&LENS, 3);
+    let p = params(cfg, 5);
+    let mut eng = GpuEngine::new(ctx, &p, &data, AdamConfig::default(), 1, LENS.len()).unwrap();
+    let videos: Vec<usize> = (0..LENS.len()).collect();
+    let g = eng.compute_gradients(&videos, dropout_seed).unwrap();
+    let mut batch = data.batch(SplitName::Train, &videos);
+    cimnet::grads::restrict_to_model(&mut batch, &p);
+    let masks = dropout_seed.map(|s| DropoutMasks::generate(cfg, batch.b, batch.u, s));
+    let pf = p.to_f64();
+    let f = forward(cfg, &p.layout, &pf, &batch, masks.as_ref()).unwrap();
+    let want = backward(cfg, &p.layout, &pf, &batch, &f);
+    let tag = format!("{}/{}/{}{}", cfg.modalities, cfg.attention, cfg.tasks, if dropout_seed.is_some() { " dropout" } else { "" });
+    let n = batch.real_count() as f64;
+    assert_eq!(g.loss.utterances, batch.real_count() as u64);
+    let got_loss = g.loss.loss / n;
+    assert!((got_loss - f.heads.loss).abs() <= 1e-5 * f.heads.loss, "{tag}: loss GPU {got_loss} vs CPU {}", f.heads.loss);
+    // Probabilities at real positions.
+    for (bi, &l) in batch.len.iter().enumerate() {
+        for i in 0..l {
+            let t = bi * batch.u + i;
+            if let Some(sp) = &f.heads.sentiment_prob {
+                check(&format!("{tag} sentiment prob"), &g.probs[t * 9..t * 9 + 2], &sp[t * 2..t * 2 + 2], MODEL_RTOL);
+            }
+            if let Some(ep) = &f.heads.emotion_prob {
+                check(&format!("{tag} emotion prob"), &g.probs[t * 9 + 2..t * 9 + 9], &ep[t * 7..t * 7 + 7], MODEL_RTOL);
+            }
+        }
+    }
+    for s in &p.layout.slices {
+        check(&format!("{tag} {}", s.name), &g.grads[s.range()], &want.params[s.range()], MODEL_RTOL);
+    }
+    for m in cfg.modalities.modalities() {
+        check(&format!("{tag} input {}", m.name()), g.inputs[m.index()].as_ref().unwrap(), want.inputs[m.index()].as_ref().unwrap(), MODEL_RTOL);
+    }
+    assert!(eng.dispatches_per_step() == 0, "compute_gradients is not a training step");
+}
+
+#[test]
+fn whole_model_gradients_match_cpu_for_each_attention_and_task() {
+    for attention in Attention::ALL {
+        for tasks in Tasks::ALL {
+            let Some(c) = ctx() else { return };
+            compare_gradients(c, &config(ModalitySet::TAV, attention, tasks), None);
+        }
+    }
+    for set in [ModalitySet::T, ModalitySet::AV, ModalitySet::TA] {
+        let Some(c) = ctx() else { return };
+        compare_gradients(c, &config(set, Attention::Cim, Tasks::Mtl), None);
+    }
+}
+
+#[test]
+fn whole_model_gradients_with_dropout_match_the_cpu_masks() {
+    for attention in Attention::ALL {
+        let Some(c) = ctx() else { return };
+        compare_gradients(c, &config(ModalitySet::TAV, attention, Tasks::Mtl), Some(0xC1A0));
+    }
+}
+
+fn batches() -> Vec<Vec<usize>> {
+    vec![vec![0, 1, 2], vec![3, 4], vec![2, 0], vec![1, 3, 4]]
+}
+
+#[test]
+fn ten_adam_steps_give_the_cpu_reference_losses() {
+    let Some(c) = ctx() else { return };
+    let cfg = config(ModalitySet::TAV, Attention::Cim, Tasks::Mtl);
+    let data = dataset(&LENS, 4);
+    let p = params(&cfg, 6);
+    let adam = AdamConfig { lr: 1e-2, ..AdamConfig::default() };
+    let mut gpu = GpuEngine::new(c, &p, &data, adam, 9, 3).unwrap();
+    let mut cpu = CpuEngine::new(p.clone(), data.clone(), adam, 9);
+    let bs = batches();
+    for step in 0..10u64 {
+        let videos = &bs[step as usize % bs.len()];
+        gpu.train_step(videos, step).unwrap();
+        cpu.train_step(videos, step).unwrap();
+        let (g, c) = (gpu.take_train_loss().unwrap(), cpu.take_train_loss().unwrap());
+        assert_eq!(g.utterances, c.utterances);
+        let (gl, cl) = (g.mean(), c.mean());
+        assert!((gl - cl).abs() <= ADAM_LOSS_RTOL * cl, "step {step}: GPU loss {gl} vs CPU {cl}");
+    }
+    let (gs, cs) = (gpu.state().unwrap(), cpu.state().unwrap());
+    assert_eq!(gs.adam_step, 10);
+    for s in &p.layout.slices {
+        check(&format!("{} after 10 steps", s.name), &gs.master[s.range()], &cs.master[s.range()], 1e-3);
+    }
+    let steps = gpu.dispatches_per_step();
+    eprintln!("dispatches per training step (TAV/cim/mtl): {steps}");
+    assert!(steps > 0);
+}
+
+#[test]
+fn one_seed_gives_identical_bits() {
+    let cfg = config(ModalitySet::TAV, Attention::Cim, Tasks::Mtl);
+    let data = dataset(&LENS, 7);
+    let p = params(&cfg, 8);
+    let run = || {
+        let c = ctx()?;
+        let mut e = GpuEngine::new(c, &p, &data, AdamConfig::default(), 3, 3).unwrap();
+        let mut losses = Vec::new();
+        for (step, videos) in batches().iter().enumerate() {
+            e.train_step(videos, step as u64).unwrap();
+            losses.push(e.take_train_loss().unwrap().loss.to_bits());
+        }
+        Some((losses, e.state().unwrap().master.iter().map(|x| x.to_bits()).collect::<Vec<_>>()))
+    };
+    let (Some(a), Some(b)) = (run(), run()) else { return };
+    assert_eq!(a.0, b.0, "losses differ between two runs with one seed");
+    assert!(a.1 == b.1, "parameters differ between two runs with one seed");
+}
+
+#[test]
+fn inference_matches_the_cpu_and_covers_every_utterance() {
+    let Some(c) = ctx() else { return };
+    let cfg = config(ModalitySet::TAV, Attention::Cim, Tasks::Mtl);
+    let data = dataset(&LENS, 11);
+    let p = params(&cfg, 12);
+    let mut gpu = GpuEngine::new(c, &p, &data, AdamConfig::default(), 1, 4).unwrap();
+    let mut cpu = CpuEngine::new(p, data.clone(), AdamConfig::default(), 1);
+    let bs = vec![vec![2, 0, 5, 1], vec![3, 4]];
+    let (g, c) = (gpu.predict(SplitName::Test, &bs).unwrap(), cpu.predict(SplitName::Test, &bs).unwrap());
+    assert_eq!(g.loss.utterances, data.utterances(SplitName::Test) as u64);
+    assert!((g.loss.mean() - c.loss.mean()).abs() <= 1e-5 * c.loss.mean());
+    let flat = |v: &Vec<Vec<[f64; 7]>>| v.iter().flatten().flat_map(|r| r.iter().copied()).collect::<Vec<f64>>();
+    check("test emotion probabilities", &flat(g.emotion.as_ref().unwrap()), &flat(c.emotion.as_ref().unwrap()), MODEL_RTOL);
+    let sflat = |v: &Vec<Vec<[f64; 2]>>| v.iter().flatten().flat_map(|r| r.iter().copied()).collect::<Vec<f64>>();
+    check("test sentiment probabilities", &sflat(g.sentiment.as_ref().unwrap()), &sflat(c.sentiment.as_ref().unwrap()), MODEL_RTOL);
+    let _ = Modality::ALL;
+}
+
+/// Every one of the 63 variants (7 modality sets x 3 attention kinds x 3 task
+/// setups) runs forward and backward on the GPU and matches the CPU.
+#[test]
+fn all_63_variants_run_on_the_gpu() {
+    for set in ModalitySet::ALL {
+        for attention in Attention::ALL {
+            for tasks in Tasks::ALL {
+                let Some(c) = ctx() else { return };
+                compare_gradients(c, &config(set, attention, tasks), Some(7));
+            }
+        }
+    }
+}
+
+/// H and widths divisible by 4 take the vec4 GRU and linear kernels.
+#[test]
+fn vec4_kernel_path_matches_the_cpu() {
+    for tasks in Tasks::ALL {
+        let Some(c) = ctx() else { return };
+        let mut cfg = config(ModalitySet::TAV, Attention::Cim, tasks);
+        cfg.hidden = 8;
+        cfg.dense = 4;
+        compare_gradients(c, &cfg, Some(11));
+    }
+}
