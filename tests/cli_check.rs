@@ -13,20 +13,28 @@ fn skip_gpu() -> bool {
     std::env::var("CIMNET_SKIP_GPU_TESTS").as_deref() == Ok("1")
 }
 
-/// One entry point of every kernel family, both GRU schedules, both attention kinds.
-const KERNELS: [&str; 21] = [
-    "linear_forward (input projection)",
-    "linear_forward (dense+ReLU)",
-    "linear_backward (",
-    "linear_backward_weights (",
+/// Every entry point of every kernel family, each kernel variant (scalar / vec4),
+/// both GRU schedules, both attention kinds.
+const KERNELS: [&str; 30] = [
+    "linear_forward [scalar] (input projection)",
+    "linear_forward [vec4] (input projection)",
+    "linear_forward [vec4] (dense+ReLU)",
+    "linear_backward [scalar] (",
+    "linear_backward [vec4] (",
+    "linear_backward_weights [scalar] (",
+    "linear_backward_weights [vec4] (",
     "dropout_forward",
     "dropout_backward",
     "gather_forward",
     "scatter_rows",
-    "gru_forward [persistent]",
-    "gru_forward [per-step]",
-    "gru_backward [",
-    "gru_backward_weights [",
+    "gru_forward [scalar, persistent]",
+    "gru_forward [scalar, per-step]",
+    "gru_forward [vec4, persistent]",
+    "gru_forward [vec4, per-step]",
+    "gru_backward [scalar, persistent]",
+    "gru_backward [vec4, per-step]",
+    "gru_backward_weights [scalar, per-step]",
+    "gru_backward_weights [vec4, persistent]",
     "attention_forward (pair)",
     "attention_forward (self)",
     "attention_backward (pair)",
@@ -35,6 +43,8 @@ const KERNELS: [&str; 21] = [
     "representation_backward",
     "heads_forward (mtl)",
     "heads_backward (mtl)",
+    "heads_forward (sentiment)",
+    "heads_backward (emotion)",
     "adam_step (10 steps)",
 ];
 

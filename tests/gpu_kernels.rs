@@ -17,6 +17,7 @@ use cimnet::config::Tasks;
 use cimnet::cpu;
 use cimnet::gpu::buffers::{storage, upload};
 use cimnet::gpu::check::{self, AdamCase, AttentionCase, DropoutCase, GatherCase, HeadsCase, LinearCase, ReprCase};
+use cimnet::gpu::linear::LinearKernel;
 use cimnet::gpu::{adam, dropout, heads, linear, run, GpuContext};
 
 fn f32s(v: &[f64]) -> Vec<f32> {
@@ -43,10 +44,14 @@ fn linear_matches_dense_and_input_projection() {
     for (s, lens) in shapes().iter().enumerate() {
         let n = lens.len() * lens.iter().max().unwrap();
         // (K, O, ReLU, y_off): y at an offset is one problem's block of the GRU's xp.
-        for (k, o, relu, y_off) in [(35, 600, false, 0), (74, 99, false, 3 * n * 99), (400, 100, true, 0), (3, 5, true, 17)] {
-            let c = LinearCase { lens: lens.clone(), k, o, relu, y_off, seed: 100 + s as u64 };
-            // Includes the weight gradient's determinism (a rerun is bitwise equal).
-            worst = worst.max(assert_rows(&check::check_linear(ctx, &c).unwrap()));
+        let cases = [(35, 600, false, 0), (300, 600, false, n * 600), (74, 99, false, 3 * n * 99), (400, 100, true, 0), (3, 5, true, 17)];
+        for (k, o, relu, y_off) in cases {
+            let mut c = LinearCase { lens: lens.clone(), k, o, relu, y_off, kernel: LinearKernel::Scalar, seed: 100 + s as u64 };
+            for kernel in check::linear_kernels(&c) {
+                c.kernel = kernel;
+                // Includes the weight gradient's determinism (a rerun is bitwise equal).
+                worst = worst.max(assert_rows(&check::check_linear(ctx, &c).unwrap()));
+            }
         }
     }
     eprintln!("linear max |err| / max|want|: {worst:.2e}");

@@ -19,7 +19,8 @@ use serde::Serialize;
 
 use super::buffers::{read, storage, upload};
 use super::context::{GpuContext, GpuError};
-use super::gru::{GruError, GruParams, GruSchedule};
+use super::gru::{GruError, GruKernel, GruParams, GruSchedule};
+use super::linear::LinearKernel;
 use super::launch::{run, Recordable};
 use super::{adam, attention, dropout, gather, gru, heads, linear, representation};
 use crate::batch::Batch;
@@ -277,10 +278,16 @@ fn linear_rows(ctx: &GpuContext) -> Result<Vec<CheckRow>, GpuError> {
     let lens = CHECK_LENS.to_vec();
     let n = lens.len() * 9;
     let mut rows = Vec::new();
-    // The GRU input projection (K 35 -> 3H 600) written as the second problem's
-    // block of xp, and the dense layer (2H 400 -> D 100) with ReLU.
-    rows.extend(check_linear(ctx, &LinearCase { lens: lens.clone(), k: 35, o: 600, relu: false, y_off: n * 600, seed: 1 })?);
-    rows.extend(check_linear(ctx, &LinearCase { lens, k: 400, o: 100, relu: true, y_off: 0, seed: 2 })?);
+    // The GRU input projections (K 300 -> 3H 600, written as the second problem's
+    // block of xp; K 35, which only the scalar kernels take) and the dense layer
+    // (2H 400 -> D 100) with ReLU, on every kernel variant their shapes allow.
+    for (k, o, relu, y_off, seed) in [(300, 600, false, n * 600, 1), (35, 600, false, 0, 2), (400, 100, true, 0, 3)] {
+        let mut c = LinearCase { lens: lens.clone(), k, o, relu, y_off, kernel: LinearKernel::Scalar, seed };
+        for kernel in linear_kernels(&c) {
+            c.kernel = kernel;
+            rows.extend(check_linear(ctx, &c)?);
+        }
+    }
     Ok(rows)
 }
 
@@ -306,8 +313,10 @@ fn gru_rows(ctx: &GpuContext) -> Result<Vec<CheckRow>, GpuError> {
     ];
     let mut rows = Vec::new();
     for c in &cases {
-        for schedule in [GruSchedule::Persistent, GruSchedule::PerStep] {
-            rows.extend(check_gru(ctx, c, schedule)?);
+        for kernel in gru_kernels(c)? {
+            for schedule in [GruSchedule::Persistent, GruSchedule::PerStep] {
+                rows.extend(check_gru(ctx, c, schedule, kernel)?);
+            }
         }
     }
     Ok(rows)
@@ -418,7 +427,35 @@ pub struct LinearCase {
     pub relu: bool,
     /// Element offset of y / dy in their buffers.
     pub y_off: usize,
+    /// The variant asked for; each entry point falls back to Scalar where the
+    /// shapes do not allow Vec4 (the rows name the kernel that ran).
+    pub kernel: LinearKernel,
     pub seed: u64,
+}
+
+/// Where W and b sit in the flat parameter buffer of a linear case.
+fn linear_params(c: &LinearCase) -> linear::LinearParams {
+    let w_off = 64;
+    let b_off = (w_off + c.o * c.k).div_ceil(64) * 64;
+    linear::LinearParams::new(c.lens.len(), padded_u(&c.lens), c.k, c.o, c.relu, w_off, b_off).at(c.y_off)
+}
+
+/// The kernels a case can run: Scalar, and Vec4 where any entry point allows it.
+pub fn linear_kernels(c: &LinearCase) -> Vec<LinearKernel> {
+    let p = linear_params(c);
+    let best = [LinearKernel::best_forward(&p), LinearKernel::best_backward(&p), LinearKernel::best_backward_weights(&p)];
+    if best.contains(&LinearKernel::Vec4) {
+        vec![LinearKernel::Scalar, LinearKernel::Vec4]
+    } else {
+        vec![LinearKernel::Scalar]
+    }
+}
+
+fn linear_kernel_name(asked: LinearKernel, best: LinearKernel) -> &'static str {
+    match (asked, best) {
+        (LinearKernel::Vec4, LinearKernel::Vec4) => "vec4",
+        _ => "scalar",
+    }
 }
 
 /// linear_forward (y), linear_backward (dx), linear_backward_weights (dW, db
@@ -428,8 +465,8 @@ pub struct LinearCase {
 pub fn check_linear(ctx: &GpuContext, c: &LinearCase) -> Result<Vec<CheckRow>, GpuError> {
     let (b, u, k, o) = (c.lens.len(), padded_u(&c.lens), c.k, c.o);
     let n = b * u;
-    let w_off = 64;
-    let b_off = (w_off + o * k).div_ceil(64) * 64;
+    let p = linear_params(c);
+    let (w_off, b_off) = (p.w_off as usize, p.b_off as usize);
     let mut flat = random_vec(b_off + o + 64, c.seed);
     for v in &mut flat[..w_off] {
         *v = GARBAGE; // must never be read
@@ -471,11 +508,10 @@ pub fn check_linear(ctx: &GpuContext, c: &LinearCase) -> Result<Vec<CheckRow>, G
     let grads = up(ctx, "grads", &grads0)?;
     let yb = upload(ctx, "y", &vec![SENTINEL; ylen])?;
     let dx = upload(ctx, "dx", &vec![SENTINEL; n * k])?;
-    let p = linear::LinearParams::new(b, u, k, o, c.relu, w_off, b_off).at(c.y_off);
     let ybind = if c.relu { &yb } else { &dyb }; // y is read only for the ReLU mask
-    let fwd = linear::linear_forward(ctx, &yb, &xb, &flatb, &len, p)?;
-    let bwd = linear::linear_backward(ctx, &dx, &dyb, ybind, &flatb, &len, p)?;
-    let bww = linear::linear_backward_weights(ctx, &grads, &dyb, ybind, &xb, &len, p)?;
+    let fwd = linear::linear_forward_variant(ctx, &yb, &xb, &flatb, &len, p, c.kernel)?;
+    let bwd = linear::linear_backward_variant(ctx, &dx, &dyb, ybind, &flatb, &len, p, c.kernel)?;
+    let bww = linear::linear_backward_weights_variant(ctx, &grads, &dyb, ybind, &xb, &len, p, c.kernel)?;
     run(ctx, &[&fwd, &bwd, &bww])?;
     let got_y = read_f32(ctx, &yb, ylen)?;
     let got_dx = read_f32(ctx, &dx, n * k)?;
@@ -486,11 +522,14 @@ pub fn check_linear(ctx: &GpuContext, c: &LinearCase) -> Result<Vec<CheckRow>, G
     let again = read_f32(ctx, &grads, grads0.len())?;
 
     let what = if c.relu { "dense+ReLU" } else { "input projection" };
+    let kf = linear_kernel_name(c.kernel, LinearKernel::best_forward(&p));
+    let kb = linear_kernel_name(c.kernel, LinearKernel::best_backward(&p));
+    let kw = linear_kernel_name(c.kernel, LinearKernel::best_backward_weights(&p));
     let shape = format!("{} K={k} O={o}{}", lens_shape(&c.lens), if c.y_off > 0 { format!(" y_off={}", c.y_off) } else { String::new() });
     let (wr, br) = (w_off..w_off + o * k, b_off..b_off + o);
     Ok(vec![
         CheckRow::new(
-            format!("linear_forward ({what})"),
+            format!("linear_forward [{kf}] ({what})"),
             shape.clone(),
             vec![
                 // Padded rows are written as zero: compare the whole block.
@@ -498,9 +537,9 @@ pub fn check_linear(ctx: &GpuContext, c: &LinearCase) -> Result<Vec<CheckRow>, G
                 compare_exact("y buffer outside the block", &outside(&got_y, std::slice::from_ref(&yblock)), &vec![SENTINEL; ylen - n * o]),
             ],
         ),
-        CheckRow::new(format!("linear_backward ({what})"), shape.clone(), vec![compare("dx", &got_dx, &want_dx, MATMUL_TOL)]),
+        CheckRow::new(format!("linear_backward [{kb}] ({what})"), shape.clone(), vec![compare("dx", &got_dx, &want_dx, MATMUL_TOL)]),
         CheckRow::new(
-            format!("linear_backward_weights ({what})"),
+            format!("linear_backward_weights [{kw}] ({what})"),
             shape,
             vec![
                 compare("dW", &got_g[wr.clone()], &want_dw, WGRAD_TOL),
@@ -691,6 +730,29 @@ pub struct GruCase {
     pub seed: u64,
 }
 
+/// The model configuration (Attention::None, the case's modalities and H) and
+/// its modalities in launch order.
+fn gru_config(c: &GruCase) -> Result<(ModelConfig, Vec<Modality>), GpuError> {
+    let set = ModalitySet::ALL
+        .into_iter()
+        .find(|s| Modality::ALL.iter().all(|&m| s.contains(m) == (c.dims[m.index()] > 0)))
+        .ok_or_else(|| GpuError::Validation(format!("check: GRU case with no modality (dims {:?})", c.dims)))?;
+    let mut cfg = ModelConfig::new(set, Attention::None, Tasks::Mtl, c.dims);
+    cfg.hidden = c.h;
+    let mods = cfg.modalities.modalities();
+    Ok((cfg, mods))
+}
+
+/// The kernels a case can run: Scalar, and Vec4 where H and the offsets allow it.
+pub fn gru_kernels(c: &GruCase) -> Result<Vec<GruKernel>, GpuError> {
+    let (cfg, mods) = gru_config(c)?;
+    let params = GruParams::new(&Layout::new(&cfg), &mods, c.lens.len(), padded_u(&c.lens), c.h).map_err(gru_err)?;
+    Ok(match GruKernel::best(&params) {
+        GruKernel::Vec4 => vec![GruKernel::Scalar, GruKernel::Vec4],
+        GruKernel::Scalar => vec![GruKernel::Scalar],
+    })
+}
+
 fn gru_err(e: GruError) -> GpuError {
     match e {
         GruError::Gpu(g) => g,
@@ -704,14 +766,10 @@ fn gru_err(e: GruError) -> GpuError {
 /// db_ih, which the reference computes directly) and gru_backward_weights
 /// (dW_hh, db_hh accumulated onto non-zero gradients; nothing else touched).
 /// Every GPU output buffer starts as NaN, so an element never written fails.
-pub fn check_gru(ctx: &GpuContext, c: &GruCase, schedule: GruSchedule) -> Result<Vec<CheckRow>, GpuError> {
-    let set = ModalitySet::ALL
-        .into_iter()
-        .find(|s| Modality::ALL.iter().all(|&m| s.contains(m) == (c.dims[m.index()] > 0)))
-        .ok_or_else(|| GpuError::Validation(format!("check: GRU case with no modality (dims {:?})", c.dims)))?;
-    let mut cfg = ModelConfig::new(set, Attention::None, Tasks::Mtl, c.dims);
-    cfg.hidden = c.h;
-    let mods = cfg.modalities.modalities();
+/// `kernel` is the variant asked for (Scalar where the shapes do not allow Vec4;
+/// the rows name the kernel that ran).
+pub fn check_gru(ctx: &GpuContext, c: &GruCase, schedule: GruSchedule, kernel: GruKernel) -> Result<Vec<CheckRow>, GpuError> {
+    let (cfg, mods) = gru_config(c)?;
     let mut store = ParamStore::init(&cfg, c.seed);
     let mut rng = ChaCha8Rng::seed_from_u64(c.seed + 1);
     for s in store.layout.slices.clone() {
@@ -791,16 +849,21 @@ pub fn check_gru(ctx: &GpuContext, c: &GruCase, schedule: GruSchedule) -> Result
     // Gradients start non-zero to check that dW_hh / db_hh accumulate.
     let grads0: Vec<f64> = f64s(&f32s(&(0..layout.len).map(|_| rng.gen_range(-0.1..0.1)).collect::<Vec<f64>>()));
     let grads_buf = up(ctx, "grads", &grads0)?;
-    let fwd = gru::gru_forward(ctx, &out_buf, &cache_buf, &xp_buf, &weights_buf, &lens_buf, &params, schedule).map_err(gru_err)?;
-    let bwd = gru::gru_backward(
-        ctx, &gi_buf, &gh_buf, &carry_buf, &grads_buf, &dout_buf, &cache_buf, &weights_buf, &lens_buf, &params, schedule,
+    let fwd = gru::gru_forward_variant(ctx, &out_buf, &cache_buf, &xp_buf, &weights_buf, &lens_buf, &params, schedule, kernel)
+        .map_err(gru_err)?;
+    let bwd = gru::gru_backward_variant(
+        ctx, &gi_buf, &gh_buf, &carry_buf, &grads_buf, &dout_buf, &cache_buf, &weights_buf, &lens_buf, &params, schedule, kernel,
     )
     .map_err(gru_err)?;
     run(ctx, &[&fwd, &bwd])?;
 
+    let ran = match (kernel, GruKernel::best(&params)) {
+        (GruKernel::Vec4, GruKernel::Vec4) => "vec4",
+        _ => "scalar",
+    };
     let sched = match schedule {
-        GruSchedule::Persistent => "persistent",
-        GruSchedule::PerStep => "per-step",
+        GruSchedule::Persistent => format!("{ran}, persistent"),
+        GruSchedule::PerStep => format!("{ran}, per-step"),
     };
     let names: Vec<&str> = mods.iter().map(|m| m.name()).collect();
     let shape = format!("{} H={h} K={:?} ({})", lens_shape(&c.lens), mods.iter().map(|m| cfg.dim(*m)).collect::<Vec<_>>(), names.join("+"));
