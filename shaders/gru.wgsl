@@ -802,3 +802,576 @@ fn gru_backward_weights_v4(@builtin(global_invocation_id) gid: vec3<u32>) {
         ww_grads[wo + (row0 + 3u) * nh + col0 + c] += a3[c];
     }
 }
+
+// ---------------------------------------------------------------------------
+// Wide kernels (GruKernel::Wide, the default where Vec4 applies): as the v4
+// kernels, but ONE invocation owns units j0 = 4 lane .. 4 lane + 3 of ALL 16
+// sequences of its workgroup (workgroup (64, 1, 1)), so every W_hh vec4 load
+// feeds 16 sequences instead of 4. Per 4 columns of W_hh the forward issues
+// 12 W + 16 h loads for 768 multiply-adds (v4: 4 x 16 loads for the same),
+// phase B of the backward 4 W + 16 gh loads for 256 (v4: 4 x 8). Lanes that
+// own no unit (H < 256) skip the dot products, so a SIMD group of idle lanes
+// costs nothing. gru_backward_weights_t8 owns an 8x8 tile of [dW_hh | db_hh]
+// (4 vec4 loads per 64 multiply-adds; v4: 2 per 16).
+// Dispatch: gru_forward_wide / gru_backward_wide as gru_forward (workgroups
+// (ceil(B / 16), P, 1) per chunk); gru_backward_weights_t8: workgroup (8, 8),
+// dispatch (ceil((H + 1) / 64), ceil(3H / 64), P). Bindings as the v4 kernels.
+// Code below the sequence / quad level is unrolled by hand (no loops: every
+// loop iteration counts against llvmpipe's limit, and local arrays indexed by
+// a loop counter go to scratch memory); names: _s sequence s = 4k + q of the
+// workgroup, _k quad k, <gate><unit>.
+// ---------------------------------------------------------------------------
+
+@compute @workgroup_size(64, 1, 1)
+fn gru_forward_wide(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    let nb = params.b;
+    let nh = params.h;
+    let p = wid.y;
+    let rev = p % 2u == 1u;
+    let s0 = wid.x * SEQ_PER_WG;
+    let j0 = 4u * lid.x;
+    let owns = j0 < nh;
+    // Idle lanes (H < 256) compute on a valid unit and store nothing.
+    let jc = min(j0, nh - 4u);
+    let wo = w_hh_offset(p) / 4u;
+    let bo = b_hh_offset(p) / 4u;
+    let nh4 = nh / 4u;
+    let br = w4[bo + jc / 4u];
+    let bz = w4[bo + nh4 + jc / 4u];
+    let bn = w4[bo + 2u * nh4 + jc / 4u];
+    let t0 = params.t0;
+    // h_prev of step t0 (see gru_forward), quad k at h_shared[k * MAX_H + ..].
+    if (owns) {
+        for (var k = 0u; k < 4u; k++) {
+            let sk = s0 + 4u * k;
+            let len = quad_lens(sk);
+            for (var u = 0u; u < 4u; u++) {
+                var hv = vec4<f32>(0.0);
+                if (t0 > 0u) {
+                    for (var q = 0u; q < 4u; q++) {
+                        if (t0 < len[q]) {
+                            hv[q] = fw4_cache[cache_at(p, C_H, sk + q, position(t0 - 1u, len[q], rev), j0) / 4u][u];
+                        }
+                    }
+                }
+                h_shared[k * MAX_H + j0 + u] = hv;
+            }
+        }
+    }
+    let len_0 = quad_lens(s0 + 0u);
+    let len_1 = quad_lens(s0 + 4u);
+    let len_2 = quad_lens(s0 + 8u);
+    let len_3 = quad_lens(s0 + 12u);
+    workgroupBarrier();
+
+    // Row j of W_hh starts at vec4 index wo + j * nh4.
+    let r0 = wo + jc * nh4;
+    let z0 = wo + (nh + jc) * nh4;
+    let n0 = wo + (2u * nh + jc) * nh4;
+    for (var t = t0; t < params.t1; t++) {
+        // <gate><unit>_<quad>: vec4 over the quad's 4 sequences.
+        var ar0_0 = vec4<f32>(0.0); var ar0_1 = vec4<f32>(0.0); var ar0_2 = vec4<f32>(0.0); var ar0_3 = vec4<f32>(0.0);
+        var ar1_0 = vec4<f32>(0.0); var ar1_1 = vec4<f32>(0.0); var ar1_2 = vec4<f32>(0.0); var ar1_3 = vec4<f32>(0.0);
+        var ar2_0 = vec4<f32>(0.0); var ar2_1 = vec4<f32>(0.0); var ar2_2 = vec4<f32>(0.0); var ar2_3 = vec4<f32>(0.0);
+        var ar3_0 = vec4<f32>(0.0); var ar3_1 = vec4<f32>(0.0); var ar3_2 = vec4<f32>(0.0); var ar3_3 = vec4<f32>(0.0);
+        var az0_0 = vec4<f32>(0.0); var az0_1 = vec4<f32>(0.0); var az0_2 = vec4<f32>(0.0); var az0_3 = vec4<f32>(0.0);
+        var az1_0 = vec4<f32>(0.0); var az1_1 = vec4<f32>(0.0); var az1_2 = vec4<f32>(0.0); var az1_3 = vec4<f32>(0.0);
+        var az2_0 = vec4<f32>(0.0); var az2_1 = vec4<f32>(0.0); var az2_2 = vec4<f32>(0.0); var az2_3 = vec4<f32>(0.0);
+        var az3_0 = vec4<f32>(0.0); var az3_1 = vec4<f32>(0.0); var az3_2 = vec4<f32>(0.0); var az3_3 = vec4<f32>(0.0);
+        var an0_0 = vec4<f32>(0.0); var an0_1 = vec4<f32>(0.0); var an0_2 = vec4<f32>(0.0); var an0_3 = vec4<f32>(0.0);
+        var an1_0 = vec4<f32>(0.0); var an1_1 = vec4<f32>(0.0); var an1_2 = vec4<f32>(0.0); var an1_3 = vec4<f32>(0.0);
+        var an2_0 = vec4<f32>(0.0); var an2_1 = vec4<f32>(0.0); var an2_2 = vec4<f32>(0.0); var an2_3 = vec4<f32>(0.0);
+        var an3_0 = vec4<f32>(0.0); var an3_1 = vec4<f32>(0.0); var an3_2 = vec4<f32>(0.0); var an3_3 = vec4<f32>(0.0);
+        let live = any(vec4<u32>(t) < len_0) || any(vec4<u32>(t) < len_1) || any(vec4<u32>(t) < len_2) || any(vec4<u32>(t) < len_3);
+        let n4 = select(0u, nh4, live && owns);
+        for (var c4 = 0u; c4 < n4; c4++) {
+            let c = 4u * c4;
+            let wr0 = w4[r0 + c4];
+            let wr1 = w4[r0 + nh4 + c4];
+            let wr2 = w4[r0 + 2u * nh4 + c4];
+            let wr3 = w4[r0 + 3u * nh4 + c4];
+            let wz0 = w4[z0 + c4];
+            let wz1 = w4[z0 + nh4 + c4];
+            let wz2 = w4[z0 + 2u * nh4 + c4];
+            let wz3 = w4[z0 + 3u * nh4 + c4];
+            let wn0 = w4[n0 + c4];
+            let wn1 = w4[n0 + nh4 + c4];
+            let wn2 = w4[n0 + 2u * nh4 + c4];
+            let wn3 = w4[n0 + 3u * nh4 + c4];
+            let h0_0 = h_shared[c];
+            let h1_0 = h_shared[c + 1u];
+            let h2_0 = h_shared[c + 2u];
+            let h3_0 = h_shared[c + 3u];
+            ar0_0 += mix4(wr0, h0_0, h1_0, h2_0, h3_0);
+            ar1_0 += mix4(wr1, h0_0, h1_0, h2_0, h3_0);
+            ar2_0 += mix4(wr2, h0_0, h1_0, h2_0, h3_0);
+            ar3_0 += mix4(wr3, h0_0, h1_0, h2_0, h3_0);
+            az0_0 += mix4(wz0, h0_0, h1_0, h2_0, h3_0);
+            az1_0 += mix4(wz1, h0_0, h1_0, h2_0, h3_0);
+            az2_0 += mix4(wz2, h0_0, h1_0, h2_0, h3_0);
+            az3_0 += mix4(wz3, h0_0, h1_0, h2_0, h3_0);
+            an0_0 += mix4(wn0, h0_0, h1_0, h2_0, h3_0);
+            an1_0 += mix4(wn1, h0_0, h1_0, h2_0, h3_0);
+            an2_0 += mix4(wn2, h0_0, h1_0, h2_0, h3_0);
+            an3_0 += mix4(wn3, h0_0, h1_0, h2_0, h3_0);
+            let h0_1 = h_shared[MAX_H + c];
+            let h1_1 = h_shared[MAX_H + c + 1u];
+            let h2_1 = h_shared[MAX_H + c + 2u];
+            let h3_1 = h_shared[MAX_H + c + 3u];
+            ar0_1 += mix4(wr0, h0_1, h1_1, h2_1, h3_1);
+            ar1_1 += mix4(wr1, h0_1, h1_1, h2_1, h3_1);
+            ar2_1 += mix4(wr2, h0_1, h1_1, h2_1, h3_1);
+            ar3_1 += mix4(wr3, h0_1, h1_1, h2_1, h3_1);
+            az0_1 += mix4(wz0, h0_1, h1_1, h2_1, h3_1);
+            az1_1 += mix4(wz1, h0_1, h1_1, h2_1, h3_1);
+            az2_1 += mix4(wz2, h0_1, h1_1, h2_1, h3_1);
+            az3_1 += mix4(wz3, h0_1, h1_1, h2_1, h3_1);
+            an0_1 += mix4(wn0, h0_1, h1_1, h2_1, h3_1);
+            an1_1 += mix4(wn1, h0_1, h1_1, h2_1, h3_1);
+            an2_1 += mix4(wn2, h0_1, h1_1, h2_1, h3_1);
+            an3_1 += mix4(wn3, h0_1, h1_1, h2_1, h3_1);
+            let h0_2 = h_shared[2u * MAX_H + c];
+            let h1_2 = h_shared[2u * MAX_H + c + 1u];
+            let h2_2 = h_shared[2u * MAX_H + c + 2u];
+            let h3_2 = h_shared[2u * MAX_H + c + 3u];
+            ar0_2 += mix4(wr0, h0_2, h1_2, h2_2, h3_2);
+            ar1_2 += mix4(wr1, h0_2, h1_2, h2_2, h3_2);
+            ar2_2 += mix4(wr2, h0_2, h1_2, h2_2, h3_2);
+            ar3_2 += mix4(wr3, h0_2, h1_2, h2_2, h3_2);
+            az0_2 += mix4(wz0, h0_2, h1_2, h2_2, h3_2);
+            az1_2 += mix4(wz1, h0_2, h1_2, h2_2, h3_2);
+            az2_2 += mix4(wz2, h0_2, h1_2, h2_2, h3_2);
+            az3_2 += mix4(wz3, h0_2, h1_2, h2_2, h3_2);
+            an0_2 += mix4(wn0, h0_2, h1_2, h2_2, h3_2);
+            an1_2 += mix4(wn1, h0_2, h1_2, h2_2, h3_2);
+            an2_2 += mix4(wn2, h0_2, h1_2, h2_2, h3_2);
+            an3_2 += mix4(wn3, h0_2, h1_2, h2_2, h3_2);
+            let h0_3 = h_shared[3u * MAX_H + c];
+            let h1_3 = h_shared[3u * MAX_H + c + 1u];
+            let h2_3 = h_shared[3u * MAX_H + c + 2u];
+            let h3_3 = h_shared[3u * MAX_H + c + 3u];
+            ar0_3 += mix4(wr0, h0_3, h1_3, h2_3, h3_3);
+            ar1_3 += mix4(wr1, h0_3, h1_3, h2_3, h3_3);
+            ar2_3 += mix4(wr2, h0_3, h1_3, h2_3, h3_3);
+            ar3_3 += mix4(wr3, h0_3, h1_3, h2_3, h3_3);
+            az0_3 += mix4(wz0, h0_3, h1_3, h2_3, h3_3);
+            az1_3 += mix4(wz1, h0_3, h1_3, h2_3, h3_3);
+            az2_3 += mix4(wz2, h0_3, h1_3, h2_3, h3_3);
+            az3_3 += mix4(wz3, h0_3, h1_3, h2_3, h3_3);
+            an0_3 += mix4(wn0, h0_3, h1_3, h2_3, h3_3);
+            an1_3 += mix4(wn1, h0_3, h1_3, h2_3, h3_3);
+            an2_3 += mix4(wn2, h0_3, h1_3, h2_3, h3_3);
+            an3_3 += mix4(wn3, h0_3, h1_3, h2_3, h3_3);
+        }
+        let hp0_0 = h_shared[jc];
+        let hp1_0 = h_shared[jc + 1u];
+        let hp2_0 = h_shared[jc + 2u];
+        let hp3_0 = h_shared[jc + 3u];
+        let hp0_1 = h_shared[MAX_H + jc];
+        let hp1_1 = h_shared[MAX_H + jc + 1u];
+        let hp2_1 = h_shared[MAX_H + jc + 2u];
+        let hp3_1 = h_shared[MAX_H + jc + 3u];
+        let hp0_2 = h_shared[2u * MAX_H + jc];
+        let hp1_2 = h_shared[2u * MAX_H + jc + 1u];
+        let hp2_2 = h_shared[2u * MAX_H + jc + 2u];
+        let hp3_2 = h_shared[2u * MAX_H + jc + 3u];
+        let hp0_3 = h_shared[3u * MAX_H + jc];
+        let hp1_3 = h_shared[3u * MAX_H + jc + 1u];
+        let hp2_3 = h_shared[3u * MAX_H + jc + 2u];
+        let hp3_3 = h_shared[3u * MAX_H + jc + 3u];
+        // Per sequence: the 4 units' sums as one vec4 (component q of each).
+        let hq0 = forward_seq4(p, min(s0, nb - 1u), t, len_0.x, rev, jc, owns && s0 < nb,
+            vec4(ar0_0.x, ar1_0.x, ar2_0.x, ar3_0.x), vec4(az0_0.x, az1_0.x, az2_0.x, az3_0.x), vec4(an0_0.x, an1_0.x, an2_0.x, an3_0.x),
+            vec4(hp0_0.x, hp1_0.x, hp2_0.x, hp3_0.x), br, bz, bn);
+        let hq1 = forward_seq4(p, min(s0 + 1u, nb - 1u), t, len_0.y, rev, jc, owns && s0 + 1u < nb,
+            vec4(ar0_0.y, ar1_0.y, ar2_0.y, ar3_0.y), vec4(az0_0.y, az1_0.y, az2_0.y, az3_0.y), vec4(an0_0.y, an1_0.y, an2_0.y, an3_0.y),
+            vec4(hp0_0.y, hp1_0.y, hp2_0.y, hp3_0.y), br, bz, bn);
+        let hq2 = forward_seq4(p, min(s0 + 2u, nb - 1u), t, len_0.z, rev, jc, owns && s0 + 2u < nb,
+            vec4(ar0_0.z, ar1_0.z, ar2_0.z, ar3_0.z), vec4(az0_0.z, az1_0.z, az2_0.z, az3_0.z), vec4(an0_0.z, an1_0.z, an2_0.z, an3_0.z),
+            vec4(hp0_0.z, hp1_0.z, hp2_0.z, hp3_0.z), br, bz, bn);
+        let hq3 = forward_seq4(p, min(s0 + 3u, nb - 1u), t, len_0.w, rev, jc, owns && s0 + 3u < nb,
+            vec4(ar0_0.w, ar1_0.w, ar2_0.w, ar3_0.w), vec4(az0_0.w, az1_0.w, az2_0.w, az3_0.w), vec4(an0_0.w, an1_0.w, an2_0.w, an3_0.w),
+            vec4(hp0_0.w, hp1_0.w, hp2_0.w, hp3_0.w), br, bz, bn);
+        let hq4 = forward_seq4(p, min(s0 + 4u, nb - 1u), t, len_1.x, rev, jc, owns && s0 + 4u < nb,
+            vec4(ar0_1.x, ar1_1.x, ar2_1.x, ar3_1.x), vec4(az0_1.x, az1_1.x, az2_1.x, az3_1.x), vec4(an0_1.x, an1_1.x, an2_1.x, an3_1.x),
+            vec4(hp0_1.x, hp1_1.x, hp2_1.x, hp3_1.x), br, bz, bn);
+        let hq5 = forward_seq4(p, min(s0 + 5u, nb - 1u), t, len_1.y, rev, jc, owns && s0 + 5u < nb,
+            vec4(ar0_1.y, ar1_1.y, ar2_1.y, ar3_1.y), vec4(az0_1.y, az1_1.y, az2_1.y, az3_1.y), vec4(an0_1.y, an1_1.y, an2_1.y, an3_1.y),
+            vec4(hp0_1.y, hp1_1.y, hp2_1.y, hp3_1.y), br, bz, bn);
+        let hq6 = forward_seq4(p, min(s0 + 6u, nb - 1u), t, len_1.z, rev, jc, owns && s0 + 6u < nb,
+            vec4(ar0_1.z, ar1_1.z, ar2_1.z, ar3_1.z), vec4(az0_1.z, az1_1.z, az2_1.z, az3_1.z), vec4(an0_1.z, an1_1.z, an2_1.z, an3_1.z),
+            vec4(hp0_1.z, hp1_1.z, hp2_1.z, hp3_1.z), br, bz, bn);
+        let hq7 = forward_seq4(p, min(s0 + 7u, nb - 1u), t, len_1.w, rev, jc, owns && s0 + 7u < nb,
+            vec4(ar0_1.w, ar1_1.w, ar2_1.w, ar3_1.w), vec4(az0_1.w, az1_1.w, az2_1.w, az3_1.w), vec4(an0_1.w, an1_1.w, an2_1.w, an3_1.w),
+            vec4(hp0_1.w, hp1_1.w, hp2_1.w, hp3_1.w), br, bz, bn);
+        let hq8 = forward_seq4(p, min(s0 + 8u, nb - 1u), t, len_2.x, rev, jc, owns && s0 + 8u < nb,
+            vec4(ar0_2.x, ar1_2.x, ar2_2.x, ar3_2.x), vec4(az0_2.x, az1_2.x, az2_2.x, az3_2.x), vec4(an0_2.x, an1_2.x, an2_2.x, an3_2.x),
+            vec4(hp0_2.x, hp1_2.x, hp2_2.x, hp3_2.x), br, bz, bn);
+        let hq9 = forward_seq4(p, min(s0 + 9u, nb - 1u), t, len_2.y, rev, jc, owns && s0 + 9u < nb,
+            vec4(ar0_2.y, ar1_2.y, ar2_2.y, ar3_2.y), vec4(az0_2.y, az1_2.y, az2_2.y, az3_2.y), vec4(an0_2.y, an1_2.y, an2_2.y, an3_2.y),
+            vec4(hp0_2.y, hp1_2.y, hp2_2.y, hp3_2.y), br, bz, bn);
+        let hq10 = forward_seq4(p, min(s0 + 10u, nb - 1u), t, len_2.z, rev, jc, owns && s0 + 10u < nb,
+            vec4(ar0_2.z, ar1_2.z, ar2_2.z, ar3_2.z), vec4(az0_2.z, az1_2.z, az2_2.z, az3_2.z), vec4(an0_2.z, an1_2.z, an2_2.z, an3_2.z),
+            vec4(hp0_2.z, hp1_2.z, hp2_2.z, hp3_2.z), br, bz, bn);
+        let hq11 = forward_seq4(p, min(s0 + 11u, nb - 1u), t, len_2.w, rev, jc, owns && s0 + 11u < nb,
+            vec4(ar0_2.w, ar1_2.w, ar2_2.w, ar3_2.w), vec4(az0_2.w, az1_2.w, az2_2.w, az3_2.w), vec4(an0_2.w, an1_2.w, an2_2.w, an3_2.w),
+            vec4(hp0_2.w, hp1_2.w, hp2_2.w, hp3_2.w), br, bz, bn);
+        let hq12 = forward_seq4(p, min(s0 + 12u, nb - 1u), t, len_3.x, rev, jc, owns && s0 + 12u < nb,
+            vec4(ar0_3.x, ar1_3.x, ar2_3.x, ar3_3.x), vec4(az0_3.x, az1_3.x, az2_3.x, az3_3.x), vec4(an0_3.x, an1_3.x, an2_3.x, an3_3.x),
+            vec4(hp0_3.x, hp1_3.x, hp2_3.x, hp3_3.x), br, bz, bn);
+        let hq13 = forward_seq4(p, min(s0 + 13u, nb - 1u), t, len_3.y, rev, jc, owns && s0 + 13u < nb,
+            vec4(ar0_3.y, ar1_3.y, ar2_3.y, ar3_3.y), vec4(az0_3.y, az1_3.y, az2_3.y, az3_3.y), vec4(an0_3.y, an1_3.y, an2_3.y, an3_3.y),
+            vec4(hp0_3.y, hp1_3.y, hp2_3.y, hp3_3.y), br, bz, bn);
+        let hq14 = forward_seq4(p, min(s0 + 14u, nb - 1u), t, len_3.z, rev, jc, owns && s0 + 14u < nb,
+            vec4(ar0_3.z, ar1_3.z, ar2_3.z, ar3_3.z), vec4(az0_3.z, az1_3.z, az2_3.z, az3_3.z), vec4(an0_3.z, an1_3.z, an2_3.z, an3_3.z),
+            vec4(hp0_3.z, hp1_3.z, hp2_3.z, hp3_3.z), br, bz, bn);
+        let hq15 = forward_seq4(p, min(s0 + 15u, nb - 1u), t, len_3.w, rev, jc, owns && s0 + 15u < nb,
+            vec4(ar0_3.w, ar1_3.w, ar2_3.w, ar3_3.w), vec4(az0_3.w, az1_3.w, az2_3.w, az3_3.w), vec4(an0_3.w, an1_3.w, an2_3.w, an3_3.w),
+            vec4(hp0_3.w, hp1_3.w, hp2_3.w, hp3_3.w), br, bz, bn);
+        // Everyone has read h_prev before anyone overwrites it.
+        workgroupBarrier();
+        if (owns) {
+            h_shared[j0] = vec4(hq0.x, hq1.x, hq2.x, hq3.x);
+            h_shared[j0 + 1u] = vec4(hq0.y, hq1.y, hq2.y, hq3.y);
+            h_shared[j0 + 2u] = vec4(hq0.z, hq1.z, hq2.z, hq3.z);
+            h_shared[j0 + 3u] = vec4(hq0.w, hq1.w, hq2.w, hq3.w);
+            h_shared[MAX_H + j0] = vec4(hq4.x, hq5.x, hq6.x, hq7.x);
+            h_shared[MAX_H + j0 + 1u] = vec4(hq4.y, hq5.y, hq6.y, hq7.y);
+            h_shared[MAX_H + j0 + 2u] = vec4(hq4.z, hq5.z, hq6.z, hq7.z);
+            h_shared[MAX_H + j0 + 3u] = vec4(hq4.w, hq5.w, hq6.w, hq7.w);
+            h_shared[2u * MAX_H + j0] = vec4(hq8.x, hq9.x, hq10.x, hq11.x);
+            h_shared[2u * MAX_H + j0 + 1u] = vec4(hq8.y, hq9.y, hq10.y, hq11.y);
+            h_shared[2u * MAX_H + j0 + 2u] = vec4(hq8.z, hq9.z, hq10.z, hq11.z);
+            h_shared[2u * MAX_H + j0 + 3u] = vec4(hq8.w, hq9.w, hq10.w, hq11.w);
+            h_shared[3u * MAX_H + j0] = vec4(hq12.x, hq13.x, hq14.x, hq15.x);
+            h_shared[3u * MAX_H + j0 + 1u] = vec4(hq12.y, hq13.y, hq14.y, hq15.y);
+            h_shared[3u * MAX_H + j0 + 2u] = vec4(hq12.z, hq13.z, hq14.z, hq15.z);
+            h_shared[3u * MAX_H + j0 + 3u] = vec4(hq12.w, hq13.w, hq14.w, hq15.w);
+        }
+        workgroupBarrier();
+    }
+}
+
+@compute @workgroup_size(64, 1, 1)
+fn gru_backward_wide(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    let nb = params.b;
+    let nh = params.h;
+    let nu = params.u;
+    let p = wid.y;
+    let rev = p % 2u == 1u;
+    let s0 = wid.x * SEQ_PER_WG;
+    let j0 = 4u * lid.x;
+    let owns = j0 < nh;
+    let jc = min(j0, nh - 4u);
+    let nh4 = nh / 4u;
+    let n3 = 3u * nh;
+    let wo = w_hh_offset(p) / 4u;
+    let len_0 = quad_lens(s0 + 0u);
+    let len_1 = quad_lens(s0 + 4u);
+    let len_2 = quad_lens(s0 + 8u);
+    let len_3 = quad_lens(s0 + 12u);
+    // Sequence s (clamped into the batch; ok_s: it exists and this lane owns units).
+    let b_0 = min(s0, nb - 1u);
+    let ok_0 = owns && s0 < nb;
+    let b_1 = min(s0 + 1u, nb - 1u);
+    let ok_1 = owns && s0 + 1u < nb;
+    let b_2 = min(s0 + 2u, nb - 1u);
+    let ok_2 = owns && s0 + 2u < nb;
+    let b_3 = min(s0 + 3u, nb - 1u);
+    let ok_3 = owns && s0 + 3u < nb;
+    let b_4 = min(s0 + 4u, nb - 1u);
+    let ok_4 = owns && s0 + 4u < nb;
+    let b_5 = min(s0 + 5u, nb - 1u);
+    let ok_5 = owns && s0 + 5u < nb;
+    let b_6 = min(s0 + 6u, nb - 1u);
+    let ok_6 = owns && s0 + 6u < nb;
+    let b_7 = min(s0 + 7u, nb - 1u);
+    let ok_7 = owns && s0 + 7u < nb;
+    let b_8 = min(s0 + 8u, nb - 1u);
+    let ok_8 = owns && s0 + 8u < nb;
+    let b_9 = min(s0 + 9u, nb - 1u);
+    let ok_9 = owns && s0 + 9u < nb;
+    let b_10 = min(s0 + 10u, nb - 1u);
+    let ok_10 = owns && s0 + 10u < nb;
+    let b_11 = min(s0 + 11u, nb - 1u);
+    let ok_11 = owns && s0 + 11u < nb;
+    let b_12 = min(s0 + 12u, nb - 1u);
+    let ok_12 = owns && s0 + 12u < nb;
+    let b_13 = min(s0 + 13u, nb - 1u);
+    let ok_13 = owns && s0 + 13u < nb;
+    let b_14 = min(s0 + 14u, nb - 1u);
+    let ok_14 = owns && s0 + 14u < nb;
+    let b_15 = min(s0 + 15u, nb - 1u);
+    let ok_15 = owns && s0 + 15u < nb;
+    // dh arriving from the step processed after this one, per sequence (vec4
+    // over units j0..j0+3); crosses dispatches through bw4_carry.
+    var c_0 = vec4<f32>(0.0);
+    var c_1 = vec4<f32>(0.0);
+    var c_2 = vec4<f32>(0.0);
+    var c_3 = vec4<f32>(0.0);
+    var c_4 = vec4<f32>(0.0);
+    var c_5 = vec4<f32>(0.0);
+    var c_6 = vec4<f32>(0.0);
+    var c_7 = vec4<f32>(0.0);
+    var c_8 = vec4<f32>(0.0);
+    var c_9 = vec4<f32>(0.0);
+    var c_10 = vec4<f32>(0.0);
+    var c_11 = vec4<f32>(0.0);
+    var c_12 = vec4<f32>(0.0);
+    var c_13 = vec4<f32>(0.0);
+    var c_14 = vec4<f32>(0.0);
+    var c_15 = vec4<f32>(0.0);
+    if (params.t1 < nu) {
+        c_0 = bw4_carry[((p * nb + b_0) * nh + jc) / 4u];
+        c_1 = bw4_carry[((p * nb + b_1) * nh + jc) / 4u];
+        c_2 = bw4_carry[((p * nb + b_2) * nh + jc) / 4u];
+        c_3 = bw4_carry[((p * nb + b_3) * nh + jc) / 4u];
+        c_4 = bw4_carry[((p * nb + b_4) * nh + jc) / 4u];
+        c_5 = bw4_carry[((p * nb + b_5) * nh + jc) / 4u];
+        c_6 = bw4_carry[((p * nb + b_6) * nh + jc) / 4u];
+        c_7 = bw4_carry[((p * nb + b_7) * nh + jc) / 4u];
+        c_8 = bw4_carry[((p * nb + b_8) * nh + jc) / 4u];
+        c_9 = bw4_carry[((p * nb + b_9) * nh + jc) / 4u];
+        c_10 = bw4_carry[((p * nb + b_10) * nh + jc) / 4u];
+        c_11 = bw4_carry[((p * nb + b_11) * nh + jc) / 4u];
+        c_12 = bw4_carry[((p * nb + b_12) * nh + jc) / 4u];
+        c_13 = bw4_carry[((p * nb + b_13) * nh + jc) / 4u];
+        c_14 = bw4_carry[((p * nb + b_14) * nh + jc) / 4u];
+        c_15 = bw4_carry[((p * nb + b_15) * nh + jc) / 4u];
+    }
+    let n34 = 3u * nh4;
+    for (var t = params.t1; t > params.t0; ) {
+        t -= 1u;
+        c_0 = backward_seq4(p, b_0, t, len_0.x, rev, jc, ok_0, c_0);
+        c_1 = backward_seq4(p, b_1, t, len_0.y, rev, jc, ok_1, c_1);
+        c_2 = backward_seq4(p, b_2, t, len_0.z, rev, jc, ok_2, c_2);
+        c_3 = backward_seq4(p, b_3, t, len_0.w, rev, jc, ok_3, c_3);
+        c_4 = backward_seq4(p, b_4, t, len_1.x, rev, jc, ok_4, c_4);
+        c_5 = backward_seq4(p, b_5, t, len_1.y, rev, jc, ok_5, c_5);
+        c_6 = backward_seq4(p, b_6, t, len_1.z, rev, jc, ok_6, c_6);
+        c_7 = backward_seq4(p, b_7, t, len_1.w, rev, jc, ok_7, c_7);
+        c_8 = backward_seq4(p, b_8, t, len_2.x, rev, jc, ok_8, c_8);
+        c_9 = backward_seq4(p, b_9, t, len_2.y, rev, jc, ok_9, c_9);
+        c_10 = backward_seq4(p, b_10, t, len_2.z, rev, jc, ok_10, c_10);
+        c_11 = backward_seq4(p, b_11, t, len_2.w, rev, jc, ok_11, c_11);
+        c_12 = backward_seq4(p, b_12, t, len_3.x, rev, jc, ok_12, c_12);
+        c_13 = backward_seq4(p, b_13, t, len_3.y, rev, jc, ok_13, c_13);
+        c_14 = backward_seq4(p, b_14, t, len_3.z, rev, jc, ok_14, c_14);
+        c_15 = backward_seq4(p, b_15, t, len_3.w, rev, jc, ok_15, c_15);
+        // gh of this step is complete for all units before phase B reads it.
+        storageBarrier();
+        // Phase B: dh_prev[j] += sum_row W_hh[row, j] gh[row] for units j0..j0+3,
+        // 4 rows at a time (one W vec4 per row, gh of 4 rows one vec4 per
+        // sequence). Done sequences read their zero padding row.
+        let g_0 = (row_of(p, b_0, position(t, len_0.x, rev)) * n3) / 4u;
+        let g_1 = (row_of(p, b_1, position(t, len_0.y, rev)) * n3) / 4u;
+        let g_2 = (row_of(p, b_2, position(t, len_0.z, rev)) * n3) / 4u;
+        let g_3 = (row_of(p, b_3, position(t, len_0.w, rev)) * n3) / 4u;
+        let g_4 = (row_of(p, b_4, position(t, len_1.x, rev)) * n3) / 4u;
+        let g_5 = (row_of(p, b_5, position(t, len_1.y, rev)) * n3) / 4u;
+        let g_6 = (row_of(p, b_6, position(t, len_1.z, rev)) * n3) / 4u;
+        let g_7 = (row_of(p, b_7, position(t, len_1.w, rev)) * n3) / 4u;
+        let g_8 = (row_of(p, b_8, position(t, len_2.x, rev)) * n3) / 4u;
+        let g_9 = (row_of(p, b_9, position(t, len_2.y, rev)) * n3) / 4u;
+        let g_10 = (row_of(p, b_10, position(t, len_2.z, rev)) * n3) / 4u;
+        let g_11 = (row_of(p, b_11, position(t, len_2.w, rev)) * n3) / 4u;
+        let g_12 = (row_of(p, b_12, position(t, len_3.x, rev)) * n3) / 4u;
+        let g_13 = (row_of(p, b_13, position(t, len_3.y, rev)) * n3) / 4u;
+        let g_14 = (row_of(p, b_14, position(t, len_3.z, rev)) * n3) / 4u;
+        let g_15 = (row_of(p, b_15, position(t, len_3.w, rev)) * n3) / 4u;
+        let live = any(vec4<u32>(t) < len_0) || any(vec4<u32>(t) < len_1) || any(vec4<u32>(t) < len_2) || any(vec4<u32>(t) < len_3);
+        let n4 = select(0u, n34, live && owns);
+        var a_0 = vec4<f32>(0.0);
+        var a_1 = vec4<f32>(0.0);
+        var a_2 = vec4<f32>(0.0);
+        var a_3 = vec4<f32>(0.0);
+        var a_4 = vec4<f32>(0.0);
+        var a_5 = vec4<f32>(0.0);
+        var a_6 = vec4<f32>(0.0);
+        var a_7 = vec4<f32>(0.0);
+        var a_8 = vec4<f32>(0.0);
+        var a_9 = vec4<f32>(0.0);
+        var a_10 = vec4<f32>(0.0);
+        var a_11 = vec4<f32>(0.0);
+        var a_12 = vec4<f32>(0.0);
+        var a_13 = vec4<f32>(0.0);
+        var a_14 = vec4<f32>(0.0);
+        var a_15 = vec4<f32>(0.0);
+        for (var r4 = 0u; r4 < n4; r4++) {
+            let w = wo + 4u * r4 * nh4 + jc / 4u;
+            let wa = w4[w];
+            let wb = w4[w + nh4];
+            let wc = w4[w + 2u * nh4];
+            let wd = w4[w + 3u * nh4];
+            let q_0 = bw4_gh[g_0 + r4];
+            a_0 += wa * q_0.x + wb * q_0.y + wc * q_0.z + wd * q_0.w;
+            let q_1 = bw4_gh[g_1 + r4];
+            a_1 += wa * q_1.x + wb * q_1.y + wc * q_1.z + wd * q_1.w;
+            let q_2 = bw4_gh[g_2 + r4];
+            a_2 += wa * q_2.x + wb * q_2.y + wc * q_2.z + wd * q_2.w;
+            let q_3 = bw4_gh[g_3 + r4];
+            a_3 += wa * q_3.x + wb * q_3.y + wc * q_3.z + wd * q_3.w;
+            let q_4 = bw4_gh[g_4 + r4];
+            a_4 += wa * q_4.x + wb * q_4.y + wc * q_4.z + wd * q_4.w;
+            let q_5 = bw4_gh[g_5 + r4];
+            a_5 += wa * q_5.x + wb * q_5.y + wc * q_5.z + wd * q_5.w;
+            let q_6 = bw4_gh[g_6 + r4];
+            a_6 += wa * q_6.x + wb * q_6.y + wc * q_6.z + wd * q_6.w;
+            let q_7 = bw4_gh[g_7 + r4];
+            a_7 += wa * q_7.x + wb * q_7.y + wc * q_7.z + wd * q_7.w;
+            let q_8 = bw4_gh[g_8 + r4];
+            a_8 += wa * q_8.x + wb * q_8.y + wc * q_8.z + wd * q_8.w;
+            let q_9 = bw4_gh[g_9 + r4];
+            a_9 += wa * q_9.x + wb * q_9.y + wc * q_9.z + wd * q_9.w;
+            let q_10 = bw4_gh[g_10 + r4];
+            a_10 += wa * q_10.x + wb * q_10.y + wc * q_10.z + wd * q_10.w;
+            let q_11 = bw4_gh[g_11 + r4];
+            a_11 += wa * q_11.x + wb * q_11.y + wc * q_11.z + wd * q_11.w;
+            let q_12 = bw4_gh[g_12 + r4];
+            a_12 += wa * q_12.x + wb * q_12.y + wc * q_12.z + wd * q_12.w;
+            let q_13 = bw4_gh[g_13 + r4];
+            a_13 += wa * q_13.x + wb * q_13.y + wc * q_13.z + wd * q_13.w;
+            let q_14 = bw4_gh[g_14 + r4];
+            a_14 += wa * q_14.x + wb * q_14.y + wc * q_14.z + wd * q_14.w;
+            let q_15 = bw4_gh[g_15 + r4];
+            a_15 += wa * q_15.x + wb * q_15.y + wc * q_15.z + wd * q_15.w;
+        }
+        c_0 += a_0;
+        c_1 += a_1;
+        c_2 += a_2;
+        c_3 += a_3;
+        c_4 += a_4;
+        c_5 += a_5;
+        c_6 += a_6;
+        c_7 += a_7;
+        c_8 += a_8;
+        c_9 += a_9;
+        c_10 += a_10;
+        c_11 += a_11;
+        c_12 += a_12;
+        c_13 += a_13;
+        c_14 += a_14;
+        c_15 += a_15;
+        // Phase A of the next step writes other rows of gh: no barrier here.
+    }
+    if (params.t0 > 0u) {
+        if (ok_0) { bw4_carry[((p * nb + b_0) * nh + j0) / 4u] = c_0; }
+        if (ok_1) { bw4_carry[((p * nb + b_1) * nh + j0) / 4u] = c_1; }
+        if (ok_2) { bw4_carry[((p * nb + b_2) * nh + j0) / 4u] = c_2; }
+        if (ok_3) { bw4_carry[((p * nb + b_3) * nh + j0) / 4u] = c_3; }
+        if (ok_4) { bw4_carry[((p * nb + b_4) * nh + j0) / 4u] = c_4; }
+        if (ok_5) { bw4_carry[((p * nb + b_5) * nh + j0) / 4u] = c_5; }
+        if (ok_6) { bw4_carry[((p * nb + b_6) * nh + j0) / 4u] = c_6; }
+        if (ok_7) { bw4_carry[((p * nb + b_7) * nh + j0) / 4u] = c_7; }
+        if (ok_8) { bw4_carry[((p * nb + b_8) * nh + j0) / 4u] = c_8; }
+        if (ok_9) { bw4_carry[((p * nb + b_9) * nh + j0) / 4u] = c_9; }
+        if (ok_10) { bw4_carry[((p * nb + b_10) * nh + j0) / 4u] = c_10; }
+        if (ok_11) { bw4_carry[((p * nb + b_11) * nh + j0) / 4u] = c_11; }
+        if (ok_12) { bw4_carry[((p * nb + b_12) * nh + j0) / 4u] = c_12; }
+        if (ok_13) { bw4_carry[((p * nb + b_13) * nh + j0) / 4u] = c_13; }
+        if (ok_14) { bw4_carry[((p * nb + b_14) * nh + j0) / 4u] = c_14; }
+        if (ok_15) { bw4_carry[((p * nb + b_15) * nh + j0) / 4u] = c_15; }
+    }
+}
+
+// [dW_hh | db_hh][row, col..col+3] += v for problem p: the 4 columns of W_hh
+// when col < H, db_hh[row] += v.x when col is the bias column H; nothing when
+// col > H or !ok.
+fn add_tile_t8(p: u32, row: u32, col: u32, ok: bool, v: vec4<f32>) {
+    let nh = params.h;
+    if (!ok || col > nh) {
+        return;
+    }
+    if (col == nh) {
+        ww_grads[b_hh_offset(p) + row] += v.x;
+        return;
+    }
+    let o = w_hh_offset(p) + row * nh + col;
+    ww_grads[o] += v.x;
+    ww_grads[o + 1u] += v.y;
+    ww_grads[o + 2u] += v.z;
+    ww_grads[o + 3u] += v.w;
+}
+
+// [dW_hh | db_hh] += gh^T [h_prev | 1] with an 8x8 tile per invocation: rows
+// row0..row0+7 (two vec4 of gh per (b, i)), columns col0..col0+7 as two
+// 4-column chunks, each real (< H), the bias column (== H, H % 4 == 0) or
+// empty (> H); loads are clamped to valid addresses and masked, so the loop
+// body has no branch. Same order of summation as gru_backward_weights.
+@compute @workgroup_size(8, 8, 1)
+fn gru_backward_weights_t8(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let nb = params.b;
+    let nh = params.h;
+    let n3 = 3u * nh;
+    let p = gid.z;
+    let rev = p % 2u == 1u;
+    let row0 = gid.y * 8u;
+    let col0 = gid.x * 8u;
+    if (row0 >= n3 || col0 > nh) {
+        return;
+    }
+    let row1 = min(row0 + 4u, n3 - 4u);
+    let real0 = col0 < nh;
+    let real1 = col0 + 4u < nh;
+    let one0 = select(vec4<f32>(0.0), vec4<f32>(1.0, 0.0, 0.0, 0.0), col0 == nh);
+    let one1 = select(vec4<f32>(0.0), vec4<f32>(1.0, 0.0, 0.0, 0.0), col0 + 4u == nh);
+    let cc0 = min(col0, nh - 4u) / 4u;
+    let cc1 = min(col0 + 4u, nh - 4u) / 4u;
+    var x0 = vec4<f32>(0.0); var y0 = vec4<f32>(0.0);
+    var x1 = vec4<f32>(0.0); var y1 = vec4<f32>(0.0);
+    var x2 = vec4<f32>(0.0); var y2 = vec4<f32>(0.0);
+    var x3 = vec4<f32>(0.0); var y3 = vec4<f32>(0.0);
+    var x4 = vec4<f32>(0.0); var y4 = vec4<f32>(0.0);
+    var x5 = vec4<f32>(0.0); var y5 = vec4<f32>(0.0);
+    var x6 = vec4<f32>(0.0); var y6 = vec4<f32>(0.0);
+    var x7 = vec4<f32>(0.0); var y7 = vec4<f32>(0.0);
+    for (var b = 0u; b < nb; b++) {
+        let len = lens[b];
+        for (var i = 0u; i < len; i++) {
+            let gb = row_of(p, b, i) * n3;
+            let g0 = ww4_gh[(gb + row0) / 4u];
+            let g1 = ww4_gh[(gb + row1) / 4u];
+            let first = select(i == 0u, i + 1u == len, rev);
+            // h_prev position (i itself where there is none: read, then masked).
+            let ip = select(select(i - 1u, i + 1u, rev), i, first);
+            let cb = cache_at(p, C_H, b, ip, 0u) / 4u;
+            let l0 = ww4_cache[cb + cc0];
+            let l1 = ww4_cache[cb + cc1];
+            let h0 = select(one0, l0, real0 && !first);
+            let h1 = select(one1, l1, real1 && !first);
+            x0 += g0.x * h0;
+            y0 += g0.x * h1;
+            x1 += g0.y * h0;
+            y1 += g0.y * h1;
+            x2 += g0.z * h0;
+            y2 += g0.z * h1;
+            x3 += g0.w * h0;
+            y3 += g0.w * h1;
+            x4 += g1.x * h0;
+            y4 += g1.x * h1;
+            x5 += g1.y * h0;
+            y5 += g1.y * h1;
+            x6 += g1.z * h0;
+            y6 += g1.z * h1;
+            x7 += g1.w * h0;
+            y7 += g1.w * h1;
+        }
+    }
+    let rows1 = row0 + 4u < n3;
+    add_tile_t8(p, row0 + 0u, col0, true, x0);
+    add_tile_t8(p, row0 + 0u, col0 + 4u, true, y0);
+    add_tile_t8(p, row0 + 1u, col0, true, x1);
+    add_tile_t8(p, row0 + 1u, col0 + 4u, true, y1);
+    add_tile_t8(p, row0 + 2u, col0, true, x2);
+    add_tile_t8(p, row0 + 2u, col0 + 4u, true, y2);
+    add_tile_t8(p, row0 + 3u, col0, true, x3);
+    add_tile_t8(p, row0 + 3u, col0 + 4u, true, y3);
+    add_tile_t8(p, row0 + 4u, col0, rows1, x4);
+    add_tile_t8(p, row0 + 4u, col0 + 4u, rows1, y4);
+    add_tile_t8(p, row0 + 5u, col0, rows1, x5);
+    add_tile_t8(p, row0 + 5u, col0 + 4u, rows1, y5);
+    add_tile_t8(p, row0 + 6u, col0, rows1, x6);
+    add_tile_t8(p, row0 + 6u, col0 + 4u, rows1, y6);
+    add_tile_t8(p, row0 + 7u, col0, rows1, x7);
+    add_tile_t8(p, row0 + 7u, col0 + 4u, rows1, y7);
+}
