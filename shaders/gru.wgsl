@@ -882,7 +882,11 @@ fn gru_forward_wide(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workg
         var an1_0 = vec4<f32>(0.0); var an1_1 = vec4<f32>(0.0); var an1_2 = vec4<f32>(0.0); var an1_3 = vec4<f32>(0.0);
         var an2_0 = vec4<f32>(0.0); var an2_1 = vec4<f32>(0.0); var an2_2 = vec4<f32>(0.0); var an2_3 = vec4<f32>(0.0);
         var an3_0 = vec4<f32>(0.0); var an3_1 = vec4<f32>(0.0); var an3_2 = vec4<f32>(0.0); var an3_3 = vec4<f32>(0.0);
-        let live = any(vec4<u32>(t) < len_0) || any(vec4<u32>(t) < len_1) || any(vec4<u32>(t) < len_2) || any(vec4<u32>(t) < len_3);
+        let live_0 = any(vec4<u32>(t) < len_0);
+        let live_1 = any(vec4<u32>(t) < len_1);
+        let live_2 = any(vec4<u32>(t) < len_2);
+        let live_3 = any(vec4<u32>(t) < len_3);
+        let live = live_0 || live_1 || live_2 || live_3;
         let n4 = select(0u, nh4, live && owns);
         for (var c4 = 0u; c4 < n4; c4++) {
             let c = 4u * c4;
@@ -898,70 +902,79 @@ fn gru_forward_wide(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workg
             let wn1 = w4[n0 + nh4 + c4];
             let wn2 = w4[n0 + 2u * nh4 + c4];
             let wn3 = w4[n0 + 3u * nh4 + c4];
-            let h0_0 = h_shared[c];
-            let h1_0 = h_shared[c + 1u];
-            let h2_0 = h_shared[c + 2u];
-            let h3_0 = h_shared[c + 3u];
-            ar0_0 += mix4(wr0, h0_0, h1_0, h2_0, h3_0);
-            ar1_0 += mix4(wr1, h0_0, h1_0, h2_0, h3_0);
-            ar2_0 += mix4(wr2, h0_0, h1_0, h2_0, h3_0);
-            ar3_0 += mix4(wr3, h0_0, h1_0, h2_0, h3_0);
-            az0_0 += mix4(wz0, h0_0, h1_0, h2_0, h3_0);
-            az1_0 += mix4(wz1, h0_0, h1_0, h2_0, h3_0);
-            az2_0 += mix4(wz2, h0_0, h1_0, h2_0, h3_0);
-            az3_0 += mix4(wz3, h0_0, h1_0, h2_0, h3_0);
-            an0_0 += mix4(wn0, h0_0, h1_0, h2_0, h3_0);
-            an1_0 += mix4(wn1, h0_0, h1_0, h2_0, h3_0);
-            an2_0 += mix4(wn2, h0_0, h1_0, h2_0, h3_0);
-            an3_0 += mix4(wn3, h0_0, h1_0, h2_0, h3_0);
-            let h0_1 = h_shared[MAX_H + c];
-            let h1_1 = h_shared[MAX_H + c + 1u];
-            let h2_1 = h_shared[MAX_H + c + 2u];
-            let h3_1 = h_shared[MAX_H + c + 3u];
-            ar0_1 += mix4(wr0, h0_1, h1_1, h2_1, h3_1);
-            ar1_1 += mix4(wr1, h0_1, h1_1, h2_1, h3_1);
-            ar2_1 += mix4(wr2, h0_1, h1_1, h2_1, h3_1);
-            ar3_1 += mix4(wr3, h0_1, h1_1, h2_1, h3_1);
-            az0_1 += mix4(wz0, h0_1, h1_1, h2_1, h3_1);
-            az1_1 += mix4(wz1, h0_1, h1_1, h2_1, h3_1);
-            az2_1 += mix4(wz2, h0_1, h1_1, h2_1, h3_1);
-            az3_1 += mix4(wz3, h0_1, h1_1, h2_1, h3_1);
-            an0_1 += mix4(wn0, h0_1, h1_1, h2_1, h3_1);
-            an1_1 += mix4(wn1, h0_1, h1_1, h2_1, h3_1);
-            an2_1 += mix4(wn2, h0_1, h1_1, h2_1, h3_1);
-            an3_1 += mix4(wn3, h0_1, h1_1, h2_1, h3_1);
-            let h0_2 = h_shared[2u * MAX_H + c];
-            let h1_2 = h_shared[2u * MAX_H + c + 1u];
-            let h2_2 = h_shared[2u * MAX_H + c + 2u];
-            let h3_2 = h_shared[2u * MAX_H + c + 3u];
-            ar0_2 += mix4(wr0, h0_2, h1_2, h2_2, h3_2);
-            ar1_2 += mix4(wr1, h0_2, h1_2, h2_2, h3_2);
-            ar2_2 += mix4(wr2, h0_2, h1_2, h2_2, h3_2);
-            ar3_2 += mix4(wr3, h0_2, h1_2, h2_2, h3_2);
-            az0_2 += mix4(wz0, h0_2, h1_2, h2_2, h3_2);
-            az1_2 += mix4(wz1, h0_2, h1_2, h2_2, h3_2);
-            az2_2 += mix4(wz2, h0_2, h1_2, h2_2, h3_2);
-            az3_2 += mix4(wz3, h0_2, h1_2, h2_2, h3_2);
-            an0_2 += mix4(wn0, h0_2, h1_2, h2_2, h3_2);
-            an1_2 += mix4(wn1, h0_2, h1_2, h2_2, h3_2);
-            an2_2 += mix4(wn2, h0_2, h1_2, h2_2, h3_2);
-            an3_2 += mix4(wn3, h0_2, h1_2, h2_2, h3_2);
-            let h0_3 = h_shared[3u * MAX_H + c];
-            let h1_3 = h_shared[3u * MAX_H + c + 1u];
-            let h2_3 = h_shared[3u * MAX_H + c + 2u];
-            let h3_3 = h_shared[3u * MAX_H + c + 3u];
-            ar0_3 += mix4(wr0, h0_3, h1_3, h2_3, h3_3);
-            ar1_3 += mix4(wr1, h0_3, h1_3, h2_3, h3_3);
-            ar2_3 += mix4(wr2, h0_3, h1_3, h2_3, h3_3);
-            ar3_3 += mix4(wr3, h0_3, h1_3, h2_3, h3_3);
-            az0_3 += mix4(wz0, h0_3, h1_3, h2_3, h3_3);
-            az1_3 += mix4(wz1, h0_3, h1_3, h2_3, h3_3);
-            az2_3 += mix4(wz2, h0_3, h1_3, h2_3, h3_3);
-            az3_3 += mix4(wz3, h0_3, h1_3, h2_3, h3_3);
-            an0_3 += mix4(wn0, h0_3, h1_3, h2_3, h3_3);
-            an1_3 += mix4(wn1, h0_3, h1_3, h2_3, h3_3);
-            an2_3 += mix4(wn2, h0_3, h1_3, h2_3, h3_3);
-            an3_3 += mix4(wn3, h0_3, h1_3, h2_3, h3_3);
+            // A quad whose sequences are all done skips its h loads (its sums stay 0).
+            if (live_0) {
+                let h0_0 = h_shared[c];
+                let h1_0 = h_shared[c + 1u];
+                let h2_0 = h_shared[c + 2u];
+                let h3_0 = h_shared[c + 3u];
+                ar0_0 += mix4(wr0, h0_0, h1_0, h2_0, h3_0);
+                ar1_0 += mix4(wr1, h0_0, h1_0, h2_0, h3_0);
+                ar2_0 += mix4(wr2, h0_0, h1_0, h2_0, h3_0);
+                ar3_0 += mix4(wr3, h0_0, h1_0, h2_0, h3_0);
+                az0_0 += mix4(wz0, h0_0, h1_0, h2_0, h3_0);
+                az1_0 += mix4(wz1, h0_0, h1_0, h2_0, h3_0);
+                az2_0 += mix4(wz2, h0_0, h1_0, h2_0, h3_0);
+                az3_0 += mix4(wz3, h0_0, h1_0, h2_0, h3_0);
+                an0_0 += mix4(wn0, h0_0, h1_0, h2_0, h3_0);
+                an1_0 += mix4(wn1, h0_0, h1_0, h2_0, h3_0);
+                an2_0 += mix4(wn2, h0_0, h1_0, h2_0, h3_0);
+                an3_0 += mix4(wn3, h0_0, h1_0, h2_0, h3_0);
+            }
+            if (live_1) {
+                let h0_1 = h_shared[MAX_H + c];
+                let h1_1 = h_shared[MAX_H + c + 1u];
+                let h2_1 = h_shared[MAX_H + c + 2u];
+                let h3_1 = h_shared[MAX_H + c + 3u];
+                ar0_1 += mix4(wr0, h0_1, h1_1, h2_1, h3_1);
+                ar1_1 += mix4(wr1, h0_1, h1_1, h2_1, h3_1);
+                ar2_1 += mix4(wr2, h0_1, h1_1, h2_1, h3_1);
+                ar3_1 += mix4(wr3, h0_1, h1_1, h2_1, h3_1);
+                az0_1 += mix4(wz0, h0_1, h1_1, h2_1, h3_1);
+                az1_1 += mix4(wz1, h0_1, h1_1, h2_1, h3_1);
+                az2_1 += mix4(wz2, h0_1, h1_1, h2_1, h3_1);
+                az3_1 += mix4(wz3, h0_1, h1_1, h2_1, h3_1);
+                an0_1 += mix4(wn0, h0_1, h1_1, h2_1, h3_1);
+                an1_1 += mix4(wn1, h0_1, h1_1, h2_1, h3_1);
+                an2_1 += mix4(wn2, h0_1, h1_1, h2_1, h3_1);
+                an3_1 += mix4(wn3, h0_1, h1_1, h2_1, h3_1);
+            }
+            if (live_2) {
+                let h0_2 = h_shared[2u * MAX_H + c];
+                let h1_2 = h_shared[2u * MAX_H + c + 1u];
+                let h2_2 = h_shared[2u * MAX_H + c + 2u];
+                let h3_2 = h_shared[2u * MAX_H + c + 3u];
+                ar0_2 += mix4(wr0, h0_2, h1_2, h2_2, h3_2);
+                ar1_2 += mix4(wr1, h0_2, h1_2, h2_2, h3_2);
+                ar2_2 += mix4(wr2, h0_2, h1_2, h2_2, h3_2);
+                ar3_2 += mix4(wr3, h0_2, h1_2, h2_2, h3_2);
+                az0_2 += mix4(wz0, h0_2, h1_2, h2_2, h3_2);
+                az1_2 += mix4(wz1, h0_2, h1_2, h2_2, h3_2);
+                az2_2 += mix4(wz2, h0_2, h1_2, h2_2, h3_2);
+                az3_2 += mix4(wz3, h0_2, h1_2, h2_2, h3_2);
+                an0_2 += mix4(wn0, h0_2, h1_2, h2_2, h3_2);
+                an1_2 += mix4(wn1, h0_2, h1_2, h2_2, h3_2);
+                an2_2 += mix4(wn2, h0_2, h1_2, h2_2, h3_2);
+                an3_2 += mix4(wn3, h0_2, h1_2, h2_2, h3_2);
+            }
+            if (live_3) {
+                let h0_3 = h_shared[3u * MAX_H + c];
+                let h1_3 = h_shared[3u * MAX_H + c + 1u];
+                let h2_3 = h_shared[3u * MAX_H + c + 2u];
+                let h3_3 = h_shared[3u * MAX_H + c + 3u];
+                ar0_3 += mix4(wr0, h0_3, h1_3, h2_3, h3_3);
+                ar1_3 += mix4(wr1, h0_3, h1_3, h2_3, h3_3);
+                ar2_3 += mix4(wr2, h0_3, h1_3, h2_3, h3_3);
+                ar3_3 += mix4(wr3, h0_3, h1_3, h2_3, h3_3);
+                az0_3 += mix4(wz0, h0_3, h1_3, h2_3, h3_3);
+                az1_3 += mix4(wz1, h0_3, h1_3, h2_3, h3_3);
+                az2_3 += mix4(wz2, h0_3, h1_3, h2_3, h3_3);
+                az3_3 += mix4(wz3, h0_3, h1_3, h2_3, h3_3);
+                an0_3 += mix4(wn0, h0_3, h1_3, h2_3, h3_3);
+                an1_3 += mix4(wn1, h0_3, h1_3, h2_3, h3_3);
+                an2_3 += mix4(wn2, h0_3, h1_3, h2_3, h3_3);
+                an3_3 += mix4(wn3, h0_3, h1_3, h2_3, h3_3);
+            }
         }
         let hp0_0 = h_shared[jc];
         let hp1_0 = h_shared[jc + 1u];
@@ -1179,7 +1192,11 @@ fn gru_backward_wide(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(work
         let g_13 = (row_of(p, b_13, position(t, len_3.y, rev)) * n3) / 4u;
         let g_14 = (row_of(p, b_14, position(t, len_3.z, rev)) * n3) / 4u;
         let g_15 = (row_of(p, b_15, position(t, len_3.w, rev)) * n3) / 4u;
-        let live = any(vec4<u32>(t) < len_0) || any(vec4<u32>(t) < len_1) || any(vec4<u32>(t) < len_2) || any(vec4<u32>(t) < len_3);
+        let live_0 = any(vec4<u32>(t) < len_0);
+        let live_1 = any(vec4<u32>(t) < len_1);
+        let live_2 = any(vec4<u32>(t) < len_2);
+        let live_3 = any(vec4<u32>(t) < len_3);
+        let live = live_0 || live_1 || live_2 || live_3;
         let n4 = select(0u, n34, live && owns);
         var a_0 = vec4<f32>(0.0);
         var a_1 = vec4<f32>(0.0);
@@ -1203,38 +1220,47 @@ fn gru_backward_wide(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(work
             let wb = w4[w + nh4];
             let wc = w4[w + 2u * nh4];
             let wd = w4[w + 3u * nh4];
-            let q_0 = bw4_gh[g_0 + r4];
-            a_0 += wa * q_0.x + wb * q_0.y + wc * q_0.z + wd * q_0.w;
-            let q_1 = bw4_gh[g_1 + r4];
-            a_1 += wa * q_1.x + wb * q_1.y + wc * q_1.z + wd * q_1.w;
-            let q_2 = bw4_gh[g_2 + r4];
-            a_2 += wa * q_2.x + wb * q_2.y + wc * q_2.z + wd * q_2.w;
-            let q_3 = bw4_gh[g_3 + r4];
-            a_3 += wa * q_3.x + wb * q_3.y + wc * q_3.z + wd * q_3.w;
-            let q_4 = bw4_gh[g_4 + r4];
-            a_4 += wa * q_4.x + wb * q_4.y + wc * q_4.z + wd * q_4.w;
-            let q_5 = bw4_gh[g_5 + r4];
-            a_5 += wa * q_5.x + wb * q_5.y + wc * q_5.z + wd * q_5.w;
-            let q_6 = bw4_gh[g_6 + r4];
-            a_6 += wa * q_6.x + wb * q_6.y + wc * q_6.z + wd * q_6.w;
-            let q_7 = bw4_gh[g_7 + r4];
-            a_7 += wa * q_7.x + wb * q_7.y + wc * q_7.z + wd * q_7.w;
-            let q_8 = bw4_gh[g_8 + r4];
-            a_8 += wa * q_8.x + wb * q_8.y + wc * q_8.z + wd * q_8.w;
-            let q_9 = bw4_gh[g_9 + r4];
-            a_9 += wa * q_9.x + wb * q_9.y + wc * q_9.z + wd * q_9.w;
-            let q_10 = bw4_gh[g_10 + r4];
-            a_10 += wa * q_10.x + wb * q_10.y + wc * q_10.z + wd * q_10.w;
-            let q_11 = bw4_gh[g_11 + r4];
-            a_11 += wa * q_11.x + wb * q_11.y + wc * q_11.z + wd * q_11.w;
-            let q_12 = bw4_gh[g_12 + r4];
-            a_12 += wa * q_12.x + wb * q_12.y + wc * q_12.z + wd * q_12.w;
-            let q_13 = bw4_gh[g_13 + r4];
-            a_13 += wa * q_13.x + wb * q_13.y + wc * q_13.z + wd * q_13.w;
-            let q_14 = bw4_gh[g_14 + r4];
-            a_14 += wa * q_14.x + wb * q_14.y + wc * q_14.z + wd * q_14.w;
-            let q_15 = bw4_gh[g_15 + r4];
-            a_15 += wa * q_15.x + wb * q_15.y + wc * q_15.z + wd * q_15.w;
+            // A quad whose sequences are all done skips its gh loads (zero rows).
+            if (live_0) {
+                let q_0 = bw4_gh[g_0 + r4];
+                a_0 += wa * q_0.x + wb * q_0.y + wc * q_0.z + wd * q_0.w;
+                let q_1 = bw4_gh[g_1 + r4];
+                a_1 += wa * q_1.x + wb * q_1.y + wc * q_1.z + wd * q_1.w;
+                let q_2 = bw4_gh[g_2 + r4];
+                a_2 += wa * q_2.x + wb * q_2.y + wc * q_2.z + wd * q_2.w;
+                let q_3 = bw4_gh[g_3 + r4];
+                a_3 += wa * q_3.x + wb * q_3.y + wc * q_3.z + wd * q_3.w;
+            }
+            if (live_1) {
+                let q_4 = bw4_gh[g_4 + r4];
+                a_4 += wa * q_4.x + wb * q_4.y + wc * q_4.z + wd * q_4.w;
+                let q_5 = bw4_gh[g_5 + r4];
+                a_5 += wa * q_5.x + wb * q_5.y + wc * q_5.z + wd * q_5.w;
+                let q_6 = bw4_gh[g_6 + r4];
+                a_6 += wa * q_6.x + wb * q_6.y + wc * q_6.z + wd * q_6.w;
+                let q_7 = bw4_gh[g_7 + r4];
+                a_7 += wa * q_7.x + wb * q_7.y + wc * q_7.z + wd * q_7.w;
+            }
+            if (live_2) {
+                let q_8 = bw4_gh[g_8 + r4];
+                a_8 += wa * q_8.x + wb * q_8.y + wc * q_8.z + wd * q_8.w;
+                let q_9 = bw4_gh[g_9 + r4];
+                a_9 += wa * q_9.x + wb * q_9.y + wc * q_9.z + wd * q_9.w;
+                let q_10 = bw4_gh[g_10 + r4];
+                a_10 += wa * q_10.x + wb * q_10.y + wc * q_10.z + wd * q_10.w;
+                let q_11 = bw4_gh[g_11 + r4];
+                a_11 += wa * q_11.x + wb * q_11.y + wc * q_11.z + wd * q_11.w;
+            }
+            if (live_3) {
+                let q_12 = bw4_gh[g_12 + r4];
+                a_12 += wa * q_12.x + wb * q_12.y + wc * q_12.z + wd * q_12.w;
+                let q_13 = bw4_gh[g_13 + r4];
+                a_13 += wa * q_13.x + wb * q_13.y + wc * q_13.z + wd * q_13.w;
+                let q_14 = bw4_gh[g_14 + r4];
+                a_14 += wa * q_14.x + wb * q_14.y + wc * q_14.z + wd * q_14.w;
+                let q_15 = bw4_gh[g_15 + r4];
+                a_15 += wa * q_15.x + wb * q_15.y + wc * q_15.z + wd * q_15.w;
+            }
         }
         c_0 += a_0;
         c_1 += a_1;
