@@ -18,6 +18,9 @@
 //                          registers.
 //   gru_backward_weights   dW_hh += gh^T h_prev, db_hh += sum gh over all real
 //                          (b, i) in a fixed order (deterministic, no atomics).
+//   *_v4, gru_forward_wide, gru_backward_wide, gru_backward_weights_t8: the
+//                          same work with vec4 loads (H % 4 == 0); the wide
+//                          ones are the default (sections at the end of this file).
 //
 // Dispatch layout
 //   gru_forward, gru_backward: workgroup (64, 4) = 64 unit lanes x 4 sequence
@@ -42,6 +45,7 @@
 //   gru_backward:          0 params, 1 lens, 2 weights, 3 cache, 4 dout, 5 gi (w), 6 gh (w),
 //                          7 carry (w)
 //   gru_backward_weights:  0 params, 1 lens, 2 cache, 3 gh, 4 grads (w, accumulated)
+//   (the _v4 / _wide / _t8 variants bind exactly as their scalar counterparts)
 // where
 //   params   uniform GruParams
 //   lens     (B) u32, true lengths, 1 <= len <= U
