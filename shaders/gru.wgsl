@@ -829,35 +829,44 @@ fn gru_backward_weights_v4(@builtin(global_invocation_id) gid: vec3<u32>) {
 // kept; edit by hand (the pattern is regular).
 // ---------------------------------------------------------------------------
 
-@compute @workgroup_size(64, 1, 1)
+// gru_forward_wide: 8 units per invocation (two 4-unit halves j0 and j0 + 4,
+// each owned when < H): per 4 columns 24 W + 16 h loads for 1536
+// multiply-adds; workgroup (32, 1, 1).
+@compute @workgroup_size(32, 1, 1)
 fn gru_forward_wide(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
     let nb = params.b;
     let nh = params.h;
     let p = wid.y;
     let rev = p % 2u == 1u;
     let s0 = wid.x * SEQ_PER_WG;
-    let j0 = 4u * lid.x;
-    let owns = j0 < nh;
-    // Idle lanes (H < 256) compute on a valid unit and store nothing.
-    let jc = min(j0, nh - 4u);
+    let j0 = 8u * lid.x;
+    let own_0 = j0 < nh;
+    let own_1 = j0 + 4u < nh;
+    // A half beyond H computes on a valid unit and stores nothing.
+    let jc_0 = min(j0, nh - 4u);
+    let jc_1 = min(j0 + 4u, nh - 4u);
     let wo = w_hh_offset(p) / 4u;
     let bo = b_hh_offset(p) / 4u;
     let nh4 = nh / 4u;
-    let br = w4[bo + jc / 4u];
-    let bz = w4[bo + nh4 + jc / 4u];
-    let bn = w4[bo + 2u * nh4 + jc / 4u];
+    let br_0 = w4[bo + jc_0 / 4u];
+    let bz_0 = w4[bo + nh4 + jc_0 / 4u];
+    let bn_0 = w4[bo + 2u * nh4 + jc_0 / 4u];
+    let br_1 = w4[bo + jc_1 / 4u];
+    let bz_1 = w4[bo + nh4 + jc_1 / 4u];
+    let bn_1 = w4[bo + 2u * nh4 + jc_1 / 4u];
     let t0 = params.t0;
     // h_prev of step t0 (see gru_forward), quad k at h_shared[k * MAX_H + ..].
-    if (owns) {
-        for (var k = 0u; k < 4u; k++) {
-            let sk = s0 + 4u * k;
-            let len = quad_lens(sk);
-            for (var u = 0u; u < 4u; u++) {
+    for (var k = 0u; k < 4u; k++) {
+        let sk = s0 + 4u * k;
+        let len = quad_lens(sk);
+        for (var u = 0u; u < 8u; u++) {
+            let ja = j0 + 4u * (u / 4u);
+            if (ja < nh) {
                 var hv = vec4<f32>(0.0);
                 if (t0 > 0u) {
                     for (var q = 0u; q < 4u; q++) {
                         if (t0 < len[q]) {
-                            hv[q] = fw4_cache[cache_at(p, C_H, sk + q, position(t0 - 1u, len[q], rev), j0) / 4u][u];
+                            hv[q] = fw4_cache[cache_at(p, C_H, sk + q, position(t0 - 1u, len[q], rev), ja) / 4u][u % 4u];
                         }
                     }
                 }
@@ -872,43 +881,70 @@ fn gru_forward_wide(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workg
     workgroupBarrier();
 
     // Row j of W_hh starts at vec4 index wo + j * nh4.
-    let r0 = wo + jc * nh4;
-    let z0 = wo + (nh + jc) * nh4;
-    let n0 = wo + (2u * nh + jc) * nh4;
+    let r0 = wo + jc_0 * nh4;
+    let z0 = wo + (nh + jc_0) * nh4;
+    let n0 = wo + (2u * nh + jc_0) * nh4;
+    let r1 = wo + jc_1 * nh4;
+    let z1 = wo + (nh + jc_1) * nh4;
+    let n1 = wo + (2u * nh + jc_1) * nh4;
     for (var t = t0; t < params.t1; t++) {
         // <gate><unit>_<quad>: vec4 over the quad's 4 sequences.
         var ar0_0 = vec4<f32>(0.0); var ar0_1 = vec4<f32>(0.0); var ar0_2 = vec4<f32>(0.0); var ar0_3 = vec4<f32>(0.0);
         var ar1_0 = vec4<f32>(0.0); var ar1_1 = vec4<f32>(0.0); var ar1_2 = vec4<f32>(0.0); var ar1_3 = vec4<f32>(0.0);
         var ar2_0 = vec4<f32>(0.0); var ar2_1 = vec4<f32>(0.0); var ar2_2 = vec4<f32>(0.0); var ar2_3 = vec4<f32>(0.0);
         var ar3_0 = vec4<f32>(0.0); var ar3_1 = vec4<f32>(0.0); var ar3_2 = vec4<f32>(0.0); var ar3_3 = vec4<f32>(0.0);
+        var ar4_0 = vec4<f32>(0.0); var ar4_1 = vec4<f32>(0.0); var ar4_2 = vec4<f32>(0.0); var ar4_3 = vec4<f32>(0.0);
+        var ar5_0 = vec4<f32>(0.0); var ar5_1 = vec4<f32>(0.0); var ar5_2 = vec4<f32>(0.0); var ar5_3 = vec4<f32>(0.0);
+        var ar6_0 = vec4<f32>(0.0); var ar6_1 = vec4<f32>(0.0); var ar6_2 = vec4<f32>(0.0); var ar6_3 = vec4<f32>(0.0);
+        var ar7_0 = vec4<f32>(0.0); var ar7_1 = vec4<f32>(0.0); var ar7_2 = vec4<f32>(0.0); var ar7_3 = vec4<f32>(0.0);
         var az0_0 = vec4<f32>(0.0); var az0_1 = vec4<f32>(0.0); var az0_2 = vec4<f32>(0.0); var az0_3 = vec4<f32>(0.0);
         var az1_0 = vec4<f32>(0.0); var az1_1 = vec4<f32>(0.0); var az1_2 = vec4<f32>(0.0); var az1_3 = vec4<f32>(0.0);
         var az2_0 = vec4<f32>(0.0); var az2_1 = vec4<f32>(0.0); var az2_2 = vec4<f32>(0.0); var az2_3 = vec4<f32>(0.0);
         var az3_0 = vec4<f32>(0.0); var az3_1 = vec4<f32>(0.0); var az3_2 = vec4<f32>(0.0); var az3_3 = vec4<f32>(0.0);
+        var az4_0 = vec4<f32>(0.0); var az4_1 = vec4<f32>(0.0); var az4_2 = vec4<f32>(0.0); var az4_3 = vec4<f32>(0.0);
+        var az5_0 = vec4<f32>(0.0); var az5_1 = vec4<f32>(0.0); var az5_2 = vec4<f32>(0.0); var az5_3 = vec4<f32>(0.0);
+        var az6_0 = vec4<f32>(0.0); var az6_1 = vec4<f32>(0.0); var az6_2 = vec4<f32>(0.0); var az6_3 = vec4<f32>(0.0);
+        var az7_0 = vec4<f32>(0.0); var az7_1 = vec4<f32>(0.0); var az7_2 = vec4<f32>(0.0); var az7_3 = vec4<f32>(0.0);
         var an0_0 = vec4<f32>(0.0); var an0_1 = vec4<f32>(0.0); var an0_2 = vec4<f32>(0.0); var an0_3 = vec4<f32>(0.0);
         var an1_0 = vec4<f32>(0.0); var an1_1 = vec4<f32>(0.0); var an1_2 = vec4<f32>(0.0); var an1_3 = vec4<f32>(0.0);
         var an2_0 = vec4<f32>(0.0); var an2_1 = vec4<f32>(0.0); var an2_2 = vec4<f32>(0.0); var an2_3 = vec4<f32>(0.0);
         var an3_0 = vec4<f32>(0.0); var an3_1 = vec4<f32>(0.0); var an3_2 = vec4<f32>(0.0); var an3_3 = vec4<f32>(0.0);
+        var an4_0 = vec4<f32>(0.0); var an4_1 = vec4<f32>(0.0); var an4_2 = vec4<f32>(0.0); var an4_3 = vec4<f32>(0.0);
+        var an5_0 = vec4<f32>(0.0); var an5_1 = vec4<f32>(0.0); var an5_2 = vec4<f32>(0.0); var an5_3 = vec4<f32>(0.0);
+        var an6_0 = vec4<f32>(0.0); var an6_1 = vec4<f32>(0.0); var an6_2 = vec4<f32>(0.0); var an6_3 = vec4<f32>(0.0);
+        var an7_0 = vec4<f32>(0.0); var an7_1 = vec4<f32>(0.0); var an7_2 = vec4<f32>(0.0); var an7_3 = vec4<f32>(0.0);
         let live_0 = any(vec4<u32>(t) < len_0);
         let live_1 = any(vec4<u32>(t) < len_1);
         let live_2 = any(vec4<u32>(t) < len_2);
         let live_3 = any(vec4<u32>(t) < len_3);
         let live = live_0 || live_1 || live_2 || live_3;
-        let n4 = select(0u, nh4, live && owns);
+        let n4 = select(0u, nh4, live && own_0);
         for (var c4 = 0u; c4 < n4; c4++) {
             let c = 4u * c4;
             let wr0 = w4[r0 + c4];
             let wr1 = w4[r0 + nh4 + c4];
             let wr2 = w4[r0 + 2u * nh4 + c4];
             let wr3 = w4[r0 + 3u * nh4 + c4];
+            let wr4 = w4[r1 + c4];
+            let wr5 = w4[r1 + nh4 + c4];
+            let wr6 = w4[r1 + 2u * nh4 + c4];
+            let wr7 = w4[r1 + 3u * nh4 + c4];
             let wz0 = w4[z0 + c4];
             let wz1 = w4[z0 + nh4 + c4];
             let wz2 = w4[z0 + 2u * nh4 + c4];
             let wz3 = w4[z0 + 3u * nh4 + c4];
+            let wz4 = w4[z1 + c4];
+            let wz5 = w4[z1 + nh4 + c4];
+            let wz6 = w4[z1 + 2u * nh4 + c4];
+            let wz7 = w4[z1 + 3u * nh4 + c4];
             let wn0 = w4[n0 + c4];
             let wn1 = w4[n0 + nh4 + c4];
             let wn2 = w4[n0 + 2u * nh4 + c4];
             let wn3 = w4[n0 + 3u * nh4 + c4];
+            let wn4 = w4[n1 + c4];
+            let wn5 = w4[n1 + nh4 + c4];
+            let wn6 = w4[n1 + 2u * nh4 + c4];
+            let wn7 = w4[n1 + 3u * nh4 + c4];
             // A quad whose sequences are all done skips its h loads (its sums stay 0).
             if (live_0) {
                 let h0_0 = h_shared[c];
@@ -919,14 +955,26 @@ fn gru_forward_wide(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workg
                 ar1_0 += mix4(wr1, h0_0, h1_0, h2_0, h3_0);
                 ar2_0 += mix4(wr2, h0_0, h1_0, h2_0, h3_0);
                 ar3_0 += mix4(wr3, h0_0, h1_0, h2_0, h3_0);
+                ar4_0 += mix4(wr4, h0_0, h1_0, h2_0, h3_0);
+                ar5_0 += mix4(wr5, h0_0, h1_0, h2_0, h3_0);
+                ar6_0 += mix4(wr6, h0_0, h1_0, h2_0, h3_0);
+                ar7_0 += mix4(wr7, h0_0, h1_0, h2_0, h3_0);
                 az0_0 += mix4(wz0, h0_0, h1_0, h2_0, h3_0);
                 az1_0 += mix4(wz1, h0_0, h1_0, h2_0, h3_0);
                 az2_0 += mix4(wz2, h0_0, h1_0, h2_0, h3_0);
                 az3_0 += mix4(wz3, h0_0, h1_0, h2_0, h3_0);
+                az4_0 += mix4(wz4, h0_0, h1_0, h2_0, h3_0);
+                az5_0 += mix4(wz5, h0_0, h1_0, h2_0, h3_0);
+                az6_0 += mix4(wz6, h0_0, h1_0, h2_0, h3_0);
+                az7_0 += mix4(wz7, h0_0, h1_0, h2_0, h3_0);
                 an0_0 += mix4(wn0, h0_0, h1_0, h2_0, h3_0);
                 an1_0 += mix4(wn1, h0_0, h1_0, h2_0, h3_0);
                 an2_0 += mix4(wn2, h0_0, h1_0, h2_0, h3_0);
                 an3_0 += mix4(wn3, h0_0, h1_0, h2_0, h3_0);
+                an4_0 += mix4(wn4, h0_0, h1_0, h2_0, h3_0);
+                an5_0 += mix4(wn5, h0_0, h1_0, h2_0, h3_0);
+                an6_0 += mix4(wn6, h0_0, h1_0, h2_0, h3_0);
+                an7_0 += mix4(wn7, h0_0, h1_0, h2_0, h3_0);
             }
             if (live_1) {
                 let h0_1 = h_shared[MAX_H + c];
@@ -937,14 +985,26 @@ fn gru_forward_wide(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workg
                 ar1_1 += mix4(wr1, h0_1, h1_1, h2_1, h3_1);
                 ar2_1 += mix4(wr2, h0_1, h1_1, h2_1, h3_1);
                 ar3_1 += mix4(wr3, h0_1, h1_1, h2_1, h3_1);
+                ar4_1 += mix4(wr4, h0_1, h1_1, h2_1, h3_1);
+                ar5_1 += mix4(wr5, h0_1, h1_1, h2_1, h3_1);
+                ar6_1 += mix4(wr6, h0_1, h1_1, h2_1, h3_1);
+                ar7_1 += mix4(wr7, h0_1, h1_1, h2_1, h3_1);
                 az0_1 += mix4(wz0, h0_1, h1_1, h2_1, h3_1);
                 az1_1 += mix4(wz1, h0_1, h1_1, h2_1, h3_1);
                 az2_1 += mix4(wz2, h0_1, h1_1, h2_1, h3_1);
                 az3_1 += mix4(wz3, h0_1, h1_1, h2_1, h3_1);
+                az4_1 += mix4(wz4, h0_1, h1_1, h2_1, h3_1);
+                az5_1 += mix4(wz5, h0_1, h1_1, h2_1, h3_1);
+                az6_1 += mix4(wz6, h0_1, h1_1, h2_1, h3_1);
+                az7_1 += mix4(wz7, h0_1, h1_1, h2_1, h3_1);
                 an0_1 += mix4(wn0, h0_1, h1_1, h2_1, h3_1);
                 an1_1 += mix4(wn1, h0_1, h1_1, h2_1, h3_1);
                 an2_1 += mix4(wn2, h0_1, h1_1, h2_1, h3_1);
                 an3_1 += mix4(wn3, h0_1, h1_1, h2_1, h3_1);
+                an4_1 += mix4(wn4, h0_1, h1_1, h2_1, h3_1);
+                an5_1 += mix4(wn5, h0_1, h1_1, h2_1, h3_1);
+                an6_1 += mix4(wn6, h0_1, h1_1, h2_1, h3_1);
+                an7_1 += mix4(wn7, h0_1, h1_1, h2_1, h3_1);
             }
             if (live_2) {
                 let h0_2 = h_shared[2u * MAX_H + c];
@@ -955,14 +1015,26 @@ fn gru_forward_wide(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workg
                 ar1_2 += mix4(wr1, h0_2, h1_2, h2_2, h3_2);
                 ar2_2 += mix4(wr2, h0_2, h1_2, h2_2, h3_2);
                 ar3_2 += mix4(wr3, h0_2, h1_2, h2_2, h3_2);
+                ar4_2 += mix4(wr4, h0_2, h1_2, h2_2, h3_2);
+                ar5_2 += mix4(wr5, h0_2, h1_2, h2_2, h3_2);
+                ar6_2 += mix4(wr6, h0_2, h1_2, h2_2, h3_2);
+                ar7_2 += mix4(wr7, h0_2, h1_2, h2_2, h3_2);
                 az0_2 += mix4(wz0, h0_2, h1_2, h2_2, h3_2);
                 az1_2 += mix4(wz1, h0_2, h1_2, h2_2, h3_2);
                 az2_2 += mix4(wz2, h0_2, h1_2, h2_2, h3_2);
                 az3_2 += mix4(wz3, h0_2, h1_2, h2_2, h3_2);
+                az4_2 += mix4(wz4, h0_2, h1_2, h2_2, h3_2);
+                az5_2 += mix4(wz5, h0_2, h1_2, h2_2, h3_2);
+                az6_2 += mix4(wz6, h0_2, h1_2, h2_2, h3_2);
+                az7_2 += mix4(wz7, h0_2, h1_2, h2_2, h3_2);
                 an0_2 += mix4(wn0, h0_2, h1_2, h2_2, h3_2);
                 an1_2 += mix4(wn1, h0_2, h1_2, h2_2, h3_2);
                 an2_2 += mix4(wn2, h0_2, h1_2, h2_2, h3_2);
                 an3_2 += mix4(wn3, h0_2, h1_2, h2_2, h3_2);
+                an4_2 += mix4(wn4, h0_2, h1_2, h2_2, h3_2);
+                an5_2 += mix4(wn5, h0_2, h1_2, h2_2, h3_2);
+                an6_2 += mix4(wn6, h0_2, h1_2, h2_2, h3_2);
+                an7_2 += mix4(wn7, h0_2, h1_2, h2_2, h3_2);
             }
             if (live_3) {
                 let h0_3 = h_shared[3u * MAX_H + c];
@@ -973,100 +1045,194 @@ fn gru_forward_wide(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workg
                 ar1_3 += mix4(wr1, h0_3, h1_3, h2_3, h3_3);
                 ar2_3 += mix4(wr2, h0_3, h1_3, h2_3, h3_3);
                 ar3_3 += mix4(wr3, h0_3, h1_3, h2_3, h3_3);
+                ar4_3 += mix4(wr4, h0_3, h1_3, h2_3, h3_3);
+                ar5_3 += mix4(wr5, h0_3, h1_3, h2_3, h3_3);
+                ar6_3 += mix4(wr6, h0_3, h1_3, h2_3, h3_3);
+                ar7_3 += mix4(wr7, h0_3, h1_3, h2_3, h3_3);
                 az0_3 += mix4(wz0, h0_3, h1_3, h2_3, h3_3);
                 az1_3 += mix4(wz1, h0_3, h1_3, h2_3, h3_3);
                 az2_3 += mix4(wz2, h0_3, h1_3, h2_3, h3_3);
                 az3_3 += mix4(wz3, h0_3, h1_3, h2_3, h3_3);
+                az4_3 += mix4(wz4, h0_3, h1_3, h2_3, h3_3);
+                az5_3 += mix4(wz5, h0_3, h1_3, h2_3, h3_3);
+                az6_3 += mix4(wz6, h0_3, h1_3, h2_3, h3_3);
+                az7_3 += mix4(wz7, h0_3, h1_3, h2_3, h3_3);
                 an0_3 += mix4(wn0, h0_3, h1_3, h2_3, h3_3);
                 an1_3 += mix4(wn1, h0_3, h1_3, h2_3, h3_3);
                 an2_3 += mix4(wn2, h0_3, h1_3, h2_3, h3_3);
                 an3_3 += mix4(wn3, h0_3, h1_3, h2_3, h3_3);
+                an4_3 += mix4(wn4, h0_3, h1_3, h2_3, h3_3);
+                an5_3 += mix4(wn5, h0_3, h1_3, h2_3, h3_3);
+                an6_3 += mix4(wn6, h0_3, h1_3, h2_3, h3_3);
+                an7_3 += mix4(wn7, h0_3, h1_3, h2_3, h3_3);
             }
         }
-        let hp0_0 = h_shared[jc];
-        let hp1_0 = h_shared[jc + 1u];
-        let hp2_0 = h_shared[jc + 2u];
-        let hp3_0 = h_shared[jc + 3u];
-        let hp0_1 = h_shared[MAX_H + jc];
-        let hp1_1 = h_shared[MAX_H + jc + 1u];
-        let hp2_1 = h_shared[MAX_H + jc + 2u];
-        let hp3_1 = h_shared[MAX_H + jc + 3u];
-        let hp0_2 = h_shared[2u * MAX_H + jc];
-        let hp1_2 = h_shared[2u * MAX_H + jc + 1u];
-        let hp2_2 = h_shared[2u * MAX_H + jc + 2u];
-        let hp3_2 = h_shared[2u * MAX_H + jc + 3u];
-        let hp0_3 = h_shared[3u * MAX_H + jc];
-        let hp1_3 = h_shared[3u * MAX_H + jc + 1u];
-        let hp2_3 = h_shared[3u * MAX_H + jc + 2u];
-        let hp3_3 = h_shared[3u * MAX_H + jc + 3u];
-        // Per sequence: the 4 units' sums as one vec4 (component q of each).
-        let hq0 = forward_seq4(p, min(s0, nb - 1u), t, len_0.x, rev, jc, owns && s0 < nb,
+        let hp0_0 = h_shared[jc_0];
+        let hp1_0 = h_shared[jc_0 + 1u];
+        let hp2_0 = h_shared[jc_0 + 2u];
+        let hp3_0 = h_shared[jc_0 + 3u];
+        let hp4_0 = h_shared[jc_1];
+        let hp5_0 = h_shared[jc_1 + 1u];
+        let hp6_0 = h_shared[jc_1 + 2u];
+        let hp7_0 = h_shared[jc_1 + 3u];
+        let hp0_1 = h_shared[MAX_H + jc_0];
+        let hp1_1 = h_shared[MAX_H + jc_0 + 1u];
+        let hp2_1 = h_shared[MAX_H + jc_0 + 2u];
+        let hp3_1 = h_shared[MAX_H + jc_0 + 3u];
+        let hp4_1 = h_shared[MAX_H + jc_1];
+        let hp5_1 = h_shared[MAX_H + jc_1 + 1u];
+        let hp6_1 = h_shared[MAX_H + jc_1 + 2u];
+        let hp7_1 = h_shared[MAX_H + jc_1 + 3u];
+        let hp0_2 = h_shared[2u * MAX_H + jc_0];
+        let hp1_2 = h_shared[2u * MAX_H + jc_0 + 1u];
+        let hp2_2 = h_shared[2u * MAX_H + jc_0 + 2u];
+        let hp3_2 = h_shared[2u * MAX_H + jc_0 + 3u];
+        let hp4_2 = h_shared[2u * MAX_H + jc_1];
+        let hp5_2 = h_shared[2u * MAX_H + jc_1 + 1u];
+        let hp6_2 = h_shared[2u * MAX_H + jc_1 + 2u];
+        let hp7_2 = h_shared[2u * MAX_H + jc_1 + 3u];
+        let hp0_3 = h_shared[3u * MAX_H + jc_0];
+        let hp1_3 = h_shared[3u * MAX_H + jc_0 + 1u];
+        let hp2_3 = h_shared[3u * MAX_H + jc_0 + 2u];
+        let hp3_3 = h_shared[3u * MAX_H + jc_0 + 3u];
+        let hp4_3 = h_shared[3u * MAX_H + jc_1];
+        let hp5_3 = h_shared[3u * MAX_H + jc_1 + 1u];
+        let hp6_3 = h_shared[3u * MAX_H + jc_1 + 2u];
+        let hp7_3 = h_shared[3u * MAX_H + jc_1 + 3u];
+        // Per sequence and half: the 4 units' sums as one vec4 (component q of each).
+        let hq0_0 = forward_seq4(p, min(s0, nb - 1u), t, len_0.x, rev, jc_0, own_0 && s0 < nb,
             vec4(ar0_0.x, ar1_0.x, ar2_0.x, ar3_0.x), vec4(az0_0.x, az1_0.x, az2_0.x, az3_0.x), vec4(an0_0.x, an1_0.x, an2_0.x, an3_0.x),
-            vec4(hp0_0.x, hp1_0.x, hp2_0.x, hp3_0.x), br, bz, bn);
-        let hq1 = forward_seq4(p, min(s0 + 1u, nb - 1u), t, len_0.y, rev, jc, owns && s0 + 1u < nb,
+            vec4(hp0_0.x, hp1_0.x, hp2_0.x, hp3_0.x), br_0, bz_0, bn_0);
+        let hq0_1 = forward_seq4(p, min(s0, nb - 1u), t, len_0.x, rev, jc_1, own_1 && s0 < nb,
+            vec4(ar4_0.x, ar5_0.x, ar6_0.x, ar7_0.x), vec4(az4_0.x, az5_0.x, az6_0.x, az7_0.x), vec4(an4_0.x, an5_0.x, an6_0.x, an7_0.x),
+            vec4(hp4_0.x, hp5_0.x, hp6_0.x, hp7_0.x), br_1, bz_1, bn_1);
+        let hq1_0 = forward_seq4(p, min(s0 + 1u, nb - 1u), t, len_0.y, rev, jc_0, own_0 && s0 + 1u < nb,
             vec4(ar0_0.y, ar1_0.y, ar2_0.y, ar3_0.y), vec4(az0_0.y, az1_0.y, az2_0.y, az3_0.y), vec4(an0_0.y, an1_0.y, an2_0.y, an3_0.y),
-            vec4(hp0_0.y, hp1_0.y, hp2_0.y, hp3_0.y), br, bz, bn);
-        let hq2 = forward_seq4(p, min(s0 + 2u, nb - 1u), t, len_0.z, rev, jc, owns && s0 + 2u < nb,
+            vec4(hp0_0.y, hp1_0.y, hp2_0.y, hp3_0.y), br_0, bz_0, bn_0);
+        let hq1_1 = forward_seq4(p, min(s0 + 1u, nb - 1u), t, len_0.y, rev, jc_1, own_1 && s0 + 1u < nb,
+            vec4(ar4_0.y, ar5_0.y, ar6_0.y, ar7_0.y), vec4(az4_0.y, az5_0.y, az6_0.y, az7_0.y), vec4(an4_0.y, an5_0.y, an6_0.y, an7_0.y),
+            vec4(hp4_0.y, hp5_0.y, hp6_0.y, hp7_0.y), br_1, bz_1, bn_1);
+        let hq2_0 = forward_seq4(p, min(s0 + 2u, nb - 1u), t, len_0.z, rev, jc_0, own_0 && s0 + 2u < nb,
             vec4(ar0_0.z, ar1_0.z, ar2_0.z, ar3_0.z), vec4(az0_0.z, az1_0.z, az2_0.z, az3_0.z), vec4(an0_0.z, an1_0.z, an2_0.z, an3_0.z),
-            vec4(hp0_0.z, hp1_0.z, hp2_0.z, hp3_0.z), br, bz, bn);
-        let hq3 = forward_seq4(p, min(s0 + 3u, nb - 1u), t, len_0.w, rev, jc, owns && s0 + 3u < nb,
+            vec4(hp0_0.z, hp1_0.z, hp2_0.z, hp3_0.z), br_0, bz_0, bn_0);
+        let hq2_1 = forward_seq4(p, min(s0 + 2u, nb - 1u), t, len_0.z, rev, jc_1, own_1 && s0 + 2u < nb,
+            vec4(ar4_0.z, ar5_0.z, ar6_0.z, ar7_0.z), vec4(az4_0.z, az5_0.z, az6_0.z, az7_0.z), vec4(an4_0.z, an5_0.z, an6_0.z, an7_0.z),
+            vec4(hp4_0.z, hp5_0.z, hp6_0.z, hp7_0.z), br_1, bz_1, bn_1);
+        let hq3_0 = forward_seq4(p, min(s0 + 3u, nb - 1u), t, len_0.w, rev, jc_0, own_0 && s0 + 3u < nb,
             vec4(ar0_0.w, ar1_0.w, ar2_0.w, ar3_0.w), vec4(az0_0.w, az1_0.w, az2_0.w, az3_0.w), vec4(an0_0.w, an1_0.w, an2_0.w, an3_0.w),
-            vec4(hp0_0.w, hp1_0.w, hp2_0.w, hp3_0.w), br, bz, bn);
-        let hq4 = forward_seq4(p, min(s0 + 4u, nb - 1u), t, len_1.x, rev, jc, owns && s0 + 4u < nb,
+            vec4(hp0_0.w, hp1_0.w, hp2_0.w, hp3_0.w), br_0, bz_0, bn_0);
+        let hq3_1 = forward_seq4(p, min(s0 + 3u, nb - 1u), t, len_0.w, rev, jc_1, own_1 && s0 + 3u < nb,
+            vec4(ar4_0.w, ar5_0.w, ar6_0.w, ar7_0.w), vec4(az4_0.w, az5_0.w, az6_0.w, az7_0.w), vec4(an4_0.w, an5_0.w, an6_0.w, an7_0.w),
+            vec4(hp4_0.w, hp5_0.w, hp6_0.w, hp7_0.w), br_1, bz_1, bn_1);
+        let hq4_0 = forward_seq4(p, min(s0 + 4u, nb - 1u), t, len_1.x, rev, jc_0, own_0 && s0 + 4u < nb,
             vec4(ar0_1.x, ar1_1.x, ar2_1.x, ar3_1.x), vec4(az0_1.x, az1_1.x, az2_1.x, az3_1.x), vec4(an0_1.x, an1_1.x, an2_1.x, an3_1.x),
-            vec4(hp0_1.x, hp1_1.x, hp2_1.x, hp3_1.x), br, bz, bn);
-        let hq5 = forward_seq4(p, min(s0 + 5u, nb - 1u), t, len_1.y, rev, jc, owns && s0 + 5u < nb,
+            vec4(hp0_1.x, hp1_1.x, hp2_1.x, hp3_1.x), br_0, bz_0, bn_0);
+        let hq4_1 = forward_seq4(p, min(s0 + 4u, nb - 1u), t, len_1.x, rev, jc_1, own_1 && s0 + 4u < nb,
+            vec4(ar4_1.x, ar5_1.x, ar6_1.x, ar7_1.x), vec4(az4_1.x, az5_1.x, az6_1.x, az7_1.x), vec4(an4_1.x, an5_1.x, an6_1.x, an7_1.x),
+            vec4(hp4_1.x, hp5_1.x, hp6_1.x, hp7_1.x), br_1, bz_1, bn_1);
+        let hq5_0 = forward_seq4(p, min(s0 + 5u, nb - 1u), t, len_1.y, rev, jc_0, own_0 && s0 + 5u < nb,
             vec4(ar0_1.y, ar1_1.y, ar2_1.y, ar3_1.y), vec4(az0_1.y, az1_1.y, az2_1.y, az3_1.y), vec4(an0_1.y, an1_1.y, an2_1.y, an3_1.y),
-            vec4(hp0_1.y, hp1_1.y, hp2_1.y, hp3_1.y), br, bz, bn);
-        let hq6 = forward_seq4(p, min(s0 + 6u, nb - 1u), t, len_1.z, rev, jc, owns && s0 + 6u < nb,
+            vec4(hp0_1.y, hp1_1.y, hp2_1.y, hp3_1.y), br_0, bz_0, bn_0);
+        let hq5_1 = forward_seq4(p, min(s0 + 5u, nb - 1u), t, len_1.y, rev, jc_1, own_1 && s0 + 5u < nb,
+            vec4(ar4_1.y, ar5_1.y, ar6_1.y, ar7_1.y), vec4(az4_1.y, az5_1.y, az6_1.y, az7_1.y), vec4(an4_1.y, an5_1.y, an6_1.y, an7_1.y),
+            vec4(hp4_1.y, hp5_1.y, hp6_1.y, hp7_1.y), br_1, bz_1, bn_1);
+        let hq6_0 = forward_seq4(p, min(s0 + 6u, nb - 1u), t, len_1.z, rev, jc_0, own_0 && s0 + 6u < nb,
             vec4(ar0_1.z, ar1_1.z, ar2_1.z, ar3_1.z), vec4(az0_1.z, az1_1.z, az2_1.z, az3_1.z), vec4(an0_1.z, an1_1.z, an2_1.z, an3_1.z),
-            vec4(hp0_1.z, hp1_1.z, hp2_1.z, hp3_1.z), br, bz, bn);
-        let hq7 = forward_seq4(p, min(s0 + 7u, nb - 1u), t, len_1.w, rev, jc, owns && s0 + 7u < nb,
+            vec4(hp0_1.z, hp1_1.z, hp2_1.z, hp3_1.z), br_0, bz_0, bn_0);
+        let hq6_1 = forward_seq4(p, min(s0 + 6u, nb - 1u), t, len_1.z, rev, jc_1, own_1 && s0 + 6u < nb,
+            vec4(ar4_1.z, ar5_1.z, ar6_1.z, ar7_1.z), vec4(az4_1.z, az5_1.z, az6_1.z, az7_1.z), vec4(an4_1.z, an5_1.z, an6_1.z, an7_1.z),
+            vec4(hp4_1.z, hp5_1.z, hp6_1.z, hp7_1.z), br_1, bz_1, bn_1);
+        let hq7_0 = forward_seq4(p, min(s0 + 7u, nb - 1u), t, len_1.w, rev, jc_0, own_0 && s0 + 7u < nb,
             vec4(ar0_1.w, ar1_1.w, ar2_1.w, ar3_1.w), vec4(az0_1.w, az1_1.w, az2_1.w, az3_1.w), vec4(an0_1.w, an1_1.w, an2_1.w, an3_1.w),
-            vec4(hp0_1.w, hp1_1.w, hp2_1.w, hp3_1.w), br, bz, bn);
-        let hq8 = forward_seq4(p, min(s0 + 8u, nb - 1u), t, len_2.x, rev, jc, owns && s0 + 8u < nb,
+            vec4(hp0_1.w, hp1_1.w, hp2_1.w, hp3_1.w), br_0, bz_0, bn_0);
+        let hq7_1 = forward_seq4(p, min(s0 + 7u, nb - 1u), t, len_1.w, rev, jc_1, own_1 && s0 + 7u < nb,
+            vec4(ar4_1.w, ar5_1.w, ar6_1.w, ar7_1.w), vec4(az4_1.w, az5_1.w, az6_1.w, az7_1.w), vec4(an4_1.w, an5_1.w, an6_1.w, an7_1.w),
+            vec4(hp4_1.w, hp5_1.w, hp6_1.w, hp7_1.w), br_1, bz_1, bn_1);
+        let hq8_0 = forward_seq4(p, min(s0 + 8u, nb - 1u), t, len_2.x, rev, jc_0, own_0 && s0 + 8u < nb,
             vec4(ar0_2.x, ar1_2.x, ar2_2.x, ar3_2.x), vec4(az0_2.x, az1_2.x, az2_2.x, az3_2.x), vec4(an0_2.x, an1_2.x, an2_2.x, an3_2.x),
-            vec4(hp0_2.x, hp1_2.x, hp2_2.x, hp3_2.x), br, bz, bn);
-        let hq9 = forward_seq4(p, min(s0 + 9u, nb - 1u), t, len_2.y, rev, jc, owns && s0 + 9u < nb,
+            vec4(hp0_2.x, hp1_2.x, hp2_2.x, hp3_2.x), br_0, bz_0, bn_0);
+        let hq8_1 = forward_seq4(p, min(s0 + 8u, nb - 1u), t, len_2.x, rev, jc_1, own_1 && s0 + 8u < nb,
+            vec4(ar4_2.x, ar5_2.x, ar6_2.x, ar7_2.x), vec4(az4_2.x, az5_2.x, az6_2.x, az7_2.x), vec4(an4_2.x, an5_2.x, an6_2.x, an7_2.x),
+            vec4(hp4_2.x, hp5_2.x, hp6_2.x, hp7_2.x), br_1, bz_1, bn_1);
+        let hq9_0 = forward_seq4(p, min(s0 + 9u, nb - 1u), t, len_2.y, rev, jc_0, own_0 && s0 + 9u < nb,
             vec4(ar0_2.y, ar1_2.y, ar2_2.y, ar3_2.y), vec4(az0_2.y, az1_2.y, az2_2.y, az3_2.y), vec4(an0_2.y, an1_2.y, an2_2.y, an3_2.y),
-            vec4(hp0_2.y, hp1_2.y, hp2_2.y, hp3_2.y), br, bz, bn);
-        let hq10 = forward_seq4(p, min(s0 + 10u, nb - 1u), t, len_2.z, rev, jc, owns && s0 + 10u < nb,
+            vec4(hp0_2.y, hp1_2.y, hp2_2.y, hp3_2.y), br_0, bz_0, bn_0);
+        let hq9_1 = forward_seq4(p, min(s0 + 9u, nb - 1u), t, len_2.y, rev, jc_1, own_1 && s0 + 9u < nb,
+            vec4(ar4_2.y, ar5_2.y, ar6_2.y, ar7_2.y), vec4(az4_2.y, az5_2.y, az6_2.y, az7_2.y), vec4(an4_2.y, an5_2.y, an6_2.y, an7_2.y),
+            vec4(hp4_2.y, hp5_2.y, hp6_2.y, hp7_2.y), br_1, bz_1, bn_1);
+        let hq10_0 = forward_seq4(p, min(s0 + 10u, nb - 1u), t, len_2.z, rev, jc_0, own_0 && s0 + 10u < nb,
             vec4(ar0_2.z, ar1_2.z, ar2_2.z, ar3_2.z), vec4(az0_2.z, az1_2.z, az2_2.z, az3_2.z), vec4(an0_2.z, an1_2.z, an2_2.z, an3_2.z),
-            vec4(hp0_2.z, hp1_2.z, hp2_2.z, hp3_2.z), br, bz, bn);
-        let hq11 = forward_seq4(p, min(s0 + 11u, nb - 1u), t, len_2.w, rev, jc, owns && s0 + 11u < nb,
+            vec4(hp0_2.z, hp1_2.z, hp2_2.z, hp3_2.z), br_0, bz_0, bn_0);
+        let hq10_1 = forward_seq4(p, min(s0 + 10u, nb - 1u), t, len_2.z, rev, jc_1, own_1 && s0 + 10u < nb,
+            vec4(ar4_2.z, ar5_2.z, ar6_2.z, ar7_2.z), vec4(az4_2.z, az5_2.z, az6_2.z, az7_2.z), vec4(an4_2.z, an5_2.z, an6_2.z, an7_2.z),
+            vec4(hp4_2.z, hp5_2.z, hp6_2.z, hp7_2.z), br_1, bz_1, bn_1);
+        let hq11_0 = forward_seq4(p, min(s0 + 11u, nb - 1u), t, len_2.w, rev, jc_0, own_0 && s0 + 11u < nb,
             vec4(ar0_2.w, ar1_2.w, ar2_2.w, ar3_2.w), vec4(az0_2.w, az1_2.w, az2_2.w, az3_2.w), vec4(an0_2.w, an1_2.w, an2_2.w, an3_2.w),
-            vec4(hp0_2.w, hp1_2.w, hp2_2.w, hp3_2.w), br, bz, bn);
-        let hq12 = forward_seq4(p, min(s0 + 12u, nb - 1u), t, len_3.x, rev, jc, owns && s0 + 12u < nb,
+            vec4(hp0_2.w, hp1_2.w, hp2_2.w, hp3_2.w), br_0, bz_0, bn_0);
+        let hq11_1 = forward_seq4(p, min(s0 + 11u, nb - 1u), t, len_2.w, rev, jc_1, own_1 && s0 + 11u < nb,
+            vec4(ar4_2.w, ar5_2.w, ar6_2.w, ar7_2.w), vec4(az4_2.w, az5_2.w, az6_2.w, az7_2.w), vec4(an4_2.w, an5_2.w, an6_2.w, an7_2.w),
+            vec4(hp4_2.w, hp5_2.w, hp6_2.w, hp7_2.w), br_1, bz_1, bn_1);
+        let hq12_0 = forward_seq4(p, min(s0 + 12u, nb - 1u), t, len_3.x, rev, jc_0, own_0 && s0 + 12u < nb,
             vec4(ar0_3.x, ar1_3.x, ar2_3.x, ar3_3.x), vec4(az0_3.x, az1_3.x, az2_3.x, az3_3.x), vec4(an0_3.x, an1_3.x, an2_3.x, an3_3.x),
-            vec4(hp0_3.x, hp1_3.x, hp2_3.x, hp3_3.x), br, bz, bn);
-        let hq13 = forward_seq4(p, min(s0 + 13u, nb - 1u), t, len_3.y, rev, jc, owns && s0 + 13u < nb,
+            vec4(hp0_3.x, hp1_3.x, hp2_3.x, hp3_3.x), br_0, bz_0, bn_0);
+        let hq12_1 = forward_seq4(p, min(s0 + 12u, nb - 1u), t, len_3.x, rev, jc_1, own_1 && s0 + 12u < nb,
+            vec4(ar4_3.x, ar5_3.x, ar6_3.x, ar7_3.x), vec4(az4_3.x, az5_3.x, az6_3.x, az7_3.x), vec4(an4_3.x, an5_3.x, an6_3.x, an7_3.x),
+            vec4(hp4_3.x, hp5_3.x, hp6_3.x, hp7_3.x), br_1, bz_1, bn_1);
+        let hq13_0 = forward_seq4(p, min(s0 + 13u, nb - 1u), t, len_3.y, rev, jc_0, own_0 && s0 + 13u < nb,
             vec4(ar0_3.y, ar1_3.y, ar2_3.y, ar3_3.y), vec4(az0_3.y, az1_3.y, az2_3.y, az3_3.y), vec4(an0_3.y, an1_3.y, an2_3.y, an3_3.y),
-            vec4(hp0_3.y, hp1_3.y, hp2_3.y, hp3_3.y), br, bz, bn);
-        let hq14 = forward_seq4(p, min(s0 + 14u, nb - 1u), t, len_3.z, rev, jc, owns && s0 + 14u < nb,
+            vec4(hp0_3.y, hp1_3.y, hp2_3.y, hp3_3.y), br_0, bz_0, bn_0);
+        let hq13_1 = forward_seq4(p, min(s0 + 13u, nb - 1u), t, len_3.y, rev, jc_1, own_1 && s0 + 13u < nb,
+            vec4(ar4_3.y, ar5_3.y, ar6_3.y, ar7_3.y), vec4(az4_3.y, az5_3.y, az6_3.y, az7_3.y), vec4(an4_3.y, an5_3.y, an6_3.y, an7_3.y),
+            vec4(hp4_3.y, hp5_3.y, hp6_3.y, hp7_3.y), br_1, bz_1, bn_1);
+        let hq14_0 = forward_seq4(p, min(s0 + 14u, nb - 1u), t, len_3.z, rev, jc_0, own_0 && s0 + 14u < nb,
             vec4(ar0_3.z, ar1_3.z, ar2_3.z, ar3_3.z), vec4(az0_3.z, az1_3.z, az2_3.z, az3_3.z), vec4(an0_3.z, an1_3.z, an2_3.z, an3_3.z),
-            vec4(hp0_3.z, hp1_3.z, hp2_3.z, hp3_3.z), br, bz, bn);
-        let hq15 = forward_seq4(p, min(s0 + 15u, nb - 1u), t, len_3.w, rev, jc, owns && s0 + 15u < nb,
+            vec4(hp0_3.z, hp1_3.z, hp2_3.z, hp3_3.z), br_0, bz_0, bn_0);
+        let hq14_1 = forward_seq4(p, min(s0 + 14u, nb - 1u), t, len_3.z, rev, jc_1, own_1 && s0 + 14u < nb,
+            vec4(ar4_3.z, ar5_3.z, ar6_3.z, ar7_3.z), vec4(az4_3.z, az5_3.z, az6_3.z, az7_3.z), vec4(an4_3.z, an5_3.z, an6_3.z, an7_3.z),
+            vec4(hp4_3.z, hp5_3.z, hp6_3.z, hp7_3.z), br_1, bz_1, bn_1);
+        let hq15_0 = forward_seq4(p, min(s0 + 15u, nb - 1u), t, len_3.w, rev, jc_0, own_0 && s0 + 15u < nb,
             vec4(ar0_3.w, ar1_3.w, ar2_3.w, ar3_3.w), vec4(az0_3.w, az1_3.w, az2_3.w, az3_3.w), vec4(an0_3.w, an1_3.w, an2_3.w, an3_3.w),
-            vec4(hp0_3.w, hp1_3.w, hp2_3.w, hp3_3.w), br, bz, bn);
+            vec4(hp0_3.w, hp1_3.w, hp2_3.w, hp3_3.w), br_0, bz_0, bn_0);
+        let hq15_1 = forward_seq4(p, min(s0 + 15u, nb - 1u), t, len_3.w, rev, jc_1, own_1 && s0 + 15u < nb,
+            vec4(ar4_3.w, ar5_3.w, ar6_3.w, ar7_3.w), vec4(az4_3.w, az5_3.w, az6_3.w, az7_3.w), vec4(an4_3.w, an5_3.w, an6_3.w, an7_3.w),
+            vec4(hp4_3.w, hp5_3.w, hp6_3.w, hp7_3.w), br_1, bz_1, bn_1);
         // Everyone has read h_prev before anyone overwrites it.
         workgroupBarrier();
-        if (owns) {
-            h_shared[j0] = vec4(hq0.x, hq1.x, hq2.x, hq3.x);
-            h_shared[j0 + 1u] = vec4(hq0.y, hq1.y, hq2.y, hq3.y);
-            h_shared[j0 + 2u] = vec4(hq0.z, hq1.z, hq2.z, hq3.z);
-            h_shared[j0 + 3u] = vec4(hq0.w, hq1.w, hq2.w, hq3.w);
-            h_shared[MAX_H + j0] = vec4(hq4.x, hq5.x, hq6.x, hq7.x);
-            h_shared[MAX_H + j0 + 1u] = vec4(hq4.y, hq5.y, hq6.y, hq7.y);
-            h_shared[MAX_H + j0 + 2u] = vec4(hq4.z, hq5.z, hq6.z, hq7.z);
-            h_shared[MAX_H + j0 + 3u] = vec4(hq4.w, hq5.w, hq6.w, hq7.w);
-            h_shared[2u * MAX_H + j0] = vec4(hq8.x, hq9.x, hq10.x, hq11.x);
-            h_shared[2u * MAX_H + j0 + 1u] = vec4(hq8.y, hq9.y, hq10.y, hq11.y);
-            h_shared[2u * MAX_H + j0 + 2u] = vec4(hq8.z, hq9.z, hq10.z, hq11.z);
-            h_shared[2u * MAX_H + j0 + 3u] = vec4(hq8.w, hq9.w, hq10.w, hq11.w);
-            h_shared[3u * MAX_H + j0] = vec4(hq12.x, hq13.x, hq14.x, hq15.x);
-            h_shared[3u * MAX_H + j0 + 1u] = vec4(hq12.y, hq13.y, hq14.y, hq15.y);
-            h_shared[3u * MAX_H + j0 + 2u] = vec4(hq12.z, hq13.z, hq14.z, hq15.z);
-            h_shared[3u * MAX_H + j0 + 3u] = vec4(hq12.w, hq13.w, hq14.w, hq15.w);
+        if (own_0) {
+            h_shared[jc_0] = vec4(hq0_0.x, hq1_0.x, hq2_0.x, hq3_0.x);
+            h_shared[jc_0 + 1u] = vec4(hq0_0.y, hq1_0.y, hq2_0.y, hq3_0.y);
+            h_shared[jc_0 + 2u] = vec4(hq0_0.z, hq1_0.z, hq2_0.z, hq3_0.z);
+            h_shared[jc_0 + 3u] = vec4(hq0_0.w, hq1_0.w, hq2_0.w, hq3_0.w);
+            h_shared[MAX_H + jc_0] = vec4(hq4_0.x, hq5_0.x, hq6_0.x, hq7_0.x);
+            h_shared[MAX_H + jc_0 + 1u] = vec4(hq4_0.y, hq5_0.y, hq6_0.y, hq7_0.y);
+            h_shared[MAX_H + jc_0 + 2u] = vec4(hq4_0.z, hq5_0.z, hq6_0.z, hq7_0.z);
+            h_shared[MAX_H + jc_0 + 3u] = vec4(hq4_0.w, hq5_0.w, hq6_0.w, hq7_0.w);
+            h_shared[2u * MAX_H + jc_0] = vec4(hq8_0.x, hq9_0.x, hq10_0.x, hq11_0.x);
+            h_shared[2u * MAX_H + jc_0 + 1u] = vec4(hq8_0.y, hq9_0.y, hq10_0.y, hq11_0.y);
+            h_shared[2u * MAX_H + jc_0 + 2u] = vec4(hq8_0.z, hq9_0.z, hq10_0.z, hq11_0.z);
+            h_shared[2u * MAX_H + jc_0 + 3u] = vec4(hq8_0.w, hq9_0.w, hq10_0.w, hq11_0.w);
+            h_shared[3u * MAX_H + jc_0] = vec4(hq12_0.x, hq13_0.x, hq14_0.x, hq15_0.x);
+            h_shared[3u * MAX_H + jc_0 + 1u] = vec4(hq12_0.y, hq13_0.y, hq14_0.y, hq15_0.y);
+            h_shared[3u * MAX_H + jc_0 + 2u] = vec4(hq12_0.z, hq13_0.z, hq14_0.z, hq15_0.z);
+            h_shared[3u * MAX_H + jc_0 + 3u] = vec4(hq12_0.w, hq13_0.w, hq14_0.w, hq15_0.w);
+        }
+        if (own_1) {
+            h_shared[jc_1] = vec4(hq0_1.x, hq1_1.x, hq2_1.x, hq3_1.x);
+            h_shared[jc_1 + 1u] = vec4(hq0_1.y, hq1_1.y, hq2_1.y, hq3_1.y);
+            h_shared[jc_1 + 2u] = vec4(hq0_1.z, hq1_1.z, hq2_1.z, hq3_1.z);
+            h_shared[jc_1 + 3u] = vec4(hq0_1.w, hq1_1.w, hq2_1.w, hq3_1.w);
+            h_shared[MAX_H + jc_1] = vec4(hq4_1.x, hq5_1.x, hq6_1.x, hq7_1.x);
+            h_shared[MAX_H + jc_1 + 1u] = vec4(hq4_1.y, hq5_1.y, hq6_1.y, hq7_1.y);
+            h_shared[MAX_H + jc_1 + 2u] = vec4(hq4_1.z, hq5_1.z, hq6_1.z, hq7_1.z);
+            h_shared[MAX_H + jc_1 + 3u] = vec4(hq4_1.w, hq5_1.w, hq6_1.w, hq7_1.w);
+            h_shared[2u * MAX_H + jc_1] = vec4(hq8_1.x, hq9_1.x, hq10_1.x, hq11_1.x);
+            h_shared[2u * MAX_H + jc_1 + 1u] = vec4(hq8_1.y, hq9_1.y, hq10_1.y, hq11_1.y);
+            h_shared[2u * MAX_H + jc_1 + 2u] = vec4(hq8_1.z, hq9_1.z, hq10_1.z, hq11_1.z);
+            h_shared[2u * MAX_H + jc_1 + 3u] = vec4(hq8_1.w, hq9_1.w, hq10_1.w, hq11_1.w);
+            h_shared[3u * MAX_H + jc_1] = vec4(hq12_1.x, hq13_1.x, hq14_1.x, hq15_1.x);
+            h_shared[3u * MAX_H + jc_1 + 1u] = vec4(hq12_1.y, hq13_1.y, hq14_1.y, hq15_1.y);
+            h_shared[3u * MAX_H + jc_1 + 2u] = vec4(hq12_1.z, hq13_1.z, hq14_1.z, hq15_1.z);
+            h_shared[3u * MAX_H + jc_1 + 3u] = vec4(hq12_1.w, hq13_1.w, hq14_1.w, hq15_1.w);
         }
         workgroupBarrier();
     }
