@@ -811,11 +811,10 @@ fn gru_backward_weights_v4(@builtin(global_invocation_id) gid: vec3<u32>) {
 // Wide kernels (GruKernel::Wide, the default where Vec4 applies): as the v4
 // kernels, but ONE invocation owns its units for ALL 16 sequences of its
 // workgroup, so every W_hh vec4 load feeds 16 sequences instead of 4.
-// gru_forward_wide: units j0 = 4 lane .. 4 lane + 3, workgroup (64, 1, 1); per
-// 4 columns of W_hh 12 W + 16 h loads for 768 multiply-adds (v4: 4 x 16 loads
-// for the same). gru_backward_wide: units 8 lane .. 8 lane + 7 (two 4-unit
-// halves), workgroup (32, 1, 1); phase B per 4 rows 8 W + 16 gh loads for 512
-// (v4: 8 x 8). Lanes that own no unit (H < 256) skip the dot products, so a
+// Both own units 8 lane .. 8 lane + 7 (two 4-unit halves, each owned when
+// < H), workgroup (32, 1, 1). gru_forward_wide: per 4 columns of W_hh 24 W +
+// 16 h loads for 1536 multiply-adds (v4: 8 x 16 loads for the same).
+// gru_backward_wide: phase B per 4 rows 8 W + 16 gh loads for 512 (v4: 8 x 8). Lanes that own no unit (H < 256) skip the dot products, so a
 // SIMD group of idle lanes costs nothing; a quad of 4 finished sequences skips
 // its h / gh loads. gru_backward_weights_t8 owns an 8x8 tile of
 // [dW_hh | db_hh] (4 vec4 loads per 64 multiply-adds; v4: 2 per 16).

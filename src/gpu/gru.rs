@@ -86,10 +86,10 @@ pub enum GruKernel {
     /// 4 consecutive units per invocation, vec4 loads (H % 4 == 0 and 4-aligned
     /// W_hh / b_hh offsets). 3-5x faster on llvmpipe (docs/perf-notes.md).
     Vec4,
-    /// As Vec4, but one invocation owns its units (forward 4, backward 8) for
+    /// As Vec4, but one invocation owns 8 units for
     /// all 16 sequences of the workgroup (each W_hh load feeds 16 sequences),
     /// and the weight gradient uses 8x8 tiles; same shape requirements as Vec4;
-    /// 1.6-2.9x faster than Vec4 on llvmpipe at U 5 / 16 (docs/gru-notes.md).
+    /// 2.0-2.4x faster than Vec4 on llvmpipe at U 5 / 16 (docs/gru-notes.md).
     Wide,
 }
 
