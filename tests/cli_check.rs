@@ -15,7 +15,7 @@ fn skip_gpu() -> bool {
 
 /// Every entry point of every kernel family, each kernel variant (scalar / vec4),
 /// both GRU schedules, both attention kinds.
-const KERNELS: [&str; 30] = [
+const KERNELS: [&str; 32] = [
     "linear_forward [scalar] (input projection)",
     "linear_forward [vec4] (input projection)",
     "linear_forward [vec4] (dense+ReLU)",
@@ -31,6 +31,8 @@ const KERNELS: [&str; 30] = [
     "gru_forward [scalar, per-step]",
     "gru_forward [vec4, persistent]",
     "gru_forward [vec4, per-step]",
+    "gru_forward [wide, persistent]",
+    "gru_forward [wide, per-step]",
     "gru_backward [scalar, persistent]",
     "gru_backward [vec4, per-step]",
     "gru_backward_weights [scalar, per-step]",

@@ -744,12 +744,12 @@ fn gru_config(c: &GruCase) -> Result<(ModelConfig, Vec<Modality>), GpuError> {
     Ok((cfg, mods))
 }
 
-/// The kernels a case can run: Scalar, and Vec4 where H and the offsets allow it.
+/// The kernels a case can run: Scalar, and Vec4 and Wide where H and the offsets allow them.
 pub fn gru_kernels(c: &GruCase) -> Result<Vec<GruKernel>, GpuError> {
     let (cfg, mods) = gru_config(c)?;
     let params = GruParams::new(&Layout::new(&cfg), &mods, c.lens.len(), padded_u(&c.lens), c.h).map_err(gru_err)?;
     Ok(match GruKernel::best(&params) {
-        GruKernel::Vec4 => vec![GruKernel::Scalar, GruKernel::Vec4],
+        GruKernel::Wide | GruKernel::Vec4 => vec![GruKernel::Scalar, GruKernel::Vec4, GruKernel::Wide],
         GruKernel::Scalar => vec![GruKernel::Scalar],
     })
 }
@@ -858,9 +858,11 @@ pub fn check_gru(ctx: &GpuContext, c: &GruCase, schedule: GruSchedule, kernel: G
     .map_err(gru_err)?;
     run(ctx, &[&fwd, &bwd])?;
 
+    // The launchers fall back to scalar where the shapes do not allow the others.
     let ran = match (kernel, GruKernel::best(&params)) {
-        (GruKernel::Vec4, GruKernel::Vec4) => "vec4",
-        _ => "scalar",
+        (_, GruKernel::Scalar) | (GruKernel::Scalar, _) => "scalar",
+        (GruKernel::Vec4, _) => "vec4",
+        (GruKernel::Wide, _) => "wide",
     };
     let sched = match schedule {
         GruSchedule::Persistent => format!("{ran}, persistent"),
