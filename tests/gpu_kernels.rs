@@ -171,6 +171,101 @@ fn linear_matches_dense_and_input_projection() {
     eprintln!("linear max |err| / max|want|: y {:.2e}, dx {:.2e}, dW {:.2e}, db {:.2e}", worst[0], worst[1], worst[2], worst[3]);
 }
 
+/// The fused dense site of a training step: two problems in one launch (grid z), each
+/// with its own W, b and x / y blocks; forward y = dropout(relu(x W^T + b)) also
+/// copied into a column block of R; backward g = dy * scale where y > 0, dx written
+/// through the GRU-site mask. Against cpu::dense with cpu::dropout's masks.
+fn check_linear_fused(ctx: &GpuContext, lens: &[usize], k: usize, o: usize, seed: u64) -> f64 {
+    let (b, u) = (lens.len(), *lens.iter().max().unwrap());
+    let n = b * u;
+    let (step_seed, p_drop) = (977u32 + seed as u32, 0.3);
+    let (fwd_streams, bwd_streams) = ([1u32, 5, 0, 0], [0u32, 4, 0, 0]);
+    let rw = 3 * o + 1;
+    let r_off = [o + 1, 2 * o + 1];
+    // Problem z: W at w_off[z], b at b_off[z]; x / dx at x_off[z], y / dy at y_off[z].
+    let w_off = [64, 64 + (o * k + o).div_ceil(64) * 64];
+    let b_off = [w_off[0] + o * k, w_off[1] + o * k];
+    let x_off = [4, 8 + (n * k).div_ceil(4) * 4];
+    let y_off = [0, (n * o).div_ceil(4) * 4];
+    let flat = random_vec(b_off[1] + o + 64, seed);
+    let x = random_vec(x_off[1] + n * k, seed + 1);
+    let dy = random_vec(y_off[1] + n * o, seed + 2);
+    let grads0 = random_vec(flat.len(), seed + 3);
+    let r0 = vec![9.0f32; n * rw];
+
+    let xb = upload(ctx, "x", &f32s(&x)).unwrap();
+    let fb = upload(ctx, "params", &f32s(&flat)).unwrap();
+    let len = upload(ctx, "len", &u32s(lens)).unwrap();
+    let dyb = upload(ctx, "dy", &f32s(&dy)).unwrap();
+    let grads = upload(ctx, "grads", &f32s(&grads0)).unwrap();
+    let y = upload(ctx, "y", &vec![7.0f32; y_off[1] + n * o]).unwrap();
+    let dx = upload(ctx, "dx", &vec![7.0f32; x.len()]).unwrap();
+    let r = upload(ctx, "R", &r0).unwrap();
+    let mut p = linear::LinearParams::new(b, u, k, o, true, 0, 0);
+    for z in 0..2 {
+        p = p.problem(z, w_off[z], b_off[z], x_off[z], y_off[z]);
+    }
+    let pf = p.dropout(step_seed, p_drop, fwd_streams).repr(rw, [r_off[0], r_off[1], 0, 0]);
+    let pb = p.dropout(step_seed, p_drop, bwd_streams);
+    let fwd = linear::linear_forward_repr(ctx, &y, &r, &xb, &fb, &len, pf).unwrap();
+    let bwd = linear::linear_backward(ctx, &dx, &dyb, &y, &fb, &len, pb).unwrap();
+    let bww = linear::linear_backward_weights(ctx, &grads, &dyb, &y, &xb, &len, pb).unwrap();
+    assert_eq!(run(ctx, &[&fwd, &bwd, &bww]).unwrap(), 3, "one dispatch per kernel for both problems");
+    let got_y = read::<f32>(ctx, &y, 0, y_off[1] + n * o).unwrap();
+    let got_dx = read::<f32>(ctx, &dx, 0, x.len()).unwrap();
+    let got_g = read::<f32>(ctx, &grads, 0, grads0.len()).unwrap();
+    let got_r = read::<f32>(ctx, &r, 0, n * rw).unwrap();
+
+    let mut worst = 0.0f64;
+    for z in 0..2 {
+        let tag = format!("fused linear z={z} B={b} U={u} K={k} O={o}");
+        let w = &flat[w_off[z]..w_off[z] + o * k];
+        let bias = &flat[b_off[z]..b_off[z] + o];
+        let xz = &x[x_off[z]..x_off[z] + n * k];
+        let relu = cpu::dense::dense_forward(xz, w, bias, lens, b, u, k, o);
+        let mask_d = cpu::dropout::dropout_mask(step_seed, fwd_streams[z], n * o, p_drop);
+        let mask_g = cpu::dropout::dropout_mask(step_seed, bwd_streams[z], n * k, p_drop);
+        let want_y = cpu::dropout::dropout_forward(&relu, &mask_d);
+        let mut ddense = vec![0.0; n * o];
+        cpu::dropout::dropout_backward(&mut ddense, &dy[y_off[z]..y_off[z] + n * o], &mask_d);
+        let mut ddin = vec![0.0; n * k];
+        let mut want_dw = grads0[w_off[z]..w_off[z] + o * k].to_vec();
+        let mut want_db = grads0[b_off[z]..b_off[z] + o].to_vec();
+        cpu::dense::dense_backward(&mut ddin, &mut want_dw, &mut want_db, &ddense, xz, &relu, w, lens, b, u, k, o);
+        let mut want_dx = vec![0.0; n * k];
+        cpu::dropout::dropout_backward(&mut want_dx, &ddin, &mask_g);
+        let gy = &got_y[y_off[z]..y_off[z] + n * o];
+        let ey = assert_close(&format!("{tag} y"), gy, &want_y, MATMUL_TOL * max_abs(&want_y), 0.0);
+        let gr: Vec<f32> = (0..n * o).map(|e| got_r[(e / o) * rw + r_off[z] + e % o]).collect();
+        assert_eq!(gr, gy, "{tag}: R's block is not y");
+        let edx = assert_close(&format!("{tag} dx"), &got_dx[x_off[z]..x_off[z] + n * k], &want_dx, MATMUL_TOL * max_abs(&want_dx), 0.0);
+        let edw = assert_close(&format!("{tag} dW"), &got_g[w_off[z]..w_off[z] + o * k], &want_dw, WGRAD_TOL * max_abs(&want_dw), 0.0);
+        let edb = assert_close(&format!("{tag} db"), &got_g[b_off[z]..b_off[z] + o], &want_db, WGRAD_TOL * max_abs(&want_db), 0.0);
+        worst = worst.max(ey / max_abs(&want_y)).max(edx / max_abs(&want_dx)).max(edw / max_abs(&want_dw)).max(edb / max_abs(&want_db));
+    }
+    // R outside the two blocks is untouched.
+    for (e, &v) in got_r.iter().enumerate() {
+        let c = e % rw;
+        if !(r_off.iter().any(|&off| c >= off && c < off + o)) {
+            assert_eq!(v, 9.0, "R column {c} outside the blocks was written");
+        }
+    }
+    worst
+}
+
+#[test]
+fn linear_fused_dropout_problems_and_repr_match_cpu() {
+    let Some(ctx) = context() else { return };
+    let mut worst = 0.0f64;
+    for (s, lens) in shapes().iter().enumerate() {
+        // (400, 100): the vec4 kernels; (6, 5): the scalar ones.
+        for (k, o) in [(400, 100), (6, 5)] {
+            worst = worst.max(check_linear_fused(ctx, lens, k, o, 300 + s as u64));
+        }
+    }
+    eprintln!("fused linear max |err| / max|want|: {worst:.2e}");
+}
+
 #[test]
 fn linear_weight_gradient_is_deterministic() {
     let Some(ctx) = context() else { return };
@@ -216,6 +311,26 @@ fn dropout_masks_match_cpu_bit_for_bit() {
         assert_eq!(read::<f32>(ctx, &dx, 0, n).unwrap(), want_y, "dropout_backward");
         let kept = got.iter().filter(|&&m| m != 0.0).count() as f64 / n as f64;
         assert!((kept - (1.0 - p)).abs() < 0.01, "kept fraction {kept} for p {p}");
+    }
+}
+
+#[test]
+fn dropout_segments_use_their_own_streams() {
+    let Some(ctx) = context() else { return };
+    let (n, seed, p) = (10_001, 4242u32, 0.3);
+    let streams = [0u32, 4, 2];
+    let x = random_vec(3 * n + 5, 3);
+    let xb = upload(ctx, "x", &f32s(&x)).unwrap();
+    let y = upload(ctx, "y", &vec![7.0f32; 3 * n + 2]).unwrap();
+    let prm = dropout::DropoutParams::new(n, seed, 0, p).segments(&streams).at(5, 2);
+    let f = dropout::dropout_forward(ctx, &y, &xb, prm).unwrap();
+    assert_eq!(run(ctx, &[&f]).unwrap(), 1);
+    let got = read::<f32>(ctx, &y, 0, 3 * n + 2).unwrap();
+    assert_eq!(&got[..2], &[7.0, 7.0], "written before y_off");
+    for (z, &st) in streams.iter().enumerate() {
+        let mask = f32s(&cpu::dropout::dropout_mask(seed, st, n, p));
+        let want: Vec<f32> = (0..n).map(|i| x[5 + z * n + i] as f32 * mask[i]).collect();
+        assert_eq!(&got[2 + z * n..2 + (z + 1) * n], &want[..], "segment {z} (stream {st})");
     }
 }
 
@@ -287,25 +402,31 @@ fn gather_builds_padded_batches() {
         let u = index.iter().map(|&v| lengths[v]).max().unwrap();
         let idx = upload(ctx, "index", &u32s(&index)).unwrap();
         let out_len = upload(ctx, "len", &vec![999u32; b]).unwrap();
-        let mut launches = Vec::new();
-        let mut outs = Vec::new();
-        for (m, &d) in dims.iter().enumerate().map(|(m, d)| (m, d)).chain([(3, &gather::LABEL_WIDTH)]) {
-            let src = if m < 3 { data.features[m].as_ref().unwrap() } else { &data.labels };
-            let out = upload(ctx, "out", &vec![5.0f32; b * u * d]).unwrap();
-            let p = gather::GatherParams { b: b as u32, u: u as u32, d: d as u32, write_len: u32::from(m == 0) };
-            launches.push(gather::gather_forward(ctx, &out, &out_len, src, &data, &idx, p).unwrap());
-            outs.push((out, d, if m < 3 { &feats[m] } else { &labels }));
+        // One launch for every tensor: labels first (writing the lengths), then T, A, V,
+        // into blocks of one output buffer (one odd-sized block offset included).
+        let mut p = gather::GatherParams::new(b, u, true);
+        let mut blocks = Vec::new();
+        let mut at = 3; // deliberately unaligned
+        let src_offs = [data.labels_off, data.features_off[0].unwrap(), data.features_off[1].unwrap(), data.features_off[2].unwrap()];
+        let widths = [gather::LABEL_WIDTH, dims[0], dims[1], dims[2]];
+        for z in 0..4 {
+            p = p.tensor(widths[z], src_offs[z], at);
+            blocks.push((at, widths[z], if z == 0 { &labels } else { &feats[z - 1] }));
+            at += b * u * widths[z] + 1;
         }
-        let recs: Vec<&dyn cimnet::gpu::Recordable> = launches.iter().map(|l| l as &dyn cimnet::gpu::Recordable).collect();
-        run(ctx, &recs).unwrap();
-        for (out, d, src) in &outs {
+        let out = upload(ctx, "out", &vec![5.0f32; at]).unwrap();
+        let launch = gather::gather_forward(ctx, &out, &out_len, &data, &idx, p).unwrap();
+        assert_eq!(run(ctx, &[&launch]).unwrap(), 1, "one dispatch gathers every tensor");
+        let got = read::<f32>(ctx, &out, 0, at).unwrap();
+        for (off, d, src) in &blocks {
             let mut want = vec![0.0f32; b * u * d];
             for (bi, &v) in index.iter().enumerate() {
                 for i in 0..lengths[v] {
                     want[(bi * u + i) * d..(bi * u + i + 1) * d].copy_from_slice(&src[(starts[v] + i) * d..(starts[v] + i + 1) * d]);
                 }
             }
-            assert_eq!(read::<f32>(ctx, out, 0, b * u * d).unwrap(), want, "gather D={d} index {index:?}");
+            assert_eq!(&got[*off..off + b * u * d], &want[..], "gather D={d} index {index:?}");
+            assert_eq!(got[off + b * u * d], 5.0, "gather D={d} wrote past its block");
         }
         assert_eq!(read::<u32>(ctx, &out_len, 0, b).unwrap(), index.iter().map(|&v| lengths[v] as u32).collect::<Vec<_>>());
     }
@@ -396,8 +517,26 @@ fn check_heads(ctx: &GpuContext, tasks: &str, lens: &[usize]) -> f64 {
     let grads = upload(ctx, "grads", &f32s(&grads0)).unwrap();
     let p = heads::HeadsParams::new(&cfg, &layout, b, u);
     let fwd = heads::heads_forward(ctx, &probs, &dz, &row_loss, &loss, &rb, &wb, &lb, &len, p).unwrap();
-    let bwd = heads::heads_backward(ctx, &dr, &grads, &dz, &rb, &wb, &len, p).unwrap();
+    // The plain blocks' gradients, fused into heads_backward: dX_s += dR[:, plain_s ..].
+    let d = cfg.dense;
+    let blocks = cfg.representation();
+    let plain: Vec<Option<usize>> = cfg
+        .modalities
+        .modalities()
+        .iter()
+        .map(|&m| blocks.iter().position(|&bk| bk == cimnet::config::Block::Plain(m)).map(|k| k * d))
+        .collect();
+    assert!(plain.iter().all(Option::is_some), "TAV/cim has a plain block per modality");
+    let dx0: Vec<Vec<f32>> = (0..3).map(|s| f32s(&random_vec(b * u * d, 40 + s as u64))).collect();
+    let dxb: Vec<wgpu::Buffer> = dx0.iter().map(|v| upload(ctx, "dX", v).unwrap()).collect();
+    let bwd = heads::heads_backward(ctx, &dr, [&dxb[0], &dxb[1], &dxb[2]], &grads, &dz, &rb, &wb, &len, p.with_plain(&plain)).unwrap();
     assert_eq!(run(ctx, &[&fwd, &bwd]).unwrap(), 4);
+    let got_dr_all = read::<f32>(ctx, &dr, 0, b * u * rw).unwrap();
+    for (s, off) in plain.iter().enumerate() {
+        let off = off.unwrap();
+        let want: Vec<f32> = (0..b * u * d).map(|e| dx0[s][e] + got_dr_all[(e / d) * rw + off + e % d]).collect();
+        assert_eq!(read::<f32>(ctx, &dxb[s], 0, b * u * d).unwrap(), want, "{tasks}: plain block {s} gradient");
+    }
 
     let tag = format!("heads {tasks} lens {lens:?}");
     let got_p = read::<f32>(ctx, &probs, 0, b * u * heads::CLASSES).unwrap();
@@ -633,7 +772,7 @@ fn kernel_timings() {
     let loss = storage::<f32>(ctx, "loss", 4).unwrap();
     let dr = storage::<f32>(ctx, "dR", n * rw).unwrap();
     time("heads_forward + loss", 0.0, &heads::heads_forward(ctx, &probs, &dz, &rl, &loss, &r, &wl, &labels, &len, hp).unwrap());
-    time("heads_backward (dR + dW)", 0.0, &heads::heads_backward(ctx, &dr, &gl, &dz, &r, &wl, &len, hp).unwrap());
+    time("heads_backward (dR + dW)", 0.0, &heads::heads_backward(ctx, &dr, [&ctx.dummy; 3], &gl, &dz, &r, &wl, &len, hp).unwrap());
     let empty: [&dyn Recordable; 0] = [];
     let t0 = std::time::Instant::now();
     for _ in 0..20 {
