@@ -131,15 +131,15 @@ pub enum LinearKernel {
 
 impl LinearKernel {
     pub fn best_forward(p: &LinearParams) -> LinearKernel {
-        Self::when(p.k % 4 == 0 && p.all(|z| p.w_off[z] % 4 == 0 && p.x_off[z] % 4 == 0))
+        Self::when(p.k.is_multiple_of(4) && p.all(|z| p.w_off[z].is_multiple_of(4) && p.x_off[z].is_multiple_of(4)))
     }
 
     pub fn best_backward(p: &LinearParams) -> LinearKernel {
-        Self::when(p.k % 4 == 0 && p.o % 4 == 0 && p.all(|z| p.w_off[z] % 4 == 0 && p.y_off[z] % 4 == 0))
+        Self::when(p.k.is_multiple_of(4) && p.o.is_multiple_of(4) && p.all(|z| p.w_off[z].is_multiple_of(4) && p.y_off[z].is_multiple_of(4)))
     }
 
     pub fn best_backward_weights(p: &LinearParams) -> LinearKernel {
-        Self::when(p.k % 4 == 0 && p.o % 4 == 0 && p.all(|z| p.y_off[z] % 4 == 0 && p.x_off[z] % 4 == 0))
+        Self::when(p.k.is_multiple_of(4) && p.o.is_multiple_of(4) && p.all(|z| p.y_off[z].is_multiple_of(4) && p.x_off[z].is_multiple_of(4)))
     }
 
     fn when(ok: bool) -> LinearKernel {
