@@ -29,6 +29,8 @@ enum Command {
     Grid(cli::train::GridArgs),
     /// Time end-to-end GPU training (default: synthetic MOSEI-shaped data) and compare with the CPU reference.
     Bench(cli::bench::BenchArgs),
+    /// Check every GPU kernel against the CPU reference on this machine's GPU (non-zero exit on any failure).
+    Check(cli::check::CheckArgs),
     /// Datasets: convert, prepare MOSI, synthesise, summarise.
     Data {
         #[command(subcommand)]
@@ -47,6 +49,7 @@ fn main() {
         Command::Attention(a) => cli::train::attention_cmd(a),
         Command::Grid(a) => cli::train::grid_cmd(a),
         Command::Bench(a) => cli::bench::bench_cmd(a),
+        Command::Check(a) => cli::check::check_cmd(a),
         Command::Data { cmd } => cli::data::run(cmd),
     };
     if let Err(e) = result {

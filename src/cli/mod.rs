@@ -2,6 +2,7 @@
 //! prints for the user; the library returns values and typed errors.
 
 pub mod bench;
+pub mod check;
 pub mod data;
 pub mod model;
 pub mod train;

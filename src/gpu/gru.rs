@@ -37,8 +37,10 @@ pub const SEQ_PER_WG: u32 = 16;
 pub const MAX_H: u32 = 256;
 /// At most this many (modality, direction) problems per launch (3 modalities x 2).
 pub const MAX_PROBLEMS: u32 = 8;
-/// Output tile of one gru_backward_weights workgroup: 8x8 invocations x 4x4 each.
+/// Output tile of one gru_backward_weights(_v4) workgroup: 8x8 invocations x 4x4 each.
 const WEIGHTS_TILE: u32 = 32;
+/// Output tile of one gru_backward_weights_t8 workgroup: 8x8 invocations x 8x8 each.
+const WEIGHTS_TILE_T8: u32 = 64;
 /// Tensors saved per problem in the cache: h, r, z, n, hn.
 pub const CACHE_TENSORS: u64 = 5;
 /// Hidden units one invocation of gru_forward / gru_backward loops over (WGSL UNIT_ITERS).
@@ -65,8 +67,9 @@ fn backward_iters_per_step(h: u32) -> u32 {
     4 + UNIT_ITERS * (1 + 4) + UNIT_ITERS * (1 + 3 * h / 4 + 3) + 1
 }
 
-/// Upper bounds for gru_forward_v4 / gru_backward_v4 (4 units per invocation,
-/// columns or rows of W_hh 4 at a time).
+/// Upper bounds for gru_forward_v4 / gru_backward_v4 and the wide kernels (4
+/// units per invocation, columns or rows of W_hh 4 at a time; the 16 sequences
+/// of the wide kernels are unrolled, no loop).
 fn forward_iters_per_step_v4(h: u32) -> u32 {
     h / 4 + 2
 }
@@ -83,15 +86,20 @@ pub enum GruKernel {
     /// 4 consecutive units per invocation, vec4 loads (H % 4 == 0 and 4-aligned
     /// W_hh / b_hh offsets). 3-5x faster on llvmpipe (docs/perf-notes.md).
     Vec4,
+    /// As Vec4, but one invocation owns 8 units for
+    /// all 16 sequences of the workgroup (each W_hh load feeds 16 sequences),
+    /// and the weight gradient uses 8x8 tiles; same shape requirements as Vec4;
+    /// 2.0-2.4x faster than Vec4 on llvmpipe at U 5 / 16 (docs/gru-notes.md).
+    Wide,
 }
 
 impl GruKernel {
-    /// Vec4 where the shapes allow it, else Scalar.
+    /// Wide where the shapes allow it, else Scalar.
     pub fn best(params: &GruParams) -> GruKernel {
         let p = params.problems as usize;
         let aligned = params.w_hh_offset[..p].iter().chain(&params.b_hh_offset[..p]).all(|o| o % 4 == 0);
         if params.h % 4 == 0 && aligned {
-            GruKernel::Vec4
+            GruKernel::Wide
         } else {
             GruKernel::Scalar
         }
@@ -103,6 +111,16 @@ impl GruKernel {
             (GruKernel::Vec4, "gru_forward") => "gru_forward_v4",
             (GruKernel::Vec4, "gru_backward") => "gru_backward_v4",
             (GruKernel::Vec4, _) => "gru_backward_weights_v4",
+            (GruKernel::Wide, "gru_forward") => "gru_forward_wide",
+            (GruKernel::Wide, "gru_backward") => "gru_backward_wide",
+            (GruKernel::Wide, _) => "gru_backward_weights_t8",
+        }
+    }
+
+    fn weights_grid(self) -> fn(&GruParams) -> [u32; 3] {
+        match self {
+            GruKernel::Wide => weights_grid_t8,
+            _ => weights_grid,
         }
     }
 }
@@ -287,6 +305,10 @@ fn weights_grid(p: &GruParams) -> [u32; 3] {
     [(p.h + 1).div_ceil(WEIGHTS_TILE), (3 * p.h).div_ceil(WEIGHTS_TILE), p.problems]
 }
 
+fn weights_grid_t8(p: &GruParams) -> [u32; 3] {
+    [(p.h + 1).div_ceil(WEIGHTS_TILE_T8), (3 * p.h).div_ceil(WEIGHTS_TILE_T8), p.problems]
+}
+
 /// One launch per chunk of steps, built for up to `params.u` steps; `update`
 /// reuses them for any U up to that (the chunks it does not need dispatch nothing).
 struct Chunks {
@@ -346,7 +368,7 @@ pub fn gru_forward(
 }
 
 /// [`gru_forward`] with the kernel variant chosen by the caller (benchmarks);
-/// `GruKernel::Vec4` falls back to Scalar where the shapes do not allow it.
+/// `GruKernel::Vec4` / `Wide` fall back to Scalar where the shapes do not allow it.
 #[allow(clippy::too_many_arguments)]
 pub fn gru_forward_variant(
     ctx: &GpuContext,
@@ -369,7 +391,7 @@ pub fn gru_forward_variant(
     let k = ctx.pipelines.get(ctx, Shader::Gru, kernel.entry("gru_forward"), &binds)?;
     let iters = match kernel {
         GruKernel::Scalar => forward_iters_per_step(params.h),
-        GruKernel::Vec4 => forward_iters_per_step_v4(params.h),
+        GruKernel::Vec4 | GruKernel::Wide => forward_iters_per_step_v4(params.h),
     };
     let steps = schedule.steps_per_dispatch(iters);
     Ok(GruForward { chunks: Chunks::new(ctx, k, &[lens, weights, xp, cache, out], params, steps)? })
@@ -425,7 +447,7 @@ pub fn gru_backward(
 }
 
 /// [`gru_backward`] with the kernel variant chosen by the caller (benchmarks);
-/// `GruKernel::Vec4` falls back to Scalar where the shapes do not allow it.
+/// `GruKernel::Vec4` / `Wide` fall back to Scalar where the shapes do not allow it.
 #[allow(clippy::too_many_arguments)]
 pub fn gru_backward_variant(
     ctx: &GpuContext,
@@ -454,12 +476,12 @@ pub fn gru_backward_variant(
     let k = ctx.pipelines.get(ctx, Shader::Gru, kernel.entry("gru_backward"), &[Bind::Uniform, r, r, r, r, w, w, w])?;
     let iters = match kernel {
         GruKernel::Scalar => backward_iters_per_step(params.h),
-        GruKernel::Vec4 => backward_iters_per_step_v4(params.h),
+        GruKernel::Vec4 | GruKernel::Wide => backward_iters_per_step_v4(params.h),
     };
     let steps = schedule.steps_per_dispatch(iters);
     let chunks = Chunks::new(ctx, k, &[lens, weights, cache, dout, gi, gh, carry], params, steps)?;
     let k = ctx.pipelines.get(ctx, Shader::Gru, kernel.entry("gru_backward_weights"), &[Bind::Uniform, r, r, r, w])?;
-    let weights = Launch::new(ctx, k, &[lens, cache, gh, grads], *params, weights_grid)?;
+    let weights = Launch::new(ctx, k, &[lens, cache, gh, grads], *params, kernel.weights_grid())?;
     Ok(GruBackward { chunks, weights })
 }
 

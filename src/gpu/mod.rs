@@ -9,6 +9,7 @@
 pub mod adam;
 pub mod attention;
 pub mod buffers;
+pub mod check;
 pub mod context;
 pub mod dropout;
 pub mod gather;
