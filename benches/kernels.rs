@@ -322,7 +322,7 @@ fn linear_case(bench: &Bench, s: &Shape, name: &str, k: usize, o: usize, relu: b
     let fam = if relu { "dense" } else { "gru_input_projection" };
     let bytes = 4.0 * (real * (kf + of) + kf * of);
     for kernel in [LinearKernel::Vec4, LinearKernel::Scalar] {
-        let fwd = linear::linear_forward_variant(ctx, &yb, &xb, &fb, &len, p, kernel).map_err(e)?;
+        let fwd = linear::linear_forward_variant(ctx, &yb, &ctx.dummy, &xb, &fb, &len, p, kernel).map_err(e)?;
         let bwd = linear::linear_backward_variant(ctx, &dxb, &dyb, &yb, &fb, &len, p, kernel).map_err(e)?;
         let bww = linear::linear_backward_weights_variant(ctx, &gb, &dyb, &yb, &xb, &len, p, kernel).map_err(e)?;
         let kname = |l: &cimnet::gpu::Launch<linear::LinearParams>| if l.label().ends_with("_v4") { "v4" } else { "scalar" };
@@ -614,7 +614,7 @@ fn heads_case(bench: &Bench, s: &Shape) -> Check {
     let grads = upload(ctx, "grads", &vec![0f32; layout.len]).map_err(e)?;
     let p = heads::HeadsParams::new(&cfg, &layout, b, u);
     let fwd = heads::heads_forward(ctx, &probs, &dz, &row_loss, &loss, &rb, &wb, &lb, &len, p).map_err(e)?;
-    let bwd = heads::heads_backward(ctx, &dr, &grads, &dz, &rb, &wb, &len, p).map_err(e)?;
+    let bwd = heads::heads_backward(ctx, &dr, [&ctx.dummy; 3], &grads, &dz, &rb, &wb, &len, p).map_err(e)?;
     cimnet::gpu::run(ctx, &[&fwd, &bwd]).map_err(e)?;
     let got_loss = read::<f32>(ctx, &loss, 0, 1).map_err(e)?;
     close("loss", &got_loss, &[out.loss], HEADS_TOL)?;

@@ -9,19 +9,22 @@
 //
 // Dispatch: 1-D, workgroup 256, one invocation per element; the grid folds into y
 // past 65535 workgroups (flat index = (wg.y * num_wg.x + wg.x) * 256 + local).
+// Grid z = segment: `segments` tensors of n elements each, segment z at offset
+// z * n past x_off / y_off with its own stream (one launch for all modalities).
 // Bindings (both entry points): 0 p, 1 input (n), 2 output (n) rw.
 
 const WG: u32 = 256u;
 
 struct DropoutParams {
-    n: u32,         // elements
+    n: u32,         // elements per segment
     seed: u32,      // step seed
-    stream: u32,    // dropout site (cpu::dropout::stream)
+    segments: u32,  // grid z: segments (<= 4)
     threshold: u32, // round(p * 2^24): drop iff random24 < threshold
     scale: f32,     // 1 / (1 - p)
     x_off: u32,     // element offset of x (forward input) / dx (backward output) in its buffer
     y_off: u32,     // element offset of y (forward output) / dy (backward input) in its buffer
     _pad0: u32,
+    stream: vec4<u32>, // dropout site of segment z (cpu::dropout::stream)
 }
 
 @group(0) @binding(0) var<uniform> p: DropoutParams;
@@ -46,27 +49,27 @@ fn flat_index(wg: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
     return (wg.y * nwg.x + wg.x) * WG + lid;
 }
 
-// The mask index i is local to the n elements, whatever the offsets.
-fn apply(i: u32, src_off: u32, dst_off: u32) {
-    if (i >= p.n) {
+// The mask index i is local to the segment's n elements, whatever the offsets.
+fn apply(i: u32, z: u32, src_off: u32, dst_off: u32) {
+    if (i >= p.n || z >= p.segments) {
         return;
     }
     var m = 0.0;
-    if (random24(p.seed, p.stream, i) >= p.threshold) {
+    if (random24(p.seed, p.stream[z], i) >= p.threshold) {
         m = p.scale;
     }
-    dst[dst_off + i] = src[src_off + i] * m;
+    dst[dst_off + z * p.n + i] = src[src_off + z * p.n + i] * m;
 }
 
 @compute @workgroup_size(WG)
 fn dropout_forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                    @builtin(local_invocation_index) lid: u32) {
-    apply(flat_index(wg, nwg, lid), p.x_off, p.y_off);
+    apply(flat_index(wg, nwg, lid), wg.z, p.x_off, p.y_off);
 }
 
 // The same mask again: inverted dropout is linear in its input.
 @compute @workgroup_size(WG)
 fn dropout_backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                     @builtin(local_invocation_index) lid: u32) {
-    apply(flat_index(wg, nwg, lid), p.y_off, p.x_off);
+    apply(flat_index(wg, nwg, lid), wg.z, p.y_off, p.x_off);
 }

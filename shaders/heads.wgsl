@@ -10,7 +10,10 @@
 //   heads_loss               one workgroup: row_loss summed in a fixed order (strided
 //                            per-thread sums, then a tree), loss (4) = [L, sum CE,
 //                            sum meanBCE, count] written, or added when accumulate = 1.
-//   heads_backward           dR (B, U, R) = dz W (written; 0 at padded rows).
+//   heads_backward           dR (B, U, R) = dz W (written; 0 at padded rows); with the
+//                            plain-block table also dX[t, c] += dR[t, plain[s] + c] for
+//                            modality slot s's block gradient (B, U, D) (what
+//                            representation_backward did, fused here).
 //   heads_backward_weights   grads[W_c, j] += sum_t dz[t, c] R[t, j] and grads[b_c] +=
 //                            sum_t dz[t, c], real rows in a fixed order (deterministic).
 // The forward computes dz because it knows the labels; backward only reads it.
@@ -25,7 +28,8 @@
 //   heads_forward:          0 p, 1 r (B, U, R), 2 w (flat params), 3 labels (B, U, 7), 4 len (B),
 //                           5 probs (B, U, 9) rw, 6 dz (B, U, 9) rw, 7 row_loss (B, U, 2) rw
 //   heads_loss:             0 p, 1 row_loss (B, U, 2), 2 len (B), 3 loss (4) rw
-//   heads_backward:         0 p, 1 dz (B, U, 9), 2 w (flat params), 3 len (B), 4 dr (B, U, R) rw
+//   heads_backward:         0 p, 1 dz (B, U, 9), 2 w (flat params), 3 len (B), 4 dr (B, U, R) rw,
+//                           5 / 6 / 7 dX of modality slot 0 / 1 / 2 (B, U, D) rw (any buffer if no block)
 //   heads_backward_weights: 0 p, 1 dz (B, U, 9), 2 r (B, U, R), 3 len (B), 4 grads (flat) rw
 
 const C: u32 = 9u; // 2 sentiment classes + 7 emotion labels
@@ -45,6 +49,22 @@ struct HeadsParams {
     w_s: f32,           // loss weights
     w_e: f32,
     accumulate: u32,    // heads_loss: 1 adds into loss instead of writing it
+    d: u32,             // block width D
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
+    plain: vec4<u32>,   // column in R of modality slot s's plain block, NO_BLOCK if none
+}
+
+const NO_BLOCK: u32 = 0xffffffffu;
+
+// Column j's offset in slot s's plain block, or NO_BLOCK.
+fn in_block(p: HeadsParams, s: u32, j: u32) -> u32 {
+    let off = p.plain[s];
+    if (off != NO_BLOCK && j >= off && j < off + p.d) {
+        return j - off;
+    }
+    return NO_BLOCK;
 }
 
 // Offset of class c's weight row and bias (c < 2 sentiment, else emotion c - 2).
@@ -211,6 +231,9 @@ fn heads_loss(@builtin(local_invocation_index) lid: u32) {
 @group(0) @binding(2) var<storage, read> wb: array<f32>;
 @group(0) @binding(3) var<storage, read> lenb: array<u32>;
 @group(0) @binding(4) var<storage, read_write> dr: array<f32>;
+@group(0) @binding(5) var<storage, read_write> dx0: array<f32>;
+@group(0) @binding(6) var<storage, read_write> dx1: array<f32>;
+@group(0) @binding(7) var<storage, read_write> dx2: array<f32>;
 
 @compute @workgroup_size(256)
 fn heads_backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
@@ -231,6 +254,18 @@ fn heads_backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups)
         }
     }
     dr[e] = g;
+    let c0 = in_block(p, 0u, j);
+    if (c0 != NO_BLOCK) {
+        dx0[t * p.d + c0] += g;
+    }
+    let c1 = in_block(p, 1u, j);
+    if (c1 != NO_BLOCK) {
+        dx1[t * p.d + c1] += g;
+    }
+    let c2 = in_block(p, 2u, j);
+    if (c2 != NO_BLOCK) {
+        dx2[t * p.d + c2] += g;
+    }
 }
 
 // ---- heads_backward_weights (accumulated) ----

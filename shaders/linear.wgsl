@@ -6,6 +6,17 @@
 // layer relu(W x + b). Rows are t = b * U + i, real iff i < len[b].
 // Letters: N = B*U rows, K input width, O output width.
 //
+// Fused around the matmul, so that a training step needs few dispatches:
+//  - problems: grid z picks problem z (< 4) with its own W / b / x / y offsets
+//    (both GRU directions of a modality in one launch);
+//  - drop = 1: an inverted-dropout mask (the hash of dropout.wgsl, stream[z]) on
+//    the OUTPUT: forward y (the dense site: y = dropout(relu(.))), backward dx
+//    (the GRU site: dx = mask * (g W), written straight into d(gru out));
+//  - relu with dropout: the forward saves y AFTER its mask, so the backward gates
+//    g = dy * scale where y > 0 (y > 0 iff relu > 0 and kept): no mask recomputed;
+//  - rw > 0: the forward also writes y into columns r_off[z].. of R (B, U, rw),
+//    the plain representation block.
+//
 // Dispatch: 2-D, workgroup (WG_X, WG_Y) = (8, 8); one invocation owns a TILE x TILE
 // (4 x 4) register tile of its output (columns along x, rows along y) and keeps it in
 // registers for the whole K (or O, or row) loop: no shared memory, which on llvmpipe
@@ -13,12 +24,13 @@
 // (llvmpipe spills dynamically indexed local arrays to memory: 1.8x slower). The
 // weight gradient is deterministic because each invocation owns its dW elements and
 // sums the rows in a fixed order.
-//   linear_forward:          x = O/4 tiles, y = N/4 tiles
-//   linear_backward:         x = K/4 tiles, y = N/4 tiles
-//   linear_backward_weights: x = K/4 tiles, y = O/4 tiles; tiles with x == 0 also own db
+//   linear_forward:          x = O/4 tiles, y = N/4 tiles, z = problems
+//   linear_backward:         x = K/4 tiles, y = N/4 tiles, z = problems
+//   linear_backward_weights: x = K/4 tiles, y = O/4 tiles, z = problems; tiles with x == 0 also own db
 //
 // Bindings:
-//   linear_forward:          0 p, 1 x (N, K), 2 w (flat params; W at w_off, b at b_off), 3 len (B), 4 y (N, O) rw
+//   linear_forward:          0 p, 1 x (N, K), 2 w (flat params; W at w_off, b at b_off), 3 len (B), 4 y (N, O) rw,
+//                            5 r (N, rw) rw (bind any buffer when rw = 0)
 //   linear_backward:         0 p, 1 dy (N, O), 2 y (N, O), 3 w (flat params), 4 len (B), 5 dx (N, K) rw
 //   linear_backward_weights: 0 p, 1 dy (N, O), 2 y (N, O), 3 x (N, K), 4 len (B), 5 grads (flat; dW at w_off, db at b_off) rw
 
@@ -27,19 +39,72 @@ const WG_X: u32 = 8u;
 const WG_Y: u32 = 8u;
 
 struct LinearParams {
-    b: u32,     // videos B
-    u: u32,     // padded utterances U
-    k: u32,     // input width K
-    o: u32,     // output width O
-    relu: u32,  // 1: y = relu(.) and gradients are masked by y > 0
-    w_off: u32, // element offset of W (O, K) in the weight / gradient buffer
-    b_off: u32, // element offset of the bias (O)
-    y_off: u32, // element offset of y / dy in their buffers (e.g. one problem's block of the GRU's xp / gi)
+    b: u32,         // videos B
+    u: u32,         // padded utterances U
+    k: u32,         // input width K
+    o: u32,         // output width O
+    relu: u32,      // 1: y = relu(.) and gradients are masked by y > 0 (times scale)
+    problems: u32,  // grid z: problems in this launch (<= 4)
+    drop: u32,      // 1: dropout mask on the output (forward y, backward dx)
+    seed: u32,      // step seed of the mask
+    threshold: u32, // round(p * 2^24): drop iff random24 < threshold
+    scale: f32,     // 1 / (1 - p) (1 without dropout)
+    rw: u32,        // forward: row width of R, 0 = no R write
+    _pad0: u32,
+    // Per problem z (index [z]), element offsets:
+    w_off: vec4<u32>,  // W (O, K) in the weight / gradient buffer
+    b_off: vec4<u32>,  // the bias (O)
+    x_off: vec4<u32>,  // x (forward, weights) / dx (backward) in their buffers
+    y_off: vec4<u32>,  // y / dy in their buffers (e.g. one problem's block of the GRU's xp / gi)
+    stream: vec4<u32>, // dropout stream of the mask
+    r_off: vec4<u32>,  // column of the block in R
+}
+
+fn hash32(v: u32) -> u32 {
+    var x = v;
+    x ^= x >> 16u;
+    x *= 0x7feb352du;
+    x ^= x >> 15u;
+    x *= 0x846ca68bu;
+    x ^= x >> 16u;
+    return x;
+}
+
+// The mask value of element i (flat in the problem's (B, U, width) tensor), as dropout.wgsl.
+fn mask(p: LinearParams, z: u32, i: u32) -> f32 {
+    if (p.drop == 0u) {
+        return 1.0;
+    }
+    if ((hash32(hash32(hash32(p.seed) ^ p.stream[z]) ^ i) >> 8u) >= p.threshold) {
+        return p.scale;
+    }
+    return 0.0;
 }
 
 fn real_row(p: LinearParams, t: u32) -> bool {
     let n = p.b * p.u;
     return t < n && (t % p.u) < lenf[t / p.u];
+}
+
+// Forward epilogue of a tile row (acc includes the bias): act, padding, mask; y and (rw > 0) R.
+fn store_y(p: LinearParams, z: u32, t: u32, c0: u32, acc: vec4<f32>) {
+    var v = acc;
+    if (p.relu != 0u) {
+        v = max(v, vec4<f32>(0.0));
+    }
+    if (!real_row(p, t)) {
+        v = vec4<f32>(0.0);
+    }
+    for (var j = 0u; j < TILE; j++) {
+        let c = c0 + j;
+        if (c < p.o) {
+            let y = v[j] * mask(p, z, t * p.o + c);
+            yf[p.y_off[z] + t * p.o + c] = y;
+            if (p.rw != 0u) {
+                rf[t * p.rw + p.r_off[z] + c] = y;
+            }
+        }
+    }
 }
 
 // ---- linear_forward ----
@@ -48,27 +113,31 @@ fn real_row(p: LinearParams, t: u32) -> bool {
 @group(0) @binding(2) var<storage, read> wf: array<f32>;
 @group(0) @binding(3) var<storage, read> lenf: array<u32>;
 @group(0) @binding(4) var<storage, read_write> yf: array<f32>;
+@group(0) @binding(5) var<storage, read_write> rf: array<f32>;
 
 @compute @workgroup_size(WG_X, WG_Y, 1)
 fn linear_forward(@builtin(global_invocation_id) gid: vec3<u32>) {
     let p = pf;
+    let z = gid.z;
     let n = p.b * p.u;
     let c0 = gid.x * TILE;
     let t0 = gid.y * TILE;
-    if (c0 >= p.o || t0 >= n) {
+    if (c0 >= p.o || t0 >= n || z >= p.problems) {
         return;
     }
     // Out-of-range rows / columns read a clamped (valid) address and are not stored.
     // The tile is unrolled by hand into named registers: llvmpipe keeps dynamically
     // indexed local arrays in memory, which made this loop ~6x slower.
-    let x0 = min(t0, n - 1u) * p.k;
-    let x1 = min(t0 + 1u, n - 1u) * p.k;
-    let x2 = min(t0 + 2u, n - 1u) * p.k;
-    let x3 = min(t0 + 3u, n - 1u) * p.k;
-    let w0 = p.w_off + min(c0, p.o - 1u) * p.k;
-    let w1 = p.w_off + min(c0 + 1u, p.o - 1u) * p.k;
-    let w2 = p.w_off + min(c0 + 2u, p.o - 1u) * p.k;
-    let w3 = p.w_off + min(c0 + 3u, p.o - 1u) * p.k;
+    let xo = p.x_off[z];
+    let x0 = xo + min(t0, n - 1u) * p.k;
+    let x1 = xo + min(t0 + 1u, n - 1u) * p.k;
+    let x2 = xo + min(t0 + 2u, n - 1u) * p.k;
+    let x3 = xo + min(t0 + 3u, n - 1u) * p.k;
+    let wo = p.w_off[z];
+    let w0 = wo + min(c0, p.o - 1u) * p.k;
+    let w1 = wo + min(c0 + 1u, p.o - 1u) * p.k;
+    let w2 = wo + min(c0 + 2u, p.o - 1u) * p.k;
+    let w3 = wo + min(c0 + 3u, p.o - 1u) * p.k;
     var a0 = vec4<f32>(0.0);
     var a1 = vec4<f32>(0.0);
     var a2 = vec4<f32>(0.0);
@@ -80,28 +149,17 @@ fn linear_forward(@builtin(global_invocation_id) gid: vec3<u32>) {
         a2 += xf[x2 + kk] * wv;
         a3 += xf[x3 + kk] * wv;
     }
-    let acc = array<vec4<f32>, 4>(a0, a1, a2, a3);
     var bias: vec4<f32>;
     for (var j = 0u; j < TILE; j++) {
-        bias[j] = wf[p.b_off + min(c0 + j, p.o - 1u)];
+        bias[j] = wf[p.b_off[z] + min(c0 + j, p.o - 1u)];
     }
+    let acc = array<vec4<f32>, 4>(a0 + bias, a1 + bias, a2 + bias, a3 + bias);
     for (var i = 0u; i < TILE; i++) {
         let t = t0 + i;
         if (t >= n) {
             break;
         }
-        var v = acc[i] + bias;
-        if (p.relu != 0u) {
-            v = max(v, vec4<f32>(0.0));
-        }
-        if (!real_row(p, t)) {
-            v = vec4<f32>(0.0);
-        }
-        for (var j = 0u; j < TILE; j++) {
-            if (c0 + j < p.o) {
-                yf[p.y_off + t * p.o + c0 + j] = v[j];
-            }
-        }
+        store_y(p, z, t, c0, acc[i]);
     }
 }
 
@@ -113,13 +171,27 @@ fn linear_forward(@builtin(global_invocation_id) gid: vec3<u32>) {
 @group(0) @binding(4) var<storage, read> lenb: array<u32>;
 @group(0) @binding(5) var<storage, read_write> dxb: array<f32>;
 
-// g = dy, masked by the ReLU's y > 0 when the layer has one.
-fn grad_b(p: LinearParams, idx: u32) -> f32 {
-    let g = dyb[p.y_off + idx];
-    if (p.relu != 0u && yb[p.y_off + idx] <= 0.0) {
-        return 0.0;
+// g = dy, masked by the ReLU's y > 0 (times scale) when the layer has one.
+fn grad_b(p: LinearParams, z: u32, idx: u32) -> f32 {
+    let g = dyb[p.y_off[z] + idx];
+    if (p.relu != 0u) {
+        return select(0.0, g * p.scale, yb[p.y_off[z] + idx] > 0.0);
     }
     return g;
+}
+
+// Backward epilogue of a tile row: padding, mask, dx written.
+fn store_dx(p: LinearParams, z: u32, t: u32, c0: u32, acc: vec4<f32>) {
+    var v = acc;
+    if (!real_row_b(p, t)) {
+        v = vec4<f32>(0.0);
+    }
+    for (var j = 0u; j < TILE; j++) {
+        let c = c0 + j;
+        if (c < p.k) {
+            dxb[p.x_off[z] + t * p.k + c] = v[j] * mask(p, z, t * p.k + c);
+        }
+    }
 }
 
 fn real_row_b(p: LinearParams, t: u32) -> bool {
@@ -129,10 +201,11 @@ fn real_row_b(p: LinearParams, t: u32) -> bool {
 @compute @workgroup_size(WG_X, WG_Y, 1)
 fn linear_backward(@builtin(global_invocation_id) gid: vec3<u32>) {
     let p = pb;
+    let z = gid.z;
     let n = p.b * p.u;
     let c0 = gid.x * TILE;
     let t0 = gid.y * TILE;
-    if (c0 >= p.k || t0 >= n) {
+    if (c0 >= p.k || t0 >= n || z >= p.problems) {
         return;
     }
     // Unrolled by hand, as in linear_forward.
@@ -149,12 +222,12 @@ fn linear_backward(@builtin(global_invocation_id) gid: vec3<u32>) {
     var a2 = vec4<f32>(0.0);
     var a3 = vec4<f32>(0.0);
     for (var o = 0u; o < p.o; o++) {
-        let w = p.w_off + o * p.k;
+        let w = p.w_off[z] + o * p.k;
         let wv = vec4<f32>(wb[w + k0], wb[w + k1], wb[w + k2], wb[w + k3]);
-        a0 += grad_b(p, g0 + o) * wv;
-        a1 += grad_b(p, g1 + o) * wv;
-        a2 += grad_b(p, g2 + o) * wv;
-        a3 += grad_b(p, g3 + o) * wv;
+        a0 += grad_b(p, z, g0 + o) * wv;
+        a1 += grad_b(p, z, g1 + o) * wv;
+        a2 += grad_b(p, z, g2 + o) * wv;
+        a3 += grad_b(p, z, g3 + o) * wv;
     }
     let acc = array<vec4<f32>, 4>(a0, a1, a2, a3);
     for (var i = 0u; i < TILE; i++) {
@@ -162,15 +235,7 @@ fn linear_backward(@builtin(global_invocation_id) gid: vec3<u32>) {
         if (t >= n) {
             break;
         }
-        var v = acc[i];
-        if (!real_row_b(p, t)) {
-            v = vec4<f32>(0.0);
-        }
-        for (var j = 0u; j < TILE; j++) {
-            if (c0 + j < p.k) {
-                dxb[t * p.k + c0 + j] = v[j];
-            }
-        }
+        store_dx(p, z, t, c0, acc[i]);
     }
 }
 
@@ -182,10 +247,10 @@ fn linear_backward(@builtin(global_invocation_id) gid: vec3<u32>) {
 @group(0) @binding(4) var<storage, read> lenw: array<u32>;
 @group(0) @binding(5) var<storage, read_write> gw: array<f32>;
 
-fn grad_w(p: LinearParams, idx: u32) -> f32 {
-    let g = dyw[p.y_off + idx];
-    if (p.relu != 0u && yw[p.y_off + idx] <= 0.0) {
-        return 0.0;
+fn grad_w(p: LinearParams, z: u32, idx: u32) -> f32 {
+    let g = dyw[p.y_off[z] + idx];
+    if (p.relu != 0u) {
+        return select(0.0, g * p.scale, yw[p.y_off[z] + idx] > 0.0);
     }
     return g;
 }
@@ -193,9 +258,10 @@ fn grad_w(p: LinearParams, idx: u32) -> f32 {
 @compute @workgroup_size(WG_X, WG_Y, 1)
 fn linear_backward_weights(@builtin(global_invocation_id) gid: vec3<u32>) {
     let p = pw;
+    let z = gid.z;
     let c0 = gid.x * TILE; // input column (K)
     let o0 = gid.y * TILE; // output row of W (O)
-    if (c0 >= p.k || o0 >= p.o) {
+    if (c0 >= p.k || o0 >= p.o || z >= p.problems) {
         return;
     }
     // Unrolled by hand, as in linear_forward.
@@ -217,8 +283,8 @@ fn linear_backward_weights(@builtin(global_invocation_id) gid: vec3<u32>) {
         for (var i = 0u; i < l; i++) {
             let t = b * p.u + i;
             let gr = t * p.o;
-            let gv = vec4<f32>(grad_w(p, gr + o_0), grad_w(p, gr + o_1), grad_w(p, gr + o_2), grad_w(p, gr + o_3));
-            let xr = t * p.k;
+            let gv = vec4<f32>(grad_w(p, z, gr + o_0), grad_w(p, z, gr + o_1), grad_w(p, z, gr + o_2), grad_w(p, z, gr + o_3));
+            let xr = p.x_off[z] + t * p.k;
             let xv = vec4<f32>(xw[xr + k0], xw[xr + k1], xw[xr + k2], xw[xr + k3]);
             a0 += gv.x * xv;
             a1 += gv.y * xv;
@@ -234,12 +300,12 @@ fn linear_backward_weights(@builtin(global_invocation_id) gid: vec3<u32>) {
         }
         for (var j = 0u; j < TILE; j++) {
             if (c0 + j < p.k) {
-                let idx = p.w_off + (o0 + r) * p.k + c0 + j;
+                let idx = p.w_off[z] + (o0 + r) * p.k + c0 + j;
                 gw[idx] += acc[r][j];
             }
         }
         if (gid.x == 0u) {
-            gw[p.b_off + o0 + r] += dbias[r];
+            gw[p.b_off[z] + o0 + r] += dbias[r];
         }
     }
 }
@@ -250,9 +316,9 @@ fn linear_backward_weights(@builtin(global_invocation_id) gid: vec3<u32>) {
 // width, so loading 4 consecutive K (or O) at once quarters the loads: per 4
 // steps of the reduction a 4x4 tile issues 8 vec4 loads for 64 multiply-adds
 // (the scalar kernels: 32 loads). Same tiles and dispatch grids as above.
-//   linear_forward_v4:          K % 4 == 0, w_off % 4 == 0
+//   linear_forward_v4:          K % 4 == 0, w_off % 4 == 0, x_off % 4 == 0
 //   linear_backward_v4:         K % 4 == 0, O % 4 == 0, w_off % 4 == 0, y_off % 4 == 0
-//   linear_backward_weights_v4: K % 4 == 0, O % 4 == 0, y_off % 4 == 0
+//   linear_backward_weights_v4: K % 4 == 0, O % 4 == 0, y_off % 4 == 0, x_off % 4 == 0
 
 @group(0) @binding(1) var<storage, read> xf4: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read> wf4: array<vec4<f32>>;
@@ -260,21 +326,24 @@ fn linear_backward_weights(@builtin(global_invocation_id) gid: vec3<u32>) {
 @compute @workgroup_size(WG_X, WG_Y, 1)
 fn linear_forward_v4(@builtin(global_invocation_id) gid: vec3<u32>) {
     let p = pf;
+    let z = gid.z;
     let n = p.b * p.u;
     let c0 = gid.x * TILE;
     let t0 = gid.y * TILE;
-    if (c0 >= p.o || t0 >= n) {
+    if (c0 >= p.o || t0 >= n || z >= p.problems) {
         return;
     }
     let k4 = p.k / 4u;
-    let x0 = min(t0, n - 1u) * k4;
-    let x1 = min(t0 + 1u, n - 1u) * k4;
-    let x2 = min(t0 + 2u, n - 1u) * k4;
-    let x3 = min(t0 + 3u, n - 1u) * k4;
-    let w0 = p.w_off / 4u + min(c0, p.o - 1u) * k4;
-    let w1 = p.w_off / 4u + min(c0 + 1u, p.o - 1u) * k4;
-    let w2 = p.w_off / 4u + min(c0 + 2u, p.o - 1u) * k4;
-    let w3 = p.w_off / 4u + min(c0 + 3u, p.o - 1u) * k4;
+    let xo = p.x_off[z] / 4u;
+    let x0 = xo + min(t0, n - 1u) * k4;
+    let x1 = xo + min(t0 + 1u, n - 1u) * k4;
+    let x2 = xo + min(t0 + 2u, n - 1u) * k4;
+    let x3 = xo + min(t0 + 3u, n - 1u) * k4;
+    let wo = p.w_off[z] / 4u;
+    let w0 = wo + min(c0, p.o - 1u) * k4;
+    let w1 = wo + min(c0 + 1u, p.o - 1u) * k4;
+    let w2 = wo + min(c0 + 2u, p.o - 1u) * k4;
+    let w3 = wo + min(c0 + 3u, p.o - 1u) * k4;
     var a0 = vec4<f32>(0.0);
     var a1 = vec4<f32>(0.0);
     var a2 = vec4<f32>(0.0);
@@ -293,29 +362,18 @@ fn linear_forward_v4(@builtin(global_invocation_id) gid: vec3<u32>) {
         a2 += vec4<f32>(dot(xc, wa), dot(xc, wb), dot(xc, wc), dot(xc, wd));
         a3 += vec4<f32>(dot(xd, wa), dot(xd, wb), dot(xd, wc), dot(xd, wd));
     }
-    let acc = array<vec4<f32>, 4>(a0, a1, a2, a3);
     var bias: vec4<f32>;
     for (var j = 0u; j < TILE; j++) {
-        let e = p.b_off + min(c0 + j, p.o - 1u);
+        let e = p.b_off[z] + min(c0 + j, p.o - 1u);
         bias[j] = wf4[e / 4u][e % 4u];
     }
+    let acc = array<vec4<f32>, 4>(a0 + bias, a1 + bias, a2 + bias, a3 + bias);
     for (var i = 0u; i < TILE; i++) {
         let t = t0 + i;
         if (t >= n) {
             break;
         }
-        var v = acc[i] + bias;
-        if (p.relu != 0u) {
-            v = max(v, vec4<f32>(0.0));
-        }
-        if (!real_row(p, t)) {
-            v = vec4<f32>(0.0);
-        }
-        for (var j = 0u; j < TILE; j++) {
-            if (c0 + j < p.o) {
-                yf[p.y_off + t * p.o + c0 + j] = v[j];
-            }
-        }
+        store_y(p, z, t, c0, acc[i]);
     }
 }
 
@@ -323,11 +381,11 @@ fn linear_forward_v4(@builtin(global_invocation_id) gid: vec3<u32>) {
 @group(0) @binding(2) var<storage, read> yb4: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read> wb4: array<vec4<f32>>;
 
-// g = dy (masked by y > 0 with ReLU) at 4 consecutive outputs, vec4 index q.
+// g = dy (masked by y > 0, times scale, with ReLU) at 4 consecutive outputs, vec4 index q.
 fn grad_b4(p: LinearParams, q: u32) -> vec4<f32> {
     let g = dyb4[q];
     if (p.relu != 0u) {
-        return select(vec4<f32>(0.0), g, yb4[q] > vec4<f32>(0.0));
+        return select(vec4<f32>(0.0), g * p.scale, yb4[q] > vec4<f32>(0.0));
     }
     return g;
 }
@@ -335,19 +393,21 @@ fn grad_b4(p: LinearParams, q: u32) -> vec4<f32> {
 @compute @workgroup_size(WG_X, WG_Y, 1)
 fn linear_backward_v4(@builtin(global_invocation_id) gid: vec3<u32>) {
     let p = pb;
+    let z = gid.z;
     let n = p.b * p.u;
     let c0 = gid.x * TILE; // 4 consecutive input columns: one vec4 of W's row
     let t0 = gid.y * TILE;
-    if (c0 >= p.k || t0 >= n) {
+    if (c0 >= p.k || t0 >= n || z >= p.problems) {
         return;
     }
     let o4 = p.o / 4u;
     let k4 = p.k / 4u;
-    let g0 = (p.y_off + min(t0, n - 1u) * p.o) / 4u;
-    let g1 = (p.y_off + min(t0 + 1u, n - 1u) * p.o) / 4u;
-    let g2 = (p.y_off + min(t0 + 2u, n - 1u) * p.o) / 4u;
-    let g3 = (p.y_off + min(t0 + 3u, n - 1u) * p.o) / 4u;
-    let wc = p.w_off / 4u + c0 / 4u;
+    let yo = p.y_off[z];
+    let g0 = (yo + min(t0, n - 1u) * p.o) / 4u;
+    let g1 = (yo + min(t0 + 1u, n - 1u) * p.o) / 4u;
+    let g2 = (yo + min(t0 + 2u, n - 1u) * p.o) / 4u;
+    let g3 = (yo + min(t0 + 3u, n - 1u) * p.o) / 4u;
+    let wc = p.w_off[z] / 4u + c0 / 4u;
     var a0 = vec4<f32>(0.0);
     var a1 = vec4<f32>(0.0);
     var a2 = vec4<f32>(0.0);
@@ -374,13 +434,7 @@ fn linear_backward_v4(@builtin(global_invocation_id) gid: vec3<u32>) {
         if (t >= n) {
             break;
         }
-        var v = acc[i];
-        if (!real_row_b(p, t)) {
-            v = vec4<f32>(0.0);
-        }
-        for (var j = 0u; j < TILE; j++) {
-            dxb[t * p.k + c0 + j] = v[j];
-        }
+        store_dx(p, z, t, c0, acc[i]);
     }
 }
 
@@ -391,9 +445,10 @@ fn linear_backward_v4(@builtin(global_invocation_id) gid: vec3<u32>) {
 @compute @workgroup_size(WG_X, WG_Y, 1)
 fn linear_backward_weights_v4(@builtin(global_invocation_id) gid: vec3<u32>) {
     let p = pw;
+    let z = gid.z;
     let c0 = gid.x * TILE; // input columns c0 .. c0 + 3 (one vec4 of x)
     let o0 = gid.y * TILE; // output rows o0 .. o0 + 3 (one vec4 of g)
-    if (c0 >= p.k || o0 >= p.o) {
+    if (c0 >= p.k || o0 >= p.o || z >= p.problems) {
         return;
     }
     let o4 = p.o / 4u;
@@ -407,12 +462,12 @@ fn linear_backward_weights_v4(@builtin(global_invocation_id) gid: vec3<u32>) {
         let l = min(lenw[b], p.u);
         for (var i = 0u; i < l; i++) {
             let t = b * p.u + i;
-            let q = p.y_off / 4u + t * o4 + o0 / 4u;
+            let q = p.y_off[z] / 4u + t * o4 + o0 / 4u;
             var gv = dyw4[q];
             if (p.relu != 0u) {
-                gv = select(vec4<f32>(0.0), gv, yw4[q] > vec4<f32>(0.0));
+                gv = select(vec4<f32>(0.0), gv * p.scale, yw4[q] > vec4<f32>(0.0));
             }
-            let xv = xw4[t * k4 + c0 / 4u];
+            let xv = xw4[p.x_off[z] / 4u + t * k4 + c0 / 4u];
             a0 += gv.x * xv;
             a1 += gv.y * xv;
             a2 += gv.z * xv;
@@ -420,7 +475,7 @@ fn linear_backward_weights_v4(@builtin(global_invocation_id) gid: vec3<u32>) {
             dbias += gv;
         }
     }
-    let row = p.w_off + o0 * p.k + c0;
+    let row = p.w_off[z] + o0 * p.k + c0;
     for (var j = 0u; j < TILE; j++) {
         gw[row + j] += a0[j];
         gw[row + p.k + j] += a1[j];
@@ -428,9 +483,10 @@ fn linear_backward_weights_v4(@builtin(global_invocation_id) gid: vec3<u32>) {
         gw[row + 3u * p.k + j] += a3[j];
     }
     if (gid.x == 0u) {
-        gw[p.b_off + o0] += dbias.x;
-        gw[p.b_off + o0 + 1u] += dbias.y;
-        gw[p.b_off + o0 + 2u] += dbias.z;
-        gw[p.b_off + o0 + 3u] += dbias.w;
+        let bo = p.b_off[z];
+        gw[bo + o0] += dbias.x;
+        gw[bo + o0 + 1u] += dbias.y;
+        gw[bo + o0 + 2u] += dbias.z;
+        gw[bo + o0 + 3u] += dbias.w;
     }
 }

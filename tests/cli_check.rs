@@ -15,7 +15,7 @@ fn skip_gpu() -> bool {
 
 /// Every entry point of every kernel family, each kernel variant (scalar / vec4),
 /// both GRU schedules, both attention kinds.
-const KERNELS: [&str; 32] = [
+const KERNELS: [&str; 34] = [
     "linear_forward [scalar] (input projection)",
     "linear_forward [vec4] (input projection)",
     "linear_forward [vec4] (dense+ReLU)",
@@ -41,8 +41,10 @@ const KERNELS: [&str; 32] = [
     "attention_forward (self)",
     "attention_backward (pair)",
     "attention_backward (self)",
-    "representation_forward",
-    "representation_backward",
+    "linear_forward [vec4] (fused dense: dropout, R blocks)",
+    "linear_forward [scalar] (fused dense: dropout, R blocks)",
+    "linear_backward [vec4] (fused dense: dropout)",
+    "linear_backward_weights [scalar] (fused dense)",
     "heads_forward (mtl)",
     "heads_backward (mtl)",
     "heads_forward (sentiment)",

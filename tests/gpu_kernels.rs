@@ -15,8 +15,8 @@ use common::random_vec;
 
 use cimnet::config::Tasks;
 use cimnet::cpu;
-use cimnet::gpu::buffers::{storage, upload};
-use cimnet::gpu::check::{self, AdamCase, AttentionCase, DropoutCase, GatherCase, HeadsCase, LinearCase, ReprCase};
+use cimnet::gpu::buffers::{read, storage, upload};
+use cimnet::gpu::check::{self, AdamCase, AttentionCase, DropoutCase, FusedLinearCase, GatherCase, HeadsCase, LinearCase};
 use cimnet::gpu::linear::LinearKernel;
 use cimnet::gpu::{adam, dropout, heads, linear, run, GpuContext};
 
@@ -57,6 +57,24 @@ fn linear_matches_dense_and_input_projection() {
     eprintln!("linear max |err| / max|want|: {worst:.2e}");
 }
 
+/// The fused dense site of a training step: two problems in one launch (grid z), each
+/// with its own W, b and x / y blocks; forward y = dropout(relu(x W^T + b)) also
+/// copied into a column block of R (which replaced representation.wgsl's copy);
+/// backward g = dy * scale where y > 0, dx written through the GRU-site mask.
+#[test]
+fn linear_fused_dropout_problems_and_repr_match_cpu() {
+    let Some(ctx) = context() else { return };
+    let mut worst = 0.0f64;
+    for (s, lens) in shapes().iter().enumerate() {
+        // (400, 100): the vec4 kernels; (6, 5): the scalar ones.
+        for (k, o) in [(400, 100), (6, 5)] {
+            let c = FusedLinearCase { lens: lens.clone(), k, o, seed: 300 + s as u64 };
+            worst = worst.max(assert_rows(&check::check_linear_fused(ctx, &c).unwrap()));
+        }
+    }
+    eprintln!("fused linear max |err| / max|want|: {worst:.2e}");
+}
+
 #[test]
 fn dropout_masks_match_cpu_bit_for_bit() {
     let Some(ctx) = context() else { return };
@@ -71,12 +89,34 @@ fn dropout_masks_match_cpu_bit_for_bit() {
 }
 
 #[test]
+fn dropout_segments_use_their_own_streams() {
+    let Some(ctx) = context() else { return };
+    let (n, seed, p) = (10_001, 4242u32, 0.3);
+    let streams = [0u32, 4, 2];
+    let x = random_vec(3 * n + 5, 3);
+    let xb = upload(ctx, "x", &f32s(&x)).unwrap();
+    let y = upload(ctx, "y", &vec![7.0f32; 3 * n + 2]).unwrap();
+    let prm = dropout::DropoutParams::new(n, seed, 0, p).segments(&streams).at(5, 2);
+    let f = dropout::dropout_forward(ctx, &y, &xb, prm).unwrap();
+    assert_eq!(run(ctx, &[&f]).unwrap(), 1);
+    let got = read::<f32>(ctx, &y, 0, 3 * n + 2).unwrap();
+    assert_eq!(&got[..2], &[7.0, 7.0], "written before y_off");
+    for (z, &st) in streams.iter().enumerate() {
+        let mask = f32s(&cpu::dropout::dropout_mask(seed, st, n, p));
+        let want: Vec<f32> = (0..n).map(|i| x[5 + z * n + i] as f32 * mask[i]).collect();
+        assert_eq!(&got[2 + z * n..2 + (z + 1) * n], &want[..], "segment {z} (stream {st})");
+    }
+}
+
+#[test]
 fn adam_matches_cpu_over_ten_steps() {
     let Some(ctx) = context() else { return };
     let e = assert_rows(&check::check_adam(ctx, &AdamCase { n: 70_001, steps: 10, seed: 1 }).unwrap());
     eprintln!("adam max |err| / max|p| after 10 steps: {e:.2e}");
 }
 
+/// Labels and every modality gathered by one launch (check_gather asserts one
+/// dispatch) into blocks of one output buffer at unaligned offsets.
 #[test]
 fn gather_builds_padded_batches_and_scatter_rows_inverts_it() {
     let Some(ctx) = context() else { return };
@@ -87,6 +127,7 @@ fn gather_builds_padded_batches_and_scatter_rows_inverts_it() {
     }
 }
 
+/// Includes heads_backward's fused plain-block gradients (dX_s += dR's block).
 #[test]
 fn heads_match_cpu() {
     let Some(ctx) = context() else { return };
@@ -110,16 +151,6 @@ fn attention_matches_cpu() {
         }
     }
     eprintln!("attention max |err| / max|want|: {worst:.2e}");
-}
-
-#[test]
-fn representation_copies_blocks_and_adds_their_gradients() {
-    let Some(ctx) = context() else { return };
-    for lens in shapes() {
-        for (d, rw, off) in [(100, 900, 600), (100, 200, 0), (7, 63, 56)] {
-            assert_rows(&check::check_representation(ctx, &ReprCase { lens: lens.clone(), d, rw, off, seed: 51 }).unwrap());
-        }
-    }
 }
 
 #[test]
@@ -205,7 +236,7 @@ fn kernel_timings() {
     let loss = storage::<f32>(ctx, "loss", 4).unwrap();
     let dr = storage::<f32>(ctx, "dR", n * rw).unwrap();
     time("heads_forward + loss", 0.0, &heads::heads_forward(ctx, &probs, &dz, &rl, &loss, &r, &wl, &labels, &len, hp).unwrap());
-    time("heads_backward (dR + dW)", 0.0, &heads::heads_backward(ctx, &dr, &gl, &dz, &r, &wl, &len, hp).unwrap());
+    time("heads_backward (dR + dW)", 0.0, &heads::heads_backward(ctx, &dr, [&ctx.dummy; 3], &gl, &dz, &r, &wl, &len, hp).unwrap());
     let empty: [&dyn Recordable; 0] = [];
     let t0 = std::time::Instant::now();
     for _ in 0..20 {

@@ -12,7 +12,6 @@ use cimnet::gpu::gather::GatherParams;
 use cimnet::gpu::gru::GruParams;
 use cimnet::gpu::heads::HeadsParams;
 use cimnet::gpu::linear::LinearParams;
-use cimnet::gpu::representation::ReprParams;
 use cimnet::gpu::Shader;
 
 fn parse(name: &str, src: &str) -> naga::Module {
@@ -89,14 +88,13 @@ macro_rules! layout {
 
 #[test]
 fn params_structs_match_wgsl_layout() {
-    layout!(Shader::Representation, ReprParams, [b, u, d, rw, off]);
-    layout!(Shader::Linear, LinearParams, [b, u, k, o, relu, w_off, b_off, y_off]);
-    layout!(Shader::Dropout, DropoutParams, [n, seed, stream, threshold, scale, x_off, y_off]);
+    layout!(Shader::Linear, LinearParams, [b, u, k, o, relu, problems, drop, seed, threshold, scale, rw, w_off, b_off, x_off, y_off, stream, r_off]);
+    layout!(Shader::Dropout, DropoutParams, [n, seed, segments, threshold, scale, x_off, y_off, stream]);
     layout!(Shader::Adam, AdamParams, [n, step, lr, beta1, beta2, eps, bias1, bias2, zero_grad, one_minus_beta1, one_minus_beta2]);
-    layout!(Shader::Gather, GatherParams, [b, u, d, write_len]);
+    layout!(Shader::Gather, GatherParams, [b, u, tensors, write_len, d, src_off, dst_off]);
     layout!(Shader::Gru, GruParams, [b, u, h, problems, t0, t1, w_hh_offset, b_hh_offset]);
     layout!(Shader::Attention, AttentionParams, [b, u, d, pair, rw, r_xy, r_yx]);
-    layout!(Shader::Heads, HeadsParams, [b, u, rw, has_sentiment, has_emotion, ws_off, bs_off, we_off, be_off, w_s, w_e, accumulate]);
+    layout!(Shader::Heads, HeadsParams, [b, u, rw, has_sentiment, has_emotion, ws_off, bs_off, we_off, be_off, w_s, w_e, accumulate, d, plain]);
 }
 
 /// Value of the WGSL `const NAME: u32`.

@@ -21,10 +21,10 @@ use super::buffers::{read, storage, upload};
 use super::context::{GpuContext, GpuError};
 use super::gru::{GruError, GruKernel, GruParams, GruSchedule};
 use super::linear::LinearKernel;
-use super::launch::{run, Recordable};
-use super::{adam, attention, dropout, gather, gru, heads, linear, representation};
+use super::launch::run;
+use super::{adam, attention, dropout, gather, gru, heads, linear};
 use crate::batch::Batch;
-use crate::config::{Attention, Modality, ModalitySet, ModelConfig, Tasks, EMOTIONS};
+use crate::config::{Attention, Block, Modality, ModalitySet, ModelConfig, Tasks, EMOTIONS};
 use crate::cpu;
 use crate::params::{Layout, ParamStore};
 
@@ -256,7 +256,7 @@ pub const CHECKS: &[(&str, CheckFn)] = &[
     ("gather", gather_rows),
     ("gru", gru_rows),
     ("attention", attention_rows),
-    ("representation", representation_rows),
+    ("linear_fused", linear_fused_rows),
     ("heads", heads_rows),
     ("adam", adam_rows),
     ("model", model_rows),
@@ -329,8 +329,14 @@ fn attention_rows(ctx: &GpuContext) -> Result<Vec<CheckRow>, GpuError> {
     Ok(rows)
 }
 
-fn representation_rows(ctx: &GpuContext) -> Result<Vec<CheckRow>, GpuError> {
-    check_representation(ctx, &ReprCase { lens: CHECK_LENS.to_vec(), d: 100, rw: 900, off: 600, seed: 8 })
+fn linear_fused_rows(ctx: &GpuContext) -> Result<Vec<CheckRow>, GpuError> {
+    // The dense site of a training step (2H 400 -> D 100: the vec4 kernels) and an
+    // odd shape that only the scalar kernels take.
+    let mut rows = Vec::new();
+    for (k, o, seed) in [(400, 100, 8), (6, 5, 11)] {
+        rows.extend(check_linear_fused(ctx, &FusedLinearCase { lens: CHECK_LENS.to_vec(), k, o, seed })?);
+    }
+    Ok(rows)
 }
 
 fn heads_rows(ctx: &GpuContext) -> Result<Vec<CheckRow>, GpuError> {
@@ -467,7 +473,7 @@ pub fn check_linear(ctx: &GpuContext, c: &LinearCase) -> Result<Vec<CheckRow>, G
     let (b, u, k, o) = (c.lens.len(), padded_u(&c.lens), c.k, c.o);
     let n = b * u;
     let p = linear_params(c);
-    let (w_off, b_off) = (p.w_off as usize, p.b_off as usize);
+    let (w_off, b_off) = (p.w_off[0] as usize, p.b_off[0] as usize);
     let mut flat = random_vec(b_off + o + 64, c.seed);
     for v in &mut flat[..w_off] {
         *v = GARBAGE; // must never be read
@@ -510,7 +516,7 @@ pub fn check_linear(ctx: &GpuContext, c: &LinearCase) -> Result<Vec<CheckRow>, G
     let yb = upload(ctx, "y", &vec![SENTINEL; ylen])?;
     let dx = upload(ctx, "dx", &vec![SENTINEL; n * k])?;
     let ybind = if c.relu { &yb } else { &dyb }; // y is read only for the ReLU mask
-    let fwd = linear::linear_forward_variant(ctx, &yb, &xb, &flatb, &len, p, c.kernel)?;
+    let fwd = linear::linear_forward_variant(ctx, &yb, &ctx.dummy, &xb, &flatb, &len, p, c.kernel)?;
     let bwd = linear::linear_backward_variant(ctx, &dx, &dyb, ybind, &flatb, &len, p, c.kernel)?;
     let bww = linear::linear_backward_weights_variant(ctx, &grads, &dyb, ybind, &xb, &len, p, c.kernel)?;
     run(ctx, &[&fwd, &bwd, &bww])?;
@@ -630,7 +636,8 @@ pub struct GatherCase {
     pub seed: u64,
 }
 
-/// gather_forward (every feature tensor, the labels and the lengths, exact) and
+/// gather_forward (the labels, every feature tensor and the lengths in one launch,
+/// exact, the output outside the tensors' blocks untouched) and
 /// scatter_rows (a (B, U, 9) batch with garbage at padding scattered back into a
 /// split-wide buffer, over the distinct videos of `index`, exact).
 pub fn check_gather(ctx: &GpuContext, c: &GatherCase) -> Result<Vec<CheckRow>, GpuError> {
@@ -655,29 +662,31 @@ pub fn check_gather(ctx: &GpuContext, c: &GatherCase) -> Result<Vec<CheckRow>, G
         dims3[m] = c.dims[m];
     }
     let data = gather::GpuDataset::upload(ctx, feats, dims3, &srcs[srcs.len() - 1], lengths)?;
-    let to_u32 = |v: usize| u32::try_from(v).unwrap_or(u32::MAX);
 
-    // gather_forward
+    // gather_forward: labels (writing the lengths) and every feature tensor in one
+    // launch, from the split's one buffer into blocks of one output buffer at
+    // unaligned offsets, with a sentinel element between blocks.
     let index = &c.index;
     let (b, u) = (index.len(), index.iter().map(|&v| lengths[v]).max().unwrap_or(0));
     let idx = upload(ctx, "index", &u32s(index))?;
     let out_len = upload(ctx, "len", &vec![999u32; b])?;
-    let mut launches = Vec::new();
-    let mut outs = Vec::new();
-    let tensors = (0..nf).chain([srcs.len() - 1]);
-    for (k, m) in tensors.enumerate() {
+    let mut p = gather::GatherParams::new(b, u, true);
+    let mut blocks = Vec::new();
+    let mut at = 3;
+    for m in std::iter::once(srcs.len() - 1).chain(0..nf) {
+        let src_off = if m < nf { data.features_off[m] } else { Some(data.labels_off) };
+        let Some(src_off) = src_off else { continue };
         let d = widths[m];
-        let src = if m < nf { data.features[m].as_ref() } else { Some(&data.labels) };
-        let Some(src) = src else { continue };
-        let out = upload(ctx, "gathered", &vec![SENTINEL; b * u * d])?;
-        let p = gather::GatherParams { b: to_u32(b), u: to_u32(u), d: to_u32(d), write_len: u32::from(k == 0) };
-        launches.push(gather::gather_forward(ctx, &out, &out_len, src, &data, &idx, p)?);
-        outs.push((out, m));
+        p = p.tensor(d, src_off, at);
+        blocks.push((at..at + b * u * d, m));
+        at += b * u * d + 1;
     }
-    let recs: Vec<&dyn Recordable> = launches.iter().map(|l| l as &dyn Recordable).collect();
-    run(ctx, &recs)?;
+    let out = upload(ctx, "gathered", &vec![SENTINEL; at])?;
+    let launch = gather::gather_forward(ctx, &out, &out_len, &data, &idx, p)?;
+    let dispatches = run(ctx, &[&launch])?;
+    let got = read_f32(ctx, &out, at)?;
     let mut gathered = Vec::new();
-    for (out, m) in &outs {
+    for (r, m) in &blocks {
         let d = widths[*m];
         let mut want = vec![0.0f32; b * u * d];
         for (bi, &v) in index.iter().enumerate() {
@@ -685,8 +694,12 @@ pub fn check_gather(ctx: &GpuContext, c: &GatherCase) -> Result<Vec<CheckRow>, G
             want[bi * u * d..(bi * u + lengths[v]) * d].copy_from_slice(&srcs[*m][rows]);
         }
         let name = if *m < nf { format!("features {m} (D={d})") } else { "labels".to_string() };
-        gathered.push(compare_exact(&name, &read_f32(ctx, out, b * u * d)?, &want));
+        gathered.push(compare_exact(&name, &got[r.clone()], &want));
     }
+    let ranges: Vec<std::ops::Range<usize>> = blocks.iter().map(|(r, _)| r.clone()).collect();
+    let rest = outside(&got, &ranges);
+    gathered.push(compare_exact("output outside the blocks", &rest, &vec![SENTINEL; rest.len()]));
+    gathered.push(compare_exact("dispatches", &[dispatches as f32], &[1.0]));
     let want_len: Vec<f32> = index.iter().map(|&v| lengths[v] as f32).collect();
     let got_len: Vec<f32> = read::<u32>(ctx, &out_len, 0, b)?.iter().map(|&l| l as f32).collect();
     gathered.push(compare_exact("lengths", &got_len, &want_len));
@@ -706,7 +719,7 @@ pub fn check_gather(ctx: &GpuContext, c: &GatherCase) -> Result<Vec<CheckRow>, G
     let srcb = upload(ctx, "batch rows", &src)?;
     let dst = upload(ctx, "split rows", &vec![SENTINEL; n_utt * d])?;
     let sidx = upload(ctx, "index", &u32s(&distinct))?;
-    let p = gather::GatherParams { b: to_u32(sb), u: to_u32(su), d: to_u32(d), write_len: 0 };
+    let p = gather::GatherParams::new(sb, su, false).tensor(d, 0, 0);
     let scatter = gather::scatter_rows(ctx, &dst, &srcb, &data, &sidx, p)?;
     run(ctx, &[&scatter])?;
     let mut want = vec![SENTINEL; n_utt * d];
@@ -1048,48 +1061,123 @@ pub fn check_attention(ctx: &GpuContext, c: &AttentionCase) -> Result<Vec<CheckR
     ])
 }
 
-// ---- representation.wgsl ----
+// ---- linear.wgsl, fused (the dense site of a training step) ----
 
-/// A (B, U, D) block at column `off` of an R of width `rw`.
+/// Two dense problems (K -> O, ReLU) in one launch (grid z), each with its own W, b
+/// and x / y blocks, with the step's dropout masks and the forward's copy into R.
 #[derive(Debug, Clone)]
-pub struct ReprCase {
+pub struct FusedLinearCase {
     pub lens: Vec<usize>,
-    pub d: usize,
-    pub rw: usize,
-    pub off: usize,
+    pub k: usize,
+    pub o: usize,
     pub seed: u64,
 }
 
-/// representation_forward (the block copied into R's column slice, every other
-/// column untouched) and representation_backward (dX += dR's slice), both exact:
-/// the reference is the block loop of cpu::model::{forward, backward} in f32.
-pub fn check_representation(ctx: &GpuContext, c: &ReprCase) -> Result<Vec<CheckRow>, GpuError> {
-    let (b, u, d, rw, off) = (c.lens.len(), padded_u(&c.lens), c.d, c.rw, c.off);
-    let rows = b * u;
-    let x = f32s(&random_vec(rows * d, c.seed));
-    let r0 = f32s(&random_vec(rows * rw, c.seed + 1));
-    let dr = f32s(&random_vec(rows * rw, c.seed + 2));
-    let dx0 = f32s(&random_vec(rows * d, c.seed + 3));
-    let mut want_r = r0.clone();
-    let mut want_dx = dx0.clone();
-    for t in 0..rows {
-        want_r[t * rw + off..t * rw + off + d].copy_from_slice(&x[t * d..(t + 1) * d]);
-        for k in 0..d {
-            want_dx[t * d + k] += dr[t * rw + off + k];
-        }
+/// The fused launches of the dense site: linear_forward_repr (per problem
+/// y = dropout(relu(x W^T + b)), also written into its column block of R, every
+/// other column of R untouched), linear_backward (g = dy * scale where y > 0, dx through the
+/// GRU-site mask) and linear_backward_weights (dW, db accumulated), one dispatch
+/// each for both problems. Reference: cpu::dense with cpu::dropout's masks, as
+/// cpu::model chains them; R's blocks and the masks are exact.
+pub fn check_linear_fused(ctx: &GpuContext, c: &FusedLinearCase) -> Result<Vec<CheckRow>, GpuError> {
+    let (b, u, k, o) = (c.lens.len(), padded_u(&c.lens), c.k, c.o);
+    let lens = &c.lens;
+    let n = b * u;
+    let (step_seed, p_drop) = (977u32.wrapping_add(c.seed as u32), 0.3);
+    let (fwd_streams, bwd_streams) = ([1u32, 5, 0, 0], [0u32, 4, 0, 0]);
+    let rw = 3 * o + 1;
+    let r_off = [o + 1, 2 * o + 1];
+    // Problem z: W at w_off[z], b at b_off[z]; x / dx at x_off[z], y / dy at y_off[z].
+    let w_off = [64, 64 + (o * k + o).div_ceil(64) * 64];
+    let b_off = [w_off[0] + o * k, w_off[1] + o * k];
+    let x_off = [4, 8 + (n * k).div_ceil(4) * 4];
+    let y_off = [0, (n * o).div_ceil(4) * 4];
+    let (xlen, ylen) = (x_off[1] + n * k + 4, y_off[1] + n * o + 4);
+    let mut flat = random_vec(b_off[1] + o + 64, c.seed);
+    for v in &mut flat[..w_off[0]] {
+        *v = GARBAGE; // must never be read
     }
-    let xb = upload(ctx, "X", &x)?;
-    let r = upload(ctx, "R", &r0)?;
-    let drb = upload(ctx, "dR", &dr)?;
-    let dxb = upload(ctx, "dX", &dx0)?;
-    let p = representation::ReprParams::new(b, u, d, rw, off);
-    let fwd = representation::representation_forward(ctx, &r, &xb, p)?;
-    let bwd = representation::representation_backward(ctx, &dxb, &drb, p)?;
-    run(ctx, &[&fwd, &bwd])?;
-    let shape = format!("{} D={d} R={rw} off={off}", lens_shape(&c.lens));
+    let mut x = random_vec(xlen, c.seed + 1);
+    let mut dy = random_vec(ylen, c.seed + 2);
+    for z in 0..2 {
+        fill_padding(&mut x[x_off[z]..x_off[z] + n * k], lens, u, k, GARBAGE);
+        fill_padding(&mut dy[y_off[z]..y_off[z] + n * o], lens, u, o, -GARBAGE);
+    }
+    let grads0 = f64s(&f32s(&random_vec(flat.len(), c.seed + 3)));
+    let (x, flat, dy) = (f64s(&f32s(&x)), f64s(&f32s(&flat)), f64s(&f32s(&dy)));
+
+    let xb = up(ctx, "x", &x)?;
+    let fb = up(ctx, "params", &flat)?;
+    let len = upload(ctx, "len", &u32s(lens))?;
+    let dyb = up(ctx, "dy", &dy)?;
+    let grads = up(ctx, "grads", &grads0)?;
+    let yb = upload(ctx, "y", &vec![SENTINEL; ylen])?;
+    let dxb = upload(ctx, "dx", &vec![SENTINEL; xlen])?;
+    let rb = upload(ctx, "R", &vec![SENTINEL; n * rw])?;
+    let mut p = linear::LinearParams::new(b, u, k, o, true, 0, 0);
+    for z in 0..2 {
+        p = p.problem(z, w_off[z], b_off[z], x_off[z], y_off[z]);
+    }
+    let pf = p.dropout(step_seed, p_drop, fwd_streams).repr(rw, [r_off[0], r_off[1], 0, 0]);
+    let pb = p.dropout(step_seed, p_drop, bwd_streams);
+    let fwd = linear::linear_forward_repr(ctx, &yb, &rb, &xb, &fb, &len, pf)?;
+    let bwd = linear::linear_backward(ctx, &dxb, &dyb, &yb, &fb, &len, pb)?;
+    let bww = linear::linear_backward_weights(ctx, &grads, &dyb, &yb, &xb, &len, pb)?;
+    let dispatches = run(ctx, &[&fwd, &bwd, &bww])?;
+    let got_y = read_f32(ctx, &yb, ylen)?;
+    let got_dx = read_f32(ctx, &dxb, xlen)?;
+    let got_g = read_f32(ctx, &grads, grads0.len())?;
+    let got_r = read_f32(ctx, &rb, n * rw)?;
+
+    let (mut forward, mut backward, mut weights) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut yr, mut xr, mut gr) = (Vec::new(), Vec::new(), Vec::new());
+    for z in 0..2 {
+        let w = &flat[w_off[z]..w_off[z] + o * k];
+        let bias = &flat[b_off[z]..b_off[z] + o];
+        let xz = &x[x_off[z]..x_off[z] + n * k];
+        let relu = cpu::dense::dense_forward(xz, w, bias, lens, b, u, k, o);
+        let mask_d = cpu::dropout::dropout_mask(step_seed, fwd_streams[z], n * o, p_drop);
+        let mask_g = cpu::dropout::dropout_mask(step_seed, bwd_streams[z], n * k, p_drop);
+        let want_y = cpu::dropout::dropout_forward(&relu, &mask_d);
+        let mut ddense = vec![0.0; n * o];
+        cpu::dropout::dropout_backward(&mut ddense, &dy[y_off[z]..y_off[z] + n * o], &mask_d);
+        let mut ddin = vec![0.0; n * k];
+        let mut want_dw = grads0[w_off[z]..w_off[z] + o * k].to_vec();
+        let mut want_db = grads0[b_off[z]..b_off[z] + o].to_vec();
+        cpu::dense::dense_backward(&mut ddin, &mut want_dw, &mut want_db, &ddense, xz, &relu, w, lens, b, u, k, o);
+        let mut want_dx = vec![0.0; n * k];
+        cpu::dropout::dropout_backward(&mut want_dx, &ddin, &mask_g);
+        let (ys, xs) = (y_off[z]..y_off[z] + n * o, x_off[z]..x_off[z] + n * k);
+        // Padded rows are written as zero: compare whole blocks.
+        forward.push(compare(&format!("y[{z}]"), &got_y[ys.clone()], &want_y, MATMUL_TOL));
+        forward.push(compare_exact(&format!("R block {z} = y[{z}]"), &columns(&got_r, rw, r_off[z], o), &got_y[ys.clone()]));
+        backward.push(compare(&format!("dx[{z}]"), &got_dx[xs.clone()], &want_dx, MATMUL_TOL));
+        let (wr, br) = (w_off[z]..w_off[z] + o * k, b_off[z]..b_off[z] + o);
+        weights.push(compare(&format!("dW[{z}]"), &got_g[wr.clone()], &want_dw, WGRAD_TOL));
+        weights.push(compare(&format!("db[{z}]"), &got_g[br.clone()], &want_db, WGRAD_TOL));
+        yr.push(ys);
+        xr.push(xs);
+        gr.extend([wr, br]);
+    }
+    let sentinels = |v: &[f32]| vec![SENTINEL; v.len()];
+    let rest_y = outside(&got_y, &yr);
+    forward.push(compare_exact("y buffer outside the blocks", &rest_y, &sentinels(&rest_y)));
+    let rest_r = other_columns(&got_r, rw, &[(r_off[0], o), (r_off[1], o)]);
+    forward.push(compare_exact("R outside the blocks", &rest_r, &sentinels(&rest_r)));
+    let rest_dx = outside(&got_dx, &xr);
+    backward.push(compare_exact("dx buffer outside the blocks", &rest_dx, &sentinels(&rest_dx)));
+    weights.push(compare_exact("grads outside dW, db", &outside(&got_g, &gr), &f32s(&outside(&grads0, &gr))));
+    let one_each = [dispatches as f32];
+    weights.push(compare_exact("dispatches for the three launches", &one_each, &[3.0]));
+
+    let shape = format!("{} K={k} O={o} 2 problems p={p_drop} R={rw}", lens_shape(lens));
+    let kf = linear_kernel_name(LinearKernel::Vec4, LinearKernel::best_forward(&pf));
+    let kb = linear_kernel_name(LinearKernel::Vec4, LinearKernel::best_backward(&pb));
+    let kw = linear_kernel_name(LinearKernel::Vec4, LinearKernel::best_backward_weights(&pb));
     Ok(vec![
-        CheckRow::new("representation_forward", shape.clone(), vec![compare_exact("R", &read_f32(ctx, &r, rows * rw)?, &want_r)]),
-        CheckRow::new("representation_backward", shape, vec![compare_exact("dX", &read_f32(ctx, &dxb, rows * d)?, &want_dx)]),
+        CheckRow::new(format!("linear_forward [{kf}] (fused dense: dropout, R blocks)"), shape.clone(), forward),
+        CheckRow::new(format!("linear_backward [{kb}] (fused dense: dropout)"), shape.clone(), backward),
+        CheckRow::new(format!("linear_backward_weights [{kw}] (fused dense)"), shape, weights),
     ])
 }
 
@@ -1114,8 +1202,9 @@ fn random_labels(lens: &[usize], seed: u64) -> Batch {
 }
 
 /// heads_forward (probabilities at real rows, the loss and its sums) and
-/// heads_backward (dR, the heads' gradients accumulated onto non-zero values, the
-/// rest of the gradient buffer untouched), loss weights 0.7 and 1.3.
+/// heads_backward (dR, each plain block of dR added into its modality's block
+/// gradient, the heads' gradients accumulated onto non-zero values, the rest of the
+/// gradient buffer untouched), loss weights 0.7 and 1.3.
 pub fn check_heads(ctx: &GpuContext, c: &HeadsCase) -> Result<Vec<CheckRow>, GpuError> {
     let mut cfg = ModelConfig::new(ModalitySet::TAV, Attention::Cim, c.tasks, [6, 5, 4]);
     cfg.hidden = 4;
@@ -1191,7 +1280,14 @@ pub fn check_heads(ctx: &GpuContext, c: &HeadsCase) -> Result<Vec<CheckRow>, Gpu
     let grads = up(ctx, "grads", &grads0)?;
     let p = heads::HeadsParams::new(&cfg, &layout, b, u);
     let fwd = heads::heads_forward(ctx, &probs, &dz, &row_loss, &loss, &rb, &wb, &lb, &len, p)?;
-    let bwd = heads::heads_backward(ctx, &dr, &grads, &dz, &rb, &wb, &len, p)?;
+    // The plain blocks' gradients, fused into heads_backward: dX_s += dR[:, plain_s ..].
+    let d = cfg.dense;
+    let repr = cfg.representation();
+    let plain: Vec<Option<usize>> =
+        cfg.modalities.modalities().iter().map(|&m| repr.iter().position(|&bk| bk == Block::Plain(m)).map(|i| i * d)).collect();
+    let dx0: Vec<Vec<f32>> = (0..3).map(|s| f32s(&random_vec(b * u * d, c.seed + 40 + s as u64))).collect();
+    let dxb = dx0.iter().map(|v| upload(ctx, "dX", v)).collect::<Result<Vec<_>, _>>()?;
+    let bwd = heads::heads_backward(ctx, &dr, [&dxb[0], &dxb[1], &dxb[2]], &grads, &dz, &rb, &wb, &len, p.with_plain(&plain))?;
     run(ctx, &[&fwd, &bwd])?;
 
     let got_p = read_f32(ctx, &probs, b * u * classes)?;
@@ -1210,7 +1306,17 @@ pub fn check_heads(ctx: &GpuContext, c: &HeadsCase) -> Result<Vec<CheckRow>, Gpu
     for (i, name) in ["loss L", "loss sum CE", "loss sum BCE", "real utterances"].iter().enumerate() {
         forward.push(compare(name, &got_loss[i..=i], &want_loss[i..=i], HEADS_TOL));
     }
-    let mut backward = vec![compare("dR", &read_f32(ctx, &dr, b * u * rw)?, &want_dr, HEADS_TOL)];
+    let got_dr = read_f32(ctx, &dr, b * u * rw)?;
+    let mut backward = vec![compare("dR", &got_dr, &want_dr, HEADS_TOL)];
+    // dX_s = dX0_s + dR's plain block of slot s (one f32 add per element: exact, as
+    // cpu::model's block loop), and the block gradient of a slot without one untouched.
+    for (s, x0) in dx0.iter().enumerate() {
+        let want: Vec<f32> = match plain.get(s).copied().flatten() {
+            Some(off) => x0.iter().zip(columns(&got_dr, rw, off, d)).map(|(a, g)| a + g).collect(),
+            None => x0.clone(),
+        };
+        backward.push(compare_exact(&format!("dX of modality slot {s} (+ dR's plain block)"), &read_f32(ctx, &dxb[s], b * u * d)?, &want));
+    }
     let got_g = read_f32(ctx, &grads, layout.len)?;
     let mut head_ranges = Vec::new();
     for n in ["sentiment.weight", "sentiment.bias", "emotion.weight", "emotion.bias"] {

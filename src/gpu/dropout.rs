@@ -12,9 +12,11 @@ pub const WORKGROUP: u32 = 256;
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
 pub struct DropoutParams {
+    /// Elements per segment.
     pub n: u32,
     pub seed: u32,
-    pub stream: u32,
+    /// Segments (grid z, <= 4): segment z lies z * n past the offsets.
+    pub segments: u32,
     pub threshold: u32,
     pub scale: f32,
     /// Element offset of x (forward input) / dx (backward output) in its buffer.
@@ -22,6 +24,8 @@ pub struct DropoutParams {
     /// Element offset of y (forward output) / dy (backward input) in its buffer.
     pub y_off: u32,
     pub _pad: u32,
+    /// Stream of segment z.
+    pub stream: [u32; 4],
 }
 
 impl DropoutParams {
@@ -30,13 +34,21 @@ impl DropoutParams {
         DropoutParams {
             n: u32::try_from(n).unwrap_or(u32::MAX),
             seed,
-            stream,
+            segments: 1,
             threshold: threshold(p),
             scale: (1.0 / (1.0 - p)) as f32,
             x_off: 0,
             y_off: 0,
             _pad: 0,
+            stream: [stream, 0, 0, 0],
         }
+    }
+
+    /// `streams.len()` (<= 4) consecutive segments of n elements, one stream each.
+    pub fn segments(mut self, streams: &[u32]) -> DropoutParams {
+        self.segments = u32::try_from(streams.len()).unwrap_or(u32::MAX);
+        self.stream[..streams.len()].copy_from_slice(streams);
+        self
     }
 
     /// The same mask applied to blocks at element offsets of larger buffers.
@@ -48,7 +60,8 @@ impl DropoutParams {
 }
 
 fn grid(p: &DropoutParams) -> [u32; 3] {
-    grid_1d(p.n as usize, WORKGROUP)
+    let [x, y, _] = grid_1d(p.n as usize, WORKGROUP);
+    [x, y, p.segments]
 }
 
 const BINDS: [Bind; 3] = [Bind::Uniform, Bind::Read, Bind::Write];

@@ -11,33 +11,65 @@ pub const WORKGROUP: u32 = 256;
 /// Label columns per utterance: sentiment score, then the six emotion intensities.
 pub const LABEL_WIDTH: usize = 7;
 
-/// Mirrors `GatherParams` in gather.wgsl.
+/// Mirrors `GatherParams` in gather.wgsl: up to 4 tensors gathered by one launch.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
 pub struct GatherParams {
     pub b: u32,
     pub u: u32,
-    pub d: u32,
+    /// Tensors in the launch (grid z).
+    pub tensors: u32,
+    /// 1: tensor 0 also writes the batch lengths.
     pub write_len: u32,
+    /// Row width of tensor z.
+    pub d: [u32; 4],
+    /// Element offset of tensor z's block in the source (the split's rows).
+    pub src_off: [u32; 4],
+    /// Element offset of tensor z's block in the output.
+    pub dst_off: [u32; 4],
 }
 
-/// One split of the dataset, uploaded once.
+fn c32(v: usize) -> u32 {
+    u32::try_from(v).unwrap_or(u32::MAX)
+}
+
+impl GatherParams {
+    /// A (B, U) batch with no tensors yet.
+    pub fn new(b: usize, u: usize, write_len: bool) -> GatherParams {
+        GatherParams { b: c32(b), u: c32(u), write_len: u32::from(write_len), ..bytemuck::Zeroable::zeroed() }
+    }
+
+    /// One more tensor (at most 4): rows of width `d` from the source block at
+    /// `src_off` into the output block at `dst_off`.
+    pub fn tensor(mut self, d: usize, src_off: usize, dst_off: usize) -> GatherParams {
+        let z = self.tensors as usize;
+        self.d[z] = c32(d);
+        self.src_off[z] = c32(src_off);
+        self.dst_off[z] = c32(dst_off);
+        self.tensors += 1;
+        self
+    }
+
+    fn max_d(&self) -> usize {
+        self.d[..self.tensors as usize].iter().copied().max().unwrap_or(0) as usize
+    }
+}
+
+/// A split on the GPU: every tensor's rows as blocks of one buffer.
 pub struct GpuDataset {
-    /// Per modality in T, A, V order: (N_utt, D_m) utterance features, `None` if absent.
-    pub features: [Option<wgpu::Buffer>; 3],
+    /// Blocks: labels (N_utt, 7), then the features (N_utt, D_m) of each present modality.
+    pub rows: wgpu::Buffer,
     pub dims: [usize; 3],
-    /// (N_utt, 7): sentiment score, six emotion intensities (zeros without emotions).
-    pub labels: wgpu::Buffer,
-    /// (N_videos) u32: first utterance of each video.
+    /// Element offset of the labels' block in `rows` (0).
+    pub labels_off: usize,
+    /// Element offset of modality m's block in `rows`, if the split has it.
+    pub features_off: [Option<usize>; 3],
     pub offsets: wgpu::Buffer,
-    /// (N_videos) u32: utterances per video.
     pub lengths: wgpu::Buffer,
-    /// Host copy of the lengths (to size batches: U = max length of the batch).
     pub host_lengths: Vec<usize>,
 }
 
 impl GpuDataset {
-    /// Upload features (each (N_utt, D_m) row-major f32), labels (N_utt, 7) and per-video lengths.
     pub fn upload(
         ctx: &GpuContext,
         features: [Option<&[f32]>; 3],
@@ -45,11 +77,12 @@ impl GpuDataset {
         labels: &[f32],
         lengths: &[usize],
     ) -> Result<GpuDataset, GpuError> {
-        let names = ["text features", "audio features", "video features"];
-        let mut feats: [Option<wgpu::Buffer>; 3] = Default::default();
+        let mut rows = labels.to_vec();
+        let mut features_off = [None; 3];
         for m in 0..3 {
             if let Some(f) = features[m] {
-                feats[m] = Some(buffers::upload(ctx, names[m], f)?);
+                features_off[m] = Some(rows.len());
+                rows.extend_from_slice(f);
             }
         }
         let mut offsets = Vec::with_capacity(lengths.len());
@@ -60,9 +93,10 @@ impl GpuDataset {
         }
         let lens: Vec<u32> = lengths.iter().map(|&l| u32::try_from(l).unwrap_or(u32::MAX)).collect();
         Ok(GpuDataset {
-            features: feats,
+            rows: buffers::upload(ctx, "split rows (labels, features)", &rows)?,
             dims,
-            labels: buffers::upload(ctx, "labels", labels)?,
+            labels_off: 0,
+            features_off,
             offsets: buffers::upload(ctx, "video offsets", &offsets)?,
             lengths: buffers::upload(ctx, "video lengths", &lens)?,
             host_lengths: lengths.to_vec(),
@@ -70,23 +104,21 @@ impl GpuDataset {
     }
 }
 
-/// out (B, U, D) = rows of `src` (N_utt, D) for the videos `index` (B) u32, zero
-/// padded; with `write_len`, `out_len` (B) u32 = their lengths (bind any u32
-/// buffer otherwise).
-#[allow(clippy::too_many_arguments)]
+/// Every tensor of `p` gathered from `data.rows` into its block of `out` in one launch,
+/// and (write_len) the batch lengths into `out_len` (B).
 pub fn gather_forward(
     ctx: &GpuContext,
     out: &wgpu::Buffer,
     out_len: &wgpu::Buffer,
-    src: &wgpu::Buffer,
     data: &GpuDataset,
     index: &wgpu::Buffer,
     p: GatherParams,
 ) -> Result<Launch<GatherParams>, GpuError> {
     let binds = [Bind::Uniform, Bind::Read, Bind::Read, Bind::Read, Bind::Read, Bind::Write, Bind::Write];
     let k = ctx.pipelines.get(ctx, Shader::Gather, "gather_forward", &binds)?;
-    Launch::new(ctx, k, &[src, &data.offsets, &data.lengths, index, out, out_len], p, |p| {
-        grid_1d(p.b as usize * p.u as usize * p.d as usize, WORKGROUP)
+    Launch::new(ctx, k, &[&data.rows, &data.offsets, &data.lengths, index, out, out_len], p, |p| {
+        let [x, y, _] = grid_1d(p.b as usize * p.u as usize * p.max_d(), WORKGROUP);
+        [x, y, p.tensors]
     })
 }
 
@@ -103,6 +135,6 @@ pub fn scatter_rows(
     let binds = [Bind::Uniform, Bind::Read, Bind::Read, Bind::Read, Bind::Read, Bind::Write];
     let k = ctx.pipelines.get(ctx, Shader::Gather, "scatter_rows", &binds)?;
     Launch::new(ctx, k, &[src, &data.offsets, &data.lengths, index, dst], p, |p| {
-        grid_1d(p.b as usize * p.u as usize * p.d as usize, WORKGROUP)
+        grid_1d(p.b as usize * p.u as usize * p.d[0] as usize, WORKGROUP)
     })
 }

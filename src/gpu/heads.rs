@@ -30,7 +30,16 @@ pub struct HeadsParams {
     pub w_s: f32,
     pub w_e: f32,
     pub accumulate: u32,
+    /// Block width D.
+    pub d: u32,
+    pub _pad: [u32; 3],
+    /// Column in R of modality slot s's plain block ([`NO_BLOCK`]: none): heads_backward
+    /// also adds that block of dR into the slot's block gradient.
+    pub plain: [u32; 4],
 }
+
+/// `HeadsParams::plain` entry of a slot without a plain block.
+pub const NO_BLOCK: u32 = u32::MAX;
 
 impl HeadsParams {
     /// The heads of `cfg` in `layout`, for a (B, U) batch.
@@ -50,7 +59,19 @@ impl HeadsParams {
             w_s: cfg.w_sentiment as f32,
             w_e: cfg.w_emotion as f32,
             accumulate: 0,
+            d: c(cfg.dense),
+            _pad: [0; 3],
+            plain: [NO_BLOCK; 4],
         }
+    }
+
+    /// Plain-block columns per modality slot (`None`: no plain block), for the fused
+    /// block-gradient copy of heads_backward.
+    pub fn with_plain(mut self, plain: &[Option<usize>]) -> HeadsParams {
+        for (s, off) in plain.iter().enumerate().take(3) {
+            self.plain[s] = off.map_or(NO_BLOCK, |o| u32::try_from(o).unwrap_or(NO_BLOCK));
+        }
+        self
     }
 }
 
@@ -119,12 +140,15 @@ impl Recordable for HeadsBackward {
     }
 }
 
-/// dr (B, U, R) written; the head slices of `grads` (flat) accumulated; from dz
+/// dr (B, U, R) written, and each plain block of it added into `dblocks[s]` (B, U, D),
+/// the block gradient of modality slot s (`HeadsParams::with_plain`; bind any buffer
+/// for a slot without one); the head slices of `grads` (flat) accumulated; from dz
 /// (B, U, 9) saved by the forward, r (B, U, R), the flat parameters `w` and len (B).
 #[allow(clippy::too_many_arguments)]
 pub fn heads_backward(
     ctx: &GpuContext,
     dr: &wgpu::Buffer,
+    dblocks: [&wgpu::Buffer; 3],
     grads: &wgpu::Buffer,
     dz: &wgpu::Buffer,
     r: &wgpu::Buffer,
@@ -133,8 +157,9 @@ pub fn heads_backward(
     p: HeadsParams,
 ) -> Result<HeadsBackward, GpuError> {
     use Bind::*;
-    let k = ctx.pipelines.get(ctx, Shader::Heads, "heads_backward", &[Uniform, Read, Read, Read, Write])?;
-    let input = Launch::new(ctx, k, &[dz, w, len, dr], p, |p| {
+    let k = ctx.pipelines.get(ctx, Shader::Heads, "heads_backward", &[Uniform, Read, Read, Read, Write, Write, Write, Write])?;
+    let [d0, d1, d2] = dblocks;
+    let input = Launch::new(ctx, k, &[dz, w, len, dr, d0, d1, d2], p, |p| {
         grid_1d(p.b as usize * p.u as usize * p.rw as usize, 256)
     })?;
     let k = ctx.pipelines.get(ctx, Shader::Heads, "heads_backward_weights", &[Uniform, Read, Read, Read, Write])?;

@@ -20,7 +20,6 @@ pub mod linear;
 pub mod model;
 pub mod pipelines;
 pub mod timing;
-pub mod representation;
 
 pub use context::{GpuContext, GpuError, GpuOptions};
 pub use launch::{run, Launch, Recordable};

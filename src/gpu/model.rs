@@ -21,14 +21,13 @@ use super::adam::{adam_step, AdamParams};
 use super::attention::{attention_backward, attention_forward, AttentionBackward, AttentionForward, AttentionParams, AttentionSaved};
 use super::buffers;
 use super::context::{GpuContext, GpuError};
-use super::dropout::{dropout_backward, dropout_forward, DropoutParams};
+use super::dropout::{dropout_forward, DropoutParams};
 use super::gather::{gather_forward, scatter_rows, GatherParams, GpuDataset, LABEL_WIDTH};
 use super::gru::{gru_backward, gru_forward, GruBackward, GruError, GruForward, GruParams, GruSchedule};
 use super::heads::{heads_backward, heads_forward, HeadsBackward, HeadsForward, HeadsParams, CLASSES, LOSS_LEN};
 use super::launch::{Launch, Recordable};
-use super::linear::{linear_backward, linear_backward_weights, linear_forward, LinearParams};
+use super::linear::{linear_backward, linear_backward_weights, linear_forward, linear_forward_repr, LinearParams};
 use super::pipelines::Recorder;
-use super::representation::{representation_backward, representation_forward, ReprParams};
 
 impl From<GpuError> for EngineError {
     fn from(e: GpuError) -> Self {
@@ -56,19 +55,14 @@ struct Pair {
 /// Per-modality activations. Each (B_max, U_max, width).
 struct Branch {
     modality: Modality,
-    x: wgpu::Buffer,          // (B, U, K) gathered features
-    dense_in: wgpu::Buffer,   // (B, U, 2H) dropout(bi-GRU output)
-    dense_out: wgpu::Buffer,  // (B, U, D) relu(dense)
-    feat: wgpu::Buffer,       // (B, U, D) dropout(dense): the matrix T, A or V
-    dfeat: wgpu::Buffer,      // (B, U, D) gradient of feat (accumulated)
-    ddense_out: wgpu::Buffer, // (B, U, D)
-    ddense_in: wgpu::Buffer,  // (B, U, 2H)
+    feat: wgpu::Buffer,  // (B, U, D) dropout(relu(dense)): the matrix T, A or V
+    dfeat: wgpu::Buffer, // (B, U, D) gradient of feat (accumulated)
 }
 
 /// A split on the GPU with its gathers and prediction scatter.
 struct SplitData {
     data: GpuDataset,
-    gathers: Vec<Launch<GatherParams>>, // one per modality, then the labels
+    gather: Launch<GatherParams>, // labels and every modality's features
     probs: wgpu::Buffer,                // (N_utt, 9) predictions
     scatter: Launch<GatherParams>,
     /// First utterance of each video in `probs`.
@@ -77,23 +71,18 @@ struct SplitData {
 
 /// The launches of one step, in schedule order.
 struct Launches {
-    proj: Vec<Launch<LinearParams>>, // P input projections
+    proj: Vec<Launch<LinearParams>>, // per modality: both directions' input projections
     gru_f: GruForward,
-    drop_gru: Vec<Launch<DropoutParams>>,
-    dense: Vec<Launch<LinearParams>>,
-    drop_dense: Vec<Launch<DropoutParams>>,
+    drop_gru: Launch<DropoutParams>, // every modality's GRU-site dropout
+    dense: Vec<Launch<LinearParams>>, // per modality: dense, relu, dense-site dropout, plain block of R
     att_f: Vec<AttentionForward>,
-    plain_f: Vec<Launch<ReprParams>>,
     heads_train: HeadsForward,
     heads_eval: HeadsForward,
     // backward
-    heads_b: HeadsBackward,
-    plain_b: Vec<Launch<ReprParams>>,
+    heads_b: HeadsBackward, // also the plain blocks' gradients
     att_b: Vec<AttentionBackward>,
-    drop_dense_b: Vec<Launch<DropoutParams>>,
-    dense_bx: Vec<Launch<LinearParams>>,
+    dense_bx: Vec<Launch<LinearParams>>, // d(gru out) = GRU-site mask * (g W), g from dfeat
     dense_bw: Vec<Launch<LinearParams>>,
-    drop_gru_b: Vec<Launch<DropoutParams>>,
     gru_b: GruBackward,
     proj_bw: Vec<Launch<LinearParams>>,
     adam: Launch<AdamParams>,
@@ -118,6 +107,9 @@ pub struct GpuEngine {
     // Batch inputs.
     index: wgpu::Buffer,  // (B) u32 video indices
     len: wgpu::Buffer,    // (B) u32
+    /// Where each modality's gathered features (B, U, K) start in the batch inputs
+    /// (labels (B, U, 7) at 0, then one block per modality).
+    x_off: Vec<usize>,
     branches: Vec<Branch>,
     // Shared activations.
     gi: wgpu::Buffer,       // (P, B, U, 3H) input-side gate gradients
@@ -125,6 +117,8 @@ pub struct GpuEngine {
     train_loss: wgpu::Buffer, // (4) accumulated over steps
     eval_loss: wgpu::Buffer,  // (4) accumulated over a split
     pairs: Vec<Pair>,
+    /// Column of each modality's plain block in R, if it has one.
+    plain_off: Vec<Option<usize>>,
     splits: [Option<SplitData>; 3],
     launches: Launches,
     adam_step: u32,
@@ -186,19 +180,21 @@ impl GpuEngine {
         let v = st("adam v", layout.len)?;
         let index = buffers::storage::<u32>(&ctx, "batch video indices", b_max)?;
         let len = buffers::storage::<u32>(&ctx, "batch lengths", b_max)?;
-        let labels = st("batch labels", bu * LABEL_WIDTH)?;
+        // Blocks 4-aligned so that the vec4 kernels can read them.
+        let mut x_off = Vec::with_capacity(nm);
+        let mut inputs_len = (bu * LABEL_WIDTH).next_multiple_of(4);
+        for &md in &mods {
+            x_off.push(inputs_len);
+            inputs_len += (bu * cfg.dim(md)).next_multiple_of(4);
+        }
+        let inputs = st("batch inputs (labels, features)", inputs_len)?;
         let mut branches = Vec::with_capacity(nm);
         for &md in &mods {
             let n = md.name();
             branches.push(Branch {
                 modality: md,
-                x: st(&format!("{n} features"), bu * cfg.dim(md))?,
-                dense_in: st(&format!("{n} dense input"), bu * 2 * h)?,
-                dense_out: st(&format!("{n} dense output"), bu * d)?,
                 feat: st(&format!("{n} representation block"), bu * d)?,
                 dfeat: st(&format!("{n} block gradient"), bu * d)?,
-                ddense_out: st(&format!("{n} dense output gradient"), bu * d)?,
-                ddense_in: st(&format!("{n} dense input gradient"), bu * 2 * h)?,
             });
         }
         let p_count = 2 * nm;
@@ -206,6 +202,7 @@ impl GpuEngine {
         let cache = st("gru cache", p_count * 5 * bu * h)?;
         let gru_out = st("gru output", nm * bu * 2 * h)?;
         let dgru_out = st("gru output gradient", nm * bu * 2 * h)?;
+        let dense_in = st("dense input", nm * bu * 2 * h)?; // (M, B, U, 2H) dropout(gru output), packed like it
         let gi = st("gru gi", p_count * bu * 3 * h)?;
         let gh = st("gru gh", p_count * bu * 3 * h)?;
         let carry = st("gru carry", p_count * b_max * h)?;
@@ -255,19 +252,16 @@ impl GpuEngine {
             let fr: [Option<&[f32]>; 3] =
                 [0, 1, 2].map(|i| (data.dims[i] > 0 && cfg.dims[i] > 0).then(|| feats[i].as_slice()));
             let gd = GpuDataset::upload(&ctx, fr, data.dims, &lab, &lens)?;
-            let mut gathers = Vec::new();
-            for (bi, br) in branches.iter().enumerate() {
-                let src = gd.features[br.modality.index()].as_ref().ok_or_else(|| {
-                    EngineError::Gpu(format!("the data has no {} features", br.modality.name()))
-                })?;
-                let p = GatherParams { b: b_max as u32, u: u_max as u32, d: cfg.dim(br.modality) as u32, write_len: u32::from(bi == 0) };
-                gathers.push(gather_forward(&ctx, &br.x, &len, src, &gd, &index, p)?);
+            for &md in &mods {
+                if gd.features_off[md.index()].is_none() {
+                    return Err(EngineError::Gpu(format!("the data has no {} features", md.name())));
+                }
             }
-            let p = GatherParams { b: b_max as u32, u: u_max as u32, d: LABEL_WIDTH as u32, write_len: 0 };
-            gathers.push(gather_forward(&ctx, &labels, &ctx.dummy, &gd.labels, &gd, &index, p)?);
+            let p = gather_params(&cfg, &mods, &x_off, &gd, Shape { b: b_max, u: u_max });
+            let gather = gather_forward(&ctx, &inputs, &len, &gd, &index, p)?;
             let n_utt: usize = lens.iter().sum();
             let split_probs = st(&format!("{s} predictions"), n_utt * CLASSES)?;
-            let sp = GatherParams { b: b_max as u32, u: u_max as u32, d: CLASSES as u32, write_len: 0 };
+            let sp = GatherParams::new(b_max, u_max, false).tensor(CLASSES, 0, 0);
             let scatter = scatter_rows(&ctx, &split_probs, &probs, &gd, &index, sp)?;
             let mut offsets = Vec::with_capacity(lens.len());
             let mut acc = 0;
@@ -275,43 +269,37 @@ impl GpuEngine {
                 offsets.push(acc);
                 acc += l;
             }
-            splits[s.index()] = Some(SplitData { data: gd, gathers, probs: split_probs, scatter, offsets });
+            splits[s.index()] = Some(SplitData { data: gd, gather, probs: split_probs, scatter, offsets });
         }
 
         // Launches, built for (B_max, U_max) and dropout on.
         let shape = Shape { b: b_max, u: u_max };
-        let pp = ParamsFor { cfg: &cfg, layout: &layout, mods: &mods };
+        let pp = ParamsFor { cfg: &cfg, layout: &layout, mods: &mods, x_off: &x_off };
         let seed = 0;
         let mut proj = Vec::new();
         let mut proj_bw = Vec::new();
-        for (mi, br) in branches.iter().enumerate() {
-            for dir in 0..2 {
-                let p = pp.projection(mi, dir, shape);
-                proj.push(linear_forward(&ctx, &xp, &br.x, &w, &len, p)?);
-                proj_bw.push(linear_backward_weights(&ctx, &grads, &gi, &gi, &br.x, &len, p)?);
-            }
+        for mi in 0..nm {
+            let p = pp.projection(mi, shape);
+            proj.push(linear_forward(&ctx, &xp, &inputs, &w, &len, p)?);
+            proj_bw.push(linear_backward_weights(&ctx, &grads, &gi, &gi, &inputs, &len, p)?);
+        }
+        let mut plain_off = vec![None; nm];
+        for &(mi, off) in &plain {
+            plain_off[mi] = Some(off);
         }
         let gp = pp.gru(shape)?;
         let gru_f = gru_forward(&ctx, &gru_out, &cache, &xp, &w, &len, &gp, GruSchedule::Persistent)?;
         let gru_b = gru_backward(&ctx, &gi, &gh, &carry, &grads, &dgru_out, &cache, &w, &len, &gp, GruSchedule::Persistent)?;
-        let mut drop_gru = Vec::new();
-        let mut drop_gru_b = Vec::new();
+        let drop_gru = dropout_forward(&ctx, &dense_in, &gru_out, pp.drop_gru(shape, seed, cfg.dropout))?;
         let mut dense = Vec::new();
         let mut dense_bx = Vec::new();
         let mut dense_bw = Vec::new();
-        let mut drop_dense = Vec::new();
-        let mut drop_dense_b = Vec::new();
         for (mi, br) in branches.iter().enumerate() {
-            let p = pp.drop_gru(mi, shape, seed, cfg.dropout);
-            drop_gru.push(dropout_forward(&ctx, &br.dense_in, &gru_out, p)?);
-            drop_gru_b.push(dropout_backward(&ctx, &dgru_out, &br.ddense_in, p)?);
-            let p = pp.dense(mi, shape);
-            dense.push(linear_forward(&ctx, &br.dense_out, &br.dense_in, &w, &len, p)?);
-            dense_bx.push(linear_backward(&ctx, &br.ddense_in, &br.ddense_out, &br.dense_out, &w, &len, p)?);
-            dense_bw.push(linear_backward_weights(&ctx, &grads, &br.ddense_out, &br.dense_out, &br.dense_in, &len, p)?);
-            let p = pp.drop_dense(mi, shape, seed, cfg.dropout);
-            drop_dense.push(dropout_forward(&ctx, &br.feat, &br.dense_out, p)?);
-            drop_dense_b.push(dropout_backward(&ctx, &br.ddense_out, &br.dfeat, p)?);
+            let p = pp.dense_forward(mi, shape, seed, cfg.dropout, plain_off[mi]);
+            dense.push(linear_forward_repr(&ctx, &br.feat, &r, &dense_in, &w, &len, p)?);
+            let p = pp.dense_backward(mi, shape, seed, cfg.dropout);
+            dense_bx.push(linear_backward(&ctx, &dgru_out, &br.dfeat, &br.feat, &w, &len, p)?);
+            dense_bw.push(linear_backward_weights(&ctx, &grads, &br.dfeat, &br.feat, &dense_in, &len, p)?);
         }
         let mut att_f = Vec::new();
         let mut att_b = Vec::new();
@@ -323,17 +311,11 @@ impl GpuEngine {
             let dy = (pr.x != pr.y).then_some(&by.dfeat);
             att_b.push(attention_backward(&ctx, &bx.dfeat, dy, &dm, &dr, &saved, &bx.feat, &by.feat, &len, p)?);
         }
-        let mut plain_f = Vec::new();
-        let mut plain_b = Vec::new();
-        for &(mi, off) in &plain {
-            let p = ReprParams::new(b_max, u_max, d, rw, off);
-            plain_f.push(representation_forward(&ctx, &r, &branches[mi].feat, p)?);
-            plain_b.push(representation_backward(&ctx, &branches[mi].dfeat, &dr, p)?);
-        }
         let hp = pp.heads(shape);
-        let heads_train = heads_forward(&ctx, &probs, &dz, &row_loss, &train_loss, &r, &w, &labels, &len, hp)?;
-        let heads_eval = heads_forward(&ctx, &probs, &dz, &row_loss, &eval_loss, &r, &w, &labels, &len, hp)?;
-        let heads_b = heads_backward(&ctx, &dr, &grads, &dz, &r, &w, &len, hp)?;
+        let heads_train = heads_forward(&ctx, &probs, &dz, &row_loss, &train_loss, &r, &w, &inputs, &len, hp)?;
+        let heads_eval = heads_forward(&ctx, &probs, &dz, &row_loss, &eval_loss, &r, &w, &inputs, &len, hp)?;
+        let dblocks = [0, 1, 2].map(|s| branches.get(s).map_or(&ctx.dummy, |b| &b.dfeat));
+        let heads_b = heads_backward(&ctx, &dr, dblocks, &grads, &dz, &r, &w, &len, hp.with_plain(&plain_off))?;
         let adam = adam_step(&ctx, &w, &grads, &m, &v, AdamParams::new(layout.len, 1, &adam_cfg, true))?;
 
         let launches = Launches {
@@ -341,24 +323,19 @@ impl GpuEngine {
             gru_f,
             drop_gru,
             dense,
-            drop_dense,
             att_f,
-            plain_f,
             heads_train,
             heads_eval,
             heads_b,
-            plain_b,
             att_b,
-            drop_dense_b,
             dense_bx,
             dense_bw,
-            drop_gru_b,
             gru_b,
             proj_bw,
             adam,
         };
-        // (B, U, 7) labels, (M, B, U, 2H) d(gru out), (B, U, R) R and dR, and the GRU scratch.
-        let keep = vec![labels, dgru_out, r, dr, xp, cache, gru_out, gh, carry, dz, row_loss, dm];
+        // The batch inputs, (M, B, U, 2H) d(gru out), (B, U, R) R and dR, and the GRU scratch.
+        let keep = vec![inputs, dgru_out, dense_in, r, dr, xp, cache, gru_out, gh, carry, dz, row_loss, dm];
         let engine = GpuEngine {
             ctx,
             config: cfg,
@@ -375,12 +352,14 @@ impl GpuEngine {
             v,
             index,
             len,
+            x_off,
             branches,
             gi,
             probs,
             train_loss,
             eval_loss,
             pairs,
+            plain_off,
             splits,
             launches,
             adam_step: 0,
@@ -412,24 +391,17 @@ impl GpuEngine {
     /// Point every launch at a (b, u) batch; `dropout` is (step seed, p) or None.
     fn set_shape(&mut self, shape: Shape, seed: u32, p_drop: f64) -> Result<(), EngineError> {
         let ctx = &self.ctx;
-        let pp = ParamsFor { cfg: &self.config, layout: &self.layout, mods: &self.mods };
+        let pp = ParamsFor { cfg: &self.config, layout: &self.layout, mods: &self.mods, x_off: &self.x_off };
         let l = &mut self.launches;
-        for (mi, _) in self.branches.iter().enumerate() {
-            for dir in 0..2 {
-                let p = pp.projection(mi, dir, shape);
-                l.proj[2 * mi + dir].update(ctx, p);
-                l.proj_bw[2 * mi + dir].update(ctx, p);
-            }
-            let p = pp.drop_gru(mi, shape, seed, p_drop);
-            l.drop_gru[mi].update(ctx, p);
-            l.drop_gru_b[mi].update(ctx, p);
-            let p = pp.dense(mi, shape);
-            l.dense[mi].update(ctx, p);
+        l.drop_gru.update(ctx, pp.drop_gru(shape, seed, p_drop));
+        for mi in 0..self.branches.len() {
+            let p = pp.projection(mi, shape);
+            l.proj[mi].update(ctx, p);
+            l.proj_bw[mi].update(ctx, p);
+            l.dense[mi].update(ctx, pp.dense_forward(mi, shape, seed, p_drop, self.plain_off[mi]));
+            let p = pp.dense_backward(mi, shape, seed, p_drop);
             l.dense_bx[mi].update(ctx, p);
             l.dense_bw[mi].update(ctx, p);
-            let p = pp.drop_dense(mi, shape, seed, p_drop);
-            l.drop_dense[mi].update(ctx, p);
-            l.drop_dense_b[mi].update(ctx, p);
         }
         let gp = pp.gru(shape)?;
         l.gru_f.update(ctx, &gp)?;
@@ -441,15 +413,10 @@ impl GpuEngine {
             l.att_f[k].update(ctx, p);
             l.att_b[k].update(ctx, p);
         }
-        for (f, b) in l.plain_f.iter_mut().zip(l.plain_b.iter_mut()) {
-            let p = ReprParams::new(shape.b, shape.u, d, rw, f.params.off as usize);
-            f.update(ctx, p);
-            b.update(ctx, p);
-        }
         let hp = pp.heads(shape);
         l.heads_train.update(ctx, hp);
         l.heads_eval.update(ctx, hp);
-        l.heads_b.update(ctx, hp);
+        l.heads_b.update(ctx, hp.with_plain(&self.plain_off));
         Ok(())
     }
 
@@ -466,12 +433,9 @@ impl GpuEngine {
         let shape = Shape { b: videos.len(), u };
         self.ctx.queue.write_buffer(&self.index, 0, bytemuck::cast_slice(&u32s(videos)));
         let sd = self.splits[split.index()].as_mut().expect("checked above");
-        let gp = |d: usize, write_len: bool| GatherParams { b: shape.b as u32, u: shape.u as u32, d: d as u32, write_len: u32::from(write_len) };
-        for (k, g) in sd.gathers.iter_mut().enumerate() {
-            let d = if k < self.branches.len() { self.config.dim(self.branches[k].modality) } else { LABEL_WIDTH };
-            g.update(&self.ctx, gp(d, k == 0));
-        }
-        sd.scatter.update(&self.ctx, gp(CLASSES, false));
+        let p = gather_params(&self.config, &self.mods, &self.x_off, &sd.data, shape);
+        sd.gather.update(&self.ctx, p);
+        sd.scatter.update(&self.ctx, GatherParams::new(shape.b, shape.u, false).tensor(CLASSES, 0, 0));
         self.set_shape(shape, seed, p_drop)?;
         Ok(shape)
     }
@@ -480,28 +444,18 @@ impl GpuEngine {
     fn record_forward(&self, rec: &mut Recorder, split: SplitName, train: bool) {
         let l = &self.launches;
         if let Some(sd) = &self.splits[split.index()] {
-            for g in &sd.gathers {
-                g.record(rec);
-            }
+            sd.gather.record(rec);
         }
         for p in &l.proj {
             p.record(rec);
         }
         l.gru_f.record_into(rec);
-        for k in &l.drop_gru {
-            k.record(rec);
-        }
+        l.drop_gru.record(rec);
         for k in &l.dense {
-            k.record(rec);
-        }
-        for k in &l.drop_dense {
             k.record(rec);
         }
         for a in &l.att_f {
             a.record_into(rec);
-        }
-        for k in &l.plain_f {
-            k.record(rec);
         }
         if train {
             l.heads_train.record_into(rec);
@@ -515,22 +469,13 @@ impl GpuEngine {
     fn record_backward(&self, rec: &mut Recorder, adam: bool) {
         let l = &self.launches;
         l.heads_b.record_into(rec);
-        for k in &l.plain_b {
-            k.record(rec);
-        }
         for a in &l.att_b {
             a.record_into(rec);
-        }
-        for k in &l.drop_dense_b {
-            k.record(rec);
         }
         for k in &l.dense_bx {
             k.record(rec);
         }
         for k in &l.dense_bw {
-            k.record(rec);
-        }
-        for k in &l.drop_gru_b {
             k.record(rec);
         }
         l.gru_b.record_into(rec);
@@ -570,18 +515,18 @@ impl GpuEngine {
         let shape = self.prepare_batch(SplitName::Train, videos, dropout_seed.unwrap_or(0), p_drop)?;
         self.zero(&self.eval_loss)?;
         self.zero(&self.grads)?;
-        // Input gradients dx = gi W_ih, one buffer per (modality, direction), summed on the host.
-        let pp = ParamsFor { cfg: &self.config, layout: &self.layout, mods: &self.mods };
+        // Input gradients dx = gi W_ih, per modality one (2, B, U, K) buffer (one block
+        // per direction), summed on the host.
+        let pp = ParamsFor { cfg: &self.config, layout: &self.layout, mods: &self.mods, x_off: &self.x_off };
         let mut dx_bufs = Vec::new();
         let mut dx_launches = Vec::new();
         for (mi, br) in self.branches.iter().enumerate() {
-            for dir in 0..2 {
-                let k = self.config.dim(br.modality);
-                let buf = buffers::storage::<f32>(&self.ctx, "input gradient", shape.b * shape.u * k)?;
-                let p = pp.projection(mi, dir, shape);
-                dx_launches.push(linear_backward(&self.ctx, &buf, &self.gi, &self.gi, &self.w, &self.len, p)?);
-                dx_bufs.push(buf);
-            }
+            let n = shape.b * shape.u * self.config.dim(br.modality);
+            let buf = buffers::storage::<f32>(&self.ctx, "input gradient", 2 * n)?;
+            let mut p = pp.projection(mi, shape);
+            p.x_off = [0, u32::try_from(n).unwrap_or(u32::MAX), 0, 0];
+            dx_launches.push(linear_backward(&self.ctx, &buf, &self.gi, &self.gi, &self.w, &self.len, p)?);
+            dx_bufs.push(buf);
         }
         let mut enc = self.ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("gradients") });
         for br in &self.branches {
@@ -603,9 +548,9 @@ impl GpuEngine {
         let mut inputs: [Option<Vec<f64>>; 3] = Default::default();
         for (mi, br) in self.branches.iter().enumerate() {
             let n = shape.b * shape.u * self.config.dim(br.modality);
-            let f = self.read_f64(&dx_bufs[2 * mi], n)?;
-            let r = self.read_f64(&dx_bufs[2 * mi + 1], n)?;
-            inputs[br.modality.index()] = Some(f.iter().zip(&r).map(|(a, b)| a + b).collect());
+            let both = self.read_f64(&dx_bufs[mi], 2 * n)?;
+            let (f, r) = both.split_at(n);
+            inputs[br.modality.index()] = Some(f.iter().zip(r).map(|(a, b)| a + b).collect());
         }
         self.zero(&self.grads)?;
         self.zero(&self.eval_loss)?;
@@ -644,40 +589,69 @@ struct Shape {
     u: usize,
 }
 
+/// The batch's gather: labels (tensor 0, writing the lengths) into the batch inputs
+/// at 0, then each modality's features into its block at `x_off`.
+fn gather_params(cfg: &ModelConfig, mods: &[Modality], x_off: &[usize], data: &GpuDataset, s: Shape) -> GatherParams {
+    let mut p = GatherParams::new(s.b, s.u, true).tensor(LABEL_WIDTH, data.labels_off, 0);
+    for (mi, &md) in mods.iter().enumerate() {
+        p = p.tensor(cfg.dim(md), data.features_off[md.index()].unwrap_or(0), x_off[mi]);
+    }
+    p
+}
+
 /// Builds each launch's params for a batch shape (one place for the formulas).
 struct ParamsFor<'a> {
     cfg: &'a ModelConfig,
     layout: &'a Layout,
     mods: &'a [Modality],
+    /// Each modality's features in the batch inputs.
+    x_off: &'a [usize],
 }
 
 impl ParamsFor<'_> {
     fn off(&self, name: &str) -> usize {
         self.layout.slice(name).offset
     }
-    /// xp block of problem p = 2 mi + dir: x W_ih^T + b_ih.
-    fn projection(&self, mi: usize, dir: usize, s: Shape) -> LinearParams {
+    /// xp blocks of problems 2 mi + dir, both directions in one launch (z = dir):
+    /// x W_ih^T + b_ih.
+    fn projection(&self, mi: usize, s: Shape) -> LinearParams {
         let md = self.mods[mi];
-        let sfx = if dir == 0 { "" } else { "_reverse" };
         let h3 = 3 * self.cfg.hidden;
-        let w = self.off(&format!("{}.gru.weight_ih_l0{sfx}", md.name()));
-        let b = self.off(&format!("{}.gru.bias_ih_l0{sfx}", md.name()));
-        LinearParams::new(s.b, s.u, self.cfg.dim(md), h3, false, w, b).at((2 * mi + dir) * s.b * s.u * h3)
+        let mut p = LinearParams::new(s.b, s.u, self.cfg.dim(md), h3, false, 0, 0);
+        for (dir, sfx) in ["", "_reverse"].into_iter().enumerate() {
+            let w = self.off(&format!("{}.gru.weight_ih_l0{sfx}", md.name()));
+            let b = self.off(&format!("{}.gru.bias_ih_l0{sfx}", md.name()));
+            p = p.problem(dir, w, b, self.x_off[mi], (2 * mi + dir) * s.b * s.u * h3);
+        }
+        p
     }
     fn gru(&self, s: Shape) -> Result<GruParams, GruError> {
         GruParams::new(self.layout, self.mods, s.b, s.u, self.cfg.hidden)
     }
-    fn drop_gru(&self, mi: usize, s: Shape, seed: u32, p: f64) -> DropoutParams {
+    /// GRU-site dropout of every modality: gru output (M, B, U, 2H) -> dense input, same layout.
+    fn drop_gru(&self, s: Shape, seed: u32, p: f64) -> DropoutParams {
         let n = s.b * s.u * 2 * self.cfg.hidden;
-        DropoutParams::new(n, seed, stream(self.mods[mi].index(), 0), p).at(mi * n, 0)
+        let streams: Vec<u32> = self.mods.iter().map(|m| stream(m.index(), 0)).collect();
+        DropoutParams::new(n, seed, 0, p).segments(&streams)
     }
+    /// The dense layer of modality mi reading its block of the dense input.
     fn dense(&self, mi: usize, s: Shape) -> LinearParams {
         let n = self.mods[mi].name();
         let (w, b) = (self.off(&format!("{n}.dense.weight")), self.off(&format!("{n}.dense.bias")));
-        LinearParams::new(s.b, s.u, 2 * self.cfg.hidden, self.cfg.dense, true, w, b)
+        let h2 = 2 * self.cfg.hidden;
+        LinearParams::new(s.b, s.u, h2, self.cfg.dense, true, w, b).problem(0, w, b, mi * s.b * s.u * h2, 0)
     }
-    fn drop_dense(&self, mi: usize, s: Shape, seed: u32, p: f64) -> DropoutParams {
-        DropoutParams::new(s.b * s.u * self.cfg.dense, seed, stream(self.mods[mi].index(), 1), p)
+    /// feat = dense-site dropout(relu(dense)), also written into R's plain block.
+    fn dense_forward(&self, mi: usize, s: Shape, seed: u32, p: f64, plain: Option<usize>) -> LinearParams {
+        let p = self.dense(mi, s).dropout(seed, p, [stream(self.mods[mi].index(), 1), 0, 0, 0]);
+        match plain {
+            Some(off) => p.repr(self.cfg.repr_width(), [off, 0, 0, 0]),
+            None => p,
+        }
+    }
+    /// g = dfeat * scale where feat > 0; d(gru out) block = GRU-site mask * (g W).
+    fn dense_backward(&self, mi: usize, s: Shape, seed: u32, p: f64) -> LinearParams {
+        self.dense(mi, s).dropout(seed, p, [stream(self.mods[mi].index(), 0), 0, 0, 0])
     }
     fn heads(&self, s: Shape) -> HeadsParams {
         HeadsParams { accumulate: 1, ..HeadsParams::new(self.cfg, self.layout, s.b, s.u) }

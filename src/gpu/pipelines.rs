@@ -18,11 +18,10 @@ pub enum Shader {
     Heads,
     Gru,
     Attention,
-    Representation,
 }
 
 impl Shader {
-    pub const ALL: [Shader; 8] = [
+    pub const ALL: [Shader; 7] = [
         Shader::Linear,
         Shader::Dropout,
         Shader::Adam,
@@ -30,7 +29,6 @@ impl Shader {
         Shader::Heads,
         Shader::Gru,
         Shader::Attention,
-        Shader::Representation,
     ];
 
     pub fn name(self) -> &'static str {
@@ -42,7 +40,6 @@ impl Shader {
             Shader::Heads => "heads",
             Shader::Gru => "gru",
             Shader::Attention => "attention",
-            Shader::Representation => "representation",
         }
     }
 
@@ -55,7 +52,6 @@ impl Shader {
             Shader::Heads => include_str!("../../shaders/heads.wgsl"),
             Shader::Gru => include_str!("../../shaders/gru.wgsl"),
             Shader::Attention => include_str!("../../shaders/attention.wgsl"),
-            Shader::Representation => include_str!("../../shaders/representation.wgsl"),
         }
     }
 }
