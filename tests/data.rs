@@ -13,7 +13,15 @@ use cimnet::data::{
 };
 use cimnet::npz::NpzOut;
 
-const MOSI_DIR: &str = "/work/shared/data/mosi";
+/// The shared MOSI CSVs: `shared/` beside the checkout (as in CI), else this workplace's copy.
+fn mosi_dir() -> PathBuf {
+    let beside = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data/mosi");
+    if beside.exists() {
+        beside
+    } else {
+        PathBuf::from("/work/shared/data/mosi")
+    }
+}
 
 // ---------------------------------------------------------------- helpers
 
@@ -241,9 +249,9 @@ fn bundled_mosi_has_the_real_counts() {
 
 #[test]
 fn mosi_from_csv_matches_bundled_copy_and_carves_valid_by_seed() {
-    let dir = PathBuf::from(MOSI_DIR);
+    let dir = mosi_dir();
     if !dir.is_dir() {
-        eprintln!("skipping: {MOSI_DIR} is absent (the bundled copy is tested separately)");
+        eprintln!("skipping: {} is absent (the bundled copy is tested separately)", dir.display());
         return;
     }
     let ds = mosi::prepare(&dir, mosi::DEFAULT_VALID_FRACTION, mosi::DEFAULT_SEED).unwrap();
@@ -269,9 +277,9 @@ fn mosi_from_csv_matches_bundled_copy_and_carves_valid_by_seed() {
 
 #[test]
 fn mosi_csv_errors_name_file_and_line() {
-    let src = PathBuf::from(MOSI_DIR);
+    let src = mosi_dir();
     if !src.is_dir() {
-        eprintln!("skipping: {MOSI_DIR} is absent");
+        eprintln!("skipping: {} is absent", src.display());
         return;
     }
     let dir = tempfile::tempdir().unwrap();
