@@ -67,6 +67,8 @@ pub struct GpuDataset {
     pub offsets: wgpu::Buffer,
     pub lengths: wgpu::Buffer,
     pub host_lengths: Vec<usize>,
+    /// Host copy of the offsets: first utterance of each video.
+    pub host_offsets: Vec<usize>,
 }
 
 impl GpuDataset {
@@ -85,13 +87,16 @@ impl GpuDataset {
                 rows.extend_from_slice(f);
             }
         }
-        let mut offsets = Vec::with_capacity(lengths.len());
-        let mut acc = 0u32;
-        for &l in lengths {
-            offsets.push(acc);
-            acc = acc.saturating_add(u32::try_from(l).unwrap_or(u32::MAX));
-        }
-        let lens: Vec<u32> = lengths.iter().map(|&l| u32::try_from(l).unwrap_or(u32::MAX)).collect();
+        let host_offsets: Vec<usize> = lengths
+            .iter()
+            .scan(0usize, |acc, &l| {
+                let start = *acc;
+                *acc += l;
+                Some(start)
+            })
+            .collect();
+        let to_u32 = |v: &[usize]| v.iter().map(|&x| u32::try_from(x).unwrap_or(u32::MAX)).collect::<Vec<u32>>();
+        let (offsets, lens) = (to_u32(&host_offsets), to_u32(lengths));
         Ok(GpuDataset {
             rows: buffers::upload(ctx, "split rows (labels, features)", &rows)?,
             dims,
@@ -100,6 +105,7 @@ impl GpuDataset {
             offsets: buffers::upload(ctx, "video offsets", &offsets)?,
             lengths: buffers::upload(ctx, "video lengths", &lens)?,
             host_lengths: lengths.to_vec(),
+            host_offsets,
         })
     }
 }

@@ -65,8 +65,6 @@ struct SplitData {
     gather: Launch<GatherParams>, // labels and every modality's features
     probs: wgpu::Buffer,                // (N_utt, 9) predictions
     scatter: Launch<GatherParams>,
-    /// First utterance of each video in `probs`.
-    offsets: Vec<usize>,
 }
 
 /// The launches of one step, in schedule order.
@@ -95,10 +93,8 @@ pub struct GpuEngine {
     layout: Layout,
     adam_cfg: AdamConfig,
     run_seed: u64,
-    schedule: GruSchedule,
     mods: Vec<Modality>,
     b_max: usize,
-    u_max: usize,
     // Flat stores (layout.len).
     w: wgpu::Buffer,
     grads: wgpu::Buffer,
@@ -263,13 +259,7 @@ impl GpuEngine {
             let split_probs = st(&format!("{s} predictions"), n_utt * CLASSES)?;
             let sp = GatherParams::new(b_max, u_max, false).tensor(CLASSES, 0, 0);
             let scatter = scatter_rows(&ctx, &split_probs, &probs, &gd, &index, sp)?;
-            let mut offsets = Vec::with_capacity(lens.len());
-            let mut acc = 0;
-            for &l in &lens {
-                offsets.push(acc);
-                acc += l;
-            }
-            splits[s.index()] = Some(SplitData { data: gd, gather, probs: split_probs, scatter, offsets });
+            splits[s.index()] = Some(SplitData { data: gd, gather, probs: split_probs, scatter });
         }
 
         // Launches, built for (B_max, U_max) and dropout on.
@@ -288,8 +278,11 @@ impl GpuEngine {
             plain_off[mi] = Some(off);
         }
         let gp = pp.gru(shape)?;
-        let gru_f = gru_forward(&ctx, &gru_out, &cache, &xp, &w, &len, &gp, GruSchedule::Persistent)?;
-        let gru_b = gru_backward(&ctx, &gi, &gh, &carry, &grads, &dgru_out, &cache, &w, &len, &gp, GruSchedule::Persistent)?;
+        // Persistent won the schedule race on llvmpipe at every bucketed U but the
+        // shortest (docs/gru-notes.md).
+        let schedule = GruSchedule::Persistent;
+        let gru_f = gru_forward(&ctx, &gru_out, &cache, &xp, &w, &len, &gp, schedule)?;
+        let gru_b = gru_backward(&ctx, &gi, &gh, &carry, &grads, &dgru_out, &cache, &w, &len, &gp, schedule)?;
         let drop_gru = dropout_forward(&ctx, &dense_in, &gru_out, pp.drop_gru(shape, seed, cfg.dropout))?;
         let mut dense = Vec::new();
         let mut dense_bx = Vec::new();
@@ -342,10 +335,8 @@ impl GpuEngine {
             layout,
             adam_cfg,
             run_seed,
-            schedule: GruSchedule::Persistent,
             mods,
             b_max,
-            u_max,
             w,
             grads,
             m,
@@ -370,22 +361,9 @@ impl GpuEngine {
         Ok(engine)
     }
 
-    /// The largest batch shape the launches were built for (B_max, U_max).
-    pub fn capacity(&self) -> (usize, usize) {
-        (self.b_max, self.u_max)
-    }
-
     /// Dispatches recorded by the last training step.
     pub fn dispatches_per_step(&self) -> u32 {
         self.dispatches
-    }
-
-    pub fn context(&self) -> &GpuContext {
-        &self.ctx
-    }
-
-    pub fn schedule(&self) -> GruSchedule {
-        self.schedule
     }
 
     /// Point every launch at a (b, u) batch; `dropout` is (step seed, p) or None.
@@ -556,15 +534,6 @@ impl GpuEngine {
         self.zero(&self.eval_loss)?;
         Ok(GpuGradients { b: shape.b, u: shape.u, loss, probs, grads, inputs })
     }
-
-    /// Wait for all submitted work (benchmarks time whole epochs with it).
-    pub fn finish(&self) -> Result<(), EngineError> {
-        self.ctx
-            .device
-            .poll(wgpu::PollType::wait_indefinitely())
-            .map_err(|e| EngineError::Gpu(format!("waiting for the queue: {e}")))?;
-        Ok(self.ctx.check()?)
-    }
 }
 
 /// What `compute_gradients` reads back (f32 values widened to f64).
@@ -717,7 +686,8 @@ impl Engine for GpuEngine {
         let lens = &sd.data.host_lengths;
         let n_utt: usize = lens.iter().sum();
         let all = self.read_f64(&sd.probs, n_utt * CLASSES)?;
-        let row = |v: usize, i: usize| &all[(sd.offsets[v] + i) * CLASSES..(sd.offsets[v] + i + 1) * CLASSES];
+        let offsets = &sd.data.host_offsets;
+        let row = |v: usize, i: usize| &all[(offsets[v] + i) * CLASSES..(offsets[v] + i + 1) * CLASSES];
         let tasks = self.config.tasks;
         let sentiment = tasks.has_sentiment().then(|| {
             (0..lens.len()).map(|v| (0..lens[v]).map(|i| [row(v, i)[0], row(v, i)[1]]).collect()).collect()
