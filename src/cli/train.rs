@@ -225,12 +225,23 @@ pub fn train_cmd(a: TrainArgs) -> Result<()> {
     Ok(())
 }
 
-fn make_engine(params: ParamStore, data: Dataset, run: &RunConfig, backend: &Option<String>, adapter: &Option<String>) -> Result<Box<dyn Engine>> {
+/// The engine that evaluates a finished run (eval, predict).
+#[derive(Debug, Args, Clone)]
+pub struct EngineChoice {
+    /// Engine (default: the run's own).
+    #[arg(long, value_parser = ["gpu", "cpu"])]
+    pub backend: Option<String>,
+    /// GPU adapter to use, by (part of) its name.
+    #[arg(long)]
+    pub adapter: Option<String>,
+}
+
+fn make_engine(params: ParamStore, data: Dataset, run: &RunConfig, choice: &EngineChoice) -> Result<Box<dyn Engine>> {
     let mut run = run.clone();
-    if let Some(b) = backend {
+    if let Some(b) = &choice.backend {
         run.train.backend = b.clone();
     }
-    Ok(cimnet::train::engine::make_engine(&run, params, &data, &EngineOptions { adapter: adapter.clone() })?)
+    Ok(cimnet::train::engine::make_engine(&run, params, &data, &EngineOptions { adapter: choice.adapter.clone() })?)
 }
 
 #[derive(Debug, Args)]
@@ -246,11 +257,8 @@ pub struct EvalArgs {
     /// Print the metrics as JSON.
     #[arg(long)]
     pub json: bool,
-    /// Engine (default: the run's own).
-    #[arg(long, value_parser = ["gpu", "cpu"])]
-    pub backend: Option<String>,
-    #[arg(long)]
-    pub adapter: Option<String>,
+    #[command(flatten)]
+    pub engine: EngineChoice,
 }
 
 /// Load a finished run: its config, kept weights, thresholds and data.
@@ -288,18 +296,17 @@ fn predict_run(
     dir: &Path,
     data: &DataArgs,
     split: SplitName,
-    backend: &Option<String>,
-    adapter: &Option<String>,
+    choice: &EngineChoice,
 ) -> Result<(RunConfig, Report, Dataset, cimnet::train::engine::Predictions)> {
     let (run, params, report, ds) = open_run(dir, data)?;
-    let mut engine = make_engine(params, ds.clone(), &run, backend, adapter)?;
+    let mut engine = make_engine(params, ds.clone(), &run, choice)?;
     let batches = make_batches(&ds.lens(split), run.train.batch, BatchMode::Bucketed, 0);
     let preds = engine.predict(split, &batches)?;
     Ok((run, report, ds, preds))
 }
 
 pub fn eval_cmd(a: EvalArgs) -> Result<()> {
-    let (_, report, ds, preds) = predict_run(&a.run, &a.data, a.split, &a.backend, &a.adapter)?;
+    let (_, report, ds, preds) = predict_run(&a.run, &a.data, a.split, &a.engine)?;
     // Thresholds come from the run's validation split, never from the evaluated data.
     let m = evaluate(&ds, a.split, &preds, report.result.thresholds);
     if a.json {
@@ -333,11 +340,8 @@ pub struct PredictArgs {
     /// Output file: .jsonl (one JSON object per utterance) or .csv.
     #[arg(long)]
     pub out: PathBuf,
-    /// Engine (default: the run's own).
-    #[arg(long, value_parser = ["gpu", "cpu"])]
-    pub backend: Option<String>,
-    #[arg(long)]
-    pub adapter: Option<String>,
+    #[command(flatten)]
+    pub engine: EngineChoice,
 }
 
 pub fn predict_cmd(a: PredictArgs) -> Result<()> {
@@ -345,7 +349,7 @@ pub fn predict_cmd(a: PredictArgs) -> Result<()> {
     if ext != "jsonl" && ext != "csv" {
         bail!("--out must end in .jsonl or .csv (got {})", a.out.display());
     }
-    let (_, report, ds, preds) = predict_run(&a.run, &a.data, a.split, &a.backend, &a.adapter)?;
+    let (_, report, ds, preds) = predict_run(&a.run, &a.data, a.split, &a.engine)?;
     let thresholds = report.result.thresholds.unwrap_or_default();
     let mut rows: Vec<serde_json::Value> = Vec::new();
     for (vi, v) in ds.split(a.split).iter().enumerate() {
