@@ -50,7 +50,8 @@ fn main() {
     }
     drop(eng);
 
-    let report = cimnet::bench::run(&data, &params, 16, epochs, 2, &GpuOptions::default()).unwrap_or_else(|e| panic!("{e}"));
+    let report =
+        cimnet::bench::run(&data, &params, 16, epochs, 2, &GpuOptions::default()).unwrap_or_else(|e| panic!("{e}"));
     if json {
         println!("{}", serde_json::to_string_pretty(&report).expect("serialisable"));
     } else {

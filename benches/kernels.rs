@@ -21,8 +21,8 @@ use cimnet::cpu;
 use cimnet::data::{make_batches, synth, BatchMode, SplitName};
 use cimnet::gpu::buffers::{read, storage, upload};
 use cimnet::gpu::gru::{self, GruKernel, GruParams, GruSchedule};
-use cimnet::gpu::timing::{Timer, Timing};
 use cimnet::gpu::linear::LinearKernel;
+use cimnet::gpu::timing::{Timer, Timing};
 use cimnet::gpu::{adam, attention, heads, linear, GpuContext, GpuOptions, Recordable};
 use cimnet::params::ParamStore;
 use rand::{Rng, SeedableRng};
@@ -61,7 +61,13 @@ fn close(name: &str, got: &[f32], want: &[f64], tol: f64) -> Check {
     }
     if worst.0 > atol {
         let i = worst.1;
-        return Err(format!("{name}: element {i} of {}: got {:e}, want {:e}, |err| {:e} > {atol:e}", got.len(), got[i], want[i], worst.0));
+        return Err(format!(
+            "{name}: element {i} of {}: got {:e}, want {:e}, |err| {:e} > {atol:e}",
+            got.len(),
+            got[i],
+            want[i],
+            worst.0
+        ));
     }
     Ok(())
 }
@@ -269,7 +275,12 @@ fn main() {
 /// The GRU input projection per modality (K -> 3H, no activation) and the
 /// dense layer (2H -> D, ReLU): forward, dx and dW/db.
 fn bench_linear(bench: &Bench, s: &Shape) {
-    let cases = [("T", DIMS[0], 3 * H, false), ("A", DIMS[1], 3 * H, false), ("V", DIMS[2], 3 * H, false), ("dense", 2 * H, D, true)];
+    let cases = [
+        ("T", DIMS[0], 3 * H, false),
+        ("A", DIMS[1], 3 * H, false),
+        ("V", DIMS[2], 3 * H, false),
+        ("dense", 2 * H, D, true),
+    ];
     for (name, k, o, relu) in cases {
         let fam = if relu { "dense" } else { "gru_input_projection" };
         if !bench.wants(fam) && !bench.wants("linear") {
@@ -325,7 +336,8 @@ fn linear_case(bench: &Bench, s: &Shape, name: &str, k: usize, o: usize, relu: b
         let fwd = linear::linear_forward_variant(ctx, &yb, &ctx.dummy, &xb, &fb, &len, p, kernel).map_err(e)?;
         let bwd = linear::linear_backward_variant(ctx, &dxb, &dyb, &yb, &fb, &len, p, kernel).map_err(e)?;
         let bww = linear::linear_backward_weights_variant(ctx, &gb, &dyb, &yb, &xb, &len, p, kernel).map_err(e)?;
-        let kname = |l: &cimnet::gpu::Launch<linear::LinearParams>| if l.label().ends_with("_v4") { "v4" } else { "scalar" };
+        let kname =
+            |l: &cimnet::gpu::Launch<linear::LinearParams>| if l.label().ends_with("_v4") { "v4" } else { "scalar" };
         let names = [kname(&fwd), kname(&bwd), kname(&bww)];
         if kernel == LinearKernel::Vec4 && names == ["scalar"; 3] {
             continue; // no vec4 kernel applies to this shape
@@ -384,7 +396,9 @@ fn gru_case(bench: &Bench, s: &Shape) -> Check {
         let k = cfg.dim(*m);
         let shape = cpu::gru::GruShape { b, u, k, h };
         let x: Vec<f64> = (0..b * u * k).map(|_| rng.gen_range(-1.0..1.0)).collect();
-        let names = |dir: &str| ["weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0"].map(|t| format!("{}.gru.{t}{dir}", m.name()));
+        let names = |dir: &str| {
+            ["weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0"].map(|t| format!("{}.gru.{t}{dir}", m.name()))
+        };
         let weights = |dir: &str| {
             let n = names(dir);
             let g = |i: usize| &wv[layout.slice(&n[i]).range()];
@@ -442,19 +456,33 @@ fn gru_case(bench: &Bench, s: &Shape) -> Check {
         variants.extend([(GruSchedule::Persistent, GruKernel::Scalar), (GruSchedule::PerStep, GruKernel::Scalar)]);
     }
     for (schedule, kernel) in variants {
-        let fwd = gru::gru_forward_variant(ctx, &out, &cache, &xpb, &weights, &lens, &params, schedule, kernel).map_err(|e| e.to_string())?;
-        let bwd = gru::gru_backward_variant(ctx, &gi, &gh, &carry, &grads, &doutb, &cache, &weights, &lens, &params, schedule, kernel)
+        let fwd = gru::gru_forward_variant(ctx, &out, &cache, &xpb, &weights, &lens, &params, schedule, kernel)
             .map_err(|e| e.to_string())?;
+        let bwd = gru::gru_backward_variant(
+            ctx, &gi, &gh, &carry, &grads, &doutb, &cache, &weights, &lens, &params, schedule, kernel,
+        )
+        .map_err(|e| e.to_string())?;
         ctx.queue.write_buffer(&grads, 0, bytemuck::cast_slice(&vec![0f32; layout.len]));
         cimnet::gpu::run(ctx, &[&fwd, &bwd]).map_err(e)?;
         let got = read::<f32>(ctx, &out, 0, (params.out_bytes() / 4) as usize).map_err(e)?;
         let (w2h, want2h) = (2 * h, &out_want);
-        let rows = |v: &[f32]| -> Vec<f32> { (0..mods.len()).flat_map(|m| real_rows(&v[m * b * u * w2h..(m + 1) * b * u * w2h], &s.lens, u, w2h)).collect() };
-        let rows64 = (0..mods.len()).flat_map(|m| real_rows(&want2h[m * b * u * w2h..(m + 1) * b * u * w2h], &s.lens, u, w2h)).collect::<Vec<f64>>();
+        let rows = |v: &[f32]| -> Vec<f32> {
+            (0..mods.len())
+                .flat_map(|m| real_rows(&v[m * b * u * w2h..(m + 1) * b * u * w2h], &s.lens, u, w2h))
+                .collect()
+        };
+        let rows64 = (0..mods.len())
+            .flat_map(|m| real_rows(&want2h[m * b * u * w2h..(m + 1) * b * u * w2h], &s.lens, u, w2h))
+            .collect::<Vec<f64>>();
         close(&format!("{schedule:?} {kernel:?} out"), &rows(&got), &rows64, GRU_TOL)?;
         let g = read::<f32>(ctx, &grads, 0, layout.len).map_err(e)?;
         for (range, want) in &whh_want {
-            close(&format!("{schedule:?} {kernel:?} dW_hh/db_hh at {}", range.start), &g[range.clone()], want, GRU_TOL)?;
+            close(
+                &format!("{schedule:?} {kernel:?} dW_hh/db_hh at {}", range.start),
+                &g[range.clone()],
+                want,
+                GRU_TOL,
+            )?;
         }
         let tag = match (schedule, kernel) {
             (GruSchedule::Persistent, GruKernel::Wide) => "wide persistent",
@@ -490,7 +518,9 @@ fn attention_case(bench: &Bench, s: &Shape) -> Check {
     let x = rand_vec(b * u * d, 41);
     let y = rand_vec(b * u * d, 42);
     let dr = rand_vec(b * u * rw, 43);
-    let slice = |m: &[f64], off: usize| -> Vec<f64> { (0..b * u).flat_map(|t| m[t * rw + off..t * rw + off + d].to_vec()).collect() };
+    let slice = |m: &[f64], off: usize| -> Vec<f64> {
+        (0..b * u).flat_map(|t| m[t * rw + off..t * rw + off + d].to_vec()).collect()
+    };
     let (out_xy, c_xy) = cpu::attention::attention_forward(&x, &y, &s.lens, b, u, d);
     let (out_yx, c_yx) = cpu::attention::attention_forward(&y, &x, &s.lens, b, u, d);
     let mut want_dx = vec![0.0; b * u * d];
@@ -521,8 +551,18 @@ fn attention_case(bench: &Bench, s: &Shape) -> Check {
     let got_yx: Vec<f32> = (0..b * u).flat_map(|t| got_r[t * rw + r_yx..t * rw + r_yx + d].to_vec()).collect();
     close("att(X,Y)", &real_rows(&got_xy, &s.lens, u, d), &real_rows(&out_xy, &s.lens, u, d), ATTENTION_TOL)?;
     close("att(Y,X)", &real_rows(&got_yx, &s.lens, u, d), &real_rows(&out_yx, &s.lens, u, d), ATTENTION_TOL)?;
-    close("dX", &real_rows(&read::<f32>(ctx, &dxb, 0, b * u * d).map_err(e)?, &s.lens, u, d), &real_rows(&want_dx, &s.lens, u, d), ATTENTION_TOL)?;
-    close("dY", &real_rows(&read::<f32>(ctx, &dyb, 0, b * u * d).map_err(e)?, &s.lens, u, d), &real_rows(&want_dy, &s.lens, u, d), ATTENTION_TOL)?;
+    close(
+        "dX",
+        &real_rows(&read::<f32>(ctx, &dxb, 0, b * u * d).map_err(e)?, &s.lens, u, d),
+        &real_rows(&want_dx, &s.lens, u, d),
+        ATTENTION_TOL,
+    )?;
+    close(
+        "dY",
+        &real_rows(&read::<f32>(ctx, &dyb, 0, b * u * d).map_err(e)?, &s.lens, u, d),
+        &real_rows(&want_dy, &s.lens, u, d),
+        ATTENTION_TOL,
+    )?;
 
     // Per video of length l: M (2 l^2 D), two softmaxes (~10 l^2), two N V (4 l^2 D),
     // two gates; backward: two dN (4 l^2 D), two softmax backward, dX/dY (12 l^2 D).
@@ -558,7 +598,8 @@ fn heads_case(bench: &Bench, s: &Shape) -> Check {
     let params: Vec<f64> = (0..layout.len).map(|_| rng.gen_range(-0.1..0.1)).collect();
     let r = rand_vec(b * u * rw, 17);
     let sentiment: Vec<f64> = (0..b * u).map(|_| rng.gen_range(-3.0..3.0)).collect();
-    let emotion: Vec<f64> = (0..b * u * 6).map(|_| if rng.gen_bool(0.6) { 0.0 } else { rng.gen_range(0.1..3.0) }).collect();
+    let emotion: Vec<f64> =
+        (0..b * u * 6).map(|_| if rng.gen_bool(0.6) { 0.0 } else { rng.gen_range(0.1..3.0) }).collect();
     let batch = cimnet::batch::Batch {
         b,
         u,
@@ -569,16 +610,21 @@ fn heads_case(bench: &Bench, s: &Shape) -> Check {
         emotion: Some(emotion.clone()),
     };
     let head = |n: &str| {
-        layout.get(&format!("{n}.weight")).map(|w| cpu::heads::Head {
-            w: &params[w.range()],
-            b: &params[layout.slice(&format!("{n}.bias")).range()],
-        })
+        layout
+            .get(&format!("{n}.weight"))
+            .map(|w| cpu::heads::Head { w: &params[w.range()], b: &params[layout.slice(&format!("{n}.bias")).range()] })
     };
     let (hs, he) = (head("sentiment"), head("emotion"));
     let out = cpu::heads::heads_forward(&r, hs, he, &batch, rw, cfg.w_sentiment, cfg.w_emotion);
     let mut want_dr = vec![0.0; b * u * rw];
-    let (ws, bs, we, be) = (layout.slice("sentiment.weight"), layout.slice("sentiment.bias"), layout.slice("emotion.weight"), layout.slice("emotion.bias"));
-    let (mut gws, mut gbs, mut gwe, mut gbe) = (vec![0.0; ws.len()], vec![0.0; bs.len()], vec![0.0; we.len()], vec![0.0; be.len()]);
+    let (ws, bs, we, be) = (
+        layout.slice("sentiment.weight"),
+        layout.slice("sentiment.bias"),
+        layout.slice("emotion.weight"),
+        layout.slice("emotion.bias"),
+    );
+    let (mut gws, mut gbs, mut gwe, mut gbe) =
+        (vec![0.0; ws.len()], vec![0.0; bs.len()], vec![0.0; we.len()], vec![0.0; be.len()]);
     cpu::heads::heads_backward(
         &mut want_dr,
         Some(cpu::heads::HeadGrads { w: &mut gws, b: &mut gbs }),
@@ -618,15 +664,32 @@ fn heads_case(bench: &Bench, s: &Shape) -> Check {
     cimnet::gpu::run(ctx, &[&fwd, &bwd]).map_err(e)?;
     let got_loss = read::<f32>(ctx, &loss, 0, 1).map_err(e)?;
     close("loss", &got_loss, &[out.loss], HEADS_TOL)?;
-    close("dR", &real_rows(&read::<f32>(ctx, &dr, 0, n * rw).map_err(e)?, &s.lens, u, rw), &real_rows(&want_dr, &s.lens, u, rw), HEADS_TOL)?;
+    close(
+        "dR",
+        &real_rows(&read::<f32>(ctx, &dr, 0, n * rw).map_err(e)?, &s.lens, u, rw),
+        &real_rows(&want_dr, &s.lens, u, rw),
+        HEADS_TOL,
+    )?;
     let g = read::<f32>(ctx, &grads, 0, layout.len).map_err(e)?;
     close("dW_s", &g[ws.range()], &gws, HEADS_TOL)?;
     close("dW_e", &g[we.range()], &gwe, HEADS_TOL)?;
     let real = s.real() as f64;
     let rf = rw as f64;
     let shape = format!("{} B{b} U{u} R{rw}", s.tag);
-    bench.time("heads_forward + loss", &shape, &[&fwd], 2.0 * real * rf * 9.0 + 60.0 * real, 4.0 * (real * (rf + 7.0 + 20.0) + 9.0 * rf));
-    bench.time("heads_backward (dR + dW)", &shape, &[&bwd], 4.0 * real * rf * 9.0, 4.0 * (2.0 * real * rf + 9.0 * real + 18.0 * rf));
+    bench.time(
+        "heads_forward + loss",
+        &shape,
+        &[&fwd],
+        2.0 * real * rf * 9.0 + 60.0 * real,
+        4.0 * (real * (rf + 7.0 + 20.0) + 9.0 * rf),
+    );
+    bench.time(
+        "heads_backward (dR + dW)",
+        &shape,
+        &[&bwd],
+        4.0 * real * rf * 9.0,
+        4.0 * (2.0 * real * rf + 9.0 * real + 18.0 * rf),
+    );
     Ok(())
 }
 

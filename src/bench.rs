@@ -114,7 +114,8 @@ pub fn run(
 
     let utts: usize = lens.iter().sum();
     let best = epoch_seconds.iter().cloned().fold(f64::INFINITY, f64::min);
-    let flops: f64 = flops_per_utterance(cfg) * utts as f64 + lens.iter().map(|&l| attention_flops(cfg, l)).sum::<f64>();
+    let flops: f64 =
+        flops_per_utterance(cfg) * utts as f64 + lens.iter().map(|&l| attention_flops(cfg, l)).sum::<f64>();
     let gru_steps: usize = first.iter().map(|b| b.iter().map(|&v| lens[v]).max().unwrap_or(0)).sum();
 
     let cpu_reference = if cpu_batches > 0 {

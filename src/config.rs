@@ -98,11 +98,7 @@ impl ModalitySet {
 
     /// The modalities in representation order T, V, A (MODEL.md: "Modality order is always T, V, A").
     pub fn modalities_tva(self) -> Vec<Modality> {
-        [Modality::Text, Modality::Video, Modality::Audio]
-            .iter()
-            .copied()
-            .filter(|&m| self.contains(m))
-            .collect()
+        [Modality::Text, Modality::Video, Modality::Audio].iter().copied().filter(|&m| self.contains(m)).collect()
     }
 }
 
@@ -117,7 +113,9 @@ impl FromStr for ModalitySet {
     fn from_str(s: &str) -> Result<Self, String> {
         let mut letters: Vec<char> = s.trim().to_ascii_uppercase().chars().collect();
         let bad = || {
-            format!("unknown modality set '{s}': allowed are T, A, V, TV, TA, AV, TAV (T = text, A = acoustic, V = visual)")
+            format!(
+                "unknown modality set '{s}': allowed are T, A, V, TV, TA, AV, TAV (T = text, A = acoustic, V = visual)"
+            )
         };
         if letters.is_empty() || letters.iter().any(|&c| Modality::from_letter(c).is_none()) {
             return Err(bad());

@@ -16,8 +16,8 @@ pub struct GradsReport {
     pub loss: f64,
     pub loss_sentiment: Option<f64>,
     pub loss_emotion: Option<f64>,
-    pub sentiment_prob: Option<Vec<f64>>, // (B, U, 2)
-    pub emotion_prob: Option<Vec<f64>>,   // (B, U, 7)
+    pub sentiment_prob: Option<Vec<f64>>,   // (B, U, 2)
+    pub emotion_prob: Option<Vec<f64>>,     // (B, U, 7)
     pub grad_inputs: [Option<Vec<f64>>; 3], // (B, U, D_m)
     /// Flat gradient in the parameter layout.
     pub grad_params: Vec<f64>,

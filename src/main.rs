@@ -5,7 +5,11 @@ mod cli;
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "cimnet", version, about = "Multi-task multimodal sentiment and emotion analysis (Akhtar et al., NAACL 2019) on the GPU")]
+#[command(
+    name = "cimnet",
+    version,
+    about = "Multi-task multimodal sentiment and emotion analysis (Akhtar et al., NAACL 2019) on the GPU"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

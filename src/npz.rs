@@ -45,7 +45,8 @@ pub struct NpzIn {
 
 impl NpzIn {
     pub fn open(path: &Path) -> Result<Self, NpzError> {
-        let open = |p: &Path| -> io::Result<Box<dyn ReadSeek>> { Ok(Box::new(io::BufReader::new(std::fs::File::open(p)?))) };
+        let open =
+            |p: &Path| -> io::Result<Box<dyn ReadSeek>> { Ok(Box::new(io::BufReader::new(std::fs::File::open(p)?))) };
         let archive = open(path)
             .and_then(NpzArchive::new)
             .map_err(|source| NpzError::Open { file: path.to_path_buf(), source })?;
@@ -81,7 +82,10 @@ impl NpzIn {
         let bad = |name: &str, msg: String| NpzError::Array { file: path.clone(), name: name.to_string(), msg };
         let Some(file) = self.archive.by_name(name).map_err(&io_err)? else { return Ok(None) };
         if file.order() != npyz::Order::C {
-            return Err(bad(name, "Fortran-ordered arrays are not supported: save it with np.ascontiguousarray".to_string()));
+            return Err(bad(
+                name,
+                "Fortran-ordered arrays are not supported: save it with np.ascontiguousarray".to_string(),
+            ));
         }
         let shape: Vec<usize> = file.shape().iter().map(|&d| d as usize).collect();
         let dtype = file.dtype();
@@ -89,12 +93,9 @@ impl NpzIn {
             DType::Plain(ts) => match (ts.type_char(), ts.size_field()) {
                 (TypeChar::Float, 8) => file.into_vec::<f64>().map_err(&io_err)?,
                 (TypeChar::Float, 4) => file.into_vec::<f32>().map_err(&io_err)?.into_iter().map(f64::from).collect(),
-                (TypeChar::Float, 2) => file
-                    .into_vec::<half::f16>()
-                    .map_err(&io_err)?
-                    .into_iter()
-                    .map(f64::from)
-                    .collect(),
+                (TypeChar::Float, 2) => {
+                    file.into_vec::<half::f16>().map_err(&io_err)?.into_iter().map(f64::from).collect()
+                }
                 (TypeChar::Int, 4) => file.into_vec::<i32>().map_err(&io_err)?.into_iter().map(f64::from).collect(),
                 (TypeChar::Int, 8) => file.into_vec::<i64>().map_err(&io_err)?.into_iter().map(|x| x as f64).collect(),
                 _ => return Err(bad(name, format!("dtype {ts} is not a float type"))),

@@ -302,10 +302,9 @@ fn decode(dtype: Dtype, data: &[u8]) -> Option<Vec<f32>> {
         Dtype::F32 => data.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
         Dtype::F16 => data.chunks_exact(2).map(|c| half::f16::from_bits(le2(c)).to_f32()).collect(),
         Dtype::BF16 => data.chunks_exact(2).map(|c| half::bf16::from_bits(le2(c)).to_f32()).collect(),
-        Dtype::F64 => data
-            .chunks_exact(8)
-            .map(|c| f64::from_le_bytes(c.try_into().expect("8-byte chunk")) as f32)
-            .collect(),
+        Dtype::F64 => {
+            data.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().expect("8-byte chunk")) as f32).collect()
+        }
         _ => return None,
     })
 }

@@ -63,9 +63,15 @@ fn check_passes_on_this_gpu_and_lists_every_kernel_family() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(o.status.success(), "cimnet check failed:\n{out}\n{err}");
     assert!(out.starts_with("adapter: "), "{out}");
-    assert!(out.contains("| kernel") && out.contains("| max abs error | max rel error | tolerance | result |"), "{out}");
+    assert!(
+        out.contains("| kernel") && out.contains("| max abs error | max rel error | tolerance | result |"),
+        "{out}"
+    );
     for k in KERNELS {
-        assert!(out.lines().any(|l| l.starts_with(&format!("| {k}")) && l.contains("| pass")), "no passing row for {k}:\n{out}");
+        assert!(
+            out.lines().any(|l| l.starts_with(&format!("| {k}")) && l.contains("| pass")),
+            "no passing row for {k}:\n{out}"
+        );
     }
     assert!(!out.contains("FAIL"), "{out}");
     eprintln!("{out}");
@@ -107,7 +113,11 @@ fn an_unknown_adapter_fails_naming_the_available_ones_and_the_hint() {
 
 #[test]
 fn the_adapter_can_also_come_from_cimnet_adapter() {
-    let o = Command::new(env!("CARGO_BIN_EXE_cimnet")).arg("check").env("CIMNET_ADAPTER", "no-such-gpu").output().expect("run cimnet");
+    let o = Command::new(env!("CARGO_BIN_EXE_cimnet"))
+        .arg("check")
+        .env("CIMNET_ADAPTER", "no-such-gpu")
+        .output()
+        .expect("run cimnet");
     assert!(!o.status.success());
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("'no-such-gpu'") && err.contains("CIMNET_ADAPTER"), "{err}");

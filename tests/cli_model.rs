@@ -18,8 +18,23 @@ fn init_then_grads_writes_every_gradient_named_as_its_parameter() {
     let dir = tempfile::tempdir().unwrap();
     let w = dir.path().join("w.safetensors");
     let o = cimnet(&[
-        "init", "--modalities", "TV", "--attention", "cim", "--tasks", "mtl", "--dims", "6,5,4", "--hidden", "5",
-        "--dense", "3", "--seed", "3", "--out", w.to_str().unwrap(),
+        "init",
+        "--modalities",
+        "TV",
+        "--attention",
+        "cim",
+        "--tasks",
+        "mtl",
+        "--dims",
+        "6,5,4",
+        "--hidden",
+        "5",
+        "--dense",
+        "3",
+        "--seed",
+        "3",
+        "--out",
+        w.to_str().unwrap(),
     ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let params = ParamStore::load(&w).unwrap();
@@ -31,7 +46,15 @@ fn init_then_grads_writes_every_gradient_named_as_its_parameter() {
     let bpath = dir.path().join("b.npz");
     batch.write_npz(&bpath).unwrap();
     let g = dir.path().join("g.npz");
-    let o = cimnet(&["grads", "--weights", w.to_str().unwrap(), "--batch", bpath.to_str().unwrap(), "--out", g.to_str().unwrap()]);
+    let o = cimnet(&[
+        "grads",
+        "--weights",
+        w.to_str().unwrap(),
+        "--batch",
+        bpath.to_str().unwrap(),
+        "--out",
+        g.to_str().unwrap(),
+    ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 
     // The file agrees with the library run on the f32-rounded batch that was written.
@@ -69,7 +92,9 @@ fn bad_input_gives_a_clear_error_and_nonzero_exit() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("audio dimension"));
     assert!(!w.exists(), "nothing written on error");
 
-    assert!(cimnet(&["init", "--modalities", "TAV", "--dims", "3,3,3", "--hidden", "4", "--dense", "2", "--out", ws]).status.success());
+    assert!(cimnet(&["init", "--modalities", "TAV", "--dims", "3,3,3", "--hidden", "4", "--dense", "2", "--out", ws])
+        .status
+        .success());
     let before = std::fs::read(&w).unwrap();
     let o = cimnet(&["init", "--dims", "3,3,3", "--out", ws]);
     assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("--force"));
@@ -103,7 +128,15 @@ fn bad_input_gives_a_clear_error_and_nonzero_exit() {
     assert!(!o.status.success() && err.contains("video features"), "{err}");
 
     // Missing weights file.
-    let o = cimnet(&["grads", "--weights", "/nonexistent/w.safetensors", "--batch", bpath.to_str().unwrap(), "--out", g.to_str().unwrap()]);
+    let o = cimnet(&[
+        "grads",
+        "--weights",
+        "/nonexistent/w.safetensors",
+        "--batch",
+        bpath.to_str().unwrap(),
+        "--out",
+        g.to_str().unwrap(),
+    ]);
     assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("/nonexistent/w.safetensors"));
 }
 
@@ -116,13 +149,25 @@ fn grads_on_the_gpu_match_the_cpu_file() {
     let dir = tempfile::tempdir().unwrap();
     let w = dir.path().join("w.safetensors");
     let ws = w.to_str().unwrap();
-    assert!(cimnet(&["init", "--dims", "6,5,4", "--hidden", "5", "--dense", "3", "--seed", "2", "--out", ws]).status.success());
+    assert!(cimnet(&["init", "--dims", "6,5,4", "--hidden", "5", "--dense", "3", "--seed", "2", "--out", ws])
+        .status
+        .success());
     let batch = random_batch([6, 5, 4], &LENS, 4);
     let bpath = dir.path().join("b.npz");
     batch.write_npz(&bpath).unwrap();
     let (gc, gg) = (dir.path().join("cpu.npz"), dir.path().join("gpu.npz"));
     for (backend, out) in [("cpu", &gc), ("gpu", &gg)] {
-        let o = cimnet(&["grads", "--weights", ws, "--batch", bpath.to_str().unwrap(), "--out", out.to_str().unwrap(), "--backend", backend]);
+        let o = cimnet(&[
+            "grads",
+            "--weights",
+            ws,
+            "--batch",
+            bpath.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--backend",
+            backend,
+        ]);
         assert!(o.status.success(), "{backend}: {}", String::from_utf8_lossy(&o.stderr));
     }
     let (mut c, mut g) = (NpzIn::open(&gc).unwrap(), NpzIn::open(&gg).unwrap());

@@ -68,7 +68,10 @@ fn native_arrays(ds: &Dataset) -> Arrays {
         m.insert(format!("{s}_len"), Raw::I32(vec![lens.len()], lens));
         for md in Modality::ALL {
             if ds.has(md) {
-                m.insert(format!("{s}_{}", md.name()), padded(ds, s, ds.dims[md.index()], |v| v.feature(md).unwrap().to_vec()));
+                m.insert(
+                    format!("{s}_{}", md.name()),
+                    padded(ds, s, ds.dims[md.index()], |v| v.feature(md).unwrap().to_vec()),
+                );
             }
         }
         m.insert(format!("{s}_sentiment"), padded(ds, s, 1, |v| v.sentiment.clone()));
@@ -429,7 +432,8 @@ fn bucketed_batches_are_at_least_90_percent_real_on_mosei_train() {
     }
     // Batches are shuffled: the longest video is not always in the first batch.
     let longest = lens.iter().enumerate().max_by_key(|(_, &l)| l).unwrap().0;
-    let firsts: Vec<bool> = (0..8).map(|s| make_batches(&lens, 16, BatchMode::Bucketed, s)[0].contains(&longest)).collect();
+    let firsts: Vec<bool> =
+        (0..8).map(|s| make_batches(&lens, 16, BatchMode::Bucketed, s)[0].contains(&longest)).collect();
     assert!(firsts.iter().any(|&f| !f));
     let i = info::info(&ds, 16);
     assert!(i.train_padding.bucketed >= 0.9 && i.train_padding.random < 0.5, "{:?}", i.train_padding);
@@ -450,11 +454,8 @@ fn normaliser_is_fitted_on_train_only_and_round_trips_as_json() {
     assert_eq!(Normalizer::fit(&spoiled), n, "valid/test must not change the fit");
     n.apply(&mut ds).unwrap();
     let d = ds.dims[Modality::Audio.index()];
-    let rows: Vec<&[f32]> = ds
-        .split(SplitName::Train)
-        .iter()
-        .flat_map(|v| v.feature(Modality::Audio).unwrap().chunks(d))
-        .collect();
+    let rows: Vec<&[f32]> =
+        ds.split(SplitName::Train).iter().flat_map(|v| v.feature(Modality::Audio).unwrap().chunks(d)).collect();
     for j in 0..d {
         let mean = rows.iter().map(|r| f64::from(r[j])).sum::<f64>() / rows.len() as f64;
         let var = rows.iter().map(|r| (f64::from(r[j]) - mean).powi(2)).sum::<f64>() / rows.len() as f64;
@@ -482,7 +483,10 @@ fn bad_values_name_file_split_video_and_utterance() {
     let mut a = good.clone();
     set_f32(&mut a, "train_text", (vi * u + 2) * 12 + 5, f32::NAN);
     let msg = load_err(dir.path(), "nan.npz", &a);
-    assert_mentions(&msg, &["nan.npz", "split train", &format!("video {vi}"), &id, "utterance 2", "text feature 5", "NaN"]);
+    assert_mentions(
+        &msg,
+        &["nan.npz", "split train", &format!("video {vi}"), &id, "utterance 2", "text feature 5", "NaN"],
+    );
 
     let valid = ds.split(SplitName::Valid);
     let vj = valid.iter().position(|v| v.len >= 2).unwrap();
@@ -495,7 +499,10 @@ fn bad_values_name_file_split_video_and_utterance() {
     let mut a = good.clone();
     set_f32(&mut a, "valid_sentiment", vj * uv + 1, 3.5);
     let msg = load_err(dir.path(), "sent.npz", &a);
-    assert_mentions(&msg, &["sent.npz", "split valid", &format!("video {vj}"), "utterance 1", "sentiment 3.5", "[-3, 3]"]);
+    assert_mentions(
+        &msg,
+        &["sent.npz", "split valid", &format!("video {vj}"), "utterance 1", "sentiment 3.5", "[-3, 3]"],
+    );
 
     let ut = shape_of(&good, "test_emotion")[1];
     let vt = ds.split(SplitName::Test).iter().position(|v| v.len >= 1).unwrap();
@@ -534,7 +541,10 @@ fn bad_lengths_and_shapes_are_rejected() {
     let mut a = good.clone();
     set_len(&mut a, 2, u as i32 + 1);
     let msg = load_err(dir.path(), "lenbig.npz", &a);
-    assert_mentions(&msg, &["lenbig.npz", "split train", "video 2", &format!("length {}", u + 1), &format!("U_max = {u}")]);
+    assert_mentions(
+        &msg,
+        &["lenbig.npz", "split train", "video 2", &format!("length {}", u + 1), &format!("U_max = {u}")],
+    );
 
     // Dimension differing between splits.
     let mut a = good.clone();
@@ -544,7 +554,10 @@ fn bad_lengths_and_shapes_are_rejected() {
         *d = vec![0.5; n * uu * 5];
     }
     let msg = load_err(dir.path(), "dims.npz", &a);
-    assert_mentions(&msg, &["dims.npz", "split test", "video features are 5-dimensional", "6-dimensional in split train"]);
+    assert_mentions(
+        &msg,
+        &["dims.npz", "split test", "video features are 5-dimensional", "6-dimensional in split train"],
+    );
 
     // Video counts inconsistent between a split's arrays.
     let mut a = good.clone();
@@ -730,7 +743,8 @@ fn cli_synth_convert_and_info() {
     cimnet(&["data", "convert", authors_dir.to_str().unwrap(), "--out", conv.to_str().unwrap()]);
     assert_same_data(&Dataset::load(&authors_dir).unwrap(), &Dataset::load(&conv).unwrap());
 
-    let json: serde_json::Value = serde_json::from_str(&cimnet(&["data", "info", s, "--json", "--batch", "8"])).unwrap();
+    let json: serde_json::Value =
+        serde_json::from_str(&cimnet(&["data", "info", s, "--json", "--batch", "8"])).unwrap();
     assert_eq!(json["dims"]["audio"], 74);
     assert_eq!(json["splits"][0]["videos"], expect.split(SplitName::Train).len());
     assert_eq!(json["train_padding"]["batch"], 8);

@@ -67,7 +67,10 @@ fn gru_params_reject_unsupported_sizes() {
     let mut cfg = ModelConfig::new(ModalitySet::V, Attention::None, Tasks::Mtl, [0, 0, 5]);
     cfg.hidden = 300;
     let layout = Layout::new(&cfg);
-    assert_eq!(GruParams::new(&layout, &[Modality::Video], 2, 3, 300), Err(g::GruError::Hidden { h: 300, max: g::MAX_H }));
+    assert_eq!(
+        GruParams::new(&layout, &[Modality::Video], 2, 3, 300),
+        Err(g::GruError::Hidden { h: 300, max: g::MAX_H })
+    );
     cfg.hidden = 4;
     let layout = Layout::new(&cfg);
     assert!(matches!(GruParams::new(&layout, &[Modality::Text], 2, 3, 4), Err(g::GruError::MissingTensor { .. })));
@@ -105,7 +108,8 @@ fn gru_timing_mosei_shape() {
     for schedule in [GruSchedule::PerStep, GruSchedule::Persistent] {
         let mut f = g::gru_forward(ctx, &out, &cache, &xp, &weights, &lens_buf, &full, schedule).unwrap();
         let mut bw =
-            g::gru_backward(ctx, &gi, &gh, &carry, &grads, &dout, &cache, &weights, &lens_buf, &full, schedule).unwrap();
+            g::gru_backward(ctx, &gi, &gh, &carry, &grads, &dout, &cache, &weights, &lens_buf, &full, schedule)
+                .unwrap();
         for u in [40usize, 10] {
             let lens: Vec<u32> = (0..b).map(|i| if i == 0 { u as u32 } else { rng.gen_range(1..=u as u32) }).collect();
             ctx.queue.write_buffer(&lens_buf, 0, bytemuck::cast_slice(&lens));

@@ -16,7 +16,9 @@ use common::random_vec;
 use cimnet::config::Tasks;
 use cimnet::cpu;
 use cimnet::gpu::buffers::{read, storage, upload};
-use cimnet::gpu::check::{self, AdamCase, AttentionCase, DropoutCase, FusedLinearCase, GatherCase, HeadsCase, LinearCase};
+use cimnet::gpu::check::{
+    self, AdamCase, AttentionCase, DropoutCase, FusedLinearCase, GatherCase, HeadsCase, LinearCase,
+};
 use cimnet::gpu::linear::LinearKernel;
 use cimnet::gpu::{adam, dropout, heads, linear, run, GpuContext};
 
@@ -30,11 +32,7 @@ fn u32s(v: &[usize]) -> Vec<u32> {
 
 /// Lengths with U = 98 and U = 1, B = 17 and B = 5, mixed.
 fn shapes() -> Vec<Vec<usize>> {
-    vec![
-        vec![1],
-        vec![3, 1, 5, 2, 5],
-        vec![98, 1, 40, 97, 3, 98, 12, 1, 55, 70, 2, 9, 98, 33, 64, 18, 7],
-    ]
+    vec![vec![1], vec![3, 1, 5, 2, 5], vec![98, 1, 40, 97, 3, 98, 12, 1, 55, 70, 2, 9, 98, 33, 64, 18, 7]]
 }
 
 #[test]
@@ -44,9 +42,23 @@ fn linear_matches_dense_and_input_projection() {
     for (s, lens) in shapes().iter().enumerate() {
         let n = lens.len() * lens.iter().max().unwrap();
         // (K, O, ReLU, y_off): y at an offset is one problem's block of the GRU's xp.
-        let cases = [(35, 600, false, 0), (300, 600, false, n * 600), (74, 99, false, 3 * n * 99), (400, 100, true, 0), (3, 5, true, 17)];
+        let cases = [
+            (35, 600, false, 0),
+            (300, 600, false, n * 600),
+            (74, 99, false, 3 * n * 99),
+            (400, 100, true, 0),
+            (3, 5, true, 17),
+        ];
         for (k, o, relu, y_off) in cases {
-            let mut c = LinearCase { lens: lens.clone(), k, o, relu, y_off, kernel: LinearKernel::Scalar, seed: 100 + s as u64 };
+            let mut c = LinearCase {
+                lens: lens.clone(),
+                k,
+                o,
+                relu,
+                y_off,
+                kernel: LinearKernel::Scalar,
+                seed: 100 + s as u64,
+            };
             for kernel in check::linear_kernels(&c) {
                 c.kernel = kernel;
                 // Includes the weight gradient's determinism (a rerun is bitwise equal).
@@ -79,7 +91,9 @@ fn linear_fused_dropout_problems_and_repr_match_cpu() {
 fn dropout_masks_match_cpu_bit_for_bit() {
     let Some(ctx) = context() else { return };
     let n = (1 << 20) + 3;
-    for (seed, stream, p, x_off, y_off) in [(0u32, 0u32, 0.3, 0, 0), (12345, 5, 0.3, 400, 1200), (u32::MAX, 1, 0.5, 3, 0), (7, 2, 0.1, 0, 5)] {
+    for (seed, stream, p, x_off, y_off) in
+        [(0u32, 0u32, 0.3, 0, 0), (12345, 5, 0.3, 400, 1200), (u32::MAX, 1, 0.5, 3, 0), (7, 2, 0.1, 0, 5)]
+    {
         assert_rows(&check::check_dropout(ctx, &DropoutCase { n, seed, stream, p, x_off, y_off }).unwrap());
         // The hash itself keeps about 1 - p (the GPU reproduces it bit for bit above).
         let mask = cpu::dropout::dropout_mask(seed, stream, n, p);
@@ -201,16 +215,48 @@ fn kernel_timings() {
     };
     let real: f64 = lens.iter().sum::<usize>() as f64;
     let p = linear::LinearParams::new(b, u, k, 3 * h, false, 0, 3 * h * k);
-    time("linear_forward xp (K 300 -> 3H 600)", 2.0 * n as f64 * (k * 3 * h) as f64, &linear::linear_forward(ctx, &xp, &x, &flat, &len, p).unwrap());
-    time("linear_backward dx (3H -> K)", 2.0 * n as f64 * (k * 3 * h) as f64, &linear::linear_backward(ctx, &x, &xp, &xp, &flat, &len, p).unwrap());
-    time("linear_backward_weights dW_ih", 2.0 * real * (k * 3 * h) as f64, &linear::linear_backward_weights(ctx, &grads, &xp, &xp, &x, &len, p).unwrap());
+    time(
+        "linear_forward xp (K 300 -> 3H 600)",
+        2.0 * n as f64 * (k * 3 * h) as f64,
+        &linear::linear_forward(ctx, &xp, &x, &flat, &len, p).unwrap(),
+    );
+    time(
+        "linear_backward dx (3H -> K)",
+        2.0 * n as f64 * (k * 3 * h) as f64,
+        &linear::linear_backward(ctx, &x, &xp, &xp, &flat, &len, p).unwrap(),
+    );
+    time(
+        "linear_backward_weights dW_ih",
+        2.0 * real * (k * 3 * h) as f64,
+        &linear::linear_backward_weights(ctx, &grads, &xp, &xp, &x, &len, p).unwrap(),
+    );
     let p = linear::LinearParams::new(b, u, 2 * h, d, true, 0, 2 * h * d);
-    time("linear_forward dense (2H 400 -> D 100)", 2.0 * n as f64 * (2 * h * d) as f64, &linear::linear_forward(ctx, &dense, &gin, &flat, &len, p).unwrap());
-    time("dropout_forward (B, U, 2H)", 0.0, &dropout::dropout_forward(ctx, &xp, &gin, dropout::DropoutParams::new(n * 2 * h, 1, 0, 0.3)).unwrap());
+    time(
+        "linear_forward dense (2H 400 -> D 100)",
+        2.0 * n as f64 * (2 * h * d) as f64,
+        &linear::linear_forward(ctx, &dense, &gin, &flat, &len, p).unwrap(),
+    );
+    time(
+        "dropout_forward (B, U, 2H)",
+        0.0,
+        &dropout::dropout_forward(ctx, &xp, &gin, dropout::DropoutParams::new(n * 2 * h, 1, 0, 0.3)).unwrap(),
+    );
     let m = storage::<f32>(ctx, "adam m", 1 << 20).unwrap();
     let v = storage::<f32>(ctx, "adam v", 1 << 20).unwrap();
     let pf = flat_copy(ctx, &flat);
-    time("adam_step (1M parameters)", 0.0, &adam::adam_step(ctx, &pf, &grads, &m, &v, adam::AdamParams::new(1 << 20, 1, &adam::AdamConfig::default(), false)).unwrap());
+    time(
+        "adam_step (1M parameters)",
+        0.0,
+        &adam::adam_step(
+            ctx,
+            &pf,
+            &grads,
+            &m,
+            &v,
+            adam::AdamParams::new(1 << 20, 1, &adam::AdamConfig::default(), false),
+        )
+        .unwrap(),
+    );
     let r = buf("R", n * rw);
     let am = storage::<f32>(ctx, "M", n * u).unwrap();
     let an = storage::<f32>(ctx, "N", 2 * n * u).unwrap();
@@ -221,9 +267,22 @@ fn kernel_timings() {
     let dy = buf("dy", n * d);
     let saved = AttentionSaved { m: &am, n: &an, o: &ao };
     let ap = AttentionParams::new(b, u, d, rw, 0, Some(d));
-    time("attention_forward pair (3 dispatches)", 0.0, &attention_forward(ctx, &r, &saved, &dense, &y, &len, ap).unwrap());
-    time("attention_backward pair (2 dispatches)", 0.0, &attention_backward(ctx, &dx, Some(&dy), &dm, &r, &saved, &dense, &y, &len, ap).unwrap());
-    let mut cfg = cimnet::config::ModelConfig::new("TAV".parse().unwrap(), "cim".parse().unwrap(), "mtl".parse().unwrap(), [300, 74, 35]);
+    time(
+        "attention_forward pair (3 dispatches)",
+        0.0,
+        &attention_forward(ctx, &r, &saved, &dense, &y, &len, ap).unwrap(),
+    );
+    time(
+        "attention_backward pair (2 dispatches)",
+        0.0,
+        &attention_backward(ctx, &dx, Some(&dy), &dm, &r, &saved, &dense, &y, &len, ap).unwrap(),
+    );
+    let mut cfg = cimnet::config::ModelConfig::new(
+        "TAV".parse().unwrap(),
+        "cim".parse().unwrap(),
+        "mtl".parse().unwrap(),
+        [300, 74, 35],
+    );
     cfg.dense = d;
     let layout = cimnet::params::Layout::new(&cfg);
     let hp = heads::HeadsParams::new(&cfg, &layout, b, u);
@@ -235,8 +294,16 @@ fn kernel_timings() {
     let rl = storage::<f32>(ctx, "row loss", n * 2).unwrap();
     let loss = storage::<f32>(ctx, "loss", 4).unwrap();
     let dr = storage::<f32>(ctx, "dR", n * rw).unwrap();
-    time("heads_forward + loss", 0.0, &heads::heads_forward(ctx, &probs, &dz, &rl, &loss, &r, &wl, &labels, &len, hp).unwrap());
-    time("heads_backward (dR + dW)", 0.0, &heads::heads_backward(ctx, &dr, [&ctx.dummy; 3], &gl, &dz, &r, &wl, &len, hp).unwrap());
+    time(
+        "heads_forward + loss",
+        0.0,
+        &heads::heads_forward(ctx, &probs, &dz, &rl, &loss, &r, &wl, &labels, &len, hp).unwrap(),
+    );
+    time(
+        "heads_backward (dR + dW)",
+        0.0,
+        &heads::heads_backward(ctx, &dr, [&ctx.dummy; 3], &gl, &dz, &r, &wl, &len, hp).unwrap(),
+    );
     let empty: [&dyn Recordable; 0] = [];
     let t0 = std::time::Instant::now();
     for _ in 0..20 {

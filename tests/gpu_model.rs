@@ -5,9 +5,9 @@
 
 mod common;
 
-use cimnet::config::{ModelConfig, Modality, ModalitySet, Tasks, Attention};
+use cimnet::config::{Attention, Modality, ModalitySet, ModelConfig, Tasks};
 use cimnet::cpu::adam::AdamConfig;
-use cimnet::cpu::model::{forward, backward, DropoutMasks};
+use cimnet::cpu::model::{backward, forward, DropoutMasks};
 use cimnet::data::{Dataset, SplitName, Video};
 use cimnet::gpu::model::GpuEngine;
 use cimnet::gpu::{GpuContext, GpuOptions};
@@ -92,7 +92,12 @@ fn worst(got: &[f64], want: &[f64]) -> (f64, usize) {
 fn check(name: &str, got: &[f64], want: &[f64], tol: f64) {
     assert_eq!(got.len(), want.len(), "{name}: lengths differ");
     let (err, i) = worst(got, want);
-    assert!(err <= tol, "{name}: element {i}: GPU {} vs CPU {} (error {err:.2e} of the tensor's largest magnitude > {tol:e})", got[i], want[i]);
+    assert!(
+        err <= tol,
+        "{name}: element {i}: GPU {} vs CPU {} (error {err:.2e} of the tensor's largest magnitude > {tol:e})",
+        got[i],
+        want[i]
+    );
 }
 
 fn compare_gradients(ctx: GpuContext, cfg: &ModelConfig, dropout_seed: Option<u32>) {
@@ -107,11 +112,21 @@ fn compare_gradients(ctx: GpuContext, cfg: &ModelConfig, dropout_seed: Option<u3
     let pf = p.to_f64();
     let f = forward(cfg, &p.layout, &pf, &batch, masks.as_ref()).unwrap();
     let want = backward(cfg, &p.layout, &pf, &batch, &f);
-    let tag = format!("{}/{}/{}{}", cfg.modalities, cfg.attention, cfg.tasks, if dropout_seed.is_some() { " dropout" } else { "" });
+    let tag = format!(
+        "{}/{}/{}{}",
+        cfg.modalities,
+        cfg.attention,
+        cfg.tasks,
+        if dropout_seed.is_some() { " dropout" } else { "" }
+    );
     let n = batch.real_count() as f64;
     assert_eq!(g.loss.utterances, batch.real_count() as u64);
     let got_loss = g.loss.loss / n;
-    assert!((got_loss - f.heads.loss).abs() <= 1e-5 * f.heads.loss, "{tag}: loss GPU {got_loss} vs CPU {}", f.heads.loss);
+    assert!(
+        (got_loss - f.heads.loss).abs() <= 1e-5 * f.heads.loss,
+        "{tag}: loss GPU {got_loss} vs CPU {}",
+        f.heads.loss
+    );
     // Probabilities at real positions.
     for (bi, &l) in batch.len.iter().enumerate() {
         for i in 0..l {
@@ -120,7 +135,12 @@ fn compare_gradients(ctx: GpuContext, cfg: &ModelConfig, dropout_seed: Option<u3
                 check(&format!("{tag} sentiment prob"), &g.probs[t * 9..t * 9 + 2], &sp[t * 2..t * 2 + 2], MODEL_RTOL);
             }
             if let Some(ep) = &f.heads.emotion_prob {
-                check(&format!("{tag} emotion prob"), &g.probs[t * 9 + 2..t * 9 + 9], &ep[t * 7..t * 7 + 7], MODEL_RTOL);
+                check(
+                    &format!("{tag} emotion prob"),
+                    &g.probs[t * 9 + 2..t * 9 + 9],
+                    &ep[t * 7..t * 7 + 7],
+                    MODEL_RTOL,
+                );
             }
         }
     }
@@ -128,7 +148,12 @@ fn compare_gradients(ctx: GpuContext, cfg: &ModelConfig, dropout_seed: Option<u3
         check(&format!("{tag} {}", s.name), &g.grads[s.range()], &want.params[s.range()], MODEL_RTOL);
     }
     for m in cfg.modalities.modalities() {
-        check(&format!("{tag} input {}", m.name()), g.inputs[m.index()].as_ref().unwrap(), want.inputs[m.index()].as_ref().unwrap(), MODEL_RTOL);
+        check(
+            &format!("{tag} input {}", m.name()),
+            g.inputs[m.index()].as_ref().unwrap(),
+            want.inputs[m.index()].as_ref().unwrap(),
+            MODEL_RTOL,
+        );
     }
     assert!(eng.dispatches_per_step() == 0, "compute_gradients is not a training step");
 }
@@ -221,9 +246,19 @@ fn inference_matches_the_cpu_and_covers_every_utterance() {
     assert_eq!(g.loss.utterances, data.utterances(SplitName::Test) as u64);
     assert!((g.loss.mean() - c.loss.mean()).abs() <= 1e-5 * c.loss.mean());
     let flat = |v: &Vec<Vec<[f64; 7]>>| v.iter().flatten().flat_map(|r| r.iter().copied()).collect::<Vec<f64>>();
-    check("test emotion probabilities", &flat(g.emotion.as_ref().unwrap()), &flat(c.emotion.as_ref().unwrap()), MODEL_RTOL);
+    check(
+        "test emotion probabilities",
+        &flat(g.emotion.as_ref().unwrap()),
+        &flat(c.emotion.as_ref().unwrap()),
+        MODEL_RTOL,
+    );
     let sflat = |v: &Vec<Vec<[f64; 2]>>| v.iter().flatten().flat_map(|r| r.iter().copied()).collect::<Vec<f64>>();
-    check("test sentiment probabilities", &sflat(g.sentiment.as_ref().unwrap()), &sflat(c.sentiment.as_ref().unwrap()), MODEL_RTOL);
+    check(
+        "test sentiment probabilities",
+        &sflat(g.sentiment.as_ref().unwrap()),
+        &sflat(c.sentiment.as_ref().unwrap()),
+        MODEL_RTOL,
+    );
     let _ = Modality::ALL;
 }
 

@@ -306,7 +306,10 @@ fn a_video_alone_gives_the_same_outputs_as_inside_a_padded_batch() {
                 for i in 0..l {
                     for c in 0..w {
                         let (x, y) = (a[i * w + c], f[(b * batch.u + i) * w + c]);
-                        assert!((x - y).abs() <= 1e-14, "{attention}: video {b} utterance {i} {name}[{c}]: alone {x} vs batch {y}");
+                        assert!(
+                            (x - y).abs() <= 1e-14,
+                            "{attention}: video {b} utterance {i} {name}[{c}]: alone {x} vs batch {y}"
+                        );
                     }
                 }
             }

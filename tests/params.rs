@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use cimnet::config::{Attention, ModalitySet, ModelConfig, Tasks};
 use cimnet::params::{Layout, ParamError, ParamStore, SLICE_ALIGN};
-use safetensors::{Dtype, tensor::TensorView};
+use safetensors::{tensor::TensorView, Dtype};
 
 /// MODEL.md's weight table, written out independently of `Layout::new`.
 fn model_md_table(cfg: &ModelConfig) -> BTreeMap<String, Vec<usize>> {
@@ -150,10 +150,8 @@ fn safetensors_round_trip_rebuilds_the_model_from_the_file_alone() {
 
 /// Write a safetensors file from (name, shape, f32 values) with cimnet metadata.
 fn write_custom(path: &std::path::Path, tensors: &[(String, Vec<usize>, Vec<u8>, Dtype)], meta: &ParamStore) {
-    let views: Vec<(String, TensorView)> = tensors
-        .iter()
-        .map(|(n, s, b, dt)| (n.clone(), TensorView::new(*dt, s.clone(), b).unwrap()))
-        .collect();
+    let views: Vec<(String, TensorView)> =
+        tensors.iter().map(|(n, s, b, dt)| (n.clone(), TensorView::new(*dt, s.clone(), b).unwrap())).collect();
     let bytes = safetensors::serialize(views, Some(meta.metadata())).unwrap();
     std::fs::write(path, bytes).unwrap();
 }
@@ -226,7 +224,10 @@ fn bad_files_are_rejected_naming_the_tensor_and_shapes() {
     t[i].2.truncate(6 * r * 4);
     write_custom(&path, &t, &p);
     let e = msg(ParamStore::load(&path).unwrap_err());
-    assert!(e.contains("emotion.weight") && e.contains(&format!("[6, {r}]")) && e.contains(&format!("[7, {r}]")), "{e}");
+    assert!(
+        e.contains("emotion.weight") && e.contains(&format!("[6, {r}]")) && e.contains(&format!("[7, {r}]")),
+        "{e}"
+    );
 
     // Missing metadata.
     let owned = tensors_of(&p);

@@ -36,10 +36,7 @@ fn every_shader_file_validates() {
         let module = parse(&name, &src);
         // Forward and backward side by side (STYLE.md 1), where the op has a backward.
         let stem = name.trim_end_matches(".wgsl");
-        assert!(
-            module.entry_points.iter().any(|e| e.name.starts_with(stem)),
-            "{name}: no entry point named {stem}_*"
-        );
+        assert!(module.entry_points.iter().any(|e| e.name.starts_with(stem)), "{name}: no entry point named {stem}_*");
         n += 1;
     }
     assert!(n >= Shader::ALL.len(), "found {n} shaders in {}", dir.display());
@@ -76,7 +73,10 @@ fn check(shader: Shader, name: &str, size: usize, fields: &[(&str, usize)]) {
         assert_eq!(*off, m.1 as usize, "{name}.{f}: Rust offset {off} != WGSL offset {}", m.1);
     }
     for (n, _) in &members {
-        assert!(n.starts_with("_pad") || fields.iter().any(|(f, _)| f == n), "{name}: WGSL member {n} has no Rust field");
+        assert!(
+            n.starts_with("_pad") || fields.iter().any(|(f, _)| f == n),
+            "{name}: WGSL member {n} has no Rust field"
+        );
     }
 }
 
@@ -88,13 +88,25 @@ macro_rules! layout {
 
 #[test]
 fn params_structs_match_wgsl_layout() {
-    layout!(Shader::Linear, LinearParams, [b, u, k, o, relu, problems, drop, seed, threshold, scale, rw, w_off, b_off, x_off, y_off, stream, r_off]);
+    layout!(
+        Shader::Linear,
+        LinearParams,
+        [b, u, k, o, relu, problems, drop, seed, threshold, scale, rw, w_off, b_off, x_off, y_off, stream, r_off]
+    );
     layout!(Shader::Dropout, DropoutParams, [n, seed, segments, threshold, scale, x_off, y_off, stream]);
-    layout!(Shader::Adam, AdamParams, [n, step, lr, beta1, beta2, eps, bias1, bias2, zero_grad, one_minus_beta1, one_minus_beta2]);
+    layout!(
+        Shader::Adam,
+        AdamParams,
+        [n, step, lr, beta1, beta2, eps, bias1, bias2, zero_grad, one_minus_beta1, one_minus_beta2]
+    );
     layout!(Shader::Gather, GatherParams, [b, u, tensors, write_len, d, src_off, dst_off]);
     layout!(Shader::Gru, GruParams, [b, u, h, problems, t0, t1, w_hh_offset, b_hh_offset]);
     layout!(Shader::Attention, AttentionParams, [b, u, d, pair, rw, r_xy, r_yx]);
-    layout!(Shader::Heads, HeadsParams, [b, u, rw, has_sentiment, has_emotion, ws_off, bs_off, we_off, be_off, w_s, w_e, accumulate, d, plain]);
+    layout!(
+        Shader::Heads,
+        HeadsParams,
+        [b, u, rw, has_sentiment, has_emotion, ws_off, bs_off, we_off, be_off, w_s, w_e, accumulate, d, plain]
+    );
 }
 
 /// Value of the WGSL `const NAME: u32`.

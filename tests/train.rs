@@ -145,7 +145,12 @@ fn cimnet(args: &[&str]) -> std::process::Output {
 }
 
 fn ok(o: &std::process::Output) -> String {
-    assert!(o.status.success(), "stdout:\n{}\nstderr:\n{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    assert!(
+        o.status.success(),
+        "stdout:\n{}\nstderr:\n{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
@@ -157,7 +162,21 @@ fn cli_train_eval_predict_on_tiny_synthetic_data() {
     let run = tmp.path().join("run");
     let (d, r) = (data.to_str().unwrap(), run.to_str().unwrap());
     let out = ok(&cimnet(&[
-        "train", "--data", d, "--epochs", "2", "--batch", "4", "--hidden", "8", "--dense", "6", "--backend", "cpu", "--out", r,
+        "train",
+        "--data",
+        d,
+        "--epochs",
+        "2",
+        "--batch",
+        "4",
+        "--hidden",
+        "8",
+        "--dense",
+        "6",
+        "--backend",
+        "cpu",
+        "--out",
+        r,
     ]));
     assert!(out.contains("epoch   2/2"), "{out}");
     for f in ["config.json", "model.safetensors", "metrics.jsonl", "report.md", "report.json"] {
@@ -169,7 +188,8 @@ fn cli_train_eval_predict_on_tiny_synthetic_data() {
 
     let ev = ok(&cimnet(&["eval", "--run", r, "--split", "test", "--json"]));
     let m: serde_json::Value = serde_json::from_str(&ev).unwrap();
-    let rep: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(run.join("report.json")).unwrap()).unwrap();
+    let rep: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("report.json")).unwrap()).unwrap();
     assert_eq!(m["sentiment"], rep["result"]["test"]["sentiment"], "eval reproduces the report's test metrics");
     assert_eq!(m["thresholds"], rep["result"]["thresholds"], "test uses the thresholds chosen on validation");
 
@@ -207,7 +227,10 @@ fn cli_errors_name_what_to_fix() {
     assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("emotion-wa"));
     // Emotion task on data without emotions (the bundled MOSI).
     let o = cimnet(&["train", "--tasks", "emotion", "--backend", "cpu", "--out", r]);
-    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("no emotion labels") || String::from_utf8_lossy(&o.stderr).contains("has none"));
+    assert!(
+        !o.status.success() && String::from_utf8_lossy(&o.stderr).contains("no emotion labels")
+            || String::from_utf8_lossy(&o.stderr).contains("has none")
+    );
     // Eval of something that is not a run.
     let o = cimnet(&["eval", "--run", tmp.path().to_str().unwrap()]);
     assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("not a cimnet run"));
@@ -215,8 +238,23 @@ fn cli_errors_name_what_to_fix() {
     let data = tmp.path().join("tiny.npz");
     native::write(&synth::tiny(5), &data).unwrap();
     ok(&cimnet(&[
-        "train", "--data", data.to_str().unwrap(), "--modalities", "T", "--tasks", "sentiment", "--epochs", "1", "--hidden", "4",
-        "--dense", "3", "--backend", "cpu", "--out", r,
+        "train",
+        "--data",
+        data.to_str().unwrap(),
+        "--modalities",
+        "T",
+        "--tasks",
+        "sentiment",
+        "--epochs",
+        "1",
+        "--hidden",
+        "4",
+        "--dense",
+        "3",
+        "--backend",
+        "cpu",
+        "--out",
+        r,
     ]));
     let o = cimnet(&["eval", "--run", r]);
     ok(&o);
@@ -237,7 +275,21 @@ fn cli_attention_png_and_grid_with_two_cells_and_two_seeds() {
     let d = data.to_str().unwrap();
     let run = tmp.path().join("run");
     let r = run.to_str().unwrap();
-    ok(&cimnet(&["train", "--data", d, "--epochs", "1", "--hidden", "6", "--dense", "4", "--backend", "cpu", "--out", r]));
+    ok(&cimnet(&[
+        "train",
+        "--data",
+        d,
+        "--epochs",
+        "1",
+        "--hidden",
+        "6",
+        "--dense",
+        "4",
+        "--backend",
+        "cpu",
+        "--out",
+        r,
+    ]));
     let video = ds.split(SplitName::Test).iter().max_by_key(|v| v.len).unwrap();
     let png_path = tmp.path().join("att.png");
     ok(&cimnet(&["attention", "--run", r, "--video", &video.id, "--out", png_path.to_str().unwrap()]));
@@ -265,11 +317,26 @@ fn cli_attention_png_and_grid_with_two_cells_and_two_seeds() {
     let grid = tmp.path().join("grid");
     let g = grid.to_str().unwrap();
     let args = [
-        "grid", "--data", d, "--seeds", "2", "--modalities", "T,TV", "--epochs", "1", "--hidden", "4", "--dense", "3", "--out", g,
+        "grid",
+        "--data",
+        d,
+        "--seeds",
+        "2",
+        "--modalities",
+        "T,TV",
+        "--epochs",
+        "1",
+        "--hidden",
+        "4",
+        "--dense",
+        "3",
+        "--out",
+        g,
     ];
     let out = ok(&cimnet(&args));
     assert!(out.contains("| TV |") && out.contains("| T |"), "{out}");
-    let rep: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(grid.join("report.json")).unwrap()).unwrap();
+    let rep: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(grid.join("report.json")).unwrap()).unwrap();
     let cells = rep["cells"].as_array().unwrap();
     assert_eq!(cells.len(), 2);
     for c in cells {
@@ -293,10 +360,28 @@ fn kill_dash_nine_then_resume_gives_the_same_losses() {
     native::write(&synth::tiny(9), &data).unwrap();
     let d = data.to_str().unwrap();
     let args = |out: &str| -> Vec<String> {
-        ["train", "--data", d, "--epochs", "30", "--patience", "100", "--batch", "4", "--hidden", "12", "--dense", "6", "--backend", "cpu", "--out", out]
-            .iter()
-            .map(|s| s.to_string())
-            .collect()
+        [
+            "train",
+            "--data",
+            d,
+            "--epochs",
+            "30",
+            "--patience",
+            "100",
+            "--batch",
+            "4",
+            "--hidden",
+            "12",
+            "--dense",
+            "6",
+            "--backend",
+            "cpu",
+            "--out",
+            out,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
     };
     let full = tmp.path().join("full");
     ok(&Command::new(env!("CARGO_BIN_EXE_cimnet")).args(args(full.to_str().unwrap())).output().unwrap());
@@ -333,6 +418,9 @@ fn kill_dash_nine_then_resume_gives_the_same_losses() {
             .collect()
     };
     assert_eq!(read(&killed), read(&full), "every epoch's losses after kill -9 and resume, bit for bit");
-    let (a, b) = (ParamStore::load(&killed.join("model.safetensors")).unwrap(), ParamStore::load(&full.join("model.safetensors")).unwrap());
+    let (a, b) = (
+        ParamStore::load(&killed.join("model.safetensors")).unwrap(),
+        ParamStore::load(&full.join("model.safetensors")).unwrap(),
+    );
     assert!(a == b, "same kept weights");
 }

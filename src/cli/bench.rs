@@ -59,7 +59,14 @@ pub fn bench_cmd(a: BenchArgs) -> Result<()> {
     if !a.json {
         println!("benchmarking {} on {} ...", source.describe(), a.adapter.as_deref().unwrap_or("the best adapter"));
     }
-    let report = cimnet::bench::run(&data, &params, a.batch, a.epochs, a.cpu_batches, &GpuOptions { adapter: a.adapter.clone() })?;
+    let report = cimnet::bench::run(
+        &data,
+        &params,
+        a.batch,
+        a.epochs,
+        a.cpu_batches,
+        &GpuOptions { adapter: a.adapter.clone() },
+    )?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {

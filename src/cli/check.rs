@@ -73,9 +73,14 @@ pub fn check_cmd(a: CheckArgs) -> Result<()> {
 /// The rows as a markdown table.
 fn table(rows: &[CheckRow]) -> String {
     let sci = |v: f64| if v.is_finite() { format!("{v:.2e}") } else { format!("{v}") };
-    let mut lines = vec![
-        vec!["kernel".to_string(), "shape".into(), "max abs error".into(), "max rel error".into(), "tolerance".into(), "result".into()],
-    ];
+    let mut lines = vec![vec![
+        "kernel".to_string(),
+        "shape".into(),
+        "max abs error".into(),
+        "max rel error".into(),
+        "tolerance".into(),
+        "result".into(),
+    ]];
     for r in rows {
         let tol = if r.tol == EXACT { "exact".to_string() } else { format!("{:.0e}", r.tol) };
         let result = if r.pass { "pass" } else { "FAIL" };

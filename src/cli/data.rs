@@ -85,10 +85,14 @@ pub fn run(cmd: DataCmd) -> anyhow::Result<()> {
             if probe {
                 let p = synth::probe(&ds, &truth);
                 println!("test split, fitted on train:");
-                println!("  sentiment accuracy: per-utterance linear {:.3}, linear + neighbours {:.3}, ground truth {:.3}",
-                    p.linear_sentiment_acc, p.context_sentiment_acc, p.truth_sentiment_acc);
-                println!("  emotion weighted accuracy (mean of 6): per-utterance linear {:.3}, ground truth {:.3}",
-                    p.linear_emotion_wa, p.truth_emotion_wa);
+                println!(
+                    "  sentiment accuracy: per-utterance linear {:.3}, linear + neighbours {:.3}, ground truth {:.3}",
+                    p.linear_sentiment_acc, p.context_sentiment_acc, p.truth_sentiment_acc
+                );
+                println!(
+                    "  emotion weighted accuracy (mean of 6): per-utterance linear {:.3}, ground truth {:.3}",
+                    p.linear_emotion_wa, p.truth_emotion_wa
+                );
                 println!("  utterances with no emotion: {:.1}%", 100.0 * p.no_emotion_share);
             }
         }
@@ -128,7 +132,10 @@ fn print_info(inf: &info::Info) {
     println!("dims:   {}", dims.join(", "));
     println!("labels: sentiment{}", if inf.has_emotion { " + 6 emotions" } else { " only (no emotions)" });
     println!();
-    println!("{:<6} {:>7} {:>10} {:>22} {:>10} {:>9}", "split", "videos", "utterances", "len min/med/mean/max", "positive", "mean sent");
+    println!(
+        "{:<6} {:>7} {:>10} {:>22} {:>10} {:>9}",
+        "split", "videos", "utterances", "len min/med/mean/max", "positive", "mean sent"
+    );
     for s in &inf.splits {
         let lens = format!("{}/{}/{:.1}/{}", s.len_min, s.len_median, s.len_mean, s.len_max);
         println!(

@@ -12,8 +12,8 @@ use cimnet::config::{Attention, ModalitySet, Tasks, EMOTION_LABELS, EMOTION_NAME
 use cimnet::data::{make_batches, BatchMode, Dataset, Normalizer, SplitName};
 use cimnet::params::ParamStore;
 use cimnet::train::engine::{Engine, EngineOptions};
-use cimnet::train::pipeline::{self, PipelineError, RunSpec};
 use cimnet::train::evaluate::evaluate;
+use cimnet::train::pipeline::{self, PipelineError, RunSpec};
 use cimnet::train::report::Report;
 use cimnet::train::run::{EpochRecord, Progress, RunConfig, RunDir, SelectMetric, TrainConfig};
 use cimnet::train::source::DataSource;
@@ -379,7 +379,8 @@ pub fn predict_cmd(a: PredictArgs) -> Result<()> {
         }
     } else {
         let mut w = csv::Writer::from_writer(&mut text);
-        let keys: Vec<String> = rows.first().and_then(|r| r.as_object()).map(|o| o.keys().cloned().collect()).unwrap_or_default();
+        let keys: Vec<String> =
+            rows.first().and_then(|r| r.as_object()).map(|o| o.keys().cloned().collect()).unwrap_or_default();
         w.write_record(&keys)?;
         for r in &rows {
             w.write_record(keys.iter().map(|k| match &r[k] {
@@ -423,9 +424,7 @@ pub fn attention_cmd(a: AttentionArgs) -> Result<()> {
     let ds = load_data(&source, run.normalizer.as_ref())?;
     ds.require(run.model.modalities)?;
     let splits: Vec<SplitName> = a.split.map_or(SplitName::ALL.to_vec(), |s| vec![s]);
-    let found = splits
-        .iter()
-        .find_map(|&s| ds.split(s).iter().position(|v| v.id == a.video).map(|i| (s, i)));
+    let found = splits.iter().find_map(|&s| ds.split(s).iter().position(|v| v.id == a.video).map(|i| (s, i)));
     let Some((split, index)) = found else {
         let some: Vec<&str> = splits.iter().flat_map(|&s| ds.split(s).iter().take(3).map(|v| v.id.as_str())).collect();
         bail!("video '{}' is not in {} (ids look like: {})", a.video, source.describe(), some.join(", "));
@@ -436,7 +435,14 @@ pub fn attention_cmd(a: AttentionArgs) -> Result<()> {
     let caption = format!("{} video {} ({} split, {} utterances)", run.model.modalities, a.video, split, batch.u);
     let (w, h, rgb) = cimnet::train::heatmap::render(&maps, &caption);
     cimnet::train::heatmap::write_png(&a.out, w, h, &rgb).with_context(|| format!("writing {}", a.out.display()))?;
-    println!("wrote {} ({} attention matrices of {}x{} for video {})", a.out.display(), maps.len(), batch.u, batch.u, a.video);
+    println!(
+        "wrote {} ({} attention matrices of {}x{} for video {})",
+        a.out.display(),
+        maps.len(),
+        batch.u,
+        batch.u,
+        a.video
+    );
     Ok(())
 }
 

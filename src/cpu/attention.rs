@@ -11,7 +11,14 @@ pub struct AttentionCache {
 }
 
 /// out (B, U, D) = att(X, Y).
-pub fn attention_forward(x: &[f64], y: &[f64], len: &[usize], bsz: usize, u: usize, d: usize) -> (Vec<f64>, AttentionCache) {
+pub fn attention_forward(
+    x: &[f64],
+    y: &[f64],
+    len: &[usize],
+    bsz: usize,
+    u: usize,
+    d: usize,
+) -> (Vec<f64>, AttentionCache) {
     let mut out = vec![0.0; bsz * u * d];
     let mut n = vec![0.0; bsz * u * u];
     let mut o = vec![0.0; bsz * u * d];

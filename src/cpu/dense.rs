@@ -4,7 +4,16 @@
 use super::dot;
 
 /// y (B, U, D) from x (B, U, K), w (D, K), b (D).
-pub fn dense_forward(x: &[f64], w: &[f64], bias: &[f64], len: &[usize], bsz: usize, u: usize, k: usize, d: usize) -> Vec<f64> {
+pub fn dense_forward(
+    x: &[f64],
+    w: &[f64],
+    bias: &[f64],
+    len: &[usize],
+    bsz: usize,
+    u: usize,
+    k: usize,
+    d: usize,
+) -> Vec<f64> {
     let mut y = vec![0.0; bsz * u * d];
     for b in 0..bsz {
         for i in 0..len[b] {

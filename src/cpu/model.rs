@@ -175,7 +175,9 @@ pub fn backward(cfg: &ModelConfig, layout: &Layout, params: &[f64], batch: &Batc
     {
         // Temporary copies of the heads' gradient slices (absent heads stay None).
         let range = |n: &str| layout.get(n).map(|s| s.range());
-        let tmp = |w: &str, b: &str| range(w).zip(range(b)).map(|(w, b)| (w.clone(), b.clone(), vec![0.0; w.len()], vec![0.0; b.len()]));
+        let tmp = |w: &str, b: &str| {
+            range(w).zip(range(b)).map(|(w, b)| (w.clone(), b.clone(), vec![0.0; w.len()], vec![0.0; b.len()]))
+        };
         let mut hs = tmp("sentiment.weight", "sentiment.bias");
         let mut he = tmp("emotion.weight", "emotion.bias");
         heads_backward(
@@ -227,7 +229,9 @@ pub fn backward(cfg: &ModelConfig, layout: &Layout, params: &[f64], batch: &Batc
         let c = fwd.modal[m.index()].as_ref().expect("modality computed");
         let mut ddense = vec![0.0; bsz * u * d];
         match &fwd.dropout {
-            Some(masks) => dropout_backward(&mut ddense, &dmod[m.index()], masks.dense[m.index()].as_ref().expect("mask")),
+            Some(masks) => {
+                dropout_backward(&mut ddense, &dmod[m.index()], masks.dense[m.index()].as_ref().expect("mask"))
+            }
             None => ddense.copy_from_slice(&dmod[m.index()]),
         }
         let mut ddense_in = vec![0.0; bsz * u * 2 * h];

@@ -46,14 +46,14 @@ pub fn read_dir(dir: &Path) -> Result<Dataset, DataError> {
         let p = dir.join(file_name(m));
         archives.push(if p.is_file() { Some(NpzIn::open(&p)?) } else { None });
     }
-    let has_feat = |a: &Option<NpzIn>| a.as_ref().is_some_and(|a| SplitName::ALL.iter().any(|s| a.has(&format!("{s}_data"))));
+    let has_feat =
+        |a: &Option<NpzIn>| a.as_ref().is_some_and(|a| SplitName::ALL.iter().any(|s| a.has(&format!("{s}_data"))));
     let has_mod: Vec<bool> = archives.iter().map(has_feat).collect();
     if !has_mod.iter().any(|&h| h) {
         return Err(DataError::NoFeatures(dir.to_path_buf()));
     }
-    let has_emotion = archives[Modality::Video.index()]
-        .as_ref()
-        .is_some_and(|a| SplitName::ALL.iter().any(|&s| a.has(&emo_key(s))));
+    let has_emotion =
+        archives[Modality::Video.index()].as_ref().is_some_and(|a| SplitName::ALL.iter().any(|&s| a.has(&emo_key(s))));
 
     let mut splits = Vec::new();
     let mut dims = Vec::new();
@@ -79,8 +79,10 @@ pub fn read_dir(dir: &Path) -> Result<Dataset, DataError> {
             features[m.index()] = Some(Located { file: file.clone(), value: npz.read_f32(&dk)?, key: dk });
             lens.push(Located { file, value: npz.read_int(&lk)?, key: lk });
         }
-        let labels = archives[Modality::Video.index()].as_mut().ok_or_else(|| DataError::NotFound(label_path.clone()))?;
-        let sentiment = Located { file: label_path.clone(), value: labels.read_f32(&senti_key(split))?, key: senti_key(split) };
+        let labels =
+            archives[Modality::Video.index()].as_mut().ok_or_else(|| DataError::NotFound(label_path.clone()))?;
+        let sentiment =
+            Located { file: label_path.clone(), value: labels.read_f32(&senti_key(split))?, key: senti_key(split) };
         let emotion = if has_emotion {
             let k = emo_key(split);
             Some(Located { file: label_path.clone(), value: labels.read_f32(&k)?, key: k })

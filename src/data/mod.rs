@@ -251,7 +251,11 @@ impl Dataset {
                     Modality::Audio => "acoustic",
                     Modality::Video => "visual",
                 };
-                return Err(DataError::ModalityAbsent { source_name: self.source.clone(), modality: m.name(), adjective });
+                return Err(DataError::ModalityAbsent {
+                    source_name: self.source.clone(),
+                    modality: m.name(),
+                    adjective,
+                });
             }
         }
         Ok(())
@@ -291,9 +295,8 @@ impl Dataset {
             }
             out
         };
-        let features = Modality::ALL.map(|m| {
-            self.has(m).then(|| pad(self.dims[m.index()], &|v: &Video| v.feature(m).unwrap_or(&[])))
-        });
+        let features = Modality::ALL
+            .map(|m| self.has(m).then(|| pad(self.dims[m.index()], &|v: &Video| v.feature(m).unwrap_or(&[]))));
         let emotion = self.has_emotion.then(|| pad(EMOTIONS, &|v: &Video| v.emotion.as_deref().unwrap_or(&[])));
         Batch {
             b,

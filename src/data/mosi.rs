@@ -66,7 +66,9 @@ fn read_table(file: &Path) -> Result<Table, DataError> {
         let row: Vec<f32> = rec
             .iter()
             .enumerate()
-            .map(|(c, s)| s.trim().parse::<f32>().map_err(|_| csv_err(format!("column {}: '{s}' is not a number", c + 1))))
+            .map(|(c, s)| {
+                s.trim().parse::<f32>().map_err(|_| csv_err(format!("column {}: '{s}' is not a number", c + 1)))
+            })
             .collect::<Result<_, _>>()?;
         if let Some((c, x)) = row.iter().enumerate().find(|(_, x)| !x.is_finite()) {
             return Err(csv_err(format!("column {}: {x} is not finite", c + 1)));
@@ -188,14 +190,22 @@ pub fn prepare(dir: &Path, valid_fraction: f64, seed: u64) -> Result<Dataset, Da
                 if label[0] != f32::from(t.label) {
                     return Err(line_err(
                         &tables[m.index()].file,
-                        format!("label {} disagrees with transcripts.csv line {} (label {})", label[0], idx + 1, t.label),
+                        format!(
+                            "label {} disagrees with transcripts.csv line {} (label {})",
+                            label[0],
+                            idx + 1,
+                            t.label
+                        ),
                     ));
                 }
                 features[m.index()] = feat.to_vec();
             }
             if let Some(other) = seen_in.insert(t.video.clone(), part) {
                 if other != part {
-                    return Err(line_err(&index.file, format!("video {} has utterances in both train and test", t.video)));
+                    return Err(line_err(
+                        &index.file,
+                        format!("video {} has utterances in both train and test", t.video),
+                    ));
                 }
             }
             videos[si].entry(t.video.clone()).or_default().push(Utt { position: t.position, features, label: t.label });
@@ -211,7 +221,8 @@ pub fn prepare(dir: &Path, valid_fraction: f64, seed: u64) -> Result<Dataset, Da
         }
         Ok(Video {
             len: utts.len(),
-            features: Modality::ALL.map(|m| Some(utts.iter().flat_map(|u| u.features[m.index()].iter().copied()).collect())),
+            features: Modality::ALL
+                .map(|m| Some(utts.iter().flat_map(|u| u.features[m.index()].iter().copied()).collect())),
             sentiment: utts.iter().map(|u| if u.label == 1 { POSITIVE_SCORE } else { -POSITIVE_SCORE }).collect(),
             emotion: None,
             id,
@@ -221,12 +232,7 @@ pub fn prepare(dir: &Path, valid_fraction: f64, seed: u64) -> Result<Dataset, Da
     let mut train: Vec<Video> = train_map.into_iter().map(|(id, u)| to_video(id, u)).collect::<Result<_, _>>()?;
     let test: Vec<Video> = test_map.into_iter().map(|(id, u)| to_video(id, u)).collect::<Result<_, _>>()?;
     let valid = carve_valid(&mut train, valid_fraction, seed);
-    let ds = Dataset {
-        source: dir.display().to_string(),
-        dims,
-        has_emotion: false,
-        splits: [train, valid, test],
-    };
+    let ds = Dataset { source: dir.display().to_string(), dims, has_emotion: false, splits: [train, valid, test] };
     ds.validate()?;
     Ok(ds)
 }

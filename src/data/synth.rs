@@ -236,11 +236,8 @@ fn video(world: &World, dims: [usize; 3], len: usize, id: String, rng: &mut ChaC
     let (mut t_sent, mut t_emo) = (Vec::with_capacity(len), Vec::with_capacity(len));
     for i in 0..len {
         let u: [f64; K] = std::array::from_fn(|k| nu[k] + x[i][k]);
-        let nbrs: Vec<&[f64; K]> = [i.checked_sub(1), (i + 1 < len).then_some(i + 1)]
-            .into_iter()
-            .flatten()
-            .map(|j| &x[j])
-            .collect();
+        let nbrs: Vec<&[f64; K]> =
+            [i.checked_sub(1), (i + 1 < len).then_some(i + 1)].into_iter().flatten().map(|j| &x[j]).collect();
         let c: [f64; K] = std::array::from_fn(|k| {
             let ctx = if nbrs.is_empty() { 0.0 } else { nbrs.iter().map(|n| n[k]).sum::<f64>() / nbrs.len() as f64 };
             u[k] + BETA * ctx
@@ -269,13 +266,7 @@ fn video(world: &World, dims: [usize; 3], len: usize, id: String, rng: &mut ChaC
             }
         }
     }
-    let video = Video {
-        id,
-        len,
-        features: features.map(Some),
-        sentiment,
-        emotion: Some(emotion),
-    };
+    let video = Video { id, len, features: features.map(Some), sentiment, emotion: Some(emotion) };
     (video, t_sent, t_emo)
 }
 
@@ -370,7 +361,15 @@ pub fn probe(ds: &Dataset, truth: &Truth) -> Probe {
             for i in 0..v.len {
                 let prev = if i > 0 { vs[i - 1] } else { 0.0 };
                 let next = if i + 1 < v.len { vs[i + 1] } else { 0.0 };
-                out.push(vec![1.0, vs[i], prev, next, mean, f64::from(u8::from(i > 0)), f64::from(u8::from(i + 1 < v.len))]);
+                out.push(vec![
+                    1.0,
+                    vs[i],
+                    prev,
+                    next,
+                    mean,
+                    f64::from(u8::from(i > 0)),
+                    f64::from(u8::from(i + 1 < v.len)),
+                ]);
             }
             at += v.len;
         }
@@ -378,7 +377,8 @@ pub fn probe(ds: &Dataset, truth: &Truth) -> Probe {
     };
     let (ctr, cte) = (ctx_rows(SplitName::Train, &s_tr), ctx_rows(SplitName::Test, &s_te));
     let w2 = least_squares(&ctr, &ytr);
-    let ctx_pred: Vec<bool> = cte.iter().map(|r| r.iter().enumerate().map(|(j, v)| v * w2[j][0]).sum::<f64>() >= 0.0).collect();
+    let ctx_pred: Vec<bool> =
+        cte.iter().map(|r| r.iter().enumerate().map(|(j, v)| v * w2[j][0]).sum::<f64>() >= 0.0).collect();
     let context_sentiment_acc = acc(&ctx_pred, &yte, 0);
     let truth_sentiment_acc = acc(&truth.sentiment[SplitName::Test.index()], &yte, 0);
 

@@ -58,11 +58,7 @@ pub(crate) fn build_split(a: SplitArrays) -> Result<(Vec<Video>, [usize; 3]), Da
         if got_n != n {
             return Err(DataError::Inconsistent {
                 at: Location::file(file).split(split),
-                what: format!(
-                    "'{key}' has {got_n} videos but '{}' in {} has {n}",
-                    lens.key,
-                    lens.file.display()
-                ),
+                what: format!("'{key}' has {got_n} videos but '{}' in {} has {n}", lens.key, lens.file.display()),
             });
         }
         Ok(())
@@ -159,10 +155,16 @@ pub(crate) fn video(files: &Files, split: SplitName, vi: usize, v: &Video, dims:
             (None, 0) => {}
             (Some(x), d) if d > 0 => size(m.name(), m.index(), x.len(), v.len * d)?,
             (Some(_), _) => {
-                return Err(DataError::Inconsistent { at: at(m.index()), what: format!("has {} features the dataset lacks", m.name()) })
+                return Err(DataError::Inconsistent {
+                    at: at(m.index()),
+                    what: format!("has {} features the dataset lacks", m.name()),
+                })
             }
             (None, _) => {
-                return Err(DataError::Inconsistent { at: at(m.index()), what: format!("lacks the dataset's {} features", m.name()) })
+                return Err(DataError::Inconsistent {
+                    at: at(m.index()),
+                    what: format!("lacks the dataset's {} features", m.name()),
+                })
             }
         }
     }
@@ -175,7 +177,12 @@ pub(crate) fn video(files: &Files, split: SplitName, vi: usize, v: &Video, dims:
             let d = dims[m.index()];
             if let Some(x) = &v.features[m.index()] {
                 if let Some((j, &value)) = x[i * d..(i + 1) * d].iter().enumerate().find(|(_, x)| !x.is_finite()) {
-                    return Err(DataError::NonFinite { at: at(m.index()).utterance(i), key: m.name().to_string(), feature: j, value });
+                    return Err(DataError::NonFinite {
+                        at: at(m.index()).utterance(i),
+                        key: m.name().to_string(),
+                        feature: j,
+                        value,
+                    });
                 }
             }
         }
@@ -224,8 +231,15 @@ pub(crate) fn dataset(ds: &Dataset) -> Result<(), DataError> {
     for split in SplitName::ALL {
         for (vi, v) in ds.split(split).iter().enumerate() {
             if v.emotion.is_some() != ds.has_emotion {
-                let what = if ds.has_emotion { "has no emotion labels but the others do" } else { "has emotion labels but the others do not" };
-                return Err(DataError::Inconsistent { at: Location::file(&src).split(split).video(vi, Some(&v.id)), what: what.into() });
+                let what = if ds.has_emotion {
+                    "has no emotion labels but the others do"
+                } else {
+                    "has emotion labels but the others do not"
+                };
+                return Err(DataError::Inconsistent {
+                    at: Location::file(&src).split(split).video(vi, Some(&v.id)),
+                    what: what.into(),
+                });
             }
             video(&files, split, vi, v, ds.dims)?;
         }

@@ -155,7 +155,8 @@ pub fn attention_backward(
         return Err(GpuError::Validation("attention_backward: dy must be given exactly for a pair (X != Y)".into()));
     }
     let pc = &ctx.pipelines;
-    let k = pc.get(ctx, Shader::Attention, "attention_backward_scores", &[Uniform, Read, Read, Read, Read, Read, Write])?;
+    let k =
+        pc.get(ctx, Shader::Attention, "attention_backward_scores", &[Uniform, Read, Read, Read, Read, Read, Write])?;
     let scores = Launch::new(ctx, k, &[x, y, saved.n, dr, len, dm], p, |p| grid_1d(p.dirs() * p.bu(), WORKGROUP))?;
     let binds = [Uniform, Read, Read, Read, Read, Read, Read, Read, Write, Write];
     let k = pc.get(ctx, Shader::Attention, "attention_backward", &binds)?;

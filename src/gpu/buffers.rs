@@ -45,7 +45,11 @@ pub fn upload<T: bytemuck::Pod>(ctx: &GpuContext, label: &str, data: &[T]) -> Re
     }
     check_size(ctx, label, bytes.len() as u64)?;
     ctx.scoped(|| {
-        ctx.device.create_buffer_init(&wgpu::util::BufferInitDescriptor { label: Some(label), contents: bytes, usage: STORAGE })
+        ctx.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some(label),
+            contents: bytes,
+            usage: STORAGE,
+        })
     })
 }
 
@@ -60,7 +64,12 @@ pub fn uniform<T: bytemuck::Pod>(ctx: &GpuContext, label: &str, value: &T) -> wg
 
 /// Copy `len` elements of `T` starting at element `offset` of `buffer` back to the
 /// host: the only place cimnet waits for the GPU.
-pub fn read<T: bytemuck::Pod>(ctx: &GpuContext, buffer: &wgpu::Buffer, offset: usize, len: usize) -> Result<Vec<T>, GpuError> {
+pub fn read<T: bytemuck::Pod>(
+    ctx: &GpuContext,
+    buffer: &wgpu::Buffer,
+    offset: usize,
+    len: usize,
+) -> Result<Vec<T>, GpuError> {
     let size = std::mem::size_of::<T>() as u64;
     let bytes = len as u64 * size;
     if bytes == 0 {

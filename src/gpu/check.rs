@@ -20,8 +20,8 @@ use serde::Serialize;
 use super::buffers::{read, storage, upload};
 use super::context::{GpuContext, GpuError};
 use super::gru::{GruError, GruKernel, GruParams, GruSchedule};
-use super::linear::LinearKernel;
 use super::launch::run;
+use super::linear::LinearKernel;
 use super::{adam, attention, dropout, gather, gru, heads, linear};
 use crate::batch::Batch;
 use crate::config::{Attention, Block, Modality, ModalitySet, ModelConfig, Tasks, EMOTIONS};
@@ -401,7 +401,9 @@ fn columns<T: Copy>(v: &[T], rw: usize, off: usize, d: usize) -> Vec<T> {
 /// Every column outside [off, off + d) (several ranges: pass them sorted).
 fn other_columns<T: Copy>(v: &[T], rw: usize, blocks: &[(usize, usize)]) -> Vec<T> {
     v.chunks(rw)
-        .flat_map(|row| (0..rw).filter(|c| !blocks.iter().any(|&(o, d)| (o..o + d).contains(c))).map(|c| row[c]).collect::<Vec<_>>())
+        .flat_map(|row| {
+            (0..rw).filter(|c| !blocks.iter().any(|&(o, d)| (o..o + d).contains(c))).map(|c| row[c]).collect::<Vec<_>>()
+        })
         .collect()
 }
 
@@ -450,7 +452,8 @@ fn linear_params(c: &LinearCase) -> linear::LinearParams {
 /// The kernels a case can run: Scalar, and Vec4 where any entry point allows it.
 pub fn linear_kernels(c: &LinearCase) -> Vec<LinearKernel> {
     let p = linear_params(c);
-    let best = [LinearKernel::best_forward(&p), LinearKernel::best_backward(&p), LinearKernel::best_backward_weights(&p)];
+    let best =
+        [LinearKernel::best_forward(&p), LinearKernel::best_backward(&p), LinearKernel::best_backward_weights(&p)];
     if best.contains(&LinearKernel::Vec4) {
         vec![LinearKernel::Scalar, LinearKernel::Vec4]
     } else {
@@ -532,7 +535,11 @@ pub fn check_linear(ctx: &GpuContext, c: &LinearCase) -> Result<Vec<CheckRow>, G
     let kf = linear_kernel_name(c.kernel, LinearKernel::best_forward(&p));
     let kb = linear_kernel_name(c.kernel, LinearKernel::best_backward(&p));
     let kw = linear_kernel_name(c.kernel, LinearKernel::best_backward_weights(&p));
-    let shape = format!("{} K={k} O={o}{}", lens_shape(&c.lens), if c.y_off > 0 { format!(" y_off={}", c.y_off) } else { String::new() });
+    let shape = format!(
+        "{} K={k} O={o}{}",
+        lens_shape(&c.lens),
+        if c.y_off > 0 { format!(" y_off={}", c.y_off) } else { String::new() }
+    );
     let (wr, br) = (w_off..w_off + o * k, b_off..b_off + o);
     Ok(vec![
         CheckRow::new(
@@ -541,17 +548,29 @@ pub fn check_linear(ctx: &GpuContext, c: &LinearCase) -> Result<Vec<CheckRow>, G
             vec![
                 // Padded rows are written as zero: compare the whole block.
                 compare("y", &got_y[yblock.clone()], &want_y, MATMUL_TOL),
-                compare_exact("y buffer outside the block", &outside(&got_y, std::slice::from_ref(&yblock)), &vec![SENTINEL; ylen - n * o]),
+                compare_exact(
+                    "y buffer outside the block",
+                    &outside(&got_y, std::slice::from_ref(&yblock)),
+                    &vec![SENTINEL; ylen - n * o],
+                ),
             ],
         ),
-        CheckRow::new(format!("linear_backward [{kb}] ({what})"), shape.clone(), vec![compare("dx", &got_dx, &want_dx, MATMUL_TOL)]),
+        CheckRow::new(
+            format!("linear_backward [{kb}] ({what})"),
+            shape.clone(),
+            vec![compare("dx", &got_dx, &want_dx, MATMUL_TOL)],
+        ),
         CheckRow::new(
             format!("linear_backward_weights [{kw}] ({what})"),
             shape,
             vec![
                 compare("dW", &got_g[wr.clone()], &want_dw, WGRAD_TOL),
                 compare("db", &got_g[br.clone()], &want_db, WGRAD_TOL),
-                compare_exact("grads outside dW, db", &outside(&got_g, &[wr.clone(), br.clone()]), &f32s(&outside(&grads0, &[wr, br]))),
+                compare_exact(
+                    "grads outside dW, db",
+                    &outside(&got_g, &[wr.clone(), br.clone()]),
+                    &f32s(&outside(&grads0, &[wr, br])),
+                ),
                 compare_exact("dW, db of a rerun (determinism)", &again, &got_g),
             ],
         ),
@@ -653,7 +672,8 @@ pub fn check_gather(ctx: &GpuContext, c: &GatherCase) -> Result<Vec<CheckRow>, G
         .collect();
     // Widths: each modality's features, then the labels.
     let widths: Vec<usize> = c.dims.iter().copied().chain([gather::LABEL_WIDTH]).collect();
-    let srcs: Vec<Vec<f32>> = widths.iter().enumerate().map(|(m, &d)| f32s(&random_vec(n_utt * d, c.seed + m as u64))).collect();
+    let srcs: Vec<Vec<f32>> =
+        widths.iter().enumerate().map(|(m, &d)| f32s(&random_vec(n_utt * d, c.seed + m as u64))).collect();
     let nf = c.dims.len().min(3);
     let mut feats: [Option<&[f32]>; 3] = [None; 3];
     let mut dims3 = [0usize; 3];
@@ -724,12 +744,17 @@ pub fn check_gather(ctx: &GpuContext, c: &GatherCase) -> Result<Vec<CheckRow>, G
     run(ctx, &[&scatter])?;
     let mut want = vec![SENTINEL; n_utt * d];
     for (bi, &v) in distinct.iter().enumerate() {
-        want[starts[v] * d..(starts[v] + lengths[v]) * d].copy_from_slice(&src[bi * su * d..(bi * su + lengths[v]) * d]);
+        want[starts[v] * d..(starts[v] + lengths[v]) * d]
+            .copy_from_slice(&src[bi * su * d..(bi * su + lengths[v]) * d]);
     }
     let got = read_f32(ctx, &dst, n_utt * d)?;
     Ok(vec![
         CheckRow::new("gather_forward", format!("N_utt={n_utt} B={b} U={u} D={:?}+7", c.dims), gathered),
-        CheckRow::new("scatter_rows", format!("N_utt={n_utt} B={sb} U={su} D={d}"), vec![compare_exact("split rows", &got, &want)]),
+        CheckRow::new(
+            "scatter_rows",
+            format!("N_utt={n_utt} B={sb} U={su} D={d}"),
+            vec![compare_exact("split rows", &got, &want)],
+        ),
     ])
 }
 
@@ -782,7 +807,12 @@ fn gru_err(e: GruError) -> GpuError {
 /// Every GPU output buffer starts as NaN, so an element never written fails.
 /// `kernel` is the variant asked for (Scalar where the shapes do not allow Vec4;
 /// the rows name the kernel that ran).
-pub fn check_gru(ctx: &GpuContext, c: &GruCase, schedule: GruSchedule, kernel: GruKernel) -> Result<Vec<CheckRow>, GpuError> {
+pub fn check_gru(
+    ctx: &GpuContext,
+    c: &GruCase,
+    schedule: GruSchedule,
+    kernel: GruKernel,
+) -> Result<Vec<CheckRow>, GpuError> {
     let (cfg, mods) = gru_config(c)?;
     let mut store = ParamStore::init(&cfg, c.seed);
     let mut rng = ChaCha8Rng::seed_from_u64(c.seed + 1);
@@ -797,7 +827,8 @@ pub fn check_gru(ctx: &GpuContext, c: &GruCase, schedule: GruSchedule, kernel: G
     let wv = store.to_f64();
     let (b, u, h) = (c.lens.len(), padded_u(&c.lens), c.h);
     let params = GruParams::new(layout, &mods, b, u, h).map_err(gru_err)?;
-    let gru_slice = |m: Modality, t: &str, dir: &str| layout.get(&format!("{}.gru.{t}{dir}", m.name())).map(|s| s.range());
+    let gru_slice =
+        |m: Modality, t: &str, dir: &str| layout.get(&format!("{}.gru.{t}{dir}", m.name())).map(|s| s.range());
     let missing = |n: &str| GpuError::Validation(format!("check: layout has no {n}"));
 
     // CPU: forward, a random output gradient (also at padding, which must be
@@ -816,7 +847,8 @@ pub fn check_gru(ctx: &GpuContext, c: &GruCase, schedule: GruSchedule, kernel: G
         fill_padding(&mut x, &c.lens, u, k, GARBAGE);
         let mut ranges = Vec::new();
         for dir in ["", "_reverse"] {
-            let r: Vec<_> = TENSORS.iter().map(|t| gru_slice(*m, t, dir).ok_or_else(|| missing(t))).collect::<Result<_, _>>()?;
+            let r: Vec<_> =
+                TENSORS.iter().map(|t| gru_slice(*m, t, dir).ok_or_else(|| missing(t))).collect::<Result<_, _>>()?;
             ranges.push(r);
         }
         let weights = |d: usize| cpu::gru::GruWeights {
@@ -863,10 +895,31 @@ pub fn check_gru(ctx: &GpuContext, c: &GruCase, schedule: GruSchedule, kernel: G
     // Gradients start non-zero to check that dW_hh / db_hh accumulate.
     let grads0: Vec<f64> = f64s(&f32s(&(0..layout.len).map(|_| rng.gen_range(-0.1..0.1)).collect::<Vec<f64>>()));
     let grads_buf = up(ctx, "grads", &grads0)?;
-    let fwd = gru::gru_forward_variant(ctx, &out_buf, &cache_buf, &xp_buf, &weights_buf, &lens_buf, &params, schedule, kernel)
-        .map_err(gru_err)?;
+    let fwd = gru::gru_forward_variant(
+        ctx,
+        &out_buf,
+        &cache_buf,
+        &xp_buf,
+        &weights_buf,
+        &lens_buf,
+        &params,
+        schedule,
+        kernel,
+    )
+    .map_err(gru_err)?;
     let bwd = gru::gru_backward_variant(
-        ctx, &gi_buf, &gh_buf, &carry_buf, &grads_buf, &dout_buf, &cache_buf, &weights_buf, &lens_buf, &params, schedule, kernel,
+        ctx,
+        &gi_buf,
+        &gh_buf,
+        &carry_buf,
+        &grads_buf,
+        &dout_buf,
+        &cache_buf,
+        &weights_buf,
+        &lens_buf,
+        &params,
+        schedule,
+        kernel,
     )
     .map_err(gru_err)?;
     run(ctx, &[&fwd, &bwd])?;
@@ -882,7 +935,12 @@ pub fn check_gru(ctx: &GpuContext, c: &GruCase, schedule: GruSchedule, kernel: G
         GruSchedule::PerStep => format!("{ran}, per-step"),
     };
     let names: Vec<&str> = mods.iter().map(|m| m.name()).collect();
-    let shape = format!("{} H={h} K={:?} ({})", lens_shape(&c.lens), mods.iter().map(|m| cfg.dim(*m)).collect::<Vec<_>>(), names.join("+"));
+    let shape = format!(
+        "{} H={h} K={:?} ({})",
+        lens_shape(&c.lens),
+        mods.iter().map(|m| cfg.dim(*m)).collect::<Vec<_>>(),
+        names.join("+")
+    );
 
     // Forward: each saved tensor of each problem, and the bi-GRU output.
     let cache_got = read_f32(ctx, &cache_buf, (params.cache_bytes() / 4) as usize)?;
@@ -890,9 +948,17 @@ pub fn check_gru(ctx: &GpuContext, c: &GruCase, schedule: GruSchedule, kernel: G
     let mut forward = Vec::new();
     for (p, cache) in caches.iter().enumerate() {
         let dir = ["fwd", "rev"][p % 2];
-        for (k, (t, want)) in [("h", &cache.h), ("r", &cache.r), ("z", &cache.z), ("n", &cache.n), ("hn", &cache.hn)].into_iter().enumerate() {
+        for (k, (t, want)) in [("h", &cache.h), ("r", &cache.r), ("z", &cache.z), ("n", &cache.n), ("hn", &cache.hn)]
+            .into_iter()
+            .enumerate()
+        {
             let off = (p * 5 + k) * plane;
-            forward.push(compare(&format!("{} {dir} {t}", names[p / 2]), &cache_got[off..off + plane], want, GRU_FWD_TOL));
+            forward.push(compare(
+                &format!("{} {dir} {t}", names[p / 2]),
+                &cache_got[off..off + plane],
+                want,
+                GRU_FWD_TOL,
+            ));
         }
     }
     forward.push(compare("out", &read_f32(ctx, &out_buf, (params.out_bytes() / 4) as usize)?, &out_want, GRU_FWD_TOL));
@@ -929,7 +995,12 @@ pub fn check_gru(ctx: &GpuContext, c: &GruCase, schedule: GruSchedule, kernel: G
             }
             for (t, v) in [("weight_ih_l0", dw), ("bias_ih_l0", db)] {
                 let r = gru_slice(*m, t, dir).ok_or_else(|| missing(t))?;
-                backward.push(compare(&format!("d {}.gru.{t}{dir} (from gi)", m.name()), &f32s(&v), &grads_want[r], GRU_BWD_TOL));
+                backward.push(compare(
+                    &format!("d {}.gru.{t}{dir} (from gi)", m.name()),
+                    &f32s(&v),
+                    &grads_want[r],
+                    GRU_BWD_TOL,
+                ));
             }
         }
         backward.push(compare(&format!("d {} x (from gi)", m.name()), &f32s(&dx), &dx_want[mi], GRU_BWD_TOL));
@@ -1002,13 +1073,46 @@ pub fn check_attention(ctx: &GpuContext, c: &AttentionCase) -> Result<Vec<CheckR
     let mut caches = vec![cache_xy.clone()];
     if pair {
         let (out_yx, cache_yx) = cpu::attention::attention_forward(&y, &x, lens, b, u, d);
-        cpu::attention::attention_backward(&mut want_dx, &mut want_dy, &columns(&dr, rw, r_xy, d), &x, &y, &cache_xy, lens, b, u, d);
-        cpu::attention::attention_backward(&mut want_dy, &mut want_dx, &columns(&dr, rw, r_yx, d), &y, &x, &cache_yx, lens, b, u, d);
+        cpu::attention::attention_backward(
+            &mut want_dx,
+            &mut want_dy,
+            &columns(&dr, rw, r_xy, d),
+            &x,
+            &y,
+            &cache_xy,
+            lens,
+            b,
+            u,
+            d,
+        );
+        cpu::attention::attention_backward(
+            &mut want_dy,
+            &mut want_dx,
+            &columns(&dr, rw, r_yx, d),
+            &y,
+            &x,
+            &cache_yx,
+            lens,
+            b,
+            u,
+            d,
+        );
         outs.push((out_yx, r_yx));
         caches.push(cache_yx);
     } else {
         let mut other = vec![0.0; b * u * d];
-        cpu::attention::attention_backward(&mut want_dx, &mut other, &columns(&dr, rw, r_xy, d), &x, &x, &cache_xy, lens, b, u, d);
+        cpu::attention::attention_backward(
+            &mut want_dx,
+            &mut other,
+            &columns(&dr, rw, r_xy, d),
+            &x,
+            &x,
+            &cache_xy,
+            lens,
+            b,
+            u,
+            d,
+        );
         for (a, o) in want_dx.iter_mut().zip(&other) {
             *a += o;
         }
@@ -1041,11 +1145,25 @@ pub fn check_attention(ctx: &GpuContext, c: &AttentionCase) -> Result<Vec<CheckR
     for (k, ((out, off), cache)) in outs.iter().zip(&caches).enumerate() {
         let name = if pair { dir_names[k] } else { "att(X,X)" };
         forward.push(compare(&format!("R {name}"), &columns(&got_r, rw, *off, d), out, ATTENTION_TOL));
-        forward.push(compare(&format!("N {name}"), &got_n[k * b * u * u..(k + 1) * b * u * u], &cache.n, ATTENTION_TOL));
-        forward.push(compare(&format!("O {name}"), &got_o[k * b * u * d..(k + 1) * b * u * d], &cache.o, ATTENTION_TOL));
+        forward.push(compare(
+            &format!("N {name}"),
+            &got_n[k * b * u * u..(k + 1) * b * u * u],
+            &cache.n,
+            ATTENTION_TOL,
+        ));
+        forward.push(compare(
+            &format!("O {name}"),
+            &got_o[k * b * u * d..(k + 1) * b * u * d],
+            &cache.o,
+            ATTENTION_TOL,
+        ));
     }
     let blocks: Vec<(usize, usize)> = outs.iter().map(|(_, off)| (*off, d)).collect();
-    forward.push(compare_exact("R outside the attention blocks", &other_columns(&got_r, rw, &blocks), &other_columns(&r0, rw, &blocks)));
+    forward.push(compare_exact(
+        "R outside the attention blocks",
+        &other_columns(&got_r, rw, &blocks),
+        &other_columns(&r0, rw, &blocks),
+    ));
     let mut backward = vec![compare("dX", &read_f32(ctx, &dxb, b * u * d)?, &want_dx, ATTENTION_TOL)];
     let got_dy = read_f32(ctx, &dyb, b * u * d)?;
     backward.push(if pair {
@@ -1150,7 +1268,11 @@ pub fn check_linear_fused(ctx: &GpuContext, c: &FusedLinearCase) -> Result<Vec<C
         let (ys, xs) = (y_off[z]..y_off[z] + n * o, x_off[z]..x_off[z] + n * k);
         // Padded rows are written as zero: compare whole blocks.
         forward.push(compare(&format!("y[{z}]"), &got_y[ys.clone()], &want_y, MATMUL_TOL));
-        forward.push(compare_exact(&format!("R block {z} = y[{z}]"), &columns(&got_r, rw, r_off[z], o), &got_y[ys.clone()]));
+        forward.push(compare_exact(
+            &format!("R block {z} = y[{z}]"),
+            &columns(&got_r, rw, r_off[z], o),
+            &got_y[ys.clone()],
+        ));
         backward.push(compare(&format!("dx[{z}]"), &got_dx[xs.clone()], &want_dx, MATMUL_TOL));
         let (wr, br) = (w_off[z]..w_off[z] + o * k, b_off[z]..b_off[z] + o);
         weights.push(compare(&format!("dW[{z}]"), &got_g[wr.clone()], &want_dw, WGRAD_TOL));
@@ -1197,7 +1319,8 @@ fn random_labels(lens: &[usize], seed: u64) -> Batch {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let (b, u) = (lens.len(), padded_u(lens));
     let sentiment = (0..b * u).map(|_| rng.gen_range(-3.0..3.0)).collect();
-    let emotion = (0..b * u * EMOTIONS).map(|_| if rng.gen_bool(0.6) { 0.0 } else { rng.gen_range(0.1..3.0) }).collect();
+    let emotion =
+        (0..b * u * EMOTIONS).map(|_| if rng.gen_bool(0.6) { 0.0 } else { rng.gen_range(0.1..3.0) }).collect();
     Batch { b, u, features: [None, None, None], dims: [0; 3], len: lens.to_vec(), sentiment, emotion: Some(emotion) }
 }
 
@@ -1226,7 +1349,9 @@ pub fn check_heads(ctx: &GpuContext, c: &HeadsCase) -> Result<Vec<CheckRow>, Gpu
     let grads0 = f64s(&f32s(&random_vec(layout.len, c.seed + 3)));
     let range = |n: &str| layout.get(n).map(|s| s.range());
     let head = |n: &str| {
-        range(&format!("{n}.weight")).zip(range(&format!("{n}.bias"))).map(|(w, bb)| cpu::heads::Head { w: &params[w], b: &params[bb] })
+        range(&format!("{n}.weight"))
+            .zip(range(&format!("{n}.bias")))
+            .map(|(w, bb)| cpu::heads::Head { w: &params[w], b: &params[bb] })
     };
     let (hs, he) = (head("sentiment"), head("emotion"));
     let out = cpu::heads::heads_forward(&r, hs, he, &batch, rw, cfg.w_sentiment, cfg.w_emotion);
@@ -1235,7 +1360,9 @@ pub fn check_heads(ctx: &GpuContext, c: &HeadsCase) -> Result<Vec<CheckRow>, Gpu
     {
         // The heads' gradient slices, accumulated onto grads0 (absent heads stay None).
         let tmp = |n: &str| {
-            range(&format!("{n}.weight")).zip(range(&format!("{n}.bias"))).map(|(w, bb)| (w.clone(), bb.clone(), grads0[w].to_vec(), grads0[bb].to_vec()))
+            range(&format!("{n}.weight"))
+                .zip(range(&format!("{n}.bias")))
+                .map(|(w, bb)| (w.clone(), bb.clone(), grads0[w].to_vec(), grads0[bb].to_vec()))
         };
         let mut ts = tmp("sentiment");
         let mut te = tmp("emotion");
@@ -1283,11 +1410,25 @@ pub fn check_heads(ctx: &GpuContext, c: &HeadsCase) -> Result<Vec<CheckRow>, Gpu
     // The plain blocks' gradients, fused into heads_backward: dX_s += dR[:, plain_s ..].
     let d = cfg.dense;
     let repr = cfg.representation();
-    let plain: Vec<Option<usize>> =
-        cfg.modalities.modalities().iter().map(|&m| repr.iter().position(|&bk| bk == Block::Plain(m)).map(|i| i * d)).collect();
+    let plain: Vec<Option<usize>> = cfg
+        .modalities
+        .modalities()
+        .iter()
+        .map(|&m| repr.iter().position(|&bk| bk == Block::Plain(m)).map(|i| i * d))
+        .collect();
     let dx0: Vec<Vec<f32>> = (0..3).map(|s| f32s(&random_vec(b * u * d, c.seed + 40 + s as u64))).collect();
     let dxb = dx0.iter().map(|v| upload(ctx, "dX", v)).collect::<Result<Vec<_>, _>>()?;
-    let bwd = heads::heads_backward(ctx, &dr, [&dxb[0], &dxb[1], &dxb[2]], &grads, &dz, &rb, &wb, &len, p.with_plain(&plain))?;
+    let bwd = heads::heads_backward(
+        ctx,
+        &dr,
+        [&dxb[0], &dxb[1], &dxb[2]],
+        &grads,
+        &dz,
+        &rb,
+        &wb,
+        &len,
+        p.with_plain(&plain),
+    )?;
     run(ctx, &[&fwd, &bwd])?;
 
     let got_p = read_f32(ctx, &probs, b * u * classes)?;
@@ -1302,7 +1443,8 @@ pub fn check_heads(ctx: &GpuContext, c: &HeadsCase) -> Result<Vec<CheckRow>, Gpu
     }
     let got_loss = read_f32(ctx, &loss, heads::LOSS_LEN)?;
     let count = batch.real_count() as f64;
-    let want_loss = [out.loss, out.loss_sentiment.unwrap_or(0.0) * count, out.loss_emotion.unwrap_or(0.0) * count, count];
+    let want_loss =
+        [out.loss, out.loss_sentiment.unwrap_or(0.0) * count, out.loss_emotion.unwrap_or(0.0) * count, count];
     for (i, name) in ["loss L", "loss sum CE", "loss sum BCE", "real utterances"].iter().enumerate() {
         forward.push(compare(name, &got_loss[i..=i], &want_loss[i..=i], HEADS_TOL));
     }
@@ -1315,7 +1457,11 @@ pub fn check_heads(ctx: &GpuContext, c: &HeadsCase) -> Result<Vec<CheckRow>, Gpu
             Some(off) => x0.iter().zip(columns(&got_dr, rw, off, d)).map(|(a, g)| a + g).collect(),
             None => x0.clone(),
         };
-        backward.push(compare_exact(&format!("dX of modality slot {s} (+ dR's plain block)"), &read_f32(ctx, &dxb[s], b * u * d)?, &want));
+        backward.push(compare_exact(
+            &format!("dX of modality slot {s} (+ dR's plain block)"),
+            &read_f32(ctx, &dxb[s], b * u * d)?,
+            &want,
+        ));
     }
     let got_g = read_f32(ctx, &grads, layout.len)?;
     let mut head_ranges = Vec::new();
@@ -1325,7 +1471,11 @@ pub fn check_heads(ctx: &GpuContext, c: &HeadsCase) -> Result<Vec<CheckRow>, Gpu
             head_ranges.push(s);
         }
     }
-    backward.push(compare_exact("grads outside the heads", &outside(&got_g, &head_ranges), &f32s(&outside(&grads0, &head_ranges))));
+    backward.push(compare_exact(
+        "grads outside the heads",
+        &outside(&got_g, &head_ranges),
+        &f32s(&outside(&grads0, &head_ranges)),
+    ));
     let shape = format!("{} R={rw}", lens_shape(lens));
     Ok(vec![
         CheckRow::new(format!("heads_forward ({})", c.tasks), shape.clone(), forward),
@@ -1442,7 +1592,9 @@ pub fn random_dataset(lens: &[usize], seed: u64) -> crate::data::Dataset {
             len,
             features: dims.map(|d| Some((0..len * d).map(|_| rng.gen_range(-1.0f32..1.0)).collect())),
             sentiment: (0..len).map(|_| rng.gen_range(-3.0f32..3.0)).collect(),
-            emotion: Some((0..len * EMOTIONS).map(|_| if rng.gen_bool(0.6) { 0.0 } else { rng.gen_range(0.1f32..3.0) }).collect()),
+            emotion: Some(
+                (0..len * EMOTIONS).map(|_| if rng.gen_bool(0.6) { 0.0 } else { rng.gen_range(0.1f32..3.0) }).collect(),
+            ),
         })
         .collect();
     crate::data::Dataset { source: "random".into(), dims, has_emotion: true, splits: [videos, Vec::new(), Vec::new()] }
@@ -1450,7 +1602,13 @@ pub fn random_dataset(lens: &[usize], seed: u64) -> crate::data::Dataset {
 
 /// One variant: a whole forward + backward on the GPU (with dropout) against
 /// the CPU reference replaying the same masks.
-fn check_model(opts: &super::GpuOptions, set: ModalitySet, attention: Attention, tasks: Tasks, hidden: usize) -> CheckRow {
+fn check_model(
+    opts: &super::GpuOptions,
+    set: ModalitySet,
+    attention: Attention,
+    tasks: Tasks,
+    hidden: usize,
+) -> CheckRow {
     let kernel = format!("model {set}/{attention}/{tasks}");
     let shape = format!("B=17 U=9 H={hidden} D=5 dims 6,4,3, dropout 0.3");
     let run = || -> Result<CheckRow, String> {
@@ -1460,8 +1618,9 @@ fn check_model(opts: &super::GpuOptions, set: ModalitySet, attention: Attention,
         let params = ParamStore::init(&cfg, 3);
         let data = random_dataset(&CHECK_LENS, 4);
         let ctx = GpuContext::new(opts).map_err(|e| e.to_string())?;
-        let mut eng = super::model::GpuEngine::new(ctx, &params, &data, cpu::adam::AdamConfig::default(), 1, CHECK_LENS.len())
-            .map_err(|e| e.to_string())?;
+        let mut eng =
+            super::model::GpuEngine::new(ctx, &params, &data, cpu::adam::AdamConfig::default(), 1, CHECK_LENS.len())
+                .map_err(|e| e.to_string())?;
         let videos: Vec<usize> = (0..CHECK_LENS.len()).collect();
         let seed = 0xBEEF;
         let g = eng.compute_gradients(&videos, Some(seed)).map_err(|e| e.to_string())?;

@@ -67,13 +67,23 @@ fn grid(p: &DropoutParams) -> [u32; 3] {
 const BINDS: [Bind; 3] = [Bind::Uniform, Bind::Read, Bind::Write];
 
 /// y = x * mask, (n) each.
-pub fn dropout_forward(ctx: &GpuContext, y: &wgpu::Buffer, x: &wgpu::Buffer, p: DropoutParams) -> Result<Launch<DropoutParams>, GpuError> {
+pub fn dropout_forward(
+    ctx: &GpuContext,
+    y: &wgpu::Buffer,
+    x: &wgpu::Buffer,
+    p: DropoutParams,
+) -> Result<Launch<DropoutParams>, GpuError> {
     let k = ctx.pipelines.get(ctx, Shader::Dropout, "dropout_forward", &BINDS)?;
     Launch::new(ctx, k, &[x, y], p, grid)
 }
 
 /// dx = dy * mask (written), (n) each.
-pub fn dropout_backward(ctx: &GpuContext, dx: &wgpu::Buffer, dy: &wgpu::Buffer, p: DropoutParams) -> Result<Launch<DropoutParams>, GpuError> {
+pub fn dropout_backward(
+    ctx: &GpuContext,
+    dx: &wgpu::Buffer,
+    dy: &wgpu::Buffer,
+    p: DropoutParams,
+) -> Result<Launch<DropoutParams>, GpuError> {
     let k = ctx.pipelines.get(ctx, Shader::Dropout, "dropout_backward", &BINDS)?;
     Launch::new(ctx, k, &[dy, dx], p, grid)
 }

@@ -274,7 +274,6 @@ impl GruParams {
     fn shape(&self, dims: &str) -> String {
         format!("{dims} with B={} U={} H={} P={}", self.b, self.u, self.h, self.problems)
     }
-
 }
 
 fn offset_of(layout: &Layout, name: &str, want: &[usize]) -> Result<u32, GruError> {
@@ -443,7 +442,20 @@ pub fn gru_backward(
     params: &GruParams,
     schedule: GruSchedule,
 ) -> Result<GruBackward, GruError> {
-    gru_backward_variant(ctx, gi, gh, carry, grads, dout, cache, weights, lens, params, schedule, GruKernel::best(params))
+    gru_backward_variant(
+        ctx,
+        gi,
+        gh,
+        carry,
+        grads,
+        dout,
+        cache,
+        weights,
+        lens,
+        params,
+        schedule,
+        GruKernel::best(params),
+    )
 }
 
 /// [`gru_backward`] with the kernel variant chosen by the caller (benchmarks);

@@ -111,7 +111,12 @@ pub fn heads_forward(
     p: HeadsParams,
 ) -> Result<HeadsForward, GpuError> {
     use Bind::*;
-    let k = ctx.pipelines.get(ctx, Shader::Heads, "heads_forward", &[Uniform, Read, Read, Read, Read, Write, Write, Write])?;
+    let k = ctx.pipelines.get(
+        ctx,
+        Shader::Heads,
+        "heads_forward",
+        &[Uniform, Read, Read, Read, Read, Write, Write, Write],
+    )?;
     let rows = Launch::new(ctx, k, &[r, w, labels, len, probs, dz, row_loss], p, |p| {
         grid_1d(p.b as usize * p.u as usize, 64)
     })?;
@@ -157,7 +162,12 @@ pub fn heads_backward(
     p: HeadsParams,
 ) -> Result<HeadsBackward, GpuError> {
     use Bind::*;
-    let k = ctx.pipelines.get(ctx, Shader::Heads, "heads_backward", &[Uniform, Read, Read, Read, Write, Write, Write, Write])?;
+    let k = ctx.pipelines.get(
+        ctx,
+        Shader::Heads,
+        "heads_backward",
+        &[Uniform, Read, Read, Read, Write, Write, Write, Write],
+    )?;
     let [d0, d1, d2] = dblocks;
     let input = Launch::new(ctx, k, &[dz, w, len, dr, d0, d1, d2], p, |p| {
         grid_1d(p.b as usize * p.u as usize * p.rw as usize, 256)

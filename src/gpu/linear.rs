@@ -135,11 +135,19 @@ impl LinearKernel {
     }
 
     pub fn best_backward(p: &LinearParams) -> LinearKernel {
-        Self::when(p.k.is_multiple_of(4) && p.o.is_multiple_of(4) && p.all(|z| p.w_off[z].is_multiple_of(4) && p.y_off[z].is_multiple_of(4)))
+        Self::when(
+            p.k.is_multiple_of(4)
+                && p.o.is_multiple_of(4)
+                && p.all(|z| p.w_off[z].is_multiple_of(4) && p.y_off[z].is_multiple_of(4)),
+        )
     }
 
     pub fn best_backward_weights(p: &LinearParams) -> LinearKernel {
-        Self::when(p.k.is_multiple_of(4) && p.o.is_multiple_of(4) && p.all(|z| p.y_off[z].is_multiple_of(4) && p.x_off[z].is_multiple_of(4)))
+        Self::when(
+            p.k.is_multiple_of(4)
+                && p.o.is_multiple_of(4)
+                && p.all(|z| p.y_off[z].is_multiple_of(4) && p.x_off[z].is_multiple_of(4)),
+        )
     }
 
     fn when(ok: bool) -> LinearKernel {
@@ -214,7 +222,9 @@ pub fn linear_forward_variant(
     let kernel = kernel.within(LinearKernel::best_forward(&p));
     let binds = [Bind::Uniform, Bind::Read, Bind::Read, Bind::Read, Bind::Write, Bind::Write];
     let k = ctx.pipelines.get(ctx, Shader::Linear, kernel.entry("linear_forward", "linear_forward_v4"), &binds)?;
-    Launch::new(ctx, k, &[x, w, len, y, r], p, |p| [tiles(p.o, WORKGROUP[0]), tiles(p.b * p.u, WORKGROUP[1]), p.problems])
+    Launch::new(ctx, k, &[x, w, len, y, r], p, |p| {
+        [tiles(p.o, WORKGROUP[0]), tiles(p.b * p.u, WORKGROUP[1]), p.problems]
+    })
 }
 
 /// dx (B, U, K) = g W, g = dy * scale * (y > 0) with ReLU else dy; zero at padded
@@ -247,7 +257,9 @@ pub fn linear_backward_variant(
     let kernel = kernel.within(LinearKernel::best_backward(&p));
     let binds = [Bind::Uniform, Bind::Read, Bind::Read, Bind::Read, Bind::Read, Bind::Write];
     let k = ctx.pipelines.get(ctx, Shader::Linear, kernel.entry("linear_backward", "linear_backward_v4"), &binds)?;
-    Launch::new(ctx, k, &[dy, y, w, len, dx], p, |p| [tiles(p.k, WORKGROUP[0]), tiles(p.b * p.u, WORKGROUP[1]), p.problems])
+    Launch::new(ctx, k, &[dy, y, w, len, dx], p, |p| {
+        [tiles(p.k, WORKGROUP[0]), tiles(p.b * p.u, WORKGROUP[1]), p.problems]
+    })
 }
 
 /// grads[W] += g^T x and grads[b] += sum g over real rows (deterministic: each
@@ -278,6 +290,13 @@ pub fn linear_backward_weights_variant(
 ) -> Result<Launch<LinearParams>, GpuError> {
     let kernel = kernel.within(LinearKernel::best_backward_weights(&p));
     let binds = [Bind::Uniform, Bind::Read, Bind::Read, Bind::Read, Bind::Read, Bind::Write];
-    let k = ctx.pipelines.get(ctx, Shader::Linear, kernel.entry("linear_backward_weights", "linear_backward_weights_v4"), &binds)?;
-    Launch::new(ctx, k, &[dy, y, x, len, grads], p, |p| [tiles(p.k, WORKGROUP[0]), tiles(p.o, WORKGROUP[1]), p.problems])
+    let k = ctx.pipelines.get(
+        ctx,
+        Shader::Linear,
+        kernel.entry("linear_backward_weights", "linear_backward_weights_v4"),
+        &binds,
+    )?;
+    Launch::new(ctx, k, &[dy, y, x, len, grads], p, |p| {
+        [tiles(p.k, WORKGROUP[0]), tiles(p.o, WORKGROUP[1]), p.problems]
+    })
 }

@@ -18,7 +18,9 @@ use crate::params::{Layout, ParamStore};
 use crate::train::engine::{step_seed, Engine, EngineError, EngineState, LossSums, Predictions};
 
 use super::adam::{adam_step, AdamParams};
-use super::attention::{attention_backward, attention_forward, AttentionBackward, AttentionForward, AttentionParams, AttentionSaved};
+use super::attention::{
+    attention_backward, attention_forward, AttentionBackward, AttentionForward, AttentionParams, AttentionSaved,
+};
 use super::buffers;
 use super::context::{GpuContext, GpuError};
 use super::dropout::{dropout_forward, DropoutParams};
@@ -63,7 +65,7 @@ struct Branch {
 struct SplitData {
     data: GpuDataset,
     gather: Launch<GatherParams>, // labels and every modality's features
-    probs: wgpu::Buffer,                // (N_utt, 9) predictions
+    probs: wgpu::Buffer,          // (N_utt, 9) predictions
     scatter: Launch<GatherParams>,
 }
 
@@ -71,7 +73,7 @@ struct SplitData {
 struct Launches {
     proj: Vec<Launch<LinearParams>>, // per modality: both directions' input projections
     gru_f: GruForward,
-    drop_gru: Launch<DropoutParams>, // every modality's GRU-site dropout
+    drop_gru: Launch<DropoutParams>,  // every modality's GRU-site dropout
     dense: Vec<Launch<LinearParams>>, // per modality: dense, relu, dense-site dropout, plain block of R
     att_f: Vec<AttentionForward>,
     heads_train: HeadsForward,
@@ -101,15 +103,15 @@ pub struct GpuEngine {
     m: wgpu::Buffer,
     v: wgpu::Buffer,
     // Batch inputs.
-    index: wgpu::Buffer,  // (B) u32 video indices
-    len: wgpu::Buffer,    // (B) u32
+    index: wgpu::Buffer, // (B) u32 video indices
+    len: wgpu::Buffer,   // (B) u32
     /// Where each modality's gathered features (B, U, K) start in the batch inputs
     /// (labels (B, U, 7) at 0, then one block per modality).
     x_off: Vec<usize>,
     branches: Vec<Branch>,
     // Shared activations.
-    gi: wgpu::Buffer,       // (P, B, U, 3H) input-side gate gradients
-    probs: wgpu::Buffer,    // (B, U, 9)
+    gi: wgpu::Buffer,         // (P, B, U, 3H) input-side gate gradients
+    probs: wgpu::Buffer,      // (B, U, 9)
     train_loss: wgpu::Buffer, // (4) accumulated over steps
     eval_loss: wgpu::Buffer,  // (4) accumulated over a split
     pairs: Vec<Pair>,
@@ -399,12 +401,22 @@ impl GpuEngine {
     }
 
     /// Upload a batch's video indices and size every launch for it.
-    fn prepare_batch(&mut self, split: SplitName, videos: &[usize], seed: u32, p_drop: f64) -> Result<Shape, EngineError> {
+    fn prepare_batch(
+        &mut self,
+        split: SplitName,
+        videos: &[usize],
+        seed: u32,
+        p_drop: f64,
+    ) -> Result<Shape, EngineError> {
         let sd = self.splits[split.index()]
             .as_ref()
             .ok_or_else(|| EngineError::Gpu(format!("the {split} split is empty")))?;
         if videos.is_empty() || videos.len() > self.b_max {
-            return Err(EngineError::Gpu(format!("a batch has {} videos; this engine takes 1..={}", videos.len(), self.b_max)));
+            return Err(EngineError::Gpu(format!(
+                "a batch has {} videos; this engine takes 1..={}",
+                videos.len(),
+                self.b_max
+            )));
         }
         let lens = &sd.data.host_lengths;
         let u = videos.iter().map(|&v| lens[v]).max().unwrap_or(1);
@@ -488,7 +500,11 @@ impl GpuEngine {
     /// optimizer step, read back: the loss, the probabilities, every parameter
     /// gradient and the input gradients. `dropout_seed: None` runs without
     /// dropout. For `cimnet grads --backend gpu`, `cimnet check` and the tests.
-    pub fn compute_gradients(&mut self, videos: &[usize], dropout_seed: Option<u32>) -> Result<GpuGradients, EngineError> {
+    pub fn compute_gradients(
+        &mut self,
+        videos: &[usize],
+        dropout_seed: Option<u32>,
+    ) -> Result<GpuGradients, EngineError> {
         let p_drop = if dropout_seed.is_some() { self.config.dropout } else { 0.0 };
         let shape = self.prepare_batch(SplitName::Train, videos, dropout_seed.unwrap_or(0), p_drop)?;
         self.zero(&self.eval_loss)?;
@@ -506,12 +522,14 @@ impl GpuEngine {
             dx_launches.push(linear_backward(&self.ctx, &buf, &self.gi, &self.gi, &self.w, &self.len, p)?);
             dx_bufs.push(buf);
         }
-        let mut enc = self.ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("gradients") });
+        let mut enc =
+            self.ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("gradients") });
         for br in &self.branches {
             enc.clear_buffer(&br.dfeat, 0, None);
         }
         {
-            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("gradients"), timestamp_writes: None });
+            let mut pass = enc
+                .begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("gradients"), timestamp_writes: None });
             let mut rec = Recorder::new(&mut pass);
             self.record_forward(&mut rec, SplitName::Train, false);
             self.record_backward(&mut rec, false);
@@ -638,13 +656,16 @@ impl Engine for GpuEngine {
         self.adam_step += 1;
         let ap = AdamParams::new(self.layout.len, self.adam_step, &self.adam_cfg, true);
         self.launches.adam.update(&self.ctx, ap);
-        let mut enc = self.ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("training step") });
+        let mut enc =
+            self.ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("training step") });
         for br in &self.branches {
             enc.clear_buffer(&br.dfeat, 0, None);
         }
         {
-            let mut pass =
-                enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("training step"), timestamp_writes: None });
+            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some("training step"),
+                timestamp_writes: None,
+            });
             let mut rec = Recorder::new(&mut pass);
             self.record_forward(&mut rec, SplitName::Train, true);
             self.record_backward(&mut rec, true);
@@ -666,10 +687,13 @@ impl Engine for GpuEngine {
         self.zero(&self.eval_loss)?;
         for videos in batches {
             self.prepare_batch(split, videos, 0, 0.0)?;
-            let mut enc = self.ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("inference") });
+            let mut enc =
+                self.ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("inference") });
             {
-                let mut pass =
-                    enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("inference"), timestamp_writes: None });
+                let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                    label: Some("inference"),
+                    timestamp_writes: None,
+                });
                 let mut rec = Recorder::new(&mut pass);
                 self.record_forward(&mut rec, split, false);
                 if let Some(sd) = &self.splits[split.index()] {
@@ -689,12 +713,14 @@ impl Engine for GpuEngine {
         let offsets = &sd.data.host_offsets;
         let row = |v: usize, i: usize| &all[(offsets[v] + i) * CLASSES..(offsets[v] + i + 1) * CLASSES];
         let tasks = self.config.tasks;
-        let sentiment = tasks.has_sentiment().then(|| {
-            (0..lens.len()).map(|v| (0..lens[v]).map(|i| [row(v, i)[0], row(v, i)[1]]).collect()).collect()
-        });
+        let sentiment = tasks
+            .has_sentiment()
+            .then(|| (0..lens.len()).map(|v| (0..lens[v]).map(|i| [row(v, i)[0], row(v, i)[1]]).collect()).collect());
         let emotion = tasks.has_emotion().then(|| {
             (0..lens.len())
-                .map(|v| (0..lens[v]).map(|i| std::array::from_fn::<f64, EMOTION_LABELS, _>(|k| row(v, i)[2 + k])).collect())
+                .map(|v| {
+                    (0..lens[v]).map(|i| std::array::from_fn::<f64, EMOTION_LABELS, _>(|k| row(v, i)[2 + k])).collect()
+                })
                 .collect()
         });
         Ok(Predictions { sentiment, emotion, loss })

@@ -21,15 +21,8 @@ pub enum Shader {
 }
 
 impl Shader {
-    pub const ALL: [Shader; 7] = [
-        Shader::Linear,
-        Shader::Dropout,
-        Shader::Adam,
-        Shader::Gather,
-        Shader::Heads,
-        Shader::Gru,
-        Shader::Attention,
-    ];
+    pub const ALL: [Shader; 7] =
+        [Shader::Linear, Shader::Dropout, Shader::Adam, Shader::Gather, Shader::Heads, Shader::Gru, Shader::Attention];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -78,7 +71,11 @@ pub struct Kernel {
 
 impl Kernel {
     /// A bind group with `resources[i]` at binding i.
-    pub fn bind_group(&self, ctx: &GpuContext, resources: &[wgpu::BindingResource]) -> Result<wgpu::BindGroup, GpuError> {
+    pub fn bind_group(
+        &self,
+        ctx: &GpuContext,
+        resources: &[wgpu::BindingResource],
+    ) -> Result<wgpu::BindGroup, GpuError> {
         if resources.len() != self.binds.len() {
             return Err(GpuError::Validation(format!(
                 "{}: {} resources given for {} bindings",
@@ -111,11 +108,20 @@ pub struct PipelineCache {
 
 impl PipelineCache {
     /// The pipeline of `shader`'s entry point `entry`, whose bindings are `binds`.
-    pub fn get(&self, ctx: &GpuContext, shader: Shader, entry: &'static str, binds: &[Bind]) -> Result<Arc<Kernel>, GpuError> {
+    pub fn get(
+        &self,
+        ctx: &GpuContext,
+        shader: Shader,
+        entry: &'static str,
+        binds: &[Bind],
+    ) -> Result<Arc<Kernel>, GpuError> {
         let mut kernels = self.kernels.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(k) = kernels.get(&(shader, entry)) {
             if k.binds != binds {
-                return Err(GpuError::Validation(format!("{}: asked with bindings {binds:?}, cached with {:?}", k.label, k.binds)));
+                return Err(GpuError::Validation(format!(
+                    "{}: asked with bindings {binds:?}, cached with {:?}",
+                    k.label, k.binds
+                )));
             }
             return Ok(k.clone());
         }

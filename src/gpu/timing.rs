@@ -121,7 +121,8 @@ impl Timer {
                 beginning_of_pass_write_index: Some(0),
                 end_of_pass_write_index: Some(1),
             });
-            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("timed run"), timestamp_writes: tw });
+            let mut pass =
+                enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("timed run"), timestamp_writes: tw });
             let mut rec = Recorder::new(&mut pass);
             for w in work {
                 w.record_into(&mut rec);
@@ -145,7 +146,13 @@ impl Timer {
     }
 
     /// `warmup` untimed runs, then `reps` timed ones.
-    pub fn time(&self, ctx: &GpuContext, work: &[&dyn Recordable], warmup: usize, reps: usize) -> Result<Timing, GpuError> {
+    pub fn time(
+        &self,
+        ctx: &GpuContext,
+        work: &[&dyn Recordable],
+        warmup: usize,
+        reps: usize,
+    ) -> Result<Timing, GpuError> {
         let mut dispatches = 0;
         for _ in 0..warmup {
             dispatches = self.run_once(ctx, work)?.2;

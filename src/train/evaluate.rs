@@ -3,7 +3,9 @@
 use serde::{Deserialize, Serialize};
 
 use super::engine::{LossSums, Predictions};
-use super::metrics::{choose_thresholds, emotion_metrics, sentiment_metrics, EmotionMetrics, SentimentMetrics, Thresholds};
+use super::metrics::{
+    choose_thresholds, emotion_metrics, sentiment_metrics, EmotionMetrics, SentimentMetrics, Thresholds,
+};
 use crate::config::{EMOTIONS, EMOTION_LABELS};
 use crate::data::{Dataset, SplitName};
 

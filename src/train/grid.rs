@@ -145,7 +145,18 @@ pub fn run_grid(spec: &GridSpec, out: &Path, progress: &mut dyn Progress) -> Res
             let mut collect = |tasks: Tasks| -> Result<Vec<Report>, PipelineError> {
                 seeds
                     .iter()
-                    .map(|&seed| one_run(spec, &data, &run_dir(out, set, attention, tasks, seed), set, attention, tasks, seed, progress))
+                    .map(|&seed| {
+                        one_run(
+                            spec,
+                            &data,
+                            &run_dir(out, set, attention, tasks, seed),
+                            set,
+                            attention,
+                            tasks,
+                            seed,
+                            progress,
+                        )
+                    })
                     .collect()
             };
             let st_sent = collect(Tasks::Sentiment)?;
@@ -156,7 +167,9 @@ pub fn run_grid(spec: &GridSpec, out: &Path, progress: &mut dyn Progress) -> Res
                 ("sentiment accuracy", &st_sent, |r| r.result.test.sentiment.map(|s| s.accuracy)),
                 ("sentiment weighted F1", &st_sent, |r| r.result.test.sentiment.map(|s| s.weighted_f1)),
                 ("emotion weighted F1", &st_emo, |r| r.result.test.emotion_at_f1.as_ref().map(|e| e.mean_weighted_f1)),
-                ("emotion WA", &st_emo, |r| r.result.test.emotion_at_wa.as_ref().and_then(|e| e.mean_weighted_accuracy)),
+                ("emotion WA", &st_emo, |r| {
+                    r.result.test.emotion_at_wa.as_ref().and_then(|e| e.mean_weighted_accuracy)
+                }),
             ];
             let comparisons = metrics
                 .iter()

@@ -32,7 +32,11 @@ pub fn attention_maps(params: &ParamStore, video: &Batch) -> Result<Vec<Attentio
     let mut maps = Vec::new();
     for (k, block) in params.config.representation().iter().enumerate() {
         if let (Block::Att(x, y), Some(cache)) = (block, &f.attention[k]) {
-            maps.push(AttentionMap { title: format!("att({},{})", x.letter(), y.letter()), u, weights: cache.n.clone() });
+            maps.push(AttentionMap {
+                title: format!("att({},{})", x.letter(), y.letter()),
+                u,
+                weights: cache.n.clone(),
+            });
         }
     }
     Ok(maps)

@@ -71,7 +71,10 @@ pub fn prepare(spec: &RunSpec, mut data: Dataset) -> Result<Prepared, PipelineEr
         Some(t) => t,
         None if data.has_emotion => Tasks::Mtl,
         None => {
-            notice = Some(format!("note: {} has no emotion labels, so the model is single-task sentiment", spec.source.describe()));
+            notice = Some(format!(
+                "note: {} has no emotion labels, so the model is single-task sentiment",
+                spec.source.describe()
+            ));
             Tasks::Sentiment
         }
     };
@@ -88,7 +91,12 @@ pub fn prepare(spec: &RunSpec, mut data: Dataset) -> Result<Prepared, PipelineEr
         n.apply(&mut data)?;
     }
     let params = ParamStore::init(&model, spec.train.seed);
-    Ok(Prepared { run: RunConfig { model, train: spec.train.clone(), data: spec.source.clone(), normalizer }, data, params, notice })
+    Ok(Prepared {
+        run: RunConfig { model, train: spec.train.clone(), data: spec.source.clone(), normalizer },
+        data,
+        params,
+        notice,
+    })
 }
 
 /// Reload a run directory for --resume: its config, its data (normalised the same way)
@@ -108,7 +116,12 @@ pub fn reopen(dir: &Path) -> Result<Prepared, PipelineError> {
 }
 
 /// Train (resuming if `dir` has a checkpoint), evaluate the kept checkpoint, write the report.
-pub fn execute(p: Prepared, dir: &Path, opts: &EngineOptions, progress: &mut dyn Progress) -> Result<Report, PipelineError> {
+pub fn execute(
+    p: Prepared,
+    dir: &Path,
+    opts: &EngineOptions,
+    progress: &mut dyn Progress,
+) -> Result<Report, PipelineError> {
     // The engine first: a missing GPU leaves no half-made run directory behind.
     let mut engine = make_engine(&p.run, p.params, &p.data, opts)?;
     std::fs::create_dir_all(dir).map_err(|source| PipelineError::Io { path: dir.display().to_string(), source })?;
@@ -131,6 +144,7 @@ pub fn execute(p: Prepared, dir: &Path, opts: &EngineOptions, progress: &mut dyn
     let report = Report::new(&p.run, &engine.describe(), fin);
     rd.write_json(&rd.report_json(), &report)?;
     let md = rd.report_md();
-    write_atomic(&md, report.markdown().as_bytes()).map_err(|source| PipelineError::Io { path: md.display().to_string(), source })?;
+    write_atomic(&md, report.markdown().as_bytes())
+        .map_err(|source| PipelineError::Io { path: md.display().to_string(), source })?;
     Ok(report)
 }

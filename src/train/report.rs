@@ -55,10 +55,18 @@ impl Report {
             ));
         }
         if r.test.sentiment.is_some() {
-            s.push_str("\n## Sentiment (2 classes)\n\n| split | utterances | accuracy | weighted F1 |\n|---|---|---|---|\n");
+            s.push_str(
+                "\n## Sentiment (2 classes)\n\n| split | utterances | accuracy | weighted F1 |\n|---|---|---|---|\n",
+            );
             for m in [&r.valid, &r.test] {
                 if let Some(x) = m.sentiment {
-                    s.push_str(&format!("| {} | {} | {:.2} | {:.2} |\n", m.split, x.utterances, 100.0 * x.accuracy, 100.0 * x.weighted_f1));
+                    s.push_str(&format!(
+                        "| {} | {} | {:.2} | {:.2} |\n",
+                        m.split,
+                        x.utterances,
+                        100.0 * x.accuracy,
+                        100.0 * x.weighted_f1
+                    ));
                 }
             }
         }

@@ -274,7 +274,8 @@ fn load_engine_state(path: &Path, params: &ParamStore) -> Result<EngineState, Tr
     let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| corrupt(e.to_string()))?;
     let get = |name: &str| -> Result<Vec<f64>, TrainError> {
         let t = st.tensor(name).map_err(|e| corrupt(format!("{name}: {e}")))?;
-        let v: Vec<f64> = t.data().chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes"))).collect();
+        let v: Vec<f64> =
+            t.data().chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes"))).collect();
         if v.len() != params.layout.len {
             return Err(corrupt(format!("{name} has {} values, the model {}", v.len(), params.layout.len)));
         }
@@ -370,7 +371,13 @@ pub fn train(
         let preds = engine.predict(SplitName::Valid, &valid_batches)?;
         let valid = evaluate(data, SplitName::Valid, &preds, None);
         if !valid.loss.is_finite() {
-            return Err(TrainError::Diverged { what: "validation", value: valid.loss, epoch: epoch + 1, last_good, dir: dir.root.clone() });
+            return Err(TrainError::Diverged {
+                what: "validation",
+                value: valid.loss,
+                epoch: epoch + 1,
+                last_good,
+                dir: dir.root.clone(),
+            });
         }
         let score = tc.select.score(&valid).unwrap_or(f64::NEG_INFINITY);
         let best = state.best_score.is_none_or(|b| score > b);
@@ -430,7 +437,8 @@ fn read_metrics(path: &Path) -> Result<Vec<EpochRecord>, TrainError> {
         .filter(|l| !l.trim().is_empty())
         .enumerate()
         .map(|(i, l)| {
-            serde_json::from_str(l).map_err(|e| TrainError::Corrupt { path: path.to_path_buf(), msg: format!("line {}: {e}", i + 1) })
+            serde_json::from_str(l)
+                .map_err(|e| TrainError::Corrupt { path: path.to_path_buf(), msg: format!("line {}: {e}", i + 1) })
         })
         .collect()
 }

@@ -30,7 +30,9 @@ impl DataSource {
     pub fn describe(&self) -> String {
         match self {
             DataSource::Mosi => "CMU-MOSI (bundled copy)".to_string(),
-            DataSource::Synthetic { seed, scale } => format!("synthetic MOSEI-shaped data (seed {seed}, scale {scale})"),
+            DataSource::Synthetic { seed, scale } => {
+                format!("synthetic MOSEI-shaped data (seed {seed}, scale {scale})")
+            }
             DataSource::Path { path } => path.display().to_string(),
         }
     }

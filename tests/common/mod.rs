@@ -28,13 +28,10 @@ pub fn random_batch(dims: [usize; 3], lens: &[usize], seed: u64) -> Batch {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let b = lens.len();
     let u = *lens.iter().max().unwrap();
-    let features = [0, 1, 2].map(|m| {
-        (dims[m] > 0).then(|| (0..b * u * dims[m]).map(|_| rng.gen_range(-1.0..1.0)).collect::<Vec<f64>>())
-    });
+    let features = [0, 1, 2]
+        .map(|m| (dims[m] > 0).then(|| (0..b * u * dims[m]).map(|_| rng.gen_range(-1.0..1.0)).collect::<Vec<f64>>()));
     let sentiment = (0..b * u).map(|_| rng.gen_range(-3.0..3.0)).collect();
-    let emotion = (0..b * u * 6)
-        .map(|_| if rng.gen_bool(0.6) { 0.0 } else { rng.gen_range(0.1..3.0) })
-        .collect();
+    let emotion = (0..b * u * 6).map(|_| if rng.gen_bool(0.6) { 0.0 } else { rng.gen_range(0.1..3.0) }).collect();
     Batch { b, u, features, dims, len: lens.to_vec(), sentiment, emotion: Some(emotion) }
 }
 
