@@ -92,21 +92,30 @@ pub struct GridReport {
     pub cells: Vec<Cell>,
 }
 
-fn run_dir(out: &Path, set: ModalitySet, att: Attention, tasks: Tasks, seed: u64) -> PathBuf {
-    out.join(format!("{set}-{att}-{tasks}")).join(format!("seed{seed}"))
+/// One run of the grid: a cell's variant and task setup, and a seed.
+#[derive(Debug, Clone, Copy)]
+struct RunKey {
+    set: ModalitySet,
+    attention: Attention,
+    tasks: Tasks,
+    seed: u64,
+}
+
+impl RunKey {
+    fn dir(&self, out: &Path) -> PathBuf {
+        out.join(format!("{}-{}-{}", self.set, self.attention, self.tasks)).join(format!("seed{}", self.seed))
+    }
 }
 
 /// Train (or reuse) one run of the grid.
 fn one_run(
     spec: &GridSpec,
     data: &Dataset,
-    dir: &Path,
-    set: ModalitySet,
-    attention: Attention,
-    tasks: Tasks,
-    seed: u64,
+    out: &Path,
+    key: RunKey,
     progress: &mut dyn Progress,
 ) -> Result<Report, PipelineError> {
+    let dir = &key.dir(out);
     let rd = RunDir::new(dir);
     if let Ok(text) = std::fs::read_to_string(rd.report_json()) {
         if let Ok(r) = serde_json::from_str::<Report>(&text) {
@@ -119,13 +128,13 @@ fn one_run(
     } else {
         let run_spec = RunSpec {
             source: spec.source.clone(),
-            modalities: set,
-            attention,
-            tasks: Some(tasks),
+            modalities: key.set,
+            attention: key.attention,
+            tasks: Some(key.tasks),
             hidden: spec.hidden,
             dense: spec.dense,
             dropout: spec.dropout,
-            train: TrainConfig { seed, ..spec.train.clone() },
+            train: TrainConfig { seed: key.seed, ..spec.train.clone() },
         };
         pipeline::prepare(&run_spec, data.clone())?
     };
@@ -145,18 +154,7 @@ pub fn run_grid(spec: &GridSpec, out: &Path, progress: &mut dyn Progress) -> Res
             let mut collect = |tasks: Tasks| -> Result<Vec<Report>, PipelineError> {
                 seeds
                     .iter()
-                    .map(|&seed| {
-                        one_run(
-                            spec,
-                            &data,
-                            &run_dir(out, set, attention, tasks, seed),
-                            set,
-                            attention,
-                            tasks,
-                            seed,
-                            progress,
-                        )
-                    })
+                    .map(|&seed| one_run(spec, &data, out, RunKey { set, attention, tasks, seed }, progress))
                     .collect()
             };
             let st_sent = collect(Tasks::Sentiment)?;
