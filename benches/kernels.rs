@@ -158,7 +158,7 @@ struct Bench {
 
 impl Bench {
     fn wants(&self, name: &str) -> bool {
-        self.filter.as_ref().map_or(true, |f| name.contains(f.as_str()))
+        self.filter.as_ref().is_none_or(|f| name.contains(f.as_str()))
     }
 
     /// Time `work` (warm-up, then enough runs for ~1.5 s, 3 to 15) and record a row.

@@ -318,9 +318,11 @@ fn orthogonal(out: &mut [f32], rows: usize, cols: usize, rng: &mut ChaCha8Rng) {
     let mut q: Vec<Vec<f64>> = (0..cols).map(|_| (0..rows).map(|_| rng.sample(StandardNormal)).collect()).collect();
     for c in 0..cols {
         for k in 0..c {
-            let dot: f64 = (0..rows).map(|r| q[c][r] * q[k][r]).sum();
-            for r in 0..rows {
-                q[c][r] -= dot * q[k][r];
+            let (done, rest) = q.split_at_mut(c);
+            let (qk, qc) = (&done[k], &mut rest[0]);
+            let dot: f64 = qc.iter().zip(qk).map(|(a, b)| a * b).sum();
+            for (x, y) in qc.iter_mut().zip(qk) {
+                *x -= dot * y;
             }
         }
         let norm = q[c].iter().map(|x| x * x).sum::<f64>().sqrt();

@@ -113,7 +113,8 @@ fn bad_input_gives_a_clear_error_and_nonzero_exit() {
 
     // NaN feature at a real position: named down to the utterance.
     let mut batch = random_batch([3, 3, 3], &[3, 2, 1], 5);
-    batch.features[2].as_mut().unwrap()[(1 * 3 + 1) * 3 + 2] = f64::NAN;
+    // video 1, utterance 1 of a (B 3, U 3, D 3) tensor, feature 2.
+    batch.features[2].as_mut().unwrap()[(3 + 1) * 3 + 2] = f64::NAN;
     batch.write_npz(&bpath).unwrap();
     let o = cimnet(&["grads", "--weights", ws, "--batch", bpath.to_str().unwrap(), "--out", g.to_str().unwrap()]);
     let err = String::from_utf8_lossy(&o.stderr);

@@ -49,7 +49,7 @@ fn gru_each_direction_matches_finite_differences() {
             assert!(cache.h[(b * u + l) * h..(b + 1) * u * h].iter().all(|&v| v == 0.0));
         }
         let mut dx = vec![0.0; x.len()];
-        let mut gbuf = vec![vec![0.0; a.len()], vec![0.0; bm.len()], vec![0.0; ci.len()], vec![0.0; d.len()]];
+        let mut gbuf = [vec![0.0; a.len()], vec![0.0; bm.len()], vec![0.0; ci.len()], vec![0.0; d.len()]];
         {
             let [w_ih, w_hh, b_ih, b_hh] = &mut gbuf[..] else { unreachable!() };
             let mut g = GruGrads { w_ih, w_hh, b_ih, b_hh };
@@ -75,7 +75,7 @@ fn dense_relu_matches_finite_differences() {
     let c = random_vec(b * u * d, 7);
     let loss = |x: &[f64], w: &[f64], bias: &[f64]| weighted_sum(&dense_forward(x, w, bias, &lens, b, u, k, d), &c);
     let y = dense_forward(&x, &w, &bias, &lens, b, u, k, d);
-    assert!(y.iter().any(|&v| v == 0.0) && y.iter().any(|&v| v > 0.0), "ReLU should be active and inactive somewhere");
+    assert!(y.contains(&0.0) && y.iter().any(|&v| v > 0.0), "ReLU should be active and inactive somewhere");
     let (mut dx, mut dw, mut db) = (vec![0.0; x.len()], vec![0.0; w.len()], vec![0.0; d]);
     dense_backward(&mut dx, &mut dw, &mut db, &c, &x, &y, &w, &lens, b, u, k, d);
     check_all("dense dx", &x, &dx, &(0..x.len()).collect::<Vec<_>>(), |x| loss(x, &w, &bias));
@@ -157,8 +157,8 @@ fn heads_and_masked_loss_match_finite_differences() {
     // Hand-computed loss from the probabilities.
     let mut ls = 0.0;
     let mut le = 0.0;
-    for bi in 0..b {
-        for i in 0..lens[bi] {
+    for (bi, &l) in lens.iter().enumerate() {
+        for i in 0..l {
             let t = bi * u + i;
             ls -= out.sentiment_prob.as_ref().unwrap()[t * 2 + batch.sentiment_class(bi, i)].ln();
             let tg = batch.emotion_targets(bi, i).unwrap();

@@ -4,6 +4,7 @@
 use super::dot;
 
 /// y (B, U, D) from x (B, U, K), w (D, K), b (D).
+#[allow(clippy::too_many_arguments)]
 pub fn dense_forward(
     x: &[f64],
     w: &[f64],

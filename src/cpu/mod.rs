@@ -2,6 +2,9 @@
 //! MODEL.md, in f64, plain and readable. It is the definition of correct that
 //! the GPU kernels are tested against, not a second engine to optimise.
 //! One file per layer, forward and backward side by side; model.rs composes them.
+// Loops index (B, U, ...) tensors by video and position on purpose: `for b in
+// 0..B` with `len[b]` reads like MODEL.md; iterator chains would hide the shapes.
+#![allow(clippy::needless_range_loop)]
 
 pub mod adam;
 pub mod attention;

@@ -1542,41 +1542,6 @@ pub fn check_adam(ctx: &GpuContext, c: &AdamCase) -> Result<Vec<CheckRow>, GpuEr
     )])
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn compare_measures_relative_to_the_largest_reference_value() {
-        let c = compare("t", &[1.0, 2.0, 4.1], &[1.0, 2.0, 4.0], 0.05);
-        assert!(c.pass);
-        assert!((c.max_abs - 0.1).abs() < 1e-6 && (c.max_rel - 0.025).abs() < 1e-6);
-        assert_eq!(c.worst.map(|w| w.index), Some(2));
-        assert!(!compare("t", &[1.0, 2.0, 4.3], &[1.0, 2.0, 4.0], 0.05).pass);
-        assert!(!compare("t", &[f32::NAN], &[1.0], 1.0).pass, "NaN never passes");
-        assert!(!compare("t", &[1.0], &[1.0, 2.0], 1.0).pass, "lengths must agree");
-        assert!(compare("t", &[0.0], &[0.0], 0.0).pass, "all-zero tensors compare");
-    }
-
-    #[test]
-    fn exact_comparison_reports_the_first_difference() {
-        assert!(compare_exact("t", &[1.0, -0.0], &[1.0, 0.0]).pass);
-        let c = compare_exact("t", &[1.0, 2.0, 3.5, 9.0], &[1.0, 2.0, 3.0, 4.0]);
-        assert!(!c.pass);
-        assert_eq!(c.worst.map(|w| w.index), Some(2));
-    }
-
-    #[test]
-    fn a_row_fails_when_any_tensor_fails_and_names_it() {
-        let row = CheckRow::new("k", "s", vec![compare("a", &[1.0], &[1.0], 1e-5), compare("b", &[2.0], &[1.0], 1e-5)]);
-        assert!(!row.pass);
-        assert!(row.detail.starts_with("b:"), "{}", row.detail);
-        let row = CheckRow::new("k", "s", vec![compare("a", &[1.0], &[1.0], 1e-5), compare_exact("c", &[0.0], &[0.0])]);
-        assert!(row.pass && row.tol == 1e-5);
-        assert!(!CheckRow::new("k", "s", vec![]).pass, "a row that compares nothing does not pass");
-    }
-}
-
 // ---- The whole model (src/gpu/model.rs against cpu::model) ----
 
 /// A dataset whose train split holds videos of `lens` (features in [-1, 1],
@@ -1677,4 +1642,39 @@ fn model_rows(ctx: &GpuContext) -> Result<Vec<CheckRow>, GpuError> {
         check_model(&opts, ModalitySet::AV, Attention::None, Tasks::Emotion, 8),
         check_model(&opts, ModalitySet::T, Attention::Cim, Tasks::Mtl, 8),
     ])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compare_measures_relative_to_the_largest_reference_value() {
+        let c = compare("t", &[1.0, 2.0, 4.1], &[1.0, 2.0, 4.0], 0.05);
+        assert!(c.pass);
+        assert!((c.max_abs - 0.1).abs() < 1e-6 && (c.max_rel - 0.025).abs() < 1e-6);
+        assert_eq!(c.worst.map(|w| w.index), Some(2));
+        assert!(!compare("t", &[1.0, 2.0, 4.3], &[1.0, 2.0, 4.0], 0.05).pass);
+        assert!(!compare("t", &[f32::NAN], &[1.0], 1.0).pass, "NaN never passes");
+        assert!(!compare("t", &[1.0], &[1.0, 2.0], 1.0).pass, "lengths must agree");
+        assert!(compare("t", &[0.0], &[0.0], 0.0).pass, "all-zero tensors compare");
+    }
+
+    #[test]
+    fn exact_comparison_reports_the_first_difference() {
+        assert!(compare_exact("t", &[1.0, -0.0], &[1.0, 0.0]).pass);
+        let c = compare_exact("t", &[1.0, 2.0, 3.5, 9.0], &[1.0, 2.0, 3.0, 4.0]);
+        assert!(!c.pass);
+        assert_eq!(c.worst.map(|w| w.index), Some(2));
+    }
+
+    #[test]
+    fn a_row_fails_when_any_tensor_fails_and_names_it() {
+        let row = CheckRow::new("k", "s", vec![compare("a", &[1.0], &[1.0], 1e-5), compare("b", &[2.0], &[1.0], 1e-5)]);
+        assert!(!row.pass);
+        assert!(row.detail.starts_with("b:"), "{}", row.detail);
+        let row = CheckRow::new("k", "s", vec![compare("a", &[1.0], &[1.0], 1e-5), compare_exact("c", &[0.0], &[0.0])]);
+        assert!(row.pass && row.tol == 1e-5);
+        assert!(!CheckRow::new("k", "s", vec![]).pass, "a row that compares nothing does not pass");
+    }
 }

@@ -98,7 +98,7 @@ impl GruKernel {
     pub fn best(params: &GruParams) -> GruKernel {
         let p = params.problems as usize;
         let aligned = params.w_hh_offset[..p].iter().chain(&params.b_hh_offset[..p]).all(|o| o % 4 == 0);
-        if params.h % 4 == 0 && aligned {
+        if params.h.is_multiple_of(4) && aligned {
             GruKernel::Wide
         } else {
             GruKernel::Scalar

@@ -16,7 +16,8 @@ use crate::params::{write_atomic, ParamError, ParamStore};
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
     #[error(transparent)]
-    Data(#[from] DataError),
+    /// Boxed: DataError carries a full location (file, split, video, utterance).
+    Data(Box<DataError>),
     #[error(transparent)]
     Config(#[from] ConfigError),
     #[error(transparent)]
@@ -35,6 +36,12 @@ pub enum PipelineError {
     Sizes,
     #[error("{path}: {source}")]
     Io { path: String, source: std::io::Error },
+}
+
+impl From<DataError> for PipelineError {
+    fn from(e: DataError) -> Self {
+        PipelineError::Data(Box::new(e))
+    }
 }
 
 /// What a new run is asked to be.

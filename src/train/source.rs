@@ -19,6 +19,8 @@ pub enum DataSource {
 }
 
 impl DataSource {
+    // DataError is large (a full location per error) for the same reason as in src/data.
+    #[allow(clippy::result_large_err)]
     pub fn load(&self) -> Result<Dataset, DataError> {
         match self {
             DataSource::Mosi => Dataset::bundled_mosi(),

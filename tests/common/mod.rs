@@ -70,7 +70,7 @@ pub fn rel_err(a: f64, n: f64) -> f64 {
 }
 
 /// Central difference of `f` with respect to `x[i]`.
-pub fn numeric<F: FnMut(&[f64]) -> f64>(x: &mut Vec<f64>, i: usize, f: &mut F) -> f64 {
+pub fn numeric<F: FnMut(&[f64]) -> f64>(x: &mut [f64], i: usize, f: &mut F) -> f64 {
     let orig = x[i];
     x[i] = orig + FD_STEP;
     let up = f(x);
