@@ -9,8 +9,8 @@
 //! MOSEI shape). The whole model is checked against the CPU reference on one
 //! batch before anything is timed.
 
+use cimnet::config::AdamConfig;
 use cimnet::config::{Attention, ModalitySet, ModelConfig, Tasks};
-use cimnet::cpu::adam::AdamConfig;
 use cimnet::cpu::model::{backward, forward};
 use cimnet::data::{synth, SplitName};
 use cimnet::gpu::model::GpuEngine;

@@ -5,7 +5,8 @@
 // random24 = hash(hash(hash(seed) ^ stream) ^ i) >> 8 and hash is "lowbias32":
 // bit for bit the generator of src/cpu/dropout.rs, so no mask is ever stored and
 // the CPU reference can replay a GPU step. i is the flat element index of the
-// (B, U, W) tensor, padding included (as on the CPU).
+// (B, U, W) tensor, padding included (as on the CPU). hash32 and random24 come
+// from the shared prelude (src/gpu/wgsl.rs), generated from the CPU constants.
 //
 // Dispatch: 1-D, workgroup 256, one invocation per element; the grid folds into y
 // past 65535 workgroups (flat index = (wg.y * num_wg.x + wg.x) * 256 + local).
@@ -30,20 +31,6 @@ struct DropoutParams {
 @group(0) @binding(0) var<uniform> p: DropoutParams;
 @group(0) @binding(1) var<storage, read> src: array<f32>;
 @group(0) @binding(2) var<storage, read_write> dst: array<f32>;
-
-fn hash32(v: u32) -> u32 {
-    var x = v;
-    x ^= x >> 16u;
-    x *= 0x7feb352du;
-    x ^= x >> 15u;
-    x *= 0x846ca68bu;
-    x ^= x >> 16u;
-    return x;
-}
-
-fn random24(seed: u32, stream: u32, index: u32) -> u32 {
-    return hash32(hash32(hash32(seed) ^ stream) ^ index) >> 8u;
-}
 
 fn flat_index(wg: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
     return (wg.y * nwg.x + wg.x) * WG + lid;

@@ -60,22 +60,12 @@ struct LinearParams {
     r_off: vec4<u32>,  // column of the block in R
 }
 
-fn hash32(v: u32) -> u32 {
-    var x = v;
-    x ^= x >> 16u;
-    x *= 0x7feb352du;
-    x ^= x >> 15u;
-    x *= 0x846ca68bu;
-    x ^= x >> 16u;
-    return x;
-}
-
 // The mask value of element i (flat in the problem's (B, U, width) tensor), as dropout.wgsl.
 fn mask(p: LinearParams, z: u32, i: u32) -> f32 {
     if (p.drop == 0u) {
         return 1.0;
     }
-    if ((hash32(hash32(hash32(p.seed) ^ p.stream[z]) ^ i) >> 8u) >= p.threshold) {
+    if (random24(p.seed, p.stream[z], i) >= p.threshold) {
         return p.scale;
     }
     return 0.0;

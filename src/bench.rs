@@ -8,13 +8,14 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
+use crate::config::AdamConfig;
 use crate::config::{Attention, ModelConfig};
-use crate::cpu::adam::AdamConfig;
+use crate::cpu::engine::CpuEngine;
 use crate::data::{make_batches, padding_efficiency, BatchMode, Dataset, SplitName};
+use crate::engine::{Engine, EngineError};
 use crate::gpu::model::GpuEngine;
 use crate::gpu::{GpuContext, GpuOptions};
 use crate::params::ParamStore;
-use crate::train::engine::{CpuEngine, Engine, EngineError};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BenchReport {

@@ -436,3 +436,19 @@ mod tests {
         assert!("".parse::<ModalitySet>().is_err());
     }
 }
+
+/// Adam's settings (MODEL.md: lr 1e-3, betas 0.9 / 0.999, eps 1e-7); both engines read them.
+/// Optimizer settings; `Default` is MODEL.md's (lr 1e-3, 0.9, 0.999, eps 1e-7).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AdamConfig {
+    pub lr: f64,
+    pub beta1: f64,
+    pub beta2: f64,
+    pub eps: f64,
+}
+
+impl Default for AdamConfig {
+    fn default() -> Self {
+        AdamConfig { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-7 }
+    }
+}

@@ -71,13 +71,13 @@ pub fn batch_dataset(batch: &Batch) -> crate::data::Dataset {
 pub fn gpu_grads(
     params: &ParamStore,
     batch: &Batch,
-    opts: &crate::train::engine::EngineOptions,
-) -> Result<GradsReport, crate::train::engine::EngineError> {
+    opts: &crate::engine::EngineOptions,
+) -> Result<GradsReport, crate::engine::EngineError> {
     use crate::gpu::model::GpuEngine;
     crate::cpu::model::check_batch(&params.config, batch)?;
     let ctx = crate::gpu::GpuContext::new(&crate::gpu::GpuOptions { adapter: opts.adapter.clone() })?;
     let data = batch_dataset(batch);
-    let mut eng = GpuEngine::new(ctx, params, &data, crate::cpu::adam::AdamConfig::default(), 0, batch.b)?;
+    let mut eng = GpuEngine::new(ctx, params, &data, crate::config::AdamConfig::default(), 0, batch.b)?;
     let videos: Vec<usize> = (0..batch.b).collect();
     let g = eng.compute_gradients(&videos, None)?;
     // Re-pad (B, g.u, W) to the batch's (B, U, W); g.u <= U.

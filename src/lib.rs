@@ -7,6 +7,7 @@ pub mod bench;
 pub mod config;
 pub mod cpu;
 pub mod data;
+pub mod engine;
 pub mod gpu;
 pub mod grads;
 pub mod npz;

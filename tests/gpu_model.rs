@@ -5,14 +5,15 @@
 
 mod common;
 
+use cimnet::config::AdamConfig;
 use cimnet::config::{Attention, Modality, ModalitySet, ModelConfig, Tasks};
-use cimnet::cpu::adam::AdamConfig;
+use cimnet::cpu::engine::CpuEngine;
 use cimnet::cpu::model::{backward, forward, DropoutMasks};
 use cimnet::data::{Dataset, SplitName, Video};
+use cimnet::engine::Engine;
 use cimnet::gpu::model::GpuEngine;
 use cimnet::gpu::{GpuContext, GpuOptions};
 use cimnet::params::ParamStore;
-use cimnet::train::engine::{CpuEngine, Engine};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 

@@ -4,11 +4,12 @@
 use std::path::Path;
 use std::process::Command;
 
+use cimnet::config::AdamConfig;
 use cimnet::config::{Attention, ModalitySet, ModelConfig, Tasks};
-use cimnet::cpu::adam::AdamConfig;
+use cimnet::cpu::engine::CpuEngine;
 use cimnet::data::{native, synth, Dataset, SplitName};
+use cimnet::engine::{Engine, EngineError, EngineState, LossSums, Predictions};
 use cimnet::params::ParamStore;
-use cimnet::train::engine::{CpuEngine, Engine, EngineError, EngineState, LossSums, Predictions};
 use cimnet::train::run::{train, EpochRecord, Progress, RunConfig, RunDir, TrainConfig, TrainError};
 use cimnet::train::source::DataSource;
 

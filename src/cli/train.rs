@@ -10,8 +10,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use cimnet::config::{Attention, ModalitySet, Tasks, EMOTION_LABELS, EMOTION_NAMES};
 use cimnet::data::{make_batches, BatchMode, Dataset, Normalizer, SplitName};
+use cimnet::engine::{Engine, EngineOptions};
 use cimnet::params::ParamStore;
-use cimnet::train::engine::{Engine, EngineOptions};
 use cimnet::train::evaluate::evaluate;
 use cimnet::train::pipeline::{self, PipelineError, RunSpec};
 use cimnet::train::report::Report;
@@ -297,7 +297,7 @@ fn predict_run(
     data: &DataArgs,
     split: SplitName,
     choice: &EngineChoice,
-) -> Result<(RunConfig, Report, Dataset, cimnet::train::engine::Predictions)> {
+) -> Result<(RunConfig, Report, Dataset, cimnet::engine::Predictions)> {
     let (run, params, report, ds) = open_run(dir, data)?;
     let mut engine = make_engine(params, ds.clone(), &run, choice)?;
     let batches = make_batches(&ds.lens(split), run.train.batch, BatchMode::Bucketed, 0);

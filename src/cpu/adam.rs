@@ -3,20 +3,7 @@
 //!     p -= lr * m_hat / (sqrt(v_hat) + eps),  m_hat = m / (1 - b1^t), v_hat = v / (1 - b2^t)
 //! The reference for `shaders/adam.wgsl`.
 
-/// Optimizer settings; `Default` is MODEL.md's (lr 1e-3, 0.9, 0.999, eps 1e-7).
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct AdamConfig {
-    pub lr: f64,
-    pub beta1: f64,
-    pub beta2: f64,
-    pub eps: f64,
-}
-
-impl Default for AdamConfig {
-    fn default() -> Self {
-        AdamConfig { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-7 }
-    }
-}
+use crate::config::AdamConfig;
 
 /// Moments of every parameter and the number of steps taken.
 #[derive(Debug, Clone, PartialEq)]

@@ -6,14 +6,20 @@
 //! `i` of stream `s` under step seed `seed` is kept iff
 //! `hash(hash(hash(seed) ^ s) ^ i) >> 8 >= round(p * 2^24)`.
 
-/// Chris Wellons' "lowbias32" integer hash (public domain), chosen because it is
-/// a handful of u32 operations that every shading language has.
+/// The shifts and multipliers of Chris Wellons' "lowbias32" integer hash (public
+/// domain), chosen because it is a handful of u32 operations that every shading
+/// language has. `gpu::wgsl::prelude` writes the WGSL `hash32` from these same
+/// constants, so the CPU and every shader share one definition.
+pub const HASH_SHIFTS: [u32; 3] = [16, 15, 16];
+pub const HASH_MULTIPLIERS: [u32; 2] = [0x7feb_352d, 0x846c_a68b];
+
+/// x ^= x >> s0; x *= m0; x ^= x >> s1; x *= m1; x ^= x >> s2.
 pub fn hash32(mut x: u32) -> u32 {
-    x ^= x >> 16;
-    x = x.wrapping_mul(0x7feb_352d);
-    x ^= x >> 15;
-    x = x.wrapping_mul(0x846c_a68b);
-    x ^= x >> 16;
+    x ^= x >> HASH_SHIFTS[0];
+    x = x.wrapping_mul(HASH_MULTIPLIERS[0]);
+    x ^= x >> HASH_SHIFTS[1];
+    x = x.wrapping_mul(HASH_MULTIPLIERS[1]);
+    x ^= x >> HASH_SHIFTS[2];
     x
 }
 

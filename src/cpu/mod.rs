@@ -10,6 +10,7 @@ pub mod adam;
 pub mod attention;
 pub mod dense;
 pub mod dropout;
+pub mod engine;
 pub mod gru;
 pub mod heads;
 pub mod model;

@@ -4,7 +4,7 @@
 use super::context::{GpuContext, GpuError};
 use super::launch::Launch;
 use super::pipelines::{grid_1d, Bind, Shader};
-pub use crate::cpu::adam::AdamConfig;
+pub use crate::config::AdamConfig;
 
 pub const WORKGROUP: u32 = 256;
 

@@ -6,6 +6,7 @@
 use std::sync::{Arc, Mutex};
 
 use super::pipelines::PipelineCache;
+use super::profile::DeviceProfile;
 
 /// Hint appended to every "no GPU" error.
 const NO_GPU_HINT: &str = "on a machine without a GPU install Mesa's software Vulkan \
@@ -48,6 +49,8 @@ pub struct GpuContext {
     pub device: wgpu::Device,
     pub queue: wgpu::Queue,
     pub adapter_info: wgpu::AdapterInfo,
+    /// The device as kernel choice sees it (limits, loop budget, features).
+    pub profile: DeviceProfile,
     pub pipelines: PipelineCache,
     sink: Arc<Mutex<ErrorSink>>,
     /// Bound where a kernel has nothing to bind (an absent optional tensor).
@@ -114,7 +117,7 @@ impl GpuContext {
     /// Open a device on `adapter` with the limits and features cimnet needs.
     pub fn open(adapter: &wgpu::Adapter) -> Result<GpuContext, GpuError> {
         let info = adapter.get_info();
-        let features = adapter.features() & wgpu::Features::TIMESTAMP_QUERY;
+        let features = adapter.features() & (wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::SUBGROUP);
         let desc = wgpu::DeviceDescriptor {
             label: Some("cimnet device"),
             required_features: features,
@@ -147,7 +150,8 @@ impl GpuContext {
             usage: wgpu::BufferUsages::STORAGE,
             mapped_at_creation: false,
         });
-        GpuContext { device, queue, adapter_info, pipelines: PipelineCache::default(), sink, dummy }
+        let profile = DeviceProfile::new(&adapter_info, device.limits(), device.features());
+        GpuContext { device, queue, adapter_info, profile, pipelines: PipelineCache::default(), sink, dummy }
     }
 
     /// One line naming the adapter, e.g. for logs and reports.

@@ -19,7 +19,9 @@ pub mod launch;
 pub mod linear;
 pub mod model;
 pub mod pipelines;
+pub mod profile;
 pub mod timing;
+pub mod wgsl;
 
 pub use context::{GpuContext, GpuError, GpuOptions};
 pub use launch::{run, Launch, Recordable};

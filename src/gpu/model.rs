@@ -10,12 +10,11 @@
 //! only). The backward walks the forward schedule in reverse, one call per line.
 //! Letters: B, U, K_m input dims, H, D, R (rw), P = 2M GRU problems.
 
-use crate::config::{Block, Modality, ModelConfig, EMOTIONS, EMOTION_LABELS};
-use crate::cpu::adam::AdamConfig;
+use crate::config::{AdamConfig, Block, Modality, ModelConfig, EMOTIONS, EMOTION_LABELS};
 use crate::cpu::dropout::stream;
 use crate::data::{Dataset, SplitName};
+use crate::engine::{step_seed, Engine, EngineError, EngineState, LossSums, Predictions};
 use crate::params::{Layout, ParamStore};
-use crate::train::engine::{step_seed, Engine, EngineError, EngineState, LossSums, Predictions};
 
 use super::adam::{adam_step, AdamParams};
 use super::attention::{
@@ -31,15 +30,34 @@ use super::launch::{Launch, Recordable};
 use super::linear::{linear_backward, linear_backward_weights, linear_forward, linear_forward_repr, LinearParams};
 use super::pipelines::Recorder;
 
+/// What the GPU engine can refuse or fail at; it reaches the training loop
+/// whole inside `EngineError::Gpu`.
+#[derive(Debug, thiserror::Error)]
+pub enum GpuEngineError {
+    #[error(transparent)]
+    Context(#[from] GpuError),
+    #[error(transparent)]
+    Gru(#[from] GruError),
+    /// Inputs the engine does not take (what it was given, what it takes).
+    #[error("GPU engine: {0}")]
+    Input(String),
+}
+
+impl From<GpuEngineError> for EngineError {
+    fn from(e: GpuEngineError) -> Self {
+        EngineError::Gpu(Box::new(e))
+    }
+}
+
 impl From<GpuError> for EngineError {
     fn from(e: GpuError) -> Self {
-        EngineError::Gpu(e.to_string())
+        GpuEngineError::from(e).into()
     }
 }
 
 impl From<GruError> for EngineError {
     fn from(e: GruError) -> Self {
-        EngineError::Gpu(e.to_string())
+        GpuEngineError::from(e).into()
     }
 }
 
@@ -252,7 +270,10 @@ impl GpuEngine {
             let gd = GpuDataset::upload(&ctx, fr, data.dims, &lab, &lens)?;
             for &md in &mods {
                 if gd.features_off[md.index()].is_none() {
-                    return Err(EngineError::Gpu(format!("the data has no {} features", md.name())));
+                    return Err(EngineError::from(GpuEngineError::Input(format!(
+                        "the data has no {} features",
+                        md.name()
+                    ))));
                 }
             }
             let p = gather_params(&cfg, &mods, &x_off, &gd, Shape { b: b_max, u: u_max });
@@ -410,13 +431,13 @@ impl GpuEngine {
     ) -> Result<Shape, EngineError> {
         let sd = self.splits[split.index()]
             .as_ref()
-            .ok_or_else(|| EngineError::Gpu(format!("the {split} split is empty")))?;
+            .ok_or_else(|| EngineError::from(GpuEngineError::Input(format!("the {split} split is empty"))))?;
         if videos.is_empty() || videos.len() > self.b_max {
-            return Err(EngineError::Gpu(format!(
+            return Err(EngineError::from(GpuEngineError::Input(format!(
                 "a batch has {} videos; this engine takes 1..={}",
                 videos.len(),
                 self.b_max
-            )));
+            ))));
         }
         let lens = &sd.data.host_lengths;
         let u = videos.iter().map(|&v| lens[v]).max().unwrap_or(1);

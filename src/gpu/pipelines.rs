@@ -1,5 +1,6 @@
 //! Compute pipelines cached by (shader, entry point), over the WGSL files of
-//! `shaders/` compiled in with `include_str!`. Each entry point has an explicit
+//! `shaders/` compiled in with `include_str!` behind the shared prelude
+//! (src/gpu/wgsl.rs). Each entry point has an explicit
 //! bind group layout (group 0, bindings 0..n in the order its launcher lists them),
 //! so one bind group per dispatch site can be built once and reused.
 
@@ -36,7 +37,8 @@ impl Shader {
         }
     }
 
-    pub fn source(self) -> &'static str {
+    /// The family's body as written in shaders/ (without the prelude).
+    pub fn body(self) -> &'static str {
         match self {
             Shader::Linear => include_str!("../../shaders/linear.wgsl"),
             Shader::Dropout => include_str!("../../shaders/dropout.wgsl"),
@@ -46,6 +48,11 @@ impl Shader {
             Shader::Gru => include_str!("../../shaders/gru.wgsl"),
             Shader::Attention => include_str!("../../shaders/attention.wgsl"),
         }
+    }
+
+    /// The module the driver compiles: the shared prelude and the body (src/gpu/wgsl.rs).
+    pub fn source(self) -> String {
+        super::wgsl::module(self.body())
     }
 }
 

@@ -2,12 +2,12 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::engine::{LossSums, Predictions};
 use super::metrics::{
     choose_thresholds, emotion_metrics, sentiment_metrics, EmotionMetrics, SentimentMetrics, Thresholds,
 };
 use crate::config::{EMOTIONS, EMOTION_LABELS};
 use crate::data::{Dataset, SplitName};
+use crate::engine::{LossSums, Predictions};
 
 /// Metrics of one split.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -26,7 +26,7 @@ pub struct GridSpec {
     pub dense: usize,
     pub dropout: f64,
     pub train: TrainConfig,
-    pub engine: super::engine::EngineOptions,
+    pub engine: crate::engine::EngineOptions,
 }
 
 /// mean +/- sample standard deviation over seeds.

@@ -5,12 +5,13 @@
 
 use std::path::Path;
 
-use super::engine::{make_engine, EngineError, EngineOptions};
+use super::engine::make_engine;
 use super::report::Report;
 use super::run::{final_evaluation, train, Progress, RunConfig, RunDir, TrainConfig, TrainError};
 use super::source::DataSource;
 use crate::config::{Attention, ConfigError, ModalitySet, ModelConfig, Tasks};
 use crate::data::{DataError, Dataset, Normalizer};
+use crate::engine::{EngineError, EngineOptions};
 use crate::params::{write_atomic, ParamError, ParamStore};
 
 #[derive(Debug, thiserror::Error)]

@@ -21,11 +21,11 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
-use super::engine::{Engine, EngineError, EngineState};
 use super::evaluate::{evaluate, SplitMetrics};
 use super::metrics::Thresholds;
 use crate::config::ModelConfig;
 use crate::data::{make_batches, BatchMode, Dataset, Normalizer, SplitName};
+use crate::engine::{Engine, EngineError, EngineState};
 use crate::params::{write_atomic, ParamError, ParamStore};
 
 /// Validation metric that picks the kept checkpoint.

@@ -1,0 +1,118 @@
+//! `cimnet check` rows for gather: the GPU kernels against src/cpu.
+
+use super::*;
+
+// ---- gather.wgsl ----
+
+/// A dataset of videos with `lengths`, feature widths `dims` (plus the 7 label
+/// columns), gathered into a batch of the videos `index` (repeats allowed).
+#[derive(Debug, Clone)]
+pub struct GatherCase {
+    pub lengths: Vec<usize>,
+    pub dims: Vec<usize>,
+    pub index: Vec<usize>,
+    pub seed: u64,
+}
+
+/// gather_forward (the labels, every feature tensor and the lengths in one launch,
+/// exact, the output outside the tensors' blocks untouched) and
+/// scatter_rows (a (B, U, 9) batch with garbage at padding scattered back into a
+/// split-wide buffer, over the distinct videos of `index`, exact).
+pub fn check_gather(ctx: &GpuContext, c: &GatherCase) -> Result<Vec<CheckRow>, GpuError> {
+    let lengths = &c.lengths;
+    let n_utt: usize = lengths.iter().sum();
+    let starts: Vec<usize> = lengths
+        .iter()
+        .scan(0, |s, &l| {
+            let start = *s;
+            *s += l;
+            Some(start)
+        })
+        .collect();
+    // Widths: each modality's features, then the labels.
+    let widths: Vec<usize> = c.dims.iter().copied().chain([gpu::gather::LABEL_WIDTH]).collect();
+    let srcs: Vec<Vec<f32>> =
+        widths.iter().enumerate().map(|(m, &d)| f32s(&random_vec(n_utt * d, c.seed + m as u64))).collect();
+    let nf = c.dims.len().min(3);
+    let mut feats: [Option<&[f32]>; 3] = [None; 3];
+    let mut dims3 = [0usize; 3];
+    for m in 0..nf {
+        feats[m] = Some(&srcs[m]);
+        dims3[m] = c.dims[m];
+    }
+    let data = gpu::gather::GpuDataset::upload(ctx, feats, dims3, &srcs[srcs.len() - 1], lengths)?;
+
+    // gather_forward: labels (writing the lengths) and every feature tensor in one
+    // launch, from the split's one buffer into blocks of one output buffer at
+    // unaligned offsets, with a sentinel element between blocks.
+    let index = &c.index;
+    let (b, u) = (index.len(), index.iter().map(|&v| lengths[v]).max().unwrap_or(0));
+    let idx = upload(ctx, "index", &u32s(index))?;
+    let out_len = upload(ctx, "len", &vec![999u32; b])?;
+    let mut p = gpu::gather::GatherParams::new(b, u, true);
+    let mut blocks = Vec::new();
+    let mut at = 3;
+    for m in std::iter::once(srcs.len() - 1).chain(0..nf) {
+        let src_off = if m < nf { data.features_off[m] } else { Some(data.labels_off) };
+        let Some(src_off) = src_off else { continue };
+        let d = widths[m];
+        p = p.tensor(d, src_off, at);
+        blocks.push((at..at + b * u * d, m));
+        at += b * u * d + 1;
+    }
+    let out = upload(ctx, "gathered", &vec![SENTINEL; at])?;
+    let launch = gpu::gather::gather_forward(ctx, &out, &out_len, &data, &idx, p)?;
+    let dispatches = run(ctx, &[&launch])?;
+    let got = read_f32(ctx, &out, at)?;
+    let mut gathered = Vec::new();
+    for (r, m) in &blocks {
+        let d = widths[*m];
+        let mut want = vec![0.0f32; b * u * d];
+        for (bi, &v) in index.iter().enumerate() {
+            let rows = (starts[v] * d)..((starts[v] + lengths[v]) * d);
+            want[bi * u * d..(bi * u + lengths[v]) * d].copy_from_slice(&srcs[*m][rows]);
+        }
+        let name = if *m < nf { format!("features {m} (D={d})") } else { "labels".to_string() };
+        gathered.push(compare_exact(&name, &got[r.clone()], &want));
+    }
+    let ranges: Vec<std::ops::Range<usize>> = blocks.iter().map(|(r, _)| r.clone()).collect();
+    let rest = outside(&got, &ranges);
+    gathered.push(compare_exact("output outside the blocks", &rest, &vec![SENTINEL; rest.len()]));
+    gathered.push(compare_exact("dispatches", &[dispatches as f32], &[1.0]));
+    let want_len: Vec<f32> = index.iter().map(|&v| lengths[v] as f32).collect();
+    let got_len: Vec<f32> = read::<u32>(ctx, &out_len, 0, b)?.iter().map(|&l| l as f32).collect();
+    gathered.push(compare_exact("lengths", &got_len, &want_len));
+
+    // scatter_rows over the distinct videos (a repeated video would be a write race).
+    let mut distinct: Vec<usize> = Vec::new();
+    for &v in index {
+        if !distinct.contains(&v) {
+            distinct.push(v);
+        }
+    }
+    let (sb, su, d) = (distinct.len(), distinct.iter().map(|&v| lengths[v]).max().unwrap_or(0), gpu::heads::CLASSES);
+    let slens: Vec<usize> = distinct.iter().map(|&v| lengths[v]).collect();
+    let mut src = random_vec(sb * su * d, c.seed + 100);
+    fill_padding(&mut src, &slens, su, d, GARBAGE);
+    let src = f32s(&src);
+    let srcb = upload(ctx, "batch rows", &src)?;
+    let dst = upload(ctx, "split rows", &vec![SENTINEL; n_utt * d])?;
+    let sidx = upload(ctx, "index", &u32s(&distinct))?;
+    let p = gpu::gather::GatherParams::new(sb, su, false).tensor(d, 0, 0);
+    let scatter = gpu::gather::scatter_rows(ctx, &dst, &srcb, &data, &sidx, p)?;
+    run(ctx, &[&scatter])?;
+    let mut want = vec![SENTINEL; n_utt * d];
+    for (bi, &v) in distinct.iter().enumerate() {
+        want[starts[v] * d..(starts[v] + lengths[v]) * d]
+            .copy_from_slice(&src[bi * su * d..(bi * su + lengths[v]) * d]);
+    }
+    let got = read_f32(ctx, &dst, n_utt * d)?;
+    Ok(vec![
+        CheckRow::new("gather_forward", format!("N_utt={n_utt} B={b} U={u} D={:?}+7", c.dims), gathered),
+        CheckRow::new(
+            "scatter_rows",
+            format!("N_utt={n_utt} B={sb} U={su} D={d}"),
+            vec![compare_exact("split rows", &got, &want)],
+        ),
+    ])
+}

@@ -1,0 +1,62 @@
+//! What a device is, as far as kernel choice goes: built once from the adapter
+//! (type, vendor, driver, limits, features) when the context opens. Kernel
+//! families read it for constraints that exist only on some devices (llvmpipe's
+//! loop budget) and for the default member where no measurement is cached.
+
+/// Mesa's llvmpipe (the CPU Vulkan driver the tests run on) silently ends an
+/// invocation after 65535 loop iterations in total (gallivm's
+/// LP_MAX_TGSI_LOOP_ITERATIONS: one counter shared by every loop of the shader,
+/// never reset), leaving later work unwritten. Launchers keep an upper bound of
+/// an invocation's iterations under this budget where the device has the limit;
+/// the remaining ~2500 cover loops outside the budgeted ones.
+pub const LLVMPIPE_LOOP_BUDGET: u32 = 63_000;
+
+/// The device as kernel choice sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeviceProfile {
+    pub name: String,
+    pub device_type: wgpu::DeviceType,
+    pub backend: wgpu::Backend,
+    /// Driver name and version as the adapter reports them (part of the tuner's cache key).
+    pub driver: String,
+    pub vendor: u32,
+    /// Loop iterations one invocation may run before the driver stops it silently;
+    /// `None` where no such limit exists.
+    pub loop_budget: Option<u32>,
+    /// The limits the device was opened with.
+    pub limits: wgpu::Limits,
+    pub subgroups: bool,
+    pub timestamps: bool,
+}
+
+impl DeviceProfile {
+    pub fn new(info: &wgpu::AdapterInfo, limits: wgpu::Limits, features: wgpu::Features) -> DeviceProfile {
+        DeviceProfile {
+            name: info.name.clone(),
+            device_type: info.device_type,
+            backend: info.backend,
+            driver: format!("{} {}", info.driver, info.driver_info).trim().to_string(),
+            vendor: info.vendor,
+            loop_budget: is_llvmpipe(info).then_some(LLVMPIPE_LOOP_BUDGET),
+            limits,
+            subgroups: features.contains(wgpu::Features::SUBGROUP),
+            timestamps: features.contains(wgpu::Features::TIMESTAMP_QUERY),
+        }
+    }
+
+    /// A CPU implementation (llvmpipe, SwiftShader, WARP): few lanes, slow loads,
+    /// expensive launches relative to a GPU's.
+    pub fn is_software(&self) -> bool {
+        self.device_type == wgpu::DeviceType::Cpu
+    }
+
+    /// The loop budget where there is one, else effectively none.
+    pub fn loop_budget_or_max(&self) -> u32 {
+        self.loop_budget.unwrap_or(u32::MAX)
+    }
+}
+
+/// Mesa's llvmpipe names itself "llvmpipe (LLVM x.y, 256 bits)"; its driver is "llvmpipe".
+fn is_llvmpipe(info: &wgpu::AdapterInfo) -> bool {
+    info.name.to_lowercase().contains("llvmpipe") || info.driver.to_lowercase().contains("llvmpipe")
+}
