@@ -448,12 +448,13 @@ fn gru_case(bench: &Bench, s: &Shape) -> Check {
     // Every member the tuner can pick here; the scalar ones (seconds per run at
     // U 98) only when asked for by name.
     let scalar = bench.filter.as_deref().is_some_and(|f| f.contains("scalar"));
-    let members = gru::candidates(&ctx.profile, &params).into_iter().filter(|m| scalar || m.kernel != GruKernel::Scalar);
+    let members =
+        gru::candidates(&ctx.profile, &params).into_iter().filter(|m| scalar || m.kernel != GruKernel::Scalar);
     for member in members {
-        let fwd = gru::gru_forward(ctx, &out, &cache, &xpb, &weights, &lens, &params, member).map_err(|e| e.to_string())?;
-        let bwd =
-            gru::gru_backward(ctx, &gi, &gh, &carry, &grads, &doutb, &cache, &weights, &lens, &params, member)
-                .map_err(|e| e.to_string())?;
+        let fwd =
+            gru::gru_forward(ctx, &out, &cache, &xpb, &weights, &lens, &params, member).map_err(|e| e.to_string())?;
+        let bwd = gru::gru_backward(ctx, &gi, &gh, &carry, &grads, &doutb, &cache, &weights, &lens, &params, member)
+            .map_err(|e| e.to_string())?;
         ctx.queue.write_buffer(&grads, 0, bytemuck::cast_slice(&vec![0f32; layout.len]));
         cimnet::gpu::run(ctx, &[&fwd, &bwd]).map_err(e)?;
         let got = read::<f32>(ctx, &out, 0, (params.out_bytes() / 4) as usize).map_err(e)?;
@@ -470,12 +471,7 @@ fn gru_case(bench: &Bench, s: &Shape) -> Check {
         close(&format!("{tag} out"), &rows(&got), &rows64, GRU_TOL)?;
         let g = read::<f32>(ctx, &grads, 0, layout.len).map_err(e)?;
         for (range, want) in &whh_want {
-            close(
-                &format!("{tag} dW_hh/db_hh at {}", range.start),
-                &g[range.clone()],
-                want,
-                GRU_TOL,
-            )?;
+            close(&format!("{tag} dW_hh/db_hh at {}", range.start), &g[range.clone()], want, GRU_TOL)?;
         }
         bench.time(&format!("gru_forward {tag}"), &shape, &[&fwd], flop_f, bytes_f);
         bench.time(&format!("gru_backward {tag} (+dW_hh)"), &shape, &[&bwd], flop_b, bytes_b);

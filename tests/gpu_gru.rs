@@ -108,8 +108,7 @@ fn gru_timing_mosei_shape() {
     for member in GruMember::ALL {
         let mut f = g::gru_forward(ctx, &out, &cache, &xp, &weights, &lens_buf, &full, member).unwrap();
         let mut bw =
-            g::gru_backward(ctx, &gi, &gh, &carry, &grads, &dout, &cache, &weights, &lens_buf, &full, member)
-                .unwrap();
+            g::gru_backward(ctx, &gi, &gh, &carry, &grads, &dout, &cache, &weights, &lens_buf, &full, member).unwrap();
         for u in [40usize, 10] {
             let lens: Vec<u32> = (0..b).map(|i| if i == 0 { u as u32 } else { rng.gen_range(1..=u as u32) }).collect();
             ctx.queue.write_buffer(&lens_buf, 0, bytemuck::cast_slice(&lens));

@@ -37,8 +37,8 @@ use crate::params::Layout;
 
 mod cells;
 mod scalar;
-mod wide;
 pub mod wgsl;
+mod wide;
 
 pub use cells::{CELL_SEQS, CELL_UNITS, TILED_TILE};
 pub use wgsl::{MAX_H, SEQ_PER_WG, UNIT_ITERS};

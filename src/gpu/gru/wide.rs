@@ -247,7 +247,10 @@ fn backward(w: &mut String) {
     for s in 0..SEQ_PER_WG {
         let (k, c) = (s / 4, XYZW[(s % 4) as usize]);
         for u in 0..2 {
-            line!(w, "        c_{s}_{u} = backward_seq4(p, b_{s}, t, len_{k}.{c}, rev, jc_{u}, ok_{s}_{u}, c_{s}_{u});");
+            line!(
+                w,
+                "        c_{s}_{u} = backward_seq4(p, b_{s}, t, len_{k}.{c}, rev, jc_{u}, ok_{s}_{u}, c_{s}_{u});"
+            );
         }
     }
     w.push_str(
