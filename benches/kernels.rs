@@ -20,7 +20,7 @@ use cimnet::config::{Attention, Modality, ModalitySet, ModelConfig, Tasks};
 use cimnet::cpu;
 use cimnet::data::{make_batches, synth, BatchMode, SplitName};
 use cimnet::gpu::buffers::{read, storage, upload};
-use cimnet::gpu::gru::{self, GruKernel, GruParams, GruSchedule};
+use cimnet::gpu::gru::{self, GruKernel, GruParams};
 use cimnet::gpu::linear::LinearKernel;
 use cimnet::gpu::timing::{Timer, Timing};
 use cimnet::gpu::{adam, attention, heads, linear, GpuContext, GpuOptions, Recordable};
@@ -445,23 +445,16 @@ fn gru_case(bench: &Bench, s: &Shape) -> Check {
     let bytes_f = 4.0 * problems * (real * (3.0 * hf + 5.0 * hf + hf) + 3.0 * hf * hf);
     let bytes_b = 4.0 * problems * (real * (hf + 5.0 * hf + 6.0 * hf) + 2.0 * 3.0 * hf * hf);
     let shape = format!("{} B{b} U{u} H{h} P6", s.tag);
-    // The scalar kernels (seconds per run at U 98) only when asked for by name.
-    let mut variants = vec![
-        (GruSchedule::Persistent, GruKernel::Wide),
-        (GruSchedule::PerStep, GruKernel::Wide),
-        (GruSchedule::Persistent, GruKernel::Vec4),
-        (GruSchedule::PerStep, GruKernel::Vec4),
-    ];
-    if bench.filter.as_deref().is_some_and(|f| f.contains("scalar")) {
-        variants.extend([(GruSchedule::Persistent, GruKernel::Scalar), (GruSchedule::PerStep, GruKernel::Scalar)]);
-    }
-    for (schedule, kernel) in variants {
-        let fwd = gru::gru_forward_variant(ctx, &out, &cache, &xpb, &weights, &lens, &params, schedule, kernel)
+    // Every member the tuner can pick here; the scalar ones (seconds per run at
+    // U 98) only when asked for by name.
+    let scalar = bench.filter.as_deref().is_some_and(|f| f.contains("scalar"));
+    let members =
+        gru::candidates(&ctx.profile, &params).into_iter().filter(|m| scalar || m.kernel != GruKernel::Scalar);
+    for member in members {
+        let fwd =
+            gru::gru_forward(ctx, &out, &cache, &xpb, &weights, &lens, &params, member).map_err(|e| e.to_string())?;
+        let bwd = gru::gru_backward(ctx, &gi, &gh, &carry, &grads, &doutb, &cache, &weights, &lens, &params, member)
             .map_err(|e| e.to_string())?;
-        let bwd = gru::gru_backward_variant(
-            ctx, &gi, &gh, &carry, &grads, &doutb, &cache, &weights, &lens, &params, schedule, kernel,
-        )
-        .map_err(|e| e.to_string())?;
         ctx.queue.write_buffer(&grads, 0, bytemuck::cast_slice(&vec![0f32; layout.len]));
         cimnet::gpu::run(ctx, &[&fwd, &bwd]).map_err(e)?;
         let got = read::<f32>(ctx, &out, 0, (params.out_bytes() / 4) as usize).map_err(e)?;
@@ -474,24 +467,12 @@ fn gru_case(bench: &Bench, s: &Shape) -> Check {
         let rows64 = (0..mods.len())
             .flat_map(|m| real_rows(&want2h[m * b * u * w2h..(m + 1) * b * u * w2h], &s.lens, u, w2h))
             .collect::<Vec<f64>>();
-        close(&format!("{schedule:?} {kernel:?} out"), &rows(&got), &rows64, GRU_TOL)?;
+        let tag = member.name();
+        close(&format!("{tag} out"), &rows(&got), &rows64, GRU_TOL)?;
         let g = read::<f32>(ctx, &grads, 0, layout.len).map_err(e)?;
         for (range, want) in &whh_want {
-            close(
-                &format!("{schedule:?} {kernel:?} dW_hh/db_hh at {}", range.start),
-                &g[range.clone()],
-                want,
-                GRU_TOL,
-            )?;
+            close(&format!("{tag} dW_hh/db_hh at {}", range.start), &g[range.clone()], want, GRU_TOL)?;
         }
-        let tag = match (schedule, kernel) {
-            (GruSchedule::Persistent, GruKernel::Wide) => "wide persistent",
-            (GruSchedule::PerStep, GruKernel::Wide) => "wide per-step",
-            (GruSchedule::Persistent, GruKernel::Vec4) => "v4 persistent",
-            (GruSchedule::PerStep, GruKernel::Vec4) => "v4 per-step",
-            (GruSchedule::Persistent, GruKernel::Scalar) => "scalar persistent",
-            (GruSchedule::PerStep, GruKernel::Scalar) => "scalar per-step",
-        };
         bench.time(&format!("gru_forward {tag}"), &shape, &[&fwd], flop_f, bytes_f);
         bench.time(&format!("gru_backward {tag} (+dW_hh)"), &shape, &[&bwd], flop_b, bytes_b);
     }

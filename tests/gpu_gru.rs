@@ -16,8 +16,8 @@ mod common;
 
 use cimnet::config::{Attention, Modality, ModalitySet, ModelConfig, Tasks};
 use cimnet::gpu::buffers::upload;
-use cimnet::gpu::check::{check_gru, gru_kernels, GruCase};
-use cimnet::gpu::gru::{self as g, GruParams, GruSchedule};
+use cimnet::gpu::check::{check_gru, gru_members, GruCase};
+use cimnet::gpu::gru::{self as g, GruKernel, GruMember, GruParams};
 use cimnet::gpu::{run, GpuContext};
 use cimnet::params::{Layout, ParamStore};
 use common::close::assert_rows;
@@ -52,11 +52,11 @@ fn gru_forward_backward_match_cpu() {
     ];
     let mut worst = 0.0f64;
     for c in &cases {
-        // Scalar always; Vec4 where H and the offsets allow it (H = 200).
-        for kernel in gru_kernels(c).unwrap() {
-            for schedule in [GruSchedule::Persistent, GruSchedule::PerStep] {
-                worst = worst.max(assert_rows(&check_gru(ctx, c, schedule, kernel).unwrap()));
-            }
+        // Every member the tuner can pick for the case (Wide where H and the offsets allow it).
+        let members = gru_members(ctx, c).unwrap();
+        assert!(members.iter().any(|m| m.kernel == GruKernel::Cells) && members.len() >= 3, "{members:?}");
+        for member in members {
+            worst = worst.max(assert_rows(&check_gru(ctx, c, member).unwrap()));
         }
     }
     eprintln!("gru max |err| / max|want|: {worst:.2e}");
@@ -105,11 +105,10 @@ fn gru_timing_mosei_shape() {
     let gi = nans(ctx, "gi", full.gates_bytes());
     let gh = nans(ctx, "gh", full.gates_bytes());
     let carry = nans(ctx, "carry", full.carry_bytes());
-    for schedule in [GruSchedule::PerStep, GruSchedule::Persistent] {
-        let mut f = g::gru_forward(ctx, &out, &cache, &xp, &weights, &lens_buf, &full, schedule).unwrap();
+    for member in GruMember::ALL {
+        let mut f = g::gru_forward(ctx, &out, &cache, &xp, &weights, &lens_buf, &full, member).unwrap();
         let mut bw =
-            g::gru_backward(ctx, &gi, &gh, &carry, &grads, &dout, &cache, &weights, &lens_buf, &full, schedule)
-                .unwrap();
+            g::gru_backward(ctx, &gi, &gh, &carry, &grads, &dout, &cache, &weights, &lens_buf, &full, member).unwrap();
         for u in [40usize, 10] {
             let lens: Vec<u32> = (0..b).map(|i| if i == 0 { u as u32 } else { rng.gen_range(1..=u as u32) }).collect();
             ctx.queue.write_buffer(&lens_buf, 0, bytemuck::cast_slice(&lens));
@@ -132,7 +131,8 @@ fn gru_timing_mosei_shape() {
             let steps: u32 = lens.iter().sum();
             let flop = 2.0 * (3 * h * h) as f64 * f64::from(steps) * (2 * mods.len()) as f64;
             eprintln!(
-                "{schedule:?} B={b} U={u} H={h} P={}: forward {:?} ({} dispatches, {:.2} GFLOP/s), backward {:?} ({} dispatches, {:.2} GFLOP/s)",
+                "{} B={b} U={u} H={h} P={}: forward {:?} ({} dispatches, {:.2} GFLOP/s), backward {:?} ({} dispatches, {:.2} GFLOP/s)",
+                member.name(),
                 2 * mods.len(),
                 tf,
                 f.dispatches(),

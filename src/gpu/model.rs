@@ -24,7 +24,7 @@ use super::buffers;
 use super::context::{GpuContext, GpuError};
 use super::dropout::{dropout_forward, DropoutParams};
 use super::gather::{gather_forward, scatter_rows, GatherParams, GpuDataset, LABEL_WIDTH};
-use super::gru::{gru_backward, gru_forward, GruBackward, GruError, GruForward, GruParams, GruSchedule};
+use super::gru::{self, gru_backward, gru_forward, GruBackward, GruError, GruForward, GruParams};
 use super::heads::{heads_backward, heads_forward, HeadsBackward, HeadsForward, HeadsParams, CLASSES, LOSS_LEN};
 use super::launch::{Launch, Recordable};
 use super::linear::{linear_backward, linear_backward_weights, linear_forward, linear_forward_repr, LinearParams};
@@ -301,11 +301,10 @@ impl GpuEngine {
             plain_off[mi] = Some(off);
         }
         let gp = pp.gru(shape)?;
-        // Persistent won the schedule race on llvmpipe at every bucketed U but the
-        // shortest (docs/gru-notes.md).
-        let schedule = GruSchedule::Persistent;
-        let gru_f = gru_forward(&ctx, &gru_out, &cache, &xp, &w, &len, &gp, schedule)?;
-        let gru_b = gru_backward(&ctx, &gi, &gh, &carry, &grads, &dgru_out, &cache, &w, &len, &gp, schedule)?;
+        // The device's default GRU member (docs/gru-notes.md); the tuner may choose another.
+        let member = gru::candidates(&ctx.profile, &gp).first().copied().ok_or(GruError::NoMember)?;
+        let gru_f = gru_forward(&ctx, &gru_out, &cache, &xp, &w, &len, &gp, member)?;
+        let gru_b = gru_backward(&ctx, &gi, &gh, &carry, &grads, &dgru_out, &cache, &w, &len, &gp, member)?;
         let drop_gru = dropout_forward(&ctx, &dense_in, &gru_out, pp.drop_gru(shape, seed, cfg.dropout))?;
         let mut dense = Vec::new();
         let mut dense_bx = Vec::new();

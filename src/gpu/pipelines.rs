@@ -37,22 +37,24 @@ impl Shader {
         }
     }
 
-    /// The family's body as written in shaders/ (without the prelude).
-    pub fn body(self) -> &'static str {
-        match self {
+    /// The family's body (without the prelude): the file of shaders/, or for a
+    /// family generated from Rust (GRU) the generator's output, which is also
+    /// committed as its file of shaders/.
+    pub fn body(self) -> std::borrow::Cow<'static, str> {
+        std::borrow::Cow::Borrowed(match self {
             Shader::Linear => include_str!("../../shaders/linear.wgsl"),
             Shader::Dropout => include_str!("../../shaders/dropout.wgsl"),
             Shader::Adam => include_str!("../../shaders/adam.wgsl"),
             Shader::Gather => include_str!("../../shaders/gather.wgsl"),
             Shader::Heads => include_str!("../../shaders/heads.wgsl"),
-            Shader::Gru => include_str!("../../shaders/gru.wgsl"),
+            Shader::Gru => return std::borrow::Cow::Owned(super::gru::wgsl::module_body()),
             Shader::Attention => include_str!("../../shaders/attention.wgsl"),
-        }
+        })
     }
 
     /// The module the driver compiles: the shared prelude and the body (src/gpu/wgsl.rs).
     pub fn source(self) -> String {
-        super::wgsl::module(self.body())
+        super::wgsl::module(&self.body())
     }
 }
 

@@ -26,14 +26,11 @@ fn gru_config(c: &GruCase) -> Result<(ModelConfig, Vec<Modality>), GpuError> {
     Ok((cfg, mods))
 }
 
-/// The kernels a case can run: Scalar, and Vec4 and Wide where H and the offsets allow them.
-pub fn gru_kernels(c: &GruCase) -> Result<Vec<GruKernel>, GpuError> {
+/// The members a case can run on this device (`gru::candidates`: every one the tuner can pick).
+pub fn gru_members(ctx: &GpuContext, c: &GruCase) -> Result<Vec<GruMember>, GpuError> {
     let (cfg, mods) = gru_config(c)?;
     let params = GruParams::new(&Layout::new(&cfg), &mods, c.lens.len(), padded_u(&c.lens), c.h).map_err(gru_err)?;
-    Ok(match GruKernel::best(&params) {
-        GruKernel::Wide | GruKernel::Vec4 => vec![GruKernel::Scalar, GruKernel::Vec4, GruKernel::Wide],
-        GruKernel::Scalar => vec![GruKernel::Scalar],
-    })
+    Ok(gpu::gru::candidates(&ctx.profile, &params))
 }
 
 fn gru_err(e: GruError) -> GpuError {
@@ -49,14 +46,9 @@ fn gru_err(e: GruError) -> GpuError {
 /// db_ih, which the reference computes directly) and gru_backward_weights
 /// (dW_hh, db_hh accumulated onto non-zero gradients; nothing else touched).
 /// Every GPU output buffer starts as NaN, so an element never written fails.
-/// `kernel` is the variant asked for (Scalar where the shapes do not allow Vec4;
-/// the rows name the kernel that ran).
-pub fn check_gru(
-    ctx: &GpuContext,
-    c: &GruCase,
-    schedule: GruSchedule,
-    kernel: GruKernel,
-) -> Result<Vec<CheckRow>, GpuError> {
+/// `member` is the member asked for (its kernel runs as Scalar where the shapes
+/// do not fit it; the rows name the kernel that ran).
+pub fn check_gru(ctx: &GpuContext, c: &GruCase, member: GruMember) -> Result<Vec<CheckRow>, GpuError> {
     let (cfg, mods) = gru_config(c)?;
     let mut store = ParamStore::init(&cfg, c.seed);
     let mut rng = ChaCha8Rng::seed_from_u64(c.seed + 1);
@@ -139,19 +131,9 @@ pub fn check_gru(
     // Gradients start non-zero to check that dW_hh / db_hh accumulate.
     let grads0: Vec<f64> = f64s(&f32s(&(0..layout.len).map(|_| rng.gen_range(-0.1..0.1)).collect::<Vec<f64>>()));
     let grads_buf = up(ctx, "grads", &grads0)?;
-    let fwd = gpu::gru::gru_forward_variant(
-        ctx,
-        &out_buf,
-        &cache_buf,
-        &xp_buf,
-        &weights_buf,
-        &lens_buf,
-        &params,
-        schedule,
-        kernel,
-    )
-    .map_err(gru_err)?;
-    let bwd = gpu::gru::gru_backward_variant(
+    let fwd = gpu::gru::gru_forward(ctx, &out_buf, &cache_buf, &xp_buf, &weights_buf, &lens_buf, &params, member)
+        .map_err(gru_err)?;
+    let bwd = gpu::gru::gru_backward(
         ctx,
         &gi_buf,
         &gh_buf,
@@ -162,22 +144,14 @@ pub fn check_gru(
         &weights_buf,
         &lens_buf,
         &params,
-        schedule,
-        kernel,
+        member,
     )
     .map_err(gru_err)?;
     run(ctx, &[&fwd, &bwd])?;
 
-    // The launchers fall back to scalar where the shapes do not allow the others.
-    let ran = match (kernel, GruKernel::best(&params)) {
-        (_, GruKernel::Scalar) | (GruKernel::Scalar, _) => "scalar",
-        (GruKernel::Vec4, _) => "vec4",
-        (GruKernel::Wide, _) => "wide",
-    };
-    let sched = match schedule {
-        GruSchedule::Persistent => format!("{ran}, persistent"),
-        GruSchedule::PerStep => format!("{ran}, per-step"),
-    };
+    // The launchers fall back to Scalar where the shapes do not fit the kernel.
+    let ran = if member.kernel.fits(&params) { member } else { GruMember { kernel: GruKernel::Scalar, ..member } };
+    let sched = ran.name();
     let names: Vec<&str> = mods.iter().map(|m| m.name()).collect();
     let shape = format!(
         "{} H={h} K={:?} ({})",

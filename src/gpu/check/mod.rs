@@ -19,7 +19,7 @@ use serde::Serialize;
 
 use super::buffers::{read, storage, upload};
 use super::context::{GpuContext, GpuError};
-use super::gru::{GruError, GruKernel, GruParams, GruSchedule};
+use super::gru::{GruError, GruKernel, GruMember, GruParams};
 use super::launch::run;
 use super::linear::LinearKernel;
 use crate::batch::Batch;
@@ -332,10 +332,8 @@ fn gru_rows(ctx: &GpuContext) -> Result<Vec<CheckRow>, GpuError> {
     ];
     let mut rows = Vec::new();
     for c in &cases {
-        for kernel in gru_kernels(c)? {
-            for schedule in [GruSchedule::Persistent, GruSchedule::PerStep] {
-                rows.extend(check_gru(ctx, c, schedule, kernel)?);
-            }
+        for member in gru_members(ctx, c)? {
+            rows.extend(check_gru(ctx, c, member)?);
         }
     }
     Ok(rows)

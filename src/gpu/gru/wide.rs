@@ -1,0 +1,403 @@
+//! WGSL of the Wide member (`GruKernel::Wide`): one invocation owns 8 hidden
+//! units (two 4-unit halves) for all `SEQ_PER_WG` sequences of its workgroup,
+//! so every W_hh vec4 load feeds 16 sequences. The per-sequence code is
+//! unrolled here, in Rust, not by loops in WGSL: on llvmpipe every loop
+//! iteration counts against the driver's loop budget and a local array indexed
+//! by a loop counter goes to scratch memory. Names in the output: `_s`
+//! sequence s = 4k + q of the workgroup, `_k` quad k, `_u` half u,
+//! `<gate><unit>`.
+
+use std::fmt::Write;
+
+use super::wgsl::{QUADS, SEQ_PER_WG};
+
+/// Units one Wide invocation owns (two vec4 halves).
+pub const WIDE_UNITS: u32 = 8;
+/// Invocations of one Wide workgroup: MAX_H / WIDE_UNITS.
+pub const WIDE_LANES: u32 = 32;
+
+const XYZW: [&str; 4] = ["x", "y", "z", "w"];
+const GATES: [&str; 3] = ["r", "z", "n"];
+
+/// `k * MAX_H + ` as written in the shader (nothing for quad 0).
+fn quad_base(k: u32) -> String {
+    match k {
+        0 => String::new(),
+        1 => "MAX_H + ".to_string(),
+        _ => format!("{k}u * MAX_H + "),
+    }
+}
+
+/// `s0 + s` (just `s0` for s = 0).
+fn seq(s: u32) -> String {
+    if s == 0 {
+        "s0".to_string()
+    } else {
+        format!("s0 + {s}u")
+    }
+}
+
+/// gru_forward_wide, gru_backward_wide and gru_backward_weights_t8.
+pub fn wide() -> String {
+    let mut w = String::new();
+    forward(&mut w);
+    backward(&mut w);
+    weights_t8(&mut w);
+    w
+}
+
+// Writing to a String cannot fail: the results of writeln! are ignored below.
+macro_rules! line {
+    ($w:expr, $($arg:tt)*) => {{ let _ = writeln!($w, $($arg)*); }};
+}
+
+fn forward(w: &mut String) {
+    line!(w, "// gru_forward_wide: 8 units per invocation (two 4-unit halves j0 and j0 + 4,");
+    line!(w, "// each owned when < H): per 4 columns 24 W + 16 h loads for 1536");
+    line!(w, "// multiply-adds; workgroup ({WIDE_LANES}, 1, 1).");
+    line!(w, "@compute @workgroup_size({WIDE_LANES}, 1, 1)");
+    w.push_str(
+        "fn gru_forward_wide(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    let nb = params.b;
+    let nh = params.h;
+    let p = wid.y;
+    let rev = p % 2u == 1u;
+    let s0 = wid.x * SEQ_PER_WG;
+    let j0 = 8u * lid.x;
+    let own_0 = j0 < nh;
+    let own_1 = j0 + 4u < nh;
+    // A half beyond H computes on a valid unit and stores nothing.
+    let jc_0 = min(j0, nh - 4u);
+    let jc_1 = min(j0 + 4u, nh - 4u);
+    let wo = w_hh_offset(p) / 4u;
+    let bo = b_hh_offset(p) / 4u;
+    let nh4 = nh / 4u;
+",
+    );
+    for u in 0..2 {
+        line!(w, "    let br_{u} = w4[bo + jc_{u} / 4u];");
+        line!(w, "    let bz_{u} = w4[bo + nh4 + jc_{u} / 4u];");
+        line!(w, "    let bn_{u} = w4[bo + 2u * nh4 + jc_{u} / 4u];");
+    }
+    w.push_str(
+        "    let t0 = params.t0;
+    // h_prev of step t0 (see gru_forward), quad k at h_shared[k * MAX_H + ..].
+    for (var k = 0u; k < 4u; k++) {
+        let sk = s0 + 4u * k;
+        let len = quad_lens(sk);
+        for (var u = 0u; u < 8u; u++) {
+            let ja = j0 + 4u * (u / 4u);
+            if (ja < nh) {
+                var hv = vec4<f32>(0.0);
+                if (t0 > 0u) {
+                    for (var q = 0u; q < 4u; q++) {
+                        if (t0 < len[q]) {
+                            hv[q] = fw4_cache[cache_at(p, C_H, sk + q, position(t0 - 1u, len[q], rev), ja) / 4u][u % 4u];
+                        }
+                    }
+                }
+                h_shared[k * MAX_H + j0 + u] = hv;
+            }
+        }
+    }
+",
+    );
+    for k in 0..QUADS {
+        line!(w, "    let len_{k} = quad_lens(s0 + {}u);", 4 * k);
+    }
+    line!(w, "    workgroupBarrier();\n");
+    line!(w, "    // Row j of W_hh starts at vec4 index wo + j * nh4.");
+    for u in 0..2 {
+        line!(w, "    let r{u} = wo + jc_{u} * nh4;");
+        line!(w, "    let z{u} = wo + (nh + jc_{u}) * nh4;");
+        line!(w, "    let n{u} = wo + (2u * nh + jc_{u}) * nh4;");
+    }
+    line!(w, "    for (var t = t0; t < params.t1; t++) {{");
+    line!(w, "        // <gate><unit>_<quad>: vec4 over the quad's 4 sequences.");
+    for g in GATES {
+        for j in 0..WIDE_UNITS {
+            let vars: Vec<String> = (0..QUADS).map(|k| format!("var a{g}{j}_{k} = vec4<f32>(0.0);")).collect();
+            line!(w, "        {}", vars.join(" "));
+        }
+    }
+    for k in 0..QUADS {
+        line!(w, "        let live_{k} = any(vec4<u32>(t) < len_{k});");
+    }
+    line!(w, "        let live = live_0 || live_1 || live_2 || live_3;");
+    line!(w, "        let n4 = select(0u, nh4, live && own_0);");
+    line!(w, "        for (var c4 = 0u; c4 < n4; c4++) {{");
+    line!(w, "            let c = 4u * c4;");
+    for g in GATES {
+        for j in 0..WIDE_UNITS {
+            let row = match j % 4 {
+                0 => String::new(),
+                1 => " + nh4".to_string(),
+                m => format!(" + {m}u * nh4"),
+            };
+            line!(w, "            let w{g}{j} = w4[{g}{}{row} + c4];", j / 4);
+        }
+    }
+    line!(w, "            // A quad whose sequences are all done skips its h loads (its sums stay 0).");
+    for k in 0..QUADS {
+        line!(w, "            if (live_{k}) {{");
+        for c in 0..4 {
+            let off = if c == 0 { String::new() } else { format!(" + {c}u") };
+            line!(w, "                let h{c}_{k} = h_shared[{}c{off}];", quad_base(k));
+        }
+        for g in GATES {
+            for j in 0..WIDE_UNITS {
+                line!(w, "                a{g}{j}_{k} += mix4(w{g}{j}, h0_{k}, h1_{k}, h2_{k}, h3_{k});");
+            }
+        }
+        line!(w, "            }}");
+    }
+    line!(w, "        }}");
+    for k in 0..QUADS {
+        for j in 0..WIDE_UNITS {
+            let off = if j % 4 == 0 { String::new() } else { format!(" + {}u", j % 4) };
+            line!(w, "        let hp{j}_{k} = h_shared[{}jc_{}{off}];", quad_base(k), j / 4);
+        }
+    }
+    line!(w, "        // Per sequence and half: the 4 units' sums as one vec4 (component q of each).");
+    for s in 0..SEQ_PER_WG {
+        let (k, c) = (s / 4, XYZW[(s % 4) as usize]);
+        for u in 0..2u32 {
+            let units = |name: &str| {
+                let v: Vec<String> = (4 * u..4 * u + 4).map(|j| format!("{name}{j}_{k}.{c}")).collect();
+                format!("vec4({})", v.join(", "))
+            };
+            line!(
+                w,
+                "        let hq{s}_{u} = forward_seq4(p, min({}, nb - 1u), t, len_{k}.{c}, rev, jc_{u}, own_{u} && {} < nb,",
+                seq(s),
+                seq(s)
+            );
+            line!(w, "            {}, {}, {},", units("ar"), units("az"), units("an"));
+            line!(w, "            {}, br_{u}, bz_{u}, bn_{u});", units("hp"));
+        }
+    }
+    line!(w, "        // Everyone has read h_prev before anyone overwrites it.");
+    line!(w, "        workgroupBarrier();");
+    for u in 0..2 {
+        line!(w, "        if (own_{u}) {{");
+        for k in 0..QUADS {
+            for (c, x) in XYZW.iter().enumerate() {
+                let off = if c == 0 { String::new() } else { format!(" + {c}u") };
+                let v: Vec<String> = (4 * k..4 * k + 4).map(|s| format!("hq{s}_{u}.{x}")).collect();
+                line!(w, "            h_shared[{}jc_{u}{off}] = vec4({});", quad_base(k), v.join(", "));
+            }
+        }
+        line!(w, "        }}");
+    }
+    line!(w, "        workgroupBarrier();");
+    line!(w, "    }}");
+    line!(w, "}}\n");
+}
+
+fn backward(w: &mut String) {
+    line!(w, "// gru_backward_wide: 8 units per invocation (two 4-unit halves j0 and j0 + 4,");
+    line!(w, "// each owned when < H), so phase B loads 8 W + 16 gh vec4 per 4 rows for 512");
+    line!(w, "// multiply-adds; workgroup ({WIDE_LANES}, 1, 1).");
+    line!(w, "@compute @workgroup_size({WIDE_LANES}, 1, 1)");
+    w.push_str(
+        "fn gru_backward_wide(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    let nb = params.b;
+    let nh = params.h;
+    let nu = params.u;
+    let p = wid.y;
+    let rev = p % 2u == 1u;
+    let s0 = wid.x * SEQ_PER_WG;
+    let j0 = 8u * lid.x;
+    let own_0 = j0 < nh;
+    let own_1 = j0 + 4u < nh;
+    let jc_0 = min(j0, nh - 4u);
+    let jc_1 = min(j0 + 4u, nh - 4u);
+    let nh4 = nh / 4u;
+    let n3 = 3u * nh;
+    let wo = w_hh_offset(p) / 4u;
+",
+    );
+    for k in 0..QUADS {
+        line!(w, "    let len_{k} = quad_lens(s0 + {}u);", 4 * k);
+    }
+    line!(w, "    // Sequence s (clamped into the batch); ok_s_u: it exists and half u is owned.");
+    for s in 0..SEQ_PER_WG {
+        line!(w, "    let b_{s} = min({}, nb - 1u);", seq(s));
+        for u in 0..2 {
+            line!(w, "    let ok_{s}_{u} = own_{u} && {} < nb;", seq(s));
+        }
+    }
+    line!(w, "    // dh arriving from the step processed after this one, per sequence and");
+    line!(w, "    // half (vec4 over 4 units); crosses dispatches through bw4_carry.");
+    for s in 0..SEQ_PER_WG {
+        for u in 0..2 {
+            line!(w, "    var c_{s}_{u} = vec4<f32>(0.0);");
+        }
+    }
+    line!(w, "    if (params.t1 < nu) {{");
+    for s in 0..SEQ_PER_WG {
+        for u in 0..2 {
+            line!(w, "        c_{s}_{u} = bw4_carry[((p * nb + b_{s}) * nh + jc_{u}) / 4u];");
+        }
+    }
+    line!(w, "    }}");
+    line!(w, "    let n34 = 3u * nh4;");
+    line!(w, "    for (var t = params.t1; t > params.t0; ) {{");
+    line!(w, "        t -= 1u;");
+    for s in 0..SEQ_PER_WG {
+        let (k, c) = (s / 4, XYZW[(s % 4) as usize]);
+        for u in 0..2 {
+            line!(
+                w,
+                "        c_{s}_{u} = backward_seq4(p, b_{s}, t, len_{k}.{c}, rev, jc_{u}, ok_{s}_{u}, c_{s}_{u});"
+            );
+        }
+    }
+    w.push_str(
+        "        // gh of this step is complete for all units before phase B reads it.
+        storageBarrier();
+        // Phase B: dh_prev[j] += sum_row W_hh[row, j] gh[row] for the 8 units,
+        // 4 rows at a time (one W vec4 per row and half, gh of 4 rows one vec4
+        // per sequence). Done sequences read their zero padding row.
+",
+    );
+    for s in 0..SEQ_PER_WG {
+        let (k, c) = (s / 4, XYZW[(s % 4) as usize]);
+        line!(w, "        let g_{s} = (row_of(p, b_{s}, position(t, len_{k}.{c}, rev)) * n3) / 4u;");
+    }
+    for k in 0..QUADS {
+        line!(w, "        let live_{k} = any(vec4<u32>(t) < len_{k});");
+    }
+    line!(w, "        let live = live_0 || live_1 || live_2 || live_3;");
+    line!(w, "        let n4 = select(0u, n34, live && own_0);");
+    for s in 0..SEQ_PER_WG {
+        for u in 0..2 {
+            line!(w, "        var a_{s}_{u} = vec4<f32>(0.0);");
+        }
+    }
+    line!(w, "        for (var r4 = 0u; r4 < n4; r4++) {{");
+    line!(w, "            let w = wo + 4u * r4 * nh4;");
+    for u in 0..2 {
+        for (r, name) in ["a", "b", "c", "d"].iter().enumerate() {
+            let row = match r {
+                0 => String::new(),
+                1 => "nh4 + ".to_string(),
+                m => format!("{m}u * nh4 + "),
+            };
+            line!(w, "            let w{name}_{u} = w4[w + {row}jc_{u} / 4u];");
+        }
+    }
+    line!(w, "            // A quad whose sequences are all done skips its gh loads (zero rows).");
+    for k in 0..QUADS {
+        line!(w, "            if (live_{k}) {{");
+        for s in 4 * k..4 * k + 4 {
+            line!(w, "                let q_{s} = bw4_gh[g_{s} + r4];");
+            for u in 0..2 {
+                line!(
+                    w,
+                    "                a_{s}_{u} += wa_{u} * q_{s}.x + wb_{u} * q_{s}.y + wc_{u} * q_{s}.z + wd_{u} * q_{s}.w;"
+                );
+            }
+        }
+        line!(w, "            }}");
+    }
+    line!(w, "        }}");
+    for s in 0..SEQ_PER_WG {
+        for u in 0..2 {
+            line!(w, "        c_{s}_{u} += a_{s}_{u};");
+        }
+    }
+    line!(w, "        // Phase A of the next step writes other rows of gh: no barrier here.");
+    line!(w, "    }}");
+    line!(w, "    if (params.t0 > 0u) {{");
+    for s in 0..SEQ_PER_WG {
+        for u in 0..2 {
+            line!(w, "        if (ok_{s}_{u}) {{ bw4_carry[((p * nb + b_{s}) * nh + jc_{u}) / 4u] = c_{s}_{u}; }}");
+        }
+    }
+    line!(w, "    }}");
+    line!(w, "}}\n");
+}
+
+fn weights_t8(w: &mut String) {
+    w.push_str(
+        "// [dW_hh | db_hh][row, col..col+3] += v for problem p: the 4 columns of W_hh
+// when col < H, db_hh[row] += v.x when col is the bias column H; nothing when
+// col > H or !ok.
+fn add_tile_t8(p: u32, row: u32, col: u32, ok: bool, v: vec4<f32>) {
+    let nh = params.h;
+    if (!ok || col > nh) {
+        return;
+    }
+    if (col == nh) {
+        ww_grads[b_hh_offset(p) + row] += v.x;
+        return;
+    }
+    let o = w_hh_offset(p) + row * nh + col;
+    ww_grads[o] += v.x;
+    ww_grads[o + 1u] += v.y;
+    ww_grads[o + 2u] += v.z;
+    ww_grads[o + 3u] += v.w;
+}
+
+// [dW_hh | db_hh] += gh^T [h_prev | 1] with an 8x8 tile per invocation: rows
+// row0..row0+7 (two vec4 of gh per (b, i)), columns col0..col0+7 as two
+// 4-column chunks, each real (< H), the bias column (== H, H % 4 == 0) or
+// empty (> H); loads are clamped to valid addresses and masked, so the loop
+// body has no branch. Same order of summation as gru_backward_weights.
+@compute @workgroup_size(8, 8, 1)
+fn gru_backward_weights_t8(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let nb = params.b;
+    let nh = params.h;
+    let n3 = 3u * nh;
+    let p = gid.z;
+    let rev = p % 2u == 1u;
+    let row0 = gid.y * 8u;
+    let col0 = gid.x * 8u;
+    if (row0 >= n3 || col0 > nh) {
+        return;
+    }
+    let row1 = min(row0 + 4u, n3 - 4u);
+    let real0 = col0 < nh;
+    let real1 = col0 + 4u < nh;
+    let one0 = select(vec4<f32>(0.0), vec4<f32>(1.0, 0.0, 0.0, 0.0), col0 == nh);
+    let one1 = select(vec4<f32>(0.0), vec4<f32>(1.0, 0.0, 0.0, 0.0), col0 + 4u == nh);
+    let cc0 = min(col0, nh - 4u) / 4u;
+    let cc1 = min(col0 + 4u, nh - 4u) / 4u;
+",
+    );
+    for r in 0..8 {
+        line!(w, "    var x{r} = vec4<f32>(0.0); var y{r} = vec4<f32>(0.0);");
+    }
+    w.push_str(
+        "    for (var b = 0u; b < nb; b++) {
+        let len = lens[b];
+        for (var i = 0u; i < len; i++) {
+            let gb = row_of(p, b, i) * n3;
+            let g0 = ww4_gh[(gb + row0) / 4u];
+            let g1 = ww4_gh[(gb + row1) / 4u];
+            let first = select(i == 0u, i + 1u == len, rev);
+            // h_prev position (i itself where there is none: read, then masked).
+            let ip = select(select(i - 1u, i + 1u, rev), i, first);
+            let cb = cache_at(p, C_H, b, ip, 0u) / 4u;
+            let l0 = ww4_cache[cb + cc0];
+            let l1 = ww4_cache[cb + cc1];
+            let h0 = select(one0, l0, real0 && !first);
+            let h1 = select(one1, l1, real1 && !first);
+",
+    );
+    for r in 0..8 {
+        let g = format!("g{}.{}", r / 4, XYZW[r % 4]);
+        line!(w, "            x{r} += {g} * h0;");
+        line!(w, "            y{r} += {g} * h1;");
+    }
+    line!(w, "        }}");
+    line!(w, "    }}");
+    line!(w, "    let rows1 = row0 + 4u < n3;");
+    for r in 0..8 {
+        let ok = if r < 4 { "true" } else { "rows1" };
+        line!(w, "    add_tile_t8(p, row0 + {r}u, col0, {ok}, x{r});");
+        line!(w, "    add_tile_t8(p, row0 + {r}u, col0 + 4u, {ok}, y{r});");
+    }
+    line!(w, "}}");
+}
