@@ -28,6 +28,7 @@ use bytemuck::{Pod, Zeroable};
 use super::context::{GpuContext, GpuError};
 use super::launch::{Launch, Recordable};
 use super::pipelines::{Bind, Kernel, Recorder, Shader};
+use super::profile::DeviceProfile;
 use crate::config::Modality;
 use crate::params::Layout;
 
@@ -79,7 +80,8 @@ fn backward_iters_per_step_v4(h: u32) -> u32 {
 }
 
 /// Which kernels of gru.wgsl a launch uses, so that versions can race.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum GruKernel {
     /// One invocation per unit lane, lane + 64, ..; scalar loads (any H).
     Scalar,
@@ -93,7 +95,35 @@ pub enum GruKernel {
     Wide,
 }
 
+/// The schedules valid for a launch on this device, the default first.
+pub fn schedule_candidates(_profile: &DeviceProfile, _p: &GruParams) -> Vec<GruSchedule> {
+    GruSchedule::ALL.to_vec()
+}
+
+/// The kernel members valid for `p` on this device, the default first.
+pub fn candidates(_profile: &DeviceProfile, p: &GruParams) -> Vec<GruKernel> {
+    match GruKernel::best(p) {
+        GruKernel::Scalar => vec![GruKernel::Scalar],
+        _ => vec![GruKernel::Wide, GruKernel::Vec4, GruKernel::Scalar],
+    }
+}
+
 impl GruKernel {
+    pub const ALL: [GruKernel; 3] = [GruKernel::Scalar, GruKernel::Vec4, GruKernel::Wide];
+
+    /// Stable name (config.json, the tuner's cache, `cimnet bench`).
+    pub fn name(self) -> &'static str {
+        match self {
+            GruKernel::Scalar => "scalar",
+            GruKernel::Vec4 => "vec4",
+            GruKernel::Wide => "wide",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<GruKernel> {
+        Self::ALL.into_iter().find(|k| k.name() == name)
+    }
+
     /// Wide where the shapes allow it, else Scalar.
     pub fn best(params: &GruParams) -> GruKernel {
         let p = params.problems as usize;
@@ -126,7 +156,8 @@ impl GruKernel {
 }
 
 /// How the time steps are split into dispatches, so that versions can race.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum GruSchedule {
     /// One dispatch per time step.
     PerStep,
@@ -136,6 +167,20 @@ pub enum GruSchedule {
 }
 
 impl GruSchedule {
+    pub const ALL: [GruSchedule; 2] = [GruSchedule::Persistent, GruSchedule::PerStep];
+
+    /// Stable name (config.json, the tuner's cache, `cimnet bench`).
+    pub fn name(self) -> &'static str {
+        match self {
+            GruSchedule::PerStep => "per-step",
+            GruSchedule::Persistent => "persistent",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<GruSchedule> {
+        Self::ALL.into_iter().find(|s| s.name() == name)
+    }
+
     fn steps_per_dispatch(self, iters_per_step: u32) -> u32 {
         match self {
             GruSchedule::PerStep => 1,

@@ -44,7 +44,7 @@ fn check_model(
         let data = random_dataset(&CHECK_LENS, 4);
         let ctx = GpuContext::new(opts).map_err(|e| e.to_string())?;
         let mut eng =
-            gpu::model::GpuEngine::new(ctx, &params, &data, crate::config::AdamConfig::default(), 1, CHECK_LENS.len())
+            gpu::model::GpuEngine::new(ctx, &params, &data, Default::default(), 1, CHECK_LENS.len(), &Default::default())
                 .map_err(|e| e.to_string())?;
         let videos: Vec<usize> = (0..CHECK_LENS.len()).collect();
         let seed = 0xBEEF;
