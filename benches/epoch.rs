@@ -36,7 +36,8 @@ fn main() {
 
     // Correctness first: one batch's gradients on the GPU against the CPU reference.
     let ctx = GpuContext::new(&GpuOptions::default()).unwrap_or_else(|e| panic!("{e}"));
-    let mut eng = GpuEngine::new(ctx, &params, &data, AdamConfig::default(), 1, 16, &KernelChoice::default()).unwrap_or_else(|e| panic!("{e}"));
+    let mut eng = GpuEngine::new(ctx, &params, &data, AdamConfig::default(), 1, 16, &KernelChoice::default())
+        .unwrap_or_else(|e| panic!("{e}"));
     let videos: Vec<usize> = (0..16.min(data.split(SplitName::Train).len())).collect();
     let g = eng.compute_gradients(&videos, None).unwrap_or_else(|e| panic!("{e}"));
     let batch = data.batch(SplitName::Train, &videos);

@@ -105,7 +105,8 @@ fn check(name: &str, got: &[f64], want: &[f64], tol: f64) {
 fn compare_gradients(ctx: GpuContext, cfg: &ModelConfig, dropout_seed: Option<u32>) {
     let data = dataset(&LENS, 3);
     let p = params(cfg, 5);
-    let mut eng = GpuEngine::new(ctx, &p, &data, AdamConfig::default(), 1, LENS.len(), &KernelChoice::default()).unwrap();
+    let mut eng =
+        GpuEngine::new(ctx, &p, &data, AdamConfig::default(), 1, LENS.len(), &KernelChoice::default()).unwrap();
     let videos: Vec<usize> = (0..LENS.len()).collect();
     let g = eng.compute_gradients(&videos, dropout_seed).unwrap();
     let mut batch = data.batch(SplitName::Train, &videos);

@@ -136,8 +136,8 @@ fn a_corrupt_cache_is_ignored_with_a_notice_and_replaced() {
     for bad in ["{ not json", "{\"format\": 99, \"entries\": []}", ""] {
         std::fs::write(cache_file(tmp.path()), bad).unwrap();
         let mut events = Vec::new();
-        let t = tune::choose(ctx, &cfg, small, &opts(TuneMode::Auto, tmp.path()), &mut |e| events.push(e.clone()))
-            .unwrap();
+        let t =
+            tune::choose(ctx, &cfg, small, &opts(TuneMode::Auto, tmp.path()), &mut |e| events.push(e.clone())).unwrap();
         assert_eq!(t.source, ChoiceSource::Raced, "{bad:?}");
         let n = notices(&events);
         assert_eq!(n.len(), 1, "{bad:?}: {events:?}");
@@ -252,7 +252,8 @@ fn a_resumed_gpu_run_uses_its_recorded_members_bit_for_bit() {
 fn kernels_dump_writes_every_module_and_overwrites_nothing() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("wgsl");
-    let run = || std::process::Command::new(env!("CARGO_BIN_EXE_cimnet")).args(["kernels", "--dump"]).arg(&dir).output();
+    let run =
+        || std::process::Command::new(env!("CARGO_BIN_EXE_cimnet")).args(["kernels", "--dump"]).arg(&dir).output();
     let out = run().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     for s in cimnet::gpu::Shader::ALL {

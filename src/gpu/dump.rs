@@ -30,7 +30,8 @@ pub fn dumped(shader: Shader) -> String {
 /// Write every module into `dir` (created if needed) as `<name>.wgsl`; refuses
 /// before writing anything if one of the files exists. Returns the files written.
 pub fn dump(dir: &Path) -> Result<Vec<PathBuf>, DumpError> {
-    let files: Vec<(Shader, PathBuf)> = Shader::ALL.iter().map(|&s| (s, dir.join(format!("{}.wgsl", s.name())))).collect();
+    let files: Vec<(Shader, PathBuf)> =
+        Shader::ALL.iter().map(|&s| (s, dir.join(format!("{}.wgsl", s.name())))).collect();
     if let Some((_, path)) = files.iter().find(|(_, p)| p.exists()) {
         return Err(DumpError::Exists { path: path.clone() });
     }

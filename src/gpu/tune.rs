@@ -254,10 +254,7 @@ fn read_cache(path: &Path, on: &mut dyn FnMut(&TuneEvent)) -> Vec<serde_json::Va
 }
 
 fn lookup(entries: &[serde_json::Value], k: &CacheKey) -> Option<CacheEntry> {
-    entries
-        .iter()
-        .filter_map(|v| serde_json::from_value::<CacheEntry>(v.clone()).ok())
-        .find(|e| &e.key == k)
+    entries.iter().filter_map(|v| serde_json::from_value::<CacheEntry>(v.clone()).ok()).find(|e| &e.key == k)
 }
 
 fn store(path: &Path, entry: CacheEntry, on: &mut dyn FnMut(&TuneEvent)) {
@@ -268,14 +265,12 @@ fn store(path: &Path, entry: CacheEntry, on: &mut dyn FnMut(&TuneEvent)) {
         Err(e) => return on(&TuneEvent::Notice(format!("kernel cache entry not written: {e}"))),
     }
     let file = CacheFile { format: CACHE_FORMAT, entries };
-    let result = serde_json::to_vec_pretty(&file)
-        .map_err(std::io::Error::other)
-        .and_then(|bytes| {
-            if let Some(dir) = path.parent() {
-                std::fs::create_dir_all(dir)?;
-            }
-            crate::params::write_atomic(path, &bytes)
-        });
+    let result = serde_json::to_vec_pretty(&file).map_err(std::io::Error::other).and_then(|bytes| {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        crate::params::write_atomic(path, &bytes)
+    });
     if let Err(e) = result {
         on(&TuneEvent::Notice(format!("kernel cache {} not written: {e}", path.display())));
     }
@@ -292,7 +287,11 @@ pub fn choose(
     on: &mut dyn FnMut(&TuneEvent),
 ) -> Result<Tuned, GpuEngineError> {
     if opts.mode == TuneMode::Off {
-        return Ok(Tuned { choice: KernelChoice::defaults(ctx, cfg, shape)?, source: ChoiceSource::Defaults, race: None });
+        return Ok(Tuned {
+            choice: KernelChoice::defaults(ctx, cfg, shape)?,
+            source: ChoiceSource::Defaults,
+            race: None,
+        });
     }
     let class = shape_class(cfg, shape);
     let k = key(ctx, &class);
@@ -336,7 +335,10 @@ impl Sites {
     /// The longest candidate list over the modalities (each launcher still
     /// falls back to Scalar where its own shape needs it).
     fn linear_candidates(&self, ctx: &GpuContext, ps: &[LinearParams]) -> Vec<LinearKernel> {
-        ps.iter().map(|p| linear::candidates(&ctx.profile, p)).max_by_key(Vec::len).unwrap_or(vec![LinearKernel::Scalar])
+        ps.iter()
+            .map(|p| linear::candidates(&ctx.profile, p))
+            .max_by_key(Vec::len)
+            .unwrap_or(vec![LinearKernel::Scalar])
     }
 }
 
@@ -401,9 +403,19 @@ struct Racer<'a> {
 impl Racer<'_> {
     /// Time `build()`'s work: one untimed run, then timed runs while this
     /// member's share of the remaining budget lasts (1 to 5); the fastest counts.
-    fn time(&mut self, site: &str, member: &str, build: impl FnOnce() -> Result<Work, GpuEngineError>) -> Result<Option<f64>, GpuEngineError> {
+    fn time(
+        &mut self,
+        site: &str,
+        member: &str,
+        build: impl FnOnce() -> Result<Work, GpuEngineError>,
+    ) -> Result<Option<f64>, GpuEngineError> {
         self.done += 1;
-        (self.on)(&TuneEvent::Progress { done: self.done, total: self.total, site: site.into(), member: member.into() });
+        (self.on)(&TuneEvent::Progress {
+            done: self.done,
+            total: self.total,
+            site: site.into(),
+            member: member.into(),
+        });
         let now = Instant::now();
         let ms = if now >= self.deadline {
             self.complete = false;
@@ -569,7 +581,8 @@ fn linear_site(
 ) -> Result<LinearKernel, GpuEngineError> {
     let mut times = Vec::new();
     for &k in members {
-        let t = r.time(site, k.name(), || (0..n).map(|mi| Ok(Box::new(build(k, mi)?) as Box<dyn Recordable>)).collect())?;
+        let t =
+            r.time(site, k.name(), || (0..n).map(|mi| Ok(Box::new(build(k, mi)?) as Box<dyn Recordable>)).collect())?;
         times.push((k, t));
     }
     Ok(r.pick(site, &times))

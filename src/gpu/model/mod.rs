@@ -29,7 +29,9 @@ use super::gather::{gather_forward, scatter_rows, GatherParams, GpuDataset};
 use super::gru::{gru_backward_variant, gru_forward_variant, GruError};
 use super::heads::{heads_backward, heads_forward, CLASSES, LOSS_LEN};
 use super::launch::Launch;
-use super::linear::{linear_backward, linear_backward_variant, linear_backward_weights_variant, linear_forward_variant};
+use super::linear::{
+    linear_backward, linear_backward_variant, linear_backward_weights_variant, linear_forward_variant,
+};
 use super::pipelines::Recorder;
 use super::tune::KernelChoice;
 use schedule::{site, Schedule, Site};
@@ -266,8 +268,20 @@ impl GpuEngine {
         let l = gru_forward_variant(&ctx, &gru_out, &cache, &xp, &w, &len, &gp, sched, k.gru_forward)?;
         fwd.push(site("gru recurrence", l, |l, ctx, pp, b| Ok(l.update(ctx, &pp.gru(b.shape)?)?)));
         let (g, carry_b) = (&gh, &carry);
-        let l =
-            gru_backward_variant(&ctx, &gi, g, carry_b, &grads, &dgru_out, &cache, &w, &len, &gp, sched, k.gru_backward)?;
+        let l = gru_backward_variant(
+            &ctx,
+            &gi,
+            g,
+            carry_b,
+            &grads,
+            &dgru_out,
+            &cache,
+            &w,
+            &len,
+            &gp,
+            sched,
+            k.gru_backward,
+        )?;
         b_gru.push(site("gru recurrence backward and dW_hh", l, |l, ctx, pp, b| Ok(l.update(ctx, &pp.gru(b.shape)?)?)));
         let l = dropout_forward(&ctx, &dense_in, &gru_out, pp.drop_gru(&full))?;
         fwd.push(site("gru-site dropout", l, |l, ctx, pp, b| {
@@ -289,8 +303,16 @@ impl GpuEngine {
                 l.update(ctx, pp.dense_backward(mi, b));
                 Ok(())
             }));
-            let l =
-                linear_backward_weights_variant(&ctx, &grads, &br.dfeat, &br.feat, &dense_in, &len, p, k.dense_weights)?;
+            let l = linear_backward_weights_variant(
+                &ctx,
+                &grads,
+                &br.dfeat,
+                &br.feat,
+                &dense_in,
+                &len,
+                p,
+                k.dense_weights,
+            )?;
             b_dense.push(site(format!("{} dense weight gradient", md.name()), l, move |l, ctx, pp, b| {
                 l.update(ctx, pp.dense_backward(mi, b));
                 Ok(())
@@ -299,7 +321,8 @@ impl GpuEngine {
         for (x, y) in cfg.attention_pairs() {
             let r_xy = col(Block::Att(x, y)).expect("pair block in R");
             let r_yx = if x == y { None } else { col(Block::Att(y, x)) };
-            let (pm, pn, po) = (st("attention M", bu * u_max)?, st("attention N", 2 * bu * u_max)?, st("attention O", 2 * bu * d)?);
+            let (pm, pn, po) =
+                (st("attention M", bu * u_max)?, st("attention N", 2 * bu * u_max)?, st("attention O", 2 * bu * d)?);
             let saved = AttentionSaved { m: &pm, n: &pn, o: &po };
             let ap = move |s: Shape| AttentionParams::new(s.b, s.u, d, rw, r_xy, r_yx);
             let (bx, by) = (&branches[pos(x)], &branches[pos(y)]);
