@@ -14,6 +14,7 @@ use cimnet::config::{Attention, ModalitySet, ModelConfig, Tasks};
 use cimnet::cpu::model::{backward, forward};
 use cimnet::data::{synth, SplitName};
 use cimnet::gpu::model::GpuEngine;
+use cimnet::gpu::tune::KernelChoice;
 use cimnet::gpu::{GpuContext, GpuOptions};
 use cimnet::params::ParamStore;
 
@@ -35,7 +36,8 @@ fn main() {
 
     // Correctness first: one batch's gradients on the GPU against the CPU reference.
     let ctx = GpuContext::new(&GpuOptions::default()).unwrap_or_else(|e| panic!("{e}"));
-    let mut eng = GpuEngine::new(ctx, &params, &data, AdamConfig::default(), 1, 16).unwrap_or_else(|e| panic!("{e}"));
+    let mut eng = GpuEngine::new(ctx, &params, &data, AdamConfig::default(), 1, 16, &KernelChoice::default())
+        .unwrap_or_else(|e| panic!("{e}"));
     let videos: Vec<usize> = (0..16.min(data.split(SplitName::Train).len())).collect();
     let g = eng.compute_gradients(&videos, None).unwrap_or_else(|e| panic!("{e}"));
     let batch = data.batch(SplitName::Train, &videos);
@@ -50,8 +52,9 @@ fn main() {
     }
     drop(eng);
 
-    let report =
-        cimnet::bench::run(&data, &params, 16, epochs, 2, &GpuOptions::default()).unwrap_or_else(|e| panic!("{e}"));
+    let tune = cimnet::gpu::tune::TuneOptions::new(cimnet::engine::TuneMode::Auto);
+    let report = cimnet::bench::run(&data, &params, 16, epochs, 2, &GpuOptions::default(), &tune, &mut |_| {})
+        .unwrap_or_else(|e| panic!("{e}"));
     if json {
         println!("{}", serde_json::to_string_pretty(&report).expect("serialisable"));
     } else {

@@ -14,6 +14,7 @@ use crate::cpu::engine::CpuEngine;
 use crate::data::{make_batches, padding_efficiency, BatchMode, Dataset, SplitName};
 use crate::engine::{Engine, EngineError};
 use crate::gpu::model::GpuEngine;
+use crate::gpu::tune::{ChoiceSource, TuneEvent, TuneOptions, Tuned};
 use crate::gpu::{GpuContext, GpuOptions};
 use crate::params::ParamStore;
 
@@ -42,6 +43,8 @@ pub struct BenchReport {
     pub gru_steps_per_epoch: usize,
     /// The CPU reference (f64) on the first `cpu_batches` batches, extrapolated.
     pub cpu_reference: Option<CpuReference>,
+    /// The kernel members the GPU engine ran with and the race that chose them.
+    pub kernels: Tuned,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -87,13 +90,17 @@ pub fn run(
     epochs: usize,
     cpu_batches: usize,
     opts: &GpuOptions,
+    tune: &TuneOptions,
+    on_tune: &mut dyn FnMut(&TuneEvent),
 ) -> Result<BenchReport, EngineError> {
     let cfg = &params.config;
     let lens = data.lens(SplitName::Train);
     let first = make_batches(&lens, batch, BatchMode::Bucketed, 1);
     let ctx = GpuContext::new(opts)?;
     let adapter = ctx.describe();
-    let mut eng = GpuEngine::new(ctx, params, data, AdamConfig::default(), 1, batch)?;
+    let shape = crate::train::engine::tune_shape(data, batch);
+    let kernels = crate::gpu::tune::choose(&ctx, cfg, shape, tune, on_tune)?;
+    let mut eng = GpuEngine::new(ctx, params, data, AdamConfig::default(), 1, batch, &kernels.choice)?;
     let mut epoch_seconds = Vec::new();
     let mut step = 0u64;
     let mut dispatches = 0;
@@ -157,6 +164,7 @@ pub fn run(
         achieved_gflops: flops / best / 1e9,
         gru_steps_per_epoch: gru_steps,
         cpu_reference,
+        kernels,
     })
 }
 
@@ -190,6 +198,33 @@ impl BenchReport {
                 "| CPU reference (f64, {} batches, {} utterances) | {:.0} utterances/s, about {:.0} s per epoch |\n",
                 c.batches, c.utterances, c.utterances_per_second, c.estimated_epoch_seconds
             ));
+        }
+        s.push_str(&self.kernels_markdown());
+        s
+    }
+
+    /// The race per family (member, time, winner) and the members used.
+    pub fn kernels_markdown(&self) -> String {
+        let k = &self.kernels;
+        let mut s = String::from("\n| kernel site | member used |\n|---|---|\n");
+        for (site, member) in k.choice.members() {
+            s.push_str(&format!("| {site} | {member} |\n"));
+        }
+        let Some(r) = &k.race else {
+            s.push_str("\nmembers: each family's default (--tune off); no race\n");
+            return s;
+        };
+        let from = if k.source == ChoiceSource::Cached { "cached race" } else { "race" };
+        s.push_str(&format!(
+            "\n{from} at {} ({} timing, {:.1} s{}):\n\n| site | member | ms | winner |\n|---|---|---|---|\n",
+            r.shape,
+            r.method,
+            r.seconds,
+            if r.complete { "" } else { ", budget ran out: untimed members lost" }
+        ));
+        for e in &r.entries {
+            let ms = e.ms.map_or("-".to_string(), |t| format!("{t:.3}"));
+            s.push_str(&format!("| {} | {} | {ms} | {} |\n", e.site, e.member, if e.winner { "*" } else { "" }));
         }
         s
     }

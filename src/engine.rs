@@ -83,6 +83,42 @@ pub trait Engine {
 pub struct EngineOptions {
     /// GPU adapter by (part of its) name; else `CIMNET_ADAPTER`, else the best one.
     pub adapter: Option<String>,
+    /// How the GPU engine picks its kernel members where a run has none recorded.
+    pub tune: TuneMode,
+}
+
+/// `--tune`: how kernel members are chosen for a device.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum TuneMode {
+    /// The cached race for this adapter and shape, else race now and cache it.
+    #[default]
+    Auto,
+    /// No race: the first candidate of every family (the profile's defaults).
+    Off,
+    /// Race now whatever the cache holds, and cache the result.
+    Fresh,
+}
+
+impl TuneMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TuneMode::Auto => "auto",
+            TuneMode::Off => "off",
+            TuneMode::Fresh => "fresh",
+        }
+    }
+}
+
+impl std::str::FromStr for TuneMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "auto" => Ok(TuneMode::Auto),
+            "off" => Ok(TuneMode::Off),
+            "fresh" => Ok(TuneMode::Fresh),
+            _ => Err(format!("unknown --tune '{s}': allowed are auto, off, fresh")),
+        }
+    }
 }
 
 /// The dropout seed of one training step: a hash of the run seed and the step,

@@ -77,7 +77,8 @@ pub fn gpu_grads(
     crate::cpu::model::check_batch(&params.config, batch)?;
     let ctx = crate::gpu::GpuContext::new(&crate::gpu::GpuOptions { adapter: opts.adapter.clone() })?;
     let data = batch_dataset(batch);
-    let mut eng = GpuEngine::new(ctx, params, &data, crate::config::AdamConfig::default(), 0, batch.b)?;
+    let mut eng =
+        GpuEngine::new(ctx, params, &data, crate::config::AdamConfig::default(), 0, batch.b, &Default::default())?;
     let videos: Vec<usize> = (0..batch.b).collect();
     let g = eng.compute_gradients(&videos, None)?;
     // Re-pad (B, g.u, W) to the batch's (B, U, W); g.u <= U.

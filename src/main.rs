@@ -35,6 +35,8 @@ enum Command {
     Bench(cli::bench::BenchArgs),
     /// Check every GPU kernel against the CPU reference on this machine's GPU (non-zero exit on any failure).
     Check(cli::check::CheckArgs),
+    /// The WGSL kernels: `--dump DIR` writes every module as the driver compiles it.
+    Kernels(cli::check::KernelsArgs),
     /// Datasets: convert, prepare MOSI, synthesise, summarise.
     Data {
         #[command(subcommand)]
@@ -54,6 +56,7 @@ fn main() {
         Command::Grid(a) => cli::train::grid_cmd(a),
         Command::Bench(a) => cli::bench::bench_cmd(a),
         Command::Check(a) => cli::check::check_cmd(a),
+        Command::Kernels(a) => cli::check::kernels_cmd(a),
         Command::Data { cmd } => cli::data::run(cmd),
     };
     if let Err(e) = result {

@@ -12,6 +12,7 @@ use cimnet::cpu::model::{backward, forward, DropoutMasks};
 use cimnet::data::{Dataset, SplitName, Video};
 use cimnet::engine::Engine;
 use cimnet::gpu::model::GpuEngine;
+use cimnet::gpu::tune::KernelChoice;
 use cimnet::gpu::{GpuContext, GpuOptions};
 use cimnet::params::ParamStore;
 use rand::{Rng, SeedableRng};
@@ -104,7 +105,8 @@ fn check(name: &str, got: &[f64], want: &[f64], tol: f64) {
 fn compare_gradients(ctx: GpuContext, cfg: &ModelConfig, dropout_seed: Option<u32>) {
     let data = dataset(&LENS, 3);
     let p = params(cfg, 5);
-    let mut eng = GpuEngine::new(ctx, &p, &data, AdamConfig::default(), 1, LENS.len()).unwrap();
+    let mut eng =
+        GpuEngine::new(ctx, &p, &data, AdamConfig::default(), 1, LENS.len(), &KernelChoice::default()).unwrap();
     let videos: Vec<usize> = (0..LENS.len()).collect();
     let g = eng.compute_gradients(&videos, dropout_seed).unwrap();
     let mut batch = data.batch(SplitName::Train, &videos);
@@ -192,7 +194,7 @@ fn ten_adam_steps_give_the_cpu_reference_losses() {
     let data = dataset(&LENS, 4);
     let p = params(&cfg, 6);
     let adam = AdamConfig { lr: 1e-2, ..AdamConfig::default() };
-    let mut gpu = GpuEngine::new(c, &p, &data, adam, 9, 3).unwrap();
+    let mut gpu = GpuEngine::new(c, &p, &data, adam, 9, 3, &KernelChoice::default()).unwrap();
     let mut cpu = CpuEngine::new(p.clone(), data.clone(), adam, 9);
     let bs = batches();
     for step in 0..10u64 {
@@ -221,7 +223,7 @@ fn one_seed_gives_identical_bits() {
     let p = params(&cfg, 8);
     let run = || {
         let c = ctx()?;
-        let mut e = GpuEngine::new(c, &p, &data, AdamConfig::default(), 3, 3).unwrap();
+        let mut e = GpuEngine::new(c, &p, &data, AdamConfig::default(), 3, 3, &KernelChoice::default()).unwrap();
         let mut losses = Vec::new();
         for (step, videos) in batches().iter().enumerate() {
             e.train_step(videos, step as u64).unwrap();
@@ -240,7 +242,7 @@ fn inference_matches_the_cpu_and_covers_every_utterance() {
     let cfg = config(ModalitySet::TAV, Attention::Cim, Tasks::Mtl);
     let data = dataset(&LENS, 11);
     let p = params(&cfg, 12);
-    let mut gpu = GpuEngine::new(c, &p, &data, AdamConfig::default(), 1, 4).unwrap();
+    let mut gpu = GpuEngine::new(c, &p, &data, AdamConfig::default(), 1, 4, &KernelChoice::default()).unwrap();
     let mut cpu = CpuEngine::new(p, data.clone(), AdamConfig::default(), 1);
     let bs = vec![vec![2, 0, 5, 1], vec![3, 4]];
     let (g, c) = (gpu.predict(SplitName::Test, &bs).unwrap(), cpu.predict(SplitName::Test, &bs).unwrap());

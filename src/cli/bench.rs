@@ -4,6 +4,8 @@ use anyhow::Result;
 use clap::Args;
 
 use cimnet::config::{Attention, ModalitySet, ModelConfig, Tasks};
+use cimnet::engine::TuneMode;
+use cimnet::gpu::tune::TuneOptions;
 use cimnet::gpu::GpuOptions;
 use cimnet::params::ParamStore;
 use cimnet::train::source::DataSource;
@@ -37,7 +39,11 @@ pub struct BenchArgs {
     /// GPU adapter to use, by (part of) its name.
     #[arg(long)]
     pub adapter: Option<String>,
-    /// Print the report as JSON.
+    /// Kernel members: auto (the cached race for this adapter, else race now), off
+    /// (each family's default), fresh (race again and cache it).
+    #[arg(long, default_value = "auto")]
+    pub tune: TuneMode,
+    /// Print the report as JSON (the race under "kernels").
     #[arg(long)]
     pub json: bool,
 }
@@ -66,6 +72,8 @@ pub fn bench_cmd(a: BenchArgs) -> Result<()> {
         a.epochs,
         a.cpu_batches,
         &GpuOptions { adapter: a.adapter.clone() },
+        &TuneOptions::new(a.tune),
+        &mut super::print_tune,
     )?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&report)?);

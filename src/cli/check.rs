@@ -98,3 +98,17 @@ fn table(rows: &[CheckRow]) -> String {
     }
     out
 }
+
+#[derive(Debug, clap::Args)]
+pub struct KernelsArgs {
+    /// Write every WGSL module (what the driver compiles, with a header) into DIR.
+    #[arg(long, value_name = "DIR")]
+    pub dump: std::path::PathBuf,
+}
+
+pub fn kernels_cmd(a: KernelsArgs) -> Result<()> {
+    for path in cimnet::gpu::dump::dump(&a.dump)? {
+        println!("wrote {}", path.display());
+    }
+    Ok(())
+}

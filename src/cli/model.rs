@@ -91,7 +91,7 @@ pub fn grads(a: GradsArgs) -> Result<()> {
     let mut batch = Batch::read_npz(&a.batch)?;
     restrict_to_model(&mut batch, &params);
     let report = if a.backend == "gpu" {
-        let opts = cimnet::engine::EngineOptions { adapter: a.adapter.clone() };
+        let opts = cimnet::engine::EngineOptions { adapter: a.adapter.clone(), ..Default::default() };
         cimnet::grads::gpu_grads(&params, &batch, &opts).with_context(|| format!("batch {}", a.batch.display()))?
     } else {
         cpu_grads(&params, &batch).with_context(|| format!("batch {}", a.batch.display()))?

@@ -10,7 +10,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use cimnet::config::{Attention, ModalitySet, Tasks, EMOTION_LABELS, EMOTION_NAMES};
 use cimnet::data::{make_batches, BatchMode, Dataset, Normalizer, SplitName};
-use cimnet::engine::{Engine, EngineOptions};
+use cimnet::engine::{Engine, EngineOptions, TuneMode};
+use cimnet::gpu::tune::TuneEvent;
 use cimnet::params::ParamStore;
 use cimnet::train::evaluate::evaluate;
 use cimnet::train::pipeline::{self, PipelineError, RunSpec};
@@ -100,6 +101,11 @@ pub struct TrainArgs {
     /// GPU adapter to use, by (part of) its name (default: CIMNET_ADAPTER, else discrete, integrated, software).
     #[arg(long)]
     pub adapter: Option<String>,
+    /// Kernel members: auto (the cached race for this adapter, else race now, <= 10 s),
+    /// off (each family's default), fresh (race again). A run records its members
+    /// in config.json; --resume, eval and predict use those.
+    #[arg(long, default_value = "auto")]
+    pub tune: TuneMode,
     /// Run directory (created; must not hold a run already).
     #[arg(long, required_unless_present = "resume")]
     pub out: Option<PathBuf>,
@@ -163,6 +169,9 @@ impl Progress for Bar {
     fn message(&mut self, text: &str) {
         println!("{text}");
     }
+    fn tune(&mut self, event: &TuneEvent) {
+        super::print_tune(event);
+    }
 }
 
 fn load_data(source: &DataSource, normalizer: Option<&Normalizer>) -> Result<Dataset> {
@@ -217,7 +226,7 @@ pub fn train_cmd(a: TrainArgs) -> Result<()> {
     if let Some(n) = &prepared.notice {
         println!("{n}");
     }
-    let opts = EngineOptions { adapter: a.adapter.clone() };
+    let opts = EngineOptions { adapter: a.adapter.clone(), tune: a.tune };
     let report = pipeline::execute(prepared, &dir, &opts, &mut new_bar())?;
     let rd = RunDir::new(&dir);
     println!("\n{}", report.markdown());
@@ -234,6 +243,11 @@ pub struct EngineChoice {
     /// GPU adapter to use, by (part of) its name.
     #[arg(long)]
     pub adapter: Option<String>,
+    /// Kernel members where the run recorded none: auto (the cached race for this adapter, else race now, <= 10 s),
+    /// off (each family's default), fresh (race again). A run records its members
+    /// in config.json; --resume, eval and predict use those.
+    #[arg(long, default_value = "auto")]
+    pub tune: TuneMode,
 }
 
 fn make_engine(params: ParamStore, data: Dataset, run: &RunConfig, choice: &EngineChoice) -> Result<Box<dyn Engine>> {
@@ -241,7 +255,8 @@ fn make_engine(params: ParamStore, data: Dataset, run: &RunConfig, choice: &Engi
     if let Some(b) = &choice.backend {
         run.train.backend = b.clone();
     }
-    Ok(cimnet::train::engine::make_engine(&run, params, &data, &EngineOptions { adapter: choice.adapter.clone() })?)
+    let opts = EngineOptions { adapter: choice.adapter.clone(), tune: choice.tune };
+    Ok(cimnet::train::engine::make_engine(&mut run, params, &data, &opts, &mut super::print_tune)?)
 }
 
 #[derive(Debug, Args)]
@@ -483,6 +498,11 @@ pub struct GridArgs {
     /// GPU adapter to use, by (part of) its name.
     #[arg(long)]
     pub adapter: Option<String>,
+    /// Kernel members: auto (the cached race for this adapter, else race now, <= 10 s),
+    /// off (each family's default), fresh (race again). A run records its members
+    /// in config.json; --resume, eval and predict use those.
+    #[arg(long, default_value = "auto")]
+    pub tune: TuneMode,
     /// Grid directory (one run directory per cell and seed; rerunning resumes).
     #[arg(long)]
     pub out: PathBuf,
@@ -511,7 +531,7 @@ pub fn grid_cmd(a: GridArgs) -> Result<()> {
             normalize: a.normalize,
             backend: a.backend.clone(),
         },
-        engine: EngineOptions { adapter: a.adapter.clone() },
+        engine: EngineOptions { adapter: a.adapter.clone(), tune: a.tune },
     };
     let report = cimnet::train::grid::run_grid(&spec, &a.out, &mut new_bar())?;
     println!("\n{}", cimnet::train::grid::grid_markdown(&report));

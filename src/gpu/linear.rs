@@ -6,6 +6,7 @@
 use super::context::{GpuContext, GpuError};
 use super::launch::Launch;
 use super::pipelines::{Bind, Shader};
+use super::profile::DeviceProfile;
 
 /// Register tile edge of one invocation (rows x columns), as in the shader.
 pub const TILE: u32 = 4;
@@ -120,7 +121,8 @@ impl LinearParams {
 }
 
 /// Which kernels of linear.wgsl a launch uses, so that versions can race.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum LinearKernel {
     /// Scalar loads along the reduction (any widths and offsets).
     Scalar,
@@ -129,7 +131,32 @@ pub enum LinearKernel {
     Vec4,
 }
 
+/// The members valid for `p` on this device, the default first (a launcher
+/// still falls back to Scalar for a direction whose widths do not allow Vec4).
+pub fn candidates(_profile: &DeviceProfile, p: &LinearParams) -> Vec<LinearKernel> {
+    let best = [LinearKernel::best_forward(p), LinearKernel::best_backward(p), LinearKernel::best_backward_weights(p)];
+    if best.contains(&LinearKernel::Vec4) {
+        vec![LinearKernel::Vec4, LinearKernel::Scalar]
+    } else {
+        vec![LinearKernel::Scalar]
+    }
+}
+
 impl LinearKernel {
+    pub const ALL: [LinearKernel; 2] = [LinearKernel::Scalar, LinearKernel::Vec4];
+
+    /// Stable name (config.json, the tuner's cache, `cimnet bench`).
+    pub fn name(self) -> &'static str {
+        match self {
+            LinearKernel::Scalar => "scalar",
+            LinearKernel::Vec4 => "vec4",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<LinearKernel> {
+        Self::ALL.into_iter().find(|k| k.name() == name)
+    }
+
     pub fn best_forward(p: &LinearParams) -> LinearKernel {
         Self::when(p.k.is_multiple_of(4) && p.all(|z| p.w_off[z].is_multiple_of(4) && p.x_off[z].is_multiple_of(4)))
     }

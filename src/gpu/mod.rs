@@ -12,6 +12,7 @@ pub mod buffers;
 pub mod check;
 pub mod context;
 pub mod dropout;
+pub mod dump;
 pub mod gather;
 pub mod gru;
 pub mod heads;
@@ -21,6 +22,7 @@ pub mod model;
 pub mod pipelines;
 pub mod profile;
 pub mod timing;
+pub mod tune;
 pub mod wgsl;
 
 pub use context::{GpuContext, GpuError, GpuOptions};

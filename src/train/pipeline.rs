@@ -100,7 +100,7 @@ pub fn prepare(spec: &RunSpec, mut data: Dataset) -> Result<Prepared, PipelineEr
     }
     let params = ParamStore::init(&model, spec.train.seed);
     Ok(Prepared {
-        run: RunConfig { model, train: spec.train.clone(), data: spec.source.clone(), normalizer },
+        run: RunConfig { model, train: spec.train.clone(), data: spec.source.clone(), normalizer, kernels: None },
         data,
         params,
         notice,
@@ -131,7 +131,8 @@ pub fn execute(
     progress: &mut dyn Progress,
 ) -> Result<Report, PipelineError> {
     // The engine first: a missing GPU leaves no half-made run directory behind.
-    let mut engine = make_engine(&p.run, p.params, &p.data, opts)?;
+    let mut p = p;
+    let mut engine = make_engine(&mut p.run, p.params, &p.data, opts, &mut |e| progress.tune(e))?;
     std::fs::create_dir_all(dir).map_err(|source| PipelineError::Io { path: dir.display().to_string(), source })?;
     let rd = RunDir::new(dir);
     progress.message(&format!(

@@ -121,6 +121,10 @@ pub struct RunConfig {
     /// Where the data came from.
     pub data: super::source::DataSource,
     pub normalizer: Option<Normalizer>,
+    /// The GPU kernel members the run was trained with (none on the CPU, or in
+    /// runs made before the tuner); --resume, eval and predict use the same ones.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kernels: Option<crate::gpu::tune::KernelChoice>,
 }
 
 /// One line of metrics.jsonl.
@@ -194,6 +198,8 @@ pub trait Progress {
     fn step(&mut self, _done: usize, _utterances: usize) {}
     fn epoch_end(&mut self, _record: &EpochRecord) {}
     fn message(&mut self, _text: &str) {}
+    /// The kernel tuner's progress and notices.
+    fn tune(&mut self, _event: &crate::gpu::tune::TuneEvent) {}
     /// Checked after each epoch's checkpoint: true ends the run there (resumable).
     fn should_stop(&mut self) -> bool {
         false

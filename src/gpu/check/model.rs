@@ -43,9 +43,16 @@ fn check_model(
         let params = ParamStore::init(&cfg, 3);
         let data = random_dataset(&CHECK_LENS, 4);
         let ctx = GpuContext::new(opts).map_err(|e| e.to_string())?;
-        let mut eng =
-            gpu::model::GpuEngine::new(ctx, &params, &data, crate::config::AdamConfig::default(), 1, CHECK_LENS.len())
-                .map_err(|e| e.to_string())?;
+        let mut eng = gpu::model::GpuEngine::new(
+            ctx,
+            &params,
+            &data,
+            Default::default(),
+            1,
+            CHECK_LENS.len(),
+            &Default::default(),
+        )
+        .map_err(|e| e.to_string())?;
         let videos: Vec<usize> = (0..CHECK_LENS.len()).collect();
         let seed = 0xBEEF;
         let g = eng.compute_gradients(&videos, Some(seed)).map_err(|e| e.to_string())?;

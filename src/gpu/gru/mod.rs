@@ -179,7 +179,9 @@ impl GruSchedule {
 }
 
 /// One member of the GRU family as the tuner races it: kernels and schedule.
+/// Stored (config.json, the tuner's cache) by its stable name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(into = "String", try_from = "String")]
 pub struct GruMember {
     pub kernel: GruKernel,
     pub schedule: GruSchedule,
@@ -208,6 +210,22 @@ impl GruMember {
 
     pub fn from_name(name: &str) -> Option<GruMember> {
         GruMember::ALL.into_iter().find(|m| m.name() == name)
+    }
+}
+
+impl From<GruMember> for String {
+    fn from(m: GruMember) -> String {
+        m.name().to_string()
+    }
+}
+
+impl TryFrom<String> for GruMember {
+    type Error = String;
+    fn try_from(name: String) -> Result<GruMember, String> {
+        GruMember::from_name(&name).ok_or_else(|| {
+            let known: Vec<&str> = GruMember::ALL.iter().map(|m| m.name()).collect();
+            format!("unknown GRU member '{name}' (known: {})", known.join(", "))
+        })
     }
 }
 

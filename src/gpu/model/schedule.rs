@@ -1,0 +1,93 @@
+//! The schedule of a training step as data: an ordered list of forward sites and
+//! one of backward sites. A site is named once, where it is built and pushed
+//! into its list; it carries how its params follow the batch, so re-sizing the
+//! step for a batch (`Schedule::update`) and recording it (`record_forward`,
+//! `record_backward`) walk the lists and name nothing.
+
+use crate::engine::EngineError;
+
+use super::super::context::GpuContext;
+use super::super::launch::Recordable;
+use super::super::pipelines::Recorder;
+use super::params::{Batch, ParamsFor};
+
+/// One entry of the schedule: recordable work and how its params follow the batch.
+pub trait Site {
+    /// What the site computes (bench output, debugging).
+    fn name(&self) -> &str;
+    fn update(&mut self, ctx: &GpuContext, pp: &ParamsFor, batch: &Batch) -> Result<(), EngineError>;
+    fn record(&self, rec: &mut Recorder);
+}
+
+type Update<L> = Box<dyn Fn(&mut L, &GpuContext, &ParamsFor, &Batch) -> Result<(), EngineError>>;
+
+struct Step<L> {
+    name: String,
+    work: L,
+    update: Update<L>,
+}
+
+impl<L: Recordable> Site for Step<L> {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn update(&mut self, ctx: &GpuContext, pp: &ParamsFor, batch: &Batch) -> Result<(), EngineError> {
+        (self.update)(&mut self.work, ctx, pp, batch)
+    }
+    fn record(&self, rec: &mut Recorder) {
+        self.work.record_into(rec);
+    }
+}
+
+/// A site from its work and its update rule.
+pub fn site<L: Recordable + 'static>(
+    name: impl Into<String>,
+    work: L,
+    update: impl Fn(&mut L, &GpuContext, &ParamsFor, &Batch) -> Result<(), EngineError> + 'static,
+) -> Box<dyn Site> {
+    Box::new(Step { name: name.into(), work, update: Box::new(update) })
+}
+
+/// Every site of a step, in recording order.
+#[derive(Default)]
+pub struct Schedule {
+    /// Input projections through attention (the batch gather is per split and comes first).
+    pub forward: Vec<Box<dyn Site>>,
+    /// The heads in training (loss into the train accumulator) and evaluation mode.
+    pub heads_train: Vec<Box<dyn Site>>,
+    pub heads_eval: Vec<Box<dyn Site>>,
+    /// The forward reversed: heads through the input projections' weight gradients.
+    pub backward: Vec<Box<dyn Site>>,
+}
+
+impl Schedule {
+    fn all_mut(&mut self) -> impl Iterator<Item = &mut Box<dyn Site>> {
+        self.forward.iter_mut().chain(&mut self.heads_train).chain(&mut self.heads_eval).chain(&mut self.backward)
+    }
+
+    /// Point every site at a batch.
+    pub fn update(&mut self, ctx: &GpuContext, pp: &ParamsFor, batch: &Batch) -> Result<(), EngineError> {
+        for s in self.all_mut() {
+            s.update(ctx, pp, batch)?;
+        }
+        Ok(())
+    }
+
+    pub fn record_forward(&self, rec: &mut Recorder, train: bool) {
+        let heads = if train { &self.heads_train } else { &self.heads_eval };
+        for s in self.forward.iter().chain(heads) {
+            s.record(rec);
+        }
+    }
+
+    pub fn record_backward(&self, rec: &mut Recorder) {
+        for s in &self.backward {
+            s.record(rec);
+        }
+    }
+
+    /// Site names in recording order of a training step.
+    pub fn names(&self) -> Vec<String> {
+        self.forward.iter().chain(&self.heads_train).chain(&self.backward).map(|s| s.name().to_string()).collect()
+    }
+}

@@ -1,0 +1,567 @@
+//! Measured choice of kernel members per device (cuDNN's benchmark mode, FFTW's
+//! plans, burn's autotune): on first use of an adapter, for the shape class a
+//! run needs (B, U bucket, H, D, input widths, problems), every family site
+//! races its `candidates(profile, params)` on buffers of that shape for a
+//! bounded time, the fastest member wins, and the result is cached per adapter
+//! + driver + cimnet version in the user's cache directory. The tuner calls only
+//! `candidates` and the launchers; progress goes to a callback (src/cli prints).
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::ModelConfig;
+use crate::engine::TuneMode;
+
+use super::buffers;
+use super::context::GpuContext;
+use super::gru::{self, GruKernel, GruMember, GruSchedule};
+use super::launch::{Launch, Recordable};
+use super::linear::{self, LinearKernel, LinearParams};
+use super::model::{Batch, GpuEngineError, ParamsFor, Shape};
+use super::timing::Timer;
+
+/// The members a GPU engine is built with: one field per family site. Recorded
+/// in a run's config.json so that --resume, eval and predict use the same ones.
+/// A field missing from an older file takes the generic default (the launchers
+/// fall back to Scalar where a shape does not allow the member).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct KernelChoice {
+    /// GRU recurrence forward (kernel and schedule).
+    pub gru_forward: GruMember,
+    /// GRU recurrence backward and the dW_hh reduction (kernel and schedule).
+    pub gru_backward: GruMember,
+    /// Input projections x W_ih^T + b_ih (every modality, both directions).
+    pub projection: LinearKernel,
+    /// dW_ih, db_ih from gi.
+    pub projection_weights: LinearKernel,
+    /// Dense + ReLU + dropout (+ the plain block of R).
+    pub dense: LinearKernel,
+    /// Dense input gradient d(gru out).
+    pub dense_backward: LinearKernel,
+    /// Dense weight gradient.
+    pub dense_weights: LinearKernel,
+}
+
+impl Default for KernelChoice {
+    /// The widest member of each family (what the engine used before the tuner).
+    fn default() -> Self {
+        KernelChoice {
+            gru_forward: GruMember { kernel: GruKernel::Wide, schedule: GruSchedule::Persistent },
+            gru_backward: GruMember { kernel: GruKernel::Wide, schedule: GruSchedule::Persistent },
+            projection: LinearKernel::Vec4,
+            projection_weights: LinearKernel::Vec4,
+            dense: LinearKernel::Vec4,
+            dense_backward: LinearKernel::Vec4,
+            dense_weights: LinearKernel::Vec4,
+        }
+    }
+}
+
+impl KernelChoice {
+    /// `candidates(..)[0]` of every site at `shape` (`--tune off`).
+    pub fn defaults(ctx: &GpuContext, cfg: &ModelConfig, shape: Shape) -> Result<KernelChoice, GpuEngineError> {
+        let s = Sites::new(cfg, shape)?;
+        let first = |c: Vec<LinearKernel>| c[0];
+        Ok(KernelChoice {
+            gru_forward: first_gru(gru::candidates(&ctx.profile, &s.gru))?,
+            gru_backward: first_gru(gru::candidates(&ctx.profile, &s.gru))?,
+            projection: first(s.linear_candidates(ctx, &s.projection)),
+            projection_weights: first(s.linear_candidates(ctx, &s.projection)),
+            dense: first(s.linear_candidates(ctx, &s.dense)),
+            dense_backward: first(s.linear_candidates(ctx, &s.dense)),
+            dense_weights: first(s.linear_candidates(ctx, &s.dense)),
+        })
+    }
+
+    /// (site, member) pairs, for output.
+    pub fn members(&self) -> Vec<(&'static str, &'static str)> {
+        vec![
+            ("gru_forward", self.gru_forward.name()),
+            ("gru_backward", self.gru_backward.name()),
+                        ("projection", self.projection.name()),
+            ("projection_weights", self.projection_weights.name()),
+            ("dense", self.dense.name()),
+            ("dense_backward", self.dense_backward.name()),
+            ("dense_weights", self.dense_weights.name()),
+        ]
+    }
+}
+
+/// One member's time in the race.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RaceEntry {
+    pub site: String,
+    pub member: String,
+    /// Fastest timed run, ms; None where the time budget ran out before it.
+    pub ms: Option<f64>,
+    pub winner: bool,
+}
+
+/// A whole race: every site's members at one shape class.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Race {
+    pub shape: String,
+    /// "timestamps" or "wall".
+    pub method: String,
+    pub seconds: f64,
+    /// Every member got a timed run within the budget.
+    pub complete: bool,
+    pub entries: Vec<RaceEntry>,
+}
+
+/// Where a choice came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ChoiceSource {
+    /// `--tune off`: the first candidate of every site.
+    Defaults,
+    /// A race run now.
+    Raced,
+    /// A race read from the cache.
+    Cached,
+    /// The members recorded in a run's config.json.
+    Recorded,
+}
+
+/// The tuner's answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Tuned {
+    pub choice: KernelChoice,
+    pub source: ChoiceSource,
+    pub race: Option<Race>,
+}
+
+/// What the tuner reports while it works.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TuneEvent {
+    /// Member `done` of `total` is about to run.
+    Progress { done: usize, total: usize, site: String, member: String },
+    /// The race ended.
+    Finished { seconds: f64 },
+    /// Something the user should know (a corrupt cache ignored, a cache not written).
+    Notice(String),
+}
+
+/// How to tune.
+#[derive(Debug, Clone)]
+pub struct TuneOptions {
+    pub mode: TuneMode,
+    /// The cache directory; None: [`cache_dir`].
+    pub cache_dir: Option<PathBuf>,
+    /// Time for the whole race.
+    pub budget: Duration,
+}
+
+impl TuneOptions {
+    pub fn new(mode: TuneMode) -> TuneOptions {
+        TuneOptions { mode, cache_dir: None, budget: Duration::from_secs(8) }
+    }
+}
+
+/// `$CIMNET_CACHE_DIR`, else the platform's user cache directory + "cimnet".
+pub fn cache_dir() -> Option<PathBuf> {
+    match std::env::var_os("CIMNET_CACHE_DIR") {
+        Some(d) if !d.is_empty() => Some(PathBuf::from(d)),
+        _ => dirs::cache_dir().map(|d| d.join("cimnet")),
+    }
+}
+
+/// The cache file in a cache directory.
+pub fn cache_file(dir: &Path) -> PathBuf {
+    dir.join("kernels.json")
+}
+
+const CACHE_FORMAT: u32 = 1;
+
+/// kernels.json: one entry per (adapter, driver, backend, cimnet version, shape class).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct CacheFile {
+    format: u32,
+    /// Kept as JSON so that an entry this version cannot read is skipped, not fatal.
+    entries: Vec<serde_json::Value>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct CacheEntry {
+    key: CacheKey,
+    choice: KernelChoice,
+    race: Race,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct CacheKey {
+    adapter: String,
+    driver: String,
+    backend: String,
+    cimnet: String,
+    shape: String,
+}
+
+fn key(ctx: &GpuContext, shape: &str) -> CacheKey {
+    let p = &ctx.profile;
+    CacheKey {
+        adapter: p.name.clone(),
+        driver: p.driver.clone(),
+        backend: format!("{:?}", p.backend),
+        cimnet: env!("CARGO_PKG_VERSION").to_string(),
+        shape: shape.to_string(),
+    }
+}
+
+/// The shape class of a run: what the race is keyed by and run at.
+pub fn shape_class(cfg: &ModelConfig, shape: Shape) -> String {
+    let k: Vec<String> = cfg.modalities.modalities().iter().map(|&m| format!("{}{}", m.letter(), cfg.dim(m))).collect();
+    format!("B{} U{} H{} D{} K{} P{}", shape.b, shape.u, cfg.hidden, cfg.dense, k.join(","), 2 * k.len())
+}
+
+/// The U a race runs at: the power of two at or above `u` (a bucket), at most `u_max`.
+pub fn u_bucket(u: usize, u_max: usize) -> usize {
+    u.max(1).next_power_of_two().min(u_max.max(1))
+}
+
+fn read_cache(path: &Path, on: &mut dyn FnMut(&TuneEvent)) -> Vec<serde_json::Value> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Vec::new(),
+        Err(e) => {
+            on(&TuneEvent::Notice(format!("kernel cache {}: {e}; ignored", path.display())));
+            return Vec::new();
+        }
+    };
+    match serde_json::from_str::<CacheFile>(&text) {
+        Ok(f) if f.format == CACHE_FORMAT => f.entries,
+        Ok(f) => {
+            on(&TuneEvent::Notice(format!(
+                "kernel cache {} has format {} (this cimnet writes {CACHE_FORMAT}); ignored and replaced",
+                path.display(),
+                f.format
+            )));
+            Vec::new()
+        }
+        Err(e) => {
+            on(&TuneEvent::Notice(format!("kernel cache {} is corrupt ({e}); ignored and replaced", path.display())));
+            Vec::new()
+        }
+    }
+}
+
+fn lookup(entries: &[serde_json::Value], k: &CacheKey) -> Option<CacheEntry> {
+    entries.iter().filter_map(|v| serde_json::from_value::<CacheEntry>(v.clone()).ok()).find(|e| &e.key == k)
+}
+
+fn store(path: &Path, entry: CacheEntry, on: &mut dyn FnMut(&TuneEvent)) {
+    let mut entries = read_cache(path, &mut |_| {});
+    entries.retain(|v| serde_json::from_value::<CacheEntry>(v.clone()).map_or(true, |e| e.key != entry.key));
+    match serde_json::to_value(&entry) {
+        Ok(v) => entries.push(v),
+        Err(e) => return on(&TuneEvent::Notice(format!("kernel cache entry not written: {e}"))),
+    }
+    let file = CacheFile { format: CACHE_FORMAT, entries };
+    let result = serde_json::to_vec_pretty(&file).map_err(std::io::Error::other).and_then(|bytes| {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        crate::params::write_atomic(path, &bytes)
+    });
+    if let Err(e) = result {
+        on(&TuneEvent::Notice(format!("kernel cache {} not written: {e}", path.display())));
+    }
+}
+
+/// The members for a run of `cfg` at `shape` (B = the batch, U = the race's
+/// bucket), by `opts.mode`: off = defaults; auto = the cache, else a race that
+/// is then cached; fresh = a race whatever the cache holds.
+pub fn choose(
+    ctx: &GpuContext,
+    cfg: &ModelConfig,
+    shape: Shape,
+    opts: &TuneOptions,
+    on: &mut dyn FnMut(&TuneEvent),
+) -> Result<Tuned, GpuEngineError> {
+    if opts.mode == TuneMode::Off {
+        return Ok(Tuned {
+            choice: KernelChoice::defaults(ctx, cfg, shape)?,
+            source: ChoiceSource::Defaults,
+            race: None,
+        });
+    }
+    let class = shape_class(cfg, shape);
+    let k = key(ctx, &class);
+    let path = opts.cache_dir.clone().or_else(cache_dir).map(|d| cache_file(&d));
+    if opts.mode == TuneMode::Auto {
+        if let Some(p) = &path {
+            if let Some(e) = lookup(&read_cache(p, on), &k) {
+                return Ok(Tuned { choice: e.choice, source: ChoiceSource::Cached, race: Some(e.race) });
+            }
+        }
+    }
+    let (choice, race) = race(ctx, cfg, shape, opts.budget, on)?;
+    match &path {
+        Some(p) => store(p, CacheEntry { key: k, choice, race: race.clone() }, on),
+        None => on(&TuneEvent::Notice("no user cache directory; the kernel race is not cached".into())),
+    }
+    Ok(Tuned { choice, source: ChoiceSource::Raced, race: Some(race) })
+}
+
+/// The params of every raced site at one shape.
+struct Sites {
+    pp: ParamsFor,
+    shape: Shape,
+    gru: gru::GruParams,
+    /// Per modality.
+    projection: Vec<LinearParams>,
+    dense: Vec<LinearParams>,
+}
+
+impl Sites {
+    fn new(cfg: &ModelConfig, shape: Shape) -> Result<Sites, GpuEngineError> {
+        let pp = ParamsFor::new(cfg, shape.b * shape.u);
+        let batch = Batch { shape, seed: 1, p_drop: cfg.dropout };
+        let gru = pp.gru(shape)?;
+        let n = pp.mods.len();
+        let projection = (0..n).map(|mi| pp.projection(mi, shape)).collect();
+        let dense = (0..n).map(|mi| pp.dense_forward(mi, &batch, None)).collect();
+        Ok(Sites { pp, shape, gru, projection, dense })
+    }
+
+    /// The longest candidate list over the modalities (each launcher still
+    /// falls back to Scalar where its own shape needs it).
+    fn linear_candidates(&self, ctx: &GpuContext, ps: &[LinearParams]) -> Vec<LinearKernel> {
+        ps.iter()
+            .map(|p| linear::candidates(&ctx.profile, p))
+            .max_by_key(Vec::len)
+            .unwrap_or(vec![LinearKernel::Scalar])
+    }
+}
+
+/// Zeroed buffers of the engine's sizes at the race's shape (the kernels' cost
+/// does not depend on the values; the lengths are all U, no padding).
+struct Bufs {
+    w: wgpu::Buffer,
+    grads: wgpu::Buffer,
+    inputs: wgpu::Buffer,
+    len: wgpu::Buffer,
+    xp: wgpu::Buffer,
+    cache: wgpu::Buffer,
+    out: wgpu::Buffer,
+    dout: wgpu::Buffer,
+    dense_in: wgpu::Buffer,
+    gi: wgpu::Buffer,
+    gh: wgpu::Buffer,
+    carry: wgpu::Buffer,
+    feat: wgpu::Buffer,
+    dfeat: wgpu::Buffer,
+}
+
+impl Bufs {
+    fn new(ctx: &GpuContext, s: &Sites) -> Result<Bufs, GpuEngineError> {
+        let (cfg, sh) = (&s.pp.cfg, s.shape);
+        let (bu, h, m) = (sh.b * sh.u, cfg.hidden, s.pp.mods.len());
+        let st = |label: &str, n: usize| buffers::storage::<f32>(ctx, label, n);
+        Ok(Bufs {
+            w: st("tune weights", s.pp.layout.len)?,
+            grads: st("tune grads", s.pp.layout.len)?,
+            inputs: st("tune inputs", s.pp.inputs_len)?,
+            len: buffers::upload(ctx, "tune lens", &vec![sh.u as u32; sh.b])?,
+            xp: st("tune xp", 2 * m * bu * 3 * h)?,
+            cache: st("tune cache", 2 * m * 5 * bu * h)?,
+            out: st("tune gru out", m * bu * 2 * h)?,
+            dout: st("tune gru dout", m * bu * 2 * h)?,
+            dense_in: st("tune dense in", m * bu * 2 * h)?,
+            gi: st("tune gi", 2 * m * bu * 3 * h)?,
+            gh: st("tune gh", 2 * m * bu * 3 * h)?,
+            carry: st("tune carry", 2 * m * sh.b * h)?,
+            feat: st("tune feat", bu * cfg.dense)?,
+            dfeat: st("tune dfeat", bu * cfg.dense)?,
+        })
+    }
+}
+
+/// One member's work, ready to record.
+type Work = Vec<Box<dyn Recordable>>;
+
+struct Racer<'a> {
+    ctx: &'a GpuContext,
+    timer: Timer,
+    start: Instant,
+    deadline: Instant,
+    done: usize,
+    total: usize,
+    complete: bool,
+    entries: Vec<RaceEntry>,
+    on: &'a mut dyn FnMut(&TuneEvent),
+}
+
+impl Racer<'_> {
+    /// Time `build()`'s work: one untimed run, then timed runs while this
+    /// member's share of the remaining budget lasts (1 to 5); the fastest counts.
+    fn time(
+        &mut self,
+        site: &str,
+        member: &str,
+        build: impl FnOnce() -> Result<Work, GpuEngineError>,
+    ) -> Result<Option<f64>, GpuEngineError> {
+        self.done += 1;
+        (self.on)(&TuneEvent::Progress {
+            done: self.done,
+            total: self.total,
+            site: site.into(),
+            member: member.into(),
+        });
+        let now = Instant::now();
+        let ms = if now >= self.deadline {
+            self.complete = false;
+            None
+        } else {
+            // Building a member compiles its pipelines (seconds on llvmpipe, and
+            // cached for the engine afterwards): that time is not the member's
+            // and does not eat into the race's budget.
+            let work = build()?;
+            self.deadline += now.elapsed();
+            let share = self.deadline.saturating_duration_since(Instant::now()) / (self.total + 1 - self.done) as u32;
+            let refs: Vec<&dyn Recordable> = work.iter().map(|w| w.as_ref()).collect();
+            let t0 = Instant::now();
+            self.timer.time(self.ctx, &refs, 1, 0)?;
+            let warm = t0.elapsed().max(Duration::from_micros(1));
+            let reps = (share.as_secs_f64() / warm.as_secs_f64()).floor().clamp(1.0, 5.0) as usize;
+            Some(self.timer.time(self.ctx, &refs, 0, reps)?.min_ms())
+        };
+        self.entries.push(RaceEntry { site: site.into(), member: member.into(), ms, winner: false });
+        Ok(ms)
+    }
+
+    /// Mark the winner of `site` (the fastest timed member; the first if none was timed).
+    fn pick<T: Copy>(&mut self, site: &str, members: &[(T, Option<f64>)]) -> T {
+        let best = members
+            .iter()
+            .enumerate()
+            .filter_map(|(i, (_, ms))| ms.map(|t| (i, t)))
+            .min_by(|a, b| a.1.total_cmp(&b.1))
+            .map_or(0, |(i, _)| i);
+        let mut k = 0;
+        for e in self.entries.iter_mut().filter(|e| e.site == site) {
+            e.winner = k == best;
+            k += 1;
+        }
+        members[best].0
+    }
+}
+
+/// Race every site's candidates at `shape` within about `budget`.
+pub fn race(
+    ctx: &GpuContext,
+    cfg: &ModelConfig,
+    shape: Shape,
+    budget: Duration,
+    on: &mut dyn FnMut(&TuneEvent),
+) -> Result<(KernelChoice, Race), GpuEngineError> {
+    let s = Sites::new(cfg, shape)?;
+    let b = Bufs::new(ctx, &s)?;
+    let prof = &ctx.profile;
+    let gm = gru::candidates(prof, &s.gru);
+    let proj = s.linear_candidates(ctx, &s.projection);
+    let dense = s.linear_candidates(ctx, &s.dense);
+    let total = 2 * gm.len() + 2 * proj.len() + 3 * dense.len();
+    let start = Instant::now();
+    let mut r = Racer {
+        ctx,
+        timer: Timer::new(ctx, false),
+        start,
+        deadline: start + budget,
+        done: 0,
+        total,
+        complete: true,
+        entries: Vec::new(),
+        on,
+    };
+    let g = s.gru;
+
+    // GRU: every member (kernel and schedule) forward and backward; the two
+    // directions of the recurrence pick their members independently (they share
+    // only the cache layout, which every member writes alike).
+    let mut fwd = Vec::new();
+    let mut bwd = Vec::new();
+    for &m in &gm {
+        let t = r.time("gru_forward", m.name(), || {
+            let l = gru::gru_forward(ctx, &b.out, &b.cache, &b.xp, &b.w, &b.len, &g, m)?;
+            Ok(vec![Box::new(l) as Box<dyn Recordable>])
+        })?;
+        fwd.push((m, t));
+        let t = r.time("gru_backward", m.name(), || {
+            let l = gru::gru_backward(ctx, &b.gi, &b.gh, &b.carry, &b.grads, &b.dout, &b.cache, &b.w, &b.len, &g, m)?;
+            Ok(vec![Box::new(l) as Box<dyn Recordable>])
+        })?;
+        bwd.push((m, t));
+    }
+    if gm.is_empty() {
+        return Err(GpuEngineError::Input(format!("no GRU member fits H {}", g.h)));
+    }
+    let gru_forward = r.pick("gru_forward", &fwd);
+    let gru_backward = r.pick("gru_backward", &bwd);
+
+    // Linear sites: every modality's launch of the site with the member.
+    let n = s.pp.mods.len();
+    let projection = linear_site(&mut r, n, "projection", &proj, &|k, mi| {
+        Ok(linear::linear_forward_variant(ctx, &b.xp, &ctx.dummy, &b.inputs, &b.w, &b.len, s.projection[mi], k)?)
+    })?;
+    let projection_weights = linear_site(&mut r, n, "projection_weights", &proj, &|k, mi| {
+        let p = s.projection[mi];
+        Ok(linear::linear_backward_weights_variant(ctx, &b.grads, &b.gi, &b.gi, &b.inputs, &b.len, p, k)?)
+    })?;
+    let dense_f = linear_site(&mut r, n, "dense", &dense, &|k, mi| {
+        Ok(linear::linear_forward_variant(ctx, &b.feat, &ctx.dummy, &b.dense_in, &b.w, &b.len, s.dense[mi], k)?)
+    })?;
+    let dense_backward = linear_site(&mut r, n, "dense_backward", &dense, &|k, mi| {
+        Ok(linear::linear_backward_variant(ctx, &b.dout, &b.dfeat, &b.feat, &b.w, &b.len, s.dense[mi], k)?)
+    })?;
+    let dense_weights = linear_site(&mut r, n, "dense_weights", &dense, &|k, mi| {
+        let p = s.dense[mi];
+        Ok(linear::linear_backward_weights_variant(ctx, &b.grads, &b.dfeat, &b.feat, &b.dense_in, &b.len, p, k)?)
+    })?;
+    let seconds = r.start.elapsed().as_secs_f64();
+    (r.on)(&TuneEvent::Finished { seconds });
+    let choice = KernelChoice {
+        gru_forward,
+        gru_backward,
+        projection,
+        projection_weights,
+        dense: dense_f,
+        dense_backward,
+        dense_weights,
+    };
+    let race = Race {
+        shape: shape_class(cfg, shape),
+        method: r.timer.method().as_str().to_string(),
+        seconds,
+        complete: r.complete,
+        entries: r.entries,
+    };
+    Ok((choice, race))
+}
+
+/// The default GRU member (the first candidate), or an error naming the shape none fits.
+fn first_gru(c: Vec<GruMember>) -> Result<GruMember, GpuEngineError> {
+    c.first().copied().ok_or_else(|| GpuEngineError::Input("no GRU member fits this shape".into()))
+}
+
+type BuildLinear<'a> = &'a dyn Fn(LinearKernel, usize) -> Result<Launch<LinearParams>, GpuEngineError>;
+
+/// Race one linear site: each member runs the site's launch of every one of the `n` modalities.
+fn linear_site(
+    r: &mut Racer,
+    n: usize,
+    site: &str,
+    members: &[LinearKernel],
+    build: BuildLinear,
+) -> Result<LinearKernel, GpuEngineError> {
+    let mut times = Vec::new();
+    for &k in members {
+        let t =
+            r.time(site, k.name(), || (0..n).map(|mi| Ok(Box::new(build(k, mi)?) as Box<dyn Recordable>)).collect())?;
+        times.push((k, t));
+    }
+    Ok(r.pick(site, &times))
+}
