@@ -147,7 +147,10 @@ fn prepare_mosei(dir: &std::path::Path, visual: &str, out: &std::path::Path, for
         }
     }
     let (ds, report) = sdk::prepare(dir, visual).with_context(|| {
-        format!("preparing CMU-MOSEI from {} (see README, 'Training on CMU-MOSEI', for the files needed)", dir.display())
+        format!(
+            "preparing CMU-MOSEI from {} (see README, 'Training on CMU-MOSEI', for the files needed)",
+            dir.display()
+        )
     })?;
     native::write(&ds, out)?;
     let json = serde_json::to_string_pretty(&report)?;

@@ -3,7 +3,7 @@
 //! (m, 2) in seconds, and `/<root>/metadata/<key>` (vlen strings). Read with
 //! the pure-Rust `hdf5-pure` crate, one video's datasets at a time.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use super::SdkError;
@@ -13,9 +13,9 @@ pub struct Csd {
     pub path: PathBuf,
     /// Name of the root group ("COVAREP", "All Labels", ...).
     pub root: String,
-    /// The `/<root>/data` group, so each video is looked up from there.
-    data: hdf5_pure::Group,
-    videos: BTreeSet<String>,
+    /// Each video's group under `/<root>/data`, opened once (a lookup by
+    /// name would walk the data group's symbol table for every video).
+    videos: BTreeMap<String, hdf5_pure::Group>,
 }
 
 /// One video's rows: intervals and features, features as f64 (any stored float width).
@@ -36,7 +36,7 @@ impl Csd {
     /// Open `path` and list its videos; the file is read lazily, video by video.
     pub fn open(path: &Path) -> Result<Csd, SdkError> {
         let h5 = |e: hdf5_pure::Error| SdkError::Hdf5 { file: path.to_path_buf(), msg: e.to_string() };
-        let file = hdf5_pure::File::open_streaming(path).map_err(h5)?;
+        let file = open_file(path).map_err(h5)?;
         // A cut-off file can still parse up to its cut: compare with the size the superblock records.
         let len = std::fs::metadata(path).map_err(|e| h5(hdf5_pure::Error::Io(e)))?.len();
         let eof = file.superblock().eof_address;
@@ -55,32 +55,26 @@ impl Csd {
         let data = file
             .group(&format!("{root}/data"))
             .map_err(|e| layout(path, format!("root group '{root}' has no readable 'data' group: {e}")))?;
-        let videos = data.groups().map_err(h5)?.into_iter().collect();
-        Ok(Csd { path: path.to_path_buf(), root, data, videos })
+        let videos = data.iter_groups().map_err(h5)?.collect();
+        Ok(Csd { path: path.to_path_buf(), root, videos })
     }
 
     pub fn videos(&self) -> impl Iterator<Item = &str> {
-        self.videos.iter().map(String::as_str)
+        self.videos.keys().map(String::as_str)
     }
 
     pub fn has(&self, video: &str) -> bool {
-        self.videos.contains(video)
+        self.videos.contains_key(video)
     }
 
     /// Read one video's intervals and features, checking their shapes.
     pub fn read(&self, video: &str) -> Result<Seq, SdkError> {
         let err = |what: String| SdkError::Video { file: self.path.clone(), video: video.to_string(), what };
+        let group = self.videos.get(video).ok_or_else(|| err("no such video".into()))?;
         let read = |key: &str| -> Result<(Vec<usize>, Vec<f64>), SdkError> {
-            let ds = self
-                .data
-                .dataset(&format!("{video}/{key}"))
-                .map_err(|e| err(format!("no readable '{key}' dataset: {e}")))?;
-            let shape: Vec<usize> = ds
-                .shape()
-                .map_err(|e| err(format!("'{key}': {e}")))?
-                .into_iter()
-                .map(|d| d as usize)
-                .collect();
+            let ds = group.dataset(key).map_err(|e| err(format!("no readable '{key}' dataset: {e}")))?;
+            let shape: Vec<usize> =
+                ds.shape().map_err(|e| err(format!("'{key}': {e}")))?.into_iter().map(|d| d as usize).collect();
             let values = ds.read_f64().map_err(|e| err(format!("reading '{key}' failed: {e}")))?;
             let n: usize = shape.iter().product();
             if values.len() != n {
@@ -103,6 +97,45 @@ impl Csd {
         let intervals = ivals.chunks_exact(2).map(|c| [c[0], c[1]]).collect();
         Ok(Seq { intervals, features, dim })
     }
+}
+
+/// Positioned reads (one syscall each, no lock), where the platform has them.
+#[cfg(unix)]
+struct PreadSource {
+    file: std::fs::File,
+    len: u64,
+}
+
+#[cfg(unix)]
+impl hdf5_pure::Source for PreadSource {
+    fn len(&self) -> u64 {
+        self.len
+    }
+
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), hdf5_pure::FormatError> {
+        use std::os::unix::fs::FileExt;
+        let end = offset.checked_add(buf.len() as u64);
+        if end.is_none_or(|e| e > self.len) {
+            return Err(hdf5_pure::FormatError::Source(format!(
+                "read of {} bytes at {offset} runs past the end of the file ({} bytes)",
+                buf.len(),
+                self.len
+            )));
+        }
+        self.file.read_exact_at(buf, offset).map_err(|e| hdf5_pure::FormatError::Source(e.to_string()))
+    }
+}
+
+#[cfg(unix)]
+fn open_file(path: &Path) -> Result<hdf5_pure::File, hdf5_pure::Error> {
+    let file = std::fs::File::open(path).map_err(hdf5_pure::Error::Io)?;
+    let len = file.metadata().map_err(hdf5_pure::Error::Io)?.len();
+    hdf5_pure::File::from_source(PreadSource { file, len })
+}
+
+#[cfg(not(unix))]
+fn open_file(path: &Path) -> Result<hdf5_pure::File, hdf5_pure::Error> {
+    hdf5_pure::File::open_streaming(path)
 }
 
 fn layout(path: &Path, what: String) -> SdkError {

@@ -113,10 +113,8 @@ pub fn prepare(dir: &Path, visual: Visual) -> Result<(Dataset, Report), SdkError
         report.files.insert(role.to_string(), p.display().to_string());
     }
     let folds = standard_folds()?;
-    let in_folds: HashMap<&str, SplitName> = SplitName::ALL
-        .iter()
-        .flat_map(|&s| folds[s.index()].iter().map(move |id| (id.as_str(), s)))
-        .collect();
+    let in_folds: HashMap<&str, SplitName> =
+        SplitName::ALL.iter().flat_map(|&s| folds[s.index()].iter().map(move |id| (id.as_str(), s))).collect();
     for id in labels.videos() {
         if !in_folds.contains_key(id) {
             report.outside_folds.push(id.to_string());
@@ -154,12 +152,8 @@ pub fn prepare(dir: &Path, visual: Visual) -> Result<(Dataset, Report), SdkError
     }
     let dims = dims.map(|d| d.map_or(0, |(n, _)| n));
     report.dims = dims;
-    let ds = Dataset {
-        source: format!("CMU-MultimodalSDK files in {}", dir.display()),
-        dims,
-        has_emotion: true,
-        splits,
-    };
+    let ds =
+        Dataset { source: format!("CMU-MultimodalSDK files in {}", dir.display()), dims, has_emotion: true, splits };
     ds.validate()?;
     Ok((ds, report))
 }
