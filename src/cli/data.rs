@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 use cimnet::config::EMOTION_NAMES;
-use cimnet::data::{info, mosi, native, synth, Dataset};
+use cimnet::data::{info, mosi, native, sdk, synth, Dataset};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum DataCmd {
@@ -29,6 +29,23 @@ pub enum DataCmd {
         /// Seed of the validation carve-out.
         #[arg(long, default_value_t = mosi::DEFAULT_SEED)]
         seed: u64,
+    },
+    /// Build a native .npz of CMU-MOSEI from the CMU-MultimodalSDK's .csd files: each utterance's
+    /// features are the mean of each modality's rows inside its labelled segment (the SDK's align rule).
+    /// A cleaning report is printed and written beside the output as OUT.report.json.
+    PrepareMosei {
+        /// Directory with CMU_MOSEI_TimestampedWordVectors.csd, CMU_MOSEI_COVAREP.csd,
+        /// CMU_MOSEI_VisualFacet42.csd (or CMU_MOSEI_VisualOpenFace2.csd) and CMU_MOSEI_Labels.csd.
+        #[arg(long)]
+        sdk: PathBuf,
+        /// Visual features: facet (FACET 4.2, 35-d) or openface (OpenFace 2).
+        #[arg(long, default_value = "facet", value_parser = clap::value_parser!(String))]
+        visual: String,
+        #[arg(long)]
+        out: PathBuf,
+        /// Replace OUT (and its report) if they exist.
+        #[arg(long)]
+        force: bool,
     },
     /// Generate synthetic MOSEI-shaped data (real split sizes and video-length histograms, dims 300/74/35).
     Synth {
@@ -74,6 +91,7 @@ pub fn run(cmd: DataCmd) -> anyhow::Result<()> {
             native::write(&ds, &out)?;
             println!("wrote {} ({})", out.display(), counts(&ds));
         }
+        DataCmd::PrepareMosei { sdk: dir, visual, out, force } => prepare_mosei(&dir, &visual, &out, force)?,
         DataCmd::Synth { out, seed, scale, probe } => {
             if !(scale > 0.0 && scale.is_finite()) {
                 bail!("--scale must be a positive number (got {scale})");
@@ -111,6 +129,72 @@ pub fn run(cmd: DataCmd) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Where the cleaning report of `out` goes: `mosei.npz` -> `mosei.report.json`.
+pub fn report_path(out: &std::path::Path) -> PathBuf {
+    out.with_extension("report.json")
+}
+
+fn prepare_mosei(dir: &std::path::Path, visual: &str, out: &std::path::Path, force: bool) -> anyhow::Result<()> {
+    let visual: sdk::Visual = visual.parse().map_err(anyhow::Error::msg)?;
+    let report_file = report_path(out);
+    if !force {
+        for p in [out, report_file.as_path()] {
+            if p.exists() {
+                bail!("{} exists: pass --force to replace it", p.display());
+            }
+        }
+    }
+    let (ds, report) = sdk::prepare(dir, visual).with_context(|| {
+        format!(
+            "preparing CMU-MOSEI from {} (see README, 'Training on CMU-MOSEI', for the files needed)",
+            dir.display()
+        )
+    })?;
+    native::write(&ds, out)?;
+    let json = serde_json::to_string_pretty(&report)?;
+    let tmp = cimnet::npz::tmp_path(&report_file);
+    std::fs::write(&tmp, json + "\n").with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, &report_file).with_context(|| format!("writing {}", report_file.display()))?;
+    print_sdk_report(&report);
+    println!("wrote {} ({})", out.display(), counts(&ds));
+    println!("wrote {} (the cleaning report)", report_file.display());
+    Ok(())
+}
+
+fn print_sdk_report(r: &sdk::Report) {
+    let listed = |name: &str, l: &sdk::report::Listed| {
+        if l.count > 0 {
+            let more = if l.count > l.examples.len() { ", ..." } else { "" };
+            println!("  {name}: {} ({}{more})", l.count, l.examples.join(", "));
+        } else {
+            println!("  {name}: 0");
+        }
+    };
+    println!("dims: text {}, audio {}, video {}", r.dims[0], r.dims[1], r.dims[2]);
+    println!("videos not used:");
+    listed("labelled but outside the standard folds", &r.outside_folds);
+    listed("in the folds but without labels", &r.fold_videos_without_labels);
+    listed("missing a modality", &r.missing_modality);
+    listed("no segment left", &r.videos_without_segments);
+    let u = &r.unlabelled_in_features;
+    println!("  unlabelled videos in the feature files: text {}, audio {}, video {}", u.text, u.audio, u.video);
+    println!("segments:");
+    listed("zero-length (dropped, as the SDK does)", &r.zero_length_segments);
+    listed("duplicates (kept)", &r.duplicate_segments);
+    listed("overlapping the one before (kept)", &r.overlapping_segments);
+    let e = &r.empty_segments;
+    println!("  with no rows in a modality (features set to 0): text {}, audio {}, video {}", e.text, e.audio, e.video);
+    println!("cleaning:");
+    for (name, n) in [("text", &r.non_finite.text), ("audio", &r.non_finite.audio), ("video", &r.non_finite.video)] {
+        println!(
+            "  {name}: {} non-finite input values, {} utterance feature values non-finite after averaging, set to 0",
+            n.input_values, n.zeroed_values
+        );
+    }
+    println!("  sentiment scores clamped to [-3, 3]: {}", r.sentiment_clamped);
+    println!("  emotion intensities clamped to [0, 3]: {}", r.emotion_clamped);
 }
 
 fn counts(ds: &Dataset) -> String {

@@ -21,6 +21,7 @@ pub mod info;
 pub mod mosi;
 pub mod native;
 pub mod normalize;
+pub mod sdk;
 pub mod synth;
 pub mod validate;
 
