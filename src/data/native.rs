@@ -26,6 +26,12 @@ pub fn read(path: &Path) -> Result<Dataset, DataError> {
     read_archive(&mut npz, path.display().to_string())
 }
 
+/// Read a native .npz held in memory; `name` stands in for the path in messages.
+pub fn read_bytes(name: &str, bytes: Vec<u8>) -> Result<Dataset, DataError> {
+    let mut npz = NpzIn::from_bytes(name, bytes)?;
+    read_archive(&mut npz, name.to_string())
+}
+
 /// Read from an opened archive (a file or embedded bytes); `source` names it in messages.
 pub(crate) fn read_archive(npz: &mut NpzIn, source: String) -> Result<Dataset, DataError> {
     let file = npz.path().to_path_buf();
