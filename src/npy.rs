@@ -283,35 +283,42 @@ pub fn read_elements<T, R: Read + ?Sized>(
     Ok(out)
 }
 
-/// Decode one numeric element (any float/int width, either byte order) as f64.
-pub fn to_f64(d: &Descr, e: &[u8]) -> f64 {
-    let mut b = [0u8; 8];
-    b[..e.len()].copy_from_slice(e);
-    if d.big_endian {
-        b[..e.len()].reverse();
-    }
-    match (d.kind, d.size) {
+/// Decode one numeric element (any float/int width, either byte order) as f64;
+/// an error for a string dtype.
+pub fn to_f64(d: &Descr, e: &[u8]) -> Result<f64, String> {
+    let b = le_word(d, e).ok_or_else(|| format!("dtype {} is not numeric", d.text))?;
+    Ok(match (d.kind, d.size) {
         (Kind::Float, 2) => f64::from(half::f16::from_le_bytes([b[0], b[1]])),
         (Kind::Float, 4) => f64::from(f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
         (Kind::Float, _) => f64::from_le_bytes(b),
         (Kind::Int, n) => sign_extend(u64::from_le_bytes(b), n) as f64,
         (_, _) => u64::from_le_bytes(b) as f64,
-    }
+    })
 }
 
-/// Decode one integer element as i64; `None` for a float element or a u64 above i64::MAX.
+/// Decode one integer element as i64; `None` for a float or string element or a u64 above i64::MAX.
 pub fn to_i64(d: &Descr, e: &[u8]) -> Option<i64> {
-    let mut b = [0u8; 8];
-    b[..e.len()].copy_from_slice(e);
-    if d.big_endian {
-        b[..e.len()].reverse();
-    }
-    let raw = u64::from_le_bytes(b);
+    let raw = u64::from_le_bytes(le_word(d, e)?);
     match d.kind {
         Kind::Int => Some(sign_extend(raw, d.size)),
         Kind::Uint => i64::try_from(raw).ok(),
         _ => None,
     }
+}
+
+/// A numeric element's bytes as a little-endian 8-byte word (zero-extended);
+/// `None` unless the dtype is numeric and the element is its size.
+fn le_word(d: &Descr, e: &[u8]) -> Option<[u8; 8]> {
+    let numeric = matches!(d.kind, Kind::Float | Kind::Int | Kind::Uint);
+    if !numeric || e.len() != d.size || e.len() > 8 || e.is_empty() {
+        return None;
+    }
+    let mut b = [0u8; 8];
+    b[..e.len()].copy_from_slice(e);
+    if d.big_endian {
+        b[..e.len()].reverse();
+    }
+    Some(b)
 }
 
 fn sign_extend(raw: u64, bytes: usize) -> i64 {

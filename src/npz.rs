@@ -155,13 +155,13 @@ impl NpzIn {
 
     /// Read a numeric array (any float or integer width on disk) as f64, or `None` if absent.
     pub fn read_float_opt(&mut self, name: &str) -> Result<Option<Array<f64>>, NpzError> {
-        self.read_numeric(name, |d, e| Ok(npy::to_f64(d, e)))
+        self.read_numeric(name, npy::to_f64)
     }
 
     /// Read a numeric array as f32 (features are stored as f32; this halves the
     /// memory of reading a large MOSEI array through f64), or `None` if absent.
     pub fn read_f32_opt(&mut self, name: &str) -> Result<Option<Array<f32>>, NpzError> {
-        self.read_numeric(name, |d, e| Ok(npy::to_f64(d, e) as f32))
+        self.read_numeric(name, |d, e| npy::to_f64(d, e).map(|x| x as f32))
     }
 
     /// Read a floating-point array as f32; a clear error if it is absent.
@@ -185,7 +185,7 @@ impl NpzIn {
         self.read_numeric(name, |d, e| match npy::to_i64(d, e) {
             Some(i) => Ok(i),
             None if d.kind == npy::Kind::Float => {
-                let x = npy::to_f64(d, e);
+                let x = npy::to_f64(d, e)?;
                 if x.fract() != 0.0 || !x.is_finite() || x.abs() > 2f64.powi(53) {
                     return Err(format!("expected integers, found {x}"));
                 }
