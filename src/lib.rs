@@ -10,6 +10,7 @@ pub mod data;
 pub mod engine;
 pub mod gpu;
 pub mod grads;
+pub mod npy;
 pub mod npz;
 pub mod params;
 pub mod train;

@@ -60,7 +60,7 @@ fn main() {
         Command::Data { cmd } => cli::data::run(cmd),
     };
     if let Err(e) = result {
-        eprintln!("error: {e:#}");
+        eprintln!("error: {}", cli::error::error_text(&e));
         std::process::exit(1);
     }
 }

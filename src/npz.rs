@@ -4,8 +4,12 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
-use npyz::npz::{NpzArchive, NpzWriter};
-use npyz::{DType, TypeChar, WriterBuilder};
+use std::io::Read;
+
+use npyz::npz::NpzWriter;
+use npyz::{DType, WriterBuilder};
+
+use crate::npy;
 
 #[derive(Debug, thiserror::Error)]
 pub enum NpzError {
@@ -33,93 +37,131 @@ impl<T> Array<T> {
     }
 }
 
-/// What an archive reads from: a file, or bytes embedded in the binary.
+/// What an archive reads from: a file, or bytes in memory.
 pub trait ReadSeek: io::Read + io::Seek {}
 impl<R: io::Read + io::Seek> ReadSeek for R {}
 
-/// An npz archive opened for reading.
+/// The largest ratio of uncompressed to compressed size deflate can reach
+/// (about 1032:1), with slack: a member declaring more is refused before its
+/// data are read.
+const MAX_DEFLATE_RATIO: u64 = 1040;
+
+/// An npz archive opened for reading. Every member read is checked before its
+/// values are returned: its declared sizes against the file's size, the .npy
+/// header's shape and dtype against the declared size (see [`crate::npy`]),
+/// and the zip CRC-32 of the bytes read, so a corrupt member is an error,
+/// never data.
 pub struct NpzIn {
     path: PathBuf,
-    archive: NpzArchive<Box<dyn ReadSeek>>,
+    archive: zip::ZipArchive<Box<dyn ReadSeek>>,
+    /// Bytes of the whole archive.
+    size: u64,
 }
 
 impl NpzIn {
     pub fn open(path: &Path) -> Result<Self, NpzError> {
-        let open =
-            |p: &Path| -> io::Result<Box<dyn ReadSeek>> { Ok(Box::new(io::BufReader::new(std::fs::File::open(p)?))) };
-        let archive = open(path)
-            .and_then(NpzArchive::new)
-            .map_err(|source| NpzError::Open { file: path.to_path_buf(), source })?;
-        Ok(NpzIn { path: path.to_path_buf(), archive })
+        let open_err = |source: io::Error| NpzError::Open { file: path.to_path_buf(), source };
+        let file = std::fs::File::open(path).map_err(open_err)?;
+        let size = file.metadata().map_err(open_err)?.len();
+        let reader: Box<dyn ReadSeek> = Box::new(io::BufReader::new(file));
+        Self::from_reader(path.to_path_buf(), reader, size)
     }
 
     /// An archive held in memory (e.g. `include_bytes!`); `name` stands in for the path in errors.
-    pub fn from_bytes(name: &str, bytes: &'static [u8]) -> Result<Self, NpzError> {
-        let path = PathBuf::from(name);
-        let reader: Box<dyn ReadSeek> = Box::new(io::Cursor::new(bytes));
-        let archive = NpzArchive::new(reader).map_err(|source| NpzError::Open { file: path.clone(), source })?;
-        Ok(NpzIn { path, archive })
+    pub fn from_bytes(name: &str, bytes: impl Into<std::borrow::Cow<'static, [u8]>>) -> Result<Self, NpzError> {
+        let bytes: std::borrow::Cow<'static, [u8]> = bytes.into();
+        let size = bytes.len() as u64;
+        Self::from_reader(PathBuf::from(name), Box::new(io::Cursor::new(bytes)), size)
+    }
+
+    fn from_reader(path: PathBuf, reader: Box<dyn ReadSeek>, size: u64) -> Result<Self, NpzError> {
+        let archive = zip::ZipArchive::new(reader)
+            .map_err(|e| NpzError::Open { file: path.clone(), source: io::Error::other(e) })?;
+        Ok(NpzIn { path, archive, size })
     }
 
     pub fn path(&self) -> &Path {
         &self.path
     }
 
+    /// Array names (member names without `.npy`), sorted.
     pub fn names(&self) -> Vec<String> {
-        let mut v: Vec<String> = self.archive.array_names().map(str::to_string).collect();
+        let mut v: Vec<String> =
+            self.archive.file_names().filter_map(|n| n.strip_suffix(".npy")).map(str::to_string).collect();
         v.sort();
         v
     }
 
     pub fn has(&self, name: &str) -> bool {
-        self.archive.array_names().any(|n| n == name)
+        let member = format!("{name}.npy");
+        self.archive.file_names().any(|n| n == member)
     }
 
-    /// Read a floating-point array (f16, f32 or f64 on disk) as f64, or `None` if absent.
-    pub fn read_float_opt(&mut self, name: &str) -> Result<Option<Array<f64>>, NpzError> {
-        let path = self.path.clone();
-        let io_err = |e: io::Error| NpzError::Array { file: path.clone(), name: name.to_string(), msg: e.to_string() };
-        let bad = |name: &str, msg: String| NpzError::Array { file: path.clone(), name: name.to_string(), msg };
-        let Some(file) = self.archive.by_name(name).map_err(&io_err)? else { return Ok(None) };
-        if file.order() != npyz::Order::C {
-            return Err(bad(
-                name,
-                "Fortran-ordered arrays are not supported: save it with np.ascontiguousarray".to_string(),
-            ));
+    /// Read array `name` with `f` deciding, from the checked header, how to decode
+    /// it; `None` if absent. The member's CRC is verified after the last byte.
+    fn read_member<T>(
+        &mut self,
+        name: &str,
+        f: impl FnOnce(&mut dyn io::Read, &npy::Header) -> Result<T, String>,
+    ) -> Result<Option<T>, NpzError> {
+        let bad = |msg: String| NpzError::Array { file: self.path.clone(), name: name.to_string(), msg };
+        if !self.has(name) {
+            return Ok(None);
         }
-        let shape: Vec<usize> = file.shape().iter().map(|&d| d as usize).collect();
-        let dtype = file.dtype();
-        let data: Vec<f64> = match &dtype {
-            DType::Plain(ts) => match (ts.type_char(), ts.size_field()) {
-                (TypeChar::Float, 8) => file.into_vec::<f64>().map_err(&io_err)?,
-                (TypeChar::Float, 4) => file.into_vec::<f32>().map_err(&io_err)?.into_iter().map(f64::from).collect(),
-                (TypeChar::Float, 2) => {
-                    file.into_vec::<half::f16>().map_err(&io_err)?.into_iter().map(f64::from).collect()
-                }
-                (TypeChar::Int, 4) => file.into_vec::<i32>().map_err(&io_err)?.into_iter().map(f64::from).collect(),
-                (TypeChar::Int, 8) => file.into_vec::<i64>().map_err(&io_err)?.into_iter().map(|x| x as f64).collect(),
-                _ => return Err(bad(name, format!("dtype {ts} is not a float type"))),
-            },
-            other => return Err(bad(name, format!("unsupported dtype {other:?}"))),
+        let mut member = match self.archive.by_name(&format!("{name}.npy")) {
+            Ok(m) => m,
+            Err(e) => return Err(bad(format!("cannot open the member: {e}"))),
         };
-        Ok(Some(Array::new(shape, data)))
+        let (declared, packed) = (member.size(), member.compressed_size());
+        if packed > self.size {
+            return Err(bad(format!("declares {packed} compressed bytes but the whole file has {}", self.size)));
+        }
+        let fits = match member.compression() {
+            zip::CompressionMethod::Stored => declared == packed,
+            _ => declared <= packed.saturating_mul(MAX_DEFLATE_RATIO).saturating_add(1024),
+        };
+        if !fits {
+            return Err(bad(format!("declares {declared} bytes uncompressed from {packed} compressed: impossible")));
+        }
+        let header = npy::read_header(&mut member, declared).map_err(&bad)?;
+        let value = f(&mut member, &header).map_err(&bad)?;
+        // One more read past the declared end: zip checks the CRC-32 there, and
+        // data beyond the declared size would show up.
+        let mut probe = [0u8; 1];
+        match member.read(&mut probe) {
+            Ok(0) => Ok(Some(value)),
+            Ok(_) => Err(bad(format!("holds more than its declared {declared} bytes"))),
+            Err(e) => Err(bad(format!("the zip CRC-32 check failed, the member is corrupt ({e})"))),
+        }
     }
 
-    /// Read a floating-point array as f32 (features are stored as f32; this halves the
+    /// Read a numeric array with each element decoded by `f`; C order required beyond 1-d.
+    fn read_numeric<T>(
+        &mut self,
+        name: &str,
+        f: impl Fn(&npy::Descr, &[u8]) -> Result<T, String>,
+    ) -> Result<Option<Array<T>>, NpzError> {
+        self.read_member(name, |r, h| {
+            if h.fortran_order && h.shape.len() > 1 {
+                return Err("Fortran-ordered arrays are not supported: save it with np.ascontiguousarray".into());
+            }
+            if matches!(h.descr.kind, npy::Kind::Unicode | npy::Kind::Bytes) {
+                return Err(format!("dtype {} is a string type, expected numbers", h.descr.text));
+            }
+            let data = npy::read_elements(r, h, |e| f(&h.descr, e))?;
+            Ok(Array { shape: h.shape.clone(), data })
+        })
+    }
+
+    /// Read a numeric array (any float or integer width on disk) as f64, or `None` if absent.
+    pub fn read_float_opt(&mut self, name: &str) -> Result<Option<Array<f64>>, NpzError> {
+        self.read_numeric(name, npy::to_f64)
+    }
+
+    /// Read a numeric array as f32 (features are stored as f32; this halves the
     /// memory of reading a large MOSEI array through f64), or `None` if absent.
     pub fn read_f32_opt(&mut self, name: &str) -> Result<Option<Array<f32>>, NpzError> {
-        let path = self.path.clone();
-        let io_err = |e: io::Error| NpzError::Array { file: path.clone(), name: name.to_string(), msg: e.to_string() };
-        let Some(file) = self.archive.by_name(name).map_err(&io_err)? else { return Ok(None) };
-        let is_f32 = file.order() == npyz::Order::C
-            && matches!(&file.dtype(), DType::Plain(ts) if ts.type_char() == TypeChar::Float && ts.size_field() == 4);
-        if is_f32 {
-            let shape: Vec<usize> = file.shape().iter().map(|&d| d as usize).collect();
-            let data = file.into_vec::<f32>().map_err(&io_err)?;
-            return Ok(Some(Array::new(shape, data)));
-        }
-        drop(file);
-        Ok(self.read_float_opt(name)?.map(|a| Array::new(a.shape, a.data.into_iter().map(|x| x as f32).collect())))
+        self.read_numeric(name, |d, e| npy::to_f64(d, e).map(|x| x as f32))
     }
 
     /// Read a floating-point array as f32; a clear error if it is absent.
@@ -140,35 +182,17 @@ impl NpzIn {
 
     /// Read an integer array (any signed or unsigned width; whole-valued floats accepted) as i64.
     pub fn read_int_opt(&mut self, name: &str) -> Result<Option<Array<i64>>, NpzError> {
-        let path = self.path.clone();
-        let io_err = |e: io::Error| NpzError::Array { file: path.clone(), name: name.to_string(), msg: e.to_string() };
-        let bad = |name: &str, msg: String| NpzError::Array { file: path.clone(), name: name.to_string(), msg };
-        let Some(file) = self.archive.by_name(name).map_err(&io_err)? else { return Ok(None) };
-        let shape: Vec<usize> = file.shape().iter().map(|&d| d as usize).collect();
-        let dtype = file.dtype();
-        let data: Vec<i64> = match &dtype {
-            DType::Plain(ts) => match (ts.type_char(), ts.size_field()) {
-                (TypeChar::Int, 8) => file.into_vec::<i64>().map_err(&io_err)?,
-                (TypeChar::Int, 4) => file.into_vec::<i32>().map_err(&io_err)?.into_iter().map(i64::from).collect(),
-                (TypeChar::Int, 2) => file.into_vec::<i16>().map_err(&io_err)?.into_iter().map(i64::from).collect(),
-                (TypeChar::Int, 1) => file.into_vec::<i8>().map_err(&io_err)?.into_iter().map(i64::from).collect(),
-                (TypeChar::Uint, 8) => file.into_vec::<u64>().map_err(&io_err)?.into_iter().map(|x| x as i64).collect(),
-                (TypeChar::Uint, 4) => file.into_vec::<u32>().map_err(&io_err)?.into_iter().map(i64::from).collect(),
-                (TypeChar::Uint, 2) => file.into_vec::<u16>().map_err(&io_err)?.into_iter().map(i64::from).collect(),
-                (TypeChar::Uint, 1) => file.into_vec::<u8>().map_err(&io_err)?.into_iter().map(i64::from).collect(),
-                (TypeChar::Float, _) => {
-                    drop(file);
-                    let a = self.read_float(name)?;
-                    if let Some(x) = a.data.iter().find(|x| x.fract() != 0.0 || !x.is_finite()) {
-                        return Err(bad(name, format!("expected integers, found {x}")));
-                    }
-                    return Ok(Some(Array::new(a.shape, a.data.into_iter().map(|x| x as i64).collect())));
+        self.read_numeric(name, |d, e| match npy::to_i64(d, e) {
+            Some(i) => Ok(i),
+            None if d.kind == npy::Kind::Float => {
+                let x = npy::to_f64(d, e)?;
+                if x.fract() != 0.0 || !x.is_finite() || x.abs() > 2f64.powi(53) {
+                    return Err(format!("expected integers, found {x}"));
                 }
-                _ => return Err(bad(name, format!("dtype {ts} is not an integer type"))),
-            },
-            other => return Err(bad(name, format!("unsupported dtype {other:?}"))),
-        };
-        Ok(Some(Array::new(shape, data)))
+                Ok(x as i64)
+            }
+            None => Err(format!("expected integers, found a value above {}", i64::MAX)),
+        })
     }
 
     pub fn read_int(&mut self, name: &str) -> Result<Array<i64>, NpzError> {
@@ -180,23 +204,12 @@ impl NpzIn {
 
     /// Read a string array (numpy unicode `<U..` or bytes `|S..`), or `None` if absent.
     pub fn read_strings_opt(&mut self, name: &str) -> Result<Option<Vec<String>>, NpzError> {
-        let path = self.path.clone();
-        let io_err = |e: io::Error| NpzError::Array { file: path.clone(), name: name.to_string(), msg: e.to_string() };
-        let bad = |name: &str, msg: String| NpzError::Array { file: path.clone(), name: name.to_string(), msg };
-        let Some(file) = self.archive.by_name(name).map_err(&io_err)? else { return Ok(None) };
-        let dtype = file.dtype();
-        let strings = match &dtype {
-            DType::Plain(ts) if ts.type_char() == TypeChar::UnicodeStr => {
-                let v: Vec<Vec<char>> = file.into_vec().map_err(&io_err)?;
-                v.into_iter().map(|cs| cs.into_iter().collect::<String>()).collect()
+        self.read_member(name, |r, h| {
+            if !matches!(h.descr.kind, npy::Kind::Unicode | npy::Kind::Bytes) {
+                return Err(format!("expected a string array, found dtype {}", h.descr.text));
             }
-            DType::Plain(ts) if ts.type_char() == TypeChar::ByteStr => {
-                let v: Vec<Vec<u8>> = file.into_vec().map_err(&io_err)?;
-                v.into_iter().map(|bs| String::from_utf8_lossy(&bs).into_owned()).collect()
-            }
-            other => return Err(bad(name, format!("expected a string array, found dtype {other:?}"))),
-        };
-        Ok(Some(strings))
+            npy::read_elements(r, h, |e| npy::to_string(&h.descr, e))
+        })
     }
 
     fn missing(&self, name: &str) -> NpzError {

@@ -6,7 +6,7 @@
 //! kernel may bind one slice on its own (storage-buffer offsets must be
 //! 256-byte aligned on most adapters). The gaps are zero and stay zero.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use rand::{Rng, SeedableRng};
@@ -139,6 +139,8 @@ pub enum ParamError {
     NonFinite { file: PathBuf, name: String, index: usize },
     #[error("{file}: {source}")]
     Config { file: PathBuf, source: crate::config::ConfigError },
+    #[error("{file}: these weights are not the run's model: {diffs}")]
+    Mismatch { file: PathBuf, diffs: String },
 }
 
 impl ParamStore {
@@ -181,10 +183,11 @@ impl ParamStore {
         self.values.iter().map(|&v| f64::from(v)).collect()
     }
 
-    /// The safetensors metadata that lets a file rebuild its model on its own.
-    pub fn metadata(&self) -> HashMap<String, String> {
+    /// The safetensors metadata that lets a file rebuild its model on its own,
+    /// sorted by key (a `BTreeMap`), so identical runs write identical bytes.
+    pub fn metadata(&self) -> BTreeMap<String, String> {
         let c = &self.config;
-        HashMap::from([
+        BTreeMap::from([
             ("format".to_string(), "pt".to_string()),
             ("modalities".to_string(), c.modalities.to_string()),
             ("attention".to_string(), c.attention.to_string()),
@@ -196,23 +199,35 @@ impl ParamStore {
         ])
     }
 
-    /// Serialise as safetensors (f32, MODEL.md names) into bytes.
+    /// Serialise as safetensors (f32, MODEL.md names) into bytes. The header is
+    /// written here rather than by `safetensors::serialize`, whose metadata map
+    /// is a `HashMap` and comes out in a different order in every process:
+    /// metadata sorted by key, then the tensors in layout order.
     pub fn to_safetensors(&self) -> Vec<u8> {
-        let bytes: Vec<(String, Vec<u8>, Vec<usize>)> = self
-            .layout
-            .slices
-            .iter()
-            .map(|s| (s.name.clone(), bytemuck::cast_slice(&self.values[s.range()]).to_vec(), s.shape.clone()))
-            .collect();
-        let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = bytes
-            .iter()
-            .map(|(n, b, shape)| {
-                let view = safetensors::tensor::TensorView::new(Dtype::F32, shape.clone(), b)
-                    .expect("tensor bytes match their shape");
-                (n.clone(), view)
-            })
-            .collect();
-        safetensors::serialize(views, Some(self.metadata())).expect("serialising named f32 tensors cannot fail")
+        let mut header = serde_json::Map::new();
+        let meta: serde_json::Map<String, serde_json::Value> =
+            self.metadata().into_iter().map(|(k, v)| (k, serde_json::Value::String(v))).collect();
+        header.insert("__metadata__".to_string(), serde_json::Value::Object(meta));
+        let mut offset = 0usize;
+        for s in &self.layout.slices {
+            let end = offset + 4 * s.len();
+            header.insert(
+                s.name.clone(),
+                serde_json::json!({ "dtype": "F32", "shape": s.shape, "data_offsets": [offset, end] }),
+            );
+            offset = end;
+        }
+        let mut text = serde_json::Value::Object(header).to_string().into_bytes();
+        text.resize(text.len().next_multiple_of(8), b' ');
+        let mut out = Vec::with_capacity(8 + text.len() + offset);
+        out.extend_from_slice(&(text.len() as u64).to_le_bytes());
+        out.extend_from_slice(&text);
+        for s in &self.layout.slices {
+            for v in &self.values[s.range()] {
+                out.extend_from_slice(&v.to_le_bytes());
+            }
+        }
+        out
     }
 
     /// Save atomically (temporary file in the same directory, fsync, rename).
@@ -257,20 +272,36 @@ impl ParamStore {
         let mut config = ModelConfig::new(modalities, attention, tasks, dims);
         config.hidden = hh.get(1).copied().unwrap_or(0);
         config.dense = dense.first().copied().unwrap_or(0);
+        // A size read from a shape can be huge when another axis is 0 (the tensor
+        // is then empty and safetensors accepts it); every real tensor of the
+        // model holds at least that many values, so a size beyond the file's
+        // byte count is refused before the layout's arithmetic sees it.
+        for (what, n) in [("hidden size H", config.hidden), ("dense width D", config.dense)]
+            .into_iter()
+            .chain(modalities.modalities().into_iter().map(|m| ("input dim", config.dim(m))))
+        {
+            if n > bytes.len() {
+                return Err(fmt_err(format!("{what} {n} from the tensor shapes is larger than the file")));
+            }
+        }
         let parse_f = |key: &str, default: f64| md.get(key).and_then(|s| s.parse::<f64>().ok()).unwrap_or(default);
         config.dropout = parse_f("dropout", config.dropout);
         config.w_sentiment = parse_f("w_sentiment", config.w_sentiment);
         config.w_emotion = parse_f("w_emotion", config.w_emotion);
         config.validate().map_err(|source| ParamError::Config { file: file_buf.clone(), source })?;
 
-        let mut store = ParamStore::zeros(&config);
-        for (name, _) in tensors.iter() {
-            if store.layout.get(name).is_none() {
+        let layout = Layout::new(&config);
+        // Sorted, so that with several unexpected tensors the error always names the same one.
+        let mut names: Vec<&str> = tensors.names();
+        names.sort_unstable();
+        for name in names {
+            if layout.get(name).is_none() {
                 let shape = shape_of(name).unwrap_or_default();
                 return Err(ParamError::Extra { file: file_buf.clone(), name: name.to_string(), shape, variant });
             }
         }
-        for s in store.layout.slices.clone() {
+        // Every shape is checked before the store is allocated.
+        for s in &layout.slices {
             let t = tensors.tensor(&s.name).map_err(|_| missing(s.name.clone()))?;
             if t.shape() != s.shape.as_slice() {
                 return Err(ParamError::Shape {
@@ -281,6 +312,10 @@ impl ParamStore {
                     variant,
                 });
             }
+        }
+        let mut store = ParamStore::zeros(&config);
+        for s in &layout.slices {
+            let t = tensors.tensor(&s.name).map_err(|_| missing(s.name.clone()))?;
             let values = decode(t.dtype(), t.data()).ok_or_else(|| ParamError::Dtype {
                 file: file_buf.clone(),
                 name: s.name.clone(),
@@ -292,6 +327,37 @@ impl ParamStore {
             store.values[s.range()].copy_from_slice(&values);
         }
         Ok(store)
+    }
+
+    /// Refuse weights whose model is not `want` (a run's config): modalities,
+    /// attention, tasks, the input dims of the modalities used, H and D. Both
+    /// engines and every command that loads a run's weights go through this.
+    pub fn check_matches(&self, want: &ModelConfig, file: &Path) -> Result<(), ParamError> {
+        let have = &self.config;
+        let mut diffs = Vec::new();
+        let mut cmp = |what: &str, got: String, expected: String| {
+            if got != expected {
+                diffs.push(format!("{what} {got} (the run's config says {expected})"));
+            }
+        };
+        cmp("modalities", have.modalities.to_string(), want.modalities.to_string());
+        cmp("attention", have.attention.to_string(), want.attention.to_string());
+        cmp("tasks", have.tasks.to_string(), want.tasks.to_string());
+        cmp("input dims T,A,V", format!("{:?}", have.dims), format!("{:?}", want.dims));
+        cmp("hidden size H", have.hidden.to_string(), want.hidden.to_string());
+        cmp("dense width D", have.dense.to_string(), want.dense.to_string());
+        if diffs.is_empty() {
+            Ok(())
+        } else {
+            Err(ParamError::Mismatch { file: file.to_path_buf(), diffs: diffs.join(", ") })
+        }
+    }
+
+    /// Load a run's weights and check them against the run's model config.
+    pub fn load_for(path: &Path, want: &ModelConfig) -> Result<ParamStore, ParamError> {
+        let p = ParamStore::load(path)?;
+        p.check_matches(want, path)?;
+        Ok(p)
     }
 }
 

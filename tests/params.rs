@@ -152,7 +152,7 @@ fn safetensors_round_trip_rebuilds_the_model_from_the_file_alone() {
 fn write_custom(path: &std::path::Path, tensors: &[(String, Vec<usize>, Vec<u8>, Dtype)], meta: &ParamStore) {
     let views: Vec<(String, TensorView)> =
         tensors.iter().map(|(n, s, b, dt)| (n.clone(), TensorView::new(*dt, s.clone(), b).unwrap())).collect();
-    let bytes = safetensors::serialize(views, Some(meta.metadata())).unwrap();
+    let bytes = safetensors::serialize(views, Some(meta.metadata().into_iter().collect())).unwrap();
     std::fs::write(path, bytes).unwrap();
 }
 

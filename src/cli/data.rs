@@ -232,6 +232,17 @@ fn print_info(inf: &info::Info) {
             s.sentiment_mean
         );
     }
+    let t = &inf.total;
+    let lens = format!("{}/-/{:.1}/{}", t.len_min, t.len_mean, t.len_max);
+    println!(
+        "{:<6} {:>7} {:>10} {:>22} {:>9.1}% {:>9.2}",
+        "total",
+        t.videos,
+        t.utterances,
+        lens,
+        pct(t.positive, t.utterances),
+        t.sentiment_mean
+    );
     if inf.has_emotion {
         println!();
         print!("{:<6}", "split");

@@ -4,6 +4,7 @@
 pub mod bench;
 pub mod check;
 pub mod data;
+pub mod error;
 pub mod model;
 pub mod train;
 

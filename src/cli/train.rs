@@ -280,7 +280,9 @@ pub struct EvalArgs {
 fn open_run(run_dir: &Path, data: &DataArgs) -> Result<(RunConfig, ParamStore, Report, Dataset)> {
     let rd = RunDir::new(run_dir);
     let run = rd.read_config().with_context(|| format!("{} is not a cimnet run directory", run_dir.display()))?;
-    let params = ParamStore::load(&rd.model())?;
+    // The weights must be the run's model on either engine (the GPU engine builds
+    // itself from the weights' own shapes and would not notice on its own).
+    let params = ParamStore::load_for(&rd.model(), &run.model)?;
     let report: Report = serde_json::from_str(
         &fs::read_to_string(rd.report_json())
             .with_context(|| format!("{} has no report.json: the run has not finished", run_dir.display()))?,
@@ -434,7 +436,7 @@ pub fn attention_cmd(a: AttentionArgs) -> Result<()> {
     if run.model.attention == Attention::None {
         bail!("the run's model uses --attention none: it has no attention to draw");
     }
-    let params = ParamStore::load(&rd.model())?;
+    let params = ParamStore::load_for(&rd.model(), &run.model)?;
     let source = a.data.source().unwrap_or_else(|| run.data.clone());
     let ds = load_data(&source, run.normalizer.as_ref())?;
     ds.require(run.model.modalities)?;

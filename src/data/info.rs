@@ -18,6 +18,8 @@ pub struct Info {
     pub dims: Dims,
     pub has_emotion: bool,
     pub splits: Vec<SplitInfo>,
+    /// Sums over the three splits.
+    pub total: Total,
     /// Padding efficiency of the training split's batches.
     pub train_padding: Padding,
 }
@@ -48,6 +50,37 @@ pub struct SplitInfo {
     pub no_emotion: Option<usize>,
 }
 
+/// The whole dataset: every split together.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Total {
+    pub videos: usize,
+    pub utterances: usize,
+    pub len_min: usize,
+    pub len_mean: f64,
+    pub len_max: usize,
+    /// Utterances with sentiment >= 0.
+    pub positive: usize,
+    pub sentiment_mean: f64,
+}
+
+impl Total {
+    fn of(splits: &[SplitInfo]) -> Total {
+        let nonempty = || splits.iter().filter(|s| s.videos > 0);
+        let videos = splits.iter().map(|s| s.videos).sum::<usize>();
+        let utterances = splits.iter().map(|s| s.utterances).sum::<usize>();
+        let sentiment_sum: f64 = splits.iter().map(|s| s.sentiment_mean * s.utterances as f64).sum();
+        Total {
+            videos,
+            utterances,
+            len_min: nonempty().map(|s| s.len_min).min().unwrap_or(0),
+            len_mean: utterances as f64 / videos.max(1) as f64,
+            len_max: nonempty().map(|s| s.len_max).max().unwrap_or(0),
+            positive: splits.iter().map(|s| s.positive).sum(),
+            sentiment_mean: sentiment_sum / utterances.max(1) as f64,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Padding {
     pub batch: usize,
@@ -58,7 +91,8 @@ pub struct Padding {
 
 /// Compute the summary; `batch` must be at least 1.
 pub fn info(ds: &Dataset, batch: usize) -> Info {
-    let splits = SplitName::ALL.iter().map(|&s| split_info(ds, s)).collect();
+    let splits: Vec<SplitInfo> = SplitName::ALL.iter().map(|&s| split_info(ds, s)).collect();
+    let total = Total::of(&splits);
     let lens = ds.lens(SplitName::Train);
     let bucketed = make_batches(&lens, batch, BatchMode::Bucketed, INFO_SEED);
     let random = make_batches(&lens, batch, BatchMode::Random, INFO_SEED);
@@ -71,6 +105,7 @@ pub fn info(ds: &Dataset, batch: usize) -> Info {
         },
         has_emotion: ds.has_emotion,
         splits,
+        total,
         train_padding: Padding {
             batch,
             bucketed: padding_efficiency(&lens, &bucketed),

@@ -20,10 +20,19 @@ use super::{DataError, Dataset, Location, SplitName};
 use crate::config::{Modality, EMOTIONS};
 use crate::npz::{NpzIn, NpzOut};
 
+/// The arrays of one split, `S_<suffix>`.
+const SUFFIXES: [&str; 7] = ["len", "text", "audio", "video", "sentiment", "emotion", "ids"];
+
 /// Read a native .npz file.
 pub fn read(path: &Path) -> Result<Dataset, DataError> {
     let mut npz = NpzIn::open(path)?;
     read_archive(&mut npz, path.display().to_string())
+}
+
+/// Read a native .npz held in memory; `name` stands in for the path in messages.
+pub fn read_bytes(name: &str, bytes: Vec<u8>) -> Result<Dataset, DataError> {
+    let mut npz = NpzIn::from_bytes(name, bytes)?;
+    read_archive(&mut npz, name.to_string())
 }
 
 /// Read from an opened archive (a file or embedded bytes); `source` names it in messages.
@@ -78,6 +87,16 @@ pub(crate) fn read_archive(npz: &mut NpzIn, source: String) -> Result<Dataset, D
         dims.push((split, d));
     }
     let dims = validate::same_dims(&file, &dims)?;
+    // An array of no known name is refused: it is a typo, or a corrupt member
+    // name (an optional array such as S_ids would otherwise vanish silently).
+    let known: Vec<String> =
+        SplitName::ALL.iter().flat_map(|s| SUFFIXES.iter().map(move |x| format!("{s}_{x}"))).collect();
+    if let Some(name) = npz.names().into_iter().find(|n| !known.contains(n)) {
+        return Err(DataError::Inconsistent {
+            at: Location::file(&file),
+            what: format!("unexpected array '{name}': a native file holds, per split S, S_{}", SUFFIXES.join(", S_")),
+        });
+    }
     let mut it = splits.into_iter();
     let mut next = || it.next().unwrap_or_default();
     let ds = Dataset { source, dims, has_emotion, splits: [next(), next(), next()] };

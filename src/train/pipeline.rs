@@ -148,7 +148,7 @@ pub fn execute(
     if outcome.state.stopped_early {
         progress.message(&format!("early stop: validation loss did not improve for {} epochs", p.run.train.patience));
     }
-    let best = ParamStore::load(&rd.model())?;
+    let best = ParamStore::load_for(&rd.model(), &p.run.model)?;
     let fin = final_evaluation(engine.as_mut(), &p.data, &p.run, &best, &outcome.state)?;
     let report = Report::new(&p.run, &engine.describe(), fin);
     rd.write_json(&rd.report_json(), &report)?;
