@@ -11,5 +11,6 @@ pub mod engine;
 pub mod gpu;
 pub mod grads;
 pub mod npz;
+pub mod output;
 pub mod params;
 pub mod train;

@@ -23,7 +23,7 @@ fn tiny_run(dir: &Path, tasks: Tasks, epochs: usize) -> (RunConfig, Dataset) {
     model.hidden = 6;
     model.dense = 5;
     let train = TrainConfig { epochs, batch: 4, backend: "cpu".into(), seed: 11, ..TrainConfig::default() };
-    (RunConfig { model, train, data: DataSource::Path { path }, normalizer: None }, data)
+    (RunConfig { model, train, data: DataSource::Path { path }, fingerprint: None, normalizer: None }, data)
 }
 
 fn engine(run: &RunConfig, data: &Dataset) -> CpuEngine {

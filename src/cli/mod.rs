@@ -5,4 +5,5 @@ pub mod bench;
 pub mod check;
 pub mod data;
 pub mod model;
+pub mod parse;
 pub mod train;
