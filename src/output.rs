@@ -135,8 +135,13 @@ impl DirLock {
     pub fn acquire(dir: &Path) -> Result<DirLock, OutputError> {
         std::fs::create_dir_all(dir).map_err(io_err(dir))?;
         let path = dir.join(LOCK_FILE);
-        let mut file =
-            OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path).map_err(io_err(&path))?;
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(io_err(&path))?;
         match file.try_lock() {
             Ok(()) => {}
             Err(std::fs::TryLockError::WouldBlock) => {

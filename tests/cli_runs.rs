@@ -53,25 +53,15 @@ fn tiny_data(dir: &Path, seed: u64) -> PathBuf {
     p
 }
 
-/// `train` on `data` into `out`, 2 epochs, tiny sizes, CPU; extra args appended.
+/// `train` on `data` into `out`, 2 epochs, tiny sizes, CPU; options in `extra` replace these.
 fn train(data: &Path, out: &Path, extra: &[&str]) -> Output {
-    let mut args = vec![
-        "train",
-        "--data",
-        s(data),
-        "--epochs",
-        "2",
-        "--batch",
-        "8",
-        "--hidden",
-        "4",
-        "--dense",
-        "3",
-        "--backend",
-        "cpu",
-        "--out",
-        s(out),
-    ];
+    let defaults = [("--epochs", "2"), ("--batch", "8"), ("--hidden", "4"), ("--dense", "3"), ("--backend", "cpu")];
+    let mut args = vec!["train", "--data", s(data), "--out", s(out)];
+    for (k, v) in defaults {
+        if !extra.contains(&k) {
+            args.extend([k, v]);
+        }
+    }
     args.extend_from_slice(extra);
     cimnet(&args)
 }
@@ -210,7 +200,7 @@ fn bad_option_values_are_refused_when_parsed() {
     let run = tmp.path().join("run");
     for (opt, value) in [
         ("--lr", "nan"),
-        ("--lr", "-1"),
+        ("--lr", "0"),
         ("--dropout", "1.5"),
         ("--epochs", "0"),
         ("--patience", "0"),
@@ -347,6 +337,10 @@ fn backend_auto_falls_back_to_the_cpu_with_a_notice_when_no_adapter_matches() {
     let o = cimnet_in(None, &env, &["eval", "--run", s(&run), "--backend", "gpu"]);
     refused(&o, "no GPU adapter found matching 'no-such-adapter-anywhere'");
     // A misspelt WGPU_BACKEND is named, not turned into "no adapter".
-    let o = cimnet_in(None, &[("WGPU_BACKEND", "vulkna"), ("XDG_RUNTIME_DIR", s(&xdg))], &["eval", "--run", s(&run), "--backend", "auto"]);
+    let o = cimnet_in(
+        None,
+        &[("WGPU_BACKEND", "vulkna"), ("XDG_RUNTIME_DIR", s(&xdg))],
+        &["eval", "--run", s(&run), "--backend", "auto"],
+    );
     refused(&o, "unknown backend 'vulkna'");
 }

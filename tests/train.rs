@@ -311,7 +311,8 @@ fn cli_attention_png_and_grid_with_two_cells_and_two_seeds() {
             assert!((s - 1.0).abs() < 1e-12);
         }
     }
-    let o = cimnet(&["attention", "--run", r, "--video", "no-such-video", "--out", png_path.to_str().unwrap()]);
+    let o =
+        cimnet(&["attention", "--run", r, "--video", "no-such-video", "--out", png_path.to_str().unwrap(), "--force"]);
     assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("no-such-video"));
 
     // Grid: 2 modality sets x {ST, MT} x 2 seeds.

@@ -11,9 +11,9 @@ use indicatif::{ProgressBar, ProgressStyle};
 use cimnet::config::{Attention, ModalitySet, Tasks, EMOTION_LABELS, EMOTION_NAMES};
 use cimnet::data::{make_batches, BatchMode, Dataset, SplitName};
 use cimnet::engine::{Engine, EngineOptions};
+use cimnet::output::refuse_existing;
 use cimnet::params::ParamStore;
 use cimnet::train::evaluate::evaluate;
-use cimnet::output::refuse_existing;
 use cimnet::train::pipeline::{self, ResumeChanges, RunSpec, Start};
 use cimnet::train::report::Report;
 use cimnet::train::run::{EpochRecord, Progress, RunConfig, RunDir, SelectMetric, TrainConfig};
@@ -206,8 +206,11 @@ const RESUME_OPTIONS: [&str; 4] = ["resume", "epochs", "data", "adapter"];
 
 /// What the options given beside --resume ask to change, or why they cannot.
 fn resume_changes(a: &TrainArgs, given: &[String], dir: &Path) -> Result<ResumeChanges> {
-    let refused: Vec<String> =
-        given.iter().filter(|id| !RESUME_OPTIONS.contains(&id.as_str())).map(|id| format!("--{}", id.replace('_', "-"))).collect();
+    let refused: Vec<String> = given
+        .iter()
+        .filter(|id| !RESUME_OPTIONS.contains(&id.as_str()))
+        .map(|id| format!("--{}", id.replace('_', "-")))
+        .collect();
     if !refused.is_empty() {
         bail!(
             "{} cannot be given with --resume: a resumed run keeps the configuration in {} (changing it mid-run would mix two setups in one result). With --resume only --epochs (more epochs), --data (the same data, moved) and --adapter may be given; start a new run with --out to change the rest",

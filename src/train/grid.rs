@@ -175,9 +175,8 @@ pub fn run_grid(spec: &GridSpec, out: &Path, progress: &mut dyn Progress) -> Res
     let marker = GridMarker { data: spec.source.clone(), fingerprint: data.1.clone() };
     if !spec.force {
         if let Ok(text) = std::fs::read_to_string(&marker_file) {
-            let old: GridMarker = serde_json::from_str(&text).map_err(|e| {
-                super::run::TrainError::Corrupt { path: marker_file.clone(), msg: e.to_string() }
-            })?;
+            let old: GridMarker = serde_json::from_str(&text)
+                .map_err(|e| super::run::TrainError::Corrupt { path: marker_file.clone(), msg: e.to_string() })?;
             if old != marker {
                 return Err(PipelineError::Grid(format!(
                     "{} holds a grid on {} ({}), not on {} ({}); choose another --out, or pass --force to replace it",

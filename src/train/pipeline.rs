@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 
 use super::engine::choose_engine;
 use super::report::Report;
-use super::run::{check_splits, final_evaluation, train, Progress, RunConfig, RunDir, TrainConfig, TrainError, TrainState};
+use super::run::{
+    check_splits, final_evaluation, train, Progress, RunConfig, RunDir, TrainConfig, TrainError, TrainState,
+};
 use super::source::{DataSource, Fingerprint};
 use crate::config::{Attention, ConfigError, ModalitySet, ModelConfig, Tasks};
 use crate::data::{DataError, Dataset, Normalizer};
@@ -30,7 +32,9 @@ pub enum PipelineError {
     Params(#[from] ParamError),
     #[error("--tasks {tasks} needs emotion labels, but {data} has none; use --tasks sentiment")]
     NoEmotions { tasks: Tasks, data: String },
-    #[error("{0} already holds a run; continue it with --resume {0}, replace it with --force, or choose another --out")]
+    #[error(
+        "{0} already holds a run; continue it with --resume {0}, replace it with --force, or choose another --out"
+    )]
     Exists(String),
     #[error(transparent)]
     Output(#[from] OutputError),
@@ -174,7 +178,8 @@ pub fn reopen(dir: &Path, changes: &ResumeChanges) -> Result<Prepared, PipelineE
         return Err(PipelineError::NotARun(dir.display().to_string()));
     }
     let mut run = rd.read_config()?;
-    let refuse = |option: &str, why: String| PipelineError::Resume { dir: dir.to_path_buf(), option: option.into(), why };
+    let refuse =
+        |option: &str, why: String| PipelineError::Resume { dir: dir.to_path_buf(), option: option.into(), why };
     let mut notes = Vec::new();
     if let Some(epochs) = changes.epochs {
         // A loose read: train() verifies state.json fully before using it.
@@ -203,7 +208,10 @@ pub fn reopen(dir: &Path, changes: &ResumeChanges) -> Result<Prepared, PipelineE
     if notice.is_some() {
         return Err(refuse(
             "data",
-            format!("{} is not the data the run was trained on; a resumed run continues on the same data", source.describe()),
+            format!(
+                "{} is not the data the run was trained on; a resumed run continues on the same data",
+                source.describe()
+            ),
         ));
     }
     if given && source != run.data {

@@ -269,7 +269,10 @@ pub fn read_state(dir: &RunDir, run: &RunConfig, records: &[EpochRecord]) -> Res
         ));
     }
     if state.epochs_done > run.train.epochs {
-        return corrupt(format!("epochs_done is {}, more than the run's {} epochs", state.epochs_done, run.train.epochs));
+        return corrupt(format!(
+            "epochs_done is {}, more than the run's {} epochs",
+            state.epochs_done, run.train.epochs
+        ));
     }
     let recorded = records.iter().filter(|r| r.epoch < state.epochs_done).count();
     if recorded != state.epochs_done {
@@ -317,10 +320,8 @@ fn results_without_state(dir: &RunDir) -> Result<Option<String>, TrainError> {
 /// Remove what a killed run left in checkpoint/: temporaries, and optimizer files
 /// that state.json does not name (written just before a kill, or not yet removed).
 fn clean_checkpoint(dir: &RunDir, keep: &str) -> Result<(), TrainError> {
-    crate::output::remove_stale_temps(&dir.checkpoint()).map_err(|e| TrainError::Corrupt {
-        path: dir.checkpoint(),
-        msg: e.to_string(),
-    })?;
+    crate::output::remove_stale_temps(&dir.checkpoint())
+        .map_err(|e| TrainError::Corrupt { path: dir.checkpoint(), msg: e.to_string() })?;
     let ck = dir.checkpoint();
     for entry in fs::read_dir(&ck).map_err(io_err(&ck))? {
         let entry = entry.map_err(io_err(&ck))?;

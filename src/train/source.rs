@@ -96,7 +96,8 @@ impl DataSource {
     /// A source for a path as the user typed it: made absolute (symlinks
     /// resolved where the path exists), so that it means the same from anywhere.
     pub fn from_path(path: &Path) -> DataSource {
-        let abs = std::fs::canonicalize(path).or_else(|_| std::path::absolute(path)).unwrap_or_else(|_| path.to_path_buf());
+        let abs =
+            std::fs::canonicalize(path).or_else(|_| std::path::absolute(path)).unwrap_or_else(|_| path.to_path_buf());
         DataSource::Path { path: abs }
     }
 
