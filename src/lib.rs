@@ -12,5 +12,6 @@ pub mod gpu;
 pub mod grads;
 pub mod npy;
 pub mod npz;
+pub mod output;
 pub mod params;
 pub mod train;

@@ -2,7 +2,7 @@
 
 mod cli;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -44,12 +44,26 @@ enum Command {
     },
 }
 
+/// The ids of the options typed on the command line (not defaulted) of `train`,
+/// so that `--resume` can refuse the ones it would otherwise ignore.
+fn given_train_options(matches: &clap::ArgMatches) -> Vec<String> {
+    let Some(m) = matches.subcommand_matches("train") else { return Vec::new() };
+    let args = cli::train::TrainArgs::augment_args(clap::Command::new("train"));
+    args.get_arguments()
+        .map(|a| a.get_id().as_str())
+        .filter(|id| m.value_source(id) == Some(clap::parser::ValueSource::CommandLine))
+        .map(str::to_string)
+        .collect()
+}
+
 fn main() {
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    let given = given_train_options(&matches);
     let result = match cli.command {
         Command::Init(a) => cli::model::init(a),
         Command::Grads(a) => cli::model::grads(a),
-        Command::Train(a) => cli::train::train_cmd(a),
+        Command::Train(a) => cli::train::train_cmd(a, &given),
         Command::Eval(a) => cli::train::eval_cmd(a),
         Command::Predict(a) => cli::train::predict_cmd(a),
         Command::Attention(a) => cli::train::attention_cmd(a),

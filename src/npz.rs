@@ -314,8 +314,5 @@ impl Drop for NpzOut {
     }
 }
 
-/// `dir/.name.tmp-<pid>`: a sibling temporary path, so that the final rename stays on one filesystem.
-pub fn tmp_path(path: &Path) -> PathBuf {
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "out".into());
-    path.with_file_name(format!(".{name}.tmp-{}", std::process::id()))
-}
+/// Temporary names live in src/output.rs with the rest of the no-loss rules.
+pub use crate::output::tmp_path;

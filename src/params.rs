@@ -403,22 +403,8 @@ fn orthogonal(out: &mut [f32], rows: usize, cols: usize, rng: &mut ChaCha8Rng) {
     }
 }
 
-/// Write `bytes` to `path` via a sibling temporary file and a rename, so that a
-/// reader (or a crash) never sees a torn file.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    let tmp = crate::npz::tmp_path(path);
-    let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
-}
+/// Atomic writes live in src/output.rs with the rest of the no-loss rules.
+pub use crate::output::write_atomic;
 
 /// Parameter name prefix of a modality's layers ("text", "audio", "video").
 pub fn prefix(m: Modality) -> &'static str {

@@ -23,7 +23,8 @@ fn tiny_run(dir: &Path, tasks: Tasks, epochs: usize) -> (RunConfig, Dataset) {
     model.hidden = 6;
     model.dense = 5;
     let train = TrainConfig { epochs, batch: 4, backend: "cpu".into(), seed: 11, ..TrainConfig::default() };
-    (RunConfig { model, train, data: DataSource::Path { path }, normalizer: None, kernels: None }, data)
+    let data_src = DataSource::Path { path };
+    (RunConfig { model, train, data: data_src, fingerprint: None, normalizer: None, kernels: None }, data)
 }
 
 fn engine(run: &RunConfig, data: &Dataset) -> CpuEngine {
@@ -311,7 +312,8 @@ fn cli_attention_png_and_grid_with_two_cells_and_two_seeds() {
             assert!((s - 1.0).abs() < 1e-12);
         }
     }
-    let o = cimnet(&["attention", "--run", r, "--video", "no-such-video", "--out", png_path.to_str().unwrap()]);
+    let o =
+        cimnet(&["attention", "--run", r, "--video", "no-such-video", "--out", png_path.to_str().unwrap(), "--force"]);
     assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("no-such-video"));
 
     // Grid: 2 modality sets x {ST, MT} x 2 seeds.

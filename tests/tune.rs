@@ -17,7 +17,7 @@ use cimnet::gpu::linear::{self, LinearKernel};
 use cimnet::gpu::model::{ParamsFor, Shape};
 use cimnet::gpu::tune::{self, cache_file, ChoiceSource, KernelChoice, TuneEvent, TuneOptions};
 use cimnet::params::ParamStore;
-use cimnet::train::engine::make_engine;
+use cimnet::train::engine::choose_engine;
 use cimnet::train::run::{train, EpochRecord, Progress, RunConfig, RunDir, TrainConfig};
 use cimnet::train::source::DataSource;
 
@@ -161,7 +161,7 @@ fn gpu_run(dir: &Path, epochs: usize, kernels: KernelChoice) -> (RunConfig, Data
     let mut model = config();
     model.dims = data.dims;
     let train = TrainConfig { epochs, batch: 4, backend: "gpu".into(), seed: 11, ..TrainConfig::default() };
-    (RunConfig { model, train, data: DataSource::Path { path }, normalizer: None, kernels: Some(kernels) }, data)
+    (RunConfig { model, train, data: DataSource::Path { path }, fingerprint: None, normalizer: None, kernels: Some(kernels) }, data)
 }
 
 /// The members that are not the defaults, so that using the defaults on resume would show.
@@ -222,7 +222,7 @@ fn a_resumed_gpu_run_uses_its_recorded_members_bit_for_bit() {
     let engine_for = |run: &mut RunConfig| {
         let params = ParamStore::init(&run.model, run.train.seed);
         let opts = EngineOptions { adapter: None, tune: TuneMode::Off };
-        make_engine(run, params, &data, &opts, &mut |e| panic!("recorded members race nothing: {e:?}")).unwrap()
+        choose_engine(run, params, &data, &opts, &mut |e| panic!("recorded members race nothing: {e:?}")).unwrap().engine
     };
     let full_dir = RunDir::new(&tmp.path().join("full"));
     let full = train(engine_for(&mut run.clone()).as_mut(), &data, &run, &full_dir, &mut ()).unwrap();

@@ -18,9 +18,9 @@ pub struct BenchArgs {
     #[command(flatten)]
     pub data: DataArgs,
     /// Timed training epochs.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, value_parser = super::parse::at_least_one)]
     pub epochs: usize,
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value_t = 16, value_parser = super::parse::at_least_one)]
     pub batch: usize,
     #[arg(long, default_value = "TAV")]
     pub modalities: ModalitySet,
@@ -29,9 +29,9 @@ pub struct BenchArgs {
     /// Task setup (default: mtl when the data has emotion labels, else sentiment).
     #[arg(long)]
     pub tasks: Option<Tasks>,
-    #[arg(long, default_value_t = 200)]
+    #[arg(long, default_value_t = 200, value_parser = super::parse::width)]
     pub hidden: usize,
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, default_value_t = 100, value_parser = super::parse::width)]
     pub dense: usize,
     /// Batches of the CPU reference to time for comparison (0 to skip).
     #[arg(long, default_value_t = 2)]

@@ -3,9 +3,10 @@
 
 use std::path::PathBuf;
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use cimnet::config::EMOTION_NAMES;
 use cimnet::data::{info, mosi, native, sdk, synth, Dataset};
+use cimnet::output::refuse_existing;
 
 #[derive(Debug, clap::Subcommand)]
 pub enum DataCmd {
@@ -15,6 +16,9 @@ pub enum DataCmd {
         input: PathBuf,
         #[arg(long)]
         out: PathBuf,
+        /// Replace --out if it exists.
+        #[arg(long)]
+        force: bool,
     },
     /// Build a native .npz from the CMU-MOSI CSV files, carving a seeded validation split out of train.
     PrepareMosi {
@@ -23,8 +27,11 @@ pub enum DataCmd {
         dir: PathBuf,
         #[arg(long)]
         out: PathBuf,
+        /// Replace --out if it exists.
+        #[arg(long)]
+        force: bool,
         /// Share of the training videos moved to validation (the test split is never touched).
-        #[arg(long, default_value_t = mosi::DEFAULT_VALID_FRACTION)]
+        #[arg(long, default_value_t = mosi::DEFAULT_VALID_FRACTION, value_parser = super::parse::fraction)]
         valid_fraction: f64,
         /// Seed of the validation carve-out.
         #[arg(long, default_value_t = mosi::DEFAULT_SEED)]
@@ -51,10 +58,13 @@ pub enum DataCmd {
     Synth {
         #[arg(long)]
         out: PathBuf,
+        /// Replace --out if it exists.
+        #[arg(long)]
+        force: bool,
         #[arg(long, default_value_t = 0)]
         seed: u64,
-        /// Scale every split's video counts (1.0 = MOSEI's size).
-        #[arg(long, default_value_t = 1.0)]
+        /// Scale every split's video counts (1.0 = MOSEI's size; bounded by the memory the data takes).
+        #[arg(long, default_value_t = 1.0, value_parser = super::parse::synth_scale)]
         scale: f64,
         /// Also fit per-utterance linear classifiers and compare them with the generator's ground truth.
         #[arg(long)]
@@ -80,22 +90,22 @@ pub enum DataCmd {
 
 pub fn run(cmd: DataCmd) -> anyhow::Result<()> {
     match cmd {
-        DataCmd::Convert { input, out } => {
+        DataCmd::Convert { input, out, force } => {
+            refuse_existing(&out, force)?;
             let ds = Dataset::load(&input)?;
             native::write(&ds, &out)?;
             println!("wrote {} ({})", out.display(), counts(&ds));
         }
-        DataCmd::PrepareMosi { dir, out, valid_fraction, seed } => {
+        DataCmd::PrepareMosi { dir, out, force, valid_fraction, seed } => {
+            refuse_existing(&out, force)?;
             let ds = mosi::prepare(&dir, valid_fraction, seed)
                 .with_context(|| format!("preparing MOSI from {} (see its README.md for the layout)", dir.display()))?;
             native::write(&ds, &out)?;
             println!("wrote {} ({})", out.display(), counts(&ds));
         }
         DataCmd::PrepareMosei { sdk: dir, visual, out, force } => prepare_mosei(&dir, &visual, &out, force)?,
-        DataCmd::Synth { out, seed, scale, probe } => {
-            if !(scale > 0.0 && scale.is_finite()) {
-                bail!("--scale must be a positive number (got {scale})");
-            }
+        DataCmd::Synth { out, force, seed, scale, probe } => {
+            refuse_existing(&out, force)?;
             let spec = if scale == 1.0 { synth::SynthSpec::mosei() } else { synth::SynthSpec::scaled(scale) };
             let (ds, truth) = synth::generate(&spec, seed);
             native::write(&ds, &out)?;
@@ -139,13 +149,8 @@ pub fn report_path(out: &std::path::Path) -> PathBuf {
 fn prepare_mosei(dir: &std::path::Path, visual: &str, out: &std::path::Path, force: bool) -> anyhow::Result<()> {
     let visual: sdk::Visual = visual.parse().map_err(anyhow::Error::msg)?;
     let report_file = report_path(out);
-    if !force {
-        for p in [out, report_file.as_path()] {
-            if p.exists() {
-                bail!("{} exists: pass --force to replace it", p.display());
-            }
-        }
-    }
+    refuse_existing(out, force)?;
+    refuse_existing(&report_file, force)?;
     let (ds, report) = sdk::prepare(dir, visual).with_context(|| {
         format!(
             "preparing CMU-MOSEI from {} (see README, 'Training on CMU-MOSEI', for the files needed)",

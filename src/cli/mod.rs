@@ -6,6 +6,7 @@ pub mod check;
 pub mod data;
 pub mod error;
 pub mod model;
+pub mod parse;
 pub mod train;
 
 /// The kernel tuner's progress on one line of stderr, its notices on their own.

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use clap::Args;
 
 use cimnet::batch::Batch;
@@ -25,10 +25,10 @@ pub struct InitArgs {
     #[arg(long)]
     pub dims: String,
     /// GRU hidden size per direction (H).
-    #[arg(long, default_value_t = 200)]
+    #[arg(long, default_value_t = 200, value_parser = super::parse::width)]
     pub hidden: usize,
     /// Dense width (D).
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, default_value_t = 100, value_parser = super::parse::width)]
     pub dense: usize,
     /// Seed of the initialisation.
     #[arg(long, default_value_t = 1)]
@@ -47,9 +47,7 @@ pub fn init(a: InitArgs) -> Result<()> {
     cfg.hidden = a.hidden;
     cfg.dense = a.dense;
     cfg.validate()?;
-    if a.out.exists() && !a.force {
-        bail!("{} already exists; pass --force to replace it", a.out.display());
-    }
+    cimnet::output::refuse_existing(&a.out, a.force)?;
     let p = ParamStore::init(&cfg, a.seed);
     p.save(&a.out)?;
     println!(
@@ -78,6 +76,9 @@ pub struct GradsArgs {
     /// Output npz of losses, probabilities and gradients (float64).
     #[arg(long)]
     pub out: PathBuf,
+    /// Replace --out if it exists.
+    #[arg(long)]
+    pub force: bool,
     /// Engine: cpu (the f64 reference) or gpu (the WGSL kernels, f32).
     #[arg(long, default_value = "cpu", value_parser = ["cpu", "gpu"])]
     pub backend: String,
@@ -87,6 +88,7 @@ pub struct GradsArgs {
 }
 
 pub fn grads(a: GradsArgs) -> Result<()> {
+    cimnet::output::refuse_existing(&a.out, a.force)?;
     let params = ParamStore::load(&a.weights)?;
     let mut batch = Batch::read_npz(&a.batch)?;
     restrict_to_model(&mut batch, &params);

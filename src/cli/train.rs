@@ -9,15 +9,18 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use cimnet::config::{Attention, ModalitySet, Tasks, EMOTION_LABELS, EMOTION_NAMES};
-use cimnet::data::{make_batches, BatchMode, Dataset, Normalizer, SplitName};
+use cimnet::data::{make_batches, BatchMode, Dataset, SplitName};
 use cimnet::engine::{Engine, EngineOptions, TuneMode};
 use cimnet::gpu::tune::TuneEvent;
+use cimnet::output::refuse_existing;
 use cimnet::params::ParamStore;
 use cimnet::train::evaluate::evaluate;
-use cimnet::train::pipeline::{self, PipelineError, RunSpec};
+use cimnet::train::pipeline::{self, ResumeChanges, RunSpec, Start};
 use cimnet::train::report::Report;
 use cimnet::train::run::{EpochRecord, Progress, RunConfig, RunDir, SelectMetric, TrainConfig};
 use cimnet::train::source::DataSource;
+
+use super::parse;
 
 /// Where the data comes from (shared by train / eval / predict).
 #[derive(Debug, Args, Clone)]
@@ -32,7 +35,7 @@ pub struct DataArgs {
     #[arg(long, default_value_t = 0, requires = "synthetic")]
     pub synth_seed: u64,
     /// Scale of the synthetic data (1.0 = MOSEI's split sizes).
-    #[arg(long, default_value_t = 1.0, requires = "synthetic")]
+    #[arg(long, default_value_t = 1.0, requires = "synthetic", value_parser = parse::synth_scale)]
     pub synth_scale: f64,
 }
 
@@ -43,9 +46,9 @@ impl DataArgs {
     }
 
     /// The source named on the command line, if any.
-    fn source(&self) -> Option<DataSource> {
+    pub fn source(&self) -> Option<DataSource> {
         if let Some(p) = &self.data {
-            Some(DataSource::Path { path: p.clone() })
+            Some(DataSource::from_path(p))
         } else if self.synthetic {
             Some(DataSource::Synthetic { seed: self.synth_seed, scale: self.synth_scale })
         } else {
@@ -67,15 +70,16 @@ pub struct TrainArgs {
     /// Tasks: mtl, sentiment or emotion (default: mtl when the data has emotion labels, else sentiment).
     #[arg(long)]
     pub tasks: Option<Tasks>,
-    #[arg(long, default_value_t = 50)]
+    /// Epochs to train (with --resume: a larger number continues the run further).
+    #[arg(long, default_value_t = 50, value_parser = parse::at_least_one)]
     pub epochs: usize,
     /// Videos per batch.
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value_t = 16, value_parser = parse::at_least_one)]
     pub batch: usize,
-    #[arg(long, default_value_t = 1e-3)]
+    #[arg(long, default_value_t = 1e-3, value_parser = parse::learning_rate)]
     pub lr: f64,
     /// Stop after this many epochs without a lower validation loss.
-    #[arg(long, default_value_t = 20)]
+    #[arg(long, default_value_t = 20, value_parser = parse::at_least_one)]
     pub patience: usize,
     /// Seed of initialisation, batching and dropout.
     #[arg(long, default_value_t = 1)]
@@ -89,14 +93,14 @@ pub struct TrainArgs {
     /// Z-score every feature with statistics of the training split.
     #[arg(long)]
     pub normalize: bool,
-    #[arg(long, default_value_t = 200)]
+    #[arg(long, default_value_t = 200, value_parser = parse::width)]
     pub hidden: usize,
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, default_value_t = 100, value_parser = parse::width)]
     pub dense: usize,
-    #[arg(long, default_value_t = 0.3)]
+    #[arg(long, default_value_t = 0.3, value_parser = parse::dropout)]
     pub dropout: f64,
-    /// Engine: gpu (WGSL kernels through wgpu) or cpu (the f64 reference).
-    #[arg(long, default_value = "gpu", value_parser = ["gpu", "cpu"])]
+    /// Engine: auto (the GPU when an adapter exists, else the CPU), gpu (WGSL kernels through wgpu) or cpu (the f64 reference).
+    #[arg(long, default_value = "auto", value_parser = ["auto", "gpu", "cpu"])]
     pub backend: String,
     /// GPU adapter to use, by (part of) its name (default: CIMNET_ADAPTER, else discrete, integrated, software).
     #[arg(long)]
@@ -106,9 +110,12 @@ pub struct TrainArgs {
     /// in config.json; --resume, eval and predict use those.
     #[arg(long, default_value = "auto")]
     pub tune: TuneMode,
-    /// Run directory (created; must not hold a run already).
+    /// Run directory (created; must be new or empty).
     #[arg(long, required_unless_present = "resume")]
     pub out: Option<PathBuf>,
+    /// Replace the run in --out (its files; other files there stay), or write into a non-empty directory.
+    #[arg(long, conflicts_with = "resume")]
+    pub force: bool,
     /// Continue the run in this directory from its last checkpoint.
     #[arg(long, conflicts_with = "out")]
     pub resume: Option<PathBuf>,
@@ -174,14 +181,6 @@ impl Progress for Bar {
     }
 }
 
-fn load_data(source: &DataSource, normalizer: Option<&Normalizer>) -> Result<Dataset> {
-    let mut ds = source.load()?;
-    if let Some(n) = normalizer {
-        n.apply(&mut ds)?;
-    }
-    Ok(ds)
-}
-
 impl TrainArgs {
     fn spec(&self) -> RunSpec {
         RunSpec {
@@ -211,23 +210,46 @@ pub fn new_bar() -> Bar {
     Bar { bar: None, epochs: 0, start: std::time::Instant::now() }
 }
 
-pub fn train_cmd(a: TrainArgs) -> Result<()> {
-    let (dir, prepared) = if let Some(dir) = &a.resume {
-        (dir.clone(), pipeline::reopen(dir)?)
+/// Options a --resume may take; every other option given with it is refused.
+const RESUME_OPTIONS: [&str; 4] = ["resume", "epochs", "data", "adapter"];
+
+/// What the options given beside --resume ask to change, or why they cannot.
+fn resume_changes(a: &TrainArgs, given: &[String], dir: &Path) -> Result<ResumeChanges> {
+    let refused: Vec<String> = given
+        .iter()
+        .filter(|id| !RESUME_OPTIONS.contains(&id.as_str()))
+        .map(|id| format!("--{}", id.replace('_', "-")))
+        .collect();
+    if !refused.is_empty() {
+        bail!(
+            "{} cannot be given with --resume: a resumed run keeps the configuration in {} (changing it mid-run would mix two setups in one result). With --resume only --epochs (more epochs), --data (the same data, moved) and --adapter may be given; start a new run with --out to change the rest",
+            refused.join(", "),
+            RunDir::new(dir).config().display()
+        );
+    }
+    let has = |id: &str| given.iter().any(|g| g == id);
+    Ok(ResumeChanges {
+        epochs: has("epochs").then_some(a.epochs),
+        data: if has("data") { a.data.source() } else { None },
+    })
+}
+
+pub fn train_cmd(a: TrainArgs, given: &[String]) -> Result<()> {
+    let (dir, prepared, start) = if let Some(dir) = &a.resume {
+        let changes = resume_changes(&a, given, dir)?;
+        (dir.clone(), pipeline::reopen(dir, &changes)?, Start::Resume)
     } else {
-        let dir = a.out.clone().expect("clap requires --out without --resume");
-        if RunDir::new(&dir).config().exists() {
-            return Err(PipelineError::Exists(dir.display().to_string()).into());
-        }
+        let dir = a.out.clone().context("--out is required without --resume")?;
+        pipeline::check_new_dir(&dir, a.force)?;
         let spec = a.spec();
-        let data = spec.source.load()?;
-        (dir, pipeline::prepare(&spec, data)?)
+        let (data, fingerprint) = spec.source.load_fingerprinted()?;
+        (dir, pipeline::prepare(&spec, data, fingerprint)?, Start::New { force: a.force })
     };
     if let Some(n) = &prepared.notice {
         println!("{n}");
     }
     let opts = EngineOptions { adapter: a.adapter.clone(), tune: a.tune };
-    let report = pipeline::execute(prepared, &dir, &opts, &mut new_bar())?;
+    let report = pipeline::execute(prepared, &dir, start, &opts, &mut new_bar())?;
     let rd = RunDir::new(&dir);
     println!("\n{}", report.markdown());
     println!("wrote {}, {}, {}", rd.model().display(), rd.report_md().display(), rd.report_json().display());
@@ -237,8 +259,8 @@ pub fn train_cmd(a: TrainArgs) -> Result<()> {
 /// The engine that evaluates a finished run (eval, predict).
 #[derive(Debug, Args, Clone)]
 pub struct EngineChoice {
-    /// Engine (default: the run's own).
-    #[arg(long, value_parser = ["gpu", "cpu"])]
+    /// Engine: auto, gpu or cpu (default: the run's own).
+    #[arg(long, value_parser = ["auto", "gpu", "cpu"])]
     pub backend: Option<String>,
     /// GPU adapter to use, by (part of) its name.
     #[arg(long)]
@@ -256,7 +278,11 @@ fn make_engine(params: ParamStore, data: Dataset, run: &RunConfig, choice: &Engi
         run.train.backend = b.clone();
     }
     let opts = EngineOptions { adapter: choice.adapter.clone(), tune: choice.tune };
-    Ok(cimnet::train::engine::make_engine(&mut run, params, &data, &opts, &mut super::print_tune)?)
+    let chosen = cimnet::train::engine::choose_engine(&mut run, params, &data, &opts, &mut super::print_tune)?;
+    if let Some(n) = &chosen.notice {
+        eprintln!("{n}");
+    }
+    Ok(chosen.engine)
 }
 
 #[derive(Debug, Args)]
@@ -288,8 +314,10 @@ fn open_run(run_dir: &Path, data: &DataArgs) -> Result<(RunConfig, ParamStore, R
             .with_context(|| format!("{} has no report.json: the run has not finished", run_dir.display()))?,
     )
     .with_context(|| format!("reading {}", rd.report_json().display()))?;
-    let source = data.source().unwrap_or_else(|| run.data.clone());
-    let ds = load_data(&source, run.normalizer.as_ref())?;
+    let (ds, source, notice) = pipeline::load_for_run(&run, data.source())?;
+    if let Some(n) = &notice {
+        eprintln!("{n}");
+    }
     ds.require(run.model.modalities)?;
     for mm in run.model.modalities.modalities() {
         if ds.dims[mm.index()] != run.model.dim(mm) {
@@ -357,6 +385,9 @@ pub struct PredictArgs {
     /// Output file: .jsonl (one JSON object per utterance) or .csv.
     #[arg(long)]
     pub out: PathBuf,
+    /// Replace --out if it exists.
+    #[arg(long)]
+    pub force: bool,
     #[command(flatten)]
     pub engine: EngineChoice,
 }
@@ -366,6 +397,7 @@ pub fn predict_cmd(a: PredictArgs) -> Result<()> {
     if ext != "jsonl" && ext != "csv" {
         bail!("--out must end in .jsonl or .csv (got {})", a.out.display());
     }
+    refuse_existing(&a.out, a.force)?;
     let (_, report, ds, preds) = predict_run(&a.run, &a.data, a.split, &a.engine)?;
     let thresholds = report.result.thresholds.unwrap_or_default();
     let mut rows: Vec<serde_json::Value> = Vec::new();
@@ -428,6 +460,9 @@ pub struct AttentionArgs {
     /// Output PNG file.
     #[arg(long)]
     pub out: PathBuf,
+    /// Replace --out if it exists.
+    #[arg(long)]
+    pub force: bool,
 }
 
 pub fn attention_cmd(a: AttentionArgs) -> Result<()> {
@@ -436,9 +471,12 @@ pub fn attention_cmd(a: AttentionArgs) -> Result<()> {
     if run.model.attention == Attention::None {
         bail!("the run's model uses --attention none: it has no attention to draw");
     }
+    refuse_existing(&a.out, a.force)?;
     let params = ParamStore::load_for(&rd.model(), &run.model)?;
-    let source = a.data.source().unwrap_or_else(|| run.data.clone());
-    let ds = load_data(&source, run.normalizer.as_ref())?;
+    let (ds, source, notice) = pipeline::load_for_run(&run, a.data.source())?;
+    if let Some(n) = &notice {
+        eprintln!("{n}");
+    }
     ds.require(run.model.modalities)?;
     let splits: Vec<SplitName> = a.split.map_or(SplitName::ALL.to_vec(), |s| vec![s]);
     let found = splits.iter().find_map(|&s| ds.split(s).iter().position(|v| v.id == a.video).map(|i| (s, i)));
@@ -468,7 +506,7 @@ pub struct GridArgs {
     #[command(flatten)]
     pub data: DataArgs,
     /// Seeds per cell (1..=N).
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=1000))]
     pub seeds: u64,
     /// Modality sets (comma-separated).
     #[arg(long, default_value = "T,A,V,TA,TV,AV,TAV", value_delimiter = ',')]
@@ -476,26 +514,26 @@ pub struct GridArgs {
     /// Attention kinds (comma-separated).
     #[arg(long, default_value = "cim", value_delimiter = ',')]
     pub attention: Vec<Attention>,
-    #[arg(long, default_value_t = 50)]
+    #[arg(long, default_value_t = 50, value_parser = parse::at_least_one)]
     pub epochs: usize,
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value_t = 16, value_parser = parse::at_least_one)]
     pub batch: usize,
-    #[arg(long, default_value_t = 1e-3)]
+    #[arg(long, default_value_t = 1e-3, value_parser = parse::learning_rate)]
     pub lr: f64,
-    #[arg(long, default_value_t = 20)]
+    #[arg(long, default_value_t = 20, value_parser = parse::at_least_one)]
     pub patience: usize,
     #[arg(long, default_value = "loss")]
     pub select: SelectMetric,
     #[arg(long)]
     pub normalize: bool,
-    #[arg(long, default_value_t = 200)]
+    #[arg(long, default_value_t = 200, value_parser = parse::width)]
     pub hidden: usize,
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, default_value_t = 100, value_parser = parse::width)]
     pub dense: usize,
-    #[arg(long, default_value_t = 0.3)]
+    #[arg(long, default_value_t = 0.3, value_parser = parse::dropout)]
     pub dropout: f64,
-    /// Engine: gpu or cpu.
-    #[arg(long, default_value = "gpu", value_parser = ["gpu", "cpu"])]
+    /// Engine: auto (the GPU when an adapter exists, else the CPU), gpu or cpu.
+    #[arg(long, default_value = "auto", value_parser = ["auto", "gpu", "cpu"])]
     pub backend: String,
     /// GPU adapter to use, by (part of) its name.
     #[arg(long)]
@@ -508,6 +546,9 @@ pub struct GridArgs {
     /// Grid directory (one run directory per cell and seed; rerunning resumes).
     #[arg(long)]
     pub out: PathBuf,
+    /// Start the grid afresh: replace the runs already in --out (or write into a non-empty directory).
+    #[arg(long)]
+    pub force: bool,
 }
 
 pub fn grid_cmd(a: GridArgs) -> Result<()> {
@@ -534,6 +575,7 @@ pub fn grid_cmd(a: GridArgs) -> Result<()> {
             backend: a.backend.clone(),
         },
         engine: EngineOptions { adapter: a.adapter.clone(), tune: a.tune },
+        force: a.force,
     };
     let report = cimnet::train::grid::run_grid(&spec, &a.out, &mut new_bar())?;
     println!("\n{}", cimnet::train::grid::grid_markdown(&report));

@@ -45,6 +45,11 @@ pub fn bundled_size() -> usize {
     BUNDLED.len()
 }
 
+/// The bundled file itself (its fingerprint identifies runs trained on it).
+pub fn bundled_bytes() -> &'static [u8] {
+    BUNDLED
+}
+
 /// One parsed CSV file: rows of numbers, with the path for messages.
 struct Table {
     file: PathBuf,

@@ -28,6 +28,31 @@ pub enum GpuError {
     Validation(String),
     #[error("{what} needs {need} bytes, more than this device allows ({limit} bytes); use a smaller batch")]
     TooLarge { what: String, need: u64, limit: u64 },
+    #[error("WGPU_BACKEND={value}: unknown backend '{name}'; allowed are {BACKEND_NAMES} (comma-separated), or unset it to try all")]
+    UnknownBackend { value: String, name: String },
+}
+
+/// The names `WGPU_BACKEND` may list (wgpu's own spellings).
+const BACKEND_NAMES: &str = "vulkan (vk), dx12 (d3d12), metal (mtl), gl (gles, opengl), webgpu";
+
+/// The backends `WGPU_BACKEND` names (all if unset or empty). wgpu itself skips
+/// names it does not know, which turns a typo into "no adapter"; this names it.
+pub fn backends_from_env() -> Result<wgpu::Backends, GpuError> {
+    let Ok(value) = std::env::var("WGPU_BACKEND") else {
+        return Ok(wgpu::Backends::all());
+    };
+    if value.trim().is_empty() {
+        return Ok(wgpu::Backends::all());
+    }
+    let mut backends = wgpu::Backends::empty();
+    for name in value.split(',').map(|n| n.trim().to_lowercase()) {
+        let one = wgpu::Backends::from_comma_list(&name);
+        if one.is_empty() {
+            return Err(GpuError::UnknownBackend { value: value.clone(), name });
+        }
+        backends |= one;
+    }
+    Ok(backends)
 }
 
 /// How to choose the adapter.
@@ -90,7 +115,7 @@ impl GpuContext {
     /// Pick an adapter (by name if asked, else discrete > integrated > software),
     /// on the backends of `WGPU_BACKEND` (all if unset), and open a device.
     pub fn new(opts: &GpuOptions) -> Result<GpuContext, GpuError> {
-        let backends = wgpu::Backends::from_env().unwrap_or(wgpu::Backends::all());
+        let backends = backends_from_env()?;
         let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
         desc.backends = backends;
         let instance = wgpu::Instance::new(desc);

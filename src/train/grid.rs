@@ -8,10 +8,10 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use statrs::distribution::{ContinuousCDF, StudentsT};
 
-use super::pipeline::{self, PipelineError, RunSpec};
+use super::pipeline::{self, PipelineError, ResumeChanges, RunSpec, Start};
 use super::report::Report;
 use super::run::{Progress, RunDir, TrainConfig};
-use super::source::DataSource;
+use super::source::{DataSource, Fingerprint};
 use crate::config::{Attention, ModalitySet, Tasks};
 use crate::data::Dataset;
 
@@ -27,6 +27,20 @@ pub struct GridSpec {
     pub dropout: f64,
     pub train: TrainConfig,
     pub engine: crate::engine::EngineOptions,
+    /// Start afresh: replace the runs already in the grid directory.
+    pub force: bool,
+}
+
+/// grid.json: marks a directory as a grid's (so a rerun may resume it) and says on what data.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GridMarker {
+    pub data: DataSource,
+    pub fingerprint: Fingerprint,
+}
+
+/// The marker file of a grid directory.
+pub fn marker_path(out: &Path) -> PathBuf {
+    out.join("grid.json")
 }
 
 /// mean +/- sample standard deviation over seeds.
@@ -110,21 +124,23 @@ impl RunKey {
 /// Train (or reuse) one run of the grid.
 fn one_run(
     spec: &GridSpec,
-    data: &Dataset,
+    data: &(Dataset, Fingerprint),
     out: &Path,
     key: RunKey,
     progress: &mut dyn Progress,
 ) -> Result<Report, PipelineError> {
     let dir = &key.dir(out);
     let rd = RunDir::new(dir);
-    if let Ok(text) = std::fs::read_to_string(rd.report_json()) {
-        if let Ok(r) = serde_json::from_str::<Report>(&text) {
-            progress.message(&format!("{}: finished earlier, reused", dir.display()));
-            return Ok(r);
+    if !spec.force {
+        if let Ok(text) = std::fs::read_to_string(rd.report_json()) {
+            if let Ok(r) = serde_json::from_str::<Report>(&text) {
+                progress.message(&format!("{}: finished earlier, reused", dir.display()));
+                return Ok(r);
+            }
         }
     }
-    let prepared = if rd.config().exists() {
-        pipeline::reopen(dir)?
+    let (prepared, start) = if rd.config().exists() && !spec.force {
+        (pipeline::reopen(dir, &ResumeChanges::default())?, Start::Resume)
     } else {
         let run_spec = RunSpec {
             source: spec.source.clone(),
@@ -136,17 +152,47 @@ fn one_run(
             dropout: spec.dropout,
             train: TrainConfig { seed: key.seed, ..spec.train.clone() },
         };
-        pipeline::prepare(&run_spec, data.clone())?
+        (pipeline::prepare(&run_spec, data.0.clone(), data.1.clone())?, Start::New { force: spec.force })
     };
-    pipeline::execute(prepared, dir, &spec.engine, progress)
+    pipeline::execute(prepared, dir, start, &spec.engine, progress)
 }
 
 /// Run every cell and seed, then aggregate into report.md / report.json in `out`.
+/// The grid directory is locked for the whole grid; it must be new, empty, or a
+/// grid's (grid.json, on the same data) unless `spec.force`.
 pub fn run_grid(spec: &GridSpec, out: &Path, progress: &mut dyn Progress) -> Result<GridReport, PipelineError> {
-    let data = spec.source.load()?;
-    if !data.has_emotion {
+    spec.train.validate().map_err(super::run::TrainError::from)?;
+    let marker_file = marker_path(out);
+    if !spec.force && !marker_file.exists() {
+        crate::output::require_empty(out, "grid")?;
+    }
+    let data = spec.source.load_fingerprinted()?;
+    if !data.0.has_emotion {
         return Err(PipelineError::NoEmotions { tasks: Tasks::Mtl, data: spec.source.describe() });
     }
+    let _lock = crate::output::DirLock::acquire(out)?;
+    crate::output::remove_stale_temps(out)?;
+    let marker = GridMarker { data: spec.source.clone(), fingerprint: data.1.clone() };
+    if !spec.force {
+        if let Ok(text) = std::fs::read_to_string(&marker_file) {
+            let old: GridMarker = serde_json::from_str(&text)
+                .map_err(|e| super::run::TrainError::Corrupt { path: marker_file.clone(), msg: e.to_string() })?;
+            if old != marker {
+                return Err(PipelineError::Grid(format!(
+                    "{} holds a grid on {} ({}), not on {} ({}); choose another --out, or pass --force to replace it",
+                    out.display(),
+                    old.data.describe(),
+                    old.fingerprint,
+                    marker.data.describe(),
+                    marker.fingerprint
+                )));
+            }
+        } else {
+            crate::output::require_empty(out, "grid")?;
+        }
+    }
+    let rd = RunDir::new(out);
+    rd.write_json(&marker_file, &marker)?;
     let seeds: Vec<u64> = (1..=spec.seeds).collect();
     let mut cells = Vec::new();
     for &attention in &spec.attentions {
@@ -188,8 +234,6 @@ pub fn run_grid(spec: &GridSpec, out: &Path, progress: &mut dyn Progress) -> Res
         }
     }
     let report = GridReport { data: spec.source.describe(), seeds, epochs: spec.train.epochs, cells };
-    std::fs::create_dir_all(out).map_err(|source| PipelineError::Io { path: out.display().to_string(), source })?;
-    let rd = RunDir::new(out);
     rd.write_json(&rd.report_json(), &report)?;
     let md = rd.report_md();
     crate::params::write_atomic(&md, grid_markdown(&report).as_bytes())

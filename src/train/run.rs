@@ -93,8 +93,41 @@ pub struct TrainConfig {
     pub batching: BatchMode,
     /// Per-modality z-score normalisation fitted on the training split.
     pub normalize: bool,
-    /// "gpu" or "cpu".
+    /// "gpu", "cpu", or "auto" (the GPU when an adapter exists, else the CPU);
+    /// a run records the backend that "auto" chose.
     pub backend: String,
+}
+
+/// A training option outside its range: the option's name, its value, and the range.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("--{name} {value}: {why}")]
+pub struct OptionError {
+    pub name: &'static str,
+    pub value: String,
+    pub why: &'static str,
+}
+
+impl TrainConfig {
+    /// Every field in range (the CLI checks the same rules when it parses).
+    pub fn validate(&self) -> Result<(), OptionError> {
+        let bad = |name, value: String, why| Err(OptionError { name, value, why });
+        if self.epochs == 0 {
+            return bad("epochs", "0".into(), "must be at least 1");
+        }
+        if self.batch == 0 {
+            return bad("batch", "0".into(), "must be at least 1");
+        }
+        if self.patience == 0 {
+            return bad("patience", "0".into(), "must be at least 1");
+        }
+        if !(self.lr.is_finite() && self.lr > 0.0) {
+            return bad("lr", self.lr.to_string(), "must be a finite number greater than 0");
+        }
+        if !["gpu", "cpu", "auto"].contains(&self.backend.as_str()) {
+            return bad("backend", self.backend.clone(), "allowed are auto, gpu, cpu");
+        }
+        Ok(())
+    }
 }
 
 impl Default for TrainConfig {
@@ -108,7 +141,7 @@ impl Default for TrainConfig {
             select: SelectMetric::Loss,
             batching: BatchMode::Bucketed,
             normalize: false,
-            backend: "gpu".into(),
+            backend: "auto".into(),
         }
     }
 }
@@ -120,6 +153,10 @@ pub struct RunConfig {
     pub train: TrainConfig,
     /// Where the data came from.
     pub data: super::source::DataSource,
+    /// Size and hash of that data when the run was set up (absent in runs
+    /// written before fingerprints existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<super::source::Fingerprint>,
     pub normalizer: Option<Normalizer>,
     /// The GPU kernel members the run was trained with (none on the CPU, or in
     /// runs made before the tuner); --resume, eval and predict use the same ones.
@@ -164,7 +201,8 @@ impl Default for TrainState {
             step: 0,
             best_epoch: None,
             best_score: None,
-            best_valid_loss: f64::INFINITY,
+            // Not infinity: JSON has no infinity (serde_json would write null).
+            best_valid_loss: f64::MAX,
             epochs_without_improvement: 0,
             stopped_early: false,
             optimizer_file: String::new(),
@@ -186,6 +224,117 @@ pub enum TrainError {
     Diverged { what: &'static str, value: f64, epoch: usize, last_good: String, dir: PathBuf },
     #[error("selection metric {metric} needs the {task} head, which the {tasks} model lacks")]
     SelectMetric { metric: &'static str, task: &'static str, tasks: String },
+    #[error("{state} is missing but {dir} holds results of a run ({found}); refusing to start over them: move them away, or start the run afresh with `cimnet train --force --out {dir}`")]
+    MissingState { state: PathBuf, dir: PathBuf, found: String },
+    #[error("the {split} split of {data} is empty: training needs videos in train (to fit the model) and in valid (to choose the checkpoint)")]
+    EmptySplit { split: SplitName, data: String },
+    #[error(transparent)]
+    Option(#[from] OptionError),
+}
+
+/// Refuse data whose train or valid split has no videos (it would "train" to losses of 0).
+pub fn check_splits(data: &Dataset) -> Result<(), TrainError> {
+    for split in [SplitName::Train, SplitName::Valid] {
+        if data.split(split).is_empty() {
+            return Err(TrainError::EmptySplit { split, data: data.source.clone() });
+        }
+    }
+    Ok(())
+}
+
+/// Optimizer files are named by the epoch they follow; state.json must name one so.
+fn optimizer_name(epochs_done: usize) -> String {
+    format!("optimizer-{epochs_done:04}.safetensors")
+}
+
+/// Read checkpoint/state.json and check it against the run: the optimizer file is
+/// a plain name inside checkpoint/ (never a path), and every count is within what
+/// exists (the run's epochs, the epochs recorded in metrics.jsonl).
+pub fn read_state(dir: &RunDir, run: &RunConfig, records: &[EpochRecord]) -> Result<TrainState, TrainError> {
+    let p = dir.state();
+    let text = fs::read_to_string(&p).map_err(io_err(&p))?;
+    let state: TrainState =
+        serde_json::from_str(&text).map_err(|e| TrainError::Corrupt { path: p.clone(), msg: e.to_string() })?;
+    let corrupt = |msg: String| Err(TrainError::Corrupt { path: p.clone(), msg });
+    if state.epochs_done == 0 {
+        // Written when the run starts: nothing done yet, no optimizer file.
+        if state != TrainState::default() {
+            return corrupt("epochs_done is 0 but other fields are not those of a fresh run".into());
+        }
+        return Ok(state);
+    }
+    let expected = optimizer_name(state.epochs_done);
+    if state.optimizer_file != expected {
+        return corrupt(format!(
+            "optimizer_file is {:?}; after epoch {} it must be the file name {expected:?} inside {}",
+            state.optimizer_file,
+            state.epochs_done,
+            dir.checkpoint().display()
+        ));
+    }
+    if state.epochs_done > run.train.epochs {
+        return corrupt(format!(
+            "epochs_done is {}, more than the run's {} epochs",
+            state.epochs_done, run.train.epochs
+        ));
+    }
+    let recorded = records.iter().filter(|r| r.epoch < state.epochs_done).count();
+    if recorded != state.epochs_done {
+        return corrupt(format!(
+            "epochs_done is {} but {} has {recorded} of those epochs",
+            state.epochs_done,
+            dir.metrics().display()
+        ));
+    }
+    match state.best_epoch {
+        Some(b) if b < state.epochs_done => {}
+        other => return corrupt(format!("best_epoch is {other:?}, not one of the {} epochs done", state.epochs_done)),
+    }
+    if state.epochs_without_improvement > state.epochs_done {
+        return corrupt(format!(
+            "epochs_without_improvement is {}, more than the {} epochs done",
+            state.epochs_without_improvement, state.epochs_done
+        ));
+    }
+    let last_step = records.iter().filter(|r| r.epoch < state.epochs_done).map(|r| r.steps).max().unwrap_or(0);
+    if state.step != last_step {
+        return corrupt(format!("step is {} but metrics.jsonl ends at step {last_step}", state.step));
+    }
+    Ok(state)
+}
+
+/// The results a directory holds although it has no state.json (None if none).
+fn results_without_state(dir: &RunDir) -> Result<Option<String>, TrainError> {
+    let mut found = Vec::new();
+    if dir.model().exists() {
+        found.push("model.safetensors".to_string());
+    }
+    let n = read_metrics(&dir.metrics())?.len();
+    if n > 0 {
+        found.push(format!("{n} epochs in metrics.jsonl"));
+    }
+    for p in [dir.report_json(), dir.report_md()] {
+        if p.exists() {
+            found.push(p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default());
+        }
+    }
+    Ok((!found.is_empty()).then(|| found.join(", ")))
+}
+
+/// Remove what a killed run left in checkpoint/: temporaries, and optimizer files
+/// that state.json does not name (written just before a kill, or not yet removed).
+fn clean_checkpoint(dir: &RunDir, keep: &str) -> Result<(), TrainError> {
+    crate::output::remove_stale_temps(&dir.checkpoint())
+        .map_err(|e| TrainError::Corrupt { path: dir.checkpoint(), msg: e.to_string() })?;
+    let ck = dir.checkpoint();
+    for entry in fs::read_dir(&ck).map_err(io_err(&ck))? {
+        let entry = entry.map_err(io_err(&ck))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with("optimizer-") && name.ends_with(".safetensors") && name != keep {
+            fs::remove_file(entry.path()).map_err(io_err(&entry.path()))?;
+        }
+    }
+    Ok(())
 }
 
 fn io_err(path: &Path) -> impl Fn(std::io::Error) -> TrainError + '_ {
@@ -318,6 +467,8 @@ pub fn train(
     progress: &mut dyn Progress,
 ) -> Result<RunOutcome, TrainError> {
     let tc = &run.train;
+    tc.validate()?;
+    check_splits(data)?;
     let tasks = run.model.tasks;
     for (metric, task, ok) in [
         (SelectMetric::SentimentAccuracy, "sentiment", tasks.has_sentiment()),
@@ -335,17 +486,27 @@ pub fn train(
     let mut state = TrainState::default();
     let mut records: Vec<EpochRecord> = Vec::new();
     if dir.state().exists() {
-        let p = dir.state();
-        let text = fs::read_to_string(&p).map_err(io_err(&p))?;
-        state = serde_json::from_str(&text).map_err(|e| TrainError::Corrupt { path: p.clone(), msg: e.to_string() })?;
-        let params = ParamStore::zeros(&run.model);
-        engine.set_state(&load_engine_state(&dir.checkpoint().join(&state.optimizer_file), &params)?)?;
-        records = read_metrics(&dir.metrics())?.into_iter().filter(|r| r.epoch < state.epochs_done).collect();
+        let all = read_metrics(&dir.metrics())?;
+        state = read_state(dir, run, &all)?;
+        clean_checkpoint(dir, &state.optimizer_file)?;
+        if state.epochs_done > 0 {
+            let params = ParamStore::zeros(&run.model);
+            engine.set_state(&load_engine_state(&dir.checkpoint().join(&state.optimizer_file), &params)?)?;
+        }
+        records = all.into_iter().filter(|r| r.epoch < state.epochs_done).collect();
         rewrite_metrics(&dir.metrics(), &records)?;
+        // The config again: a resume may have raised --epochs.
+        dir.write_json(&dir.config(), run)?;
         progress.message(&format!("resuming after epoch {} (step {})", state.epochs_done, state.step));
     } else {
+        if let Some(found) = results_without_state(dir)? {
+            return Err(TrainError::MissingState { state: dir.state(), dir: dir.root.clone(), found });
+        }
+        clean_checkpoint(dir, "")?;
         dir.write_json(&dir.config(), run)?;
         rewrite_metrics(&dir.metrics(), &[])?;
+        // From here on a missing state.json means damage, never "not started".
+        dir.write_json(&dir.state(), &state)?;
     }
 
     let lens = data.lens(SplitName::Train);
@@ -418,7 +579,7 @@ pub fn train(
         // (atomically) first, under a name of its own, and older ones are removed
         // only after state.json points past them. A kill anywhere resumes from a
         // consistent epoch boundary.
-        let opt_name = format!("optimizer-{:04}.safetensors", state.epochs_done);
+        let opt_name = optimizer_name(state.epochs_done);
         save_engine_state(&dir.checkpoint().join(&opt_name), &engine_state)?;
         let previous = std::mem::replace(&mut state.optimizer_file, opt_name);
         dir.write_json(&dir.state(), &state)?;
