@@ -5,9 +5,10 @@
 
 use std::path::Path;
 
+use super::curve::{CurvePoint, PublishedProtocol};
 use super::engine::make_engine;
 use super::report::Report;
-use super::run::{final_evaluation, train, Progress, RunConfig, RunDir, TrainConfig, TrainError};
+use super::run::{final_evaluation, read_metrics, train, Progress, RunConfig, RunDir, TrainConfig, TrainError};
 use super::source::DataSource;
 use crate::config::{Attention, ConfigError, ModalitySet, ModelConfig, Tasks};
 use crate::data::{DataError, Dataset, Normalizer};
@@ -149,7 +150,11 @@ pub fn execute(
     }
     let best = ParamStore::load(&rd.model())?;
     let fin = final_evaluation(engine.as_mut(), &p.data, &p.run, &best, &outcome.state)?;
-    let report = Report::new(&p.run, &engine.describe(), fin);
+    let mut report = Report::new(&p.run, &engine.describe(), fin);
+    if p.run.train.test_curve {
+        let curve: Vec<CurvePoint> = read_metrics(&rd.test_curve())?;
+        report.published_protocol = PublishedProtocol::from_curve(&curve);
+    }
     rd.write_json(&rd.report_json(), &report)?;
     let md = rd.report_md();
     write_atomic(&md, report.markdown().as_bytes())
