@@ -264,7 +264,14 @@ fn cells_markdown(cells: &[Cell], title: &str) -> String {
         for c in cells.iter().filter(|c| c.attention == att) {
             s.push_str(&format!("| {} |", c.modalities));
             for cmp in &c.comparisons {
-                let f = |x: &Stat| format!("{:.2} +/- {:.2}", 100.0 * x.mean, 100.0 * x.std);
+                // n = 0: no run has the metric (e.g. runs reused from a grid without --test-curve).
+                let f = |x: &Stat| {
+                    if x.n == 0 {
+                        "n/a".to_string()
+                    } else {
+                        format!("{:.2} +/- {:.2}", 100.0 * x.mean, 100.0 * x.std)
+                    }
+                };
                 let p = cmp.test.p.map_or("n/a".to_string(), |p| format!("{p:.3}"));
                 s.push_str(&format!(" {} | {} | {} |", f(&cmp.single), f(&cmp.multi), p));
             }
