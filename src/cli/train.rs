@@ -93,6 +93,11 @@ pub struct TrainArgs {
     /// Z-score every feature with statistics of the training split.
     #[arg(long)]
     pub normalize: bool,
+    /// Also evaluate the test split after every epoch (test_curve.jsonl) and add the published
+    /// protocol's row (per metric, the best test value over the epochs; optimistic) to the report.
+    /// Never used for a choice.
+    #[arg(long)]
+    pub test_curve: bool,
     #[arg(long, default_value_t = 200, value_parser = parse::width)]
     pub hidden: usize,
     #[arg(long, default_value_t = 100, value_parser = parse::width)]
@@ -201,6 +206,7 @@ impl TrainArgs {
                 batching: self.batching,
                 normalize: self.normalize,
                 backend: self.backend.clone(),
+                test_curve: self.test_curve,
             },
         }
     }
@@ -526,6 +532,10 @@ pub struct GridArgs {
     pub select: SelectMetric,
     #[arg(long)]
     pub normalize: bool,
+    /// Also evaluate each run's test split after every epoch and report the published protocol
+    /// (epoch chosen on test, optimistic) beside the honest one.
+    #[arg(long)]
+    pub test_curve: bool,
     #[arg(long, default_value_t = 200, value_parser = parse::width)]
     pub hidden: usize,
     #[arg(long, default_value_t = 100, value_parser = parse::width)]
@@ -573,6 +583,7 @@ pub fn grid_cmd(a: GridArgs) -> Result<()> {
             batching: BatchMode::Bucketed,
             normalize: a.normalize,
             backend: a.backend.clone(),
+            test_curve: a.test_curve,
         },
         engine: EngineOptions { adapter: a.adapter.clone(), tune: a.tune },
         force: a.force,

@@ -2,12 +2,15 @@
 //! multi-task (attention kinds optional), each cell trained with every seed;
 //! mean +/- std per cell and a paired t-test of multi-task against single-task.
 //! Finished runs (report.json present) are never rerun; interrupted ones resume.
+//! With `--test-curve` the report adds the same table under the published
+//! protocol (per metric, the best test value over the epochs; optimistic).
 
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use statrs::distribution::{ContinuousCDF, StudentsT};
 
+use super::curve::METRICS;
 use super::pipeline::{self, PipelineError, ResumeChanges, RunSpec, Start};
 use super::report::Report;
 use super::run::{Progress, RunDir, TrainConfig};
@@ -103,7 +106,53 @@ pub struct GridReport {
     pub data: String,
     pub seeds: Vec<u64>,
     pub epochs: usize,
+    /// Honest: each run's checkpoint and thresholds chosen on validation.
     pub cells: Vec<Cell>,
+    /// With --test-curve: the same cells under the published protocol (epoch chosen on test, optimistic).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub published_cells: Option<Vec<Cell>>,
+}
+
+/// Whose test numbers a table shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Protocol {
+    /// The kept checkpoint (chosen on validation).
+    Honest,
+    /// Per metric, the best test value over the epochs.
+    Published,
+}
+
+/// A run's test value of the metric `key` (a key of `curve::METRICS`) under a protocol.
+fn value(r: &Report, protocol: Protocol, key: &str) -> Option<f64> {
+    match protocol {
+        Protocol::Honest => METRICS.iter().find(|m| m.key == key).and_then(|m| (m.get)(&r.result.test)),
+        Protocol::Published => r.published_protocol.as_ref()?.get(key),
+    }
+}
+
+/// The grid's four comparisons of one cell under a protocol.
+fn compare(protocol: Protocol, st_sent: &[Report], st_emo: &[Report], mt: &[Report]) -> Vec<Comparison> {
+    let metrics: [(&str, &[Report], &str); 4] = [
+        ("sentiment accuracy", st_sent, "sentiment_accuracy"),
+        ("sentiment weighted F1", st_sent, "sentiment_weighted_f1"),
+        ("emotion weighted F1", st_emo, "emotion_weighted_f1"),
+        ("emotion WA", st_emo, "emotion_wa"),
+    ];
+    metrics
+        .iter()
+        .map(|(name, single, key)| {
+            let sv: Vec<f64> = single.iter().filter_map(|r| value(r, protocol, key)).collect();
+            let mv: Vec<f64> = mt.iter().filter_map(|r| value(r, protocol, key)).collect();
+            Comparison {
+                metric: name.to_string(),
+                single: Stat::of(&sv),
+                multi: Stat::of(&mv),
+                test: paired_t(&mv, &sv),
+                single_values: sv,
+                multi_values: mv,
+            }
+        })
+        .collect()
 }
 
 /// One run of the grid: a cell's variant and task setup, and a seed.
@@ -195,6 +244,7 @@ pub fn run_grid(spec: &GridSpec, out: &Path, progress: &mut dyn Progress) -> Res
     rd.write_json(&marker_file, &marker)?;
     let seeds: Vec<u64> = (1..=spec.seeds).collect();
     let mut cells = Vec::new();
+    let mut published = Vec::new();
     for &attention in &spec.attentions {
         for &set in &spec.sets {
             let mut collect = |tasks: Tasks| -> Result<Vec<Report>, PipelineError> {
@@ -206,34 +256,17 @@ pub fn run_grid(spec: &GridSpec, out: &Path, progress: &mut dyn Progress) -> Res
             let st_sent = collect(Tasks::Sentiment)?;
             let st_emo = collect(Tasks::Emotion)?;
             let mt = collect(Tasks::Mtl)?;
-            type Get = fn(&Report) -> Option<f64>;
-            let metrics: [(&str, &Vec<Report>, Get); 4] = [
-                ("sentiment accuracy", &st_sent, |r| r.result.test.sentiment.map(|s| s.accuracy)),
-                ("sentiment weighted F1", &st_sent, |r| r.result.test.sentiment.map(|s| s.weighted_f1)),
-                ("emotion weighted F1", &st_emo, |r| r.result.test.emotion_at_f1.as_ref().map(|e| e.mean_weighted_f1)),
-                ("emotion WA", &st_emo, |r| {
-                    r.result.test.emotion_at_wa.as_ref().and_then(|e| e.mean_weighted_accuracy)
-                }),
-            ];
-            let comparisons = metrics
-                .iter()
-                .map(|(name, single, get)| {
-                    let sv: Vec<f64> = single.iter().filter_map(get).collect();
-                    let mv: Vec<f64> = mt.iter().filter_map(get).collect();
-                    Comparison {
-                        metric: name.to_string(),
-                        single: Stat::of(&sv),
-                        multi: Stat::of(&mv),
-                        test: paired_t(&mv, &sv),
-                        single_values: sv,
-                        multi_values: mv,
-                    }
-                })
-                .collect();
-            cells.push(Cell { modalities: set.to_string(), attention: attention.to_string(), comparisons });
+            let cell = |protocol| Cell {
+                modalities: set.to_string(),
+                attention: attention.to_string(),
+                comparisons: compare(protocol, &st_sent, &st_emo, &mt),
+            };
+            cells.push(cell(Protocol::Honest));
+            published.push(cell(Protocol::Published));
         }
     }
-    let report = GridReport { data: spec.source.describe(), seeds, epochs: spec.train.epochs, cells };
+    let published_cells = spec.train.test_curve.then_some(published);
+    let report = GridReport { data: spec.source.describe(), seeds, epochs: spec.train.epochs, cells, published_cells };
     rd.write_json(&rd.report_json(), &report)?;
     let md = rd.report_md();
     crate::params::write_atomic(&md, grid_markdown(&report).as_bytes())
@@ -251,16 +284,38 @@ pub fn grid_markdown(r: &GridReport) -> String {
          against single-task over the same seeds (n/a when the differences have no spread).\n",
         r.data, r.seeds
     );
-    let mut attentions: Vec<&str> = r.cells.iter().map(|c| c.attention.as_str()).collect();
+    s.push_str(&cells_markdown(&r.cells, ""));
+    if let Some(p) = &r.published_cells {
+        s.push_str(
+            "\nPublished protocol: each run's test split evaluated after every epoch and, per metric, the best value \
+             over the epochs (test data chooses the epoch, so these are optimistic; it is how published numbers of this \
+             model family were selected).\n",
+        );
+        s.push_str(&cells_markdown(p, ", published protocol: epoch chosen on test (optimistic)"));
+    }
+    s
+}
+
+/// One table per attention kind; `title` is appended to each heading.
+fn cells_markdown(cells: &[Cell], title: &str) -> String {
+    let mut s = String::new();
+    let mut attentions: Vec<&str> = cells.iter().map(|c| c.attention.as_str()).collect();
     attentions.dedup();
     for att in attentions {
         s.push_str(&format!(
-            "\n## attention: {att}\n\n| modalities | sent. acc ST | sent. acc MT | p | sent. F1 ST | sent. F1 MT | p | emo. F1 ST | emo. F1 MT | p | emo. WA ST | emo. WA MT | p |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
+            "\n## attention: {att}{title}\n\n| modalities | sent. acc ST | sent. acc MT | p | sent. F1 ST | sent. F1 MT | p | emo. F1 ST | emo. F1 MT | p | emo. WA ST | emo. WA MT | p |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
         ));
-        for c in r.cells.iter().filter(|c| c.attention == att) {
+        for c in cells.iter().filter(|c| c.attention == att) {
             s.push_str(&format!("| {} |", c.modalities));
             for cmp in &c.comparisons {
-                let f = |x: &Stat| format!("{:.2} +/- {:.2}", 100.0 * x.mean, 100.0 * x.std);
+                // n = 0: no run has the metric (e.g. runs reused from a grid without --test-curve).
+                let f = |x: &Stat| {
+                    if x.n == 0 {
+                        "n/a".to_string()
+                    } else {
+                        format!("{:.2} +/- {:.2}", 100.0 * x.mean, 100.0 * x.std)
+                    }
+                };
                 let p = cmp.test.p.map_or("n/a".to_string(), |p| format!("{p:.3}"));
                 s.push_str(&format!(" {} | {} | {} |", f(&cmp.single), f(&cmp.multi), p));
             }

@@ -1,5 +1,6 @@
 //! Training, evaluation, model selection, checkpoints and reports.
 
+pub mod curve;
 pub mod engine;
 pub mod evaluate;
 pub mod grid;

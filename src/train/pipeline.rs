@@ -5,10 +5,12 @@
 
 use std::path::{Path, PathBuf};
 
+use super::curve::{CurvePoint, PublishedProtocol};
 use super::engine::choose_engine;
 use super::report::Report;
 use super::run::{
-    check_splits, final_evaluation, train, Progress, RunConfig, RunDir, TrainConfig, TrainError, TrainState,
+    check_splits, final_evaluation, read_metrics, train, Progress, RunConfig, RunDir, TrainConfig, TrainError,
+    TrainState,
 };
 use super::source::{DataSource, Fingerprint};
 use crate::config::{Attention, ConfigError, ModalitySet, ModelConfig, Tasks};
@@ -311,7 +313,11 @@ pub fn execute(
     }
     let best = ParamStore::load_for(&rd.model(), &p.run.model)?;
     let fin = final_evaluation(engine.as_mut(), &p.data, &p.run, &best, &outcome.state)?;
-    let report = Report::new(&p.run, &engine.describe(), fin);
+    let mut report = Report::new(&p.run, &engine.describe(), fin);
+    if p.run.train.test_curve {
+        let curve: Vec<CurvePoint> = read_metrics(&rd.test_curve())?;
+        report.published_protocol = PublishedProtocol::from_curve(&curve);
+    }
     rd.write_json(&rd.report_json(), &report)?;
     let md = rd.report_md();
     write_atomic(&md, report.markdown().as_bytes())

@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::curve::{protocols_markdown, PublishedProtocol};
 use super::evaluate::SplitMetrics;
 use super::run::{FinalMetrics, RunConfig};
 
@@ -12,6 +13,10 @@ pub struct Report {
     pub engine: String,
     pub select: String,
     pub result: FinalMetrics,
+    /// With --test-curve: the best test value per metric over the epochs
+    /// (the published protocol, optimistic); never used for a choice.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub published_protocol: Option<PublishedProtocol>,
 }
 
 impl Report {
@@ -23,6 +28,7 @@ impl Report {
             engine: engine.to_string(),
             select: run.train.select.as_str().to_string(),
             result,
+            published_protocol: None,
         }
     }
 
@@ -69,6 +75,9 @@ impl Report {
                     ));
                 }
             }
+        }
+        if let Some(p) = &self.published_protocol {
+            s.push_str(&protocols_markdown(&r.test, r.best_epoch, p));
         }
         if r.test.emotion_at_f1.is_some() {
             s.push_str(&emotion_table(&r.test));

@@ -10,6 +10,7 @@
 //!         state.json         epoch, step, selection and early-stopping state
 //!         optimizer-NNNN.safetensors  working parameters, Adam m and v (f64)
 //!     metrics.jsonl          one line per epoch
+//!     test_curve.jsonl       with --test-curve: the test split after each epoch (never used for a choice)
 //!     report.md, report.json the paper's metrics on valid and test
 
 use std::collections::HashMap;
@@ -19,8 +20,10 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Instant;
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use super::curve::CurvePoint;
 use super::evaluate::{evaluate, SplitMetrics};
 use super::metrics::Thresholds;
 use crate::config::ModelConfig;
@@ -96,6 +99,10 @@ pub struct TrainConfig {
     /// "gpu", "cpu", or "auto" (the GPU when an adapter exists, else the CPU);
     /// a run records the backend that "auto" chose.
     pub backend: String,
+    /// Also evaluate the test split after every epoch into test_curve.jsonl
+    /// (for the published protocol's row of the report; never used for a choice).
+    #[serde(default)]
+    pub test_curve: bool,
 }
 
 /// A training option outside its range: the option's name, its value, and the range.
@@ -142,6 +149,7 @@ impl Default for TrainConfig {
             batching: BatchMode::Bucketed,
             normalize: false,
             backend: "auto".into(),
+            test_curve: false,
         }
     }
 }
@@ -386,6 +394,9 @@ impl RunDir {
     pub fn metrics(&self) -> PathBuf {
         self.root.join("metrics.jsonl")
     }
+    pub fn test_curve(&self) -> PathBuf {
+        self.root.join("test_curve.jsonl")
+    }
     pub fn report_md(&self) -> PathBuf {
         self.root.join("report.md")
     }
@@ -486,7 +497,7 @@ pub fn train(
     let mut state = TrainState::default();
     let mut records: Vec<EpochRecord> = Vec::new();
     if dir.state().exists() {
-        let all = read_metrics(&dir.metrics())?;
+        let all: Vec<EpochRecord> = read_metrics(&dir.metrics())?;
         state = read_state(dir, run, &all)?;
         clean_checkpoint(dir, &state.optimizer_file)?;
         if state.epochs_done > 0 {
@@ -497,6 +508,11 @@ pub fn train(
         rewrite_metrics(&dir.metrics(), &records)?;
         // The config again: a resume may have raised --epochs.
         dir.write_json(&dir.config(), run)?;
+        if tc.test_curve {
+            let curve: Vec<CurvePoint> = read_metrics(&dir.test_curve())?;
+            let kept: Vec<CurvePoint> = curve.into_iter().filter(|p| p.epoch < state.epochs_done).collect();
+            rewrite_metrics(&dir.test_curve(), &kept)?;
+        }
         progress.message(&format!("resuming after epoch {} (step {})", state.epochs_done, state.step));
     } else {
         if let Some(found) = results_without_state(dir)? {
@@ -504,13 +520,17 @@ pub fn train(
         }
         clean_checkpoint(dir, "")?;
         dir.write_json(&dir.config(), run)?;
-        rewrite_metrics(&dir.metrics(), &[])?;
+        rewrite_metrics::<EpochRecord>(&dir.metrics(), &[])?;
+        if tc.test_curve {
+            rewrite_metrics::<CurvePoint>(&dir.test_curve(), &[])?;
+        }
         // From here on a missing state.json means damage, never "not started".
         dir.write_json(&dir.state(), &state)?;
     }
 
     let lens = data.lens(SplitName::Train);
     let valid_batches = make_batches(&data.lens(SplitName::Valid), tc.batch, BatchMode::Bucketed, 0);
+    let test_batches = make_batches(&data.lens(SplitName::Test), tc.batch, BatchMode::Bucketed, 0);
     while state.epochs_done < tc.epochs && !state.stopped_early {
         let epoch = state.epochs_done;
         let batches = make_batches(&lens, tc.batch, tc.batching, epoch_seed(tc.seed, epoch));
@@ -546,6 +566,13 @@ pub fn train(
                 dir: dir.root.clone(),
             });
         }
+        // Only recorded: nothing below looks at the test split.
+        let test_point = if tc.test_curve {
+            let pt = engine.predict(SplitName::Test, &test_batches)?;
+            Some(CurvePoint { epoch, test: evaluate(data, SplitName::Test, &pt, valid.thresholds) })
+        } else {
+            None
+        };
         let score = tc.select.score(&valid).unwrap_or(f64::NEG_INFINITY);
         let best = state.best_score.is_none_or(|b| score > b);
         let engine_state = engine.state()?;
@@ -574,6 +601,9 @@ pub fn train(
             best,
         };
         append_metrics(&dir.metrics(), &record)?;
+        if let Some(p) = &test_point {
+            append_metrics(&dir.test_curve(), p)?;
+        }
         state.epochs_done += 1;
         // state.json is the commit point: the optimizer file it names is written
         // (atomically) first, under a name of its own, and older ones are removed
@@ -595,7 +625,8 @@ pub fn train(
     Ok(RunOutcome { state, records })
 }
 
-fn read_metrics(path: &Path) -> Result<Vec<EpochRecord>, TrainError> {
+/// The lines of a JSON-lines file of the run (metrics.jsonl, test_curve.jsonl); empty if it is absent.
+pub(super) fn read_metrics<T: DeserializeOwned>(path: &Path) -> Result<Vec<T>, TrainError> {
     if !path.exists() {
         return Ok(Vec::new());
     }
@@ -610,7 +641,7 @@ fn read_metrics(path: &Path) -> Result<Vec<EpochRecord>, TrainError> {
         .collect()
 }
 
-fn rewrite_metrics(path: &Path, records: &[EpochRecord]) -> Result<(), TrainError> {
+fn rewrite_metrics<T: Serialize>(path: &Path, records: &[T]) -> Result<(), TrainError> {
     let mut text = String::new();
     for r in records {
         text.push_str(&serde_json::to_string(r).expect("serialisable"));
@@ -619,7 +650,7 @@ fn rewrite_metrics(path: &Path, records: &[EpochRecord]) -> Result<(), TrainErro
     write_atomic(path, text.as_bytes()).map_err(io_err(path))
 }
 
-fn append_metrics(path: &Path, r: &EpochRecord) -> Result<(), TrainError> {
+fn append_metrics<T: Serialize>(path: &Path, r: &T) -> Result<(), TrainError> {
     let mut f = fs::OpenOptions::new().create(true).append(true).open(path).map_err(io_err(path))?;
     writeln!(f, "{}", serde_json::to_string(r).expect("serialisable")).map_err(io_err(path))
 }
