@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 use cimnet::config::EMOTION_NAMES;
-use cimnet::data::{info, mosi, native, synth, Dataset};
+use cimnet::data::{info, mosi, native, pickled, synth, Dataset};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum DataCmd {
@@ -29,6 +29,17 @@ pub enum DataCmd {
         /// Seed of the validation carve-out.
         #[arg(long, default_value_t = mosi::DEFAULT_SEED)]
         seed: u64,
+    },
+    /// Build a native .npz from a pickled word-aligned dataset (MMSA's aligned_50.pkl / unaligned_50.pkl,
+    /// MulT's mosei_senti_data.pkl), averaging each utterance's real rows. The pickle is read without running code.
+    PreparePickle {
+        /// The .pkl file: {train, valid, test: {text, audio, vision, ids, labels...}}.
+        file: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+        /// Replace OUT (and its report) if they exist.
+        #[arg(long)]
+        force: bool,
     },
     /// Generate synthetic MOSEI-shaped data (real split sizes and video-length histograms, dims 300/74/35).
     Synth {
@@ -74,6 +85,7 @@ pub fn run(cmd: DataCmd) -> anyhow::Result<()> {
             native::write(&ds, &out)?;
             println!("wrote {} ({})", out.display(), counts(&ds));
         }
+        DataCmd::PreparePickle { file, out, force } => prepare_pickle(&file, &out, force)?,
         DataCmd::Synth { out, seed, scale, probe } => {
             if !(scale > 0.0 && scale.is_finite()) {
                 bail!("--scale must be a positive number (got {scale})");
@@ -111,6 +123,51 @@ pub fn run(cmd: DataCmd) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+fn prepare_pickle(file: &std::path::Path, out: &std::path::Path, force: bool) -> anyhow::Result<()> {
+    let report_path = out.with_extension("report.json");
+    for p in [out, report_path.as_path()] {
+        if p.exists() && !force {
+            bail!("{} already exists; pass --force to replace it", p.display());
+        }
+    }
+    let (ds, report) = pickled::prepare(file).with_context(|| {
+        format!("preparing {} (expected MMSA's or MulT's pickle layout; see docs/data-formats.md)", file.display())
+    })?;
+    native::write(&ds, out)?;
+    let json = serde_json::to_string_pretty(&report)?;
+    std::fs::write(&report_path, json + "\n").with_context(|| format!("writing {}", report_path.display()))?;
+    println!("wrote {} ({})", out.display(), counts(&ds));
+    print_pickle_report(&report);
+    println!("report: {}", report_path.display());
+    Ok(())
+}
+
+fn print_pickle_report(r: &pickled::PickleReport) {
+    println!("layout: {}", r.layout);
+    for s in &r.splits {
+        println!(
+            "{:<6} {} utterances -> {} videos; sentiment clamped to [-3, 3]: {}; duplicate clips: {}; ids without clip: {}; videos also in an earlier split: {}",
+            s.split.as_str(),
+            s.utterances,
+            s.videos,
+            s.sentiment_clamped,
+            s.duplicate_clips,
+            s.ids_without_clip,
+            s.videos_in_earlier_split
+        );
+        for m in &s.modalities {
+            println!(
+                "         {:<5} ('{}', L = {}, D = {}): averaged {} over {} rows; empty utterances (zeros): {}; non-finite values zeroed: {}",
+                m.modality, m.key, m.seq_len, m.dim, m.rows, m.rows_averaged, m.empty_utterances, m.non_finite_zeroed
+            );
+        }
+    }
+    println!("emotions: {}", r.emotions);
+    if !r.ignored_keys.is_empty() {
+        println!("not used: {}", r.ignored_keys.join(", "));
+    }
 }
 
 fn counts(ds: &Dataset) -> String {
