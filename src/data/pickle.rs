@@ -183,6 +183,12 @@ impl Parser<'_> {
         Ok(b.iter().rev().fold(0u64, |acc, &x| (acc << 8) | u64::from(x)))
     }
 
+    /// Read a `width`-byte little-endian operand and hand it to `then` (a length or a memo key).
+    fn sized(&mut self, width: usize, then: fn(&mut Self, u64) -> Result<(), Fault>) -> Result<(), Fault> {
+        let n = self.uint(width)?;
+        then(self, n)
+    }
+
     fn line(&mut self) -> Result<String, Fault> {
         let rest = &self.bytes[self.pos..];
         let end = rest.iter().position(|&b| b == b'\n').ok_or(Fault::Truncated { opcode: self.op })?;
@@ -330,50 +336,20 @@ impl Parser<'_> {
                 a.copy_from_slice(b);
                 self.push(Node::Float(f64::from_be_bytes(a)));
             }
-            0x8c => {
-                let n = self.uint(1)?;
-                self.text(n)?
-            }
-            b'X' => {
-                let n = self.uint(4)?;
-                self.text(n)?
-            }
-            0x8d => {
-                let n = self.uint(8)?;
-                self.text(n)?
-            }
-            b'C' => {
-                let n = self.uint(1)?;
-                self.blob(n)?
-            }
-            b'B' => {
-                let n = self.uint(4)?;
-                self.blob(n)?
-            }
-            0x8e | 0x96 => {
-                let n = self.uint(8)?;
-                self.blob(n)?
-            }
-            b'q' => {
-                let k = self.uint(1)?;
-                self.memo_put(k)?
-            }
-            b'r' => {
-                let k = self.uint(4)?;
-                self.memo_put(k)?
-            }
+            0x8c => self.sized(1, Self::text)?,
+            b'X' => self.sized(4, Self::text)?,
+            0x8d => self.sized(8, Self::text)?,
+            b'C' => self.sized(1, Self::blob)?,
+            b'B' => self.sized(4, Self::blob)?,
+            0x8e | 0x96 => self.sized(8, Self::blob)?,
+            b'q' => self.sized(1, Self::memo_put)?,
+            b'r' => self.sized(4, Self::memo_put)?,
             0x94 => {
                 let k = self.memo.len() as u64;
                 self.memo_put(k)?
             }
-            b'h' => {
-                let k = self.uint(1)?;
-                self.memo_get(k)?
-            }
-            b'j' => {
-                let k = self.uint(4)?;
-                self.memo_get(k)?
-            }
+            b'h' => self.sized(1, Self::memo_get)?,
+            b'j' => self.sized(4, Self::memo_get)?,
             b'0' => {
                 self.pop1()?;
             }

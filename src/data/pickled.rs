@@ -340,12 +340,15 @@ impl Converter<'_> {
             .enumerate()
             .map(|(i, v)| match v {
                 Some(x) if x >= 0.0 && x <= l as f64 && x.fract() == 0.0 => Ok(x as usize),
-                _ => Err(self.utt(
-                    path,
-                    i,
-                    None,
-                    format!("length {v:?} is not a whole number in 0..={l} (the padded length)"),
-                )),
+                _ => {
+                    let shown = v.map_or_else(|| "missing or not a number".to_string(), |x| x.to_string());
+                    Err(self.utt(
+                        path,
+                        i,
+                        None,
+                        format!("length {shown} is not a whole number in 0..={l} (the padded length)"),
+                    ))
+                }
             })
             .collect()
     }
