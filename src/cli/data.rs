@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use cimnet::config::EMOTION_NAMES;
-use cimnet::data::{info, mosi, native, sdk, synth, Dataset};
+use cimnet::data::{info, mosi, native, pickled, sdk, synth, Dataset};
 use cimnet::output::refuse_existing;
 
 #[derive(Debug, clap::Subcommand)]
@@ -48,6 +48,17 @@ pub enum DataCmd {
         /// Visual features: facet (FACET 4.2, 35-d) or openface (OpenFace 2).
         #[arg(long, default_value = "facet", value_parser = clap::value_parser!(String))]
         visual: String,
+        #[arg(long)]
+        out: PathBuf,
+        /// Replace OUT (and its report) if they exist.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Build a native .npz from a pickled word-aligned dataset (MMSA's aligned_50.pkl / unaligned_50.pkl,
+    /// MulT's mosei_senti_data.pkl), averaging each utterance's real rows. The pickle is read without running code.
+    PreparePickle {
+        /// The .pkl file: {train, valid, test: {text, audio, vision, ids, labels...}}.
+        file: PathBuf,
         #[arg(long)]
         out: PathBuf,
         /// Replace OUT (and its report) if they exist.
@@ -106,6 +117,17 @@ pub fn run(cmd: DataCmd) -> anyhow::Result<()> {
         DataCmd::PrepareMosei { sdk: dir, visual, out, force } => prepare_mosei(&dir, &visual, &out, force)?,
         DataCmd::Synth { out, force, seed, scale, probe } => {
             refuse_existing(&out, force)?;
+        #[arg(long)]
+        out: PathBuf,
+        /// Replace OUT (and its report) if they exist.
+        #[arg(long)]
+        force: bool,
+    },
+        DataCmd::PreparePickle { file, out, force } => prepare_pickle(&file, &out, force)?,
+        DataCmd::Synth { out, seed, scale, probe } => {
+            if !(scale > 0.0 && scale.is_finite()) {
+                bail!("--scale must be a positive number (got {scale})");
+            }
             let spec = if scale == 1.0 { synth::SynthSpec::mosei() } else { synth::SynthSpec::scaled(scale) };
             let (ds, truth) = synth::generate(&spec, seed);
             native::write(&ds, &out)?;
@@ -200,6 +222,48 @@ fn print_sdk_report(r: &sdk::Report) {
     }
     println!("  sentiment scores clamped to [-3, 3]: {}", r.sentiment_clamped);
     println!("  emotion intensities clamped to [0, 3]: {}", r.emotion_clamped);
+
+fn prepare_pickle(file: &std::path::Path, out: &std::path::Path, force: bool) -> anyhow::Result<()> {
+    let report_path = report_path(out);
+    refuse_existing(out, force)?;
+    refuse_existing(&report_path, force)?;
+    let (ds, report) = pickled::prepare(file).with_context(|| {
+        format!("preparing {} (expected MMSA's or MulT's pickle layout; see docs/data-formats.md)", file.display())
+    })?;
+    native::write(&ds, out)?;
+    let json = serde_json::to_string_pretty(&report)?;
+    cimnet::output::write_atomic(&report_path, (json + "\n").as_bytes())
+        .with_context(|| format!("writing {}", report_path.display()))?;
+    println!("wrote {} ({})", out.display(), counts(&ds));
+    print_pickle_report(&report);
+    println!("report: {}", report_path.display());
+    Ok(())
+}
+
+fn print_pickle_report(r: &pickled::PickleReport) {
+    println!("layout: {}", r.layout);
+    for s in &r.splits {
+        println!(
+            "{:<6} {} utterances -> {} videos; sentiment clamped to [-3, 3]: {}; duplicate clips: {}; ids without clip: {}; videos also in an earlier split: {}",
+            s.split.as_str(),
+            s.utterances,
+            s.videos,
+            s.sentiment_clamped,
+            s.duplicate_clips,
+            s.ids_without_clip,
+            s.videos_in_earlier_split
+        );
+        for m in &s.modalities {
+            println!(
+                "         {:<5} ('{}', L = {}, D = {}): averaged {} over {} rows; empty utterances (zeros): {}; non-finite values zeroed: {}",
+                m.modality, m.key, m.seq_len, m.dim, m.rows, m.rows_averaged, m.empty_utterances, m.non_finite_zeroed
+            );
+        }
+    }
+    println!("emotions: {}", r.emotions);
+    if !r.ignored_keys.is_empty() {
+        println!("not used: {}", r.ignored_keys.join(", "));
+    }
 }
 
 fn counts(ds: &Dataset) -> String {

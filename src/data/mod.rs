@@ -7,8 +7,9 @@
 //!
 //! Formats: `native` (one .npz, our own), `authors` (the directory of
 //! text/audio/video .npz files the paper's authors published), `mosi` (the
-//! CSV files of ../shared/data/mosi, also bundled as `data/mosi.npz`), and
-//! `synth` (a MOSEI-shaped generator). See docs/data-formats.md.
+//! CSV files of ../shared/data/mosi, also bundled as `data/mosi.npz`),
+//! `pickled` (MMSA's and MulT's pickles, read by the code-free reader in
+//! `pickle`), and `synth` (a MOSEI-shaped generator). See docs/data-formats.md.
 
 // `DataError` is large because every variant carries a full location (file,
 // split, video, id, utterance). Errors are the cold path, loaded once; boxing
@@ -21,6 +22,8 @@ pub mod info;
 pub mod mosi;
 pub mod native;
 pub mod normalize;
+pub mod pickle;
+pub mod pickled;
 pub mod sdk;
 pub mod synth;
 pub mod validate;
