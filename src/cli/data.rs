@@ -115,19 +115,9 @@ pub fn run(cmd: DataCmd) -> anyhow::Result<()> {
             println!("wrote {} ({})", out.display(), counts(&ds));
         }
         DataCmd::PrepareMosei { sdk: dir, visual, out, force } => prepare_mosei(&dir, &visual, &out, force)?,
+        DataCmd::PreparePickle { file, out, force } => prepare_pickle(&file, &out, force)?,
         DataCmd::Synth { out, force, seed, scale, probe } => {
             refuse_existing(&out, force)?;
-        #[arg(long)]
-        out: PathBuf,
-        /// Replace OUT (and its report) if they exist.
-        #[arg(long)]
-        force: bool,
-    },
-        DataCmd::PreparePickle { file, out, force } => prepare_pickle(&file, &out, force)?,
-        DataCmd::Synth { out, seed, scale, probe } => {
-            if !(scale > 0.0 && scale.is_finite()) {
-                bail!("--scale must be a positive number (got {scale})");
-            }
             let spec = if scale == 1.0 { synth::SynthSpec::mosei() } else { synth::SynthSpec::scaled(scale) };
             let (ds, truth) = synth::generate(&spec, seed);
             native::write(&ds, &out)?;
