@@ -219,12 +219,8 @@ fn huge_declared_sizes_are_refused_before_allocating() {
     }
     // Deep nesting and self-reference: no recursion, so no stack overflow.
     let mut deep = vec![0x80, 2];
-    for _ in 0..200_000 {
-        deep.push(b']');
-    }
-    for _ in 0..199_999 {
-        deep.push(b'a');
-    }
+    deep.extend(std::iter::repeat_n(b']', 200_000));
+    deep.extend(std::iter::repeat_n(b'a', 199_999));
     deep.extend([b'q', 0, b'h', 0, b'a', b'.']);
     assert!(pickle::parse(&deep).is_ok());
     assert!(pickled::from_bytes(&deep, Path::new("deep.pkl")).unwrap_err().to_string().contains("dict of splits"));
