@@ -317,7 +317,7 @@ fn results_without_state(dir: &RunDir) -> Result<Option<String>, TrainError> {
     if dir.model().exists() {
         found.push("model.safetensors".to_string());
     }
-    let n = read_metrics(&dir.metrics())?.len();
+    let n = read_metrics::<EpochRecord>(&dir.metrics())?.len();
     if n > 0 {
         found.push(format!("{n} epochs in metrics.jsonl"));
     }
