@@ -92,6 +92,13 @@ impl NpzIn {
         v
     }
 
+    /// Every member's name as stored (`x.npy`, and anything else the archive holds), sorted.
+    pub fn member_names(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.archive.file_names().map(str::to_string).collect();
+        v.sort();
+        v
+    }
+
     pub fn has(&self, name: &str) -> bool {
         let member = format!("{name}.npy");
         self.archive.file_names().any(|n| n == member)

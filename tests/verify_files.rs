@@ -84,6 +84,14 @@ fn with_member(name: &str, npy: Vec<u8>) -> Vec<u8> {
 }
 
 #[test]
+fn a_member_of_no_known_name_is_refused_so_an_optional_array_cannot_vanish() {
+    let mut members = zip_members(&stored_native(&small_dataset()));
+    members.iter_mut().find(|(n, _)| n == "valid_ids").unwrap().0 = "valid_idz".to_string();
+    let err = native::read_bytes("renamed.npz", stored_zip(&members)).unwrap_err().to_string();
+    assert_mentions(&err, &["renamed.npz", "unexpected member 'valid_idz.npy'"]);
+}
+
+#[test]
 fn a_header_whose_shape_product_overflows_is_an_error_not_a_panic() {
     let big = 1usize << 32;
     let bytes = with_member("train_len", npy_bytes("<i4", &[big, big, big], &i32_bytes(&[1, 1])));

@@ -90,11 +90,11 @@ pub(crate) fn read_archive(npz: &mut NpzIn, source: String) -> Result<Dataset, D
     // An array of no known name is refused: it is a typo, or a corrupt member
     // name (an optional array such as S_ids would otherwise vanish silently).
     let known: Vec<String> =
-        SplitName::ALL.iter().flat_map(|s| SUFFIXES.iter().map(move |x| format!("{s}_{x}"))).collect();
-    if let Some(name) = npz.names().into_iter().find(|n| !known.contains(n)) {
+        SplitName::ALL.iter().flat_map(|s| SUFFIXES.iter().map(move |x| format!("{s}_{x}.npy"))).collect();
+    if let Some(name) = npz.member_names().into_iter().find(|n| !known.contains(n)) {
         return Err(DataError::Inconsistent {
             at: Location::file(&file),
-            what: format!("unexpected array '{name}': a native file holds, per split S, S_{}", SUFFIXES.join(", S_")),
+            what: format!("unexpected member '{name}': a native file holds, per split S, S_{}", SUFFIXES.join(", S_")),
         });
     }
     let mut it = splits.into_iter();
