@@ -9,7 +9,7 @@ use cimnet::config::{Attention, ModalitySet, Tasks};
 use cimnet::data::{native, synth};
 use cimnet::engine::EngineOptions;
 use cimnet::params::ParamStore;
-use cimnet::train::pipeline::{self, RunSpec};
+use cimnet::train::pipeline::{self, ResumeChanges, RunSpec, Start};
 use cimnet::train::report::Report;
 use cimnet::train::run::{train, EpochRecord, Progress, RunDir, TrainConfig};
 use cimnet::train::source::DataSource;
@@ -44,8 +44,9 @@ fn spec(dir: &Path, test_curve: bool, backend: &str) -> RunSpec {
 
 fn run(dir: &Path, test_curve: bool, backend: &str) -> Report {
     let s = spec(dir.parent().unwrap(), test_curve, backend);
-    let prepared = pipeline::prepare(&s, s.source.load().unwrap()).unwrap();
-    pipeline::execute(prepared, dir, &EngineOptions::default(), &mut ()).unwrap()
+    let (data, fingerprint) = s.source.load_fingerprinted().unwrap();
+    let prepared = pipeline::prepare(&s, data, fingerprint).unwrap();
+    pipeline::execute(prepared, dir, Start::New { force: false }, &EngineOptions::default(), &mut ()).unwrap()
 }
 
 fn curve_lines(dir: &Path) -> Vec<serde_json::Value> {
@@ -151,10 +152,14 @@ fn a_resumed_run_continues_the_curve_exactly() {
 
     let dir = tmp.path().join("stopped");
     let s = spec(tmp.path(), true, "cpu");
-    let prepared = pipeline::prepare(&s, s.source.load().unwrap()).unwrap();
+    let (data, fingerprint) = s.source.load_fingerprinted().unwrap();
+    let prepared = pipeline::prepare(&s, data, fingerprint).unwrap();
+    let mut run_cfg = prepared.run.clone();
+    let params = prepared.params.clone();
     let mut engine =
-        cimnet::train::engine::make_engine(&prepared.run, prepared.params.clone(), &prepared.data, &Default::default())
-            .unwrap();
+        cimnet::train::engine::choose_engine(&mut run_cfg, params, &prepared.data, &Default::default(), &mut |_| {})
+            .unwrap()
+            .engine;
     let rd = RunDir::new(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     train(engine.as_mut(), &prepared.data, &prepared.run, &rd, &mut StopAfter(2)).unwrap();
@@ -167,7 +172,8 @@ fn a_resumed_run_continues_the_curve_exactly() {
     text.push('\n');
     std::fs::write(rd.test_curve(), text).unwrap();
 
-    let resumed = pipeline::execute(pipeline::reopen(&dir).unwrap(), &dir, &Default::default(), &mut ()).unwrap();
+    let reopened = pipeline::reopen(&dir, &ResumeChanges::default()).unwrap();
+    let resumed = pipeline::execute(reopened, &dir, Start::Resume, &Default::default(), &mut ()).unwrap();
     let read = |d: &Path| std::fs::read_to_string(RunDir::new(d).test_curve()).unwrap();
     assert_eq!(read(&dir), read(&full_dir), "test_curve.jsonl is byte-identical to the uninterrupted run's");
     let full: Report =

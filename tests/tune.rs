@@ -161,7 +161,17 @@ fn gpu_run(dir: &Path, epochs: usize, kernels: KernelChoice) -> (RunConfig, Data
     let mut model = config();
     model.dims = data.dims;
     let train = TrainConfig { epochs, batch: 4, backend: "gpu".into(), seed: 11, ..TrainConfig::default() };
-    (RunConfig { model, train, data: DataSource::Path { path }, fingerprint: None, normalizer: None, kernels: Some(kernels) }, data)
+    (
+        RunConfig {
+            model,
+            train,
+            data: DataSource::Path { path },
+            fingerprint: None,
+            normalizer: None,
+            kernels: Some(kernels),
+        },
+        data,
+    )
 }
 
 /// The members that are not the defaults, so that using the defaults on resume would show.
@@ -184,7 +194,10 @@ fn recorded_members_round_trip_through_config_json() {
     let rd = RunDir::new(tmp.path());
     rd.write_json(&rd.config(), &run).unwrap();
     let text = std::fs::read_to_string(rd.config()).unwrap();
-    assert!(text.contains("\"gru_backward\": \"scalar-per-step\"") && text.contains("\"gru_forward\": \"cells\""), "{text}");
+    assert!(
+        text.contains("\"gru_backward\": \"scalar-per-step\"") && text.contains("\"gru_forward\": \"cells\""),
+        "{text}"
+    );
     assert_eq!(rd.read_config().unwrap(), run);
     // A config written before the tuner has no members; it still reads.
     let old = RunConfig { kernels: None, ..run.clone() };
@@ -222,7 +235,9 @@ fn a_resumed_gpu_run_uses_its_recorded_members_bit_for_bit() {
     let engine_for = |run: &mut RunConfig| {
         let params = ParamStore::init(&run.model, run.train.seed);
         let opts = EngineOptions { adapter: None, tune: TuneMode::Off };
-        choose_engine(run, params, &data, &opts, &mut |e| panic!("recorded members race nothing: {e:?}")).unwrap().engine
+        choose_engine(run, params, &data, &opts, &mut |e| panic!("recorded members race nothing: {e:?}"))
+            .unwrap()
+            .engine
     };
     let full_dir = RunDir::new(&tmp.path().join("full"));
     let full = train(engine_for(&mut run.clone()).as_mut(), &data, &run, &full_dir, &mut ()).unwrap();

@@ -212,6 +212,7 @@ fn print_sdk_report(r: &sdk::Report) {
     }
     println!("  sentiment scores clamped to [-3, 3]: {}", r.sentiment_clamped);
     println!("  emotion intensities clamped to [0, 3]: {}", r.emotion_clamped);
+}
 
 fn prepare_pickle(file: &std::path::Path, out: &std::path::Path, force: bool) -> anyhow::Result<()> {
     let report_path = report_path(out);

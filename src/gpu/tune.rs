@@ -81,7 +81,7 @@ impl KernelChoice {
         vec![
             ("gru_forward", self.gru_forward.name()),
             ("gru_backward", self.gru_backward.name()),
-                        ("projection", self.projection.name()),
+            ("projection", self.projection.name()),
             ("projection_weights", self.projection_weights.name()),
             ("dense", self.dense.name()),
             ("dense_backward", self.dense_backward.name()),
