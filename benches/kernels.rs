@@ -332,15 +332,13 @@ fn linear_case(bench: &Bench, s: &Shape, name: &str, k: usize, o: usize, relu: b
     let shape = format!("{} B{b} U{u} K{k} O{o}", s.tag);
     let fam = if relu { "dense" } else { "gru_input_projection" };
     let bytes = 4.0 * (real * (kf + of) + kf * of);
-    for kernel in [LinearKernel::Vec4, LinearKernel::Scalar] {
+    for kernel in LinearKernel::ALL {
         let fwd = linear::linear_forward_variant(ctx, &yb, &ctx.dummy, &xb, &fb, &len, p, kernel).map_err(e)?;
         let bwd = linear::linear_backward_variant(ctx, &dxb, &dyb, &yb, &fb, &len, p, kernel).map_err(e)?;
         let bww = linear::linear_backward_weights_variant(ctx, &gb, &dyb, &yb, &xb, &len, p, kernel).map_err(e)?;
-        let kname =
-            |l: &cimnet::gpu::Launch<linear::LinearParams>| if l.label().ends_with("_v4") { "v4" } else { "scalar" };
-        let names = [kname(&fwd), kname(&bwd), kname(&bww)];
-        if kernel == LinearKernel::Vec4 && names == ["scalar"; 3] {
-            continue; // no vec4 kernel applies to this shape
+        let names = linear::LinearOp::ALL.map(|op| kernel.resolve(&ctx.profile, &p, op).name());
+        if kernel != LinearKernel::Scalar && names == ["scalar"; 3] {
+            continue; // the member does not apply to this shape (it would run Scalar)
         }
         ctx.queue.write_buffer(&gb, 0, bytemuck::cast_slice(&f32s(&grads0)));
         ctx.queue.write_buffer(&yb, 0, bytemuck::cast_slice(&vec![7.0f32; n * o]));

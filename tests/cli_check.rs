@@ -13,8 +13,8 @@ fn skip_gpu() -> bool {
     std::env::var("CIMNET_SKIP_GPU_TESTS").as_deref() == Ok("1")
 }
 
-/// Every entry point of every kernel family, each kernel variant (scalar / vec4),
-/// both GRU schedules, both attention kinds.
+/// Every entry point of every kernel family, each kernel variant (scalar / vec4 /
+/// tiled), both GRU schedules, both attention kinds.
 const KERNELS: &[&str] = &[
     "linear_forward [scalar] (input projection)",
     "linear_forward [vec4] (input projection)",
@@ -23,6 +23,9 @@ const KERNELS: &[&str] = &[
     "linear_backward [vec4] (",
     "linear_backward_weights [scalar] (",
     "linear_backward_weights [vec4] (",
+    "linear_forward [tiled] (input projection)",
+    "linear_backward [tiled] (",
+    "linear_backward_weights [tiled] (",
     "dropout_forward",
     "dropout_backward",
     "gather_forward",
@@ -46,6 +49,7 @@ const KERNELS: &[&str] = &[
     "linear_forward [scalar] (fused dense: dropout, R blocks)",
     "linear_backward [vec4] (fused dense: dropout)",
     "linear_backward_weights [scalar] (fused dense)",
+    "linear_forward [tiled] (fused dense: dropout, R blocks)",
     "heads_forward (mtl)",
     "heads_backward (mtl)",
     "heads_forward (sentiment)",

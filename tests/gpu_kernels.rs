@@ -59,7 +59,7 @@ fn linear_matches_dense_and_input_projection() {
                 kernel: LinearKernel::Scalar,
                 seed: 100 + s as u64,
             };
-            for kernel in check::linear_kernels(&c) {
+            for kernel in check::linear_kernels(ctx, &c) {
                 c.kernel = kernel;
                 // Includes the weight gradient's determinism (a rerun is bitwise equal).
                 worst = worst.max(assert_rows(&check::check_linear(ctx, &c).unwrap()));
@@ -78,10 +78,12 @@ fn linear_fused_dropout_problems_and_repr_match_cpu() {
     let Some(ctx) = context() else { return };
     let mut worst = 0.0f64;
     for (s, lens) in shapes().iter().enumerate() {
-        // (400, 100): the vec4 kernels; (6, 5): the scalar ones.
+        // (400, 100): every member; (6, 5): Vec4 cannot take it (it runs Scalar there).
         for (k, o) in [(400, 100), (6, 5)] {
-            let c = FusedLinearCase { lens: lens.clone(), k, o, seed: 300 + s as u64 };
-            worst = worst.max(assert_rows(&check::check_linear_fused(ctx, &c).unwrap()));
+            for kernel in LinearKernel::ALL {
+                let c = FusedLinearCase { lens: lens.clone(), k, o, kernel, seed: 300 + s as u64 };
+                worst = worst.max(assert_rows(&check::check_linear_fused(ctx, &c).unwrap()));
+            }
         }
     }
     eprintln!("fused linear max |err| / max|want|: {worst:.2e}");

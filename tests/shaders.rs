@@ -22,32 +22,52 @@ fn parse(name: &str, src: &str) -> naga::Module {
     module
 }
 
-#[test]
-fn every_shader_module_validates() {
+/// Where a shader's body lives: shaders/NAME.wgsl, or for a generated family the
+/// committed copy shaders/generated/NAME.wgsl.
+fn shader_path(s: Shader) -> std::path::PathBuf {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("shaders");
-    let mut n = 0;
-    for entry in std::fs::read_dir(&dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.extension().and_then(|e| e.to_str()) != Some("wgsl") {
-            continue;
-        }
-        let name = path.file_name().unwrap().to_string_lossy().to_string();
-        let stem = name.trim_end_matches(".wgsl");
-        let shader = Shader::ALL.into_iter().find(|s| s.name() == stem).unwrap_or_else(|| panic!("{name}: no Shader"));
-        // What the driver compiles: the file behind the shared prelude.
-        let module = parse(&name, &shader.source());
-        // Forward and backward side by side (STYLE.md 1), where the op has a backward.
-        assert!(module.entry_points.iter().any(|e| e.name.starts_with(stem)), "{name}: no entry point named {stem}_*");
-        n += 1;
-    }
-    assert!(n >= Shader::ALL.len(), "found {n} shaders in {}", dir.display());
+    let dir = if s.generated() { dir.join("generated") } else { dir };
+    dir.join(format!("{}.wgsl", s.name()))
 }
 
 #[test]
+fn every_shader_module_validates() {
+    for shader in Shader::ALL {
+        let name = format!("{}.wgsl", shader.name());
+        // What the driver compiles: the body behind the shared prelude.
+        let module = parse(&name, &shader.source());
+        // Forward and backward side by side (STYLE.md 1), where the op has a backward.
+        let stem = shader.name();
+        assert!(module.entry_points.iter().any(|e| e.name.starts_with(stem)), "{name}: no entry point named {stem}_*");
+    }
+    // Every file of shaders/ (and shaders/generated/) is one of them.
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("shaders");
+    for dir in [root.clone(), root.join("generated")] {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().and_then(|e| e.to_str()) == Some("wgsl") {
+                assert!(Shader::ALL.into_iter().any(|s| shader_path(s) == path), "{}: no Shader", path.display());
+            }
+        }
+    }
+}
+
+/// The compiled-in bodies are the files; for generated families this is the
+/// regeneration check (`CIMNET_REGENERATE=1` rewrites the committed copies).
+#[test]
 fn compiled_in_sources_match_the_files() {
     for s in Shader::ALL {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("shaders").join(format!("{}.wgsl", s.name()));
-        assert_eq!(std::fs::read_to_string(&path).unwrap(), s.body(), "{}", path.display());
+        let path = shader_path(s);
+        if s.generated() && std::env::var_os("CIMNET_REGENERATE").is_some() {
+            std::fs::write(&path, s.body().as_ref()).unwrap();
+        }
+        let file = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            file == s.body(),
+            "{} differs from the compiled-in body{}",
+            path.display(),
+            if s.generated() { " (regenerate: CIMNET_REGENERATE=1 cargo test --test shaders)" } else { "" }
+        );
     }
 }
 
@@ -91,6 +111,11 @@ macro_rules! layout {
 fn params_structs_match_wgsl_layout() {
     layout!(
         Shader::Linear,
+        LinearParams,
+        [b, u, k, o, relu, problems, drop, seed, threshold, scale, rw, w_off, b_off, x_off, y_off, stream, r_off]
+    );
+    layout!(
+        Shader::LinearTiled,
         LinearParams,
         [b, u, k, o, relu, problems, drop, seed, threshold, scale, rw, w_off, b_off, x_off, y_off, stream, r_off]
     );

@@ -1,6 +1,7 @@
 //! `cimnet check` rows for linear: the GPU kernels against src/cpu.
 
 use super::*;
+use crate::gpu::linear::{LinearOp, LinearParams};
 
 // ---- linear.wgsl ----
 
@@ -26,23 +27,15 @@ fn linear_params(c: &LinearCase) -> gpu::linear::LinearParams {
     gpu::linear::LinearParams::new(c.lens.len(), padded_u(&c.lens), c.k, c.o, c.relu, w_off, b_off).at(c.y_off)
 }
 
-/// The kernels a case can run: Scalar, and Vec4 where any entry point allows it.
-pub fn linear_kernels(c: &LinearCase) -> Vec<LinearKernel> {
-    let p = linear_params(c);
-    let best =
-        [LinearKernel::best_forward(&p), LinearKernel::best_backward(&p), LinearKernel::best_backward_weights(&p)];
-    if best.contains(&LinearKernel::Vec4) {
-        vec![LinearKernel::Scalar, LinearKernel::Vec4]
-    } else {
-        vec![LinearKernel::Scalar]
-    }
+/// The members a case can run on this device: every one the tuner may pick
+/// (`gpu::linear::candidates`).
+pub fn linear_kernels(ctx: &GpuContext, c: &LinearCase) -> Vec<LinearKernel> {
+    gpu::linear::candidates(&ctx.profile, &linear_params(c))
 }
 
-fn linear_kernel_name(asked: LinearKernel, best: LinearKernel) -> &'static str {
-    match (asked, best) {
-        (LinearKernel::Vec4, LinearKernel::Vec4) => "vec4",
-        _ => "scalar",
-    }
+/// The member each of the three launches runs when `asked` is asked for (rows name it).
+fn linear_kernel_names(ctx: &GpuContext, asked: LinearKernel, p: &LinearParams) -> [&'static str; 3] {
+    LinearOp::ALL.map(|op| asked.resolve(&ctx.profile, p, op).name())
 }
 
 /// linear_forward (y), linear_backward (dx), linear_backward_weights (dW, db
@@ -109,9 +102,7 @@ pub fn check_linear(ctx: &GpuContext, c: &LinearCase) -> Result<Vec<CheckRow>, G
     let again = read_f32(ctx, &grads, grads0.len())?;
 
     let what = if c.relu { "dense+ReLU" } else { "input projection" };
-    let kf = linear_kernel_name(c.kernel, LinearKernel::best_forward(&p));
-    let kb = linear_kernel_name(c.kernel, LinearKernel::best_backward(&p));
-    let kw = linear_kernel_name(c.kernel, LinearKernel::best_backward_weights(&p));
+    let [kf, kb, kw] = linear_kernel_names(ctx, c.kernel, &p);
     let shape = format!(
         "{} K={k} O={o}{}",
         lens_shape(&c.lens),
@@ -163,6 +154,8 @@ pub struct FusedLinearCase {
     pub lens: Vec<usize>,
     pub k: usize,
     pub o: usize,
+    /// The member asked for (falls back per launch as in [`LinearCase`]).
+    pub kernel: LinearKernel,
     pub seed: u64,
 }
 
@@ -213,9 +206,9 @@ pub fn check_linear_fused(ctx: &GpuContext, c: &FusedLinearCase) -> Result<Vec<C
     }
     let pf = p.dropout(step_seed, p_drop, fwd_streams).repr(rw, [r_off[0], r_off[1], 0, 0]);
     let pb = p.dropout(step_seed, p_drop, bwd_streams);
-    let fwd = gpu::linear::linear_forward_repr(ctx, &yb, &rb, &xb, &fb, &len, pf)?;
-    let bwd = gpu::linear::linear_backward(ctx, &dxb, &dyb, &yb, &fb, &len, pb)?;
-    let bww = gpu::linear::linear_backward_weights(ctx, &grads, &dyb, &yb, &xb, &len, pb)?;
+    let fwd = gpu::linear::linear_forward_variant(ctx, &yb, &rb, &xb, &fb, &len, pf, c.kernel)?;
+    let bwd = gpu::linear::linear_backward_variant(ctx, &dxb, &dyb, &yb, &fb, &len, pb, c.kernel)?;
+    let bww = gpu::linear::linear_backward_weights_variant(ctx, &grads, &dyb, &yb, &xb, &len, pb, c.kernel)?;
     let dispatches = run(ctx, &[&fwd, &bwd, &bww])?;
     let got_y = read_f32(ctx, &yb, ylen)?;
     let got_dx = read_f32(ctx, &dxb, xlen)?;
@@ -268,9 +261,8 @@ pub fn check_linear_fused(ctx: &GpuContext, c: &FusedLinearCase) -> Result<Vec<C
     weights.push(compare_exact("dispatches for the three launches", &one_each, &[3.0]));
 
     let shape = format!("{} K={k} O={o} 2 problems p={p_drop} R={rw}", lens_shape(lens));
-    let kf = linear_kernel_name(LinearKernel::Vec4, LinearKernel::best_forward(&pf));
-    let kb = linear_kernel_name(LinearKernel::Vec4, LinearKernel::best_backward(&pb));
-    let kw = linear_kernel_name(LinearKernel::Vec4, LinearKernel::best_backward_weights(&pb));
+    let [kf, _, _] = linear_kernel_names(ctx, c.kernel, &pf);
+    let [_, kb, kw] = linear_kernel_names(ctx, c.kernel, &pb);
     Ok(vec![
         CheckRow::new(format!("linear_forward [{kf}] (fused dense: dropout, R blocks)"), shape.clone(), forward),
         CheckRow::new(format!("linear_backward [{kb}] (fused dense: dropout)"), shape.clone(), backward),

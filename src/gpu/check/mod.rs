@@ -302,7 +302,7 @@ fn linear_rows(ctx: &GpuContext) -> Result<Vec<CheckRow>, GpuError> {
     // (2H 400 -> D 100) with ReLU, on every kernel variant their shapes allow.
     for (k, o, relu, y_off, seed) in [(300, 600, false, n * 600, 1), (35, 600, false, 0, 2), (400, 100, true, 0, 3)] {
         let mut c = LinearCase { lens: lens.clone(), k, o, relu, y_off, kernel: LinearKernel::Scalar, seed };
-        for kernel in linear_kernels(&c) {
+        for kernel in linear_kernels(ctx, &c) {
             c.kernel = kernel;
             rows.extend(check_linear(ctx, &c)?);
         }
@@ -346,11 +346,14 @@ fn attention_rows(ctx: &GpuContext) -> Result<Vec<CheckRow>, GpuError> {
 }
 
 fn linear_fused_rows(ctx: &GpuContext) -> Result<Vec<CheckRow>, GpuError> {
-    // The dense site of a training step (2H 400 -> D 100: the vec4 kernels) and an
-    // odd shape that only the scalar kernels take.
+    // The dense site of a training step (2H 400 -> D 100: every member) and an
+    // odd shape that Vec4 cannot take (it runs Scalar there), on every member.
     let mut rows = Vec::new();
-    for (k, o, seed) in [(400, 100, 8), (6, 5, 11)] {
-        rows.extend(check_linear_fused(ctx, &FusedLinearCase { lens: CHECK_LENS.to_vec(), k, o, seed })?);
+    use LinearKernel::*;
+    for (k, o, seed, kernels) in [(400, 100, 8, &[Vec4, Scalar, Tiled][..]), (6, 5, 11, &[Scalar, Tiled][..])] {
+        for &kernel in kernels {
+            rows.extend(check_linear_fused(ctx, &FusedLinearCase { lens: CHECK_LENS.to_vec(), k, o, kernel, seed })?);
+        }
     }
     Ok(rows)
 }
