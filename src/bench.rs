@@ -83,6 +83,8 @@ pub fn attention_flops(cfg: &ModelConfig, u: usize) -> f64 {
 
 /// Train `epochs` timed epochs on the GPU from `params`, then time inference on
 /// test; measure the CPU reference on `cpu_batches` batches (0: skip).
+// The bench's knobs are independent inputs; a struct for them would only be unpacked here.
+#[allow(clippy::too_many_arguments)]
 pub fn run(
     data: &Dataset,
     params: &ParamStore,

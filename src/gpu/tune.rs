@@ -2,8 +2,8 @@
 //! plans, burn's autotune): on first use of an adapter, for the shape class a
 //! run needs (B, U bucket, H, D, input widths, problems), every family site
 //! races its `candidates(profile, params)` on buffers of that shape for a
-//! bounded time, the fastest member wins, and the result is cached per adapter
-//! + driver + cimnet version in the user's cache directory. The tuner calls only
+//! bounded time, the fastest member wins, and the result is cached per adapter,
+//! driver and cimnet version in the user's cache directory. The tuner calls only
 //! `candidates` and the launchers; progress goes to a callback (src/cli prints).
 
 use std::path::{Path, PathBuf};
@@ -441,10 +441,8 @@ impl Racer<'_> {
             .filter_map(|(i, (_, ms))| ms.map(|t| (i, t)))
             .min_by(|a, b| a.1.total_cmp(&b.1))
             .map_or(0, |(i, _)| i);
-        let mut k = 0;
-        for e in self.entries.iter_mut().filter(|e| e.site == site) {
+        for (k, e) in self.entries.iter_mut().filter(|e| e.site == site).enumerate() {
             e.winner = k == best;
-            k += 1;
         }
         members[best].0
     }
