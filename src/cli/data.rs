@@ -158,6 +158,12 @@ pub fn report_path(out: &std::path::Path) -> PathBuf {
     out.with_extension("report.json")
 }
 
+/// A conversion's cleaning report, as JSON, written atomically beside its output.
+fn write_report(path: &std::path::Path, report: &impl serde::Serialize) -> anyhow::Result<()> {
+    let json = serde_json::to_string_pretty(report)?;
+    cimnet::output::write_atomic(path, (json + "\n").as_bytes()).with_context(|| format!("writing {}", path.display()))
+}
+
 fn prepare_mosei(dir: &std::path::Path, visual: &str, out: &std::path::Path, force: bool) -> anyhow::Result<()> {
     let visual: sdk::Visual = visual.parse().map_err(anyhow::Error::msg)?;
     let report_file = report_path(out);
@@ -170,10 +176,7 @@ fn prepare_mosei(dir: &std::path::Path, visual: &str, out: &std::path::Path, for
         )
     })?;
     native::write(&ds, out)?;
-    let json = serde_json::to_string_pretty(&report)?;
-    let tmp = cimnet::npz::tmp_path(&report_file);
-    std::fs::write(&tmp, json + "\n").with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, &report_file).with_context(|| format!("writing {}", report_file.display()))?;
+    write_report(&report_file, &report)?;
     print_sdk_report(&report);
     println!("wrote {} ({})", out.display(), counts(&ds));
     println!("wrote {} (the cleaning report)", report_file.display());
@@ -222,9 +225,7 @@ fn prepare_pickle(file: &std::path::Path, out: &std::path::Path, force: bool) ->
         format!("preparing {} (expected MMSA's or MulT's pickle layout; see docs/data-formats.md)", file.display())
     })?;
     native::write(&ds, out)?;
-    let json = serde_json::to_string_pretty(&report)?;
-    cimnet::output::write_atomic(&report_path, (json + "\n").as_bytes())
-        .with_context(|| format!("writing {}", report_path.display()))?;
+    write_report(&report_path, &report)?;
     println!("wrote {} ({})", out.display(), counts(&ds));
     print_pickle_report(&report);
     println!("report: {}", report_path.display());
