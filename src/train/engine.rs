@@ -8,7 +8,7 @@ use crate::cpu::engine::CpuEngine;
 use crate::data::{Dataset, SplitName};
 use crate::engine::{Engine, EngineError, EngineOptions};
 use crate::gpu::model::{max_len, GpuEngine, Shape};
-use crate::gpu::tune::{self, KernelChoice, TuneEvent, TuneOptions};
+use crate::gpu::tune::{self, TuneEvent, TuneOptions};
 use crate::gpu::GpuError;
 use crate::params::ParamStore;
 
@@ -78,9 +78,4 @@ pub fn tune_shape(data: &Dataset, batch: usize) -> Shape {
     lens.sort_unstable();
     let median = lens.get(lens.len() / 2).copied().unwrap_or(1);
     Shape { b: batch.max(1), u: tune::u_bucket(median, max_len(data)) }
-}
-
-/// The members a GPU engine would use without a race (tests, `cimnet grads`).
-pub fn default_kernels() -> KernelChoice {
-    KernelChoice::default()
 }
