@@ -15,6 +15,9 @@ pub enum EngineError {
     /// downcast it; this file sits below the GPU engine and cannot name its types.
     #[error(transparent)]
     Gpu(Box<dyn std::error::Error + Send + Sync + 'static>),
+    /// A failure passed on to the runs of a group (a grouped step failed, or the group stopped).
+    #[error("{0}")]
+    Group(String),
     #[error("unknown backend '{0}': allowed are gpu, cpu")]
     Backend(String),
 }

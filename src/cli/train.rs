@@ -15,6 +15,7 @@ use cimnet::gpu::tune::TuneEvent;
 use cimnet::output::refuse_existing;
 use cimnet::params::ParamStore;
 use cimnet::train::evaluate::evaluate;
+use cimnet::train::group::GroupStatus;
 use cimnet::train::pipeline::{self, ResumeChanges, RunSpec, Start};
 use cimnet::train::report::Report;
 use cimnet::train::run::{EpochRecord, Progress, RunConfig, RunDir, SelectMetric, TrainConfig};
@@ -129,6 +130,8 @@ pub struct TrainArgs {
 /// Progress bar: epoch, loss and utterances/s.
 pub struct Bar {
     bar: Option<ProgressBar>,
+    /// A grid's group line: runs finished of all, running with their epochs, queued.
+    group: Option<ProgressBar>,
     epochs: usize,
     start: std::time::Instant,
 }
@@ -179,7 +182,39 @@ impl Progress for Bar {
         println!("{line}");
     }
     fn message(&mut self, text: &str) {
-        println!("{text}");
+        match &self.group {
+            // Not `println` on the bar: a hidden bar (output not a terminal) drops it.
+            Some(g) => g.suspend(|| println!("{text}")),
+            None => println!("{text}"),
+        }
+    }
+    fn group(&mut self, s: &GroupStatus) {
+        if s.finished == s.total {
+            if let Some(g) = self.group.take() {
+                g.finish_and_clear();
+            }
+            return;
+        }
+        let g = self.group.get_or_insert_with(|| {
+            let g = ProgressBar::new(s.total as u64);
+            g.set_style(
+                ProgressStyle::with_template("runs [{bar:30}] {pos}/{len} finished, {msg}")
+                    .expect("valid template")
+                    .progress_chars("=> "),
+            );
+            g
+        });
+        g.set_position(s.finished as u64);
+        let (lo, hi) = s.running.iter().fold((usize::MAX, 0), |(lo, hi), r| (lo.min(r.1), hi.max(r.1)));
+        let of = s.running.first().map_or(0, |r| r.2);
+        let epochs = if s.running.is_empty() {
+            String::new()
+        } else if lo == hi {
+            format!(" at epoch {lo}/{of}")
+        } else {
+            format!(" at epochs {lo}-{hi}/{of}")
+        };
+        g.set_message(format!("{} training{epochs}, {} queued, {} grouped steps", s.running.len(), s.queued, s.rounds));
     }
     fn tune(&mut self, event: &TuneEvent) {
         super::print_tune(event);
@@ -213,7 +248,7 @@ impl TrainArgs {
 }
 
 pub fn new_bar() -> Bar {
-    Bar { bar: None, epochs: 0, start: std::time::Instant::now() }
+    Bar { bar: None, group: None, epochs: 0, start: std::time::Instant::now() }
 }
 
 /// Options a --resume may take; every other option given with it is refused.
@@ -559,6 +594,10 @@ pub struct GridArgs {
     /// Start the grid afresh: replace the runs already in --out (or write into a non-empty directory).
     #[arg(long)]
     pub force: bool,
+    /// Train at most N runs at once, side by side on one device (1: one by one). Default: on a GPU
+    /// as many as fit its memory budget; on the CPU one (the CPU engine gains nothing from grouping).
+    #[arg(long, value_parser = parse::at_least_one)]
+    pub group: Option<usize>,
 }
 
 pub fn grid_cmd(a: GridArgs) -> Result<()> {
@@ -587,6 +626,7 @@ pub fn grid_cmd(a: GridArgs) -> Result<()> {
         },
         engine: EngineOptions { adapter: a.adapter.clone(), tune: a.tune },
         force: a.force,
+        group: a.group,
     };
     let report = cimnet::train::grid::run_grid(&spec, &a.out, &mut new_bar())?;
     println!("\n{}", cimnet::train::grid::grid_markdown(&report));

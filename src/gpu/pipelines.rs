@@ -95,6 +95,8 @@ pub struct Kernel {
     pub layout: wgpu::BindGroupLayout,
     pub binds: Vec<Bind>,
     pub label: String,
+    /// The entry point's @workgroup_size (invocations per workgroup = the product).
+    pub workgroup_size: [u32; 3],
 }
 
 impl Kernel {
@@ -130,7 +132,8 @@ impl Kernel {
 /// Pipelines and shader modules, created on first use.
 #[derive(Default)]
 pub struct PipelineCache {
-    modules: Mutex<HashMap<Shader, wgpu::ShaderModule>>,
+    /// Each module with its entry points' workgroup sizes.
+    modules: Mutex<HashMap<Shader, (wgpu::ShaderModule, Arc<Vec<(String, [u32; 3])>>)>>,
     kernels: Mutex<HashMap<(Shader, &'static str), Arc<Kernel>>>,
 }
 
@@ -158,17 +161,31 @@ impl PipelineCache {
             match modules.get(&shader) {
                 Some(m) => m.clone(),
                 None => {
+                    let source = shader.source();
+                    // Parsed here only for the entry points' workgroup sizes (the
+                    // invocation counts `cimnet bench` reports); wgpu validates.
+                    let parsed = naga::front::wgsl::parse_str(&source)
+                        .map_err(|e| GpuError::Validation(format!("{}.wgsl: {}", shader.name(), e.message())))?;
                     let m = ctx.scoped(|| {
                         ctx.device.create_shader_module(wgpu::ShaderModuleDescriptor {
                             label: Some(shader.name()),
-                            source: wgpu::ShaderSource::Wgsl(shader.source().into()),
+                            source: wgpu::ShaderSource::Wgsl(source.into()),
                         })
                     })?;
-                    modules.insert(shader, m.clone());
-                    m
+                    let sizes: Vec<(String, [u32; 3])> =
+                        parsed.entry_points.iter().map(|e| (e.name.clone(), e.workgroup_size)).collect();
+                    let sizes = Arc::new(sizes);
+                    modules.insert(shader, (m.clone(), sizes.clone()));
+                    (m, sizes)
                 }
             }
         };
+        let (module, sizes) = module;
+        let workgroup_size = sizes
+            .iter()
+            .find(|(name, _)| name == entry)
+            .map(|&(_, size)| size)
+            .ok_or_else(|| GpuError::Validation(format!("{}.wgsl has no entry point {entry}", shader.name())))?;
         let label = format!("{}.wgsl:{entry}", shader.name());
         let entries: Vec<wgpu::BindGroupLayoutEntry> = binds
             .iter()
@@ -208,7 +225,7 @@ impl PipelineCache {
                 compilation_options: Default::default(),
                 cache: None,
             });
-            Kernel { pipeline, layout, binds: binds.to_vec(), label: label.clone() }
+            Kernel { pipeline, layout, binds: binds.to_vec(), label: label.clone(), workgroup_size }
         })?;
         let kernel = Arc::new(kernel);
         kernels.insert((shader, entry), kernel.clone());
@@ -234,6 +251,8 @@ impl Dispatch {
         rec.pass.set_bind_group(0, &self.bind_group, &[]);
         rec.pass.dispatch_workgroups(self.groups[0], self.groups[1], self.groups[2]);
         rec.dispatches += 1;
+        let per_group: u64 = self.kernel.workgroup_size.iter().map(|&x| u64::from(x)).product();
+        rec.invocations += per_group * self.groups.iter().map(|&x| u64::from(x)).product::<u64>();
     }
 }
 
@@ -242,11 +261,13 @@ impl Dispatch {
 pub struct Recorder<'p, 'e> {
     pub pass: &'p mut wgpu::ComputePass<'e>,
     pub dispatches: u32,
+    /// Invocations launched by those dispatches (workgroups x workgroup size).
+    pub invocations: u64,
 }
 
 impl<'p, 'e> Recorder<'p, 'e> {
     pub fn new(pass: &'p mut wgpu::ComputePass<'e>) -> Self {
-        Recorder { pass, dispatches: 0 }
+        Recorder { pass, dispatches: 0, invocations: 0 }
     }
 }
 

@@ -50,6 +50,15 @@ impl DeviceProfile {
         self.device_type == wgpu::DeviceType::Cpu
     }
 
+    /// GPU memory a group of models (cimnet grid) may fill: wgpu reports no
+    /// device memory, so the largest buffer the adapter promises stands in for
+    /// it, within [256 MiB, 8 GiB] (a conservative share of any discrete GPU;
+    /// llvmpipe's memory is the host's).
+    pub fn group_memory(&self) -> u64 {
+        const MIB: u64 = 1 << 20;
+        self.limits.max_buffer_size.clamp(256 * MIB, 8192 * MIB)
+    }
+
     /// The loop budget where there is one, else effectively none.
     pub fn loop_budget_or_max(&self) -> u32 {
         self.loop_budget.unwrap_or(u32::MAX)

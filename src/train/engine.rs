@@ -6,10 +6,12 @@
 use crate::config::AdamConfig;
 use crate::cpu::engine::CpuEngine;
 use crate::data::{Dataset, SplitName};
-use crate::engine::{Engine, EngineError, EngineOptions};
+use std::sync::Arc;
+
+use crate::engine::{Engine, EngineError, EngineOptions, TuneMode};
 use crate::gpu::model::{max_len, GpuEngine, Shape};
 use crate::gpu::tune::{self, TuneEvent, TuneOptions};
-use crate::gpu::GpuError;
+use crate::gpu::{GpuContext, GpuError};
 use crate::params::ParamStore;
 
 /// How to get a GPU path where there is none (the notice of the CPU fallback).
@@ -24,6 +26,57 @@ pub struct Chosen {
     pub notice: Option<String>,
 }
 
+/// An engine of either backend, kept concrete so that a group (src/train/group.rs)
+/// can record its GPU members' steps into one submit.
+pub enum AnyEngine {
+    Cpu(CpuEngine),
+    Gpu(GpuEngine),
+}
+
+impl AnyEngine {
+    pub fn as_dyn(&mut self) -> &mut dyn Engine {
+        match self {
+            AnyEngine::Cpu(e) => e,
+            AnyEngine::Gpu(e) => e,
+        }
+    }
+
+    /// GPU memory the engine holds (0 for the CPU engine).
+    pub fn bytes(&self) -> u64 {
+        match self {
+            AnyEngine::Cpu(_) => 0,
+            AnyEngine::Gpu(e) => e.bytes(),
+        }
+    }
+
+    pub fn backend(&self) -> &'static str {
+        match self {
+            AnyEngine::Cpu(_) => "cpu",
+            AnyEngine::Gpu(_) => "gpu",
+        }
+    }
+}
+
+/// The GPU device, opened on first use and then shared (the engines of a group
+/// run on one device); remembers that there is none, so it is asked once.
+pub struct Device {
+    adapter: Option<String>,
+    opened: Option<Result<Arc<GpuContext>, GpuError>>,
+}
+
+impl Device {
+    pub fn new(adapter: Option<String>) -> Device {
+        Device { adapter, opened: None }
+    }
+
+    pub fn get(&mut self) -> Result<Arc<GpuContext>, GpuError> {
+        let adapter = self.adapter.clone();
+        self.opened
+            .get_or_insert_with(|| crate::gpu::GpuContext::new(&crate::gpu::GpuOptions { adapter }).map(Arc::new))
+            .clone()
+    }
+}
+
 /// The backend a run asks for ("auto", "gpu" or "cpu"). A GPU engine uses the
 /// kernel members in `run.kernels`; where there are none, it asks the tuner (by
 /// `opts.tune`) and records its choice there, so that the config written next
@@ -35,27 +88,41 @@ pub fn choose_engine(
     opts: &EngineOptions,
     on_tune: &mut dyn FnMut(&TuneEvent),
 ) -> Result<Chosen, EngineError> {
+    let (engine, notice) = choose_on(&mut Device::new(opts.adapter.clone()), run, params, data, opts.tune, on_tune)?;
+    let backend = engine.backend();
+    let engine: Box<dyn Engine> = match engine {
+        AnyEngine::Cpu(e) => Box::new(e),
+        AnyEngine::Gpu(e) => Box::new(e),
+    };
+    Ok(Chosen { engine, backend, notice })
+}
+
+/// `choose_engine` on a device that may already be open (shared by a group).
+pub fn choose_on(
+    device: &mut Device,
+    run: &mut super::run::RunConfig,
+    params: ParamStore,
+    data: &Dataset,
+    tune_mode: TuneMode,
+    on_tune: &mut dyn FnMut(&TuneEvent),
+) -> Result<(AnyEngine, Option<String>), EngineError> {
     let adam = AdamConfig { lr: run.train.lr, ..AdamConfig::default() };
     let seed = run.train.seed;
-    let cpu = |params, notice| Chosen {
-        engine: Box::new(CpuEngine::new(params, data.clone(), adam, seed)),
-        backend: "cpu",
-        notice,
-    };
+    let cpu = |params| AnyEngine::Cpu(CpuEngine::new(params, data.clone(), adam, seed));
     let backend = run.train.backend.as_str();
     if !["auto", "gpu", "cpu"].contains(&backend) {
         return Err(EngineError::Backend(backend.to_string()));
     }
     if backend == "cpu" {
-        return Ok(cpu(params, None));
+        return Ok((cpu(params), None));
     }
-    let ctx = match crate::gpu::GpuContext::new(&crate::gpu::GpuOptions { adapter: opts.adapter.clone() }) {
+    let ctx = match device.get() {
         Ok(ctx) => ctx,
         Err(GpuError::NoAdapter { requested, .. }) if backend == "auto" => {
             let which = requested.map(|r| format!(" matching '{r}'")).unwrap_or_default();
             let notice =
                 format!("note: no GPU adapter{which} found, so training runs on the CPU reference (slow); {GPU_HINT}");
-            return Ok(cpu(params, Some(notice)));
+            return Ok((cpu(params), Some(notice)));
         }
         Err(e) => return Err(e.into()),
     };
@@ -63,12 +130,12 @@ pub fn choose_engine(
         Some(k) => k,
         None => {
             let shape = tune_shape(data, run.train.batch);
-            tune::choose(&ctx, &params.config, shape, &TuneOptions::new(opts.tune), on_tune)?.choice
+            tune::choose(&ctx, &params.config, shape, &TuneOptions::new(tune_mode), on_tune)?.choice
         }
     };
     run.kernels = Some(kernels);
     let engine = GpuEngine::new(ctx, &params, data, adam, run.train.seed, run.train.batch, &kernels)?;
-    Ok(Chosen { engine: Box::new(engine), backend: "gpu", notice: None })
+    Ok((AnyEngine::Gpu(engine), None))
 }
 
 /// The shape a run's race runs at: the batch, and U the bucket of the median

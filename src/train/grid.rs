@@ -11,7 +11,9 @@ use serde::{Deserialize, Serialize};
 use statrs::distribution::{ContinuousCDF, StudentsT};
 
 use super::curve::METRICS;
-use super::pipeline::{self, PipelineError, ResumeChanges, RunSpec, Start};
+use super::engine::Device;
+use super::group::{run_group, GroupLimits, Job};
+use super::pipeline::{self, EngineSource, PipelineError, ResumeChanges, RunSpec, Start};
 use super::report::Report;
 use super::run::{Progress, RunDir, TrainConfig};
 use super::source::{DataSource, Fingerprint};
@@ -32,6 +34,9 @@ pub struct GridSpec {
     pub engine: crate::engine::EngineOptions,
     /// Start afresh: replace the runs already in the grid directory.
     pub force: bool,
+    /// At most this many runs train at once (`--group N`; 1 = one by one).
+    /// None: on a GPU as many as fit in its memory budget, on the CPU one.
+    pub group: Option<usize>,
 }
 
 /// grid.json: marks a directory as a grid's (so a rerun may resume it) and says on what data.
@@ -170,12 +175,13 @@ impl RunKey {
     }
 }
 
-/// Train (or reuse) one run of the grid.
+/// Train (or reuse) one run of the grid, its engine from `engine`.
 fn one_run(
     spec: &GridSpec,
     data: &(Dataset, Fingerprint),
     out: &Path,
     key: RunKey,
+    engine: &mut EngineSource,
     progress: &mut dyn Progress,
 ) -> Result<Report, PipelineError> {
     let dir = &key.dir(out);
@@ -203,7 +209,70 @@ fn one_run(
         };
         (pipeline::prepare(&run_spec, data.0.clone(), data.1.clone())?, Start::New { force: spec.force })
     };
-    pipeline::execute(prepared, dir, start, &spec.engine, progress)
+    pipeline::execute_with(prepared, dir, start, progress, engine)
+}
+
+/// Train (or reuse) `keys`, side by side in groups (src/train/group.rs) as the
+/// device and `spec.group` allow; their reports in the order of `keys`. The
+/// first failure stops the group (runs in flight stop at an epoch boundary,
+/// resumable) and is returned.
+fn train_runs(
+    spec: &GridSpec,
+    data: &(Dataset, Fingerprint),
+    out: &Path,
+    keys: &[RunKey],
+    progress: &mut dyn Progress,
+) -> Result<Vec<Report>, PipelineError> {
+    let mut device = Device::new(spec.engine.adapter.clone());
+    let gpu = match spec.train.backend.as_str() {
+        "cpu" => None,
+        _ => device.get().ok(),
+    };
+    let limits = match &gpu {
+        Some(ctx) => GroupLimits { width: spec.group.unwrap_or(keys.len()), memory: Some(ctx.profile.group_memory()) },
+        None => GroupLimits { width: spec.group.unwrap_or(1), memory: None },
+    };
+    if let Some(ctx) = &gpu {
+        progress.message(&format!(
+            "grid: {} runs, up to {} at once on {} (GPU memory budget {} MiB)",
+            keys.len(),
+            limits.width,
+            ctx.describe(),
+            ctx.profile.group_memory() >> 20
+        ));
+    }
+    let jobs: Vec<Job<Report>> = keys
+        .iter()
+        .map(|&key| Job {
+            label: format!("{}-{}-{}/seed{}", key.set, key.attention, key.tasks, key.seed),
+            work: Box::new(move |engine: &mut EngineSource, progress: &mut dyn Progress| {
+                one_run(spec, data, out, key, engine, progress)
+            }),
+        })
+        .collect();
+    let results = run_group(jobs, limits, &mut device, spec.engine.tune, progress);
+    let mut reports = Vec::with_capacity(keys.len());
+    let mut first_error = None;
+    for (key, r) in keys.iter().zip(results) {
+        match r {
+            Some(Ok(rep)) => reports.push(rep),
+            Some(Err(e)) => {
+                first_error.get_or_insert(e);
+            }
+            None => {
+                first_error.get_or_insert_with(|| {
+                    PipelineError::Grid(format!(
+                        "{} was not trained: the grid stopped first; rerun the same command to resume",
+                        key.dir(out).display()
+                    ))
+                });
+            }
+        }
+    }
+    match first_error {
+        Some(e) => Err(e),
+        None => Ok(reports),
+    }
 }
 
 /// Run every cell and seed, then aggregate into report.md / report.json in `out`.
@@ -243,19 +312,31 @@ pub fn run_grid(spec: &GridSpec, out: &Path, progress: &mut dyn Progress) -> Res
     let rd = RunDir::new(out);
     rd.write_json(&marker_file, &marker)?;
     let seeds: Vec<u64> = (1..=spec.seeds).collect();
+    let mut keys = Vec::new();
+    for &attention in &spec.attentions {
+        for &set in &spec.sets {
+            for tasks in [Tasks::Sentiment, Tasks::Emotion, Tasks::Mtl] {
+                keys.extend(seeds.iter().map(|&seed| RunKey { set, attention, tasks, seed }));
+            }
+        }
+    }
+    let reports = train_runs(spec, &data, out, &keys, progress)?;
+    let of = |set: ModalitySet, attention: Attention, tasks: Tasks| -> Vec<Report> {
+        keys.iter()
+            .zip(&reports)
+            .filter(|(k, _)| k.set == set && k.attention == attention && k.tasks == tasks)
+            .map(|(_, r)| r.clone())
+            .collect()
+    };
     let mut cells = Vec::new();
     let mut published = Vec::new();
     for &attention in &spec.attentions {
         for &set in &spec.sets {
-            let mut collect = |tasks: Tasks| -> Result<Vec<Report>, PipelineError> {
-                seeds
-                    .iter()
-                    .map(|&seed| one_run(spec, &data, out, RunKey { set, attention, tasks, seed }, progress))
-                    .collect()
-            };
-            let st_sent = collect(Tasks::Sentiment)?;
-            let st_emo = collect(Tasks::Emotion)?;
-            let mt = collect(Tasks::Mtl)?;
+            let (st_sent, st_emo, mt) = (
+                of(set, attention, Tasks::Sentiment),
+                of(set, attention, Tasks::Emotion),
+                of(set, attention, Tasks::Mtl),
+            );
             let cell = |protocol| Cell {
                 modalities: set.to_string(),
                 attention: attention.to_string(),

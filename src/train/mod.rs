@@ -4,6 +4,7 @@ pub mod curve;
 pub mod engine;
 pub mod evaluate;
 pub mod grid;
+pub mod group;
 pub mod heatmap;
 pub mod metrics;
 pub mod pipeline;

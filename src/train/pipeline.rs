@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use super::curve::{CurvePoint, PublishedProtocol};
-use super::engine::choose_engine;
+use super::engine::{choose_engine, Chosen};
 use super::report::Report;
 use super::run::{
     check_splits, final_evaluation, read_metrics, train, Progress, RunConfig, RunDir, TrainConfig, TrainError,
@@ -272,14 +272,33 @@ pub fn check_new_dir(dir: &Path, force: bool) -> Result<(), PipelineError> {
 /// Train (resuming if `start` says so), evaluate the kept checkpoint, write the
 /// report; `dir` is locked against other cimnet processes throughout.
 pub fn execute(
-    mut p: Prepared,
+    p: Prepared,
     dir: &Path,
     start: Start,
     opts: &EngineOptions,
     progress: &mut dyn Progress,
 ) -> Result<Report, PipelineError> {
+    execute_with(p, dir, start, progress, &mut |run, params, data, progress| {
+        choose_engine(run, params, data, opts, &mut |e| progress.tune(e))
+    })
+}
+
+/// Where `execute_with` gets its engine: from the run's config (which it may
+/// complete with the kernel members chosen), its initial parameters and data.
+pub type EngineSource<'a> =
+    dyn FnMut(&mut RunConfig, ParamStore, &Dataset, &mut dyn Progress) -> Result<Chosen, EngineError> + 'a;
+
+/// `execute` with the engine from `engine` (a grid's group hands out members of
+/// a shared engine this way).
+pub fn execute_with(
+    mut p: Prepared,
+    dir: &Path,
+    start: Start,
+    progress: &mut dyn Progress,
+    engine: &mut EngineSource,
+) -> Result<Report, PipelineError> {
     // The engine first: a missing GPU leaves no half-made run directory behind.
-    let chosen = choose_engine(&mut p.run, p.params, &p.data, opts, &mut |e| progress.tune(e))?;
+    let chosen = engine(&mut p.run, p.params, &p.data, progress)?;
     let mut engine = chosen.engine;
     if let Some(n) = &chosen.notice {
         progress.message(n);

@@ -357,6 +357,8 @@ pub trait Progress {
     fn message(&mut self, _text: &str) {}
     /// The kernel tuner's progress and notices.
     fn tune(&mut self, _event: &crate::gpu::tune::TuneEvent) {}
+    /// Where a group of runs trained side by side stands (`cimnet grid`).
+    fn group(&mut self, _status: &super::group::GroupStatus) {}
     /// Checked after each epoch's checkpoint: true ends the run there (resumable).
     fn should_stop(&mut self) -> bool {
         false

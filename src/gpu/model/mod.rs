@@ -15,6 +15,8 @@ mod schedule;
 
 pub use params::{Batch, ParamsFor, Shape};
 
+use std::sync::Arc;
+
 use crate::config::{AdamConfig, Block, Modality, EMOTIONS, EMOTION_LABELS};
 use crate::data::{Dataset, SplitName};
 use crate::engine::{step_seed, Engine, EngineError, EngineState, LossSums, Predictions};
@@ -84,7 +86,8 @@ struct SplitData {
 
 /// The GPU backend of the training loop.
 pub struct GpuEngine {
-    ctx: GpuContext,
+    /// Shared by the engines of a group (`train_steps`).
+    ctx: Arc<GpuContext>,
     /// The model config, its parameter layout and every launch's params formulas.
     pp: ParamsFor,
     adam_cfg: AdamConfig,
@@ -110,6 +113,9 @@ pub struct GpuEngine {
     adam: Launch<AdamParams>,
     adam_step: u32,
     dispatches: u32,
+    invocations: u64,
+    /// Bytes of GPU memory this engine's buffers hold.
+    bytes: u64,
     /// Keeps the buffers the launches bind alive.
     _keep: Vec<wgpu::Buffer>,
 }
@@ -149,7 +155,7 @@ impl GpuEngine {
     /// Upload the parameters and every split of `data`; build every launch for
     /// batches of up to `batch` videos with the kernel members `kernels`.
     pub fn new(
-        ctx: GpuContext,
+        ctx: impl Into<Arc<GpuContext>>,
         params: &ParamStore,
         data: &Dataset,
         adam_cfg: AdamConfig,
@@ -157,6 +163,7 @@ impl GpuEngine {
         batch: usize,
         kernels: &KernelChoice,
     ) -> Result<GpuEngine, EngineError> {
+        let ctx: Arc<GpuContext> = ctx.into();
         let cfg = params.config.clone();
         let (h, d, rw) = (cfg.hidden, cfg.dense, cfg.repr_width());
         let b_max = batch.max(1);
@@ -372,8 +379,12 @@ impl GpuEngine {
             adam,
             adam_step: 0,
             dispatches: 0,
+            invocations: 0,
+            bytes: 0,
             _keep: keep,
         };
+        let mut engine = engine;
+        engine.bytes = engine.held_bytes();
         engine.ctx.check()?;
         Ok(engine)
     }
@@ -381,6 +392,33 @@ impl GpuEngine {
     /// Dispatches recorded by the last training step.
     pub fn dispatches_per_step(&self) -> u32 {
         self.dispatches
+    }
+
+    fn held_bytes(&self) -> u64 {
+        let mut held: Vec<&wgpu::Buffer> = vec![&self.w, &self.grads, &self.m, &self.v, &self.index, &self.len];
+        held.extend([&self.gi, &self.probs, &self.train_loss, &self.eval_loss]);
+        held.extend(self.branches.iter().flat_map(|b| [&b.feat, &b.dfeat]));
+        for sd in self.splits.iter().flatten() {
+            held.extend([&sd.data.rows, &sd.data.offsets, &sd.data.lengths, &sd.probs]);
+        }
+        held.extend(&self._keep);
+        held.iter().map(|b| b.size()).sum()
+    }
+
+    /// Bytes of GPU memory held by this engine's buffers (data, parameters,
+    /// optimizer state, activations): what a group budgets per model.
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    /// Invocations launched by the last training step (workgroups x workgroup size).
+    pub fn invocations_per_step(&self) -> u64 {
+        self.invocations
+    }
+
+    /// The device this engine runs on.
+    pub fn context(&self) -> &Arc<GpuContext> {
+        &self.ctx
     }
 
     /// The kernel members this engine was built with.
@@ -516,6 +554,62 @@ impl GpuEngine {
     }
 }
 
+impl GpuEngine {
+    /// Record one training step (forward, loss, backward, Adam) of `videos` into
+    /// `enc`; its params are written to the queue now and take effect at the
+    /// submit of `enc`.
+    fn record_train_step(
+        &mut self,
+        enc: &mut wgpu::CommandEncoder,
+        videos: &[usize],
+        step: u64,
+    ) -> Result<(), EngineError> {
+        let seed = step_seed(self.run_seed, step);
+        self.prepare_batch(SplitName::Train, videos, seed, self.pp.cfg.dropout)?;
+        self.adam_step += 1;
+        let ap = AdamParams::new(self.pp.layout.len, self.adam_step, &self.adam_cfg, true);
+        self.adam.update(&self.ctx, ap);
+        for br in &self.branches {
+            enc.clear_buffer(&br.dfeat, 0, None);
+        }
+        let mut pass = enc
+            .begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("training step"), timestamp_writes: None });
+        let mut rec = Recorder::new(&mut pass);
+        self.record_forward(&mut rec, SplitName::Train, true);
+        self.record_backward(&mut rec, true);
+        self.dispatches = rec.dispatches;
+        self.invocations = rec.invocations;
+        Ok(())
+    }
+}
+
+/// One training step of each engine (its videos, its step number), all recorded
+/// into one command buffer and submitted once: the models of a group (cimnet
+/// grid) advance together. Every engine must run on the same device. Each
+/// engine's arithmetic is exactly that of its own `train_step`: the engines
+/// share no buffer, only the device and the submit.
+pub fn train_steps(steps: &mut [(&mut GpuEngine, &[usize], u64)]) -> Result<(), EngineError> {
+    let Some(ctx) = steps.first().map(|s| s.0.ctx.clone()) else {
+        return Ok(());
+    };
+    if let Some(other) = steps.iter().find(|s| !Arc::ptr_eq(&s.0.ctx, &ctx)) {
+        return Err(GpuEngineError::Input(format!(
+            "a grouped step spans two devices ({} and {})",
+            ctx.describe(),
+            other.0.ctx.describe()
+        ))
+        .into());
+    }
+    let mut enc = ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("training step") });
+    for (engine, videos, step) in steps.iter_mut() {
+        engine.record_train_step(&mut enc, videos, *step)?;
+    }
+    ctx.queue.submit([enc.finish()]);
+    // Non-blocking: lets wgpu retire finished work without waiting for this step.
+    let _ = ctx.device.poll(wgpu::PollType::Poll);
+    Ok(())
+}
+
 /// What `compute_gradients` reads back (f32 values widened to f64).
 #[derive(Debug, Clone, PartialEq)]
 pub struct GpuGradients {
@@ -537,30 +631,7 @@ impl Engine for GpuEngine {
     }
 
     fn train_step(&mut self, videos: &[usize], step: u64) -> Result<(), EngineError> {
-        let seed = step_seed(self.run_seed, step);
-        self.prepare_batch(SplitName::Train, videos, seed, self.pp.cfg.dropout)?;
-        self.adam_step += 1;
-        let ap = AdamParams::new(self.pp.layout.len, self.adam_step, &self.adam_cfg, true);
-        self.adam.update(&self.ctx, ap);
-        let mut enc =
-            self.ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("training step") });
-        for br in &self.branches {
-            enc.clear_buffer(&br.dfeat, 0, None);
-        }
-        {
-            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                label: Some("training step"),
-                timestamp_writes: None,
-            });
-            let mut rec = Recorder::new(&mut pass);
-            self.record_forward(&mut rec, SplitName::Train, true);
-            self.record_backward(&mut rec, true);
-            self.dispatches = rec.dispatches;
-        }
-        self.ctx.queue.submit([enc.finish()]);
-        // Non-blocking: lets wgpu retire finished work without waiting for this step.
-        let _ = self.ctx.device.poll(wgpu::PollType::Poll);
-        Ok(())
+        train_steps(&mut [(self, videos, step)])
     }
 
     fn take_train_loss(&mut self) -> Result<LossSums, EngineError> {

@@ -1,0 +1,210 @@
+//! A grid trained side by side (`--group N`) gives every run exactly what it
+//! gives one by one (`--group 1`, today's sequential grid): the same losses per
+//! epoch, checkpoints, thresholds and reports, bit for bit, on the CPU reference
+//! and on the GPU engine (llvmpipe in CI), for a mixed group (modality sets x
+//! attention kinds x task setups) with early-stopped runs; and a grouped grid
+//! killed with SIGKILL and rerun ends where the uninterrupted one does.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use cimnet::data::{native, synth};
+
+fn cimnet(args: &[String], cache: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_cimnet")).args(args).env("CIMNET_CACHE_DIR", cache).output().expect("run cimnet")
+}
+
+fn ok(o: &Output) -> String {
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "stdout:\n{}\nstderr:\n{err}", String::from_utf8_lossy(&o.stdout));
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// 2 modality sets x 2 attention kinds x 3 task setups = 12 runs; patience 1 so
+/// that runs stop early at different epochs.
+fn grid_args(data: &Path, out: &Path, backend: &str, group: usize) -> Vec<String> {
+    let mut a: Vec<String> = [
+        "grid",
+        "--data",
+        data.to_str().unwrap(),
+        "--modalities",
+        "T,TAV",
+        "--attention",
+        "cim,self",
+        "--seeds",
+        "1",
+        "--epochs",
+        "6",
+        "--patience",
+        "1",
+        "--batch",
+        "4",
+        "--hidden",
+        "5",
+        "--dense",
+        "3",
+        "--backend",
+        backend,
+        "--out",
+        out.to_str().unwrap(),
+    ]
+    .map(String::from)
+    .to_vec();
+    if backend == "gpu" {
+        a.extend(["--tune", "off"].map(String::from));
+    }
+    a.extend(["--group".to_string(), group.to_string()]);
+    a
+}
+
+/// Every file of every run directory under `grid` (relative path -> content),
+/// with the wall-clock fields of JSON (lines) removed.
+fn run_files(grid: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut stack = vec![grid.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+                continue;
+            }
+            let rel = p.strip_prefix(grid).unwrap().to_path_buf();
+            let name = rel.to_string_lossy().to_string();
+            if name.ends_with(".lock") || name == "grid.json" || name.contains(".tmp") {
+                continue;
+            }
+            let bytes = std::fs::read(&p).unwrap();
+            let content = if name.ends_with(".json") || name.ends_with(".jsonl") {
+                let text = String::from_utf8(bytes).unwrap();
+                let lines: Vec<String> = text
+                    .lines()
+                    .filter(|l| !l.trim().is_empty())
+                    .map(|l| {
+                        let mut v: serde_json::Value = serde_json::from_str(l).unwrap_or(serde_json::Value::Null);
+                        strip_times(&mut v);
+                        v.to_string()
+                    })
+                    .collect();
+                // A whole-file JSON document parses as one value only when read whole.
+                let whole: Result<serde_json::Value, _> = serde_json::from_str(&text);
+                match whole {
+                    Ok(mut v) => {
+                        strip_times(&mut v);
+                        v.to_string().into_bytes()
+                    }
+                    Err(_) => lines.join("\n").into_bytes(),
+                }
+            } else if name.ends_with(".md") {
+                let text = String::from_utf8(bytes).unwrap();
+                text.lines()
+                    .filter(|l| !l.contains("seconds") && !l.contains("wall"))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+                    .into_bytes()
+            } else {
+                bytes
+            };
+            out.push((rel, content));
+        }
+    }
+    out.sort();
+    out
+}
+
+fn strip_times(v: &mut serde_json::Value) {
+    match v {
+        serde_json::Value::Object(m) => {
+            m.retain(|k, _| !k.contains("seconds") && !k.contains("per_second") && !k.contains("wall"));
+            m.values_mut().for_each(strip_times);
+        }
+        serde_json::Value::Array(a) => a.iter_mut().for_each(strip_times),
+        _ => {}
+    }
+}
+
+fn assert_same_runs(a: &Path, b: &Path) {
+    let (fa, fb) = (run_files(a), run_files(b));
+    let names = |f: &[(PathBuf, Vec<u8>)]| f.iter().map(|x| x.0.clone()).collect::<Vec<_>>();
+    assert_eq!(names(&fa), names(&fb), "the two grids hold different files");
+    for ((name, x), (_, y)) in fa.iter().zip(&fb) {
+        assert!(x == y, "{} differs between {} and {}", name.display(), a.display(), b.display());
+    }
+}
+
+fn early_stopped(grid: &Path) -> usize {
+    run_files(grid)
+        .iter()
+        .filter(|(n, _)| n.ends_with("state.json"))
+        .filter(|(_, c)| String::from_utf8_lossy(c).contains("\"stopped_early\":true"))
+        .count()
+}
+
+fn grouped_equals_one_by_one(backend: &str) {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("tiny.npz");
+    native::write(&synth::tiny(5), &data).unwrap();
+    let cache = tmp.path().join("cache");
+    let (one, many) = (tmp.path().join("one"), tmp.path().join("many"));
+    ok(&cimnet(&grid_args(&data, &one, backend, 1), &cache));
+    let out = ok(&cimnet(&grid_args(&data, &many, backend, 12), &cache));
+    assert_same_runs(&one, &many);
+    let stopped = early_stopped(&many);
+    assert!((1..12).contains(&stopped), "want some (not all) of the 12 runs stopped early, got {stopped}");
+    assert!(out.contains("| TAV |"), "{out}");
+}
+
+#[test]
+fn a_grouped_grid_on_the_cpu_equals_the_runs_one_by_one() {
+    grouped_equals_one_by_one("cpu");
+}
+
+#[test]
+fn a_grouped_grid_on_the_gpu_equals_the_runs_one_by_one() {
+    if std::env::var("CIMNET_SKIP_GPU").is_ok() {
+        return;
+    }
+    grouped_equals_one_by_one("gpu");
+}
+
+/// Any metrics line written anywhere in the grid (some run finished an epoch).
+fn some_epoch_done(grid: &Path) -> bool {
+    run_files(grid).iter().any(|(n, c)| n.ends_with("metrics.jsonl") && !c.is_empty())
+}
+
+#[test]
+fn a_grouped_grid_killed_and_rerun_ends_as_the_uninterrupted_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("tiny.npz");
+    native::write(&synth::tiny(6), &data).unwrap();
+    let cache = tmp.path().join("cache");
+    let (whole, killed) = (tmp.path().join("whole"), tmp.path().join("killed"));
+    let mut args = grid_args(&data, &whole, "cpu", 12);
+    // More epochs and patience so the grid is still training when killed.
+    for (k, v) in [("--epochs", "40"), ("--patience", "40"), ("--hidden", "8")] {
+        let i = args.iter().position(|a| a == k).unwrap();
+        args[i + 1] = v.to_string();
+    }
+    ok(&cimnet(&args, &cache));
+    let mut kargs = args.clone();
+    let i = kargs.iter().position(|a| a == "--out").unwrap();
+    kargs[i + 1] = killed.to_str().unwrap().to_string();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cimnet"))
+        .args(&kargs)
+        .env("CIMNET_CACHE_DIR", &cache)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let t0 = Instant::now();
+    while !some_epoch_done(&killed) && t0.elapsed() < Duration::from_secs(120) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    assert!(!killed.join("report.json").exists(), "the grid finished before it was killed: the test proves nothing");
+    let again = ok(&cimnet(&kargs, &cache));
+    assert!(again.contains("resuming after epoch"), "nothing was resumed: {again}");
+    assert_same_runs(&whole, &killed);
+}
