@@ -250,7 +250,11 @@ fn train_runs(
             }),
         })
         .collect();
-    let results = run_group(jobs, limits, &mut device, spec.engine.tune, progress);
+    let (results, stats) = run_group(jobs, limits, &mut device, spec.engine.tune, progress);
+    if stats.rounds > 0 {
+        progress
+            .message(&format!("grid: {} grouped training steps, up to {} models per step", stats.rounds, stats.widest));
+    }
     let mut reports = Vec::with_capacity(keys.len());
     let mut first_error = None;
     for (key, r) in keys.iter().zip(results) {

@@ -38,6 +38,13 @@ pub struct Job<'a, T> {
     pub work: Box<dyn FnOnce(&mut EngineSource, &mut dyn Progress) -> Result<T, PipelineError> + Send + 'a>,
 }
 
+/// What a group did: grouped training steps served, and the most models one of them held.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct GroupStats {
+    pub rounds: u64,
+    pub widest: usize,
+}
+
 /// Where a group stands, for the progress line.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct GroupStatus {
@@ -226,8 +233,9 @@ pub fn run_group<'a, T: Send + 'a>(
     device: &mut Device,
     tune: TuneMode,
     progress: &mut dyn Progress,
-) -> Vec<Option<Result<T, PipelineError>>> {
+) -> (Vec<Option<Result<T, PipelineError>>>, GroupStats) {
     let n = jobs.len();
+    let mut stats = GroupStats::default();
     let results: Mutex<Vec<Option<Result<T, PipelineError>>>> = Mutex::new((0..n).map(|_| None).collect());
     let stop = AtomicBool::new(false);
     let labels: Vec<String> = jobs.iter().map(|j| j.label.clone()).collect();
@@ -336,8 +344,11 @@ pub fn run_group<'a, T: Send + 'a>(
             }
             let held: Vec<&Slot> = slots.iter().flatten().collect();
             if !held.is_empty() && held.iter().all(|s| s.pending.is_some()) {
-                if serve(&mut slots) {
+                let stepped = serve(&mut slots);
+                if stepped > 0 {
                     status.rounds += 1;
+                    stats.rounds += 1;
+                    stats.widest = stats.widest.max(stepped);
                 }
             }
             if progress.should_stop() {
@@ -351,7 +362,7 @@ pub fn run_group<'a, T: Send + 'a>(
             }
         }
     });
-    results.into_inner().unwrap_or_else(|e| e.into_inner())
+    (results.into_inner().unwrap_or_else(|e| e.into_inner()), stats)
 }
 
 /// A run's thread joins the group: the coordinator builds its engine.
@@ -374,8 +385,8 @@ fn join(
 
 /// Serve one round: every held engine has a call pending. Training steps go
 /// together (the GPU ones in one submit); the rest run one by one. Returns
-/// whether the round had training steps.
-fn serve(slots: &mut [Option<Slot>]) -> bool {
+/// how many training steps the round held.
+fn serve(slots: &mut [Option<Slot>]) -> usize {
     let mut steps: Vec<(usize, Vec<usize>, u64)> = Vec::new();
     let mut others: Vec<(usize, Op)> = Vec::new();
     for (i, s) in slots.iter_mut().enumerate() {
@@ -385,7 +396,7 @@ fn serve(slots: &mut [Option<Slot>]) -> bool {
             None => {}
         }
     }
-    let grouped = !steps.is_empty();
+    let grouped = steps.len();
     let mut gpu: Vec<(&mut GpuEngine, &[usize], u64)> = Vec::new();
     let mut gpu_answers: Vec<Sender<Reply>> = Vec::new();
     for (i, s) in slots.iter_mut().enumerate() {
