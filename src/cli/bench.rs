@@ -46,6 +46,13 @@ pub struct BenchArgs {
     /// Print the report as JSON (the race under "kernels").
     #[arg(long)]
     pub json: bool,
+    /// Instead: K models side by side for each K given (e.g. 1,7,21,105), the Table 4 variants
+    /// cycled (then again with the next seed), grouped vs one by one, as `cimnet grid` trains them.
+    #[arg(long, value_delimiter = ',', value_parser = super::parse::at_least_one)]
+    pub models: Vec<usize>,
+    /// With --models: training steps timed per model, each way.
+    #[arg(long, default_value_t = 3, value_parser = super::parse::at_least_one)]
+    pub steps: usize,
 }
 
 pub fn bench_cmd(a: BenchArgs) -> Result<()> {
@@ -55,6 +62,28 @@ pub fn bench_cmd(a: BenchArgs) -> Result<()> {
         DataSource::Synthetic { seed: 0, scale: 1.0 }
     };
     let data = source.load()?;
+    if !a.models.is_empty() {
+        if !a.json {
+            println!("benchmarking K models side by side on {} ...", source.describe());
+        }
+        let report = cimnet::bench::models::run(
+            &data,
+            &a.models,
+            a.batch,
+            a.hidden,
+            a.dense,
+            a.steps,
+            &GpuOptions { adapter: a.adapter.clone() },
+            &TuneOptions::new(a.tune),
+            &mut super::print_tune,
+        )?;
+        if a.json {
+            println!("{}", serde_json::to_string_pretty(&report)?);
+        } else {
+            println!("{}", report.markdown());
+        }
+        return Ok(());
+    }
     data.require(a.modalities)?;
     let tasks = a.tasks.unwrap_or(if data.has_emotion { Tasks::Mtl } else { Tasks::Sentiment });
     let mut cfg = ModelConfig::new(a.modalities, a.attention, tasks, data.dims);

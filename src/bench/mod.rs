@@ -4,6 +4,8 @@
 //! and the CPU reference's throughput for comparison. Every time is measured
 //! with a full wait for the GPU (the epoch ends with the loss readback).
 
+pub mod models;
+
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};

@@ -1,0 +1,198 @@
+//! `cimnet bench --models K,...`: K models trained side by side on one device, as
+//! `cimnet grid` groups them: the paper's Table 4 variants (7 modality sets x 3
+//! task setups, cim attention) cycled, each variant again with the next seed
+//! after 21. For each K the same steps are timed twice in one run, side by side:
+//! grouped (every model's step recorded into one command buffer, one submit:
+//! `gpu::model::train_steps`) and one by one (a submit per model and step, as
+//! `--group 1` trains). Each timing ends with a full wait (every model's loss
+//! read back). Reported: seconds per step of all K models, model-epochs per
+//! second, dispatches per step and invocations per dispatch (the parallelism a
+//! GPU is offered), and the GPU memory the K engines hold.
+
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::{AdamConfig, Attention, ModalitySet, ModelConfig, Tasks};
+use crate::data::{make_batches, BatchMode, Dataset, SplitName};
+use crate::engine::{Engine, EngineError};
+use crate::gpu::model::{train_steps, GpuEngine};
+use crate::gpu::tune::{self, TuneEvent, TuneOptions};
+use crate::gpu::{GpuContext, GpuOptions};
+use crate::params::ParamStore;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ModelsBenchError {
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+}
+
+impl From<crate::gpu::GpuError> for ModelsBenchError {
+    fn from(e: crate::gpu::GpuError) -> Self {
+        ModelsBenchError::Engine(e.into())
+    }
+}
+
+impl From<crate::gpu::model::GpuEngineError> for ModelsBenchError {
+    fn from(e: crate::gpu::model::GpuEngineError) -> Self {
+        ModelsBenchError::Engine(e.into())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelsBench {
+    pub adapter: String,
+    pub data: String,
+    pub batch: usize,
+    pub hidden: usize,
+    pub dense: usize,
+    /// Training steps timed per model, each way (in two passes; the faster counts).
+    pub steps: usize,
+    pub steps_per_epoch: usize,
+    pub rows: Vec<ModelsRow>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelsRow {
+    pub models: usize,
+    /// Seconds for one training step of every model, grouped (one submit).
+    pub grouped_step_seconds: f64,
+    /// The same steps one model per submit.
+    pub one_by_one_step_seconds: f64,
+    /// one_by_one / grouped (above 1: grouping is faster).
+    pub speedup: f64,
+    pub model_epochs_per_second: f64,
+    pub dispatches_per_step: u64,
+    pub invocations_per_dispatch: f64,
+    pub gpu_bytes: u64,
+}
+
+/// The k-th model of a bench group: Table 4's variants in order, then again with the next seed.
+pub fn table4_variant(k: usize, emotions: bool) -> (ModalitySet, Tasks, u64) {
+    let tasks: &[Tasks] = if emotions { &[Tasks::Sentiment, Tasks::Emotion, Tasks::Mtl] } else { &[Tasks::Sentiment] };
+    let per_set = tasks.len();
+    let n = ModalitySet::ALL.len() * per_set;
+    let v = k % n;
+    (ModalitySet::ALL[v / per_set], tasks[v % per_set], 1 + (k / n) as u64)
+}
+
+/// Time `steps` training steps of K models, grouped and one by one, for each K in `models`.
+// The bench's knobs are independent inputs; a struct for them would only be unpacked here.
+#[allow(clippy::too_many_arguments)]
+pub fn run(
+    data: &Dataset,
+    models: &[usize],
+    batch: usize,
+    hidden: usize,
+    dense: usize,
+    steps: usize,
+    opts: &GpuOptions,
+    tune_opts: &TuneOptions,
+    on_tune: &mut dyn FnMut(&TuneEvent),
+) -> Result<ModelsBench, ModelsBenchError> {
+    let ctx = std::sync::Arc::new(GpuContext::new(opts)?);
+    let lens = data.lens(SplitName::Train);
+    let steps_per_epoch = make_batches(&lens, batch, BatchMode::Bucketed, 0).len();
+    let shape = crate::train::engine::tune_shape(data, batch);
+    let mut rows = Vec::new();
+    for &k in models {
+        let mut engines = Vec::with_capacity(k);
+        let mut orders = Vec::with_capacity(k);
+        for i in 0..k {
+            let (set, tasks, seed) = table4_variant(i, data.has_emotion);
+            let mut cfg = ModelConfig::new(set, Attention::Cim, tasks, data.dims);
+            cfg.hidden = hidden;
+            cfg.dense = dense;
+            cfg.validate()?;
+            let kernels = tune::choose(&ctx, &cfg, shape, tune_opts, on_tune)?.choice;
+            let params = ParamStore::init(&cfg, seed);
+            engines.push(GpuEngine::new(ctx.clone(), &params, data, AdamConfig::default(), seed, batch, &kernels)?);
+            orders.push(make_batches(&lens, batch, BatchMode::Bucketed, seed));
+        }
+        let videos = |i: usize, s: usize| orders[i][s % orders[i].len()].as_slice();
+        // Warm-up (pipelines, first-use allocations), then grouped, then one by one.
+        let mut group: Vec<(&mut GpuEngine, &[usize], u64)> =
+            engines.iter_mut().enumerate().map(|(i, e)| (e, videos(i, 0), 0)).collect();
+        train_steps(&mut group)?;
+        drop(group);
+        wait(&mut engines)?;
+        // The same batches both ways (a step's cost follows its batch's U), twice
+        // each way in turn; the faster pass of each way counts.
+        let (mut grouped, mut one_by_one) = (f64::INFINITY, f64::INFINITY);
+        for _ in 0..2 {
+            let t0 = Instant::now();
+            for s in 1..=steps {
+                let mut group: Vec<(&mut GpuEngine, &[usize], u64)> =
+                    engines.iter_mut().enumerate().map(|(i, e)| (e, videos(i, s), s as u64)).collect();
+                train_steps(&mut group)?;
+            }
+            wait(&mut engines)?;
+            grouped = grouped.min(t0.elapsed().as_secs_f64() / steps as f64);
+            let t0 = Instant::now();
+            for s in 1..=steps {
+                for (i, e) in engines.iter_mut().enumerate() {
+                    e.train_step(videos(i, s), s as u64)?;
+                }
+            }
+            wait(&mut engines)?;
+            one_by_one = one_by_one.min(t0.elapsed().as_secs_f64() / steps as f64);
+        }
+        let dispatches: u64 = engines.iter().map(|e| u64::from(e.dispatches_per_step())).sum();
+        let invocations: u64 = engines.iter().map(GpuEngine::invocations_per_step).sum();
+        rows.push(ModelsRow {
+            models: k,
+            grouped_step_seconds: grouped,
+            one_by_one_step_seconds: one_by_one,
+            speedup: one_by_one / grouped.max(1e-12),
+            model_epochs_per_second: k as f64 / (grouped * steps_per_epoch as f64).max(1e-12),
+            dispatches_per_step: dispatches,
+            invocations_per_dispatch: invocations as f64 / dispatches.max(1) as f64,
+            gpu_bytes: engines.iter().map(GpuEngine::bytes).sum(),
+        });
+    }
+    Ok(ModelsBench {
+        adapter: ctx.describe(),
+        data: data.source.clone(),
+        batch,
+        hidden,
+        dense,
+        steps,
+        steps_per_epoch,
+        rows,
+    })
+}
+
+/// Full wait: every engine's loss read back (each read waits for its submits).
+fn wait(engines: &mut [GpuEngine]) -> Result<(), EngineError> {
+    for e in engines {
+        e.take_train_loss()?;
+    }
+    Ok(())
+}
+
+impl ModelsBench {
+    pub fn markdown(&self) -> String {
+        let mut s = format!(
+            "{} on {}; batch {}, H {}, D {}; {} steps per model timed each way ({} steps per epoch)\n\n\
+             | models | grouped s/step | one-by-one s/step | speedup | model-epochs/s | dispatches/step | invocations/dispatch | GPU MiB |\n\
+             |---|---|---|---|---|---|---|---|\n",
+            self.data, self.adapter, self.batch, self.hidden, self.dense, self.steps, self.steps_per_epoch
+        );
+        for r in &self.rows {
+            s.push_str(&format!(
+                "| {} | {:.3} | {:.3} | {:.2}x | {:.4} | {} | {:.0} | {:.0} |\n",
+                r.models,
+                r.grouped_step_seconds,
+                r.one_by_one_step_seconds,
+                r.speedup,
+                r.model_epochs_per_second,
+                r.dispatches_per_step,
+                r.invocations_per_dispatch,
+                r.gpu_bytes as f64 / (1 << 20) as f64
+            ));
+        }
+        s
+    }
+}
