@@ -129,11 +129,14 @@ impl Kernel {
     }
 }
 
+/// A module's entry points and their @workgroup_size.
+type WorkgroupSizes = Vec<(String, [u32; 3])>;
+
 /// Pipelines and shader modules, created on first use.
 #[derive(Default)]
 pub struct PipelineCache {
     /// Each module with its entry points' workgroup sizes.
-    modules: Mutex<HashMap<Shader, (wgpu::ShaderModule, Arc<Vec<(String, [u32; 3])>>)>>,
+    modules: Mutex<HashMap<Shader, (wgpu::ShaderModule, Arc<WorkgroupSizes>)>>,
     kernels: Mutex<HashMap<(Shader, &'static str), Arc<Kernel>>>,
 }
 

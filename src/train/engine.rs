@@ -29,15 +29,15 @@ pub struct Chosen {
 /// An engine of either backend, kept concrete so that a group (src/train/group.rs)
 /// can record its GPU members' steps into one submit.
 pub enum AnyEngine {
-    Cpu(CpuEngine),
-    Gpu(GpuEngine),
+    Cpu(Box<CpuEngine>),
+    Gpu(Box<GpuEngine>),
 }
 
 impl AnyEngine {
     pub fn as_dyn(&mut self) -> &mut dyn Engine {
         match self {
-            AnyEngine::Cpu(e) => e,
-            AnyEngine::Gpu(e) => e,
+            AnyEngine::Cpu(e) => e.as_mut(),
+            AnyEngine::Gpu(e) => e.as_mut(),
         }
     }
 
@@ -91,8 +91,8 @@ pub fn choose_engine(
     let (engine, notice) = choose_on(&mut Device::new(opts.adapter.clone()), run, params, data, opts.tune, on_tune)?;
     let backend = engine.backend();
     let engine: Box<dyn Engine> = match engine {
-        AnyEngine::Cpu(e) => Box::new(e),
-        AnyEngine::Gpu(e) => Box::new(e),
+        AnyEngine::Cpu(e) => e,
+        AnyEngine::Gpu(e) => e,
     };
     Ok(Chosen { engine, backend, notice })
 }
@@ -108,7 +108,7 @@ pub fn choose_on(
 ) -> Result<(AnyEngine, Option<String>), EngineError> {
     let adam = AdamConfig { lr: run.train.lr, ..AdamConfig::default() };
     let seed = run.train.seed;
-    let cpu = |params| AnyEngine::Cpu(CpuEngine::new(params, data.clone(), adam, seed));
+    let cpu = |params| AnyEngine::Cpu(Box::new(CpuEngine::new(params, data.clone(), adam, seed)));
     let backend = run.train.backend.as_str();
     if !["auto", "gpu", "cpu"].contains(&backend) {
         return Err(EngineError::Backend(backend.to_string()));
@@ -135,7 +135,7 @@ pub fn choose_on(
     };
     run.kernels = Some(kernels);
     let engine = GpuEngine::new(ctx, &params, data, adam, run.train.seed, run.train.batch, &kernels)?;
-    Ok((AnyEngine::Gpu(engine), None))
+    Ok((AnyEngine::Gpu(Box::new(engine)), None))
 }
 
 /// The shape a run's race runs at: the batch, and U the bucket of the median

@@ -250,15 +250,9 @@ pub fn run_group<'a, T: Send + 'a>(
         // GPU bytes of the engines held, and the largest engine seen (the estimate
         // for runs started but not yet built).
         let mut largest = 0u64;
-        let fits = |slots: &[Option<Slot>], alive: usize, largest: u64| match limits.memory {
-            None => true,
-            Some(_) if alive == 0 => true,
-            Some(_) if largest == 0 => false,
-            Some(budget) => {
-                let held: Vec<u64> = slots.iter().flatten().map(|s| s.bytes).collect();
-                let unbuilt = alive.saturating_sub(held.len()) as u64;
-                held.iter().sum::<u64>() + (unbuilt + 1) * largest <= budget
-            }
+        let fits = |slots: &[Option<Slot>], alive: usize, largest: u64| {
+            let held: Vec<u64> = slots.iter().flatten().map(|s| s.bytes).collect();
+            may_start(limits.memory, &held, alive, largest)
         };
         loop {
             while alive < limits.width.max(1) && !stop.load(Ordering::SeqCst) && fits(&slots, alive, largest) {
@@ -365,6 +359,21 @@ pub fn run_group<'a, T: Send + 'a>(
     (results.into_inner().unwrap_or_else(|e| e.into_inner()), stats)
 }
 
+/// Whether another run may start within `memory`: the engines held take `held`
+/// bytes, runs started but not built yet are estimated at the `largest` engine
+/// seen, and so is the new one; before any engine is built, one run at a time.
+fn may_start(memory: Option<u64>, held: &[u64], alive: usize, largest: u64) -> bool {
+    match memory {
+        None => true,
+        Some(_) if alive == 0 => true,
+        Some(_) if largest == 0 => false,
+        Some(budget) => {
+            let unbuilt = alive.saturating_sub(held.len()) as u64;
+            held.iter().sum::<u64>() + (unbuilt + 1) * largest <= budget
+        }
+    }
+}
+
 /// A run's thread joins the group: the coordinator builds its engine.
 fn join(
     to: &Sender<Msg>,
@@ -431,4 +440,21 @@ fn serve(slots: &mut [Option<Slot>]) -> usize {
         let _ = s.answers.send(answer);
     }
     grouped
+}
+
+#[cfg(test)]
+mod tests {
+    use super::may_start;
+
+    #[test]
+    fn runs_start_while_the_memory_budget_holds_one_more_engine() {
+        assert!(may_start(None, &[100; 50], 50, 100), "no budget: only the width limits");
+        assert!(may_start(Some(1), &[], 0, 0), "the first run always starts");
+        assert!(!may_start(Some(1000), &[], 1, 0), "one at a time until an engine's size is known");
+        assert!(may_start(Some(300), &[100, 100], 2, 100));
+        assert!(!may_start(Some(299), &[100, 100], 2, 100));
+        // A started run not built yet counts as the largest engine seen.
+        assert!(!may_start(Some(299), &[100], 2, 100));
+        assert!(may_start(Some(300), &[100], 2, 100));
+    }
 }
