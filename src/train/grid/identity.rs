@@ -16,12 +16,38 @@ use crate::data::BatchMode;
 
 /// The I-th of N slices of a grid's runs (1-based, as `--array=1-N` numbers SLURM's tasks).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "ShardFields")]
 pub struct Shard {
     pub index: usize,
     pub count: usize,
 }
 
+/// A shard as grid.json spells it, before its range is checked.
+#[derive(Deserialize)]
+struct ShardFields {
+    index: usize,
+    count: usize,
+}
+
+impl TryFrom<ShardFields> for Shard {
+    type Error = String;
+    fn try_from(f: ShardFields) -> Result<Shard, String> {
+        Shard::new(f.index, f.count)
+    }
+}
+
 impl Shard {
+    /// Shard `index` of `count`, if 1 <= index <= count.
+    pub fn new(index: usize, count: usize) -> Result<Shard, String> {
+        if count == 0 {
+            return Err("the count of shards must be at least 1".into());
+        }
+        if !(1..=count).contains(&index) {
+            return Err(format!("the index must be in 1..={count}, not {index}"));
+        }
+        Ok(Shard { index, count })
+    }
+
     /// Round-robin: the runs at positions p (0-based, in `grid_runs` order) with
     /// p % count == index - 1, so that every shard gets its share of each cell.
     pub fn holds(&self, position: usize) -> bool {
@@ -51,14 +77,7 @@ impl FromStr for Shard {
         let num = |x: &str, what: &str| {
             x.trim().parse::<usize>().map_err(|_| format!("'{s}': the {what} '{x}' is not a whole number; {form}"))
         };
-        let (index, count) = (num(i, "index")?, num(n, "count")?);
-        if count == 0 {
-            return Err(format!("'{s}': the count of shards must be at least 1; {form}"));
-        }
-        if !(1..=count).contains(&index) {
-            return Err(format!("'{s}': the index must be in 1..={count}; {form}"));
-        }
-        Ok(Shard { index, count })
+        Shard::new(num(i, "index")?, num(n, "count")?).map_err(|e| format!("'{s}': {e}; {form}"))
     }
 }
 
@@ -245,6 +264,9 @@ mod tests {
         let m: GridMarker = serde_json::from_str(old).unwrap();
         assert_eq!((m.grid.is_none(), m.shard, m.wall_seconds), (true, None, 0.0));
         assert!(m.differences(&marker()).is_empty());
+        for bad in [r#"{"index":0,"count":2}"#, r#"{"index":3,"count":2}"#, r#"{"index":1,"count":0}"#] {
+            assert!(serde_json::from_str::<Shard>(bad).is_err(), "{bad} is no shard");
+        }
         let mut other_data = marker();
         other_data.fingerprint.bytes = 11;
         assert_eq!(m.differences(&other_data), vec!["fingerprint.bytes: 10 vs 11".to_string()]);
