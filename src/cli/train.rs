@@ -557,11 +557,12 @@ pub struct GridArgs {
     /// Grid directory (one run directory per cell and seed; rerunning resumes); with --merge, where the report goes.
     #[arg(long)]
     pub out: PathBuf,
-    /// Start the grid afresh: replace the runs already in --out (or write into a non-empty directory).
+    /// Start the grid afresh: replace the runs already in --out (or write into a non-empty directory);
+    /// with --merge: write the report into a non-empty --out.
     #[arg(long)]
     pub force: bool,
-    /// Train only the I-th of N slices of the grid's runs (1-based; run k of the grid's fixed order
-    /// goes to shard k mod N + 1), e.g. one per SLURM array task; then --merge the N directories.
+    /// Train only the I-th of N slices of the grid's runs (1-based; run k, counted from 0 in the grid's
+    /// fixed order, goes to shard k mod N + 1), e.g. one per SLURM array task; then --merge the N directories.
     #[arg(long, value_name = "I/N")]
     pub shard: Option<Shard>,
     /// Build the grid's report.md / report.json in --out from the directories of its finished
