@@ -44,11 +44,12 @@ enum Command {
     },
 }
 
-/// The ids of the options typed on the command line (not defaulted) of `train`,
-/// so that `--resume` can refuse the ones it would otherwise ignore.
-fn given_train_options(matches: &clap::ArgMatches) -> Vec<String> {
-    let Some(m) = matches.subcommand_matches("train") else { return Vec::new() };
-    let args = cli::train::TrainArgs::augment_args(clap::Command::new("train"));
+/// The ids of the options typed on the command line (not defaulted) of the
+/// subcommand `name`, so that `train --resume` and `grid --merge` can refuse
+/// the ones they would otherwise ignore.
+fn given_options<A: Args>(matches: &clap::ArgMatches, name: &'static str) -> Vec<String> {
+    let Some(m) = matches.subcommand_matches(name) else { return Vec::new() };
+    let args = A::augment_args(clap::Command::new(name));
     args.get_arguments()
         .map(|a| a.get_id().as_str())
         .filter(|id| m.value_source(id) == Some(clap::parser::ValueSource::CommandLine))
@@ -59,15 +60,14 @@ fn given_train_options(matches: &clap::ArgMatches) -> Vec<String> {
 fn main() {
     let matches = Cli::command().get_matches();
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
-    let given = given_train_options(&matches);
     let result = match cli.command {
         Command::Init(a) => cli::model::init(a),
         Command::Grads(a) => cli::model::grads(a),
-        Command::Train(a) => cli::train::train_cmd(a, &given),
+        Command::Train(a) => cli::train::train_cmd(a, &given_options::<cli::train::TrainArgs>(&matches, "train")),
         Command::Eval(a) => cli::train::eval_cmd(a),
         Command::Predict(a) => cli::train::predict_cmd(a),
         Command::Attention(a) => cli::train::attention_cmd(a),
-        Command::Grid(a) => cli::train::grid_cmd(a),
+        Command::Grid(a) => cli::train::grid_cmd(a, &given_options::<cli::train::GridArgs>(&matches, "grid")),
         Command::Bench(a) => cli::bench::bench_cmd(a),
         Command::Check(a) => cli::check::check_cmd(a),
         Command::Kernels(a) => cli::check::kernels_cmd(a),

@@ -15,6 +15,7 @@ use cimnet::gpu::tune::TuneEvent;
 use cimnet::output::refuse_existing;
 use cimnet::params::ParamStore;
 use cimnet::train::evaluate::evaluate;
+use cimnet::train::grid::{self, GridOutcome, GridSpec, Shard};
 use cimnet::train::group::GroupStatus;
 use cimnet::train::pipeline::{self, ResumeChanges, RunSpec, Start};
 use cimnet::train::report::Report;
@@ -588,23 +589,38 @@ pub struct GridArgs {
     /// in config.json; --resume, eval and predict use those.
     #[arg(long, default_value = "auto")]
     pub tune: TuneMode,
-    /// Grid directory (one run directory per cell and seed; rerunning resumes).
+    /// Grid directory (one run directory per cell and seed; rerunning resumes); with --merge, where the report goes.
     #[arg(long)]
     pub out: PathBuf,
-    /// Start the grid afresh: replace the runs already in --out (or write into a non-empty directory).
+    /// Start the grid afresh: replace the runs already in --out (or write into a non-empty directory);
+    /// with --merge: write the report into a non-empty --out.
     #[arg(long)]
     pub force: bool,
     /// Train at most N runs at once, side by side on one device (1: one by one). Default: on a GPU
     /// as many as fit its memory budget; on the CPU one (the CPU engine gains nothing from grouping).
     #[arg(long, value_parser = parse::at_least_one)]
     pub group: Option<usize>,
+    /// Train only the I-th of N slices of the grid's runs (1-based; run k, counted from 0 in the grid's
+    /// fixed order, goes to shard k mod N + 1), e.g. one per SLURM array task; then --merge the N directories.
+    #[arg(long, value_name = "I/N")]
+    pub shard: Option<Shard>,
+    /// Build the grid's report.md / report.json in --out from the directories of its finished
+    /// shards (--shard 1/N .. N/N, each once); the grid's options come from their grid.json.
+    #[arg(long, num_args = 1.., value_name = "DIR", conflicts_with = "shard")]
+    pub merge: Vec<PathBuf>,
 }
 
-pub fn grid_cmd(a: GridArgs) -> Result<()> {
+/// Options --merge may take; every other option given with it is refused.
+const MERGE_OPTIONS: [&str; 3] = ["merge", "out", "force"];
+
+pub fn grid_cmd(a: GridArgs, given: &[String]) -> Result<()> {
+    if !a.merge.is_empty() {
+        return merge_cmd(&a, given);
+    }
     let Some(source) = a.data.source() else {
         bail!("the grid compares multi-task with single-task, so it needs emotion labels: give --data FILE|DIR or --synthetic (the bundled MOSI has none)");
     };
-    let spec = cimnet::train::grid::GridSpec {
+    let spec = GridSpec {
         source,
         sets: a.modalities.clone(),
         attentions: a.attention.clone(),
@@ -625,11 +641,49 @@ pub fn grid_cmd(a: GridArgs) -> Result<()> {
             test_curve: a.test_curve,
         },
         engine: EngineOptions { adapter: a.adapter.clone(), tune: a.tune },
+        shard: a.shard,
         force: a.force,
         group: a.group,
     };
-    let report = cimnet::train::grid::run_grid(&spec, &a.out, &mut new_bar())?;
-    println!("\n{}", cimnet::train::grid::grid_markdown(&report));
-    println!("wrote {} and {}", a.out.join("report.md").display(), a.out.join("report.json").display());
+    match grid::run_grid(&spec, &a.out, &mut new_bar())? {
+        GridOutcome::Report(report) => {
+            println!("\n{}", grid::grid_markdown(&report));
+            println!("wrote {} and {}", a.out.join("report.md").display(), a.out.join("report.json").display());
+        }
+        GridOutcome::Shard { shard, runs, wall_seconds } => {
+            let train: f64 = runs.iter().map(|r| r.train_seconds).sum();
+            println!(
+                "shard {shard}: all {} of its runs have finished in {} ({train:.1} s of training; {wall_seconds:.1} s wall, \
+                 every invocation). The report comes once all {} shards have: cimnet grid --merge DIR... --out DIR",
+                runs.len(),
+                a.out.display(),
+                shard.count
+            );
+        }
+    }
+    Ok(())
+}
+
+/// `cimnet grid --merge DIR... --out DIR`.
+fn merge_cmd(a: &GridArgs, given: &[String]) -> Result<()> {
+    let refused: Vec<String> = given
+        .iter()
+        .filter(|id| !MERGE_OPTIONS.contains(&id.as_str()))
+        .map(|id| format!("--{}", id.replace('_', "-")))
+        .collect();
+    if !refused.is_empty() {
+        bail!(
+            "{} cannot be given with --merge: a merge takes the grid's options from the shards' grid.json (training them otherwise would be another grid); only --out and --force go with --merge",
+            refused.join(", ")
+        );
+    }
+    let report = grid::merge(&a.merge, &a.out, a.force)?;
+    println!("{}", grid::grid_markdown(&report));
+    println!(
+        "merged {} shards into {} and {}",
+        a.merge.len(),
+        a.out.join("report.md").display(),
+        a.out.join("report.json").display()
+    );
     Ok(())
 }
