@@ -99,12 +99,12 @@ fn run_files(grid: &Path) -> Vec<(PathBuf, Vec<u8>)> {
                     Err(_) => lines.join("\n").into_bytes(),
                 }
             } else if name.ends_with(".md") {
+                // The grid report's "## Time" section is wall-clock.
                 let text = String::from_utf8(bytes).unwrap();
-                text.lines()
-                    .filter(|l| !l.contains("seconds") && !l.contains("wall"))
-                    .collect::<Vec<_>>()
-                    .join("\n")
-                    .into_bytes()
+                let until_time = text.split("\n## Time").next().unwrap_or("");
+                let kept: Vec<&str> =
+                    until_time.lines().filter(|l| !l.contains("seconds") && !l.contains("wall")).collect();
+                kept.join("\n").into_bytes()
             } else {
                 bytes
             };
@@ -118,7 +118,7 @@ fn run_files(grid: &Path) -> Vec<(PathBuf, Vec<u8>)> {
 fn strip_times(v: &mut serde_json::Value) {
     match v {
         serde_json::Value::Object(m) => {
-            m.retain(|k, _| !k.contains("seconds") && !k.contains("per_second") && !k.contains("wall"));
+            m.retain(|k, _| !k.contains("second") && !k.contains("wall") && k != "timing");
             m.values_mut().for_each(strip_times);
         }
         serde_json::Value::Array(a) => a.iter_mut().for_each(strip_times),
