@@ -252,3 +252,40 @@ fn a_grouped_grid_killed_and_rerun_ends_as_the_uninterrupted_one_on_the_gpu() {
     }
     killed_and_rerun("gpu", "12");
 }
+
+/// `cimnet bench --models`: per K the dispatches of a grouped step are those of
+/// its models alone, summed (every model records its own step into the one
+/// submit), and both timings are measured.
+#[test]
+fn bench_models_reports_each_group_and_its_dispatches() {
+    if std::env::var("CIMNET_SKIP_GPU_TESTS").as_deref() == Ok("1") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("tiny.npz");
+    native::write(&synth::tiny(3), &data).unwrap();
+    let cache = tmp.path().join("cache");
+    let args = |ks: &str| -> Vec<String> {
+        ["bench", "--data", data.to_str().unwrap(), "--models", ks, "--steps", "1", "--hidden", "6", "--dense", "4"]
+            .map(String::from)
+            .to_vec()
+            .into_iter()
+            .chain(["--tune", "off", "--json"].map(String::from))
+            .collect()
+    };
+    let out = ok(&cimnet(&args("1,4"), &cache));
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let rows = v["rows"].as_array().unwrap();
+    assert_eq!(rows.iter().map(|r| r["models"].as_u64().unwrap()).collect::<Vec<_>>(), [1, 4]);
+    // Models 0..4 of the cycle are T/sentiment, T/emotion, T/mtl, A/sentiment: one
+    // modality each, so every one records the same launches as the first alone.
+    let one = rows[0]["dispatches_per_step"].as_u64().unwrap();
+    assert!(one > 0);
+    assert_eq!(rows[1]["dispatches_per_step"].as_u64().unwrap(), 4 * one);
+    for r in rows {
+        assert!(r["grouped_step_seconds"].as_f64().unwrap() > 0.0);
+        assert!(r["one_by_one_step_seconds"].as_f64().unwrap() > 0.0);
+        assert!(r["invocations_per_dispatch"].as_f64().unwrap() >= 1.0);
+        assert!(r["gpu_bytes"].as_u64().unwrap() > 0);
+    }
+}
