@@ -77,12 +77,7 @@ pub fn bench_cmd(a: BenchArgs) -> Result<()> {
             &TuneOptions::new(a.tune),
             &mut super::print_tune,
         )?;
-        if a.json {
-            println!("{}", serde_json::to_string_pretty(&report)?);
-        } else {
-            println!("{}", report.markdown());
-        }
-        return Ok(());
+        return show(a.json, &report, || report.markdown());
     }
     data.require(a.modalities)?;
     let tasks = a.tasks.unwrap_or(if data.has_emotion { Tasks::Mtl } else { Tasks::Sentiment });
@@ -104,10 +99,15 @@ pub fn bench_cmd(a: BenchArgs) -> Result<()> {
         &TuneOptions::new(a.tune),
         &mut super::print_tune,
     )?;
-    if a.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+    show(a.json, &report, || report.markdown())
+}
+
+/// A report as JSON (`--json`) or as its markdown tables.
+fn show<T: serde::Serialize>(json: bool, report: &T, markdown: impl Fn() -> String) -> Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(report)?);
     } else {
-        println!("{}", report.markdown());
+        println!("{}", markdown());
     }
     Ok(())
 }
