@@ -15,11 +15,11 @@ use common::random_vec;
 
 use cimnet::config::Tasks;
 use cimnet::cpu;
+use cimnet::gpu::attention::AttentionKernel;
 use cimnet::gpu::buffers::{read, storage, upload};
 use cimnet::gpu::check::{
     self, AdamCase, AttentionCase, DropoutCase, FusedLinearCase, GatherCase, HeadsCase, LinearCase,
 };
-use cimnet::gpu::attention::AttentionKernel;
 use cimnet::gpu::linear::LinearKernel;
 use cimnet::gpu::{adam, dropout, heads, linear, run, GpuContext};
 
@@ -179,7 +179,11 @@ fn attention_matches_cpu() {
         }
     }
     // llvmpipe's limits and loop budget admit the tiled member at every shape here.
-    for k in ["attention_forward [tiled] (pair)", "attention_backward [tiled] (self)", "attention_backward [flat after tiled] (pair)"] {
+    for k in [
+        "attention_forward [tiled] (pair)",
+        "attention_backward [tiled] (self)",
+        "attention_backward [flat after tiled] (pair)",
+    ] {
         assert!(ran.iter().any(|r| r == k), "{k} did not run: {ran:?}");
     }
     eprintln!("attention max |err| / max|want|: {worst:.2e}");

@@ -217,11 +217,9 @@ pub fn attention_forward_variant(
     let launches = match kernel {
         AttentionKernel::Flat => {
             let k = pc.get(ctx, Shader::Attention, "attention_forward_scores", &[Uniform, Read, Read, Read, Write])?;
-            let scores =
-                Launch::new(ctx, k, &[x, y, len, saved.m], p, |p| grid_1d(p.bu() * p.u as usize, WORKGROUP))?;
+            let scores = Launch::new(ctx, k, &[x, y, len, saved.m], p, |p| grid_1d(p.bu() * p.u as usize, WORKGROUP))?;
             let k = pc.get(ctx, Shader::Attention, "attention_forward_softmax", &[Uniform, Read, Read, Write])?;
-            let softmax =
-                Launch::new(ctx, k, &[saved.m, len, saved.n], p, |p| grid_1d(p.dirs() * p.bu(), WORKGROUP))?;
+            let softmax = Launch::new(ctx, k, &[saved.m, len, saved.n], p, |p| grid_1d(p.dirs() * p.bu(), WORKGROUP))?;
             let binds = [Uniform, Read, Read, Read, Read, Write, Write];
             let k = pc.get(ctx, Shader::Attention, "attention_forward", &binds)?;
             let output = Launch::new(ctx, k, &[x, y, saved.n, len, saved.o, r], p, |p| {

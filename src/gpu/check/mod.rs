@@ -19,8 +19,8 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
-use super::buffers::{read, storage, upload};
 use super::attention::AttentionKernel;
+use super::buffers::{read, storage, upload};
 use super::context::{GpuContext, GpuError};
 use super::gru::{GruError, GruKernel, GruMember, GruParams};
 use super::launch::run;

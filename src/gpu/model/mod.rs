@@ -311,7 +311,8 @@ impl GpuEngine {
             let saved = AttentionSaved { m: &pm, n: &pn, o: &po };
             let ap = move |s: Shape| AttentionParams::new(s.b, s.u, d, rw, r_xy, r_yx);
             let (bx, by) = (&branches[pos(x)], &branches[pos(y)]);
-            let l = attention_forward_variant(&ctx, &r, &saved, &bx.feat, &by.feat, &len, ap(shape), k.attention_forward)?;
+            let l =
+                attention_forward_variant(&ctx, &r, &saved, &bx.feat, &by.feat, &len, ap(shape), k.attention_forward)?;
             fwd.push(site(format!("attention {}{}", x.letter(), y.letter()), l, move |l, ctx, _, b| {
                 l.update(ctx, ap(b.shape));
                 Ok(())
