@@ -550,6 +550,16 @@ fn skip_gru(profile: &DeviceProfile, m: GruMember, first: GruMember) -> Option<S
         .then(|| "not raced on a software device (4-19x slower there)".to_string())
 }
 
+/// The linear `tiled` member is not raced on a software device: on llvmpipe it
+/// was 1.4-3.8x slower than the better register-tiled member in every row of
+/// docs/perf-notes.md's round-3 table (e.g. text projection forward at the median
+/// bucket: vec4 60.6 ms, tiled 173.8 ms), and the projection sites are the
+/// race's costliest after the GRU. Never the site's default.
+fn skip_linear(profile: &DeviceProfile, k: LinearKernel, first: LinearKernel) -> Option<String> {
+    (profile.is_software() && k == LinearKernel::Tiled && k != first)
+        .then(|| "not raced on a software device (1.4-3.8x slower there)".to_string())
+}
+
 fn no_skip<T>(_: T) -> Option<String> {
     None
 }
@@ -689,7 +699,8 @@ fn linear_site(
     build: BuildLinear,
 ) -> Result<LinearKernel, GpuEngineError> {
     let name: fn(LinearKernel) -> &'static str = |k| k.name();
-    r.site(site, members, name, &no_skip, &mut |k| {
+    let (prof, first) = (&r.ctx.profile, members.first().copied().unwrap_or(LinearKernel::Scalar));
+    r.site(site, members, name, &|k| skip_linear(prof, k, first), &mut |k| {
         (0..n).map(|mi| Ok(Box::new(build(k, mi)?) as Box<dyn Recordable>)).collect()
     })
 }
