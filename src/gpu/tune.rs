@@ -463,14 +463,14 @@ impl Racer<'_> {
         });
     }
 
-    /// Time `build()`'s work within `share`: one untimed run (it also pages
-    /// everything in), then one timed run, and up to four more while the share
-    /// lasts; the fastest counts. None when the site's share is already spent
-    /// (except for a site's first member, which is always timed once).
+    /// Time `build()`'s work: one untimed run (it also pages everything in),
+    /// then one timed run. Extra repetitions would spend the slack that cheap
+    /// sites pass on to the costly ones (the GRU, raced last). None when the
+    /// site's share is already spent, except for a site's first member, which
+    /// is always timed: no site keeps its default unmeasured.
     fn time(
         &mut self,
         first: bool,
-        members_left: usize,
         build: impl FnOnce() -> Result<Work, GpuEngineError>,
     ) -> Result<Option<f64>, GpuEngineError> {
         let now = Instant::now();
@@ -485,17 +485,12 @@ impl Racer<'_> {
         let compile = now.elapsed();
         self.deadline += compile;
         self.site_deadline += compile;
-        let share = self.site_deadline.saturating_duration_since(Instant::now()) / members_left.max(1) as u32;
         let refs: Vec<&dyn Recordable> = work.iter().map(|w| w.as_ref()).collect();
-        let t0 = Instant::now();
-        self.timer.time(self.ctx, &refs, 1, 0)?;
-        let warm = t0.elapsed().max(Duration::from_micros(1));
-        let reps = (share.saturating_sub(warm).as_secs_f64() / warm.as_secs_f64()).floor().clamp(1.0, 5.0) as usize;
-        Ok(Some(self.timer.time(self.ctx, &refs, 0, reps)?.min_ms()))
+        Ok(Some(self.timer.time(self.ctx, &refs, 1, 1)?.min_ms()))
     }
 
-    /// Race one site: its share of what is left of the budget, split among the
-    /// members it times; `skip(m)` names members not raced on this device (and
+    /// Race one site within its share of what is left of the budget (an equal
+    /// share per site left; what a site leaves passes on); `skip(m)` names members not raced on this device (and
     /// why). The winner is the fastest timed member (the first if none was timed).
     fn site<T: Copy>(
         &mut self,
@@ -509,7 +504,6 @@ impl Racer<'_> {
         self.site_deadline = now + self.deadline.saturating_duration_since(now) / self.sites_left.max(1) as u32;
         self.sites_left = self.sites_left.saturating_sub(1);
         let skipped: Vec<Option<String>> = members.iter().map(|&m| skip(m)).collect();
-        let mut left = skipped.iter().filter(|s| s.is_none()).count();
         let mut times = Vec::new();
         for (&m, why) in members.iter().zip(skipped) {
             self.progress(site, name(m));
@@ -517,9 +511,7 @@ impl Racer<'_> {
                 Some(_) => None,
                 None => {
                     let first = times.iter().all(|t: &Option<f64>| t.is_none());
-                    let t = self.time(first, left, || build(m))?;
-                    left -= 1;
-                    t
+                    self.time(first, || build(m))?
                 }
             };
             times.push(ms);
@@ -602,38 +594,6 @@ pub fn race(
     };
     let boxed = |l: Box<dyn Recordable>| -> Work { vec![l] };
 
-    // GRU: the two directions of the recurrence pick their members independently
-    // (they share only the cache layout, which every member writes alike).
-    let gname: fn(GruMember) -> &'static str = |m| m.name();
-    let skip = |m: GruMember| skip_gru(prof, m, gru_first);
-    let gru_forward = r.site("gru_forward", &gm, gname, &skip, &mut |m| {
-        Ok(boxed(Box::new(gru::gru_forward(ctx, &b.out, &b.cache, &b.xp, &b.w, &b.len, &g, m)?)))
-    })?;
-    let gru_backward = r.site("gru_backward", &gm, gname, &skip, &mut |m| {
-        let l = gru::gru_backward(ctx, &b.gi, &b.gh, &b.carry, &b.grads, &b.dout, &b.cache, &b.w, &b.len, &g, m)?;
-        Ok(boxed(Box::new(l)))
-    })?;
-
-    // Linear sites: every modality's launch of the site with the member.
-    let n = s.pp.mods.len();
-    let projection = linear_site(&mut r, n, "projection", &proj, &|k, mi| {
-        Ok(linear::linear_forward_variant(ctx, &b.xp, &ctx.dummy, &b.inputs, &b.w, &b.len, s.projection[mi], k)?)
-    })?;
-    let projection_weights = linear_site(&mut r, n, "projection_weights", &proj, &|k, mi| {
-        let p = s.projection[mi];
-        Ok(linear::linear_backward_weights_variant(ctx, &b.grads, &b.gi, &b.gi, &b.inputs, &b.len, p, k)?)
-    })?;
-    let dense_f = linear_site(&mut r, n, "dense", &dense, &|k, mi| {
-        Ok(linear::linear_forward_variant(ctx, &b.feat, &ctx.dummy, &b.dense_in, &b.w, &b.len, s.dense[mi], k)?)
-    })?;
-    let dense_backward = linear_site(&mut r, n, "dense_backward", &dense, &|k, mi| {
-        Ok(linear::linear_backward_variant(ctx, &b.dout, &b.dfeat, &b.feat, &b.w, &b.len, s.dense[mi], k)?)
-    })?;
-    let dense_weights = linear_site(&mut r, n, "dense_weights", &dense, &|k, mi| {
-        let p = s.dense[mi];
-        Ok(linear::linear_backward_weights_variant(ctx, &b.grads, &b.dfeat, &b.feat, &b.dense_in, &b.len, p, k)?)
-    })?;
-
     // Attention: every pair's launches with the member (pairs share the buffers:
     // the cost does not depend on the values).
     let (mut attention_forward, mut attention_backward) = (AttentionKernel::Flat, AttentionKernel::Flat);
@@ -660,6 +620,40 @@ pub fn race(
             Ok(w)
         })?;
     }
+    // Linear sites: every modality's launch of the site with the member.
+    let n = s.pp.mods.len();
+    let projection = linear_site(&mut r, n, "projection", &proj, &|k, mi| {
+        Ok(linear::linear_forward_variant(ctx, &b.xp, &ctx.dummy, &b.inputs, &b.w, &b.len, s.projection[mi], k)?)
+    })?;
+    let projection_weights = linear_site(&mut r, n, "projection_weights", &proj, &|k, mi| {
+        let p = s.projection[mi];
+        Ok(linear::linear_backward_weights_variant(ctx, &b.grads, &b.gi, &b.gi, &b.inputs, &b.len, p, k)?)
+    })?;
+    let dense_f = linear_site(&mut r, n, "dense", &dense, &|k, mi| {
+        Ok(linear::linear_forward_variant(ctx, &b.feat, &ctx.dummy, &b.dense_in, &b.w, &b.len, s.dense[mi], k)?)
+    })?;
+    let dense_backward = linear_site(&mut r, n, "dense_backward", &dense, &|k, mi| {
+        Ok(linear::linear_backward_variant(ctx, &b.dout, &b.dfeat, &b.feat, &b.w, &b.len, s.dense[mi], k)?)
+    })?;
+    let dense_weights = linear_site(&mut r, n, "dense_weights", &dense, &|k, mi| {
+        let p = s.dense[mi];
+        Ok(linear::linear_backward_weights_variant(ctx, &b.grads, &b.dfeat, &b.feat, &b.dense_in, &b.len, p, k)?)
+    })?;
+
+    // GRU last: the costliest sites (a GRU backward run is ~4x a dense one on
+    // llvmpipe), so they get the slack the cheaper sites left. The two directions
+    // of the recurrence pick their members independently (they share only the
+    // cache layout, which every member writes alike).
+    let gname: fn(GruMember) -> &'static str = |m| m.name();
+    let skip = |m: GruMember| skip_gru(prof, m, gru_first);
+    let gru_forward = r.site("gru_forward", &gm, gname, &skip, &mut |m| {
+        Ok(boxed(Box::new(gru::gru_forward(ctx, &b.out, &b.cache, &b.xp, &b.w, &b.len, &g, m)?)))
+    })?;
+    let gru_backward = r.site("gru_backward", &gm, gname, &skip, &mut |m| {
+        let l = gru::gru_backward(ctx, &b.gi, &b.gh, &b.carry, &b.grads, &b.dout, &b.cache, &b.w, &b.len, &g, m)?;
+        Ok(boxed(Box::new(l)))
+    })?;
+
     let seconds = r.start.elapsed().as_secs_f64();
     (r.on)(&TuneEvent::Finished { seconds });
     let choice = KernelChoice {
