@@ -91,13 +91,17 @@ fn stage_keys(p: AttentionParams, dir: u32, base: u32, l: u32, c0: u32, lid: u32
     }
 }
 
-// Accumulate the staged chunk into the scores acc[r * KPI + q] of keys j = lid + WG q.
-fn accumulate_scores(acc: ptr<function, array<f32, TQ * KPI>>, lid: u32) {
-    for (var c = 0u; c < DC; c++) {
-        for (var q = 0u; q < KPI; q++) {
-            let v = tile_v[(lid + WG * q) * DC + c];
-            for (var r = 0u; r < TQ; r++) {
-                (*acc)[r * KPI + q] += tile_q[r * DC + c] * v;
+// Accumulate the staged chunk into the scores acc[r * KPI + q] of keys j = lid + WG q < l
+// (keys past the video are skipped: whole SIMD groups of them at short videos).
+fn accumulate_scores(acc: ptr<function, array<f32, TQ * KPI>>, lid: u32, l: u32) {
+    for (var q = 0u; q < KPI; q++) {
+        let j = lid + WG * q;
+        if (j < l) {
+            for (var c = 0u; c < DC; c++) {
+                let v = tile_v[j * DC + c];
+                for (var r = 0u; r < TQ; r++) {
+                    (*acc)[r * KPI + q] += tile_q[r * DC + c] * v;
+                }
             }
         }
     }
@@ -160,7 +164,7 @@ fn attention_tiled_forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_
         }
         stage_keys(p, dir, base, l, c0, lid);
         workgroupBarrier();
-        accumulate_scores(&acc, lid);
+        accumulate_scores(&acc, lid, l);
         workgroupBarrier();
     }
     store_scores(&acc, lid);
@@ -276,7 +280,7 @@ fn attention_tiled_backward_scores(@builtin(workgroup_id) wg: vec3<u32>,
         }
         stage_keys(p, dir, base, l, c0, lid);
         workgroupBarrier();
-        accumulate_scores(&acc, lid);
+        accumulate_scores(&acc, lid, l);
         workgroupBarrier();
     }
     store_scores(&acc, lid);
