@@ -290,12 +290,12 @@ fn kernel_timings() {
     let saved = AttentionSaved { m: &am, n: &an, o: &ao };
     let ap = AttentionParams::new(b, u, d, rw, 0, Some(d));
     time(
-        "attention_forward pair (3 dispatches)",
+        "attention_forward pair (default member)",
         0.0,
         &attention_forward(ctx, &r, &saved, &dense, &y, &len, ap).unwrap(),
     );
     time(
-        "attention_backward pair (2 dispatches)",
+        "attention_backward pair (default member)",
         0.0,
         &attention_backward(ctx, &dx, Some(&dy), &dm, &r, &saved, &dense, &y, &len, ap).unwrap(),
     );
