@@ -490,7 +490,16 @@ fn bench_attention(bench: &Bench, s: &Shape) {
 }
 
 fn attention_case(bench: &Bench, s: &Shape) -> Check {
-    use attention::{attention_backward, attention_forward, AttentionParams, AttentionSaved};
+    for kernel in attention::AttentionKernel::ALL {
+        attention_member(bench, s, kernel)?;
+    }
+    Ok(())
+}
+
+/// One member of the family, forward and backward, checked then timed (a member
+/// the device cannot run at the shape runs `flat`, and is named so).
+fn attention_member(bench: &Bench, s: &Shape, kernel: attention::AttentionKernel) -> Check {
+    use attention::{attention_backward_variant, attention_forward_variant, AttentionParams, AttentionSaved};
     let (b, u, d) = (B, s.u, D);
     let rw = 9 * d;
     let (r_xy, r_yx) = (2 * d, 5 * d);
@@ -522,8 +531,9 @@ fn attention_case(bench: &Bench, s: &Shape) -> Check {
     let dm = storage::<f32>(ctx, "dM", 2 * b * u * u).map_err(e)?;
     let saved = AttentionSaved { m: &m, n: &n, o: &o };
     let p = AttentionParams::new(b, u, d, rw, r_xy, Some(r_yx));
-    let fwd = attention_forward(ctx, &r, &saved, &xb, &yb, &len, p).map_err(e)?;
-    let bwd = attention_backward(ctx, &dxb, Some(&dyb), &dm, &drb, &saved, &xb, &yb, &len, p).map_err(e)?;
+    let fwd = attention_forward_variant(ctx, &r, &saved, &xb, &yb, &len, p, kernel).map_err(e)?;
+    let bwd =
+        attention_backward_variant(ctx, &dxb, Some(&dyb), &dm, &drb, &saved, &xb, &yb, &len, p, kernel).map_err(e)?;
     cimnet::gpu::run(ctx, &[&fwd, &bwd]).map_err(e)?;
     let got_r = read::<f32>(ctx, &r, 0, b * u * rw).map_err(e)?;
     let got_xy: Vec<f32> = (0..b * u).flat_map(|t| got_r[t * rw + r_xy..t * rw + r_xy + d].to_vec()).collect();
@@ -552,8 +562,8 @@ fn attention_case(bench: &Bench, s: &Shape) -> Check {
     let bytes_f = 4.0 * (2.0 * l1 * df + 3.0 * l2 + 4.0 * l1 * df);
     let bytes_b = 4.0 * (2.0 * l1 * df + 4.0 * l2 + 6.0 * l1 * df);
     let shape = format!("{} B{b} U{u} D{d} pair", s.tag);
-    bench.time("attention_forward", &shape, &[&fwd], flop_f, bytes_f);
-    bench.time("attention_backward", &shape, &[&bwd], flop_b, bytes_b);
+    bench.time(&format!("attention_forward [{}]", fwd.kernel.name()), &shape, &[&fwd], flop_f, bytes_f);
+    bench.time(&format!("attention_backward [{}]", bwd.kernel.name()), &shape, &[&bwd], flop_b, bytes_b);
     Ok(())
 }
 

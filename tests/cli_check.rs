@@ -14,7 +14,7 @@ fn skip_gpu() -> bool {
 }
 
 /// Every entry point of every kernel family, each kernel variant (scalar / vec4 /
-/// tiled), both GRU schedules, both attention kinds.
+/// tiled), both GRU schedules, both attention kinds by both attention members.
 const KERNELS: &[&str] = &[
     "linear_forward [scalar] (input projection)",
     "linear_forward [vec4] (input projection)",
@@ -41,10 +41,14 @@ const KERNELS: &[&str] = &[
     "gru_backward_weights [cells]",
     "gru_backward_weights [wide-persistent]",
     "gru_backward_weights [scalar-per-step]",
-    "attention_forward (pair)",
-    "attention_forward (self)",
-    "attention_backward (pair)",
-    "attention_backward (self)",
+    "attention_forward [flat] (pair)",
+    "attention_forward [flat] (self)",
+    "attention_backward [flat] (pair)",
+    "attention_backward [flat] (self)",
+    "attention_forward [tiled] (pair)",
+    "attention_forward [tiled] (self)",
+    "attention_backward [tiled] (pair)",
+    "attention_backward [tiled] (self)",
     "linear_forward [vec4] (fused dense: dropout, R blocks)",
     "linear_forward [scalar] (fused dense: dropout, R blocks)",
     "linear_backward [vec4] (fused dense: dropout)",

@@ -103,10 +103,13 @@ fn check(name: &str, got: &[f64], want: &[f64], tol: f64) {
 }
 
 fn compare_gradients(ctx: GpuContext, cfg: &ModelConfig, dropout_seed: Option<u32>) {
+    compare_gradients_with(ctx, cfg, dropout_seed, &KernelChoice::default());
+}
+
+fn compare_gradients_with(ctx: GpuContext, cfg: &ModelConfig, dropout_seed: Option<u32>, kernels: &KernelChoice) {
     let data = dataset(&LENS, 3);
     let p = params(cfg, 5);
-    let mut eng =
-        GpuEngine::new(ctx, &p, &data, AdamConfig::default(), 1, LENS.len(), &KernelChoice::default()).unwrap();
+    let mut eng = GpuEngine::new(ctx, &p, &data, AdamConfig::default(), 1, LENS.len(), kernels).unwrap();
     let videos: Vec<usize> = (0..LENS.len()).collect();
     let g = eng.compute_gradients(&videos, dropout_seed).unwrap();
     let mut batch = data.batch(SplitName::Train, &videos);
@@ -172,6 +175,24 @@ fn whole_model_gradients_match_cpu_for_each_attention_and_task() {
     for set in [ModalitySet::T, ModalitySet::AV, ModalitySet::TA] {
         let Some(c) = ctx() else { return };
         compare_gradients(c, &config(set, Attention::Cim, Tasks::Mtl), None);
+    }
+}
+
+/// The engine built with the tiled attention member (forward and backward) at
+/// every attention site: the same losses and gradients as the CPU.
+#[test]
+fn whole_model_gradients_match_cpu_with_the_tiled_attention_member() {
+    use cimnet::gpu::attention::AttentionKernel;
+    let kernels = KernelChoice {
+        attention_forward: AttentionKernel::Tiled,
+        attention_backward: AttentionKernel::Tiled,
+        ..KernelChoice::default()
+    };
+    for (set, attention) in
+        [(ModalitySet::TAV, Attention::Cim), (ModalitySet::TAV, Attention::SelfAttn), (ModalitySet::T, Attention::Cim)]
+    {
+        let Some(c) = ctx() else { return };
+        compare_gradients_with(c, &config(set, attention, Tasks::Mtl), Some(0xC1A0), &kernels);
     }
 }
 

@@ -128,6 +128,7 @@ fn params_structs_match_wgsl_layout() {
     layout!(Shader::Gather, GatherParams, [b, u, tensors, write_len, d, src_off, dst_off]);
     layout!(Shader::Gru, GruParams, [b, u, h, problems, t0, t1, w_hh_offset, b_hh_offset]);
     layout!(Shader::Attention, AttentionParams, [b, u, d, pair, rw, r_xy, r_yx]);
+    layout!(Shader::AttentionTiled, AttentionParams, [b, u, d, pair, rw, r_xy, r_yx]);
     layout!(
         Shader::Heads,
         HeadsParams,

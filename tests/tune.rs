@@ -12,6 +12,7 @@ use std::time::Duration;
 use cimnet::config::{Attention, ModalitySet, ModelConfig, Tasks};
 use cimnet::data::{native, synth, Dataset};
 use cimnet::engine::{EngineOptions, TuneMode};
+use cimnet::gpu::attention::{self, AttentionKernel, AttentionParams};
 use cimnet::gpu::gru::{self, GruKernel, GruMember, GruSchedule};
 use cimnet::gpu::linear::{self, LinearKernel};
 use cimnet::gpu::model::{ParamsFor, Shape};
@@ -62,6 +63,9 @@ fn the_tuner_picks_valid_members_and_caches_the_race() {
     for k in [c.projection, c.projection_weights, c.dense, c.dense_backward, c.dense_weights] {
         assert!(lin.contains(&k), "{k:?} not in {lin:?}");
     }
+    let att = attention::candidates(prof, &AttentionParams::new(SHAPE.b, SHAPE.u, 4, 36, 0, Some(4)));
+    assert_eq!(att.len(), 2, "both attention members run at this shape: {att:?}");
+    assert!(att.contains(&c.attention_forward) && att.contains(&c.attention_backward));
 
     // The race: every member of every site once, exactly one winner per site,
     // and the winner is the fastest timed member (GRU: within the chosen schedule).
@@ -69,9 +73,17 @@ fn the_tuner_picks_valid_members_and_caches_the_race() {
     assert_eq!(race.entries.len(), progress);
     let n_gru = gru::candidates(prof, &gp).len();
     assert_eq!(race.entries.iter().filter(|e| e.site == "gru_forward").count(), n_gru);
-    for site in ["gru_forward", "gru_backward", "projection", "projection_weights", "dense", "dense_backward"] {
+    for site in KernelChoice::default().members().iter().map(|(site, _)| *site) {
         let winners: Vec<_> = race.entries.iter().filter(|e| e.site == site && e.winner).collect();
         assert_eq!(winners.len(), 1, "{site}: {race:?}");
+        assert!(race.entries.iter().any(|e| e.site == site && e.ms.is_some()), "{site} untimed: {race:?}");
+    }
+    assert_eq!(race.entries.iter().filter(|e| e.site == "attention_backward").count(), 2);
+    // On a software device the GRU members known to be hopeless there are listed, not raced.
+    if prof.is_software() {
+        for e in race.entries.iter().filter(|e| e.site.starts_with("gru") && e.member == "cells") {
+            assert!(e.skipped.is_some() && e.ms.is_none() && !e.winner, "{e:?}");
+        }
     }
     for site in ["projection", "dense_weights"] {
         let timed: Vec<_> = race.entries.iter().filter(|e| e.site == site && e.ms.is_some()).collect();
@@ -99,6 +111,20 @@ fn the_tuner_picks_valid_members_and_caches_the_race() {
     assert_eq!(t4.source, ChoiceSource::Cached);
 }
 
+/// A spent budget still times every site's first member once: no site keeps its
+/// default unmeasured (the old race lost the linear sites on llvmpipe).
+#[test]
+fn every_site_is_timed_even_when_the_budget_is_spent() {
+    let Some(ctx) = common::gpu::context() else { return };
+    let (choice, race) = tune::race(ctx, &config(), SHAPE, Duration::ZERO, &mut |_| {}).unwrap();
+    for (site, member) in choice.members() {
+        let timed: Vec<_> = race.entries.iter().filter(|e| e.site == site && e.ms.is_some()).collect();
+        assert_eq!(timed.len(), 1, "{site}: {race:?}");
+        assert!(timed[0].winner && timed[0].member == member, "{site}: {race:?}");
+    }
+    assert!(!race.complete, "members were left untimed");
+}
+
 #[test]
 fn tune_off_gives_each_familys_first_candidate_and_writes_no_cache() {
     let Some(ctx) = common::gpu::context() else { return };
@@ -116,6 +142,8 @@ fn tune_off_gives_each_familys_first_candidate_and_writes_no_cache() {
         dense: LinearKernel::Vec4,
         dense_backward: LinearKernel::Vec4,
         dense_weights: LinearKernel::Vec4,
+        attention_forward: AttentionKernel::Flat,
+        attention_backward: AttentionKernel::Flat,
     };
     assert_eq!(t.choice, want);
     // H not a multiple of 4: the GRU's only candidate is Scalar.
@@ -184,6 +212,8 @@ fn non_default() -> KernelChoice {
         dense: LinearKernel::Scalar,
         dense_backward: LinearKernel::Scalar,
         dense_weights: LinearKernel::Scalar,
+        attention_forward: AttentionKernel::Tiled,
+        attention_backward: AttentionKernel::Tiled,
     }
 }
 
@@ -208,6 +238,8 @@ fn recorded_members_round_trip_through_config_json() {
     let partial: KernelChoice = serde_json::from_str("{\"gru_forward\": \"scalar-persistent\"}").unwrap();
     let scalar = GruMember { kernel: GruKernel::Scalar, schedule: GruSchedule::Persistent };
     assert_eq!(partial, KernelChoice { gru_forward: scalar, ..KernelChoice::default() });
+    // A record from before the attention family had members: the one member it had.
+    assert_eq!((partial.attention_forward, partial.attention_backward), (AttentionKernel::Flat, AttentionKernel::Flat));
     assert!(serde_json::from_str::<KernelChoice>("{\"gru_forward\": \"warp\"}").is_err());
 }
 

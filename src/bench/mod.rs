@@ -227,7 +227,7 @@ impl BenchReport {
             if r.complete { "" } else { ", budget ran out: untimed members lost" }
         ));
         for e in &r.entries {
-            let ms = e.ms.map_or("-".to_string(), |t| format!("{t:.3}"));
+            let ms = e.ms.map_or_else(|| e.skipped.clone().unwrap_or("-".into()), |t| format!("{t:.3}"));
             s.push_str(&format!("| {} | {} | {ms} | {} |\n", e.site, e.member, if e.winner { "*" } else { "" }));
         }
         s

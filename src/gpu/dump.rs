@@ -18,10 +18,11 @@ pub enum DumpError {
 pub fn dumped(shader: Shader) -> String {
     format!(
         "// cimnet {}: WGSL module `{}` as the driver compiles it: the shared prelude\n\
-         // (src/gpu/wgsl.rs) followed by the family body (shaders/{}.wgsl).\n\
+         // (src/gpu/wgsl.rs) followed by the family body (shaders/{}{}.wgsl).\n\
          // Written by `cimnet kernels --dump`; edit those sources, not this file.\n\n{}",
         env!("CARGO_PKG_VERSION"),
         shader.name(),
+        if shader.generated() { "generated/" } else { "" },
         shader.name(),
         shader.source()
     )

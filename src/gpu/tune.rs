@@ -14,12 +14,14 @@ use serde::{Deserialize, Serialize};
 use crate::config::ModelConfig;
 use crate::engine::TuneMode;
 
+use super::attention::{self, AttentionKernel, AttentionParams, AttentionSaved};
 use super::buffers;
 use super::context::GpuContext;
 use super::gru::{self, GruKernel, GruMember, GruSchedule};
 use super::launch::{Launch, Recordable};
 use super::linear::{self, LinearKernel, LinearParams};
 use super::model::{Batch, GpuEngineError, ParamsFor, Shape};
+use super::profile::DeviceProfile;
 use super::timing::Timer;
 
 /// The members a GPU engine is built with: one field per family site. Recorded
@@ -43,6 +45,10 @@ pub struct KernelChoice {
     pub dense_backward: LinearKernel,
     /// Dense weight gradient.
     pub dense_weights: LinearKernel,
+    /// Attention forward (every pair's CIM unit, or self-attention).
+    pub attention_forward: AttentionKernel,
+    /// Attention backward (dM, then dX and dY).
+    pub attention_backward: AttentionKernel,
 }
 
 impl Default for KernelChoice {
@@ -56,6 +62,10 @@ impl Default for KernelChoice {
             dense: LinearKernel::Vec4,
             dense_backward: LinearKernel::Vec4,
             dense_weights: LinearKernel::Vec4,
+            // The only attention member before the family had two: a config.json
+            // written then resumes bit for bit.
+            attention_forward: AttentionKernel::Flat,
+            attention_backward: AttentionKernel::Flat,
         }
     }
 }
@@ -73,6 +83,8 @@ impl KernelChoice {
             dense: first(s.linear_candidates(ctx, &s.dense)),
             dense_backward: first(s.linear_candidates(ctx, &s.dense)),
             dense_weights: first(s.linear_candidates(ctx, &s.dense)),
+            attention_forward: s.attention_candidates(ctx)[0],
+            attention_backward: s.attention_candidates(ctx)[0],
         })
     }
 
@@ -86,6 +98,8 @@ impl KernelChoice {
             ("dense", self.dense.name()),
             ("dense_backward", self.dense_backward.name()),
             ("dense_weights", self.dense_weights.name()),
+            ("attention_forward", self.attention_forward.name()),
+            ("attention_backward", self.attention_backward.name()),
         ]
     }
 }
@@ -95,9 +109,13 @@ impl KernelChoice {
 pub struct RaceEntry {
     pub site: String,
     pub member: String,
-    /// Fastest timed run, ms; None where the time budget ran out before it.
+    /// Fastest timed run, ms; None where the time budget ran out before it or
+    /// it was skipped.
     pub ms: Option<f64>,
     pub winner: bool,
+    /// Why the member was not timed, when it was skipped by design (not by the budget).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub skipped: Option<String>,
 }
 
 /// A whole race: every site's members at one shape class.
@@ -151,7 +169,8 @@ pub struct TuneOptions {
     pub mode: TuneMode,
     /// The cache directory; None: [`cache_dir`].
     pub cache_dir: Option<PathBuf>,
-    /// Time for the whole race.
+    /// Time for the whole race, shared equally by the sites (a site's unspent
+    /// share passes to the next); pipeline compilation is not counted.
     pub budget: Duration,
 }
 
@@ -314,6 +333,8 @@ struct Sites {
     /// Per modality.
     projection: Vec<LinearParams>,
     dense: Vec<LinearParams>,
+    /// Per attention pair (none without attention).
+    attention: Vec<AttentionParams>,
 }
 
 impl Sites {
@@ -324,7 +345,22 @@ impl Sites {
         let n = pp.mods.len();
         let projection = (0..n).map(|mi| pp.projection(mi, shape)).collect();
         let dense = (0..n).map(|mi| pp.dense_forward(mi, &batch, None)).collect();
-        Ok(Sites { pp, shape, gru, projection, dense })
+        // Block offsets in R do not change the cost: att(X, Y) at 0, att(Y, X) at D.
+        let (d, rw) = (cfg.dense, cfg.repr_width());
+        let attention = cfg
+            .attention_pairs()
+            .iter()
+            .map(|&(x, y)| AttentionParams::new(shape.b, shape.u, d, rw, 0, (x != y).then_some(d)))
+            .collect();
+        Ok(Sites { pp, shape, gru, projection, dense, attention })
+    }
+
+    /// The attention members every pair runs as themselves (Flat alone without attention).
+    fn attention_candidates(&self, ctx: &GpuContext) -> Vec<AttentionKernel> {
+        let all = self.attention.iter().map(|p| attention::candidates(&ctx.profile, p));
+        all.reduce(|a, b| a.into_iter().filter(|k| b.contains(k)).collect())
+            .filter(|c| !c.is_empty())
+            .unwrap_or(vec![AttentionKernel::Flat])
     }
 
     /// The longest candidate list over the modalities (each launcher still
@@ -354,6 +390,15 @@ struct Bufs {
     carry: wgpu::Buffer,
     feat: wgpu::Buffer,
     dfeat: wgpu::Buffer,
+    /// Attention: the second modality's block and gradient, R and dR, the saved M, N, O, dM.
+    feat2: wgpu::Buffer,
+    dfeat2: wgpu::Buffer,
+    r: wgpu::Buffer,
+    dr: wgpu::Buffer,
+    att_m: wgpu::Buffer,
+    att_n: wgpu::Buffer,
+    att_o: wgpu::Buffer,
+    att_dm: wgpu::Buffer,
 }
 
 impl Bufs {
@@ -376,6 +421,14 @@ impl Bufs {
             carry: st("tune carry", 2 * m * sh.b * h)?,
             feat: st("tune feat", bu * cfg.dense)?,
             dfeat: st("tune dfeat", bu * cfg.dense)?,
+            feat2: st("tune feat 2", bu * cfg.dense)?,
+            dfeat2: st("tune dfeat 2", bu * cfg.dense)?,
+            r: st("tune R", bu * cfg.repr_width())?,
+            dr: st("tune dR", bu * cfg.repr_width())?,
+            att_m: st("tune attention M", bu * sh.u)?,
+            att_n: st("tune attention N", 2 * bu * sh.u)?,
+            att_o: st("tune attention O", 2 * bu * cfg.dense)?,
+            att_dm: st("tune attention dM", 2 * bu * sh.u)?,
         })
     }
 }
@@ -387,7 +440,11 @@ struct Racer<'a> {
     ctx: &'a GpuContext,
     timer: Timer,
     start: Instant,
+    /// End of the whole race (moved on by the time spent compiling).
     deadline: Instant,
+    /// End of the current site's share.
+    site_deadline: Instant,
+    sites_left: usize,
     done: usize,
     total: usize,
     complete: bool,
@@ -396,14 +453,7 @@ struct Racer<'a> {
 }
 
 impl Racer<'_> {
-    /// Time `build()`'s work: one untimed run, then timed runs while this
-    /// member's share of the remaining budget lasts (1 to 5); the fastest counts.
-    fn time(
-        &mut self,
-        site: &str,
-        member: &str,
-        build: impl FnOnce() -> Result<Work, GpuEngineError>,
-    ) -> Result<Option<f64>, GpuEngineError> {
+    fn progress(&mut self, site: &str, member: &str) {
         self.done += 1;
         (self.on)(&TuneEvent::Progress {
             done: self.done,
@@ -411,41 +461,99 @@ impl Racer<'_> {
             site: site.into(),
             member: member.into(),
         });
-        let now = Instant::now();
-        let ms = if now >= self.deadline {
-            self.complete = false;
-            None
-        } else {
-            // Building a member compiles its pipelines (seconds on llvmpipe, and
-            // cached for the engine afterwards): that time is not the member's
-            // and does not eat into the race's budget.
-            let work = build()?;
-            self.deadline += now.elapsed();
-            let share = self.deadline.saturating_duration_since(Instant::now()) / (self.total + 1 - self.done) as u32;
-            let refs: Vec<&dyn Recordable> = work.iter().map(|w| w.as_ref()).collect();
-            let t0 = Instant::now();
-            self.timer.time(self.ctx, &refs, 1, 0)?;
-            let warm = t0.elapsed().max(Duration::from_micros(1));
-            let reps = (share.as_secs_f64() / warm.as_secs_f64()).floor().clamp(1.0, 5.0) as usize;
-            Some(self.timer.time(self.ctx, &refs, 0, reps)?.min_ms())
-        };
-        self.entries.push(RaceEntry { site: site.into(), member: member.into(), ms, winner: false });
-        Ok(ms)
     }
 
-    /// Mark the winner of `site` (the fastest timed member; the first if none was timed).
-    fn pick<T: Copy>(&mut self, site: &str, members: &[(T, Option<f64>)]) -> T {
-        let best = members
+    /// Time `build()`'s work: one untimed run (it also pages everything in),
+    /// then one timed run. Extra repetitions would spend the slack that cheap
+    /// sites pass on to the costly ones (the GRU, raced last). None when the
+    /// site's share is already spent, except for a site's first member, which
+    /// is always timed: no site keeps its default unmeasured.
+    fn time(
+        &mut self,
+        first: bool,
+        build: impl FnOnce() -> Result<Work, GpuEngineError>,
+    ) -> Result<Option<f64>, GpuEngineError> {
+        let now = Instant::now();
+        if now >= self.site_deadline && !first {
+            self.complete = false;
+            return Ok(None);
+        }
+        // Building a member compiles its pipelines (seconds on llvmpipe, and
+        // cached for the engine afterwards): that time is not the member's
+        // and does not eat into the race's budget.
+        let work = build()?;
+        let compile = now.elapsed();
+        self.deadline += compile;
+        self.site_deadline += compile;
+        let refs: Vec<&dyn Recordable> = work.iter().map(|w| w.as_ref()).collect();
+        Ok(Some(self.timer.time(self.ctx, &refs, 1, 1)?.min_ms()))
+    }
+
+    /// Race one site within its share of what is left of the budget (an equal
+    /// share per site left; what a site leaves passes on); `skip(m)` names members not raced on this device (and
+    /// why). The winner is the fastest timed member (the first if none was timed).
+    fn site<T: Copy>(
+        &mut self,
+        site: &str,
+        members: &[T],
+        name: fn(T) -> &'static str,
+        skip: &dyn Fn(T) -> Option<String>,
+        build: &mut dyn FnMut(T) -> Result<Work, GpuEngineError>,
+    ) -> Result<T, GpuEngineError> {
+        let now = Instant::now();
+        self.site_deadline = now + self.deadline.saturating_duration_since(now) / self.sites_left.max(1) as u32;
+        self.sites_left = self.sites_left.saturating_sub(1);
+        let skipped: Vec<Option<String>> = members.iter().map(|&m| skip(m)).collect();
+        let mut times = Vec::new();
+        for (&m, why) in members.iter().zip(skipped) {
+            self.progress(site, name(m));
+            let ms = match &why {
+                Some(_) => None,
+                None => {
+                    let first = times.iter().all(|t: &Option<f64>| t.is_none());
+                    self.time(first, || build(m))?
+                }
+            };
+            times.push(ms);
+            self.entries.push(RaceEntry { site: site.into(), member: name(m).into(), ms, winner: false, skipped: why });
+        }
+        let best = times
             .iter()
             .enumerate()
-            .filter_map(|(i, (_, ms))| ms.map(|t| (i, t)))
+            .filter_map(|(i, ms)| ms.map(|t| (i, t)))
             .min_by(|a, b| a.1.total_cmp(&b.1))
             .map_or(0, |(i, _)| i);
         for (k, e) in self.entries.iter_mut().filter(|e| e.site == site).enumerate() {
             e.winner = k == best;
         }
-        members[best].0
+        members.get(best).copied().ok_or_else(|| GpuEngineError::Input(format!("no member for {site}")))
     }
+}
+
+/// GRU members not raced on a software device (llvmpipe), from their measured
+/// cost there (docs/gru-notes.md, README: B 16, H 200, 6 problems, U 10, forward /
+/// backward): `cells` 5.3 / 5.4 s and `scalar-persistent` 1.19 / 3.68 s against
+/// `wide-persistent` 0.28 / 0.67 s. One warm-up run of `cells` alone spent most of
+/// the old 8 s race, so the linear sites after it were never timed. Never the
+/// site's default (its first candidate): with H % 4 != 0 Scalar is all there is.
+fn skip_gru(profile: &DeviceProfile, m: GruMember, first: GruMember) -> Option<String> {
+    let hopeless = m.kernel == GruKernel::Cells || (m.kernel == GruKernel::Scalar && first.kernel == GruKernel::Wide);
+    (profile.is_software() && m != first && hopeless)
+        .then(|| "not raced on a software device (4-19x slower there)".to_string())
+}
+
+/// The linear `tiled` member is not raced on a software device: on llvmpipe it
+/// was 1.4-3.8x slower than the better register-tiled member in every row of
+/// docs/perf-notes.md's round-3 table (e.g. text projection forward at the median
+/// bucket: vec4 60.6 ms, tiled 173.8 ms), and the projection sites are the
+/// race's costliest after the GRU. Never the site's default.
+fn skip_linear(profile: &DeviceProfile, k: LinearKernel, first: LinearKernel) -> Option<String> {
+    (profile.is_software() && k == LinearKernel::Tiled && k != first)
+        .then(|| "not raced on a software device (1.4-3.8x slower there)".to_string())
+}
+
+fn no_skip<T>(_: T) -> Option<String> {
+    None
 }
 
 /// Race every site's candidates at `shape` within about `budget`.
@@ -462,13 +570,18 @@ pub fn race(
     let gm = gru::candidates(prof, &s.gru);
     let proj = s.linear_candidates(ctx, &s.projection);
     let dense = s.linear_candidates(ctx, &s.dense);
-    let total = 2 * gm.len() + 2 * proj.len() + 3 * dense.len();
+    // Without attention there is nothing to race: the default member is recorded.
+    let att = if s.attention.is_empty() { Vec::new() } else { s.attention_candidates(ctx) };
+    let total = 2 * gm.len() + 2 * proj.len() + 3 * dense.len() + 2 * att.len();
+    let sites = 7 + if att.is_empty() { 0 } else { 2 };
     let start = Instant::now();
     let mut r = Racer {
         ctx,
         timer: Timer::new(ctx, false),
         start,
         deadline: start + budget,
+        site_deadline: start,
+        sites_left: sites,
         done: 0,
         total,
         complete: true,
@@ -476,30 +589,37 @@ pub fn race(
         on,
     };
     let g = s.gru;
-
-    // GRU: every member (kernel and schedule) forward and backward; the two
-    // directions of the recurrence pick their members independently (they share
-    // only the cache layout, which every member writes alike).
-    let mut fwd = Vec::new();
-    let mut bwd = Vec::new();
-    for &m in &gm {
-        let t = r.time("gru_forward", m.name(), || {
-            let l = gru::gru_forward(ctx, &b.out, &b.cache, &b.xp, &b.w, &b.len, &g, m)?;
-            Ok(vec![Box::new(l) as Box<dyn Recordable>])
-        })?;
-        fwd.push((m, t));
-        let t = r.time("gru_backward", m.name(), || {
-            let l = gru::gru_backward(ctx, &b.gi, &b.gh, &b.carry, &b.grads, &b.dout, &b.cache, &b.w, &b.len, &g, m)?;
-            Ok(vec![Box::new(l) as Box<dyn Recordable>])
-        })?;
-        bwd.push((m, t));
-    }
-    if gm.is_empty() {
+    let Some(&gru_first) = gm.first() else {
         return Err(GpuEngineError::Input(format!("no GRU member fits H {}", g.h)));
-    }
-    let gru_forward = r.pick("gru_forward", &fwd);
-    let gru_backward = r.pick("gru_backward", &bwd);
+    };
+    let boxed = |l: Box<dyn Recordable>| -> Work { vec![l] };
 
+    // Attention: every pair's launches with the member (pairs share the buffers:
+    // the cost does not depend on the values).
+    let (mut attention_forward, mut attention_backward) = (AttentionKernel::Flat, AttentionKernel::Flat);
+    if !att.is_empty() {
+        let saved = AttentionSaved { m: &b.att_m, n: &b.att_n, o: &b.att_o };
+        let aname: fn(AttentionKernel) -> &'static str = |k| k.name();
+        attention_forward = r.site("attention_forward", &att, aname, &no_skip, &mut |k| {
+            let mut w: Work = Vec::new();
+            for &p in &s.attention {
+                let l = attention::attention_forward_variant(ctx, &b.r, &saved, &b.feat, &b.feat2, &b.len, p, k)?;
+                w.push(Box::new(l));
+            }
+            Ok(w)
+        })?;
+        attention_backward = r.site("attention_backward", &att, aname, &no_skip, &mut |k| {
+            let mut w: Work = Vec::new();
+            for &p in &s.attention {
+                let dy = (p.pair != 0).then_some(&b.dfeat2);
+                let l = attention::attention_backward_variant(
+                    ctx, &b.dfeat, dy, &b.att_dm, &b.dr, &saved, &b.feat, &b.feat2, &b.len, p, k,
+                )?;
+                w.push(Box::new(l));
+            }
+            Ok(w)
+        })?;
+    }
     // Linear sites: every modality's launch of the site with the member.
     let n = s.pp.mods.len();
     let projection = linear_site(&mut r, n, "projection", &proj, &|k, mi| {
@@ -519,6 +639,21 @@ pub fn race(
         let p = s.dense[mi];
         Ok(linear::linear_backward_weights_variant(ctx, &b.grads, &b.dfeat, &b.feat, &b.dense_in, &b.len, p, k)?)
     })?;
+
+    // GRU last: the costliest sites (a GRU backward run is ~4x a dense one on
+    // llvmpipe), so they get the slack the cheaper sites left. The two directions
+    // of the recurrence pick their members independently (they share only the
+    // cache layout, which every member writes alike).
+    let gname: fn(GruMember) -> &'static str = |m| m.name();
+    let skip = |m: GruMember| skip_gru(prof, m, gru_first);
+    let gru_forward = r.site("gru_forward", &gm, gname, &skip, &mut |m| {
+        Ok(boxed(Box::new(gru::gru_forward(ctx, &b.out, &b.cache, &b.xp, &b.w, &b.len, &g, m)?)))
+    })?;
+    let gru_backward = r.site("gru_backward", &gm, gname, &skip, &mut |m| {
+        let l = gru::gru_backward(ctx, &b.gi, &b.gh, &b.carry, &b.grads, &b.dout, &b.cache, &b.w, &b.len, &g, m)?;
+        Ok(boxed(Box::new(l)))
+    })?;
+
     let seconds = r.start.elapsed().as_secs_f64();
     (r.on)(&TuneEvent::Finished { seconds });
     let choice = KernelChoice {
@@ -529,6 +664,8 @@ pub fn race(
         dense: dense_f,
         dense_backward,
         dense_weights,
+        attention_forward,
+        attention_backward,
     };
     let race = Race {
         shape: shape_class(cfg, shape),
@@ -555,11 +692,9 @@ fn linear_site(
     members: &[LinearKernel],
     build: BuildLinear,
 ) -> Result<LinearKernel, GpuEngineError> {
-    let mut times = Vec::new();
-    for &k in members {
-        let t =
-            r.time(site, k.name(), || (0..n).map(|mi| Ok(Box::new(build(k, mi)?) as Box<dyn Recordable>)).collect())?;
-        times.push((k, t));
-    }
-    Ok(r.pick(site, &times))
+    let name: fn(LinearKernel) -> &'static str = |k| k.name();
+    let (prof, first) = (&r.ctx.profile, members.first().copied().unwrap_or(LinearKernel::Scalar));
+    r.site(site, members, name, &|k| skip_linear(prof, k, first), &mut |k| {
+        (0..n).map(|mi| Ok(Box::new(build(k, mi)?) as Box<dyn Recordable>)).collect()
+    })
 }

@@ -5,21 +5,42 @@ use super::*;
 // ---- attention.wgsl ----
 
 /// The fused CIM unit [att(X, Y), att(Y, X)] (`pair`) or self-attention att(X, X),
-/// writing slices of an R of width 9D.
+/// writing slices of an R of width 9D, by the members `forward` and `backward`
+/// (which may differ: the backward reads only the saved N and O).
 #[derive(Debug, Clone)]
 pub struct AttentionCase {
     pub lens: Vec<usize>,
     pub d: usize,
     pub pair: bool,
+    pub forward: AttentionKernel,
+    pub backward: AttentionKernel,
     pub seed: u64,
 }
 
+impl AttentionCase {
+    /// Both directions by one member.
+    pub fn new(lens: Vec<usize>, d: usize, pair: bool, kernel: AttentionKernel, seed: u64) -> AttentionCase {
+        AttentionCase { lens, d, pair, forward: kernel, backward: kernel, seed }
+    }
+
+    fn params(&self) -> gpu::attention::AttentionParams {
+        let (b, u, d) = (self.lens.len(), padded_u(&self.lens), self.d);
+        gpu::attention::AttentionParams::new(b, u, d, 9 * d, 2 * d, self.pair.then_some(5 * d))
+    }
+}
+
+/// The attention members this device runs as themselves at the case's shape.
+pub fn attention_members(ctx: &GpuContext, c: &AttentionCase) -> Vec<AttentionKernel> {
+    AttentionKernel::ALL.into_iter().filter(|k| k.runs(&ctx.profile, &c.params())).collect()
+}
+
 /// attention_forward (the R slices, the other columns of R untouched, the saved N
-/// and O of each direction) and attention_backward (dX, dY accumulated onto
-/// non-zero values; self-attention leaves dY alone). X and Y carry garbage at
-/// padded rows.
+/// and O of each direction, every one of them pre-filled with NaN) and
+/// attention_backward (dX, dY accumulated onto non-zero values, bit for bit again
+/// on a rerun; self-attention leaves dY alone; the dM scratch starts NaN). X and Y
+/// carry garbage at padded rows. Rows name the members that ran.
 pub fn check_attention(ctx: &GpuContext, c: &AttentionCase) -> Result<Vec<CheckRow>, GpuError> {
-    use gpu::attention::{attention_backward, attention_forward, AttentionParams, AttentionSaved};
+    use gpu::attention::{attention_backward_variant, attention_forward_variant, AttentionSaved};
     let (lens, d, pair) = (&c.lens, c.d, c.pair);
     let (b, u) = (lens.len(), padded_u(lens));
     let rw = 9 * d;
@@ -35,7 +56,13 @@ pub fn check_attention(ctx: &GpuContext, c: &AttentionCase) -> Result<Vec<CheckR
     };
     let (x, y) = (f64s(&f32s(&x)), f64s(&f32s(&y)));
     let dr = f64s(&f32s(&random_vec(b * u * rw, c.seed + 2)));
-    let r0 = f32s(&random_vec(b * u * rw, c.seed + 3));
+    let mut r0 = f32s(&random_vec(b * u * rw, c.seed + 3));
+    for row in r0.chunks_mut(rw) {
+        row[r_xy..r_xy + d].fill(SENTINEL);
+        if pair {
+            row[r_yx..r_yx + d].fill(SENTINEL);
+        }
+    }
     let dx0 = f64s(&f32s(&random_vec(b * u * d, c.seed + 4)));
     let dy0 = f64s(&f32s(&random_vec(b * u * d, c.seed + 5)));
 
@@ -99,16 +126,26 @@ pub fn check_attention(ctx: &GpuContext, c: &AttentionCase) -> Result<Vec<CheckR
     let drb = up(ctx, "dR", &dr)?;
     let dxb = up(ctx, "dX", &dx0)?;
     let dyb = up(ctx, "dY", &dy0)?;
-    let m = storage::<f32>(ctx, "M", b * u * u)?;
-    let n = storage::<f32>(ctx, "N", 2 * b * u * u)?;
-    let o = storage::<f32>(ctx, "O", 2 * b * u * d)?;
-    let dm = storage::<f32>(ctx, "dM", 2 * b * u * u)?;
+    let nans = |label: &str, n: usize| upload(ctx, label, &vec![SENTINEL; n]);
+    let m = nans("M", b * u * u)?;
+    let n = nans("N", 2 * b * u * u)?;
+    let o = nans("O", 2 * b * u * d)?;
+    let dm = nans("dM", 2 * b * u * u)?;
     let saved = AttentionSaved { m: &m, n: &n, o: &o };
-    let p = AttentionParams::new(b, u, d, rw, r_xy, pair.then_some(r_yx));
+    let p = c.params();
     let ybind = if pair { &yb } else { &xb };
-    let fwd = attention_forward(ctx, &r, &saved, &xb, ybind, &len, p)?;
-    let bwd = attention_backward(ctx, &dxb, pair.then_some(&dyb), &dm, &drb, &saved, &xb, ybind, &len, p)?;
+    let fwd = attention_forward_variant(ctx, &r, &saved, &xb, ybind, &len, p, c.forward)?;
+    let dyo = pair.then_some(&dyb);
+    let bwd = attention_backward_variant(ctx, &dxb, dyo, &dm, &drb, &saved, &xb, ybind, &len, p, c.backward)?;
     run(ctx, &[&fwd, &bwd])?;
+    let got_dx = read_f32(ctx, &dxb, b * u * d)?;
+    let got_dy = read_f32(ctx, &dyb, b * u * d)?;
+    // The backward again from the same start: the same bits (no atomics, fixed sum order).
+    ctx.queue.write_buffer(&dxb, 0, bytemuck::cast_slice(&f32s(&dx0)));
+    ctx.queue.write_buffer(&dyb, 0, bytemuck::cast_slice(&f32s(&dy0)));
+    ctx.queue.write_buffer(&dm, 0, bytemuck::cast_slice(&vec![SENTINEL; 2 * b * u * u]));
+    run(ctx, &[&bwd])?;
+    let again = [read_f32(ctx, &dxb, b * u * d)?, read_f32(ctx, &dyb, b * u * d)?].concat();
 
     let got_r = read_f32(ctx, &r, b * u * rw)?;
     let got_n = read_f32(ctx, &n, dirs * b * u * u)?;
@@ -132,22 +169,25 @@ pub fn check_attention(ctx: &GpuContext, c: &AttentionCase) -> Result<Vec<CheckR
         ));
     }
     let blocks: Vec<(usize, usize)> = outs.iter().map(|(_, off)| (*off, d)).collect();
-    forward.push(compare_exact(
+    forward.push(compare_bits(
         "R outside the attention blocks",
         &other_columns(&got_r, rw, &blocks),
         &other_columns(&r0, rw, &blocks),
     ));
-    let mut backward = vec![compare("dX", &read_f32(ctx, &dxb, b * u * d)?, &want_dx, ATTENTION_TOL)];
-    let got_dy = read_f32(ctx, &dyb, b * u * d)?;
+    let mut backward = vec![compare("dX", &got_dx, &want_dx, ATTENTION_TOL)];
     backward.push(if pair {
         compare("dY", &got_dy, &want_dy, ATTENTION_TOL)
     } else {
-        compare_exact("dY (untouched by self-attention)", &got_dy, &f32s(&dy0))
+        compare_bits("dY (untouched by self-attention)", &got_dy, &f32s(&dy0))
     });
+    backward.push(compare_bits("dX, dY of a rerun (determinism)", &again, &[got_dx, got_dy].concat()));
     let kind = if pair { "pair" } else { "self" };
     let shape = format!("{} D={d} R={rw}", lens_shape(lens));
+    let (kf, kb) = (fwd.kernel.name(), bwd.kernel.name());
+    // A backward after the other member's forward says so.
+    let after = if kf == kb { String::new() } else { format!(" after {kf}") };
     Ok(vec![
-        CheckRow::new(format!("attention_forward ({kind})"), shape.clone(), forward),
-        CheckRow::new(format!("attention_backward ({kind})"), shape, backward),
+        CheckRow::new(format!("attention_forward [{kf}] ({kind})"), shape.clone(), forward),
+        CheckRow::new(format!("attention_backward [{kb}{after}] ({kind})"), shape, backward),
     ])
 }

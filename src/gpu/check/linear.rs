@@ -116,7 +116,7 @@ pub fn check_linear(ctx: &GpuContext, c: &LinearCase) -> Result<Vec<CheckRow>, G
             vec![
                 // Padded rows are written as zero: compare the whole block.
                 compare("y", &got_y[yblock.clone()], &want_y, MATMUL_TOL),
-                compare_exact(
+                compare_bits(
                     "y buffer outside the block",
                     &outside(&got_y, std::slice::from_ref(&yblock)),
                     &vec![SENTINEL; ylen - n * o],
@@ -251,11 +251,11 @@ pub fn check_linear_fused(ctx: &GpuContext, c: &FusedLinearCase) -> Result<Vec<C
     }
     let sentinels = |v: &[f32]| vec![SENTINEL; v.len()];
     let rest_y = outside(&got_y, &yr);
-    forward.push(compare_exact("y buffer outside the blocks", &rest_y, &sentinels(&rest_y)));
+    forward.push(compare_bits("y buffer outside the blocks", &rest_y, &sentinels(&rest_y)));
     let rest_r = other_columns(&got_r, rw, &[(r_off[0], o), (r_off[1], o)]);
-    forward.push(compare_exact("R outside the blocks", &rest_r, &sentinels(&rest_r)));
+    forward.push(compare_bits("R outside the blocks", &rest_r, &sentinels(&rest_r)));
     let rest_dx = outside(&got_dx, &xr);
-    backward.push(compare_exact("dx buffer outside the blocks", &rest_dx, &sentinels(&rest_dx)));
+    backward.push(compare_bits("dx buffer outside the blocks", &rest_dx, &sentinels(&rest_dx)));
     weights.push(compare_exact("grads outside dW, db", &outside(&got_g, &gr), &f32s(&outside(&grads0, &gr))));
     let one_each = [dispatches as f32];
     weights.push(compare_exact("dispatches for the three launches", &one_each, &[3.0]));

@@ -1,7 +1,9 @@
 //! Every kernel against the f64 CPU reference (src/cpu), forward and backward, on
 //! random masked batches: B not a multiple of any workgroup size, lengths mixed
 //! (including 1 and U), garbage at padded positions, outputs pre-filled with
-//! garbage (so "written" is tested, not assumed) and parameter gradients starting
+//! NaN (so "written" is tested, not assumed: an invocation that stops early, as
+//! llvmpipe's do silently after 65,535 loop iterations, leaves NaN, which no
+//! comparison passes) and parameter gradients starting
 //! non-zero (so `+=` is). One function per kernel family returns a table of
 //! [`CheckRow`]s; `cimnet check` prints them for the user's GPU, and the GPU tests
 //! (tests/gpu_kernels.rs, tests/gpu_gru.rs) call the same functions on larger
@@ -17,6 +19,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
+use super::attention::AttentionKernel;
 use super::buffers::{read, storage, upload};
 use super::context::{GpuContext, GpuError};
 use super::gru::{GruError, GruKernel, GruMember, GruParams};
@@ -85,8 +88,11 @@ pub const EXACT: f64 = 0.0;
 
 /// Written into padded input positions: a kernel that reads them is far off.
 const GARBAGE: f64 = 1e3;
-/// Pre-filled into outputs and into buffer regions a kernel must not touch.
-const SENTINEL: f32 = 7.0;
+/// Pre-filled into outputs and into buffer regions a kernel must not touch: an
+/// element left unwritten stays NaN and fails `compare` / `compare_exact` (NaN is
+/// never within tolerance, nor equal); untouched regions are checked bit for bit
+/// with [`compare_bits`].
+pub const SENTINEL: f32 = f32::NAN;
 
 // ---- Comparison ----
 
@@ -193,6 +199,34 @@ pub fn compare_exact(tensor: &str, got: &[f32], want: &[f32]) -> Compared {
         c.pass = true;
     }
     c
+}
+
+/// `got` against `want` bit for bit: copies, and buffer regions a kernel must
+/// leave alone (they hold the NaN [`SENTINEL`], which only this comparison
+/// finds equal to itself).
+pub fn compare_bits(tensor: &str, got: &[f32], want: &[f32]) -> Compared {
+    if got.len() != want.len() {
+        return length_mismatch(tensor, got.len(), want.len(), EXACT);
+    }
+    let first = got.iter().zip(want).position(|(g, w)| g.to_bits() != w.to_bits());
+    let worst = first.map(|i| Worst { index: i, got: f64::from(got[i]), want: f64::from(want[i]) });
+    let max_abs = worst.map_or(0.0, |w| {
+        let e = (w.got - w.want).abs();
+        if e.is_nan() {
+            f64::INFINITY
+        } else {
+            e
+        }
+    });
+    Compared {
+        tensor: tensor.to_string(),
+        max_abs,
+        max_rel: if first.is_none() { 0.0 } else { f64::INFINITY },
+        tol: EXACT,
+        pass: first.is_none(),
+        worst,
+        note: None,
+    }
 }
 
 /// One line of the `cimnet check` table: one kernel (entry point or launch) on one
@@ -340,8 +374,14 @@ fn gru_rows(ctx: &GpuContext) -> Result<Vec<CheckRow>, GpuError> {
 }
 
 fn attention_rows(ctx: &GpuContext) -> Result<Vec<CheckRow>, GpuError> {
-    let mut rows = check_attention(ctx, &AttentionCase { lens: CHECK_LENS.to_vec(), d: 100, pair: true, seed: 6 })?;
-    rows.extend(check_attention(ctx, &AttentionCase { lens: CHECK_LENS.to_vec(), d: 100, pair: false, seed: 7 })?);
+    let mut rows = Vec::new();
+    for (pair, seed) in [(true, 6), (false, 7)] {
+        let mut c = AttentionCase::new(CHECK_LENS.to_vec(), 100, pair, AttentionKernel::Flat, seed);
+        for kernel in attention_members(ctx, &c) {
+            (c.forward, c.backward) = (kernel, kernel);
+            rows.extend(check_attention(ctx, &c)?);
+        }
+    }
     Ok(rows)
 }
 
@@ -471,6 +511,26 @@ mod tests {
         let c = compare_exact("t", &[1.0, 2.0, 3.5, 9.0], &[1.0, 2.0, 3.0, 4.0]);
         assert!(!c.pass);
         assert_eq!(c.worst.map(|w| w.index), Some(2));
+    }
+
+    /// An output element no invocation wrote keeps the NaN sentinel; every
+    /// comparison catches it, however loose the tolerance.
+    #[test]
+    fn an_unwritten_output_element_fails_every_comparison() {
+        let want = [1.0, -2.0, 3.0, 0.5];
+        let mut got: Vec<f32> = want.iter().map(|&w| w as f32).collect();
+        got[2] = SENTINEL;
+        let c = compare("t", &got, &want, 1e30);
+        assert!(!c.pass && c.max_abs == f64::INFINITY);
+        assert_eq!(c.worst.map(|w| w.index), Some(2));
+        let want32 = want.map(|w| w as f32);
+        assert!(!compare_exact("t", &got, &want32).pass);
+        assert!(!compare_bits("t", &got, &want32).pass);
+        // A region that must stay untouched passes only while it still holds the sentinel.
+        assert!(compare_bits("t", &[SENTINEL; 3], &[SENTINEL; 3]).pass);
+        let c = compare_bits("t", &[SENTINEL, 0.0, SENTINEL], &[SENTINEL; 3]);
+        assert!(!c.pass && c.worst.map(|w| w.index) == Some(1));
+        assert!(!compare_bits("t", &[-0.0], &[0.0]).pass, "bit for bit");
     }
 
     #[test]

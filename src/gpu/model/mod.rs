@@ -23,7 +23,7 @@ use crate::engine::{step_seed, Engine, EngineError, EngineState, LossSums, Predi
 use crate::params::ParamStore;
 
 use super::adam::{adam_step, AdamParams};
-use super::attention::{attention_backward, attention_forward, AttentionParams, AttentionSaved};
+use super::attention::{attention_backward_variant, attention_forward_variant, AttentionParams, AttentionSaved};
 use super::buffers;
 use super::context::{GpuContext, GpuError};
 use super::dropout::dropout_forward;
@@ -318,13 +318,15 @@ impl GpuEngine {
             let saved = AttentionSaved { m: &pm, n: &pn, o: &po };
             let ap = move |s: Shape| AttentionParams::new(s.b, s.u, d, rw, r_xy, r_yx);
             let (bx, by) = (&branches[pos(x)], &branches[pos(y)]);
-            let l = attention_forward(&ctx, &r, &saved, &bx.feat, &by.feat, &len, ap(shape))?;
+            let l =
+                attention_forward_variant(&ctx, &r, &saved, &bx.feat, &by.feat, &len, ap(shape), k.attention_forward)?;
             fwd.push(site(format!("attention {}{}", x.letter(), y.letter()), l, move |l, ctx, _, b| {
                 l.update(ctx, ap(b.shape));
                 Ok(())
             }));
             let dy = (x != y).then_some(&by.dfeat);
-            let l = attention_backward(&ctx, &bx.dfeat, dy, &dm, &dr, &saved, &bx.feat, &by.feat, &len, ap(shape))?;
+            let (bxf, byf, kb) = (&bx.feat, &by.feat, k.attention_backward);
+            let l = attention_backward_variant(&ctx, &bx.dfeat, dy, &dm, &dr, &saved, bxf, byf, &len, ap(shape), kb)?;
             b_att.push(site(format!("attention {}{} backward", x.letter(), y.letter()), l, move |l, ctx, _, b| {
                 l.update(ctx, ap(b.shape));
                 Ok(())
