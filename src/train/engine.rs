@@ -3,11 +3,11 @@
 //! engine uses the kernel members the run recorded, else the tuner's choice
 //! (recorded then).
 
+use std::sync::Arc;
+
 use crate::config::AdamConfig;
 use crate::cpu::engine::CpuEngine;
 use crate::data::{Dataset, SplitName};
-use std::sync::Arc;
-
 use crate::engine::{Engine, EngineError, EngineOptions, TuneMode};
 use crate::gpu::model::{max_len, GpuEngine, Shape};
 use crate::gpu::tune::{self, TuneEvent, TuneOptions};

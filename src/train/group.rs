@@ -336,8 +336,8 @@ pub fn run_group<'a, T: Send + 'a>(
                     }
                 }
             }
-            let held: Vec<&Slot> = slots.iter().flatten().collect();
-            if !held.is_empty() && held.iter().all(|s| s.pending.is_some()) {
+            let mut held = slots.iter().flatten().peekable();
+            if held.peek().is_some() && held.all(|s| s.pending.is_some()) {
                 let stepped = serve(&mut slots);
                 if stepped > 0 {
                     status.rounds += 1;

@@ -114,8 +114,6 @@ pub struct GpuEngine {
     adam_step: u32,
     dispatches: u32,
     invocations: u64,
-    /// Bytes of GPU memory this engine's buffers hold.
-    bytes: u64,
     /// Keeps the buffers the launches bind alive.
     _keep: Vec<wgpu::Buffer>,
 }
@@ -382,11 +380,8 @@ impl GpuEngine {
             adam_step: 0,
             dispatches: 0,
             invocations: 0,
-            bytes: 0,
             _keep: keep,
         };
-        let mut engine = engine;
-        engine.bytes = engine.held_bytes();
         engine.ctx.check()?;
         Ok(engine)
     }
@@ -396,7 +391,9 @@ impl GpuEngine {
         self.dispatches
     }
 
-    fn held_bytes(&self) -> u64 {
+    /// Bytes of GPU memory held by this engine's buffers (data, parameters,
+    /// optimizer state, activations): what a group budgets per model.
+    pub fn bytes(&self) -> u64 {
         let mut held: Vec<&wgpu::Buffer> = vec![&self.w, &self.grads, &self.m, &self.v, &self.index, &self.len];
         held.extend([&self.gi, &self.probs, &self.train_loss, &self.eval_loss]);
         held.extend(self.branches.iter().flat_map(|b| [&b.feat, &b.dfeat]));
@@ -407,20 +404,9 @@ impl GpuEngine {
         held.iter().map(|b| b.size()).sum()
     }
 
-    /// Bytes of GPU memory held by this engine's buffers (data, parameters,
-    /// optimizer state, activations): what a group budgets per model.
-    pub fn bytes(&self) -> u64 {
-        self.bytes
-    }
-
     /// Invocations launched by the last training step (workgroups x workgroup size).
     pub fn invocations_per_step(&self) -> u64 {
         self.invocations
-    }
-
-    /// The device this engine runs on.
-    pub fn context(&self) -> &Arc<GpuContext> {
-        &self.ctx
     }
 
     /// The kernel members this engine was built with.
