@@ -17,9 +17,10 @@ use crate::config::{AdamConfig, Attention, ModalitySet, ModelConfig, Tasks};
 use crate::data::{make_batches, BatchMode, Dataset, SplitName};
 use crate::engine::{Engine, EngineError};
 use crate::gpu::model::{train_steps, GpuEngine};
-use crate::gpu::tune::{self, TuneEvent, TuneOptions};
-use crate::gpu::{GpuContext, GpuOptions};
+use crate::gpu::tune::{TuneEvent, TuneOptions};
+use crate::gpu::GpuOptions;
 use crate::params::ParamStore;
+use crate::train::engine::Device;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ModelsBenchError {
@@ -31,12 +32,6 @@ pub enum ModelsBenchError {
 
 impl From<crate::gpu::GpuError> for ModelsBenchError {
     fn from(e: crate::gpu::GpuError) -> Self {
-        ModelsBenchError::Engine(e.into())
-    }
-}
-
-impl From<crate::gpu::model::GpuEngineError> for ModelsBenchError {
-    fn from(e: crate::gpu::model::GpuEngineError) -> Self {
         ModelsBenchError::Engine(e.into())
     }
 }
@@ -92,7 +87,8 @@ pub fn run(
     tune_opts: &TuneOptions,
     on_tune: &mut dyn FnMut(&TuneEvent),
 ) -> Result<ModelsBench, ModelsBenchError> {
-    let ctx = std::sync::Arc::new(GpuContext::new(opts)?);
+    let mut device = Device::new(opts.adapter.clone());
+    let ctx = device.get()?;
     let lens = data.lens(SplitName::Train);
     let steps_per_epoch = make_batches(&lens, batch, BatchMode::Bucketed, 0).len();
     let shape = crate::train::engine::tune_shape(data, batch);
@@ -106,7 +102,7 @@ pub fn run(
             cfg.hidden = hidden;
             cfg.dense = dense;
             cfg.validate()?;
-            let kernels = tune::choose(&ctx, &cfg, shape, tune_opts, on_tune)?.choice;
+            let kernels = device.kernels(&ctx, &cfg, shape, tune_opts, on_tune)?;
             let params = ParamStore::init(&cfg, seed);
             engines.push(GpuEngine::new(ctx.clone(), &params, data, AdamConfig::default(), seed, batch, &kernels)?);
             orders.push(make_batches(&lens, batch, BatchMode::Bucketed, seed));

@@ -5,12 +5,12 @@
 
 use std::sync::Arc;
 
-use crate::config::AdamConfig;
+use crate::config::{AdamConfig, ModelConfig};
 use crate::cpu::engine::CpuEngine;
 use crate::data::{Dataset, SplitName};
 use crate::engine::{Engine, EngineError, EngineOptions, TuneMode};
 use crate::gpu::model::{max_len, GpuEngine, Shape};
-use crate::gpu::tune::{self, TuneEvent, TuneOptions};
+use crate::gpu::tune::{self, KernelChoice, TuneEvent, TuneOptions};
 use crate::gpu::{GpuContext, GpuError};
 use crate::params::ParamStore;
 
@@ -58,15 +58,36 @@ impl AnyEngine {
 }
 
 /// The GPU device, opened on first use and then shared (the engines of a group
-/// run on one device); remembers that there is none, so it is asked once.
+/// run on one device); remembers that there is none, so it is asked once, and
+/// the kernel members chosen for each model and race shape, so that the runs of
+/// a group (or a bench) race each shape class once, not once per run.
 pub struct Device {
     adapter: Option<String>,
     opened: Option<Result<Arc<GpuContext>, GpuError>>,
+    chosen: Vec<(ModelConfig, Shape, KernelChoice)>,
 }
 
 impl Device {
     pub fn new(adapter: Option<String>) -> Device {
-        Device { adapter, opened: None }
+        Device { adapter, opened: None, chosen: Vec::new() }
+    }
+
+    /// The tuner's members for `cfg` at `shape` on `ctx` (a device this one
+    /// opened), chosen once per (config, shape) for the life of this value.
+    pub fn kernels(
+        &mut self,
+        ctx: &GpuContext,
+        cfg: &ModelConfig,
+        shape: Shape,
+        opts: &TuneOptions,
+        on_tune: &mut dyn FnMut(&TuneEvent),
+    ) -> Result<KernelChoice, EngineError> {
+        if let Some((_, _, k)) = self.chosen.iter().find(|(c, s, _)| c == cfg && *s == shape) {
+            return Ok(*k);
+        }
+        let k = tune::choose(ctx, cfg, shape, opts, on_tune)?.choice;
+        self.chosen.push((cfg.clone(), shape, k));
+        Ok(k)
     }
 
     pub fn get(&mut self) -> Result<Arc<GpuContext>, GpuError> {
@@ -130,7 +151,7 @@ pub fn choose_on(
         Some(k) => k,
         None => {
             let shape = tune_shape(data, run.train.batch);
-            tune::choose(&ctx, &params.config, shape, &TuneOptions::new(tune_mode), on_tune)?.choice
+            device.kernels(&ctx, &params.config, shape, &TuneOptions::new(tune_mode), on_tune)?
         }
     };
     run.kernels = Some(kernels);
