@@ -81,3 +81,55 @@ impl<P: bytemuck::Pod> Recordable for Launch<P> {
         self.record(rec);
     }
 }
+
+/// A launch's problems as a list in a storage buffer (CUTLASS's grouped-GEMM
+/// problem list): one entry per problem, holding whatever may differ between the
+/// problems of one launch (offsets into the bound buffers, per-problem widths,
+/// dropout streams, loss slots). Shared scalars (B, U, the dims) stay in the
+/// launch's uniform. A launch built for `capacity` problems takes any 1..=capacity
+/// at `write`, so one dispatch covers every model of a group at a site.
+pub struct ProblemList<Q: bytemuck::Pod> {
+    pub buffer: wgpu::Buffer,
+    capacity: usize,
+    len: usize,
+    _entry: std::marker::PhantomData<Q>,
+}
+
+impl<Q: bytemuck::Pod> ProblemList<Q> {
+    /// A list with room for `capacity` entries (at least `items.len()`), holding `items`.
+    pub fn new(ctx: &GpuContext, label: &str, items: &[Q], capacity: usize) -> Result<ProblemList<Q>, GpuError> {
+        let capacity = capacity.max(items.len()).max(1);
+        let buffer = buffers::storage::<Q>(ctx, &format!("{label} problem list"), capacity)?;
+        let mut list = ProblemList { buffer, capacity, len: 0, _entry: std::marker::PhantomData };
+        list.write(ctx, items)?;
+        Ok(list)
+    }
+
+    /// Replace the entries (takes effect at the next submit, like a uniform write).
+    pub fn write(&mut self, ctx: &GpuContext, items: &[Q]) -> Result<(), GpuError> {
+        if items.is_empty() || items.len() > self.capacity {
+            return Err(GpuError::Validation(format!(
+                "a problem list built for 1..={} entries was given {}",
+                self.capacity,
+                items.len()
+            )));
+        }
+        ctx.queue.write_buffer(&self.buffer, 0, bytemuck::cast_slice(items));
+        self.len = items.len();
+        Ok(())
+    }
+
+    /// Entries written last.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Never true: a list holds at least one entry.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+}
