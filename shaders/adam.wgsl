@@ -1,18 +1,34 @@
-// adam.wgsl: one Adam step over the whole flat parameter buffer (MODEL.md "Training"):
+// adam.wgsl: one Adam step over flat parameter stores (MODEL.md "Training"):
 //   m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2
 //   p -= lr * (m / bias1) / (sqrt(v / bias2) + eps)      (PyTorch's eps placement)
-// bias1 = 1 - b1^step and bias2 = 1 - b2^step come in the params (computed on the
-// host in f64 from the step count). With zero_grad = 1 the gradient is cleared
-// after use, so the next step's backward can accumulate (+=) into it. Alignment
-// gaps of the flat store have g = 0 and stay 0.
+// bias1 = 1 - b1^step and bias2 = 1 - b2^step come in the problem entry (computed
+// on the host in f64 from the step count). With zero_grad = 1 the gradient is
+// cleared after use, so the next step's backward can accumulate (+=) into it.
+// Alignment gaps of the flat store have g = 0 and stay 0.
 // Only one entry point: an optimizer has no backward.
 //
-// Dispatch: 1-D, workgroup 256, one invocation per element, grid folded into y.
-// Bindings: 0 p, 1 params (n) rw, 2 grads (n) rw, 3 m (n) rw, 4 v (n) rw.
+// Problems: one per model of a group (src/gpu/model: the K models' stores are
+// concatenated in one arena), each its block [offset, offset + n) with its own
+// step count and hyper-parameters; a model that has stopped (early stopping) or
+// does not take this step is simply not in the list, so its block is untouched.
+// One dispatch updates every model; each element's arithmetic is the same as in
+// a launch over that model alone.
+//
+// Dispatch: workgroup 256, one invocation per element of a block: x (folded into
+// y past 65,535 groups) over the largest block, z over the problems.
+// Bindings: 0 p, 1 problems (read), 2 params rw, 3 grads rw, 4 m rw, 5 v rw.
 
 const WG: u32 = 256u;
 
 struct AdamParams {
+    problems: u32,
+    zero_grad: u32, // 1: g = 0 after the update
+    n_max: u32,     // the largest block (the grid's x extent)
+    _pad0: u32,
+}
+
+struct AdamProblem {
+    offset: u32,
     n: u32,
     step: u32,      // 1-based step count (informational; bias1/bias2 derive from it)
     lr: f32,
@@ -21,7 +37,6 @@ struct AdamParams {
     eps: f32,
     bias1: f32,     // 1 - beta1^step
     bias2: f32,     // 1 - beta2^step
-    zero_grad: u32, // 1: g = 0 after the update
     // 1 - beta in f64 rounded once: 1.0 - f32(0.999) would be off by 1.3e-5 relative.
     one_minus_beta1: f32,
     one_minus_beta2: f32,
@@ -29,24 +44,27 @@ struct AdamParams {
 }
 
 @group(0) @binding(0) var<uniform> p: AdamParams;
-@group(0) @binding(1) var<storage, read_write> param: array<f32>;
-@group(0) @binding(2) var<storage, read_write> grad: array<f32>;
-@group(0) @binding(3) var<storage, read_write> m1: array<f32>;
-@group(0) @binding(4) var<storage, read_write> m2: array<f32>;
+@group(0) @binding(1) var<storage, read> problems: array<AdamProblem>;
+@group(0) @binding(2) var<storage, read_write> param: array<f32>;
+@group(0) @binding(3) var<storage, read_write> grad: array<f32>;
+@group(0) @binding(4) var<storage, read_write> m1: array<f32>;
+@group(0) @binding(5) var<storage, read_write> m2: array<f32>;
 
 @compute @workgroup_size(WG)
 fn adam_step(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
              @builtin(local_invocation_index) lid: u32) {
-    let i = (wg.y * nwg.x + wg.x) * WG + lid;
-    if (i >= p.n) {
+    let q = problems[wg.z];
+    let j = (wg.y * nwg.x + wg.x) * WG + lid;
+    if (j >= q.n) {
         return;
     }
+    let i = q.offset + j;
     let g = grad[i];
-    let m = p.beta1 * m1[i] + p.one_minus_beta1 * g;
-    let v = p.beta2 * m2[i] + p.one_minus_beta2 * g * g;
+    let m = q.beta1 * m1[i] + q.one_minus_beta1 * g;
+    let v = q.beta2 * m2[i] + q.one_minus_beta2 * g * g;
     m1[i] = m;
     m2[i] = v;
-    param[i] -= p.lr * (m / p.bias1) / (sqrt(v / p.bias2) + p.eps);
+    param[i] -= q.lr * (m / q.bias1) / (sqrt(v / q.bias2) + q.eps);
     if (p.zero_grad != 0u) {
         grad[i] = 0.0;
     }

@@ -275,7 +275,9 @@ fn kernel_timings() {
             &grads,
             &m,
             &v,
-            adam::AdamParams::new(1 << 20, 1, &adam::AdamConfig::default(), false),
+            &[adam::AdamProblem::new(0, 1 << 20, 1, &adam::AdamConfig::default())],
+            1,
+            false,
         )
         .unwrap(),
     );

@@ -5,7 +5,7 @@
 use std::mem::{offset_of, size_of};
 use std::path::Path;
 
-use cimnet::gpu::adam::AdamParams;
+use cimnet::gpu::adam::{AdamParams, AdamProblem};
 use cimnet::gpu::attention::AttentionParams;
 use cimnet::gpu::dropout::DropoutParams;
 use cimnet::gpu::gather::GatherParams;
@@ -120,10 +120,11 @@ fn params_structs_match_wgsl_layout() {
         [b, u, k, o, relu, problems, drop, seed, threshold, scale, rw, w_off, b_off, x_off, y_off, stream, r_off]
     );
     layout!(Shader::Dropout, DropoutParams, [n, seed, segments, threshold, scale, x_off, y_off, stream]);
+    layout!(Shader::Adam, AdamParams, [problems, zero_grad, n_max]);
     layout!(
         Shader::Adam,
-        AdamParams,
-        [n, step, lr, beta1, beta2, eps, bias1, bias2, zero_grad, one_minus_beta1, one_minus_beta2]
+        AdamProblem,
+        [offset, n, step, lr, beta1, beta2, eps, bias1, bias2, one_minus_beta1, one_minus_beta2]
     );
     layout!(Shader::Gather, GatherParams, [b, u, tensors, write_len, d, src_off, dst_off]);
     layout!(Shader::Gru, GruParams, [b, u, h, problems, t0, t1, w_hh_offset, b_hh_offset]);

@@ -1,17 +1,29 @@
-//! Launcher of `shaders/adam.wgsl`: one Adam step over the flat parameter buffer in
-//! one dispatch. CPU reference: `cpu::adam`.
+//! Launcher of `shaders/adam.wgsl`: one Adam step over flat parameter stores in
+//! one dispatch, one problem per model (the models of a group share one arena).
+//! CPU reference: `cpu::adam`.
 
 use super::context::{GpuContext, GpuError};
-use super::launch::Launch;
-use super::pipelines::{grid_1d, Bind, Shader};
+use super::launch::{Launch, ProblemList, Recordable};
+use super::pipelines::{grid_1d, Bind, Recorder, Shader};
 pub use crate::config::AdamConfig;
 
 pub const WORKGROUP: u32 = 256;
 
-/// Mirrors `AdamParams` in adam.wgsl.
+/// Mirrors `AdamParams` in adam.wgsl: what the problems of a launch share.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
 pub struct AdamParams {
+    pub problems: u32,
+    pub zero_grad: u32,
+    pub n_max: u32,
+    pub _pad: u32,
+}
+
+/// Mirrors `AdamProblem` in adam.wgsl: one model's block and its step.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct AdamProblem {
+    pub offset: u32,
     pub n: u32,
     pub step: u32,
     pub lr: f32,
@@ -20,18 +32,19 @@ pub struct AdamParams {
     pub eps: f32,
     pub bias1: f32,
     pub bias2: f32,
-    pub zero_grad: u32,
     pub one_minus_beta1: f32,
     pub one_minus_beta2: f32,
     pub _pad: u32,
 }
 
-impl AdamParams {
-    /// Step `step` (1-based) over `n` elements; bias corrections computed in f64.
-    pub fn new(n: usize, step: u32, cfg: &AdamConfig, zero_grad: bool) -> AdamParams {
+impl AdamProblem {
+    /// Step `step` (1-based) over the `n` elements at `offset`; bias corrections in f64.
+    pub fn new(offset: usize, n: usize, step: u32, cfg: &AdamConfig) -> AdamProblem {
         let t = i32::try_from(step).unwrap_or(i32::MAX);
-        AdamParams {
-            n: u32::try_from(n).unwrap_or(u32::MAX),
+        let c = |v: usize| u32::try_from(v).unwrap_or(u32::MAX);
+        AdamProblem {
+            offset: c(offset),
+            n: c(n),
             step,
             lr: cfg.lr as f32,
             beta1: cfg.beta1 as f32,
@@ -39,7 +52,6 @@ impl AdamParams {
             eps: cfg.eps as f32,
             bias1: (1.0 - cfg.beta1.powi(t)) as f32,
             bias2: (1.0 - cfg.beta2.powi(t)) as f32,
-            zero_grad: u32::from(zero_grad),
             one_minus_beta1: (1.0 - cfg.beta1) as f32,
             one_minus_beta2: (1.0 - cfg.beta2) as f32,
             _pad: 0,
@@ -47,16 +59,55 @@ impl AdamParams {
     }
 }
 
-/// params -= Adam(grads); m, v updated; grads zeroed if `zero_grad`. All (n).
+fn shared(problems: &[AdamProblem], zero_grad: bool) -> AdamParams {
+    let n_max = problems.iter().map(|q| q.n).max().unwrap_or(0);
+    AdamParams {
+        problems: u32::try_from(problems.len()).unwrap_or(u32::MAX),
+        zero_grad: u32::from(zero_grad),
+        n_max,
+        _pad: 0,
+    }
+}
+
+/// An Adam launch over a list of blocks.
+pub struct AdamLaunch {
+    launch: Launch<AdamParams>,
+    list: ProblemList<AdamProblem>,
+}
+
+impl AdamLaunch {
+    /// The blocks (1..=capacity) the next submit updates.
+    pub fn update(&mut self, ctx: &GpuContext, problems: &[AdamProblem], zero_grad: bool) -> Result<(), GpuError> {
+        self.list.write(ctx, problems)?;
+        self.launch.update(ctx, shared(problems, zero_grad));
+        Ok(())
+    }
+}
+
+impl Recordable for AdamLaunch {
+    fn record_into(&self, rec: &mut Recorder) {
+        self.launch.record(rec);
+    }
+}
+
+/// params -= Adam(grads); m, v updated; grads zeroed if `zero_grad`; over every
+/// block of `problems` (room for `capacity` blocks).
 pub fn adam_step(
     ctx: &GpuContext,
     params: &wgpu::Buffer,
     grads: &wgpu::Buffer,
     m: &wgpu::Buffer,
     v: &wgpu::Buffer,
-    p: AdamParams,
-) -> Result<Launch<AdamParams>, GpuError> {
-    let binds = [Bind::Uniform, Bind::Write, Bind::Write, Bind::Write, Bind::Write];
+    problems: &[AdamProblem],
+    capacity: usize,
+    zero_grad: bool,
+) -> Result<AdamLaunch, GpuError> {
+    let binds = [Bind::Uniform, Bind::Read, Bind::Write, Bind::Write, Bind::Write, Bind::Write];
     let k = ctx.pipelines.get(ctx, Shader::Adam, "adam_step", &binds)?;
-    Launch::new(ctx, k, &[params, grads, m, v], p, |p| grid_1d(p.n as usize, WORKGROUP))
+    let list = ProblemList::new(ctx, "adam", problems, capacity)?;
+    let launch = Launch::new(ctx, k, &[&list.buffer, params, grads, m, v], shared(problems, zero_grad), |p| {
+        let [x, y, _] = grid_1d(p.n_max as usize, WORKGROUP);
+        [x, y, p.problems]
+    })?;
+    Ok(AdamLaunch { launch, list })
 }

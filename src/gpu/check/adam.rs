@@ -30,7 +30,8 @@ pub fn check_adam(ctx: &GpuContext, c: &AdamCase) -> Result<Vec<CheckRow>, GpuEr
     let m = storage::<f32>(ctx, "adam m", n)?;
     let v = storage::<f32>(ctx, "adam v", n)?;
     let mut state = cpu::adam::AdamState::new(n);
-    let mut launch = gpu::adam::adam_step(ctx, &params, &grads, &m, &v, gpu::adam::AdamParams::new(n, 1, &cfg, true))?;
+    let block = |step: u32| [gpu::adam::AdamProblem::new(0, n, step, &cfg)];
+    let mut launch = gpu::adam::adam_step(ctx, &params, &grads, &m, &v, &block(1), 1, true)?;
     for step in 1..=c.steps {
         let mut g = random_vec(n, c.seed + 100 + u64::from(step));
         for x in &mut g[..gap] {
@@ -43,20 +44,104 @@ pub fn check_adam(ctx: &GpuContext, c: &AdamCase) -> Result<Vec<CheckRow>, GpuEr
         }
         let g = f64s(&f32s(&g));
         ctx.queue.write_buffer(&grads, 0, bytemuck::cast_slice(&f32s(&g)));
-        launch.update(ctx, gpu::adam::AdamParams::new(n, step, &cfg, true));
+        launch.update(ctx, &block(step), true)?;
         run(ctx, &[&launch])?;
         cpu::adam::adam_step(&mut p, &mut state, &g, &cfg);
     }
     let got = read_f32(ctx, &params, n)?;
-    Ok(vec![CheckRow::new(
-        format!("adam_step ({} steps)", c.steps),
-        format!("n={n}"),
-        vec![
-            compare("params", &got, &p, ADAM_TOL),
-            compare("m", &read_f32(ctx, &m, n)?, &state.m, ADAM_TOL),
-            compare("v", &read_f32(ctx, &v, n)?, &state.v, ADAM_TOL),
-            compare_exact("params with zero gradient", &got[..gap], &vec![0.0; gap]),
-            compare_exact("grads (zero_grad)", &read_f32(ctx, &grads, n)?, &vec![0.0; n]),
-        ],
-    )])
+    let grouped = check_adam_grouped(ctx, c)?;
+    Ok(vec![
+        CheckRow::new(
+            format!("adam_step ({} steps)", c.steps),
+            format!("n={n}"),
+            vec![
+                compare("params", &got, &p, ADAM_TOL),
+                compare("m", &read_f32(ctx, &m, n)?, &state.m, ADAM_TOL),
+                compare("v", &read_f32(ctx, &v, n)?, &state.v, ADAM_TOL),
+                compare_exact("params with zero gradient", &got[..gap], &vec![0.0; gap]),
+                compare_exact("grads (zero_grad)", &read_f32(ctx, &grads, n)?, &vec![0.0; n]),
+            ],
+        ),
+        grouped,
+    ])
+}
+
+/// One launch over three models' blocks of one arena (gaps between them), as a
+/// group trains them: each with its own learning rate and step count; model 2
+/// joins at step 4, model 1 stops after step 6 (early stopping: no longer in the
+/// list). Every block against cpu::adam run on it alone; the gaps and a stopped
+/// block's later steps untouched bit for bit (parameters, moments, gradients).
+fn check_adam_grouped(ctx: &GpuContext, c: &AdamCase) -> Result<CheckRow, GpuError> {
+    let sizes = [c.n / 3, c.n / 4, c.n / 5];
+    let gaps = [37, 13, 0];
+    let mut starts = Vec::new();
+    let mut total = 0;
+    for (i, &len) in sizes.iter().enumerate() {
+        total += gaps[i];
+        starts.push(total);
+        total += len;
+    }
+    total += 11;
+    let cfgs: Vec<gpu::adam::AdamConfig> = [1.0, 3.0, 0.5]
+        .iter()
+        .map(|&f| {
+            let d = gpu::adam::AdamConfig::default();
+            gpu::adam::AdamConfig { lr: d.lr * f, ..d }
+        })
+        .collect();
+    let (join, leave) = ([1u32, 1, 4], [c.steps, 6, c.steps]);
+    let p0 = f64s(&f32s(&random_vec(total, c.seed + 7)));
+    let params = up(ctx, "params", &p0)?;
+    let grads = storage::<f32>(ctx, "grads", total)?;
+    let m = up(ctx, "adam m", &vec![0.0; total])?;
+    let v = up(ctx, "adam v", &vec![0.0; total])?;
+    let mut want = p0.clone();
+    let mut states: Vec<cpu::adam::AdamState> = sizes.iter().map(|&n| cpu::adam::AdamState::new(n)).collect();
+    let mut last_g = vec![0.0f64; total];
+    let mut launch: Option<gpu::adam::AdamLaunch> = None;
+    for step in 1..=c.steps {
+        let g = f64s(&f32s(&random_vec(total, c.seed + 500 + u64::from(step))));
+        ctx.queue.write_buffer(&grads, 0, bytemuck::cast_slice(&f32s(&g)));
+        last_g.clone_from(&g);
+        let mut list = Vec::new();
+        for k in 0..3 {
+            if step < join[k] || step > leave[k] {
+                continue;
+            }
+            let (a, n) = (starts[k], sizes[k]);
+            let t = step - join[k] + 1;
+            list.push(gpu::adam::AdamProblem::new(a, n, t, &cfgs[k]));
+            cpu::adam::adam_step(&mut want[a..a + n], &mut states[k], &g[a..a + n], &cfgs[k]);
+            last_g[a..a + n].iter_mut().for_each(|x| *x = 0.0);
+        }
+        match &mut launch {
+            Some(l) => l.update(ctx, &list, true)?,
+            None => launch = Some(gpu::adam::adam_step(ctx, &params, &grads, &m, &v, &list, 3, true)?),
+        }
+        if let Some(l) = &launch {
+            run(ctx, &[l])?;
+        }
+    }
+    let (got, gm, gv) = (read_f32(ctx, &params, total)?, read_f32(ctx, &m, total)?, read_f32(ctx, &v, total)?);
+    let mut cmp = Vec::new();
+    let mut want_m = vec![0.0; total];
+    let mut want_v = vec![0.0; total];
+    for k in 0..3 {
+        let (a, n) = (starts[k], sizes[k]);
+        want_m[a..a + n].copy_from_slice(&states[k].m);
+        want_v[a..a + n].copy_from_slice(&states[k].v);
+        cmp.push(compare(&format!("params of model {k}"), &got[a..a + n], &want[a..a + n], ADAM_TOL));
+    }
+    cmp.push(compare("m", &gm, &want_m, ADAM_TOL));
+    cmp.push(compare("v", &gv, &want_v, ADAM_TOL));
+    let outside: Vec<usize> =
+        (0..total).filter(|&i| !(0..3).any(|k| (starts[k]..starts[k] + sizes[k]).contains(&i))).collect();
+    let pick = |v: &[f32]| outside.iter().map(|&i| v[i]).collect::<Vec<f32>>();
+    cmp.push(compare_exact("params outside every block", &pick(&got), &pick(&f32s(&p0))));
+    cmp.push(compare_exact(
+        "grads (zeroed in the blocks stepped last)",
+        &read_f32(ctx, &grads, total)?,
+        &f32s(&last_g),
+    ));
+    Ok(CheckRow::new(format!("adam_step, 3 models ({} steps)", c.steps), format!("n={total}"), cmp))
 }

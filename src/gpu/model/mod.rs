@@ -22,7 +22,7 @@ use crate::data::{Dataset, SplitName};
 use crate::engine::{step_seed, Engine, EngineError, EngineState, LossSums, Predictions};
 use crate::params::ParamStore;
 
-use super::adam::{adam_step, AdamParams};
+use super::adam::{adam_step, AdamLaunch, AdamProblem};
 use super::attention::{attention_backward_variant, attention_forward_variant, AttentionParams, AttentionSaved};
 use super::buffers;
 use super::context::{GpuContext, GpuError};
@@ -30,7 +30,7 @@ use super::dropout::dropout_forward;
 use super::gather::{gather_forward, scatter_rows, GatherParams, GpuDataset};
 use super::gru::{gru_backward, gru_forward, GruError};
 use super::heads::{heads_backward, heads_forward, CLASSES, LOSS_LEN};
-use super::launch::Launch;
+use super::launch::{Launch, Recordable};
 use super::linear::{
     linear_backward, linear_backward_variant, linear_backward_weights_variant, linear_forward_variant,
 };
@@ -110,7 +110,7 @@ pub struct GpuEngine {
     eval_loss: wgpu::Buffer,  // (4) accumulated over a split
     splits: [Option<SplitData>; 3],
     schedule: Schedule,
-    adam: Launch<AdamParams>,
+    adam: AdamLaunch,
     adam_step: u32,
     dispatches: u32,
     invocations: u64,
@@ -352,7 +352,7 @@ impl GpuEngine {
         // The forward reversed: attention, dense (input then weight gradient), GRU, projections.
         bwd.extend(b_att.into_iter().chain(b_dense).chain(b_gru).chain(b_proj));
         let schedule = Schedule { forward: fwd, heads_train, heads_eval, backward: bwd };
-        let adam = adam_step(&ctx, &w, &grads, &m, &v, AdamParams::new(n_params, 1, &adam_cfg, true))?;
+        let adam = adam_step(&ctx, &w, &grads, &m, &v, &[AdamProblem::new(0, n_params, 1, &adam_cfg)], 1, true)?;
 
         // The batch inputs, (M, B, U, 2H) d(gru out), (B, U, R) R and dR, and the GRU scratch.
         keep.extend([inputs, dgru_out, dense_in, r, dr, xp, cache, gru_out, gh, carry, dz, row_loss, dm]);
@@ -461,7 +461,7 @@ impl GpuEngine {
     fn record_backward(&self, rec: &mut Recorder, adam: bool) {
         self.schedule.record_backward(rec);
         if adam {
-            self.adam.record(rec);
+            self.adam.record_into(rec);
         }
     }
 
@@ -555,8 +555,8 @@ impl GpuEngine {
         let seed = step_seed(self.run_seed, step);
         self.prepare_batch(SplitName::Train, videos, seed, self.pp.cfg.dropout)?;
         self.adam_step += 1;
-        let ap = AdamParams::new(self.pp.layout.len, self.adam_step, &self.adam_cfg, true);
-        self.adam.update(&self.ctx, ap);
+        let ap = AdamProblem::new(0, self.pp.layout.len, self.adam_step, &self.adam_cfg);
+        self.adam.update(&self.ctx, &[ap], true)?;
         for br in &self.branches {
             enc.clear_buffer(&br.dfeat, 0, None);
         }
