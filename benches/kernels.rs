@@ -712,7 +712,7 @@ fn adam_case(bench: &Bench) -> Check {
     let m = upload(ctx, "m", &vec![0f32; n]).map_err(e)?;
     let v = upload(ctx, "v", &vec![0f32; n]).map_err(e)?;
     let launch =
-        adam::adam_step(ctx, &pb, &gb, &m, &v, &[adam::AdamProblem::new(0, n, 1, &acfg)], 1, true).map_err(e)?;
+        adam::adam_step(ctx, [&pb, &gb, &m, &v], &[adam::AdamProblem::new(0, n, 1, &acfg)], 1, true).map_err(e)?;
     cimnet::gpu::run(ctx, &[&launch]).map_err(e)?;
     close("params", &read::<f32>(ctx, &pb, 0, n).map_err(e)?, &want, ADAM_TOL)?;
     let nf = n as f64;

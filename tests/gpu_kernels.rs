@@ -271,10 +271,7 @@ fn kernel_timings() {
         0.0,
         &adam::adam_step(
             ctx,
-            &pf,
-            &grads,
-            &m,
-            &v,
+            [&pf, &grads, &m, &v],
             &[adam::AdamProblem::new(0, 1 << 20, 1, &adam::AdamConfig::default())],
             1,
             false,

@@ -90,14 +90,11 @@ impl Recordable for AdamLaunch {
     }
 }
 
-/// params -= Adam(grads); m, v updated; grads zeroed if `zero_grad`; over every
-/// block of `problems` (room for `capacity` blocks).
+/// `[params, grads, m, v]`: params -= Adam(grads); m, v updated; grads zeroed if
+/// `zero_grad`; over every block of `problems` (room for `capacity` blocks).
 pub fn adam_step(
     ctx: &GpuContext,
-    params: &wgpu::Buffer,
-    grads: &wgpu::Buffer,
-    m: &wgpu::Buffer,
-    v: &wgpu::Buffer,
+    [params, grads, m, v]: [&wgpu::Buffer; 4],
     problems: &[AdamProblem],
     capacity: usize,
     zero_grad: bool,

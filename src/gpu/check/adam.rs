@@ -31,7 +31,7 @@ pub fn check_adam(ctx: &GpuContext, c: &AdamCase) -> Result<Vec<CheckRow>, GpuEr
     let v = storage::<f32>(ctx, "adam v", n)?;
     let mut state = cpu::adam::AdamState::new(n);
     let block = |step: u32| [gpu::adam::AdamProblem::new(0, n, step, &cfg)];
-    let mut launch = gpu::adam::adam_step(ctx, &params, &grads, &m, &v, &block(1), 1, true)?;
+    let mut launch = gpu::adam::adam_step(ctx, [&params, &grads, &m, &v], &block(1), 1, true)?;
     for step in 1..=c.steps {
         let mut g = random_vec(n, c.seed + 100 + u64::from(step));
         for x in &mut g[..gap] {
@@ -116,7 +116,7 @@ fn check_adam_grouped(ctx: &GpuContext, c: &AdamCase) -> Result<CheckRow, GpuErr
         }
         match &mut launch {
             Some(l) => l.update(ctx, &list, true)?,
-            None => launch = Some(gpu::adam::adam_step(ctx, &params, &grads, &m, &v, &list, 3, true)?),
+            None => launch = Some(gpu::adam::adam_step(ctx, [&params, &grads, &m, &v], &list, 3, true)?),
         }
         if let Some(l) = &launch {
             run(ctx, &[l])?;

@@ -352,7 +352,7 @@ impl GpuEngine {
         // The forward reversed: attention, dense (input then weight gradient), GRU, projections.
         bwd.extend(b_att.into_iter().chain(b_dense).chain(b_gru).chain(b_proj));
         let schedule = Schedule { forward: fwd, heads_train, heads_eval, backward: bwd };
-        let adam = adam_step(&ctx, &w, &grads, &m, &v, &[AdamProblem::new(0, n_params, 1, &adam_cfg)], 1, true)?;
+        let adam = adam_step(&ctx, [&w, &grads, &m, &v], &[AdamProblem::new(0, n_params, 1, &adam_cfg)], 1, true)?;
 
         // The batch inputs, (M, B, U, 2H) d(gru out), (B, U, R) R and dR, and the GRU scratch.
         keep.extend([inputs, dgru_out, dense_in, r, dr, xp, cache, gru_out, gh, carry, dz, row_loss, dm]);
