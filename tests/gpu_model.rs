@@ -12,6 +12,7 @@ use cimnet::cpu::model::{backward, forward, DropoutMasks};
 use cimnet::data::{Dataset, SplitName, Video};
 use cimnet::engine::Engine;
 use cimnet::gpu::model::GpuEngine;
+use cimnet::gpu::gru::{GruKernel, GruMember, GruSchedule};
 use cimnet::gpu::tune::KernelChoice;
 use cimnet::gpu::{GpuContext, GpuOptions};
 use cimnet::params::ParamStore;
@@ -309,5 +310,80 @@ fn vec4_kernel_path_matches_the_cpu() {
         cfg.hidden = 8;
         cfg.dense = 4;
         compare_gradients(c, &cfg, Some(11));
+    }
+}
+
+/// The models of one fused engine (a mix of modality sets, attention kinds and
+/// task setups, launches covering all of them) against each model in an
+/// engine of its own, with the same kernel members: the same losses and
+/// states bit for bit, step after step, also when a model stops (it leaves the
+/// steps; its state stays where it was) and when evaluations cover a subset.
+/// Both the default members and the cells / scalar per-step, vec4 and tiled ones.
+#[test]
+fn a_fused_engine_trains_each_model_exactly_as_alone() {
+    let Some(c) = ctx() else { return };
+    let c = std::sync::Arc::new(c);
+    let data = dataset(&LENS, 11);
+    let cfgs = [
+        config(ModalitySet::T, Attention::Cim, Tasks::Sentiment),
+        config(ModalitySet::TAV, Attention::Cim, Tasks::Mtl),
+        config(ModalitySet::AV, Attention::SelfAttention, Tasks::Emotion),
+        config(ModalitySet::TV, Attention::None, Tasks::Mtl),
+        config(ModalitySet::TA, Attention::Cim, Tasks::Emotion),
+    ];
+    let ps: Vec<ParamStore> = cfgs.iter().enumerate().map(|(i, cfg)| params(cfg, 20 + i as u64)).collect();
+    let adams: Vec<AdamConfig> =
+        (0..cfgs.len()).map(|i| AdamConfig { lr: 1e-2 * (1.0 + i as f64), ..AdamConfig::default() }).collect();
+    let tuned = KernelChoice {
+        gru_forward: GruMember { kernel: GruKernel::Cells, schedule: GruSchedule::PerStep },
+        gru_backward: GruMember { kernel: GruKernel::Scalar, schedule: GruSchedule::PerStep },
+        projection: cimnet::gpu::linear::LinearKernel::Vec4,
+        dense: cimnet::gpu::linear::LinearKernel::Vec4,
+        attention_forward: cimnet::gpu::attention::AttentionKernel::Tiled,
+        attention_backward: cimnet::gpu::attention::AttentionKernel::Tiled,
+        ..KernelChoice::default()
+    };
+    for kernels in [KernelChoice::default(), tuned] {
+        let members: Vec<(&ParamStore, AdamConfig)> = ps.iter().zip(&adams).map(|(p, a)| (p, *a)).collect();
+        let mut fused = GpuEngine::new_group(c.clone(), &members, &data, 5, 3, &kernels).unwrap();
+        let mut alone: Vec<GpuEngine> = ps
+            .iter()
+            .zip(&adams)
+            .map(|(p, a)| GpuEngine::new(c.clone(), p, &data, *a, 5, 3, &kernels).unwrap())
+            .collect();
+        let bits = |s: &cimnet::engine::EngineState| {
+            let f = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            (f(&s.master), f(&s.m), f(&s.v), s.adam_step)
+        };
+        for (step, videos) in batches().iter().cycle().take(6).enumerate() {
+            // Model 1 stops after step 2 (early stopping); model 3 sits out step 4.
+            let part: Vec<usize> = (0..cfgs.len()).filter(|&k| !(k == 1 && step > 2) && !(k == 3 && step == 4)).collect();
+            let mut group = vec![(&mut fused, part.as_slice(), videos.as_slice(), step as u64)];
+            cimnet::gpu::model::train_steps(&mut group).unwrap();
+            for &k in &part {
+                alone[k].train_step(videos, step as u64).unwrap();
+                let (f, a) = (fused.take_train_loss_of(k).unwrap(), alone[k].take_train_loss().unwrap());
+                assert_eq!(f, a, "{kernels:?}: model {k} step {step}: fused loss {f:?} vs alone {a:?}");
+            }
+        }
+        for (k, e) in alone.iter_mut().enumerate() {
+            let (f, a) = (fused.state_of(k).unwrap(), e.state().unwrap());
+            assert!(bits(&f) == bits(&a), "{kernels:?}: model {k}'s state differs from its engine alone");
+        }
+        let part = [0, 2, 4];
+        let preds = fused.predict_of(&part, SplitName::Test, &batches()[..2]).unwrap();
+        for (&k, p) in part.iter().zip(&preds) {
+            let a = alone[k].predict(SplitName::Test, &batches()[..2]).unwrap();
+            assert_eq!(*p, a, "{kernels:?}: model {k}'s test predictions differ from its engine alone");
+        }
+        // One launch per site, whatever the number of models: the fused step records
+        // the dispatches of the largest model's sites plus the sites others add.
+        let most = alone.iter().map(GpuEngine::dispatches_per_step).max().unwrap();
+        let all: Vec<usize> = (0..cfgs.len()).collect();
+        cimnet::gpu::model::train_steps(&mut [(&mut fused, all.as_slice(), batches()[0].as_slice(), 9)]).unwrap();
+        let sum: u32 = alone.iter().map(GpuEngine::dispatches_per_step).sum();
+        let got = fused.dispatches_per_step();
+        eprintln!("{kernels:?}: fused step {got} dispatches; alone {most} at most, {sum} in all");
+        assert!(got < sum && got <= most + 12, "fused {got} vs alone {most} at most / {sum} summed");
     }
 }

@@ -253,9 +253,10 @@ fn a_grouped_grid_killed_and_rerun_ends_as_the_uninterrupted_one_on_the_gpu() {
     killed_and_rerun("gpu", "12");
 }
 
-/// `cimnet bench --models`: per K the dispatches of a grouped step are those of
-/// its models alone, summed (every model records its own step into the one
-/// submit), and both timings are measured.
+/// `cimnet bench --models`: per K, the grouped step fuses the models of a seed
+/// into one engine, whose dispatches are one model's plus those of the sites the
+/// others add (here one more modality), while one by one they sum; both timings
+/// are measured.
 #[test]
 fn bench_models_reports_each_group_and_its_dispatches() {
     if std::env::var("CIMNET_SKIP_GPU_TESTS").as_deref() == Ok("1") {
@@ -278,10 +279,14 @@ fn bench_models_reports_each_group_and_its_dispatches() {
     let rows = v["rows"].as_array().unwrap();
     assert_eq!(rows.iter().map(|r| r["models"].as_u64().unwrap()).collect::<Vec<_>>(), [1, 4]);
     // Models 0..4 of the cycle are T/sentiment, T/emotion, T/mtl, A/sentiment: one
-    // modality each, so every one records the same launches as the first alone.
+    // modality each. Fused, they add A's five sites (projection and its weight
+    // gradient, dense, its input and weight gradients) to T's; one by one, 4x.
     let one = rows[0]["dispatches_per_step"].as_u64().unwrap();
     assert!(one > 0);
-    assert_eq!(rows[1]["dispatches_per_step"].as_u64().unwrap(), 4 * one);
+    assert_eq!(rows[0]["one_by_one_dispatches_per_step"].as_u64().unwrap(), one);
+    assert_eq!(rows[1]["engines"].as_u64().unwrap(), 1);
+    assert_eq!(rows[1]["dispatches_per_step"].as_u64().unwrap(), one + 5);
+    assert_eq!(rows[1]["one_by_one_dispatches_per_step"].as_u64().unwrap(), 4 * one);
     for r in rows {
         assert!(r["grouped_step_seconds"].as_f64().unwrap() > 0.0);
         assert!(r["one_by_one_step_seconds"].as_f64().unwrap() > 0.0);

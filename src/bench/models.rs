@@ -2,12 +2,14 @@
 //! `cimnet grid` groups them: the paper's Table 4 variants (7 modality sets x 3
 //! task setups, cim attention) cycled, each variant again with the next seed
 //! after 21. For each K the same steps are timed twice in one run, side by side:
-//! grouped (every model's step recorded into one command buffer, one submit:
-//! `gpu::model::train_steps`) and one by one (a submit per model and step, as
-//! `--group 1` trains). Each timing ends with a full wait (every model's loss
-//! read back). Reported: seconds per step of all K models, model-epochs per
-//! second, dispatches per step and invocations per dispatch (the parallelism a
-//! GPU is offered), and the GPU memory the K engines hold.
+//! grouped (the models of one seed fused into one engine, `GpuEngine::new_group`,
+//! every launch covering all of them; the seeds' engines in one submit,
+//! `gpu::model::train_steps`) and one by one (an engine and a submit per model
+//! and step, as `--group 1` trains), with the same kernel members. Each timing
+//! ends with a full wait (every model's loss read back). Reported: seconds per
+//! step of all K models, model-epochs per second, dispatches per step and
+//! invocations per dispatch of the grouped step (the parallelism a GPU is
+//! offered), and the GPU memory each way holds.
 
 use std::time::Instant;
 
@@ -59,9 +61,15 @@ pub struct ModelsRow {
     /// one_by_one / grouped (above 1: grouping is faster).
     pub speedup: f64,
     pub model_epochs_per_second: f64,
+    /// Fused engines of the grouped step (one per seed).
+    pub engines: usize,
+    /// Grouped: dispatches of one step of all K models, and their mean invocations.
     pub dispatches_per_step: u64,
     pub invocations_per_dispatch: f64,
+    /// One by one: the same, summed over the K engines.
+    pub one_by_one_dispatches_per_step: u64,
     pub gpu_bytes: u64,
+    pub one_by_one_gpu_bytes: u64,
 }
 
 /// The k-th model of a bench group: Table 4's variants in order, then again with the next seed.
@@ -94,7 +102,8 @@ pub fn run(
     let shape = crate::train::engine::tune_shape(data, batch);
     let mut rows = Vec::new();
     for &k in models {
-        let mut engines = Vec::with_capacity(k);
+        // Per model: its params, seed and batch order; per seed: the members.
+        let mut made = Vec::with_capacity(k);
         let mut orders = Vec::with_capacity(k);
         for i in 0..k {
             let (set, tasks, seed) = table4_variant(i, data.has_emotion);
@@ -102,50 +111,77 @@ pub fn run(
             cfg.hidden = hidden;
             cfg.dense = dense;
             cfg.validate()?;
-            let kernels = device.kernels(&ctx, &cfg, shape, tune_opts, on_tune)?;
-            let params = ParamStore::init(&cfg, seed);
-            engines.push(GpuEngine::new(ctx.clone(), &params, data, AdamConfig::default(), seed, batch, &kernels)?);
+            made.push((ParamStore::init(&cfg, seed), seed));
             orders.push(make_batches(&lens, batch, BatchMode::Bucketed, seed));
         }
+        let mut seeds: Vec<u64> = made.iter().map(|m| m.1).collect();
+        seeds.dedup();
+        // Every model of a seed runs the members raced for the seed's first model, both ways.
+        let mut fused = Vec::with_capacity(seeds.len());
+        let mut alone = Vec::with_capacity(k);
+        let mut first_of = Vec::with_capacity(seeds.len());
+        for &seed in &seeds {
+            let of: Vec<usize> = (0..k).filter(|&i| made[i].1 == seed).collect();
+            let kernels = device.kernels(&ctx, &made[of[0]].0.config, shape, tune_opts, on_tune)?;
+            let members: Vec<(&ParamStore, AdamConfig)> = of.iter().map(|&i| (&made[i].0, AdamConfig::default())).collect();
+            fused.push(GpuEngine::new_group(ctx.clone(), &members, data, seed, batch, &kernels)?);
+            for &i in &of {
+                alone.push(GpuEngine::new(ctx.clone(), &made[i].0, data, AdamConfig::default(), seed, batch, &kernels)?);
+            }
+            first_of.push(of[0]);
+        }
+        // Model i's videos at step s (the models of a seed share their order).
         let videos = |i: usize, s: usize| orders[i][s % orders[i].len()].as_slice();
-        // Warm-up (pipelines, first-use allocations), then grouped, then one by one.
-        let mut group: Vec<(&mut GpuEngine, &[usize], u64)> =
-            engines.iter_mut().enumerate().map(|(i, e)| (e, videos(i, 0), 0)).collect();
-        train_steps(&mut group)?;
-        drop(group);
-        wait(&mut engines)?;
+        let grouped_step = |fused: &mut [GpuEngine], s: usize| -> Result<(), EngineError> {
+            let parts: Vec<Vec<usize>> = fused.iter().map(|e| (0..e.models()).collect()).collect();
+            let mut group: Vec<(&mut GpuEngine, &[usize], &[usize], u64)> = fused
+                .iter_mut()
+                .zip(&parts)
+                .zip(&first_of)
+                .map(|((e, p), &i)| (e, p.as_slice(), videos(i, s), s as u64))
+                .collect();
+            train_steps(&mut group)
+        };
+        // Warm-up (pipelines, first-use allocations) both ways.
+        grouped_step(&mut fused, 0)?;
+        wait(&mut fused)?;
+        for (i, e) in alone.iter_mut().enumerate() {
+            e.train_step(videos(i, 0), 0)?;
+        }
+        wait(&mut alone)?;
         // The same batches both ways (a step's cost follows its batch's U), twice
         // each way in turn; the faster pass of each way counts.
         let (mut grouped, mut one_by_one) = (f64::INFINITY, f64::INFINITY);
         for _ in 0..2 {
             let t0 = Instant::now();
             for s in 1..=steps {
-                let mut group: Vec<(&mut GpuEngine, &[usize], u64)> =
-                    engines.iter_mut().enumerate().map(|(i, e)| (e, videos(i, s), s as u64)).collect();
-                train_steps(&mut group)?;
+                grouped_step(&mut fused, s)?;
             }
-            wait(&mut engines)?;
+            wait(&mut fused)?;
             grouped = grouped.min(t0.elapsed().as_secs_f64() / steps as f64);
             let t0 = Instant::now();
             for s in 1..=steps {
-                for (i, e) in engines.iter_mut().enumerate() {
+                for (i, e) in alone.iter_mut().enumerate() {
                     e.train_step(videos(i, s), s as u64)?;
                 }
             }
-            wait(&mut engines)?;
+            wait(&mut alone)?;
             one_by_one = one_by_one.min(t0.elapsed().as_secs_f64() / steps as f64);
         }
-        let dispatches: u64 = engines.iter().map(|e| u64::from(e.dispatches_per_step())).sum();
-        let invocations: u64 = engines.iter().map(GpuEngine::invocations_per_step).sum();
+        let dispatches: u64 = fused.iter().map(|e| u64::from(e.dispatches_per_step())).sum();
+        let invocations: u64 = fused.iter().map(GpuEngine::invocations_per_step).sum();
         rows.push(ModelsRow {
             models: k,
             grouped_step_seconds: grouped,
             one_by_one_step_seconds: one_by_one,
             speedup: one_by_one / grouped.max(1e-12),
             model_epochs_per_second: k as f64 / (grouped * steps_per_epoch as f64).max(1e-12),
+            engines: fused.len(),
             dispatches_per_step: dispatches,
             invocations_per_dispatch: invocations as f64 / dispatches.max(1) as f64,
-            gpu_bytes: engines.iter().map(GpuEngine::bytes).sum(),
+            one_by_one_dispatches_per_step: alone.iter().map(|e| u64::from(e.dispatches_per_step())).sum(),
+            gpu_bytes: fused.iter().map(GpuEngine::bytes).sum(),
+            one_by_one_gpu_bytes: alone.iter().map(GpuEngine::bytes).sum(),
         });
     }
     Ok(ModelsBench {
@@ -160,10 +196,12 @@ pub fn run(
     })
 }
 
-/// Full wait: every engine's loss read back (each read waits for its submits).
+/// Full wait: every model's loss read back (each read waits for its submits).
 fn wait(engines: &mut [GpuEngine]) -> Result<(), EngineError> {
     for e in engines {
-        e.take_train_loss()?;
+        for k in 0..e.models() {
+            e.take_train_loss_of(k)?;
+        }
     }
     Ok(())
 }
@@ -172,21 +210,24 @@ impl ModelsBench {
     pub fn markdown(&self) -> String {
         let mut s = format!(
             "{} on {}; batch {}, H {}, D {}; {} steps per model timed each way ({} steps per epoch)\n\n\
-             | models | grouped s/step | one-by-one s/step | speedup | model-epochs/s | dispatches/step | invocations/dispatch | GPU MiB |\n\
-             |---|---|---|---|---|---|---|---|\n",
+             | models | engines | grouped s/step | one-by-one s/step | speedup | model-epochs/s | dispatches/step grouped | one by one | invocations/dispatch | GPU MiB grouped | one by one |\n\
+             |---|---|---|---|---|---|---|---|---|---|---|\n",
             self.data, self.adapter, self.batch, self.hidden, self.dense, self.steps, self.steps_per_epoch
         );
         for r in &self.rows {
             s.push_str(&format!(
-                "| {} | {:.3} | {:.3} | {:.2}x | {:.4} | {} | {:.0} | {:.0} |\n",
+                "| {} | {} | {:.3} | {:.3} | {:.2}x | {:.4} | {} | {} | {:.0} | {:.0} | {:.0} |\n",
                 r.models,
+                r.engines,
                 r.grouped_step_seconds,
                 r.one_by_one_step_seconds,
                 r.speedup,
                 r.model_epochs_per_second,
                 r.dispatches_per_step,
+                r.one_by_one_dispatches_per_step,
                 r.invocations_per_dispatch,
-                r.gpu_bytes as f64 / (1 << 20) as f64
+                r.gpu_bytes as f64 / (1 << 20) as f64,
+                r.one_by_one_gpu_bytes as f64 / (1 << 20) as f64
             ));
         }
         s

@@ -118,6 +118,57 @@ pub fn choose_engine(
     Ok(Chosen { engine, backend, notice })
 }
 
+/// Where a run trains: the CPU reference (with a notice when `auto` found no
+/// GPU), or the device with the kernel members recorded in the run's config.
+pub enum Target {
+    Cpu(Option<String>),
+    Gpu(Arc<GpuContext>, KernelChoice),
+}
+
+/// The target of `run` on a device that may already be open (shared by a
+/// group); a GPU target's members are chosen now (by the tuner where the run
+/// has none recorded) and recorded in `run.kernels`.
+pub fn target_on(
+    device: &mut Device,
+    run: &mut super::run::RunConfig,
+    cfg: &ModelConfig,
+    data: &Dataset,
+    tune_mode: TuneMode,
+    on_tune: &mut dyn FnMut(&TuneEvent),
+) -> Result<Target, EngineError> {
+    let backend = run.train.backend.as_str();
+    if !["auto", "gpu", "cpu"].contains(&backend) {
+        return Err(EngineError::Backend(backend.to_string()));
+    }
+    if backend == "cpu" {
+        return Ok(Target::Cpu(None));
+    }
+    let ctx = match device.get() {
+        Ok(ctx) => ctx,
+        Err(GpuError::NoAdapter { requested, .. }) if backend == "auto" => {
+            let which = requested.map(|r| format!(" matching '{r}'")).unwrap_or_default();
+            let notice =
+                format!("note: no GPU adapter{which} found, so training runs on the CPU reference (slow); {GPU_HINT}");
+            return Ok(Target::Cpu(Some(notice)));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let kernels = match run.kernels {
+        Some(k) => k,
+        None => {
+            let shape = tune_shape(data, run.train.batch);
+            device.kernels(&ctx, cfg, shape, &TuneOptions::new(tune_mode), on_tune)?
+        }
+    };
+    run.kernels = Some(kernels);
+    Ok(Target::Gpu(ctx, kernels))
+}
+
+/// The Adam settings of a run.
+pub fn adam_of(run: &super::run::RunConfig) -> AdamConfig {
+    AdamConfig { lr: run.train.lr, ..AdamConfig::default() }
+}
+
 /// `choose_engine` on a device that may already be open (shared by a group).
 pub fn choose_on(
     device: &mut Device,
@@ -127,36 +178,15 @@ pub fn choose_on(
     tune_mode: TuneMode,
     on_tune: &mut dyn FnMut(&TuneEvent),
 ) -> Result<(AnyEngine, Option<String>), EngineError> {
-    let adam = AdamConfig { lr: run.train.lr, ..AdamConfig::default() };
+    let adam = adam_of(run);
     let seed = run.train.seed;
-    let cpu = |params| AnyEngine::Cpu(Box::new(CpuEngine::new(params, data.clone(), adam, seed)));
-    let backend = run.train.backend.as_str();
-    if !["auto", "gpu", "cpu"].contains(&backend) {
-        return Err(EngineError::Backend(backend.to_string()));
-    }
-    if backend == "cpu" {
-        return Ok((cpu(params), None));
-    }
-    let ctx = match device.get() {
-        Ok(ctx) => ctx,
-        Err(GpuError::NoAdapter { requested, .. }) if backend == "auto" => {
-            let which = requested.map(|r| format!(" matching '{r}'")).unwrap_or_default();
-            let notice =
-                format!("note: no GPU adapter{which} found, so training runs on the CPU reference (slow); {GPU_HINT}");
-            return Ok((cpu(params), Some(notice)));
+    match target_on(device, run, &params.config, data, tune_mode, on_tune)? {
+        Target::Cpu(notice) => Ok((AnyEngine::Cpu(Box::new(CpuEngine::new(params, data.clone(), adam, seed))), notice)),
+        Target::Gpu(ctx, kernels) => {
+            let engine = GpuEngine::new(ctx, &params, data, adam, seed, run.train.batch, &kernels)?;
+            Ok((AnyEngine::Gpu(Box::new(engine)), None))
         }
-        Err(e) => return Err(e.into()),
-    };
-    let kernels = match run.kernels {
-        Some(k) => k,
-        None => {
-            let shape = tune_shape(data, run.train.batch);
-            device.kernels(&ctx, &params.config, shape, &TuneOptions::new(tune_mode), on_tune)?
-        }
-    };
-    run.kernels = Some(kernels);
-    let engine = GpuEngine::new(ctx, &params, data, adam, run.train.seed, run.train.batch, &kernels)?;
-    Ok((AnyEngine::Gpu(Box::new(engine)), None))
+    }
 }
 
 /// The shape a run's race runs at: the batch, and U the bucket of the median

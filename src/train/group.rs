@@ -2,19 +2,23 @@
 //! thread of its own that runs the one training loop every run uses
 //! (src/train/run.rs through `pipeline::execute_with`), unchanged. What a run's
 //! thread holds is a member engine: a proxy whose every call goes to one
-//! coordinator (the calling thread), which owns the real engines, one per run,
-//! on one shared GPU device. The coordinator waits until every engine it holds
-//! has a call pending, then serves that round: all pending training steps as
-//! ONE grouped step (on the GPU one command buffer and one submit,
-//! `gpu::model::train_steps`; on the CPU a loop), everything else (evaluation,
-//! state, loss read-back) run by run. A run thus computes exactly what it
-//! computes alone: the same loop, the same engine, the same kernel members, the
-//! same seeds; only submits are shared. A run that ends (finished, early-stopped,
-//! failed) leaves the group and the next queued run takes its slot, so the group
-//! stays full while runs stop at different epochs.
+//! coordinator (the calling thread), which owns the real engines on one shared
+//! GPU device.
 //!
-//! What this does not do yet: fuse the K models into the same dispatches (a model
-//! axis in every kernel); a grouped step records K times the dispatches of one.
+//! Runs that start together and can share batches (the same seed, batch, H, D,
+//! dropout, data and kernel members) become the models of ONE fused GPU engine
+//! (`GpuEngine::new_group`): every launch of a step covers all of them, so the
+//! dispatches per step do not grow with the number of models. The coordinator
+//! waits until every engine it holds has a call pending, then serves that
+//! round: the training steps of each fused engine's models as one step (those
+//! with the same batch and step number; all engines' steps in one submit,
+//! `gpu::model::train_steps`), evaluations of the same batches as one forward,
+//! everything else (state, loss read-back) model by model. A run computes
+//! exactly what it computes alone: the same loop, the same kernel members, the
+//! same seeds, each model's arithmetic unchanged by its neighbours. A run that
+//! ends (finished, early-stopped, failed) leaves: its model no longer takes part
+//! (no compute, no update); the next queued runs form the next engine.
+//! Runs on the CPU reference get an engine each (it loops over the models anyway).
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -22,10 +26,11 @@ use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use super::engine::{choose_on, AnyEngine, Chosen, Device};
+use super::engine::{adam_of, target_on, AnyEngine, Chosen, Device, Target};
 use super::pipeline::{EngineSource, PipelineError};
 use super::run::{EpochRecord, Progress, RunConfig};
 use crate::data::{Dataset, SplitName};
+use crate::cpu::engine::CpuEngine;
 use crate::engine::{Engine, EngineError, EngineState, LossSums, Predictions, TuneMode};
 use crate::gpu::model::{train_steps, GpuEngine};
 use crate::params::ParamStore;
@@ -204,18 +209,41 @@ impl Progress for MemberProgress<'_> {
     }
 }
 
+/// Where a run's model lives: an engine of its own, or model `model` of fused engine `engine`.
+enum Holder {
+    Single(AnyEngine),
+    Fused { engine: usize, model: usize },
+}
+
 /// An engine the coordinator holds for a run, and its pending call.
 struct Slot {
-    engine: AnyEngine,
+    holder: Holder,
     answers: Sender<Reply>,
     pending: Option<Op>,
-    /// GPU memory the engine holds (0 on the CPU).
+    /// GPU memory the run's model holds (its share of a fused engine; 0 on the CPU).
     bytes: u64,
 }
 
+/// A fused engine and the slot of each of its models (None: the run left).
+struct Fused {
+    engine: GpuEngine,
+    members: Vec<Option<usize>>,
+}
+
+/// A run waiting for its engine: built when every started run has joined.
+struct Waiting {
+    job: usize,
+    run: Box<RunConfig>,
+    params: Box<ParamStore>,
+    data: Box<Dataset>,
+    reply: Sender<Result<Joined, EngineError>>,
+    /// Its kernel members came recorded in its config (a resumed run).
+    recorded: bool,
+}
+
 /// How many runs a group trains at once: at most `width`, and, where `memory`
-/// is known, only as many GPU engines as fit in it (each run's engine measured
-/// when it is built; until the first is, one run at a time).
+/// is known, only as many as fit in it (each engine measured when it is built;
+/// a fused engine that does not fit is split).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct GroupLimits {
     pub width: usize,
@@ -243,12 +271,14 @@ pub fn run_group<'a, T: Send + 'a>(
         let (to, inbox) = channel::<Msg>();
         let mut queue: VecDeque<(usize, Job<'a, T>)> = jobs.into_iter().enumerate().collect();
         let mut slots: Vec<Option<Slot>> = Vec::new();
+        let mut fused: Vec<Option<Fused>> = Vec::new();
+        let mut waiting: Vec<Waiting> = Vec::new();
         let mut epochs: Vec<Option<(usize, usize)>> = vec![None; n];
         let mut status = GroupStatus { total: n, queued: n, ..GroupStatus::default() };
         let mut alive = 0usize;
         let mut drawn = Instant::now() - Duration::from_secs(1);
-        // GPU bytes of the engines held, and the largest engine seen (the estimate
-        // for runs started but not yet built).
+        // The largest per-run share of GPU memory seen (the estimate for runs
+        // started but not yet built).
         let mut largest = 0u64;
         let fits = |slots: &[Option<Slot>], alive: usize, largest: u64| {
             let held: Vec<u64> = slots.iter().flatten().map(|s| s.bytes).collect();
@@ -278,26 +308,8 @@ pub fn run_group<'a, T: Send + 'a>(
             }
             let Ok(msg) = inbox.recv() else { break };
             match msg {
-                Msg::Join { job, mut run, params, data, reply } => {
-                    let made = choose_on(device, &mut run, *params, &data, tune, &mut |e| progress.tune(e));
-                    let answer = made.map(|(engine, notice)| {
-                        let (tx, rx) = channel();
-                        let backend = engine.backend();
-                        let bytes = engine.bytes();
-                        largest = largest.max(bytes);
-                        let mut slot = Slot { engine, answers: tx, pending: None, bytes };
-                        let describe = slot.engine.as_dyn().describe();
-                        let free = slots.iter().position(Option::is_none).unwrap_or(slots.len());
-                        if free == slots.len() {
-                            slots.push(None);
-                        }
-                        slots[free] = Some(slot);
-                        Joined { slot: free, run, backend, notice, describe, answers: rx }
-                    });
-                    if answer.is_ok() {
-                        epochs[job] = Some((0, 0));
-                    }
-                    let _ = reply.send(answer);
+                Msg::Join { job, run, params, data, reply } => {
+                    waiting.push(Waiting { job, run, params, data, reply, recorded: false });
                 }
                 Msg::Call { slot, op } => {
                     if let Some(Some(s)) = slots.get_mut(slot) {
@@ -305,6 +317,15 @@ pub fn run_group<'a, T: Send + 'a>(
                     }
                 }
                 Msg::Leave { slot } => {
+                    if let Some(Some(Slot { holder: Holder::Fused { engine, model }, .. })) = slots.get(slot) {
+                        let (e, m) = (*engine, *model);
+                        if let Some(Some(f)) = fused.get_mut(e) {
+                            f.members[m] = None;
+                            if f.members.iter().all(Option::is_none) {
+                                fused[e] = None; // every run left: free its memory
+                            }
+                        }
+                    }
                     if let Some(s) = slots.get_mut(slot) {
                         *s = None;
                     }
@@ -336,9 +357,16 @@ pub fn run_group<'a, T: Send + 'a>(
                     }
                 }
             }
+            let held = slots.iter().flatten().count();
+            if !waiting.is_empty() && waiting.len() + held >= alive {
+                let mut cohort = Cohort { slots: &mut slots, fused: &mut fused, largest: &mut largest, limits };
+                for job in cohort.build(std::mem::take(&mut waiting), device, tune, progress) {
+                    epochs[job] = Some((0, 0));
+                }
+            }
             let mut held = slots.iter().flatten().peekable();
             if held.peek().is_some() && held.all(|s| s.pending.is_some()) {
-                let stepped = serve(&mut slots);
+                let stepped = serve(&mut slots, &mut fused);
                 if stepped > 0 {
                     status.rounds += 1;
                     stats.rounds += 1;
@@ -359,14 +387,14 @@ pub fn run_group<'a, T: Send + 'a>(
     (results.into_inner().unwrap_or_else(|e| e.into_inner()), stats)
 }
 
-/// Whether another run may start within `memory`: the engines held take `held`
-/// bytes, runs started but not built yet are estimated at the `largest` engine
-/// seen, and so is the new one; before any engine is built, one run at a time.
+/// Whether another run may start within `memory`: the runs held take `held`
+/// bytes, runs started but not built yet are estimated at the `largest` share
+/// seen, and so is the new one. Before any engine is measured, runs start up to
+/// the width: they join one cohort, and an engine that does not fit is split.
 fn may_start(memory: Option<u64>, held: &[u64], alive: usize, largest: u64) -> bool {
     match memory {
         None => true,
-        Some(_) if alive == 0 => true,
-        Some(_) if largest == 0 => false,
+        Some(_) if alive == 0 || largest == 0 => true,
         Some(budget) => {
             let unbuilt = alive.saturating_sub(held.len()) as u64;
             held.iter().sum::<u64>() + (unbuilt + 1) * largest <= budget
@@ -392,54 +420,328 @@ fn join(
     Ok(Chosen { engine: Box::new(member), backend: joined.backend, notice: joined.notice })
 }
 
+/// What the coordinator holds, while it builds the engines of joined runs.
+struct Cohort<'c> {
+    slots: &'c mut Vec<Option<Slot>>,
+    fused: &'c mut Vec<Option<Fused>>,
+    largest: &'c mut u64,
+    limits: GroupLimits,
+}
+
+/// Runs that can be models of one engine: the same device, seed, batch,
+/// kernel members, H, D, dropout and data.
+fn fusable(a: &Waiting, b: &Waiting) -> bool {
+    a.run.kernels == b.run.kernels && fusable_but_kernels(a, b)
+}
+
+fn fusable_but_kernels(a: &Waiting, b: &Waiting) -> bool {
+    let (ra, rb) = (&a.run.train, &b.run.train);
+    let (ca, cb) = (&a.params.config, &b.params.config);
+    ra.seed == rb.seed
+        && ra.batch == rb.batch
+        && ra.backend == rb.backend
+        && (ca.hidden, ca.dense) == (cb.hidden, cb.dense)
+        && ca.dropout.to_bits() == cb.dropout.to_bits()
+        && a.data == b.data
+}
+
+impl Cohort<'_> {
+    /// A slot for a run; returns its index.
+    fn hold(&mut self, slot: Slot) -> usize {
+        let free = self.slots.iter().position(Option::is_none).unwrap_or(self.slots.len());
+        if free == self.slots.len() {
+            self.slots.push(None);
+        }
+        self.slots[free] = Some(slot);
+        free
+    }
+
+    /// Answer a run's join with its slot.
+    fn joined(&mut self, w: Waiting, holder: Holder, bytes: u64, describe: String, notice: Option<String>) {
+        let backend = match &holder {
+            Holder::Single(AnyEngine::Cpu(_)) => "cpu",
+            _ => "gpu",
+        };
+        let (tx, rx) = channel();
+        let slot = self.hold(Slot { holder, answers: tx, pending: None, bytes });
+        let _ = w.reply.send(Ok(Joined { slot, run: w.run, backend, notice, describe, answers: rx }));
+    }
+
+    /// Build the engines of every waiting run: CPU runs one each, GPU runs fused
+    /// by what they share. Returns the jobs that got an engine.
+    fn build(
+        &mut self,
+        waiting: Vec<Waiting>,
+        device: &mut Device,
+        tune: TuneMode,
+        progress: &mut dyn Progress,
+    ) -> Vec<usize> {
+        let mut started = Vec::new();
+        let mut gpu: Vec<(Waiting, std::sync::Arc<crate::gpu::GpuContext>)> = Vec::new();
+        for mut w in waiting {
+            // A run with no members recorded takes those of an earlier such run
+            // it can share an engine with (raced for that run's model), so that
+            // the two can be fused; each run records what it used.
+            if w.run.kernels.is_none() {
+                if let Some((v, _)) = gpu.iter().find(|(v, _)| v.run.kernels.is_some() && !v.recorded && fusable_but_kernels(v, &w)) {
+                    w.run.kernels = v.run.kernels;
+                }
+            } else {
+                w.recorded = true;
+            }
+            let target = target_on(device, &mut w.run, &w.params.config, &w.data, tune, &mut |e| progress.tune(e));
+            match target {
+                Err(e) => {
+                    let _ = w.reply.send(Err(e));
+                }
+                Ok(Target::Cpu(notice)) => {
+                    let (params, data) = (*w.params.clone(), (*w.data).clone());
+                    let engine = CpuEngine::new(params, data, adam_of(&w.run), w.run.train.seed);
+                    let describe = engine.describe();
+                    started.push(w.job);
+                    self.joined(w, Holder::Single(AnyEngine::Cpu(Box::new(engine))), 0, describe, notice);
+                }
+                Ok(Target::Gpu(ctx, _)) => gpu.push((w, ctx)),
+            }
+        }
+        // Classes of fusable runs, in job order.
+        let mut classes: Vec<Vec<(Waiting, std::sync::Arc<crate::gpu::GpuContext>)>> = Vec::new();
+        for (w, ctx) in gpu {
+            match classes.iter_mut().find(|c| fusable(&c[0].0, &w)) {
+                Some(c) => c.push((w, ctx)),
+                None => classes.push(vec![(w, ctx)]),
+            }
+        }
+        for class in classes {
+            started.extend(self.fuse(class));
+        }
+        started
+    }
+
+    /// One engine for `class` if it can be built and fits what is left of the
+    /// memory budget; else the halves, down to one run per engine.
+    fn fuse(&mut self, class: Vec<(Waiting, std::sync::Arc<crate::gpu::GpuContext>)>) -> Vec<usize> {
+        let held: u64 = self.slots.iter().flatten().map(|s| s.bytes).sum();
+        let left = self.limits.memory.map(|m| m.saturating_sub(held));
+        let (ctx, first) = (class[0].1.clone(), &class[0].0);
+        let models: Vec<(&ParamStore, crate::config::AdamConfig)> =
+            class.iter().map(|(w, _)| (w.params.as_ref(), adam_of(&w.run))).collect();
+        let kernels = first.run.kernels.unwrap_or_default();
+        let made = GpuEngine::new_group(ctx, &models, &first.data, first.run.train.seed, first.run.train.batch, &kernels);
+        let made = match made {
+            Ok(e) if class.len() > 1 && left.is_some_and(|l| e.bytes() > l) => Err(None),
+            Ok(e) => Ok(e),
+            Err(e) if class.len() > 1 => Err(Some(e)),
+            Err(e) => {
+                let msg = e.to_string();
+                for (w, _) in class {
+                    let _ = w.reply.send(Err(EngineError::Group(msg.clone())));
+                }
+                return Vec::new();
+            }
+        };
+        let engine = match made {
+            Ok(e) => e,
+            Err(_) => {
+                let mut class = class;
+                let rest = class.split_off(class.len() / 2);
+                let mut started = self.fuse(class);
+                started.extend(self.fuse(rest));
+                return started;
+            }
+        };
+        let k = class.len();
+        let share = engine.bytes() / k as u64;
+        *self.largest = (*self.largest).max(share);
+        let describe = engine.describe();
+        let e = self.fused.iter().position(Option::is_none).unwrap_or(self.fused.len());
+        if e == self.fused.len() {
+            self.fused.push(None);
+        }
+        let mut members = Vec::with_capacity(k);
+        let mut started = Vec::with_capacity(k);
+        for (model, (w, _)) in class.into_iter().enumerate() {
+            started.push(w.job);
+            let before = self.slots.iter().position(Option::is_none).unwrap_or(self.slots.len());
+            self.joined(w, Holder::Fused { engine: e, model }, share, describe.clone(), None);
+            members.push(Some(before));
+        }
+        self.fused[e] = Some(Fused { engine, members });
+        started
+    }
+}
+
+/// The pending training steps of one engine grouped by (videos, step): each
+/// group one step of the models in it. Returns (models, videos, step, slots).
+type StepClass = (Vec<usize>, Vec<usize>, u64, Vec<usize>);
+
 /// Serve one round: every held engine has a call pending. Training steps go
-/// together (the GPU ones in one submit); the rest run one by one. Returns
-/// how many training steps the round held.
-fn serve(slots: &mut [Option<Slot>]) -> usize {
-    let mut steps: Vec<(usize, Vec<usize>, u64)> = Vec::new();
+/// together (every GPU engine's in one submit; a fused engine's models with the
+/// same batch as one step); evaluations of a fused engine's models on the same
+/// batches as one forward; the rest model by model. Returns how many models the
+/// round's training steps held.
+fn serve(slots: &mut [Option<Slot>], fused: &mut [Option<Fused>]) -> usize {
+    let mut ops: Vec<(usize, Op)> = Vec::new();
+    for (i, s) in slots.iter_mut().enumerate() {
+        if let Some(op) = s.as_mut().and_then(|s| s.pending.take()) {
+            ops.push((i, op));
+        }
+    }
+    let answer = |slots: &[Option<Slot>], i: usize, a: Reply| {
+        if let Some(Some(s)) = slots.get(i) {
+            let _ = s.answers.send(a);
+        }
+    };
+    // Training steps: per fused engine, classes by (videos, step); per single GPU engine, its own.
+    let mut classes: Vec<Vec<StepClass>> = (0..fused.len()).map(|_| Vec::new()).collect();
+    let mut singles: Vec<(usize, Vec<usize>, u64)> = Vec::new();
+    let mut rest: Vec<(usize, Op)> = Vec::new();
+    let mut grouped = 0;
+    for (i, op) in ops {
+        let Some(s) = slots[i].as_ref() else { continue };
+        match (op, &s.holder) {
+            (Op::TrainStep(videos, step), Holder::Fused { engine, model }) => {
+                grouped += 1;
+                let c = &mut classes[*engine];
+                match c.iter_mut().find(|c| c.1 == videos && c.2 == step) {
+                    Some(c) => {
+                        c.0.push(*model);
+                        c.3.push(i);
+                    }
+                    None => c.push((vec![*model], videos, step, vec![i])),
+                }
+            }
+            (Op::TrainStep(videos, step), Holder::Single(_)) => {
+                grouped += 1;
+                singles.push((i, videos, step));
+            }
+            (op, _) => rest.push((i, op)),
+        }
+    }
+    // Submits: each takes the first remaining class of every fused engine (and,
+    // the first time, every single engine's step).
+    const ALONE: &[usize] = &[0];
+    loop {
+        let mut taken: Vec<(usize, StepClass)> = Vec::new();
+        for (e, c) in classes.iter_mut().enumerate() {
+            if !c.is_empty() {
+                let mut class = c.remove(0);
+                sort_class(&mut class);
+                taken.push((e, class));
+            }
+        }
+        let singles_now = std::mem::take(&mut singles);
+        let mut told: Vec<usize> = Vec::new();
+        let mut cpu_done: Vec<(usize, Reply)> = Vec::new();
+        let outcome = {
+            let mut batch: Vec<(&mut GpuEngine, &[usize], &[usize], u64)> = Vec::new();
+            let mut engines: Vec<Option<&mut GpuEngine>> =
+                fused.iter_mut().map(|f| f.as_mut().map(|f| &mut f.engine)).collect();
+            for (e, class) in &taken {
+                if let Some(g) = engines.get_mut(*e).and_then(Option::take) {
+                    batch.push((g, &class.0, &class.1, class.2));
+                    told.extend(&class.3);
+                }
+            }
+            for (i, s) in slots.iter_mut().enumerate() {
+                let Some((_, videos, step)) = singles_now.iter().find(|x| x.0 == i) else { continue };
+                match s.as_mut().map(|s| &mut s.holder) {
+                    Some(Holder::Single(AnyEngine::Gpu(g))) => {
+                        batch.push((g.as_mut(), ALONE, videos, *step));
+                        told.push(i);
+                    }
+                    Some(Holder::Single(AnyEngine::Cpu(c))) => {
+                        cpu_done.push((i, c.train_step(videos, *step).map(|()| Answer::Unit)));
+                    }
+                    _ => {}
+                }
+            }
+            (!batch.is_empty()).then(|| train_steps(&mut batch).map_err(|e| e.to_string()))
+        };
+        if let Some(outcome) = outcome {
+            for i in told {
+                answer(slots, i, outcome.clone().map(|()| Answer::Unit).map_err(EngineError::Group));
+            }
+        }
+        for (i, a) in cpu_done {
+            answer(slots, i, a);
+        }
+        if classes.iter().all(Vec::is_empty) {
+            break;
+        }
+    }
+    // Evaluations of a fused engine's models on the same batches: one forward.
+    let mut predicts: Vec<(usize, SplitName, Vec<Vec<usize>>, Vec<(usize, usize)>)> = Vec::new();
     let mut others: Vec<(usize, Op)> = Vec::new();
-    for (i, s) in slots.iter_mut().enumerate() {
-        match s.as_mut().and_then(|s| s.pending.take()) {
-            Some(Op::TrainStep(videos, step)) => steps.push((i, videos, step)),
-            Some(op) => others.push((i, op)),
-            None => {}
+    for (i, op) in rest {
+        match (op, slots[i].as_ref().map(|s| &s.holder)) {
+            (Op::Predict(split, batches), Some(Holder::Fused { engine, model })) => {
+                match predicts.iter_mut().find(|p| p.0 == *engine && p.1 == split && p.2 == batches) {
+                    Some(p) => p.3.push((*model, i)),
+                    None => predicts.push((*engine, split, batches, vec![(*model, i)])),
+                }
+            }
+            (op, _) => others.push((i, op)),
         }
     }
-    let grouped = steps.len();
-    let mut gpu: Vec<(&mut GpuEngine, &[usize], u64)> = Vec::new();
-    let mut gpu_answers: Vec<Sender<Reply>> = Vec::new();
-    for (i, s) in slots.iter_mut().enumerate() {
-        let Some(s) = s else { continue };
-        let Some((_, videos, step)) = steps.iter().find(|x| x.0 == i) else { continue };
-        match &mut s.engine {
-            AnyEngine::Gpu(g) => {
-                gpu.push((g, videos.as_slice(), *step));
-                gpu_answers.push(s.answers.clone());
+    for (e, split, batches, mut who) in predicts {
+        who.sort_unstable();
+        let part: Vec<usize> = who.iter().map(|w| w.0).collect();
+        let Some(Some(f)) = fused.get_mut(e) else { continue };
+        match f.engine.predict_of(&part, split, &batches) {
+            Ok(preds) => {
+                for ((_, i), p) in who.iter().zip(preds) {
+                    answer(slots, *i, Ok(Answer::Predictions(p)));
+                }
             }
-            AnyEngine::Cpu(c) => {
-                let _ = s.answers.send(c.train_step(videos, *step).map(|()| Answer::Unit));
+            Err(err) => {
+                let msg = err.to_string();
+                for (_, i) in &who {
+                    answer(slots, *i, Err(EngineError::Group(msg.clone())));
+                }
             }
-        }
-    }
-    if !gpu.is_empty() {
-        let outcome = train_steps(&mut gpu).map_err(|e| e.to_string());
-        for a in gpu_answers {
-            let _ = a.send(outcome.clone().map(|()| Answer::Unit).map_err(EngineError::Group));
         }
     }
     for (i, op) in others {
-        let Some(s) = slots[i].as_mut() else { continue };
-        let e = s.engine.as_dyn();
-        let answer = match op {
-            Op::TakeLoss => e.take_train_loss().map(Answer::Loss),
-            Op::Predict(split, batches) => e.predict(split, &batches).map(Answer::Predictions),
-            Op::State => e.state().map(|s| Answer::State(Box::new(s))),
-            Op::SetState(st) => e.set_state(&st).map(|()| Answer::Unit),
-            Op::TrainStep(..) => Err(unexpected()), // served above
+        let reply = match slots[i].as_mut().map(|s| &mut s.holder) {
+            Some(Holder::Single(engine)) => {
+                let e = engine.as_dyn();
+                match op {
+                    Op::TakeLoss => e.take_train_loss().map(Answer::Loss),
+                    Op::Predict(split, batches) => e.predict(split, &batches).map(Answer::Predictions),
+                    Op::State => e.state().map(|s| Answer::State(Box::new(s))),
+                    Op::SetState(st) => e.set_state(&st).map(|()| Answer::Unit),
+                    Op::TrainStep(..) => Err(unexpected()), // served above
+                }
+            }
+            Some(Holder::Fused { engine, model }) => {
+                let (e, k) = (*engine, *model);
+                match fused.get_mut(e).and_then(Option::as_mut) {
+                    None => Err(gone()),
+                    Some(f) => {
+                        let g = &mut f.engine;
+                        match op {
+                            Op::TakeLoss => g.take_train_loss_of(k).map(Answer::Loss),
+                            Op::State => g.state_of(k).map(|s| Answer::State(Box::new(s))),
+                            Op::SetState(st) => g.set_state_of(k, &st).map(|()| Answer::Unit),
+                            Op::Predict(..) | Op::TrainStep(..) => Err(unexpected()), // served above
+                        }
+                    }
+                }
+            }
+            None => continue,
         };
-        let _ = s.answers.send(answer);
+        answer(slots, i, reply);
     }
     grouped
+}
+
+/// A step class with its models ascending (and their slots alongside).
+fn sort_class(class: &mut StepClass) {
+    let mut pairs: Vec<(usize, usize)> = class.0.iter().copied().zip(class.3.iter().copied()).collect();
+    pairs.sort_unstable();
+    class.0 = pairs.iter().map(|p| p.0).collect();
+    class.3 = pairs.iter().map(|p| p.1).collect();
 }
 
 #[cfg(test)]
@@ -450,7 +752,7 @@ mod tests {
     fn runs_start_while_the_memory_budget_holds_one_more_engine() {
         assert!(may_start(None, &[100; 50], 50, 100), "no budget: only the width limits");
         assert!(may_start(Some(1), &[], 0, 0), "the first run always starts");
-        assert!(!may_start(Some(1000), &[], 1, 0), "one at a time until an engine's size is known");
+        assert!(may_start(Some(1000), &[], 1, 0), "before any engine is measured, runs start to join one cohort");
         assert!(may_start(Some(300), &[100, 100], 2, 100));
         assert!(!may_start(Some(299), &[100, 100], 2, 100));
         // A started run not built yet counts as the largest engine seen.

@@ -9,43 +9,50 @@ use crate::engine::EngineError;
 use super::super::context::GpuContext;
 use super::super::launch::Recordable;
 use super::super::pipelines::Recorder;
-use super::params::{Batch, ParamsFor};
+use super::plan::{Batch, Plan};
 
 /// One entry of the schedule: recordable work and how its params follow the batch.
 pub trait Site {
     /// What the site computes (bench output, debugging).
     fn name(&self) -> &str;
-    fn update(&mut self, ctx: &GpuContext, pp: &ParamsFor, batch: &Batch) -> Result<(), EngineError>;
+    /// Point the site at a batch and the models taking part; false: none of
+    /// them has this site (it records nothing).
+    fn update(&mut self, ctx: &GpuContext, plan: &Plan, batch: &Batch) -> Result<(), EngineError>;
     fn record(&self, rec: &mut Recorder);
 }
 
-type Update<L> = Box<dyn Fn(&mut L, &GpuContext, &ParamsFor, &Batch) -> Result<(), EngineError>>;
+type Update<L> = Box<dyn Fn(&mut L, &GpuContext, &Plan, &Batch) -> Result<bool, EngineError>>;
 
 struct Step<L> {
     name: String,
     work: L,
     update: Update<L>,
+    live: bool,
 }
 
 impl<L: Recordable> Site for Step<L> {
     fn name(&self) -> &str {
         &self.name
     }
-    fn update(&mut self, ctx: &GpuContext, pp: &ParamsFor, batch: &Batch) -> Result<(), EngineError> {
-        (self.update)(&mut self.work, ctx, pp, batch)
+    fn update(&mut self, ctx: &GpuContext, plan: &Plan, batch: &Batch) -> Result<(), EngineError> {
+        self.live = (self.update)(&mut self.work, ctx, plan, batch)?;
+        Ok(())
     }
     fn record(&self, rec: &mut Recorder) {
-        self.work.record_into(rec);
+        if self.live {
+            self.work.record_into(rec);
+        }
     }
 }
 
-/// A site from its work and its update rule.
+/// A site from its work and its update rule (which says whether any model
+/// taking part has the site).
 pub fn site<L: Recordable + 'static>(
     name: impl Into<String>,
     work: L,
-    update: impl Fn(&mut L, &GpuContext, &ParamsFor, &Batch) -> Result<(), EngineError> + 'static,
+    update: impl Fn(&mut L, &GpuContext, &Plan, &Batch) -> Result<bool, EngineError> + 'static,
 ) -> Box<dyn Site> {
-    Box::new(Step { name: name.into(), work, update: Box::new(update) })
+    Box::new(Step { name: name.into(), work, update: Box::new(update), live: true })
 }
 
 /// Every site of a step, in recording order.
@@ -66,9 +73,9 @@ impl Schedule {
     }
 
     /// Point every site at a batch.
-    pub fn update(&mut self, ctx: &GpuContext, pp: &ParamsFor, batch: &Batch) -> Result<(), EngineError> {
+    pub fn update(&mut self, ctx: &GpuContext, plan: &Plan, batch: &Batch) -> Result<(), EngineError> {
         for s in self.all_mut() {
-            s.update(ctx, pp, batch)?;
+            s.update(ctx, plan, batch)?;
         }
         Ok(())
     }
