@@ -268,11 +268,16 @@ impl GpuEngine {
                 Ok(())
             }));
         }
-        let gp = pp.gru(shape)?;
-        let l = gru_forward(&ctx, &gru_out, &cache, &xp, &w, &len, &gp, k.gru_forward)?;
-        fwd.push(site("gru recurrence", l, |l, ctx, pp, b| Ok(l.update(ctx, &pp.gru(b.shape)?)?)));
-        let l = gru_backward(&ctx, &gi, &gh, &carry, &grads, &dgru_out, &cache, &w, &len, &gp, k.gru_backward)?;
-        b_gru.push(site("gru recurrence backward and dW_hh", l, |l, ctx, pp, b| Ok(l.update(ctx, &pp.gru(b.shape)?)?)));
+        let (gp, gq) = (pp.gru(shape)?, pp.gru_problems()?);
+        let l = gru_forward(&ctx, &gru_out, &cache, &xp, &w, &len, &gp, &gq, gq.len(), k.gru_forward)?;
+        fwd.push(site("gru recurrence", l, |l, ctx, pp, b| {
+            Ok(l.update(ctx, &pp.gru(b.shape)?, &pp.gru_problems()?)?)
+        }));
+        let l =
+            gru_backward(&ctx, &gi, &gh, &carry, &grads, &dgru_out, &cache, &w, &len, &gp, &gq, gq.len(), k.gru_backward)?;
+        b_gru.push(site("gru recurrence backward and dW_hh", l, |l, ctx, pp, b| {
+            Ok(l.update(ctx, &pp.gru(b.shape)?, &pp.gru_problems()?)?)
+        }));
         let l = dropout_forward(&ctx, &dense_in, &gru_out, pp.drop_gru(&full))?;
         fwd.push(site("gru-site dropout", l, |l, ctx, pp, b| {
             l.update(ctx, pp.drop_gru(b));

@@ -8,7 +8,7 @@ use crate::params::Layout;
 
 use super::super::dropout::DropoutParams;
 use super::super::gather::{GatherParams, GpuDataset, LABEL_WIDTH};
-use super::super::gru::{GruError, GruParams};
+use super::super::gru::{gru_problems, GruError, GruParams, GruProblem};
 use super::super::heads::HeadsParams;
 use super::super::linear::LinearParams;
 
@@ -73,7 +73,12 @@ impl ParamsFor {
     }
 
     pub fn gru(&self, s: Shape) -> Result<GruParams, GruError> {
-        GruParams::new(&self.layout, &self.mods, s.b, s.u, self.cfg.hidden)
+        GruParams::new(s.b, s.u, self.cfg.hidden, 2 * self.mods.len())
+    }
+
+    /// The GRU problems (W_hh / b_hh offsets) of every modality, p = 2 mi + dir.
+    pub fn gru_problems(&self) -> Result<Vec<GruProblem>, GruError> {
+        gru_problems(&self.layout, &self.mods, 0)
     }
 
     /// GRU-site dropout of every modality: gru output (M, B, U, 2H) -> dense input, same layout.
