@@ -382,7 +382,8 @@ fn gru_case(bench: &Bench, s: &Shape) -> Check {
     let mods: Vec<Modality> = cfg.modalities.modalities();
     let wv = store.to_f64();
     let (b, u, h) = (B, s.u, H);
-    let params = GruParams::new(layout, &mods, b, u, h).map_err(|e| e.to_string())?;
+    let params = GruParams::new(b, u, h, 2 * mods.len()).map_err(|e| e.to_string())?;
+    let problems = gru::gru_problems(layout, &mods, 0).map_err(|e| e.to_string())?;
     let mut rng = ChaCha8Rng::seed_from_u64(11);
     // CPU reference per problem; xp (P, B, U, 3H) comes from it so that only
     // the recurrent kernels are compared and timed.
@@ -433,25 +434,27 @@ fn gru_case(bench: &Bench, s: &Shape) -> Check {
     let gh = storage::<f32>(ctx, "gh", (params.gates_bytes() / 4) as usize).map_err(e)?;
     let carry = storage::<f32>(ctx, "carry", (params.carry_bytes() / 4) as usize).map_err(e)?;
     let real = s.real() as f64;
-    let problems = params.problems as f64;
+    let pf = params.problems as f64;
     let hf = h as f64;
     // Per real step and problem: W_hh h (2 * 3H * H) and ~15H of gate math;
     // the backward does W_hh^T gh and gh^T h_prev (twice that) and ~25H.
-    let flop_f = problems * real * (2.0 * 3.0 * hf * hf + 15.0 * hf);
-    let flop_b = problems * real * (4.0 * 3.0 * hf * hf + 25.0 * hf);
+    let flop_f = pf * real * (2.0 * 3.0 * hf * hf + 15.0 * hf);
+    let flop_b = pf * real * (4.0 * 3.0 * hf * hf + 25.0 * hf);
     // Forward: xp read, cache and out written, W_hh read once per launch.
-    let bytes_f = 4.0 * problems * (real * (3.0 * hf + 5.0 * hf + hf) + 3.0 * hf * hf);
-    let bytes_b = 4.0 * problems * (real * (hf + 5.0 * hf + 6.0 * hf) + 2.0 * 3.0 * hf * hf);
+    let bytes_f = 4.0 * pf * (real * (3.0 * hf + 5.0 * hf + hf) + 3.0 * hf * hf);
+    let bytes_b = 4.0 * pf * (real * (hf + 5.0 * hf + 6.0 * hf) + 2.0 * 3.0 * hf * hf);
     let shape = format!("{} B{b} U{u} H{h} P6", s.tag);
     // Every member the tuner can pick here; the scalar ones (seconds per run at
     // U 98) only when asked for by name.
     let scalar = bench.filter.as_deref().is_some_and(|f| f.contains("scalar"));
     let members =
-        gru::candidates(&ctx.profile, &params).into_iter().filter(|m| scalar || m.kernel != GruKernel::Scalar);
+        gru::candidates(&ctx.profile, &params, &problems).into_iter().filter(|m| scalar || m.kernel != GruKernel::Scalar);
+    let n = problems.len();
     for member in members {
-        let fwd =
-            gru::gru_forward(ctx, &out, &cache, &xpb, &weights, &lens, &params, member).map_err(|e| e.to_string())?;
-        let bwd = gru::gru_backward(ctx, &gi, &gh, &carry, &grads, &doutb, &cache, &weights, &lens, &params, member)
+        let fwd = gru::gru_forward(ctx, &out, &cache, &xpb, &weights, &lens, &params, &problems, n, member)
+            .map_err(|e| e.to_string())?;
+        let (w, q) = (&weights, &problems);
+        let bwd = gru::gru_backward(ctx, &gi, &gh, &carry, &grads, &doutb, &cache, w, &lens, &params, q, n, member)
             .map_err(|e| e.to_string())?;
         ctx.queue.write_buffer(&grads, 0, bytemuck::cast_slice(&vec![0f32; layout.len]));
         cimnet::gpu::run(ctx, &[&fwd, &bwd]).map_err(e)?;

@@ -8,10 +8,22 @@
 // these kernels consume xp and produce the input-side gradients gi.
 //
 // Letters: B batch, U padded utterances (= the number of time steps run),
-// H hidden, M modalities in this launch, P = 2M problems, one per
-// (modality m, direction d) with p = 2m + d (d = 0 forward, 1 reverse).
-// Every per-problem tensor is P blocks, each exactly the (B, U, ...) layout of
-// src/cpu/gru.rs's GruCache for that direction.
+// H hidden, M branches in this launch (a branch is one model's GRU of one
+// modality), P = 2M problems, one per (branch m, direction d) with p = 2m + d
+// (d = 0 forward, 1 reverse). Every per-problem tensor is P blocks, each
+// exactly the (B, U, ...) layout of src/cpu/gru.rs's GruCache for that
+// direction; out / dout hold one (B, U, 2H) block per branch m = p / 2.
+//
+// Problems: a launch covers every problem of every model of a group that
+// shares the batch (same B, U, lengths, H). What differs between problems is
+// in the problem list `problems` (one GruProblem each): the element offsets of
+// its W_hh and b_hh in the weight / gradient arenas (the models' parameter
+// stores back to back). The shared sizes are the uniform GruParams. Any even
+// P: the problem is a grid dimension (y of the recurrence of Scalar / Wide,
+// z elsewhere), so one launch over K models runs K times the workgroups of
+// one model's launch at the same per-invocation work: a model alone fills a
+// few dozen of a discrete GPU's cores, a group of them fills the device.
+// Each problem computes bit for bit what a launch of it alone computes.
 //
 // Members (src/gpu/gru/mod.rs `GruKernel`), each a forward, a backward and a
 // weight-gradient entry point binding the same buffers:
@@ -31,15 +43,16 @@
 //
 // Bindings (group 0; each entry point numbers its own from 0, in the order
 // its launcher lists them; every member binds as its Scalar counterpart)
-//   forward:           0 params, 1 lens, 2 weights, 3 xp, 4 cache (w), 5 out (w)
-//   backward:          0 params, 1 lens, 2 weights, 3 cache, 4 dout, 5 gi (w), 6 gh (w),
-//                      7 carry (w)
-//   weight gradient:   0 params, 1 lens, 2 cache, 3 gh, 4 grads (w, accumulated)
+//   forward:           0 params, 1 problems, 2 lens, 3 weights, 4 xp, 5 cache (w), 6 out (w)
+//   backward:          0 params, 1 problems, 2 lens, 3 weights, 4 cache, 5 dout, 6 gi (w),
+//                      7 gh (w), 8 carry (w)
+//   weight gradient:   0 params, 1 problems, 2 lens, 3 cache, 4 gh, 5 grads (w, accumulated)
 // where
-//   params   uniform GruParams
+//   params   uniform GruParams (shared by every problem)
+//   problems (P) GruProblem, the problem list
 //   lens     (B) u32, true lengths, 1 <= len <= U
-//   weights  flat parameter store, W_hh (3H, H) / b_hh (3H) at the offsets
-//   grads    flat gradient store (same layout as weights)
+//   weights  weight arena, problem p's W_hh (3H, H) / b_hh (3H) at its offsets
+//   grads    gradient arena (same layout as weights)
 //   xp       (P, B, U, 3H)  W_ih x + b_ih, read at real positions only
 //   cache    (P, 5, B, U, H) [h, r, z, n, hn], zero at padding
 //   out      (M, B, U, 2H)  bi-GRU output [fwd | rev], zero at padding
@@ -58,9 +71,14 @@ struct GruParams {
     t1: u32,
     _pad0: u32,
     _pad1: u32,
-    // Element offsets in the weights / grads stores of problem p at [p / 4][p % 4].
-    w_hh_offset: array<vec4<u32>, 2>,
-    b_hh_offset: array<vec4<u32>, 2>,
+}
+
+// One problem of the launch (branch p / 2, direction p % 2).
+struct GruProblem {
+    // Element offsets of its W_hh and b_hh in the weights / grads arenas.
+    w_hh_offset: u32,
+    b_hh_offset: u32,
+    _pad: vec2<u32>,
 }
 
 // ---- constants (src/gpu/gru/wgsl.rs and cells.rs) ----
@@ -83,22 +101,23 @@ const C_N: u32 = 3u;
 const C_HN: u32 = 4u;
 
 @group(0) @binding(0) var<uniform> params: GruParams;
-@group(0) @binding(1) var<storage, read> lens: array<u32>;
-@group(0) @binding(2) var<storage, read> weights: array<f32>;
+@group(0) @binding(1) var<storage, read> problems: array<GruProblem>;
+@group(0) @binding(2) var<storage, read> lens: array<u32>;
+@group(0) @binding(3) var<storage, read> weights: array<f32>;
 // gru_forward, gru_forward_cells
-@group(0) @binding(3) var<storage, read> fw_xp: array<f32>;
-@group(0) @binding(4) var<storage, read_write> fw_cache: array<f32>;
-@group(0) @binding(5) var<storage, read_write> fw_out: array<f32>;
+@group(0) @binding(4) var<storage, read> fw_xp: array<f32>;
+@group(0) @binding(5) var<storage, read_write> fw_cache: array<f32>;
+@group(0) @binding(6) var<storage, read_write> fw_out: array<f32>;
 // gru_backward, gru_backward_cells
-@group(0) @binding(3) var<storage, read> bw_cache: array<f32>;
-@group(0) @binding(4) var<storage, read> bw_dout: array<f32>;
-@group(0) @binding(5) var<storage, read_write> bw_gi: array<f32>;
-@group(0) @binding(6) var<storage, read_write> bw_gh: array<f32>;
-@group(0) @binding(7) var<storage, read_write> bw_carry: array<f32>;
+@group(0) @binding(4) var<storage, read> bw_cache: array<f32>;
+@group(0) @binding(5) var<storage, read> bw_dout: array<f32>;
+@group(0) @binding(6) var<storage, read_write> bw_gi: array<f32>;
+@group(0) @binding(7) var<storage, read_write> bw_gh: array<f32>;
+@group(0) @binding(8) var<storage, read_write> bw_carry: array<f32>;
 // gru_backward_weights, gru_backward_weights_tiled
-@group(0) @binding(2) var<storage, read> ww_cache: array<f32>;
-@group(0) @binding(3) var<storage, read> ww_gh: array<f32>;
-@group(0) @binding(4) var<storage, read_write> ww_grads: array<f32>;
+@group(0) @binding(3) var<storage, read> ww_cache: array<f32>;
+@group(0) @binding(4) var<storage, read> ww_gh: array<f32>;
+@group(0) @binding(5) var<storage, read_write> ww_grads: array<f32>;
 
 // h of a Scalar / Wide workgroup's 16 sequences: [quad][unit], each vec4 = 4 sequences.
 var<workgroup> h_shared: array<vec4<f32>, QUADS * MAX_H>;
@@ -117,11 +136,11 @@ fn tanh_safe(x: f32) -> f32 {
 }
 
 fn w_hh_offset(p: u32) -> u32 {
-    return params.w_hh_offset[p / 4u][p % 4u];
+    return problems[p].w_hh_offset;
 }
 
 fn b_hh_offset(p: u32) -> u32 {
-    return params.b_hh_offset[p / 4u][p % 4u];
+    return problems[p].b_hh_offset;
 }
 
 // Flat index of (b, i) in a (P, B, U, ...) tensor of problem p.
@@ -458,19 +477,19 @@ fn gru_backward_weights(@builtin(global_invocation_id) gid: vec3<u32>) {
 // ---- vec4 views and per-sequence helpers of the Wide member ----
 
 // gru_forward_wide
-@group(0) @binding(2) var<storage, read> w4: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read> fw4_xp: array<vec4<f32>>;
-@group(0) @binding(4) var<storage, read_write> fw4_cache: array<vec4<f32>>;
-@group(0) @binding(5) var<storage, read_write> fw4_out: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read> w4: array<vec4<f32>>;
+@group(0) @binding(4) var<storage, read> fw4_xp: array<vec4<f32>>;
+@group(0) @binding(5) var<storage, read_write> fw4_cache: array<vec4<f32>>;
+@group(0) @binding(6) var<storage, read_write> fw4_out: array<vec4<f32>>;
 // gru_backward_wide
-@group(0) @binding(3) var<storage, read> bw4_cache: array<vec4<f32>>;
-@group(0) @binding(4) var<storage, read> bw4_dout: array<vec4<f32>>;
-@group(0) @binding(5) var<storage, read_write> bw4_gi: array<vec4<f32>>;
-@group(0) @binding(6) var<storage, read_write> bw4_gh: array<vec4<f32>>;
-@group(0) @binding(7) var<storage, read_write> bw4_carry: array<vec4<f32>>;
+@group(0) @binding(4) var<storage, read> bw4_cache: array<vec4<f32>>;
+@group(0) @binding(5) var<storage, read> bw4_dout: array<vec4<f32>>;
+@group(0) @binding(6) var<storage, read_write> bw4_gi: array<vec4<f32>>;
+@group(0) @binding(7) var<storage, read_write> bw4_gh: array<vec4<f32>>;
+@group(0) @binding(8) var<storage, read_write> bw4_carry: array<vec4<f32>>;
 // gru_backward_weights_t8
-@group(0) @binding(2) var<storage, read> ww4_cache: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read> ww4_gh: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read> ww4_cache: array<vec4<f32>>;
+@group(0) @binding(4) var<storage, read> ww4_gh: array<vec4<f32>>;
 
 // W[j, c..c+3] . h[c..c+3] for 4 sequences: h0..h3 hold columns c..c+3, each
 // a vec4 over the sequences.

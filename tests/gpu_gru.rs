@@ -2,11 +2,13 @@
 //! n, hn and the bi-GRU output) and backward (gi, completed on the CPU into
 //! dW_ih, db_ih and dx, plus dW_hh and db_hh accumulated on the GPU), on odd
 //! shapes: B = 5 and 17 (not multiples of the 16 sequences a workgroup owns),
-//! U = 1 and 98, lengths including 1 and U, H = 200 and 7, odd K, one to three
-//! modalities per launch. The comparison (`cimnet::gpu::check::check_gru`, with
-//! its tolerances GRU_FWD_TOL / GRU_BWD_TOL) is shared with `cimnet check`.
-//! Letters: B batch, U padded utterances, K input dim, H hidden, M modalities,
-//! P = 2M (modality, direction) problems.
+//! U = 1 and 98, lengths including 1 and U, H = 200, 36, 12 and 7, odd K, one
+//! to three modalities per model, and fused launches of two or three models'
+//! GRUs (P = 10 problems over one weight arena, non-contiguous offsets). The
+//! comparison (`cimnet::gpu::check::check_gru`, with its tolerances
+//! GRU_FWD_TOL / GRU_BWD_TOL) is shared with `cimnet check`.
+//! Letters: B batch, U padded utterances, K input dim, H hidden, M branches
+//! ((model, modality) pairs), P = 2M (branch, direction) problems.
 //!
 //! Needs a GPU adapter (Mesa llvmpipe is enough: WGPU_BACKEND=vulkan); without
 //! one the tests FAIL unless CIMNET_SKIP_GPU_TESTS=1. The WGSL validation and
@@ -17,7 +19,7 @@ mod common;
 use cimnet::config::{Attention, Modality, ModalitySet, ModelConfig, Tasks};
 use cimnet::gpu::buffers::upload;
 use cimnet::gpu::check::{check_gru, gru_members, GruCase};
-use cimnet::gpu::gru::{self as g, GruKernel, GruMember, GruParams};
+use cimnet::gpu::gru::{self as g, GruKernel, GruMember, GruParams, GruProblem};
 use cimnet::gpu::{run, GpuContext};
 use cimnet::params::{Layout, ParamStore};
 use common::close::assert_rows;
@@ -40,15 +42,18 @@ fn gru_forward_backward_match_cpu() {
         l[16] = u; // the longest video is in the second workgroup's group
         l
     };
-    // (B=5 U=98 H=200 video only K=35), (B=17 U=13 H=7 TAV K=5,3,9),
-    // (B=17 U=1 H=200 audio K=9), (B=17 U=40 H=200 TA K=75,11).
+    // One model: (B=5 U=98 H=200 video only K=35), (B=17 U=40 H=200 TA K=75,11).
+    // Fused, P = 10 (5 branches of two or three models, their stores in one
+    // arena): (B=17 U=13 H=7), (B=17 U=1 H=200), (B=5 U=98 H=12),
+    // (B=17 U=9 H=36: H % 8 == 4, half-empty 8x8 weight-gradient tiles of the wide kernels).
+    let lens98 = vec![98, 1, 50, 97, 23];
     let cases = [
-        GruCase { lens: vec![98, 1, 50, 97, 23], dims: [0, 0, 35], h: 200, seed: 7 },
-        GruCase { lens: lens17(13), dims: [5, 3, 9], h: 7, seed: 7 },
-        GruCase { lens: vec![1; 17], dims: [0, 9, 0], h: 200, seed: 7 },
-        GruCase { lens: lens17(40), dims: [75, 11, 0], h: 200, seed: 7 },
-        // H % 8 == 4: half-empty 8x8 weight-gradient tiles of the wide kernels.
-        GruCase { lens: lens17(9), dims: [5, 3, 9], h: 36, seed: 7 },
+        GruCase::single(lens98.clone(), [0, 0, 35], 200, 7),
+        GruCase::single(lens17(40), [75, 11, 0], 200, 7),
+        GruCase { lens: lens17(13), models: vec![[5, 3, 9], [4, 0, 6]], h: 7, seed: 7 },
+        GruCase { lens: vec![1; 17], models: vec![[0, 9, 0], [3, 5, 7], [2, 0, 0]], h: 200, seed: 7 },
+        GruCase { lens: lens98, models: vec![[3, 0, 5], [2, 4, 6]], h: 12, seed: 7 },
+        GruCase { lens: lens17(9), models: vec![[0, 7, 11], [5, 3, 9]], h: 36, seed: 7 },
     ];
     let mut worst = 0.0f64;
     for c in &cases {
@@ -64,19 +69,142 @@ fn gru_forward_backward_match_cpu() {
 
 #[test]
 fn gru_params_reject_unsupported_sizes() {
-    let mut cfg = ModelConfig::new(ModalitySet::V, Attention::None, Tasks::Mtl, [0, 0, 5]);
-    cfg.hidden = 300;
-    let layout = Layout::new(&cfg);
-    assert_eq!(
-        GruParams::new(&layout, &[Modality::Video], 2, 3, 300),
-        Err(g::GruError::Hidden { h: 300, max: g::MAX_H })
-    );
+    assert_eq!(GruParams::new(2, 3, 300, 2), Err(g::GruError::Hidden { h: 300, max: g::MAX_H }));
+    assert_eq!(GruParams::new(0, 3, 4, 2), Err(g::GruError::Empty { b: 0, u: 3 }));
+    for p in [0, 1, 3, 7] {
+        assert_eq!(GruParams::new(2, 3, 4, p), Err(g::GruError::Problems { problems: p }));
+    }
+    let gp = GruParams::new(2, 3, 4, 10).unwrap();
+    assert_eq!((gp.b, gp.u, gp.h, gp.problems, gp.t0, gp.t1), (2, 3, 4, 10, 0, 3));
+}
+
+#[test]
+fn gru_problems_are_the_layout_offsets_shifted_by_the_base() {
+    let mut cfg = ModelConfig::new(ModalitySet::TV, Attention::None, Tasks::Mtl, [3, 0, 5]);
     cfg.hidden = 4;
     let layout = Layout::new(&cfg);
-    assert!(matches!(GruParams::new(&layout, &[Modality::Text], 2, 3, 4), Err(g::GruError::MissingTensor { .. })));
-    assert!(matches!(GruParams::new(&layout, &[Modality::Video], 2, 3, 5), Err(g::GruError::TensorShape { .. })));
-    assert_eq!(GruParams::new(&layout, &[Modality::Video], 0, 3, 4), Err(g::GruError::Empty { b: 0, u: 3 }));
-    assert!(GruParams::new(&layout, &[Modality::Video], 2, 3, 4).is_ok());
+    let mods = [Modality::Video, Modality::Text];
+    let at = |name: &str, base: usize| (layout.get(name).unwrap().offset + base) as u32;
+    for base in [0, 1000] {
+        let q = g::gru_problems(&layout, &mods, base).unwrap();
+        let want: Vec<GruProblem> = ["video", "text"]
+            .iter()
+            .flat_map(|m| ["", "_reverse"].map(|d| (m, d)))
+            .map(|(m, d)| GruProblem {
+                w_hh_offset: at(&format!("{m}.gru.weight_hh_l0{d}"), base),
+                b_hh_offset: at(&format!("{m}.gru.bias_hh_l0{d}"), base),
+                _pad: [0; 2],
+            })
+            .collect();
+        assert_eq!(q, want);
+    }
+    // Problems of two models concatenate; every offset is distinct.
+    let mut both = g::gru_problems(&layout, &mods, 0).unwrap();
+    both.extend(g::gru_problems(&layout, &[Modality::Text], layout.len + 12).unwrap());
+    let mut offsets: Vec<u32> = both.iter().map(|q| q.w_hh_offset).collect();
+    offsets.sort_unstable();
+    offsets.dedup();
+    assert_eq!(offsets.len(), 6);
+    assert!(matches!(g::gru_problems(&layout, &[Modality::Audio], 0), Err(g::GruError::MissingTensor { .. })));
+    assert!(matches!(g::gru_problems(&layout, &mods, usize::MAX), Err(g::GruError::Offset { .. })));
+    let mut bad = layout.clone();
+    for s in bad.slices.iter_mut().filter(|s| s.name == "text.gru.bias_hh_l0_reverse") {
+        s.shape = vec![13];
+    }
+    assert!(matches!(g::gru_problems(&bad, &mods, 0), Err(g::GruError::TensorShape { .. })));
+}
+
+/// Output buffers of a launch of `p`: cache, out, gi, gh, carry (NaN) and grads (zero).
+fn outputs(ctx: &GpuContext, p: &GruParams, arena: usize) -> [wgpu::Buffer; 6] {
+    [
+        nans(ctx, "cache", p.cache_bytes()),
+        nans(ctx, "out", p.out_bytes()),
+        nans(ctx, "gi", p.gates_bytes()),
+        nans(ctx, "gh", p.gates_bytes()),
+        nans(ctx, "carry", p.carry_bytes()),
+        upload(ctx, "grads", &vec![0f32; arena]).unwrap(),
+    ]
+}
+
+/// A launch built for 10 problems (two models in one arena) at U = 20, then
+/// updated to 4 other problems in another order at U = 7, computes bit for bit
+/// what a launch built for those 4 does (that one is checked against the CPU
+/// above); updates past the problem capacity, U, the buffers or Wide's
+/// alignment are refused with typed errors.
+#[test]
+fn an_updated_launch_equals_a_launch_built_for_its_problems() {
+    let Some(ctx) = context() else { return };
+    let (b, h, umax, u) = (17, 12, 20, 7);
+    let mut cfg = ModelConfig::new(ModalitySet::TAV, Attention::None, Tasks::Mtl, [3, 4, 5]);
+    cfg.hidden = h;
+    let store = ParamStore::init(&cfg, 3);
+    let mods = cfg.modalities.modalities();
+    let base = store.layout.len.next_multiple_of(4) + 8;
+    let mut arena = store.values.clone();
+    arena.resize(base, 0.5);
+    arena.extend(store.values.iter().map(|v| -0.5 * v));
+    let mut big = g::gru_problems(&store.layout, &mods, 0).unwrap();
+    big.extend(g::gru_problems(&store.layout, &mods[..2], base).unwrap());
+    assert_eq!(big.len(), 10);
+    // Model 1's audio branch, then model 0's text branch.
+    let small = [big[8], big[9], big[0], big[1]];
+    let (pb, ps) = (GruParams::new(b, umax, h, 10).unwrap(), GruParams::new(b, u, h, 4).unwrap());
+    let mut rng = ChaCha8Rng::seed_from_u64(9);
+    let mut rand = |n: u64| (0..n / 4).map(|_| rng.gen_range(-1.0f32..1.0)).collect::<Vec<f32>>();
+    let lens: Vec<u32> = (0..b as u32).map(|i| [u as u32, 1, 4, 6][i as usize % 4]).collect();
+    let lens = upload(ctx, "lens", &lens).unwrap();
+    let weights = upload(ctx, "weights", &arena).unwrap();
+    // Sized for the big launch (its build checks them), read as the small one's layout.
+    let xp = upload(ctx, "xp", &rand(pb.gates_bytes())).unwrap();
+    let dout = upload(ctx, "dout", &rand(pb.out_bytes())).unwrap();
+    let read = |buf: &wgpu::Buffer, bytes: u64| -> Vec<u32> {
+        let v = cimnet::gpu::buffers::read::<f32>(ctx, buf, 0, (bytes / 4) as usize).unwrap();
+        v.iter().map(|x| x.to_bits()).collect()
+    };
+    for member in GruMember::ALL {
+        let runs = [(pb, &big[..], 10), (ps, &small[..], 4)].map(|(p, q, capacity)| {
+            let [cache, out, gi, gh, carry, grads] = outputs(ctx, &p, arena.len());
+            let mut f = g::gru_forward(ctx, &out, &cache, &xp, &weights, &lens, &p, q, capacity, member).unwrap();
+            let mut bw =
+                g::gru_backward(ctx, &gi, &gh, &carry, &grads, &dout, &cache, &weights, &lens, &p, q, capacity, member)
+                    .unwrap();
+            f.update(ctx, &ps, &small).unwrap();
+            bw.update(ctx, &ps, &small).unwrap();
+            run(ctx, &[&f, &bw]).unwrap();
+            let got = [
+                read(&cache, ps.cache_bytes()),
+                read(&out, ps.out_bytes()),
+                read(&gi, ps.gates_bytes()),
+                read(&gh, ps.gates_bytes()),
+                read(&grads, 4 * arena.len() as u64),
+            ];
+            (got, f, bw)
+        });
+        let [(updated, mut f, mut bw), (built, mut fs, _)] = runs;
+        for (t, (a, b)) in ["cache", "out", "gi", "gh", "grads"].iter().zip(updated.iter().zip(&built)) {
+            assert!(a == b, "{}: {t} of the updated launch differs from the built one", member.name());
+        }
+        assert!(built[4].iter().any(|&x| x != 0), "{}: no weight gradient", member.name());
+
+        let p12 = GruParams::new(b, u, h, 12).unwrap();
+        let twelve: Vec<GruProblem> = big.iter().chain(&big[..2]).copied().collect();
+        assert_eq!(f.update(ctx, &p12, &twelve), Err(g::GruError::ProblemCapacity { problems: 12, capacity: 10 }));
+        assert_eq!(bw.update(ctx, &ps, &big[..6]), Err(g::GruError::ProblemCount { params: 4, listed: 6 }));
+        let long = GruParams::new(b, umax + 1, h, 4).unwrap();
+        assert_eq!(f.update(ctx, &long, &small), Err(g::GruError::Capacity { u: umax as u32 + 1, capacity: umax as u32 }));
+        // The small launch's list holds 4 problems.
+        let p6 = GruParams::new(b, u, h, 6).unwrap();
+        assert!(matches!(fs.update(ctx, &p6, &big[..6]), Err(g::GruError::ProblemCapacity { .. })));
+        let mut shifted = small;
+        shifted[3].b_hh_offset = (arena.len() / 4 * 4 - 4) as u32; // 4-aligned, its 3H past the arena
+        assert!(matches!(f.update(ctx, &ps, &shifted), Err(g::GruError::BufferSize { name: "weights", .. })));
+        shifted[3].b_hh_offset = small[3].b_hh_offset + 1;
+        if f.kernel() == GruKernel::Wide {
+            assert!(matches!(f.update(ctx, &ps, &shifted), Err(g::GruError::Misaligned { problem: 3, .. })));
+        } else {
+            f.update(ctx, &ps, &shifted).unwrap();
+        }
+    }
 }
 
 /// Timing at the MOSEI shape (B = 16, H = 200, T, A, V in one launch; U = 10 and
@@ -92,7 +220,9 @@ fn gru_timing_mosei_shape() {
     cfg.hidden = h;
     let store = ParamStore::init(&cfg, 1);
     let mods = cfg.modalities.modalities();
-    let full = GruParams::new(&store.layout, &mods, b, umax, h).unwrap();
+    let full = GruParams::new(b, umax, h, 2 * mods.len()).unwrap();
+    let q = g::gru_problems(&store.layout, &mods, 0).unwrap();
+    let n = q.len();
     let mut rng = ChaCha8Rng::seed_from_u64(5);
     let rand = |n: u64, rng: &mut ChaCha8Rng| (0..n / 4).map(|_| rng.gen_range(-1.0f32..1.0)).collect::<Vec<f32>>();
     let lens_buf = upload(ctx, "lens", &vec![umax as u32; b]).unwrap();
@@ -106,15 +236,15 @@ fn gru_timing_mosei_shape() {
     let gh = nans(ctx, "gh", full.gates_bytes());
     let carry = nans(ctx, "carry", full.carry_bytes());
     for member in GruMember::ALL {
-        let mut f = g::gru_forward(ctx, &out, &cache, &xp, &weights, &lens_buf, &full, member).unwrap();
-        let mut bw =
-            g::gru_backward(ctx, &gi, &gh, &carry, &grads, &dout, &cache, &weights, &lens_buf, &full, member).unwrap();
+        let mut f = g::gru_forward(ctx, &out, &cache, &xp, &weights, &lens_buf, &full, &q, n, member).unwrap();
+        let mut bw = g::gru_backward(ctx, &gi, &gh, &carry, &grads, &dout, &cache, &weights, &lens_buf, &full, &q, n, member)
+            .unwrap();
         for u in [40usize, 10] {
             let lens: Vec<u32> = (0..b).map(|i| if i == 0 { u as u32 } else { rng.gen_range(1..=u as u32) }).collect();
             ctx.queue.write_buffer(&lens_buf, 0, bytemuck::cast_slice(&lens));
-            let p = GruParams::new(&store.layout, &mods, b, u, h).unwrap();
-            f.update(ctx, &p).unwrap();
-            bw.update(ctx, &p).unwrap();
+            let p = GruParams::new(b, u, h, n).unwrap();
+            f.update(ctx, &p, &q).unwrap();
+            bw.update(ctx, &p, &q).unwrap();
             run(ctx, &[&f, &bw]).unwrap(); // warm-up (pipeline compilation)
             let reps = 3;
             let t = std::time::Instant::now();

@@ -9,7 +9,7 @@ use cimnet::gpu::adam::{AdamParams, AdamProblem};
 use cimnet::gpu::attention::AttentionParams;
 use cimnet::gpu::dropout::DropoutParams;
 use cimnet::gpu::gather::GatherParams;
-use cimnet::gpu::gru::GruParams;
+use cimnet::gpu::gru::{GruParams, GruProblem};
 use cimnet::gpu::heads::HeadsParams;
 use cimnet::gpu::linear::LinearParams;
 use cimnet::gpu::Shader;
@@ -127,7 +127,8 @@ fn params_structs_match_wgsl_layout() {
         [offset, n, step, lr, beta1, beta2, eps, bias1, bias2, one_minus_beta1, one_minus_beta2]
     );
     layout!(Shader::Gather, GatherParams, [b, u, tensors, write_len, d, src_off, dst_off]);
-    layout!(Shader::Gru, GruParams, [b, u, h, problems, t0, t1, w_hh_offset, b_hh_offset]);
+    layout!(Shader::Gru, GruParams, [b, u, h, problems, t0, t1]);
+    layout!(Shader::Gru, GruProblem, [w_hh_offset, b_hh_offset]);
     layout!(Shader::Attention, AttentionParams, [b, u, d, pair, rw, r_xy, r_yx]);
     layout!(Shader::AttentionTiled, AttentionParams, [b, u, d, pair, rw, r_xy, r_yx]);
     layout!(

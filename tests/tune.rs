@@ -54,11 +54,11 @@ fn the_tuner_picks_valid_members_and_caches_the_race() {
 
     // Every chosen member is one of its site's candidates at that shape.
     let pp = ParamsFor::new(&cfg, SHAPE.b * SHAPE.u);
-    let gp = pp.gru(SHAPE).unwrap();
+    let (gp, gq) = (pp.gru(SHAPE).unwrap(), pp.gru_problems().unwrap());
     let prof = &ctx.profile;
     let c = t.choice;
-    assert!(gru::candidates(prof, &gp).contains(&c.gru_forward));
-    assert!(gru::candidates(prof, &gp).contains(&c.gru_backward));
+    assert!(gru::candidates(prof, &gp, &gq).contains(&c.gru_forward));
+    assert!(gru::candidates(prof, &gp, &gq).contains(&c.gru_backward));
     let lin = linear::candidates(prof, &pp.projection(0, SHAPE));
     for k in [c.projection, c.projection_weights, c.dense, c.dense_backward, c.dense_weights] {
         assert!(lin.contains(&k), "{k:?} not in {lin:?}");
@@ -71,7 +71,7 @@ fn the_tuner_picks_valid_members_and_caches_the_race() {
     // and the winner is the fastest timed member (GRU: within the chosen schedule).
     let race = t.race.clone().unwrap();
     assert_eq!(race.entries.len(), progress);
-    let n_gru = gru::candidates(prof, &gp).len();
+    let n_gru = gru::candidates(prof, &gp, &gq).len();
     assert_eq!(race.entries.iter().filter(|e| e.site == "gru_forward").count(), n_gru);
     for site in KernelChoice::default().members().iter().map(|(site, _)| *site) {
         let winners: Vec<_> = race.entries.iter().filter(|e| e.site == site && e.winner).collect();

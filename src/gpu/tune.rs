@@ -76,8 +76,8 @@ impl KernelChoice {
         let s = Sites::new(cfg, shape)?;
         let first = |c: Vec<LinearKernel>| c[0];
         Ok(KernelChoice {
-            gru_forward: first_gru(gru::candidates(&ctx.profile, &s.gru))?,
-            gru_backward: first_gru(gru::candidates(&ctx.profile, &s.gru))?,
+            gru_forward: first_gru(gru::candidates(&ctx.profile, &s.gru, &s.gru_problems))?,
+            gru_backward: first_gru(gru::candidates(&ctx.profile, &s.gru, &s.gru_problems))?,
             projection: first(s.linear_candidates(ctx, &s.projection)),
             projection_weights: first(s.linear_candidates(ctx, &s.projection)),
             dense: first(s.linear_candidates(ctx, &s.dense)),
@@ -330,6 +330,7 @@ struct Sites {
     pp: ParamsFor,
     shape: Shape,
     gru: gru::GruParams,
+    gru_problems: Vec<gru::GruProblem>,
     /// Per modality.
     projection: Vec<LinearParams>,
     dense: Vec<LinearParams>,
@@ -341,7 +342,7 @@ impl Sites {
     fn new(cfg: &ModelConfig, shape: Shape) -> Result<Sites, GpuEngineError> {
         let pp = ParamsFor::new(cfg, shape.b * shape.u);
         let batch = Batch { shape, seed: 1, p_drop: cfg.dropout };
-        let gru = pp.gru(shape)?;
+        let (gru, gru_problems) = (pp.gru(shape)?, pp.gru_problems()?);
         let n = pp.mods.len();
         let projection = (0..n).map(|mi| pp.projection(mi, shape)).collect();
         let dense = (0..n).map(|mi| pp.dense_forward(mi, &batch, None)).collect();
@@ -352,7 +353,7 @@ impl Sites {
             .iter()
             .map(|&(x, y)| AttentionParams::new(shape.b, shape.u, d, rw, 0, (x != y).then_some(d)))
             .collect();
-        Ok(Sites { pp, shape, gru, projection, dense, attention })
+        Ok(Sites { pp, shape, gru, gru_problems, projection, dense, attention })
     }
 
     /// The attention members every pair runs as themselves (Flat alone without attention).
@@ -567,7 +568,7 @@ pub fn race(
     let s = Sites::new(cfg, shape)?;
     let b = Bufs::new(ctx, &s)?;
     let prof = &ctx.profile;
-    let gm = gru::candidates(prof, &s.gru);
+    let gm = gru::candidates(prof, &s.gru, &s.gru_problems);
     let proj = s.linear_candidates(ctx, &s.projection);
     let dense = s.linear_candidates(ctx, &s.dense);
     // Without attention there is nothing to race: the default member is recorded.
@@ -588,7 +589,7 @@ pub fn race(
         entries: Vec::new(),
         on,
     };
-    let g = s.gru;
+    let (g, gq) = (s.gru, &s.gru_problems[..]);
     let Some(&gru_first) = gm.first() else {
         return Err(GpuEngineError::Input(format!("no GRU member fits H {}", g.h)));
     };
@@ -647,10 +648,11 @@ pub fn race(
     let gname: fn(GruMember) -> &'static str = |m| m.name();
     let skip = |m: GruMember| skip_gru(prof, m, gru_first);
     let gru_forward = r.site("gru_forward", &gm, gname, &skip, &mut |m| {
-        Ok(boxed(Box::new(gru::gru_forward(ctx, &b.out, &b.cache, &b.xp, &b.w, &b.len, &g, m)?)))
+        Ok(boxed(Box::new(gru::gru_forward(ctx, &b.out, &b.cache, &b.xp, &b.w, &b.len, &g, gq, gq.len(), m)?)))
     })?;
     let gru_backward = r.site("gru_backward", &gm, gname, &skip, &mut |m| {
-        let l = gru::gru_backward(ctx, &b.gi, &b.gh, &b.carry, &b.grads, &b.dout, &b.cache, &b.w, &b.len, &g, m)?;
+        let (gi, gh) = (&b.gi, &b.gh);
+        let l = gru::gru_backward(ctx, gi, gh, &b.carry, &b.grads, &b.dout, &b.cache, &b.w, &b.len, &g, gq, gq.len(), m)?;
         Ok(boxed(Box::new(l)))
     })?;
 

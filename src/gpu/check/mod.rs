@@ -22,7 +22,7 @@ use serde::Serialize;
 use super::attention::AttentionKernel;
 use super::buffers::{read, storage, upload};
 use super::context::{GpuContext, GpuError};
-use super::gru::{GruError, GruKernel, GruMember, GruParams};
+use super::gru::{GruError, GruMember, GruParams};
 use super::launch::run;
 use super::linear::LinearKernel;
 use crate::batch::Batch;
@@ -361,8 +361,15 @@ fn gather_rows(ctx: &GpuContext) -> Result<Vec<CheckRow>, GpuError> {
 
 fn gru_rows(ctx: &GpuContext) -> Result<Vec<CheckRow>, GpuError> {
     let cases = [
-        GruCase { lens: CHECK_LENS.to_vec(), dims: [0, 0, 35], h: 200, seed: 4 },
-        GruCase { lens: vec![5, 1, 13, 2, 13, 7, 1, 9, 3, 11, 4, 6, 12, 8, 2, 10, 13], dims: [5, 3, 9], h: 7, seed: 5 },
+        GruCase::single(CHECK_LENS.to_vec(), [0, 0, 35], 200, 4),
+        // Fused launches: two models' GRUs (5 branches, P = 10) over one weight arena.
+        GruCase {
+            lens: vec![5, 1, 13, 2, 13, 7, 1, 9, 3, 11, 4, 6, 12, 8, 2, 10, 13],
+            models: vec![[5, 3, 9], [4, 0, 6]],
+            h: 7,
+            seed: 5,
+        },
+        GruCase { lens: CHECK_LENS.to_vec(), models: vec![[0, 7, 11], [5, 3, 9]], h: 36, seed: 6 },
     ];
     let mut rows = Vec::new();
     for c in &cases {

@@ -5,18 +5,30 @@
 //! dx = gi W_ih are matmuls done by the linear kernels; these launchers
 //! consume xp and produce gi.
 //!
-//! Letters: B batch, U padded utterances, H hidden, M modalities in one launch,
-//! P = 2M problems, one per (modality m, direction d), p = 2m + d (d = 0
-//! forward, 1 reverse). Every per-problem buffer holds P blocks, each in the
-//! (B, U, ...) layout of `cpu::gru::GruCache` for that direction.
+//! Letters: B batch, U padded utterances, H hidden, M branches in one launch
+//! (a branch is one (model, modality) instance: one model's GRU of one
+//! modality), P = 2M problems, one per (branch m, direction d), p = 2m + d
+//! (d = 0 forward, 1 reverse). Every per-problem buffer holds P blocks, each in
+//! the (B, U, ...) layout of `cpu::gru::GruCache` for that direction.
+//!
+//! A launch's problem list (`GruProblem` entries in a `ProblemList`) holds what
+//! differs between problems: where each problem's W_hh and b_hh sit in the
+//! weight / gradient arenas (several models' parameter stores concatenated,
+//! model k's block at its base; `gru_problems` shifts a layout's offsets by
+//! it). Everything else (B, U, H, P, the step range) is shared and stays in
+//! the uniform `GruParams`: the models of one launch see the same batch. P is
+//! any even number >= 2; the grids grow with P, the per-invocation work (and
+//! so llvmpipe's loop budget) does not, and each problem computes exactly what
+//! a launch of that problem alone computes.
 //!
 //! Buffers (f32 unless said otherwise):
+//!   problems (P) GruProblem, the launch's problem list
 //!   lens     (B) u32, 1 <= len <= U
-//!   weights  the flat parameter store (`params::ParamStore` layout)
-//!   grads    the flat gradient store, same layout, accumulated (`+=`)
+//!   weights  the weight arena (one or more `params::ParamStore`s back to back)
+//!   grads    the gradient arena, same layout, accumulated (`+=`)
 //!   xp       (P, B, U, 3H)
 //!   cache    (P, 5, B, U, H)  [h, r, z, n, hn] per problem, zero at padding
-//!   out      (M, B, U, 2H)    bi-GRU output [fwd | rev], zero at padding
+//!   out      (M, B, U, 2H)    bi-GRU output [fwd | rev] per branch, zero at padding
 //!   dout     (M, B, U, 2H)    gradient wrt out
 //!   gi, gh   (P, B, U, 3H)    input / hidden-side pre-activation gradients,
 //!                             written (zero at padding)
@@ -29,7 +41,7 @@ use bytemuck::{Pod, Zeroable};
 use serde::{Deserialize, Serialize};
 
 use super::context::{GpuContext, GpuError};
-use super::launch::{Launch, Recordable};
+use super::launch::{Launch, ProblemList, Recordable};
 use super::pipelines::{Bind, Kernel, Recorder, Shader};
 use super::profile::DeviceProfile;
 use crate::config::Modality;
@@ -43,8 +55,6 @@ mod wide;
 pub use cells::{CELL_SEQS, CELL_UNITS, TILED_TILE};
 pub use wgsl::{MAX_H, SEQ_PER_WG, UNIT_ITERS};
 
-/// At most this many (modality, direction) problems per launch (3 modalities x 2).
-pub const MAX_PROBLEMS: u32 = 8;
 /// Output tile of one gru_backward_weights workgroup: 8x8 invocations x 4x4 each.
 const WEIGHTS_TILE: u32 = 32;
 /// Output tile of one gru_backward_weights_t8 workgroup: 8x8 invocations x 8x8 each.
@@ -120,10 +130,10 @@ impl GruKernel {
         GruKernel::ALL.into_iter().find(|k| k.name() == name)
     }
 
-    /// Whether the kernel can run these shapes (Wide: H % 4 == 0 and aligned offsets).
-    pub fn fits(self, params: &GruParams) -> bool {
-        let p = params.problems as usize;
-        let aligned = params.w_hh_offset[..p].iter().chain(&params.b_hh_offset[..p]).all(|o| o % 4 == 0);
+    /// Whether the kernel can run these shapes (Wide: H % 4 == 0 and every
+    /// problem's offsets 4-aligned).
+    pub fn fits(self, params: &GruParams, problems: &[GruProblem]) -> bool {
+        let aligned = problems.iter().all(|q| q.w_hh_offset % 4 == 0 && q.b_hh_offset % 4 == 0);
         self != GruKernel::Wide || (params.h.is_multiple_of(4) && aligned)
     }
 
@@ -233,8 +243,9 @@ impl TryFrom<String> for GruMember {
 /// CPU device (llvmpipe) Wide persistent (Scalar persistent where Wide does
 /// not fit), the fastest measured there; elsewhere Cells, the one shaped for a
 /// GPU (the tuner races the rest).
-pub fn candidates(profile: &DeviceProfile, params: &GruParams) -> Vec<GruMember> {
-    let mut members: Vec<GruMember> = GruMember::ALL.into_iter().filter(|m| m.kernel.fits(params)).collect();
+pub fn candidates(profile: &DeviceProfile, params: &GruParams, problems: &[GruProblem]) -> Vec<GruMember> {
+    let mut members: Vec<GruMember> =
+        GruMember::ALL.into_iter().filter(|m| m.kernel.fits(params, problems)).collect();
     if profile.is_software() {
         // ALL lists Cells first; on a CPU device the persistent members lead.
         members.rotate_left(1);
@@ -242,24 +253,32 @@ pub fn candidates(profile: &DeviceProfile, params: &GruParams) -> Vec<GruMember>
     members
 }
 
-/// Sizes and parameter offsets of one launch; mirrors WGSL `GruParams`.
+/// The shared sizes of one launch (every problem's); mirrors WGSL `GruParams`.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Pod, Zeroable)]
 pub struct GruParams {
     pub b: u32,
     pub u: u32,
     pub h: u32,
-    /// P = 2M, the number of (modality, direction) problems.
+    /// P = 2M, the number of (branch, direction) problems.
     pub problems: u32,
     /// Steps [t0, t1) run by one dispatch; set per chunk by the launchers.
     pub t0: u32,
     pub t1: u32,
     pub _pad0: u32,
     pub _pad1: u32,
-    /// Element offset of problem p's W_hh (3H, H) in the weights / grads stores.
-    pub w_hh_offset: [u32; 8],
-    /// Element offset of problem p's b_hh (3H).
-    pub b_hh_offset: [u32; 8],
+}
+
+/// One problem of a launch (branch m = p / 2, direction p % 2): where its
+/// weights sit in the weight / gradient arenas; mirrors WGSL `GruProblem`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Pod, Zeroable)]
+pub struct GruProblem {
+    /// Element offset of the problem's W_hh (3H, H) in the weights / grads arenas.
+    pub w_hh_offset: u32,
+    /// Element offset of its b_hh (3H).
+    pub b_hh_offset: u32,
+    pub _pad: [u32; 2],
 }
 
 #[derive(Debug, thiserror::Error, Clone, PartialEq)]
@@ -270,8 +289,16 @@ pub enum GruError {
     Capacity { u: u32, capacity: u32 },
     #[error("GRU hidden size {h} is not supported by gru.wgsl (1 <= H <= {max})")]
     Hidden { h: usize, max: u32 },
-    #[error("GRU launch with {modalities} modalities; 1 to {max} are supported")]
-    Modalities { modalities: usize, max: u32 },
+    #[error("GRU launch with {problems} problems; it needs an even number >= 2 (two directions per branch)")]
+    Problems { problems: usize },
+    #[error("GRU launch of P = {params} problems was given a problem list of {listed}")]
+    ProblemCount { params: u32, listed: usize },
+    #[error("GRU launch built for up to {capacity} problems cannot run {problems}")]
+    ProblemCapacity { problems: usize, capacity: usize },
+    #[error("GRU launch of {problems} problems passes this device's {max} workgroups per grid dimension")]
+    ProblemGrid { problems: u32, max: u32 },
+    #[error("GRU {kernel} launch needs 4-aligned W_hh / b_hh offsets; problem {problem} has {w_hh}, {b_hh}")]
+    Misaligned { kernel: &'static str, problem: usize, w_hh: u32, b_hh: u32 },
     #[error("GRU launch with B = {b}, U = {u}; both must be at least 1")]
     Empty { b: usize, u: usize },
     #[error("GRU {kernel} launch with B = {b}, U = {u} needs {iters} loop iterations in one invocation, over this device's loop budget of {max} (llvmpipe); use smaller batches")]
@@ -282,50 +309,31 @@ pub enum GruError {
     MissingTensor { name: String },
     #[error("tensor '{name}' has shape {got:?}, the GRU launch needs {want:?}")]
     TensorShape { name: String, got: Vec<usize>, want: Vec<usize> },
-    #[error("offset {offset} of tensor '{name}' does not fit in u32")]
-    Offset { name: String, offset: usize },
+    #[error("offset {offset} of tensor '{name}' (at base {base}) does not fit in u32")]
+    Offset { name: String, offset: usize, base: usize },
     #[error("GRU buffer '{name}' holds {got} bytes, the launch needs {need} ({shape})")]
     BufferSize { name: &'static str, got: u64, need: u64, shape: String },
 }
 
 impl GruParams {
-    /// The launch over `modalities` (in that order: problem p = 2m + d uses
-    /// modality `modalities[m]`) of a batch of B videos padded to U, with the
-    /// W_hh / b_hh offsets taken from the parameter layout.
-    pub fn new(layout: &Layout, modalities: &[Modality], b: usize, u: usize, h: usize) -> Result<GruParams, GruError> {
+    /// The shared sizes of a launch of `problems` problems (P = 2 x branches,
+    /// any even number >= 2) over a batch of B videos padded to U.
+    pub fn new(b: usize, u: usize, h: usize, problems: usize) -> Result<GruParams, GruError> {
         if h == 0 || h > MAX_H as usize {
             return Err(GruError::Hidden { h, max: MAX_H });
-        }
-        if modalities.is_empty() || 2 * modalities.len() > MAX_PROBLEMS as usize {
-            return Err(GruError::Modalities { modalities: modalities.len(), max: MAX_PROBLEMS / 2 });
         }
         if b == 0 || u == 0 {
             return Err(GruError::Empty { b, u });
         }
-        let mut p = GruParams {
-            b: b as u32,
-            u: u as u32,
-            h: h as u32,
-            problems: 2 * modalities.len() as u32,
-            t0: 0,
-            t1: u as u32,
-            _pad0: 0,
-            _pad1: 0,
-            w_hh_offset: [0; 8],
-            b_hh_offset: [0; 8],
-        };
-        for (mi, m) in modalities.iter().enumerate() {
-            for (d, dir) in ["", "_reverse"].iter().enumerate() {
-                let w = format!("{}.gru.weight_hh_l0{dir}", m.name());
-                let bias = format!("{}.gru.bias_hh_l0{dir}", m.name());
-                p.w_hh_offset[2 * mi + d] = offset_of(layout, &w, &[3 * h, h])?;
-                p.b_hh_offset[2 * mi + d] = offset_of(layout, &bias, &[3 * h])?;
-            }
-        }
-        Ok(p)
+        let problems = u32::try_from(problems)
+            .ok()
+            .filter(|p| *p >= 2 && p.is_multiple_of(2))
+            .ok_or(GruError::Problems { problems })?;
+        let (b, u) = (b as u32, u as u32);
+        Ok(GruParams { b, u, h: h as u32, problems, t0: 0, t1: u, _pad0: 0, _pad1: 0 })
     }
 
-    fn modalities(&self) -> u64 {
+    fn branches(&self) -> u64 {
         u64::from(self.problems / 2)
     }
 
@@ -346,15 +354,7 @@ impl GruParams {
 
     /// Bytes of out and dout: (M, B, U, 2H).
     pub fn out_bytes(&self) -> u64 {
-        4 * self.modalities() * self.rows() * 2 * u64::from(self.h)
-    }
-
-    /// Bytes the weights / grads store must hold for every W_hh and b_hh.
-    fn store_bytes(&self) -> u64 {
-        let (h, p) = (u64::from(self.h), self.problems as usize);
-        let w = self.w_hh_offset[..p].iter().map(|&o| u64::from(o) + 3 * h * h);
-        let b = self.b_hh_offset[..p].iter().map(|&o| u64::from(o) + 3 * h);
-        4 * w.chain(b).max().unwrap_or(0)
+        4 * self.branches() * self.rows() * 2 * u64::from(self.h)
     }
 
     /// Bytes of the backward's carry: (P, B, H).
@@ -372,17 +372,153 @@ impl GruParams {
     }
 }
 
-fn offset_of(layout: &Layout, name: &str, want: &[usize]) -> Result<u32, GruError> {
-    let s = layout.get(name).ok_or_else(|| GruError::MissingTensor { name: name.to_string() })?;
+/// The problems of `modalities`' GRUs in a model's parameter `layout` (in
+/// that order: problems 2m and 2m + 1 are the forward and reverse directions
+/// of `modalities[m]`), their W_hh / b_hh offsets shifted by `base`, the
+/// model's block in the weight arena. A fused launch concatenates several
+/// models' lists (each model's branches then number on from the last). Every
+/// W_hh must be (3H, H) and every b_hh (3H) for one H, the launch's.
+pub fn gru_problems(layout: &Layout, modalities: &[Modality], base: usize) -> Result<Vec<GruProblem>, GruError> {
+    let mut problems = Vec::with_capacity(2 * modalities.len());
+    let mut hidden = None;
+    for m in modalities {
+        for dir in ["", "_reverse"] {
+            let w = format!("{}.gru.weight_hh_l0{dir}", m.name());
+            let bias = format!("{}.gru.bias_hh_l0{dir}", m.name());
+            let ws = tensor(layout, &w)?;
+            let h = *hidden.get_or_insert(ws.shape.get(1).copied().unwrap_or(0));
+            let w_hh_offset = offset_in(ws, &w, &[3 * h, h], base)?;
+            let b_hh_offset = offset_in(tensor(layout, &bias)?, &bias, &[3 * h], base)?;
+            problems.push(GruProblem { w_hh_offset, b_hh_offset, _pad: [0; 2] });
+        }
+    }
+    Ok(problems)
+}
+
+fn tensor<'a>(layout: &'a Layout, name: &str) -> Result<&'a crate::params::Slice, GruError> {
+    layout.get(name).ok_or_else(|| GruError::MissingTensor { name: name.to_string() })
+}
+
+fn offset_in(s: &crate::params::Slice, name: &str, want: &[usize], base: usize) -> Result<u32, GruError> {
     if s.shape != want {
         return Err(GruError::TensorShape { name: name.to_string(), got: s.shape.clone(), want: want.to_vec() });
     }
-    u32::try_from(s.offset).map_err(|_| GruError::Offset { name: name.to_string(), offset: s.offset })
+    let err = || GruError::Offset { name: name.to_string(), offset: s.offset, base };
+    let offset = s.offset.checked_add(base).ok_or_else(err)?;
+    u32::try_from(offset).map_err(|_| err())
 }
 
-fn check(name: &'static str, buf: &wgpu::Buffer, need: u64, shape: String) -> Result<(), GruError> {
-    if buf.size() < need {
-        return Err(GruError::BufferSize { name, got: buf.size(), need, shape });
+/// Bytes the weights / grads arenas must hold for every problem's W_hh and b_hh.
+fn store_bytes(params: &GruParams, problems: &[GruProblem]) -> u64 {
+    let h = u64::from(params.h);
+    let ends = problems.iter().map(|q| (u64::from(q.w_hh_offset) + 3 * h * h).max(u64::from(q.b_hh_offset) + 3 * h));
+    4 * ends.max().unwrap_or(0)
+}
+
+/// What a bound buffer must hold for a launch's params and problems.
+#[derive(Debug, Clone, Copy)]
+enum Need {
+    Lens,
+    Store,
+    Gates,
+    Cache,
+    Out,
+    Carry,
+}
+
+impl Need {
+    fn bytes(self, p: &GruParams, problems: &[GruProblem]) -> u64 {
+        match self {
+            Need::Lens => 4 * u64::from(p.b),
+            Need::Store => store_bytes(p, problems),
+            Need::Gates => p.gates_bytes(),
+            Need::Cache => p.cache_bytes(),
+            Need::Out => p.out_bytes(),
+            Need::Carry => p.carry_bytes(),
+        }
+    }
+
+    fn dims(self) -> &'static str {
+        match self {
+            Need::Lens => "(B)",
+            Need::Store => "W_hh, b_hh offsets",
+            Need::Gates => "(P, B, U, 3H)",
+            Need::Cache => "(P, 5, B, U, H)",
+            Need::Out => "(M, B, U, 2H)",
+            Need::Carry => "(P, B, H)",
+        }
+    }
+}
+
+/// A launcher's bound buffers (name, bytes, what it must hold) and problem
+/// list: checked at build and at every `update` (a launch built for some P and
+/// U runs any others its buffers and list hold).
+struct Bound {
+    buffers: Vec<(&'static str, u64, Need)>,
+    problems: ProblemList<GruProblem>,
+    kernel: GruKernel,
+}
+
+impl Bound {
+    /// A list with room for `capacity` problems (at least `problems.len()`).
+    fn new(
+        ctx: &GpuContext,
+        buffers: &[(&'static str, &wgpu::Buffer, Need)],
+        params: &GruParams,
+        problems: &[GruProblem],
+        capacity: usize,
+        kernel: GruKernel,
+    ) -> Result<Bound, GruError> {
+        let buffers: Vec<_> = buffers.iter().map(|&(name, buf, need)| (name, buf.size(), need)).collect();
+        let capacity = capacity.max(problems.len());
+        validate(ctx, &buffers, kernel, capacity, params, problems)?;
+        let problems = ProblemList::new(ctx, kernel.entries()[0], problems, capacity)?;
+        Ok(Bound { buffers, problems, kernel })
+    }
+
+    /// Check `params` and `problems` against the buffers and write the list.
+    fn write(&mut self, ctx: &GpuContext, params: &GruParams, problems: &[GruProblem]) -> Result<(), GruError> {
+        validate(ctx, &self.buffers, self.kernel, self.problems.capacity(), params, problems)?;
+        Ok(self.problems.write(ctx, problems)?)
+    }
+}
+
+fn validate(
+    ctx: &GpuContext,
+    buffers: &[(&'static str, u64, Need)],
+    kernel: GruKernel,
+    capacity: usize,
+    params: &GruParams,
+    problems: &[GruProblem],
+) -> Result<(), GruError> {
+    let n = params.problems;
+    if n < 2 || !n.is_multiple_of(2) {
+        return Err(GruError::Problems { problems: n as usize });
+    }
+    if problems.len() != n as usize {
+        return Err(GruError::ProblemCount { params: n, listed: problems.len() });
+    }
+    if problems.len() > capacity {
+        return Err(GruError::ProblemCapacity { problems: problems.len(), capacity });
+    }
+    // P is one grid dimension of every kernel. Not folded: P problems' buffers
+    // pass the storage-binding limit long before (xp alone is P x B x U x 3H).
+    let max = ctx.profile.limits.max_compute_workgroups_per_dimension;
+    if n > max {
+        return Err(GruError::ProblemGrid { problems: n, max });
+    }
+    if kernel == GruKernel::Wide {
+        let bad = problems.iter().enumerate().find(|(_, q)| q.w_hh_offset % 4 != 0 || q.b_hh_offset % 4 != 0);
+        if let Some((problem, q)) = bad {
+            let (w_hh, b_hh) = (q.w_hh_offset, q.b_hh_offset);
+            return Err(GruError::Misaligned { kernel: kernel.name(), problem, w_hh, b_hh });
+        }
+    }
+    for &(name, got, need) in buffers {
+        let bytes = need.bytes(params, problems);
+        if got < bytes {
+            return Err(GruError::BufferSize { name, got, need: bytes, shape: params.shape(need.dims()) });
+        }
     }
     Ok(())
 }
@@ -453,28 +589,35 @@ impl Chunks {
         Ok(Chunks { launches, steps_per_dispatch, capacity: params.u })
     }
 
-    fn update(&mut self, ctx: &GpuContext, params: &GruParams) -> Result<(), GruError> {
+    fn check(&self, params: &GruParams) -> Result<(), GruError> {
         if params.u > self.capacity {
             return Err(GruError::Capacity { u: params.u, capacity: self.capacity });
         }
+        Ok(())
+    }
+
+    /// New params for every chunk (after `check`).
+    fn update(&mut self, ctx: &GpuContext, params: &GruParams) {
         let chunks = params.chunks(self.steps_per_dispatch);
         for (k, l) in self.launches.iter_mut().enumerate() {
             let (t0, t1) = chunks.get(k).copied().unwrap_or((params.u, params.u));
             l.update(ctx, GruParams { t0, t1, ..*params });
         }
-        Ok(())
     }
 }
 
 /// The forward of every problem, as recordable launches (one per chunk).
 pub struct GruForward {
     chunks: Chunks,
+    bound: Bound,
 }
 
 /// Forward of every problem with `member`'s kernels: writes `cache`
 /// (P, 5, B, U, H) and `out` (M, B, U, 2H), both zero at padding, from `xp`
-/// (P, B, U, 3H). A kernel that does not fit the shapes (`GruKernel::fits`)
-/// runs as Scalar.
+/// (P, B, U, 3H), problem p's W_hh / b_hh at `problems[p]`'s offsets in
+/// `weights`. Built for up to `capacity` problems (at least `problems.len()`)
+/// and U = `params.u` steps; `update` takes any others the buffers hold. A
+/// kernel that does not fit the shapes (`GruKernel::fits`) runs as Scalar.
 #[allow(clippy::too_many_arguments)]
 pub fn gru_forward(
     ctx: &GpuContext,
@@ -484,34 +627,49 @@ pub fn gru_forward(
     weights: &wgpu::Buffer,
     lens: &wgpu::Buffer,
     params: &GruParams,
+    problems: &[GruProblem],
+    capacity: usize,
     member: GruMember,
 ) -> Result<GruForward, GruError> {
-    let kernel = if member.kernel.fits(params) { member.kernel } else { GruKernel::Scalar };
-    check("out", out, params.out_bytes(), params.shape("(M, B, U, 2H)"))?;
-    check("cache", cache, params.cache_bytes(), params.shape("(P, 5, B, U, H)"))?;
-    check("xp", xp, params.gates_bytes(), params.shape("(P, B, U, 3H)"))?;
-    check("weights", weights, params.store_bytes(), params.shape("W_hh, b_hh offsets"))?;
-    check("lens", lens, 4 * u64::from(params.b), params.shape("(B)"))?;
-    let binds = [Bind::Uniform, Bind::Read, Bind::Read, Bind::Read, Bind::Write, Bind::Write];
+    let kernel = if member.kernel.fits(params, problems) { member.kernel } else { GruKernel::Scalar };
+    let buffers = [
+        ("out", out, Need::Out),
+        ("cache", cache, Need::Cache),
+        ("xp", xp, Need::Gates),
+        ("weights", weights, Need::Store),
+        ("lens", lens, Need::Lens),
+    ];
+    let bound = Bound::new(ctx, &buffers, params, problems, capacity, kernel)?;
+    let binds = [Bind::Uniform, Bind::Read, Bind::Read, Bind::Read, Bind::Read, Bind::Write, Bind::Write];
     let k = ctx.pipelines.get(ctx, Shader::Gru, kernel.entries()[0], &binds)?;
     let iters = match kernel {
         GruKernel::Scalar => forward_iters_per_step(params.h),
         GruKernel::Wide | GruKernel::Cells => forward_iters_per_step_wide(params.h),
     };
     let steps = member.schedule.steps_per_dispatch(kernel, &ctx.profile, iters);
-    let chunks = Chunks::new(ctx, k, &[lens, weights, xp, cache, out], params, steps, kernel.step_grid())?;
-    Ok(GruForward { chunks })
+    let list = &bound.problems.buffer;
+    let chunks = Chunks::new(ctx, k, &[list, lens, weights, xp, cache, out], params, steps, kernel.step_grid())?;
+    Ok(GruForward { chunks, bound })
 }
 
 impl GruForward {
-    /// New sizes (a batch with U up to the one built for, same buffers).
-    pub fn update(&mut self, ctx: &GpuContext, params: &GruParams) -> Result<(), GruError> {
-        self.chunks.update(ctx, params)
+    /// New sizes and problems (a batch with U up to the one built for, up to
+    /// the capacity's problems, same buffers).
+    pub fn update(&mut self, ctx: &GpuContext, params: &GruParams, problems: &[GruProblem]) -> Result<(), GruError> {
+        self.chunks.check(params)?;
+        self.bound.write(ctx, params, problems)?;
+        self.chunks.update(ctx, params);
+        Ok(())
     }
 
     /// Dispatches recorded per run.
     pub fn dispatches(&self) -> usize {
         self.chunks.launches.iter().filter(|l| !l.groups().contains(&0)).count()
+    }
+
+    /// The kernel that runs (the member's, or Scalar where it did not fit).
+    pub fn kernel(&self) -> GruKernel {
+        self.bound.kernel
     }
 }
 
@@ -528,15 +686,16 @@ impl Recordable for GruForward {
 pub struct GruBackward {
     chunks: Chunks,
     weights: Launch<GruParams>,
-    kernel: GruKernel,
+    bound: Bound,
 }
 
 /// Backward through time of every problem from `dout` (M, B, U, 2H) with
 /// `member`'s kernels: writes `gi` and `gh` (P, B, U, 3H) (and uses `carry`
 /// (P, B, H) as scratch), then accumulates dW_hh += gh^T h_prev and db_hh +=
-/// sum gh into `grads` (deterministic order, no atomics). The caller completes
-/// dW_ih, db_ih and dx from `gi` with the linear kernels. A kernel that does
-/// not fit the shapes runs as Scalar.
+/// sum gh into `grads` at each problem's offsets (deterministic order, no
+/// atomics; two problems must not share a W_hh). The caller completes dW_ih,
+/// db_ih and dx from `gi` with the linear kernels. Capacity and fallback as
+/// `gru_forward`.
 #[allow(clippy::too_many_arguments)]
 pub fn gru_backward(
     ctx: &GpuContext,
@@ -549,38 +708,46 @@ pub fn gru_backward(
     weights: &wgpu::Buffer,
     lens: &wgpu::Buffer,
     params: &GruParams,
+    problems: &[GruProblem],
+    capacity: usize,
     member: GruMember,
 ) -> Result<GruBackward, GruError> {
-    let kernel = if member.kernel.fits(params) { member.kernel } else { GruKernel::Scalar };
-    check("gi", gi, params.gates_bytes(), params.shape("(P, B, U, 3H)"))?;
-    check("gh", gh, params.gates_bytes(), params.shape("(P, B, U, 3H)"))?;
-    check("carry", carry, params.carry_bytes(), params.shape("(P, B, H)"))?;
-    check("grads", grads, params.store_bytes(), params.shape("W_hh, b_hh offsets"))?;
-    check("dout", dout, params.out_bytes(), params.shape("(M, B, U, 2H)"))?;
-    check("cache", cache, params.cache_bytes(), params.shape("(P, 5, B, U, H)"))?;
-    check("weights", weights, params.store_bytes(), params.shape("W_hh, b_hh offsets"))?;
-    check("lens", lens, 4 * u64::from(params.b), params.shape("(B)"))?;
+    let kernel = if member.kernel.fits(params, problems) { member.kernel } else { GruKernel::Scalar };
+    let buffers = [
+        ("gi", gi, Need::Gates),
+        ("gh", gh, Need::Gates),
+        ("carry", carry, Need::Carry),
+        ("grads", grads, Need::Store),
+        ("dout", dout, Need::Out),
+        ("cache", cache, Need::Cache),
+        ("weights", weights, Need::Store),
+        ("lens", lens, Need::Lens),
+    ];
+    let bound = Bound::new(ctx, &buffers, params, problems, capacity, kernel)?;
     check_loop_budget(&ctx.profile, kernel, params)?;
     let (u, r, w) = (Bind::Uniform, Bind::Read, Bind::Write);
     let [_, step, dw] = kernel.entries();
-    let k = ctx.pipelines.get(ctx, Shader::Gru, step, &[u, r, r, r, r, w, w, w])?;
+    let k = ctx.pipelines.get(ctx, Shader::Gru, step, &[u, r, r, r, r, r, w, w, w])?;
     let iters = match kernel {
         GruKernel::Scalar => backward_iters_per_step(params.h),
         GruKernel::Wide | GruKernel::Cells => backward_iters_per_step_wide(params.h),
     };
     let steps = member.schedule.steps_per_dispatch(kernel, &ctx.profile, iters);
-    let buffers = [lens, weights, cache, dout, gi, gh, carry];
+    let list = &bound.problems.buffer;
+    let buffers = [list, lens, weights, cache, dout, gi, gh, carry];
     let chunks = Chunks::new(ctx, k, &buffers, params, steps, kernel.step_grid())?;
-    let k = ctx.pipelines.get(ctx, Shader::Gru, dw, &[u, r, r, r, w])?;
-    let weights = Launch::new(ctx, k, &[lens, cache, gh, grads], *params, kernel.weights_grid())?;
-    Ok(GruBackward { chunks, weights, kernel })
+    let k = ctx.pipelines.get(ctx, Shader::Gru, dw, &[u, r, r, r, r, w])?;
+    let weights = Launch::new(ctx, k, &[list, lens, cache, gh, grads], *params, kernel.weights_grid())?;
+    Ok(GruBackward { chunks, weights, bound })
 }
 
 impl GruBackward {
-    /// New sizes (a batch with U up to the one built for, same buffers).
-    pub fn update(&mut self, ctx: &GpuContext, params: &GruParams) -> Result<(), GruError> {
-        self.chunks.update(ctx, params)?;
-        check_loop_budget(&ctx.profile, self.kernel, params)?;
+    /// New sizes and problems (as `GruForward::update`).
+    pub fn update(&mut self, ctx: &GpuContext, params: &GruParams, problems: &[GruProblem]) -> Result<(), GruError> {
+        self.chunks.check(params)?;
+        check_loop_budget(&ctx.profile, self.bound.kernel, params)?;
+        self.bound.write(ctx, params, problems)?;
+        self.chunks.update(ctx, params);
         self.weights.update(ctx, *params);
         Ok(())
     }
@@ -588,6 +755,11 @@ impl GruBackward {
     /// Dispatches recorded per run.
     pub fn dispatches(&self) -> usize {
         1 + self.chunks.launches.iter().filter(|l| !l.groups().contains(&0)).count()
+    }
+
+    /// The kernel that runs (the member's, or Scalar where it did not fit).
+    pub fn kernel(&self) -> GruKernel {
+        self.bound.kernel
     }
 }
 
