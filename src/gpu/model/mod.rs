@@ -256,16 +256,17 @@ impl GpuEngine {
         // they are collected per stage and appended in reverse at the end.
         let (mut b_proj, mut b_gru, mut b_dense, mut b_att) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for (mi, md) in pp.mods.iter().enumerate() {
-            let p = pp.projection(mi, shape);
-            let l = linear_forward_variant(&ctx, &xp, &ctx.dummy, &inputs, &w, &len, p, k.projection)?;
+            let (p, q) = pp.projection(mi, shape);
+            let l = linear_forward_variant(&ctx, &xp, &ctx.dummy, &inputs, &w, &len, p, &q, q.len(), k.projection)?;
             fwd.push(site(format!("{} input projection", md.name()), l, move |l, ctx, pp, b| {
-                l.update(ctx, pp.projection(mi, b.shape));
-                Ok(())
+                let (p, q) = pp.projection(mi, b.shape);
+                Ok(l.update(ctx, p, &q)?)
             }));
-            let l = linear_backward_weights_variant(&ctx, &grads, &gi, &gi, &inputs, &len, p, k.projection_weights)?;
+            let kw = k.projection_weights;
+            let l = linear_backward_weights_variant(&ctx, &grads, &gi, &gi, &inputs, &len, p, &q, q.len(), kw)?;
             b_proj.push(site(format!("{} input projection weight gradient", md.name()), l, move |l, ctx, pp, b| {
-                l.update(ctx, pp.projection(mi, b.shape));
-                Ok(())
+                let (p, q) = pp.projection(mi, b.shape);
+                Ok(l.update(ctx, p, &q)?)
             }));
         }
         let gp = pp.gru(shape)?;
@@ -273,39 +274,33 @@ impl GpuEngine {
         fwd.push(site("gru recurrence", l, |l, ctx, pp, b| Ok(l.update(ctx, &pp.gru(b.shape)?)?)));
         let l = gru_backward(&ctx, &gi, &gh, &carry, &grads, &dgru_out, &cache, &w, &len, &gp, k.gru_backward)?;
         b_gru.push(site("gru recurrence backward and dW_hh", l, |l, ctx, pp, b| Ok(l.update(ctx, &pp.gru(b.shape)?)?)));
-        let l = dropout_forward(&ctx, &dense_in, &gru_out, pp.drop_gru(&full))?;
+        let (p, streams) = pp.drop_gru(&full);
+        let l = dropout_forward(&ctx, &dense_in, &gru_out, p, &streams, streams.len())?;
         fwd.push(site("gru-site dropout", l, |l, ctx, pp, b| {
-            l.update(ctx, pp.drop_gru(b));
-            Ok(())
+            let (p, streams) = pp.drop_gru(b);
+            Ok(l.update(ctx, p, &streams)?)
         }));
         for (mi, br) in branches.iter().enumerate() {
             let md = br.modality;
             let plain = plain_off[mi];
-            let p = pp.dense_forward(mi, &full, plain);
-            let l = linear_forward_variant(&ctx, &br.feat, &r, &dense_in, &w, &len, p, k.dense)?;
+            let (p, q) = pp.dense_forward(mi, &full, plain);
+            let l = linear_forward_variant(&ctx, &br.feat, &r, &dense_in, &w, &len, p, &q, q.len(), k.dense)?;
             fwd.push(site(format!("{} dense, relu, dropout", md.name()), l, move |l, ctx, pp, b| {
-                l.update(ctx, pp.dense_forward(mi, b, plain));
-                Ok(())
+                let (p, q) = pp.dense_forward(mi, b, plain);
+                Ok(l.update(ctx, p, &q)?)
             }));
-            let p = pp.dense_backward(mi, &full);
-            let l = linear_backward_variant(&ctx, &dgru_out, &br.dfeat, &br.feat, &w, &len, p, k.dense_backward)?;
+            let (p, q) = pp.dense_backward(mi, &full);
+            let (dfeat, feat, kb) = (&br.dfeat, &br.feat, k.dense_backward);
+            let l = linear_backward_variant(&ctx, &dgru_out, dfeat, feat, &w, &len, p, &q, q.len(), kb)?;
             b_dense.push(site(format!("{} dense input gradient", md.name()), l, move |l, ctx, pp, b| {
-                l.update(ctx, pp.dense_backward(mi, b));
-                Ok(())
+                let (p, q) = pp.dense_backward(mi, b);
+                Ok(l.update(ctx, p, &q)?)
             }));
-            let l = linear_backward_weights_variant(
-                &ctx,
-                &grads,
-                &br.dfeat,
-                &br.feat,
-                &dense_in,
-                &len,
-                p,
-                k.dense_weights,
-            )?;
+            let kw = k.dense_weights;
+            let l = linear_backward_weights_variant(&ctx, &grads, dfeat, feat, &dense_in, &len, p, &q, q.len(), kw)?;
             b_dense.push(site(format!("{} dense weight gradient", md.name()), l, move |l, ctx, pp, b| {
-                l.update(ctx, pp.dense_backward(mi, b));
-                Ok(())
+                let (p, q) = pp.dense_backward(mi, b);
+                Ok(l.update(ctx, p, &q)?)
             }));
         }
         for (x, y) in cfg.attention_pairs() {
@@ -505,9 +500,12 @@ impl GpuEngine {
         for (mi, br) in self.branches.iter().enumerate() {
             let n = shape.b * shape.u * self.pp.cfg.dim(br.modality);
             let buf = buffers::storage::<f32>(&self.ctx, "input gradient", 2 * n)?;
-            let mut p = pp.projection(mi, shape);
-            p.x_off = [0, u32::try_from(n).unwrap_or(u32::MAX), 0, 0];
-            dx_launches.push(linear_backward(&self.ctx, &buf, &self.gi, &self.gi, &self.w, &self.len, p)?);
+            let (p, mut q) = pp.projection(mi, shape);
+            for (dir, qd) in q.iter_mut().enumerate() {
+                qd.x_off = u32::try_from(dir * n).unwrap_or(u32::MAX);
+            }
+            let (gi, w, len) = (&self.gi, &self.w, &self.len);
+            dx_launches.push(linear_backward(&self.ctx, &buf, gi, gi, w, len, p, &q, q.len())?);
             dx_bufs.push(buf);
         }
         let mut enc =

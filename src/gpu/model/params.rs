@@ -10,7 +10,7 @@ use super::super::dropout::DropoutParams;
 use super::super::gather::{GatherParams, GpuDataset, LABEL_WIDTH};
 use super::super::gru::{GruError, GruParams};
 use super::super::heads::HeadsParams;
-use super::super::linear::LinearParams;
+use super::super::linear::{LinearParams, LinearProblem};
 
 /// A batch's size.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,49 +60,58 @@ impl ParamsFor {
 
     /// xp blocks of problems 2 mi + dir, both directions in one launch (z = dir):
     /// x W_ih^T + b_ih.
-    pub fn projection(&self, mi: usize, s: Shape) -> LinearParams {
+    pub fn projection(&self, mi: usize, s: Shape) -> (LinearParams, Vec<LinearProblem>) {
         let md = self.mods[mi];
         let h3 = 3 * self.cfg.hidden;
-        let mut p = LinearParams::new(s.b, s.u, self.cfg.dim(md), h3, false, 0, 0);
-        for (dir, sfx) in ["", "_reverse"].into_iter().enumerate() {
-            let w = self.off(&format!("{}.gru.weight_ih_l0{sfx}", md.name()));
-            let b = self.off(&format!("{}.gru.bias_ih_l0{sfx}", md.name()));
-            p = p.problem(dir, w, b, self.x_off[mi], (2 * mi + dir) * s.b * s.u * h3);
-        }
-        p
+        let p = LinearParams::new(s.b, s.u, self.cfg.dim(md), h3, false);
+        let problems = ["", "_reverse"]
+            .into_iter()
+            .enumerate()
+            .map(|(dir, sfx)| {
+                let w = self.off(&format!("{}.gru.weight_ih_l0{sfx}", md.name()));
+                let b = self.off(&format!("{}.gru.bias_ih_l0{sfx}", md.name()));
+                LinearProblem::new(w, b, self.x_off[mi], (2 * mi + dir) * s.b * s.u * h3)
+            })
+            .collect();
+        (p, problems)
     }
 
     pub fn gru(&self, s: Shape) -> Result<GruParams, GruError> {
         GruParams::new(&self.layout, &self.mods, s.b, s.u, self.cfg.hidden)
     }
 
-    /// GRU-site dropout of every modality: gru output (M, B, U, 2H) -> dense input, same layout.
-    pub fn drop_gru(&self, b: &Batch) -> DropoutParams {
+    /// GRU-site dropout of every modality: gru output (M, B, U, 2H) -> dense input,
+    /// same layout; one segment (stream) per modality.
+    pub fn drop_gru(&self, b: &Batch) -> (DropoutParams, Vec<u32>) {
         let n = b.shape.b * b.shape.u * 2 * self.cfg.hidden;
-        let streams: Vec<u32> = self.mods.iter().map(|m| stream(m.index(), 0)).collect();
-        DropoutParams::new(n, b.seed, 0, b.p_drop).segments(&streams)
+        let streams = self.mods.iter().map(|m| stream(m.index(), 0)).collect();
+        (DropoutParams::new(n, b.seed, b.p_drop), streams)
     }
 
     /// The dense layer of modality mi reading its block of the dense input.
-    fn dense(&self, mi: usize, s: Shape) -> LinearParams {
+    fn dense(&self, mi: usize, s: Shape) -> (LinearParams, LinearProblem) {
         let n = self.mods[mi].name();
         let (w, b) = (self.off(&format!("{n}.dense.weight")), self.off(&format!("{n}.dense.bias")));
         let h2 = 2 * self.cfg.hidden;
-        LinearParams::new(s.b, s.u, h2, self.cfg.dense, true, w, b).problem(0, w, b, mi * s.b * s.u * h2, 0)
+        (LinearParams::new(s.b, s.u, h2, self.cfg.dense, true), LinearProblem::new(w, b, mi * s.b * s.u * h2, 0))
     }
 
-    /// feat = dense-site dropout(relu(dense)), also written into R's plain block.
-    pub fn dense_forward(&self, mi: usize, b: &Batch, plain: Option<usize>) -> LinearParams {
-        let p = self.dense(mi, b.shape).dropout(b.seed, b.p_drop, [stream(self.mods[mi].index(), 1), 0, 0, 0]);
-        match plain {
-            Some(off) => p.repr(self.cfg.repr_width(), [off, 0, 0, 0]),
-            None => p,
-        }
+    /// feat = dense-site dropout(relu(dense)), also written into R's plain block
+    /// (its column `plain`).
+    pub fn dense_forward(&self, mi: usize, b: &Batch, plain: Option<usize>) -> (LinearParams, Vec<LinearProblem>) {
+        let (p, q) = self.dense(mi, b.shape);
+        let q = q.stream(stream(self.mods[mi].index(), 1));
+        let q = match plain {
+            Some(off) => q.repr(self.cfg.repr_width(), off),
+            None => q,
+        };
+        (p.dropout(b.seed, b.p_drop), vec![q])
     }
 
     /// g = dfeat * scale where feat > 0; d(gru out) block = GRU-site mask * (g W).
-    pub fn dense_backward(&self, mi: usize, b: &Batch) -> LinearParams {
-        self.dense(mi, b.shape).dropout(b.seed, b.p_drop, [stream(self.mods[mi].index(), 0), 0, 0, 0])
+    pub fn dense_backward(&self, mi: usize, b: &Batch) -> (LinearParams, Vec<LinearProblem>) {
+        let (p, q) = self.dense(mi, b.shape);
+        (p.dropout(b.seed, b.p_drop), vec![q.stream(stream(self.mods[mi].index(), 0))])
     }
 
     pub fn heads(&self, s: Shape) -> HeadsParams {
