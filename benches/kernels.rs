@@ -325,7 +325,8 @@ fn linear_case(bench: &Bench, s: &Shape, name: &str, k: usize, o: usize, relu: b
     let gb = upload(ctx, "grads", &f32s(&grads0)).map_err(e)?;
     let yb = upload(ctx, "y", &vec![7.0f32; n * o]).map_err(e)?;
     let dxb = upload(ctx, "dx", &vec![7.0f32; n * k]).map_err(e)?;
-    let p = linear::LinearParams::new(b, u, k, o, relu, w_off, b_off);
+    let p = linear::LinearParams::new(b, u, k, o, relu);
+    let q = [linear::LinearProblem::new(w_off, b_off, 0, 0)];
     let real = s.real() as f64;
     let (kf, of) = (k as f64, o as f64);
     let flop = 2.0 * real * kf * of;
@@ -333,10 +334,11 @@ fn linear_case(bench: &Bench, s: &Shape, name: &str, k: usize, o: usize, relu: b
     let fam = if relu { "dense" } else { "gru_input_projection" };
     let bytes = 4.0 * (real * (kf + of) + kf * of);
     for kernel in LinearKernel::ALL {
-        let fwd = linear::linear_forward_variant(ctx, &yb, &ctx.dummy, &xb, &fb, &len, p, kernel).map_err(e)?;
-        let bwd = linear::linear_backward_variant(ctx, &dxb, &dyb, &yb, &fb, &len, p, kernel).map_err(e)?;
-        let bww = linear::linear_backward_weights_variant(ctx, &gb, &dyb, &yb, &xb, &len, p, kernel).map_err(e)?;
-        let names = linear::LinearOp::ALL.map(|op| kernel.resolve(&ctx.profile, &p, op).name());
+        let fwd = linear::linear_forward_variant(ctx, &yb, &ctx.dummy, &xb, &fb, &len, p, &q, 1, kernel).map_err(e)?;
+        let bwd = linear::linear_backward_variant(ctx, &dxb, &dyb, &yb, &fb, &len, p, &q, 1, kernel).map_err(e)?;
+        let bww =
+            linear::linear_backward_weights_variant(ctx, &gb, &dyb, &yb, &xb, &len, p, &q, 1, kernel).map_err(e)?;
+        let names = linear::LinearOp::ALL.map(|op| kernel.resolve(&ctx.profile, &p, &q, op).name());
         if kernel != LinearKernel::Scalar && names == ["scalar"; 3] {
             continue; // the member does not apply to this shape (it would run Scalar)
         }

@@ -6,16 +6,29 @@
 // layer relu(W x + b). Rows are t = b * U + i, real iff i < len[b].
 // Letters: N = B*U rows, K input width, O output width.
 //
+// Problems: one launch runs a list of GEMMs of the same shape (B, U, K, O, relu and
+// the step's dropout, in the uniform LinearParams), problem z = grid z reading the
+// z-th LinearProblem of the launch's problem list (a storage array of any length):
+// its W / b / x / y element offsets, dropout stream and R block. In a training
+// step the problems are both GRU directions of a modality of every model of a
+// group (the input projection), or one modality's dense layer of every model
+// (the dense site): the K models' parameters, inputs and outputs sit at their own
+// offsets of shared arenas. Each problem computes exactly (bit for bit) what a
+// one-problem launch computes. Why one launch over all models' problems: a model's
+// GEMM alone (e.g. 1666 x 100 outputs) fills a fraction of a discrete GPU's cores;
+// K models multiply the workgroups in flight per launch by the problem count, at
+// one dispatch per site whatever K. The weight gradient accumulates into grads at
+// each problem's w_off / b_off: no two problems of one launch may share W or b.
+//
 // Fused around the matmul, so that a training step needs few dispatches:
-//  - problems: grid z picks problem z (< 4) with its own W / b / x / y offsets
-//    (both GRU directions of a modality in one launch);
-//  - drop = 1: an inverted-dropout mask (the hash of dropout.wgsl, stream[z]) on
-//    the OUTPUT: forward y (the dense site: y = dropout(relu(.))), backward dx
-//    (the GRU site: dx = mask * (g W), written straight into d(gru out));
+//  - drop = 1: an inverted-dropout mask (the hash of dropout.wgsl, the problem's
+//    stream) on the OUTPUT: forward y (the dense site: y = dropout(relu(.))),
+//    backward dx (the GRU site: dx = mask * (g W), written straight into d(gru out));
 //  - relu with dropout: the forward saves y AFTER its mask, so the backward gates
 //    g = dy * scale where y > 0 (y > 0 iff relu > 0 and kept): no mask recomputed;
-//  - rw > 0: the forward also writes y into columns r_off[z].. of R (B, U, rw),
-//    the plain representation block.
+//  - a problem with rw > 0: the forward also writes y[t, c] into
+//    R[r_off + t * rw + c], its plain representation block (problems of one launch
+//    may have different R layouts, or none).
 //
 // Dispatch: 2-D, workgroup (WG_X, WG_Y) = (8, 8); one invocation owns a TILE x TILE
 // (4 x 4) register tile of its output (columns along x, rows along y) and keeps it in
@@ -28,11 +41,12 @@
 //   linear_backward:         x = K/4 tiles, y = N/4 tiles, z = problems
 //   linear_backward_weights: x = K/4 tiles, y = O/4 tiles, z = problems; tiles with x == 0 also own db
 //
-// Bindings:
-//   linear_forward:          0 p, 1 x (N, K), 2 w (flat params; W at w_off, b at b_off), 3 len (B), 4 y (N, O) rw,
-//                            5 r (N, rw) rw (bind any buffer when rw = 0)
-//   linear_backward:         0 p, 1 dy (N, O), 2 y (N, O), 3 w (flat params), 4 len (B), 5 dx (N, K) rw
-//   linear_backward_weights: 0 p, 1 dy (N, O), 2 y (N, O), 3 x (N, K), 4 len (B), 5 grads (flat; dW at w_off, db at b_off) rw
+// Bindings (6: the problem list, array<LinearProblem>, at least `problems` entries):
+//   linear_forward:          0 p, 1 x, 2 w (flat params; W at w_off, b at b_off), 3 len (B), 4 y rw,
+//                            5 r rw (bind any buffer when no problem has rw > 0), 6 problems
+//   linear_backward:         0 p, 1 dy, 2 y, 3 w (flat params), 4 len (B), 5 dx rw, 6 problems
+//   linear_backward_weights: 0 p, 1 dy, 2 y, 3 x, 4 len (B), 5 grads (flat; dW at w_off, db at b_off) rw, 6 problems
+// (x, dx: (N, K) blocks; y, dy: (N, O) blocks, at the problem's offsets.)
 
 const TILE: u32 = 4u;
 const WG_X: u32 = 8u;
@@ -44,28 +58,33 @@ struct LinearParams {
     k: u32,         // input width K
     o: u32,         // output width O
     relu: u32,      // 1: y = relu(.) and gradients are masked by y > 0 (times scale)
-    problems: u32,  // grid z: problems in this launch (<= 4)
+    problems: u32,  // grid z: problems in this launch (entries of the problem list used)
     drop: u32,      // 1: dropout mask on the output (forward y, backward dx)
     seed: u32,      // step seed of the mask
     threshold: u32, // round(p * 2^24): drop iff random24 < threshold
     scale: f32,     // 1 / (1 - p) (1 without dropout)
-    rw: u32,        // forward: row width of R, 0 = no R write
     _pad0: u32,
-    // Per problem z (index [z]), element offsets:
-    w_off: vec4<u32>,  // W (O, K) in the weight / gradient buffer
-    b_off: vec4<u32>,  // the bias (O)
-    x_off: vec4<u32>,  // x (forward, weights) / dx (backward) in their buffers
-    y_off: vec4<u32>,  // y / dy in their buffers (e.g. one problem's block of the GRU's xp / gi)
-    stream: vec4<u32>, // dropout stream of the mask
-    r_off: vec4<u32>,  // column of the block in R
+    _pad1: u32,
+}
+
+// One problem of the launch (grid z), element offsets into the bound buffers.
+struct LinearProblem {
+    w_off: u32,  // W (O, K) in the weight / gradient buffer
+    b_off: u32,  // the bias (O)
+    x_off: u32,  // x (forward, weights) / dx (backward) in their buffers
+    y_off: u32,  // y / dy in their buffers (e.g. one problem's block of the GRU's xp / gi)
+    stream: u32, // dropout stream of the mask
+    r_off: u32,  // forward: y[t, c] also to R[r_off + t * rw + c] when rw > 0
+    rw: u32,     // row width of the problem's R block, 0 = no R write
+    _pad: u32,
 }
 
 // The mask value of element i (flat in the problem's (B, U, width) tensor), as dropout.wgsl.
-fn mask(p: LinearParams, z: u32, i: u32) -> f32 {
+fn mask(p: LinearParams, q: LinearProblem, i: u32) -> f32 {
     if (p.drop == 0u) {
         return 1.0;
     }
-    if (random24(p.seed, p.stream[z], i) >= p.threshold) {
+    if (random24(p.seed, q.stream, i) >= p.threshold) {
         return p.scale;
     }
     return 0.0;
@@ -77,7 +96,7 @@ fn real_row(p: LinearParams, t: u32) -> bool {
 }
 
 // Forward epilogue of a tile row (acc includes the bias): act, padding, mask; y and (rw > 0) R.
-fn store_y(p: LinearParams, z: u32, t: u32, c0: u32, acc: vec4<f32>) {
+fn store_y(p: LinearParams, q: LinearProblem, t: u32, c0: u32, acc: vec4<f32>) {
     var v = acc;
     if (p.relu != 0u) {
         v = max(v, vec4<f32>(0.0));
@@ -88,10 +107,10 @@ fn store_y(p: LinearParams, z: u32, t: u32, c0: u32, acc: vec4<f32>) {
     for (var j = 0u; j < TILE; j++) {
         let c = c0 + j;
         if (c < p.o) {
-            let y = v[j] * mask(p, z, t * p.o + c);
-            yf[p.y_off[z] + t * p.o + c] = y;
-            if (p.rw != 0u) {
-                rf[t * p.rw + p.r_off[z] + c] = y;
+            let y = v[j] * mask(p, q, t * p.o + c);
+            yf[q.y_off + t * p.o + c] = y;
+            if (q.rw != 0u) {
+                rf[q.r_off + t * q.rw + c] = y;
             }
         }
     }
@@ -104,6 +123,7 @@ fn store_y(p: LinearParams, z: u32, t: u32, c0: u32, acc: vec4<f32>) {
 @group(0) @binding(3) var<storage, read> lenf: array<u32>;
 @group(0) @binding(4) var<storage, read_write> yf: array<f32>;
 @group(0) @binding(5) var<storage, read_write> rf: array<f32>;
+@group(0) @binding(6) var<storage, read> qf: array<LinearProblem>;
 
 @compute @workgroup_size(WG_X, WG_Y, 1)
 fn linear_forward(@builtin(global_invocation_id) gid: vec3<u32>) {
@@ -115,15 +135,16 @@ fn linear_forward(@builtin(global_invocation_id) gid: vec3<u32>) {
     if (c0 >= p.o || t0 >= n || z >= p.problems) {
         return;
     }
+    let q = qf[z];
     // Out-of-range rows / columns read a clamped (valid) address and are not stored.
     // The tile is unrolled by hand into named registers: llvmpipe keeps dynamically
     // indexed local arrays in memory, which made this loop ~6x slower.
-    let xo = p.x_off[z];
+    let xo = q.x_off;
     let x0 = xo + min(t0, n - 1u) * p.k;
     let x1 = xo + min(t0 + 1u, n - 1u) * p.k;
     let x2 = xo + min(t0 + 2u, n - 1u) * p.k;
     let x3 = xo + min(t0 + 3u, n - 1u) * p.k;
-    let wo = p.w_off[z];
+    let wo = q.w_off;
     let w0 = wo + min(c0, p.o - 1u) * p.k;
     let w1 = wo + min(c0 + 1u, p.o - 1u) * p.k;
     let w2 = wo + min(c0 + 2u, p.o - 1u) * p.k;
@@ -141,7 +162,7 @@ fn linear_forward(@builtin(global_invocation_id) gid: vec3<u32>) {
     }
     var bias: vec4<f32>;
     for (var j = 0u; j < TILE; j++) {
-        bias[j] = wf[p.b_off[z] + min(c0 + j, p.o - 1u)];
+        bias[j] = wf[q.b_off + min(c0 + j, p.o - 1u)];
     }
     let acc = array<vec4<f32>, 4>(a0 + bias, a1 + bias, a2 + bias, a3 + bias);
     for (var i = 0u; i < TILE; i++) {
@@ -149,7 +170,7 @@ fn linear_forward(@builtin(global_invocation_id) gid: vec3<u32>) {
         if (t >= n) {
             break;
         }
-        store_y(p, z, t, c0, acc[i]);
+        store_y(p, q, t, c0, acc[i]);
     }
 }
 
@@ -160,18 +181,19 @@ fn linear_forward(@builtin(global_invocation_id) gid: vec3<u32>) {
 @group(0) @binding(3) var<storage, read> wb: array<f32>;
 @group(0) @binding(4) var<storage, read> lenb: array<u32>;
 @group(0) @binding(5) var<storage, read_write> dxb: array<f32>;
+@group(0) @binding(6) var<storage, read> qb: array<LinearProblem>;
 
 // g = dy, masked by the ReLU's y > 0 (times scale) when the layer has one.
-fn grad_b(p: LinearParams, z: u32, idx: u32) -> f32 {
-    let g = dyb[p.y_off[z] + idx];
+fn grad_b(p: LinearParams, q: LinearProblem, idx: u32) -> f32 {
+    let g = dyb[q.y_off + idx];
     if (p.relu != 0u) {
-        return select(0.0, g * p.scale, yb[p.y_off[z] + idx] > 0.0);
+        return select(0.0, g * p.scale, yb[q.y_off + idx] > 0.0);
     }
     return g;
 }
 
 // Backward epilogue of a tile row: padding, mask, dx written.
-fn store_dx(p: LinearParams, z: u32, t: u32, c0: u32, acc: vec4<f32>) {
+fn store_dx(p: LinearParams, q: LinearProblem, t: u32, c0: u32, acc: vec4<f32>) {
     var v = acc;
     if (!real_row_b(p, t)) {
         v = vec4<f32>(0.0);
@@ -179,7 +201,7 @@ fn store_dx(p: LinearParams, z: u32, t: u32, c0: u32, acc: vec4<f32>) {
     for (var j = 0u; j < TILE; j++) {
         let c = c0 + j;
         if (c < p.k) {
-            dxb[p.x_off[z] + t * p.k + c] = v[j] * mask(p, z, t * p.k + c);
+            dxb[q.x_off + t * p.k + c] = v[j] * mask(p, q, t * p.k + c);
         }
     }
 }
@@ -198,6 +220,7 @@ fn linear_backward(@builtin(global_invocation_id) gid: vec3<u32>) {
     if (c0 >= p.k || t0 >= n || z >= p.problems) {
         return;
     }
+    let q = qb[z];
     // Unrolled by hand, as in linear_forward.
     let g0 = min(t0, n - 1u) * p.o;
     let g1 = min(t0 + 1u, n - 1u) * p.o;
@@ -212,12 +235,12 @@ fn linear_backward(@builtin(global_invocation_id) gid: vec3<u32>) {
     var a2 = vec4<f32>(0.0);
     var a3 = vec4<f32>(0.0);
     for (var o = 0u; o < p.o; o++) {
-        let w = p.w_off[z] + o * p.k;
+        let w = q.w_off + o * p.k;
         let wv = vec4<f32>(wb[w + k0], wb[w + k1], wb[w + k2], wb[w + k3]);
-        a0 += grad_b(p, z, g0 + o) * wv;
-        a1 += grad_b(p, z, g1 + o) * wv;
-        a2 += grad_b(p, z, g2 + o) * wv;
-        a3 += grad_b(p, z, g3 + o) * wv;
+        a0 += grad_b(p, q, g0 + o) * wv;
+        a1 += grad_b(p, q, g1 + o) * wv;
+        a2 += grad_b(p, q, g2 + o) * wv;
+        a3 += grad_b(p, q, g3 + o) * wv;
     }
     let acc = array<vec4<f32>, 4>(a0, a1, a2, a3);
     for (var i = 0u; i < TILE; i++) {
@@ -225,7 +248,7 @@ fn linear_backward(@builtin(global_invocation_id) gid: vec3<u32>) {
         if (t >= n) {
             break;
         }
-        store_dx(p, z, t, c0, acc[i]);
+        store_dx(p, q, t, c0, acc[i]);
     }
 }
 
@@ -236,11 +259,12 @@ fn linear_backward(@builtin(global_invocation_id) gid: vec3<u32>) {
 @group(0) @binding(3) var<storage, read> xw: array<f32>;
 @group(0) @binding(4) var<storage, read> lenw: array<u32>;
 @group(0) @binding(5) var<storage, read_write> gw: array<f32>;
+@group(0) @binding(6) var<storage, read> qw: array<LinearProblem>;
 
-fn grad_w(p: LinearParams, z: u32, idx: u32) -> f32 {
-    let g = dyw[p.y_off[z] + idx];
+fn grad_w(p: LinearParams, q: LinearProblem, idx: u32) -> f32 {
+    let g = dyw[q.y_off + idx];
     if (p.relu != 0u) {
-        return select(0.0, g * p.scale, yw[p.y_off[z] + idx] > 0.0);
+        return select(0.0, g * p.scale, yw[q.y_off + idx] > 0.0);
     }
     return g;
 }
@@ -254,6 +278,7 @@ fn linear_backward_weights(@builtin(global_invocation_id) gid: vec3<u32>) {
     if (c0 >= p.k || o0 >= p.o || z >= p.problems) {
         return;
     }
+    let q = qw[z];
     // Unrolled by hand, as in linear_forward.
     let o_0 = min(o0, p.o - 1u);
     let o_1 = min(o0 + 1u, p.o - 1u);
@@ -273,8 +298,8 @@ fn linear_backward_weights(@builtin(global_invocation_id) gid: vec3<u32>) {
         for (var i = 0u; i < l; i++) {
             let t = b * p.u + i;
             let gr = t * p.o;
-            let gv = vec4<f32>(grad_w(p, z, gr + o_0), grad_w(p, z, gr + o_1), grad_w(p, z, gr + o_2), grad_w(p, z, gr + o_3));
-            let xr = p.x_off[z] + t * p.k;
+            let gv = vec4<f32>(grad_w(p, q, gr + o_0), grad_w(p, q, gr + o_1), grad_w(p, q, gr + o_2), grad_w(p, q, gr + o_3));
+            let xr = q.x_off + t * p.k;
             let xv = vec4<f32>(xw[xr + k0], xw[xr + k1], xw[xr + k2], xw[xr + k3]);
             a0 += gv.x * xv;
             a1 += gv.y * xv;
@@ -290,12 +315,12 @@ fn linear_backward_weights(@builtin(global_invocation_id) gid: vec3<u32>) {
         }
         for (var j = 0u; j < TILE; j++) {
             if (c0 + j < p.k) {
-                let idx = p.w_off[z] + (o0 + r) * p.k + c0 + j;
+                let idx = q.w_off + (o0 + r) * p.k + c0 + j;
                 gw[idx] += acc[r][j];
             }
         }
         if (gid.x == 0u) {
-            gw[p.b_off[z] + o0 + r] += dbias[r];
+            gw[q.b_off + o0 + r] += dbias[r];
         }
     }
 }
@@ -323,13 +348,14 @@ fn linear_forward_v4(@builtin(global_invocation_id) gid: vec3<u32>) {
     if (c0 >= p.o || t0 >= n || z >= p.problems) {
         return;
     }
+    let q = qf[z];
     let k4 = p.k / 4u;
-    let xo = p.x_off[z] / 4u;
+    let xo = q.x_off / 4u;
     let x0 = xo + min(t0, n - 1u) * k4;
     let x1 = xo + min(t0 + 1u, n - 1u) * k4;
     let x2 = xo + min(t0 + 2u, n - 1u) * k4;
     let x3 = xo + min(t0 + 3u, n - 1u) * k4;
-    let wo = p.w_off[z] / 4u;
+    let wo = q.w_off / 4u;
     let w0 = wo + min(c0, p.o - 1u) * k4;
     let w1 = wo + min(c0 + 1u, p.o - 1u) * k4;
     let w2 = wo + min(c0 + 2u, p.o - 1u) * k4;
@@ -354,7 +380,7 @@ fn linear_forward_v4(@builtin(global_invocation_id) gid: vec3<u32>) {
     }
     var bias: vec4<f32>;
     for (var j = 0u; j < TILE; j++) {
-        let e = p.b_off[z] + min(c0 + j, p.o - 1u);
+        let e = q.b_off + min(c0 + j, p.o - 1u);
         bias[j] = wf4[e / 4u][e % 4u];
     }
     let acc = array<vec4<f32>, 4>(a0 + bias, a1 + bias, a2 + bias, a3 + bias);
@@ -363,7 +389,7 @@ fn linear_forward_v4(@builtin(global_invocation_id) gid: vec3<u32>) {
         if (t >= n) {
             break;
         }
-        store_y(p, z, t, c0, acc[i]);
+        store_y(p, q, t, c0, acc[i]);
     }
 }
 
@@ -390,14 +416,15 @@ fn linear_backward_v4(@builtin(global_invocation_id) gid: vec3<u32>) {
     if (c0 >= p.k || t0 >= n || z >= p.problems) {
         return;
     }
+    let q = qb[z];
     let o4 = p.o / 4u;
     let k4 = p.k / 4u;
-    let yo = p.y_off[z];
+    let yo = q.y_off;
     let g0 = (yo + min(t0, n - 1u) * p.o) / 4u;
     let g1 = (yo + min(t0 + 1u, n - 1u) * p.o) / 4u;
     let g2 = (yo + min(t0 + 2u, n - 1u) * p.o) / 4u;
     let g3 = (yo + min(t0 + 3u, n - 1u) * p.o) / 4u;
-    let wc = p.w_off[z] / 4u + c0 / 4u;
+    let wc = q.w_off / 4u + c0 / 4u;
     var a0 = vec4<f32>(0.0);
     var a1 = vec4<f32>(0.0);
     var a2 = vec4<f32>(0.0);
@@ -424,7 +451,7 @@ fn linear_backward_v4(@builtin(global_invocation_id) gid: vec3<u32>) {
         if (t >= n) {
             break;
         }
-        store_dx(p, z, t, c0, acc[i]);
+        store_dx(p, q, t, c0, acc[i]);
     }
 }
 
@@ -441,6 +468,7 @@ fn linear_backward_weights_v4(@builtin(global_invocation_id) gid: vec3<u32>) {
     if (c0 >= p.k || o0 >= p.o || z >= p.problems) {
         return;
     }
+    let q = qw[z];
     let o4 = p.o / 4u;
     let k4 = p.k / 4u;
     var a0 = vec4<f32>(0.0); // dW[o0 + 0, c0 .. c0 + 3]
@@ -452,12 +480,12 @@ fn linear_backward_weights_v4(@builtin(global_invocation_id) gid: vec3<u32>) {
         let l = min(lenw[b], p.u);
         for (var i = 0u; i < l; i++) {
             let t = b * p.u + i;
-            let q = p.y_off[z] / 4u + t * o4 + o0 / 4u;
-            var gv = dyw4[q];
+            let g4 = q.y_off / 4u + t * o4 + o0 / 4u;
+            var gv = dyw4[g4];
             if (p.relu != 0u) {
-                gv = select(vec4<f32>(0.0), gv * p.scale, yw4[q] > vec4<f32>(0.0));
+                gv = select(vec4<f32>(0.0), gv * p.scale, yw4[g4] > vec4<f32>(0.0));
             }
-            let xv = xw4[p.x_off[z] / 4u + t * k4 + c0 / 4u];
+            let xv = xw4[q.x_off / 4u + t * k4 + c0 / 4u];
             a0 += gv.x * xv;
             a1 += gv.y * xv;
             a2 += gv.z * xv;
@@ -465,7 +493,7 @@ fn linear_backward_weights_v4(@builtin(global_invocation_id) gid: vec3<u32>) {
             dbias += gv;
         }
     }
-    let row = p.w_off[z] + o0 * p.k + c0;
+    let row = q.w_off + o0 * p.k + c0;
     for (var j = 0u; j < TILE; j++) {
         gw[row + j] += a0[j];
         gw[row + p.k + j] += a1[j];
@@ -473,7 +501,7 @@ fn linear_backward_weights_v4(@builtin(global_invocation_id) gid: vec3<u32>) {
         gw[row + 3u * p.k + j] += a3[j];
     }
     if (gid.x == 0u) {
-        let bo = p.b_off[z];
+        let bo = q.b_off;
         gw[bo + o0] += dbias.x;
         gw[bo + o0 + 1u] += dbias.y;
         gw[bo + o0 + 2u] += dbias.z;

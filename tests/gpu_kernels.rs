@@ -70,24 +70,76 @@ fn linear_matches_dense_and_input_projection() {
     eprintln!("linear max |err| / max|want|: {worst:.2e}");
 }
 
-/// The fused dense site of a training step: two problems in one launch (grid z), each
-/// with its own W, b and x / y blocks; forward y = dropout(relu(x W^T + b)) also
-/// copied into a column block of R (which replaced representation.wgsl's copy);
-/// backward g = dy * scale where y > 0, dx written through the GRU-site mask.
+/// The linear sites of a group of models: five problems in one launch (grid z), each
+/// with its own W, b and x / y blocks, dropout streams and R layout (two widths, or
+/// none). The dense site: forward y = dropout(relu(x W^T + b)) also copied into the
+/// problem's R block; backward g = dy * scale where y > 0, dx written through the
+/// GRU-site mask. The projection site: no ReLU, no dropout.
 #[test]
-fn linear_fused_dropout_problems_and_repr_match_cpu() {
+fn linear_problem_lists_match_cpu_per_problem() {
     let Some(ctx) = context() else { return };
     let mut worst = 0.0f64;
     for (s, lens) in shapes().iter().enumerate() {
-        // (400, 100): every member; (6, 5): Vec4 cannot take it (it runs Scalar there).
-        for (k, o) in [(400, 100), (6, 5)] {
+        // (400, 100) dense and (36, 48) projection: every member; (6, 5) and (7, 9):
+        // Vec4 cannot take them (it runs Scalar there).
+        for (k, o, dense) in [(400, 100, true), (6, 5, true), (36, 48, false), (7, 9, false)] {
             for kernel in LinearKernel::ALL {
-                let c = FusedLinearCase { lens: lens.clone(), k, o, kernel, seed: 300 + s as u64 };
+                let c = FusedLinearCase { lens: lens.clone(), k, o, dense, problems: 5, kernel, seed: 300 + s as u64 };
                 worst = worst.max(assert_rows(&check::check_linear_fused(ctx, &c).unwrap()));
             }
         }
     }
-    eprintln!("fused linear max |err| / max|want|: {worst:.2e}");
+    // One problem through the same path (the single-model engine's dense site).
+    let c = FusedLinearCase {
+        lens: shapes()[1].clone(),
+        k: 8,
+        o: 12,
+        dense: true,
+        problems: 1,
+        kernel: LinearKernel::Vec4,
+        seed: 7,
+    };
+    worst = worst.max(assert_rows(&check::check_linear_fused(ctx, &c).unwrap()));
+    eprintln!("linear problem lists max |err| / max|want|: {worst:.2e}");
+}
+
+/// A launch built for 5 problems re-pointed at 2, then 5 others (the same
+/// LinearLaunch, new list); more than its capacity, or none, is an error.
+#[test]
+fn linear_launch_update_takes_any_problem_count_up_to_capacity() {
+    let Some(ctx) = context() else { return };
+    let (b, u, k, o) = (3usize, 2usize, 4usize, 4usize);
+    let n = b * u;
+    let x = random_vec(5 * n * k, 11);
+    let flat = random_vec(5 * (o * k + o), 12);
+    let xb = upload(ctx, "x", &f32s(&x)).unwrap();
+    let fb = upload(ctx, "params", &f32s(&flat)).unwrap();
+    let len = upload(ctx, "len", &[2u32, 1, 2]).unwrap();
+    let yb = upload(ctx, "y", &vec![check::SENTINEL; 5 * n * o]).unwrap();
+    let p = linear::LinearParams::new(b, u, k, o, true);
+    let q = |z: usize, slot: usize| {
+        linear::LinearProblem::new(z * (o * k + o), z * (o * k + o) + o * k, z * n * k, slot * n * o)
+    };
+    let five: Vec<_> = (0..5).map(|z| q(z, z)).collect();
+    let mut l = linear::linear_forward(ctx, &yb, &xb, &fb, &len, p, &five[..2], 5).unwrap();
+    assert_eq!(l.groups()[2], 2);
+    let others: Vec<_> = (0..5).map(|z| q(z, 4 - z)).collect();
+    l.update(ctx, p, &others).unwrap();
+    assert_eq!(l.groups()[2], 5);
+    run(ctx, &[&l]).unwrap();
+    let got = read::<f32>(ctx, &yb, 0, 5 * n * o).unwrap();
+    let r32 = |v: &[f64]| v.iter().map(|&a| a as f32 as f64).collect::<Vec<_>>();
+    for z in 0..5 {
+        let base = z * (o * k + o);
+        let (w, bias) = (r32(&flat[base..base + o * k]), r32(&flat[base + o * k..base + o * k + o]));
+        let want = cpu::dense::dense_forward(&r32(&x[z * n * k..(z + 1) * n * k]), &w, &bias, &[2, 1, 2], b, u, k, o);
+        let slot = 4 - z;
+        for (i, (&g, &w)) in got[slot * n * o..(slot + 1) * n * o].iter().zip(&want).enumerate() {
+            assert!((f64::from(g) - w).abs() < 1e-5, "problem {z} element {i}: got {g}, want {w}");
+        }
+    }
+    assert!(l.update(ctx, p, &[five.clone(), five.clone()].concat()).is_err(), "10 problems in a list of 5");
+    assert!(l.update(ctx, p, &[]).is_err(), "no problems");
 }
 
 #[test]
@@ -97,7 +149,8 @@ fn dropout_masks_match_cpu_bit_for_bit() {
     for (seed, stream, p, x_off, y_off) in
         [(0u32, 0u32, 0.3, 0, 0), (12345, 5, 0.3, 400, 1200), (u32::MAX, 1, 0.5, 3, 0), (7, 2, 0.1, 0, 5)]
     {
-        assert_rows(&check::check_dropout(ctx, &DropoutCase { n, seed, stream, p, x_off, y_off }).unwrap());
+        let streams = vec![stream];
+        assert_rows(&check::check_dropout(ctx, &DropoutCase { n, seed, streams, p, x_off, y_off }).unwrap());
         // The hash itself keeps about 1 - p (the GPU reproduces it bit for bit above).
         let mask = cpu::dropout::dropout_mask(seed, stream, n, p);
         let kept = mask.iter().filter(|&&m| m != 0.0).count() as f64 / n as f64;
@@ -105,24 +158,31 @@ fn dropout_masks_match_cpu_bit_for_bit() {
     }
 }
 
+/// Segments of a group's branches: one launch, each segment its own stream (any
+/// number of them, out of order), on odd sizes; and a launch re-pointed at fewer.
 #[test]
 fn dropout_segments_use_their_own_streams() {
     let Some(ctx) = context() else { return };
-    let (n, seed, p) = (10_001, 4242u32, 0.3);
-    let streams = [0u32, 4, 2];
-    let x = random_vec(3 * n + 5, 3);
-    let xb = upload(ctx, "x", &f32s(&x)).unwrap();
-    let y = upload(ctx, "y", &vec![check::SENTINEL; 3 * n + 2]).unwrap();
-    let prm = dropout::DropoutParams::new(n, seed, 0, p).segments(&streams).at(5, 2);
-    let f = dropout::dropout_forward(ctx, &y, &xb, prm).unwrap();
-    assert_eq!(run(ctx, &[&f]).unwrap(), 1);
-    let got = read::<f32>(ctx, &y, 0, 3 * n + 2).unwrap();
-    assert!(got[..2].iter().all(|v| v.is_nan()), "written before y_off: {:?}", &got[..2]);
-    for (z, &st) in streams.iter().enumerate() {
-        let mask = f32s(&cpu::dropout::dropout_mask(seed, st, n, p));
-        let want: Vec<f32> = (0..n).map(|i| x[5 + z * n + i] as f32 * mask[i]).collect();
-        assert_eq!(&got[2 + z * n..2 + (z + 1) * n], &want[..], "segment {z} (stream {st})");
+    for (n, streams) in [(10_001, vec![0u32, 4, 2]), (5 * 98 * 14 + 1, vec![9, 0, 4, 13, 2, 7, 1])] {
+        let c = DropoutCase { n, seed: 4242, streams, p: 0.3, x_off: 5, y_off: 2 };
+        assert_rows(&check::check_dropout(ctx, &c).unwrap());
     }
+    let (n, seed, p) = (1000, 77u32, 0.3);
+    let x = random_vec(5 * n, 3);
+    let xb = upload(ctx, "x", &f32s(&x)).unwrap();
+    let y = upload(ctx, "y", &vec![check::SENTINEL; 5 * n]).unwrap();
+    let prm = dropout::DropoutParams::new(n, seed, p);
+    let mut f = dropout::dropout_forward(ctx, &y, &xb, prm, &[1, 2, 3, 4, 5], 5).unwrap();
+    f.update(ctx, prm, &[8, 6]).unwrap();
+    assert_eq!(run(ctx, &[&f]).unwrap(), 1);
+    let got = read::<f32>(ctx, &y, 0, 5 * n).unwrap();
+    for (z, st) in [8u32, 6].into_iter().enumerate() {
+        let mask = f32s(&cpu::dropout::dropout_mask(seed, st, n, p));
+        let want: Vec<f32> = (0..n).map(|i| x[z * n + i] as f32 * mask[i]).collect();
+        assert_eq!(&got[z * n..(z + 1) * n], &want[..], "segment {z} (stream {st})");
+    }
+    assert!(got[2 * n..].iter().all(|v| v.is_nan()), "written past the 2 segments of the update");
+    assert!(f.update(ctx, prm, &[0; 6]).is_err(), "6 streams in a list of 5");
 }
 
 #[test]
@@ -236,32 +296,34 @@ fn kernel_timings() {
         eprintln!("{name:<40} {:>9.3} ms {:>8.2} GFLOP/s", s * 1e3, flops / s / 1e9);
     };
     let real: f64 = lens.iter().sum::<usize>() as f64;
-    let p = linear::LinearParams::new(b, u, k, 3 * h, false, 0, 3 * h * k);
+    let p = linear::LinearParams::new(b, u, k, 3 * h, false);
+    let q = [linear::LinearProblem::new(0, 3 * h * k, 0, 0)];
     time(
         "linear_forward xp (K 300 -> 3H 600)",
         2.0 * n as f64 * (k * 3 * h) as f64,
-        &linear::linear_forward(ctx, &xp, &x, &flat, &len, p).unwrap(),
+        &linear::linear_forward(ctx, &xp, &x, &flat, &len, p, &q, 1).unwrap(),
     );
     time(
         "linear_backward dx (3H -> K)",
         2.0 * n as f64 * (k * 3 * h) as f64,
-        &linear::linear_backward(ctx, &x, &xp, &xp, &flat, &len, p).unwrap(),
+        &linear::linear_backward(ctx, &x, &xp, &xp, &flat, &len, p, &q, 1).unwrap(),
     );
     time(
         "linear_backward_weights dW_ih",
         2.0 * real * (k * 3 * h) as f64,
-        &linear::linear_backward_weights(ctx, &grads, &xp, &xp, &x, &len, p).unwrap(),
+        &linear::linear_backward_weights(ctx, &grads, &xp, &xp, &x, &len, p, &q, 1).unwrap(),
     );
-    let p = linear::LinearParams::new(b, u, 2 * h, d, true, 0, 2 * h * d);
+    let p = linear::LinearParams::new(b, u, 2 * h, d, true);
+    let q = [linear::LinearProblem::new(0, 2 * h * d, 0, 0)];
     time(
         "linear_forward dense (2H 400 -> D 100)",
         2.0 * n as f64 * (2 * h * d) as f64,
-        &linear::linear_forward(ctx, &dense, &gin, &flat, &len, p).unwrap(),
+        &linear::linear_forward(ctx, &dense, &gin, &flat, &len, p, &q, 1).unwrap(),
     );
     time(
         "dropout_forward (B, U, 2H)",
         0.0,
-        &dropout::dropout_forward(ctx, &xp, &gin, dropout::DropoutParams::new(n * 2 * h, 1, 0, 0.3)).unwrap(),
+        &dropout::dropout_forward(ctx, &xp, &gin, dropout::DropoutParams::new(n * 2 * h, 1, 0.3), &[0], 1).unwrap(),
     );
     let m = storage::<f32>(ctx, "adam m", 1 << 20).unwrap();
     let v = storage::<f32>(ctx, "adam v", 1 << 20).unwrap();

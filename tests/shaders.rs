@@ -11,7 +11,7 @@ use cimnet::gpu::dropout::DropoutParams;
 use cimnet::gpu::gather::GatherParams;
 use cimnet::gpu::gru::{GruParams, GruProblem};
 use cimnet::gpu::heads::HeadsParams;
-use cimnet::gpu::linear::LinearParams;
+use cimnet::gpu::linear::{LinearParams, LinearProblem};
 use cimnet::gpu::Shader;
 
 fn parse(name: &str, src: &str) -> naga::Module {
@@ -109,17 +109,11 @@ macro_rules! layout {
 
 #[test]
 fn params_structs_match_wgsl_layout() {
-    layout!(
-        Shader::Linear,
-        LinearParams,
-        [b, u, k, o, relu, problems, drop, seed, threshold, scale, rw, w_off, b_off, x_off, y_off, stream, r_off]
-    );
-    layout!(
-        Shader::LinearTiled,
-        LinearParams,
-        [b, u, k, o, relu, problems, drop, seed, threshold, scale, rw, w_off, b_off, x_off, y_off, stream, r_off]
-    );
-    layout!(Shader::Dropout, DropoutParams, [n, seed, segments, threshold, scale, x_off, y_off, stream]);
+    for shader in [Shader::Linear, Shader::LinearTiled] {
+        layout!(shader, LinearParams, [b, u, k, o, relu, problems, drop, seed, threshold, scale]);
+        layout!(shader, LinearProblem, [w_off, b_off, x_off, y_off, stream, r_off, rw]);
+    }
+    layout!(Shader::Dropout, DropoutParams, [n, seed, segments, threshold, scale, x_off, y_off]);
     layout!(Shader::Adam, AdamParams, [problems, zero_grad, n_max]);
     layout!(
         Shader::Adam,

@@ -59,7 +59,8 @@ fn the_tuner_picks_valid_members_and_caches_the_race() {
     let c = t.choice;
     assert!(gru::candidates(prof, &gp, &gq).contains(&c.gru_forward));
     assert!(gru::candidates(prof, &gp, &gq).contains(&c.gru_backward));
-    let lin = linear::candidates(prof, &pp.projection(0, SHAPE));
+    let (lp, lq) = pp.projection(0, SHAPE);
+    let lin = linear::candidates(prof, &lp, &lq);
     for k in [c.projection, c.projection_weights, c.dense, c.dense_backward, c.dense_weights] {
         assert!(lin.contains(&k), "{k:?} not in {lin:?}");
     }

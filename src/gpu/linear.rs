@@ -3,10 +3,16 @@
 //! projection, dense + ReLU), forward and backward. CPU references:
 //! `cpu::gru::gru_input_projection`, `cpu::dense::{dense_forward, dense_backward}`.
 //! Letters: B, U, N = B*U rows, K input width, O output width.
+//!
+//! One launch covers a list of problems (grid z): GEMMs of the same shape (B, U,
+//! K, O, ReLU, dropout seed) whose operands sit at their own element offsets of
+//! the bound buffers, e.g. both GRU directions of every model's modality, or the
+//! dense layers of every model of a group. Each problem computes exactly what a
+//! one-problem launch computes.
 
 use super::context::{GpuContext, GpuError};
-use super::launch::Launch;
-use super::pipelines::{Bind, Shader};
+use super::launch::{Launch, ProblemList, Recordable};
+use super::pipelines::{Bind, Recorder, Shader};
 use super::profile::DeviceProfile;
 
 mod wgsl;
@@ -17,9 +23,8 @@ pub const TILE: u32 = 4;
 /// Workgroup shape (x over output-column tiles, y over row tiles), as in the shader.
 pub const WORKGROUP: [u32; 2] = [8, 8];
 
-/// Mirrors `LinearParams` in linear.wgsl. Up to 4 problems per launch (grid z),
-/// each with its own offsets; optional dropout mask on the output and a copy of
-/// the forward output into a column block of R (see the shader's header).
+/// Mirrors `LinearParams` in linear.wgsl: what the problems of one launch share
+/// (shapes, ReLU, the step's dropout); per-problem values are [`LinearProblem`]s.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
 pub struct LinearParams {
@@ -29,40 +34,47 @@ pub struct LinearParams {
     pub o: u32,
     /// 1: y = relu(.), gradients masked by y > 0 (and times `scale`).
     pub relu: u32,
-    /// Problems in the launch (grid z), 1..=4.
+    /// Problems in the launch (grid z); the launchers set it from the problem list.
     pub problems: u32,
-    /// 1: dropout mask (stream[z]) on the output: forward y, backward dx.
+    /// 1: dropout mask (each problem's stream) on the output: forward y, backward dx.
     pub drop: u32,
     pub seed: u32,
     pub threshold: u32,
     /// 1 / (1 - p); 1 without dropout.
     pub scale: f32,
-    /// Forward: row width of R, 0 = no copy into R.
-    pub rw: u32,
     pub _pad0: u32,
-    /// Per problem: element offset of W (O, K) in the weight (and gradient) buffer.
-    pub w_off: [u32; 4],
-    /// Per problem: element offset of the bias (O).
-    pub b_off: [u32; 4],
-    /// Per problem: element offset of x (forward, weights) / dx (backward) in its buffer.
-    pub x_off: [u32; 4],
-    /// Per problem: element offset of y / dy in their buffers.
-    pub y_off: [u32; 4],
-    /// Per problem: dropout stream (cpu::dropout::stream).
-    pub stream: [u32; 4],
-    /// Per problem: column offset of the block in R.
-    pub r_off: [u32; 4],
+    pub _pad1: u32,
 }
 
-/// Most problems one launch takes.
-pub const MAX_PROBLEMS: usize = 4;
+/// Mirrors `LinearProblem` in linear.wgsl: one entry of a launch's problem list,
+/// element offsets into the bound buffers and the problem's own R layout and stream.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct LinearProblem {
+    /// W (O, K) in the weight (and gradient) buffer.
+    pub w_off: u32,
+    /// The bias (O) in the weight (and gradient) buffer.
+    pub b_off: u32,
+    /// x (forward, weights) / dx (backward) in its buffer.
+    pub x_off: u32,
+    /// y / dy in their buffers (e.g. one problem's block of the GRU's xp / gi).
+    pub y_off: u32,
+    /// Dropout stream of the mask (cpu::dropout::stream).
+    pub stream: u32,
+    /// Forward with `rw > 0`: y[row, c] is also written to R[r_off + row * rw + c].
+    pub r_off: u32,
+    /// Row width of the problem's R block; 0 = no copy into R.
+    pub rw: u32,
+    pub _pad: u32,
+}
 
 fn c32(v: usize) -> u32 {
     u32::try_from(v).unwrap_or(u32::MAX)
 }
 
 impl LinearParams {
-    pub fn new(b: usize, u: usize, k: usize, o: usize, relu: bool, w_off: usize, b_off: usize) -> LinearParams {
+    /// (B, U) rows of K -> O, ReLU or not, no dropout.
+    pub fn new(b: usize, u: usize, k: usize, o: usize, relu: bool) -> LinearParams {
         LinearParams {
             b: c32(b),
             u: c32(u),
@@ -74,53 +86,50 @@ impl LinearParams {
             seed: 0,
             threshold: 0,
             scale: 1.0,
-            rw: 0,
             _pad0: 0,
-            w_off: [c32(w_off), 0, 0, 0],
-            b_off: [c32(b_off), 0, 0, 0],
-            x_off: [0; 4],
-            y_off: [0; 4],
-            stream: [0; 4],
-            r_off: [0; 4],
+            _pad1: 0,
         }
     }
 
-    /// The same launch writing y (reading dy) at element `y_off` of its buffer.
-    pub fn at(mut self, y_off: usize) -> LinearParams {
-        self.y_off[0] = c32(y_off);
-        self
-    }
-
-    /// Problem z (< 4) of the launch: its W, b, x (dx) and y (dy) offsets; same shapes.
-    pub fn problem(mut self, z: usize, w_off: usize, b_off: usize, x_off: usize, y_off: usize) -> LinearParams {
-        self.w_off[z] = c32(w_off);
-        self.b_off[z] = c32(b_off);
-        self.x_off[z] = c32(x_off);
-        self.y_off[z] = c32(y_off);
-        self.problems = self.problems.max(c32(z + 1));
-        self
-    }
-
     /// Inverted dropout of probability `p` on the output (forward y, backward dx),
-    /// problem z's mask from stream `streams[z]` under step seed `seed`.
-    pub fn dropout(mut self, seed: u32, p: f64, streams: [u32; 4]) -> LinearParams {
+    /// each problem's mask from its stream under step seed `seed`.
+    pub fn dropout(mut self, seed: u32, p: f64) -> LinearParams {
         self.drop = 1;
         self.seed = seed;
         self.threshold = crate::cpu::dropout::threshold(p);
         self.scale = (1.0 / (1.0 - p)) as f32;
-        self.stream = streams;
+        self
+    }
+}
+
+impl LinearProblem {
+    /// W at `w_off`, b at `b_off` (weight and gradient buffer), x / dx at `x_off`,
+    /// y / dy at `y_off` (element offsets); stream 0, no copy into R.
+    pub fn new(w_off: usize, b_off: usize, x_off: usize, y_off: usize) -> LinearProblem {
+        LinearProblem {
+            w_off: c32(w_off),
+            b_off: c32(b_off),
+            x_off: c32(x_off),
+            y_off: c32(y_off),
+            stream: 0,
+            r_off: 0,
+            rw: 0,
+            _pad: 0,
+        }
+    }
+
+    /// The dropout stream of this problem's mask.
+    pub fn stream(mut self, stream: u32) -> LinearProblem {
+        self.stream = stream;
         self
     }
 
-    /// The forward also writes y into R (B, U, rw) at column `r_off[z]`.
-    pub fn repr(mut self, rw: usize, r_off: [usize; 4]) -> LinearParams {
+    /// The forward also writes y into an R block of row width `rw`: y[row, c] to
+    /// R[r_off + row * rw + c] (`r_off`: the block's element offset plus its column).
+    pub fn repr(mut self, rw: usize, r_off: usize) -> LinearProblem {
         self.rw = c32(rw);
-        self.r_off = r_off.map(c32);
+        self.r_off = c32(r_off);
         self
-    }
-
-    fn all(&self, f: impl Fn(usize) -> bool) -> bool {
-        (0..self.problems as usize).all(f)
     }
 }
 
@@ -172,15 +181,17 @@ impl LinearKernel {
         Self::ALL.into_iter().find(|k| k.name() == name)
     }
 
-    /// Whether this member runs launch `op` of shape `p` on `profile` as itself.
-    pub fn runs(self, profile: &DeviceProfile, p: &LinearParams, op: LinearOp) -> bool {
-        let a4 = |v: &[u32; 4]| p.all(|z| v[z].is_multiple_of(4));
+    /// Whether this member runs launch `op` of shape `p` over `problems` on
+    /// `profile` as itself.
+    pub fn runs(self, profile: &DeviceProfile, p: &LinearParams, problems: &[LinearProblem], op: LinearOp) -> bool {
+        let a4 = |f: fn(&LinearProblem) -> u32| problems.iter().all(|q| f(q).is_multiple_of(4));
+        let [w, x, y]: [fn(&LinearProblem) -> u32; 3] = [|q| q.w_off, |q| q.x_off, |q| q.y_off];
         match self {
             LinearKernel::Scalar => true,
             LinearKernel::Vec4 => match op {
-                LinearOp::Forward => p.k.is_multiple_of(4) && a4(&p.w_off) && a4(&p.x_off),
-                LinearOp::Input => p.k.is_multiple_of(4) && p.o.is_multiple_of(4) && a4(&p.w_off) && a4(&p.y_off),
-                LinearOp::Weights => p.k.is_multiple_of(4) && p.o.is_multiple_of(4) && a4(&p.y_off) && a4(&p.x_off),
+                LinearOp::Forward => p.k.is_multiple_of(4) && a4(w) && a4(x),
+                LinearOp::Input => p.k.is_multiple_of(4) && p.o.is_multiple_of(4) && a4(w) && a4(y),
+                LinearOp::Weights => p.k.is_multiple_of(4) && p.o.is_multiple_of(4) && a4(y) && a4(x),
             },
             LinearKernel::Tiled => {
                 let t = TILED;
@@ -201,9 +212,15 @@ impl LinearKernel {
     }
 
     /// The member launch `op` actually runs when `self` is asked for: itself, or
-    /// Scalar where the shape or device does not allow it.
-    pub fn resolve(self, profile: &DeviceProfile, p: &LinearParams, op: LinearOp) -> LinearKernel {
-        if self.runs(profile, p, op) {
+    /// Scalar where the shape, problems or device do not allow it.
+    pub fn resolve(
+        self,
+        profile: &DeviceProfile,
+        p: &LinearParams,
+        problems: &[LinearProblem],
+        op: LinearOp,
+    ) -> LinearKernel {
+        if self.runs(profile, p, problems, op) {
             self
         } else {
             LinearKernel::Scalar
@@ -242,13 +259,13 @@ impl LinearKernel {
     }
 }
 
-/// The members valid for a layer of shape `p` on `profile`, the default first
+/// The members valid for a layer of shape `p` over `problems` on `profile`, the default first
 /// (`--tune off` runs `candidates(..)[0]`). A member is listed when it runs at
 /// least one of the layer's three launches as itself (Vec4 falls back to Scalar
 /// per launch). On software devices (llvmpipe) the register-tiled members lead,
 /// measured fastest there (docs/perf-notes.md); on hardware the workgroup-tiled
 /// GEMM leads, by design (no hardware measurement yet).
-pub fn candidates(profile: &DeviceProfile, p: &LinearParams) -> Vec<LinearKernel> {
+pub fn candidates(profile: &DeviceProfile, p: &LinearParams, problems: &[LinearProblem]) -> Vec<LinearKernel> {
     let order = if profile.is_software() {
         [LinearKernel::Vec4, LinearKernel::Scalar, LinearKernel::Tiled]
     } else {
@@ -256,21 +273,73 @@ pub fn candidates(profile: &DeviceProfile, p: &LinearParams) -> Vec<LinearKernel
     };
     order
         .into_iter()
-        .filter(|k| *k == LinearKernel::Scalar || LinearOp::ALL.iter().any(|op| k.runs(profile, p, *op)))
+        .filter(|k| *k == LinearKernel::Scalar || LinearOp::ALL.iter().any(|op| k.runs(profile, p, problems, *op)))
         .collect()
 }
 
-/// The default member of a layer: `candidates(profile, p)[0]`.
-pub fn default_kernel(profile: &DeviceProfile, p: &LinearParams) -> LinearKernel {
-    candidates(profile, p).first().copied().unwrap_or(LinearKernel::Scalar)
+/// The default member of a layer: `candidates(profile, p, problems)[0]`.
+pub fn default_kernel(profile: &DeviceProfile, p: &LinearParams, problems: &[LinearProblem]) -> LinearKernel {
+    candidates(profile, p, problems).first().copied().unwrap_or(LinearKernel::Scalar)
 }
 
 fn tiles(n: u32, wg: u32) -> u32 {
     n.div_ceil(TILE).div_ceil(wg)
 }
 
-/// y (B, U, O) = act(x (B, U, K) W^T + b), zero at padded rows. `w` holds W at
-/// `w_off` and b at `b_off` (the flat parameter buffer). `len` (B) u32.
+/// One launch of the linear family over a problem list: the kernel bound to its
+/// buffers, its shared params and its list. Built once per dispatch site for up
+/// to `capacity` problems; `update` re-points it (a new batch shape, other problems).
+pub struct LinearLaunch {
+    launch: Launch<LinearParams>,
+    list: ProblemList<LinearProblem>,
+    kernel: LinearKernel,
+    op: LinearOp,
+}
+
+impl LinearLaunch {
+    /// New params and problems (1..=capacity) for the next submit. Refuses problems
+    /// the member built cannot run (e.g. offsets not 4-aligned for Vec4).
+    pub fn update(&mut self, ctx: &GpuContext, p: LinearParams, problems: &[LinearProblem]) -> Result<(), GpuError> {
+        if !problems.is_empty() && !self.kernel.runs(&ctx.profile, &p, problems, self.op) {
+            return Err(GpuError::Validation(format!(
+                "{}: the {} member cannot run these problems (widths or offsets not 4-aligned, or too long a \
+                 reduction); build the launch for them instead",
+                self.launch.label(),
+                self.kernel.name()
+            )));
+        }
+        self.list.write(ctx, problems)?;
+        self.launch.update(ctx, LinearParams { problems: c32(problems.len()), ..p });
+        Ok(())
+    }
+
+    /// The member this launch runs (the one asked for, or Scalar where it fell back).
+    pub fn kernel(&self) -> LinearKernel {
+        self.kernel
+    }
+
+    pub fn params(&self) -> LinearParams {
+        self.launch.params
+    }
+
+    pub fn groups(&self) -> [u32; 3] {
+        self.launch.groups()
+    }
+
+    pub fn record(&self, rec: &mut Recorder) {
+        self.launch.record(rec);
+    }
+}
+
+impl Recordable for LinearLaunch {
+    fn record_into(&self, rec: &mut Recorder) {
+        self.launch.record(rec);
+    }
+}
+
+/// Per problem: y (B, U, O) = act(x (B, U, K) W^T + b), zero at padded rows. `w`
+/// holds W and b at each problem's offsets (the flat parameter buffer). `len` (B) u32.
+/// No problem may copy into R (`rw > 0`): use [`linear_forward_variant`] with R bound.
 pub fn linear_forward(
     ctx: &GpuContext,
     y: &wgpu::Buffer,
@@ -278,26 +347,21 @@ pub fn linear_forward(
     w: &wgpu::Buffer,
     len: &wgpu::Buffer,
     p: LinearParams,
-) -> Result<Launch<LinearParams>, GpuError> {
-    linear_forward_variant(ctx, y, &ctx.dummy, x, w, len, p, default_kernel(&ctx.profile, &p))
+    problems: &[LinearProblem],
+    capacity: usize,
+) -> Result<LinearLaunch, GpuError> {
+    if problems.iter().any(|q| q.rw != 0) {
+        return Err(GpuError::Validation("linear_forward: a problem copies into R but no R is bound".into()));
+    }
+    let kernel = default_kernel(&ctx.profile, &p, problems);
+    linear_forward_variant(ctx, y, &ctx.dummy, x, w, len, p, problems, capacity, kernel)
 }
 
-/// [`linear_forward`] that also writes y into the representation `r` (B, U, rw)
-/// at columns `r_off[z]..` (the plain blocks, `LinearParams::repr`).
-pub fn linear_forward_repr(
-    ctx: &GpuContext,
-    y: &wgpu::Buffer,
-    r: &wgpu::Buffer,
-    x: &wgpu::Buffer,
-    w: &wgpu::Buffer,
-    len: &wgpu::Buffer,
-    p: LinearParams,
-) -> Result<Launch<LinearParams>, GpuError> {
-    linear_forward_variant(ctx, y, r, x, w, len, p, default_kernel(&ctx.profile, &p))
-}
-
-/// [`linear_forward`] with the member chosen by the caller (tuner, benchmarks);
-/// falls back to Scalar where the shape or device does not allow it (`LinearKernel::resolve`).
+/// [`linear_forward`] with the member chosen by the caller (engine, tuner,
+/// benchmarks), which also writes y into `r` for each problem with `rw > 0`
+/// (`LinearProblem::repr`; bind any buffer as `r` when no problem has one).
+/// Falls back to Scalar where the shape or device does not allow the member
+/// (`LinearKernel::resolve`).
 #[allow(clippy::too_many_arguments)]
 pub fn linear_forward_variant(
     ctx: &GpuContext,
@@ -307,15 +371,18 @@ pub fn linear_forward_variant(
     w: &wgpu::Buffer,
     len: &wgpu::Buffer,
     p: LinearParams,
+    problems: &[LinearProblem],
+    capacity: usize,
     kernel: LinearKernel,
-) -> Result<Launch<LinearParams>, GpuError> {
-    let binds = [Bind::Uniform, Bind::Read, Bind::Read, Bind::Read, Bind::Write, Bind::Write];
-    launch(ctx, kernel, LinearOp::Forward, &binds, &[x, w, len, y, r], p)
+) -> Result<LinearLaunch, GpuError> {
+    let binds = [Bind::Uniform, Bind::Read, Bind::Read, Bind::Read, Bind::Write, Bind::Write, Bind::Read];
+    launch(ctx, kernel, LinearOp::Forward, &binds, &[x, w, len, y, r], p, problems, capacity)
 }
 
-/// dx (B, U, K) = g W, g = dy * scale * (y > 0) with ReLU else dy; zero at padded
-/// rows, times the dropout mask with `drop` (written).
+/// Per problem: dx (B, U, K) = g W, g = dy * scale * (y > 0) with ReLU else dy;
+/// zero at padded rows, times the dropout mask with `drop` (written).
 /// `y` is the forward output (bind `dy` again when there is no ReLU).
+#[allow(clippy::too_many_arguments)]
 pub fn linear_backward(
     ctx: &GpuContext,
     dx: &wgpu::Buffer,
@@ -324,11 +391,14 @@ pub fn linear_backward(
     w: &wgpu::Buffer,
     len: &wgpu::Buffer,
     p: LinearParams,
-) -> Result<Launch<LinearParams>, GpuError> {
-    linear_backward_variant(ctx, dx, dy, y, w, len, p, default_kernel(&ctx.profile, &p))
+    problems: &[LinearProblem],
+    capacity: usize,
+) -> Result<LinearLaunch, GpuError> {
+    let kernel = default_kernel(&ctx.profile, &p, problems);
+    linear_backward_variant(ctx, dx, dy, y, w, len, p, problems, capacity, kernel)
 }
 
-/// [`linear_backward`] with the kernel chosen by the caller (benchmarks).
+/// [`linear_backward`] with the member chosen by the caller.
 #[allow(clippy::too_many_arguments)]
 pub fn linear_backward_variant(
     ctx: &GpuContext,
@@ -338,14 +408,18 @@ pub fn linear_backward_variant(
     w: &wgpu::Buffer,
     len: &wgpu::Buffer,
     p: LinearParams,
+    problems: &[LinearProblem],
+    capacity: usize,
     kernel: LinearKernel,
-) -> Result<Launch<LinearParams>, GpuError> {
-    let binds = [Bind::Uniform, Bind::Read, Bind::Read, Bind::Read, Bind::Read, Bind::Write];
-    launch(ctx, kernel, LinearOp::Input, &binds, &[dy, y, w, len, dx], p)
+) -> Result<LinearLaunch, GpuError> {
+    let binds = [Bind::Uniform, Bind::Read, Bind::Read, Bind::Read, Bind::Read, Bind::Write, Bind::Read];
+    launch(ctx, kernel, LinearOp::Input, &binds, &[dy, y, w, len, dx], p, problems, capacity)
 }
 
-/// grads[W] += g^T x and grads[b] += sum g over real rows (deterministic: each
-/// invocation owns a 4x4 tile of dW and walks the rows in order).
+/// Per problem: grads[W] += g^T x and grads[b] += sum g over real rows
+/// (deterministic: each invocation owns a 4x4 tile of dW and walks the rows in
+/// order). No two problems of one launch may share W or b (they would race).
+#[allow(clippy::too_many_arguments)]
 pub fn linear_backward_weights(
     ctx: &GpuContext,
     grads: &wgpu::Buffer,
@@ -354,11 +428,14 @@ pub fn linear_backward_weights(
     x: &wgpu::Buffer,
     len: &wgpu::Buffer,
     p: LinearParams,
-) -> Result<Launch<LinearParams>, GpuError> {
-    linear_backward_weights_variant(ctx, grads, dy, y, x, len, p, default_kernel(&ctx.profile, &p))
+    problems: &[LinearProblem],
+    capacity: usize,
+) -> Result<LinearLaunch, GpuError> {
+    let kernel = default_kernel(&ctx.profile, &p, problems);
+    linear_backward_weights_variant(ctx, grads, dy, y, x, len, p, problems, capacity, kernel)
 }
 
-/// [`linear_backward_weights`] with the kernel chosen by the caller (benchmarks).
+/// [`linear_backward_weights`] with the member chosen by the caller.
 #[allow(clippy::too_many_arguments)]
 pub fn linear_backward_weights_variant(
     ctx: &GpuContext,
@@ -368,13 +445,17 @@ pub fn linear_backward_weights_variant(
     x: &wgpu::Buffer,
     len: &wgpu::Buffer,
     p: LinearParams,
+    problems: &[LinearProblem],
+    capacity: usize,
     kernel: LinearKernel,
-) -> Result<Launch<LinearParams>, GpuError> {
-    let binds = [Bind::Uniform, Bind::Read, Bind::Read, Bind::Read, Bind::Read, Bind::Write];
-    launch(ctx, kernel, LinearOp::Weights, &binds, &[dy, y, x, len, grads], p)
+) -> Result<LinearLaunch, GpuError> {
+    let binds = [Bind::Uniform, Bind::Read, Bind::Read, Bind::Read, Bind::Read, Bind::Write, Bind::Read];
+    launch(ctx, kernel, LinearOp::Weights, &binds, &[dy, y, x, len, grads], p, problems, capacity)
 }
 
-/// Launch `op` of `kernel` (resolved against the device and shape): its pipeline and grid.
+/// Launch `op` of `kernel` (resolved against the device and problems): its
+/// pipeline, problem list (bound last) and grid.
+#[allow(clippy::too_many_arguments)]
 fn launch(
     ctx: &GpuContext,
     kernel: LinearKernel,
@@ -382,9 +463,19 @@ fn launch(
     binds: &[Bind],
     buffers: &[&wgpu::Buffer],
     p: LinearParams,
-) -> Result<Launch<LinearParams>, GpuError> {
-    let kernel = kernel.resolve(&ctx.profile, &p, op);
+    problems: &[LinearProblem],
+    capacity: usize,
+) -> Result<LinearLaunch, GpuError> {
+    let kernel = kernel.resolve(&ctx.profile, &p, problems, op);
     let (shader, entry) = kernel.entry(op);
+    let max_z = ctx.profile.limits.max_compute_workgroups_per_dimension as usize;
+    if capacity.max(problems.len()) > max_z {
+        return Err(GpuError::Validation(format!(
+            "{entry}: {} problems in one launch, more than the device's {max_z} workgroups along grid z",
+            capacity.max(problems.len())
+        )));
+    }
+    let list = ProblemList::new(ctx, entry, problems, capacity)?;
     let k = ctx.pipelines.get(ctx, shader, entry, binds)?;
     use LinearOp::*;
     // Launch::update recomputes the grid through a plain fn: one per (tiling, op).
@@ -396,5 +487,9 @@ fn launch(
         (true, Input) => |p| LinearKernel::Tiled.grid(p, Input),
         (true, Weights) => |p| LinearKernel::Tiled.grid(p, Weights),
     };
-    Launch::new(ctx, k, buffers, p, grid)
+    let mut bound = buffers.to_vec();
+    bound.push(&list.buffer);
+    let p = LinearParams { problems: c32(problems.len()), ..p };
+    let launch = Launch::new(ctx, k, &bound, p, grid)?;
+    Ok(LinearLaunch { launch, list, kernel, op })
 }

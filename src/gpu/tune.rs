@@ -18,8 +18,8 @@ use super::attention::{self, AttentionKernel, AttentionParams, AttentionSaved};
 use super::buffers;
 use super::context::GpuContext;
 use super::gru::{self, GruKernel, GruMember, GruSchedule};
-use super::launch::{Launch, Recordable};
-use super::linear::{self, LinearKernel, LinearParams};
+use super::launch::Recordable;
+use super::linear::{self, LinearKernel, LinearLaunch, LinearParams, LinearProblem};
 use super::model::{Batch, GpuEngineError, ParamsFor, Shape};
 use super::profile::DeviceProfile;
 use super::timing::Timer;
@@ -331,9 +331,9 @@ struct Sites {
     shape: Shape,
     gru: gru::GruParams,
     gru_problems: Vec<gru::GruProblem>,
-    /// Per modality.
-    projection: Vec<LinearParams>,
-    dense: Vec<LinearParams>,
+    /// Per modality: the site's shared params and its problems.
+    projection: Vec<(LinearParams, Vec<LinearProblem>)>,
+    dense: Vec<(LinearParams, Vec<LinearProblem>)>,
     /// Per attention pair (none without attention).
     attention: Vec<AttentionParams>,
 }
@@ -366,9 +366,9 @@ impl Sites {
 
     /// The longest candidate list over the modalities (each launcher still
     /// falls back to Scalar where its own shape needs it).
-    fn linear_candidates(&self, ctx: &GpuContext, ps: &[LinearParams]) -> Vec<LinearKernel> {
+    fn linear_candidates(&self, ctx: &GpuContext, ps: &[(LinearParams, Vec<LinearProblem>)]) -> Vec<LinearKernel> {
         ps.iter()
-            .map(|p| linear::candidates(&ctx.profile, p))
+            .map(|(p, q)| linear::candidates(&ctx.profile, p, q))
             .max_by_key(Vec::len)
             .unwrap_or(vec![LinearKernel::Scalar])
     }
@@ -624,21 +624,25 @@ pub fn race(
     // Linear sites: every modality's launch of the site with the member.
     let n = s.pp.mods.len();
     let projection = linear_site(&mut r, n, "projection", &proj, &|k, mi| {
-        Ok(linear::linear_forward_variant(ctx, &b.xp, &ctx.dummy, &b.inputs, &b.w, &b.len, s.projection[mi], k)?)
+        let (p, q) = &s.projection[mi];
+        Ok(linear::linear_forward_variant(ctx, &b.xp, &ctx.dummy, &b.inputs, &b.w, &b.len, *p, q, q.len(), k)?)
     })?;
     let projection_weights = linear_site(&mut r, n, "projection_weights", &proj, &|k, mi| {
-        let p = s.projection[mi];
-        Ok(linear::linear_backward_weights_variant(ctx, &b.grads, &b.gi, &b.gi, &b.inputs, &b.len, p, k)?)
+        let (p, q) = &s.projection[mi];
+        Ok(linear::linear_backward_weights_variant(ctx, &b.grads, &b.gi, &b.gi, &b.inputs, &b.len, *p, q, q.len(), k)?)
     })?;
     let dense_f = linear_site(&mut r, n, "dense", &dense, &|k, mi| {
-        Ok(linear::linear_forward_variant(ctx, &b.feat, &ctx.dummy, &b.dense_in, &b.w, &b.len, s.dense[mi], k)?)
+        let (p, q) = &s.dense[mi];
+        Ok(linear::linear_forward_variant(ctx, &b.feat, &ctx.dummy, &b.dense_in, &b.w, &b.len, *p, q, q.len(), k)?)
     })?;
     let dense_backward = linear_site(&mut r, n, "dense_backward", &dense, &|k, mi| {
-        Ok(linear::linear_backward_variant(ctx, &b.dout, &b.dfeat, &b.feat, &b.w, &b.len, s.dense[mi], k)?)
+        let (p, q) = &s.dense[mi];
+        Ok(linear::linear_backward_variant(ctx, &b.dout, &b.dfeat, &b.feat, &b.w, &b.len, *p, q, q.len(), k)?)
     })?;
     let dense_weights = linear_site(&mut r, n, "dense_weights", &dense, &|k, mi| {
-        let p = s.dense[mi];
-        Ok(linear::linear_backward_weights_variant(ctx, &b.grads, &b.dfeat, &b.feat, &b.dense_in, &b.len, p, k)?)
+        let (p, q) = &s.dense[mi];
+        let (dfeat, feat) = (&b.dfeat, &b.feat);
+        Ok(linear::linear_backward_weights_variant(ctx, &b.grads, dfeat, feat, &b.dense_in, &b.len, *p, q, q.len(), k)?)
     })?;
 
     // GRU last: the costliest sites (a GRU backward run is ~4x a dense one on
@@ -684,7 +688,7 @@ fn first_gru(c: Vec<GruMember>) -> Result<GruMember, GpuEngineError> {
     c.first().copied().ok_or_else(|| GpuEngineError::Input("no GRU member fits this shape".into()))
 }
 
-type BuildLinear<'a> = &'a dyn Fn(LinearKernel, usize) -> Result<Launch<LinearParams>, GpuEngineError>;
+type BuildLinear<'a> = &'a dyn Fn(LinearKernel, usize) -> Result<LinearLaunch, GpuEngineError>;
 
 /// Race one linear site: each member runs the site's launch of every one of the `n` modalities.
 fn linear_site(

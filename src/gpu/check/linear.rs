@@ -1,7 +1,7 @@
 //! `cimnet check` rows for linear: the GPU kernels against src/cpu.
 
 use super::*;
-use crate::gpu::linear::{LinearOp, LinearParams};
+use crate::gpu::linear::{LinearOp, LinearParams, LinearProblem};
 
 // ---- linear.wgsl ----
 
@@ -20,22 +20,30 @@ pub struct LinearCase {
     pub seed: u64,
 }
 
-/// Where W and b sit in the flat parameter buffer of a linear case.
-fn linear_params(c: &LinearCase) -> gpu::linear::LinearParams {
+/// The shape of a linear case and its one problem: where W and b sit in the flat
+/// parameter buffer, y at `y_off`.
+fn linear_params(c: &LinearCase) -> (LinearParams, LinearProblem) {
     let w_off = 64;
     let b_off = (w_off + c.o * c.k).div_ceil(64) * 64;
-    gpu::linear::LinearParams::new(c.lens.len(), padded_u(&c.lens), c.k, c.o, c.relu, w_off, b_off).at(c.y_off)
+    let p = LinearParams::new(c.lens.len(), padded_u(&c.lens), c.k, c.o, c.relu);
+    (p, LinearProblem::new(w_off, b_off, 0, c.y_off))
 }
 
 /// The members a case can run on this device: every one the tuner may pick
 /// (`gpu::linear::candidates`).
 pub fn linear_kernels(ctx: &GpuContext, c: &LinearCase) -> Vec<LinearKernel> {
-    gpu::linear::candidates(&ctx.profile, &linear_params(c))
+    let (p, q) = linear_params(c);
+    gpu::linear::candidates(&ctx.profile, &p, &[q])
 }
 
 /// The member each of the three launches runs when `asked` is asked for (rows name it).
-fn linear_kernel_names(ctx: &GpuContext, asked: LinearKernel, p: &LinearParams) -> [&'static str; 3] {
-    LinearOp::ALL.map(|op| asked.resolve(&ctx.profile, p, op).name())
+fn linear_kernel_names(
+    ctx: &GpuContext,
+    asked: LinearKernel,
+    p: &LinearParams,
+    problems: &[LinearProblem],
+) -> [&'static str; 3] {
+    LinearOp::ALL.map(|op| asked.resolve(&ctx.profile, p, problems, op).name())
 }
 
 /// linear_forward (y), linear_backward (dx), linear_backward_weights (dW, db
@@ -45,8 +53,8 @@ fn linear_kernel_names(ctx: &GpuContext, asked: LinearKernel, p: &LinearParams) 
 pub fn check_linear(ctx: &GpuContext, c: &LinearCase) -> Result<Vec<CheckRow>, GpuError> {
     let (b, u, k, o) = (c.lens.len(), padded_u(&c.lens), c.k, c.o);
     let n = b * u;
-    let p = linear_params(c);
-    let (w_off, b_off) = (p.w_off[0] as usize, p.b_off[0] as usize);
+    let (p, q) = linear_params(c);
+    let (w_off, b_off) = (q.w_off as usize, q.b_off as usize);
     let mut flat = random_vec(b_off + o + 64, c.seed);
     for v in &mut flat[..w_off] {
         *v = GARBAGE; // must never be read
@@ -89,9 +97,10 @@ pub fn check_linear(ctx: &GpuContext, c: &LinearCase) -> Result<Vec<CheckRow>, G
     let yb = upload(ctx, "y", &vec![SENTINEL; ylen])?;
     let dx = upload(ctx, "dx", &vec![SENTINEL; n * k])?;
     let ybind = if c.relu { &yb } else { &dyb }; // y is read only for the ReLU mask
-    let fwd = gpu::linear::linear_forward_variant(ctx, &yb, &ctx.dummy, &xb, &flatb, &len, p, c.kernel)?;
-    let bwd = gpu::linear::linear_backward_variant(ctx, &dx, &dyb, ybind, &flatb, &len, p, c.kernel)?;
-    let bww = gpu::linear::linear_backward_weights_variant(ctx, &grads, &dyb, ybind, &xb, &len, p, c.kernel)?;
+    let (q, kn) = (&[q], c.kernel);
+    let fwd = gpu::linear::linear_forward_variant(ctx, &yb, &ctx.dummy, &xb, &flatb, &len, p, q, 1, kn)?;
+    let bwd = gpu::linear::linear_backward_variant(ctx, &dx, &dyb, ybind, &flatb, &len, p, q, 1, kn)?;
+    let bww = gpu::linear::linear_backward_weights_variant(ctx, &grads, &dyb, ybind, &xb, &len, p, q, 1, kn)?;
     run(ctx, &[&fwd, &bwd, &bww])?;
     let got_y = read_f32(ctx, &yb, ylen)?;
     let got_dx = read_f32(ctx, &dx, n * k)?;
@@ -102,7 +111,7 @@ pub fn check_linear(ctx: &GpuContext, c: &LinearCase) -> Result<Vec<CheckRow>, G
     let again = read_f32(ctx, &grads, grads0.len())?;
 
     let what = if c.relu { "dense+ReLU" } else { "input projection" };
-    let [kf, kb, kw] = linear_kernel_names(ctx, c.kernel, &p);
+    let [kf, kb, kw] = linear_kernel_names(ctx, c.kernel, &p, q);
     let shape = format!(
         "{} K={k} O={o}{}",
         lens_shape(&c.lens),
@@ -145,50 +154,89 @@ pub fn check_linear(ctx: &GpuContext, c: &LinearCase) -> Result<Vec<CheckRow>, G
     ])
 }
 
-// ---- linear.wgsl, fused (the dense site of a training step) ----
+// ---- linear.wgsl over a problem list (the sites of a group of models) ----
 
-/// Two dense problems (K -> O, ReLU) in one launch (grid z), each with its own W, b
-/// and x / y blocks, with the step's dropout masks and the forward's copy into R.
+/// One launch per op over `problems` problems of one shape (K -> O), as a group of
+/// models gives them: each problem with its own W, b, x / y blocks (at irregular,
+/// 4-aligned offsets, laid out in reverse problem order), its own dropout streams
+/// and its own R layout (two R blocks of different row widths, or none).
 #[derive(Debug, Clone)]
 pub struct FusedLinearCase {
     pub lens: Vec<usize>,
     pub k: usize,
     pub o: usize,
+    /// true: the dense site (ReLU, dropout on y and dx); false: the input-projection
+    /// site (no ReLU, no dropout).
+    pub dense: bool,
+    /// Problems in the launch (>= 1).
+    pub problems: usize,
     /// The member asked for (falls back per launch as in [`LinearCase`]).
     pub kernel: LinearKernel,
     pub seed: u64,
 }
 
-/// The fused launches of the dense site: linear_forward_repr (per problem
-/// y = dropout(relu(x W^T + b)), also written into its column block of R, every
-/// other column of R untouched), linear_backward (g = dy * scale where y > 0, dx through the
-/// GRU-site mask) and linear_backward_weights (dW, db accumulated), one dispatch
-/// each for both problems. Reference: cpu::dense with cpu::dropout's masks, as
-/// cpu::model chains them; R's blocks and the masks are exact.
+/// Element offsets of `sizes.len()` blocks laid out from `start` in reverse order
+/// (the last block first), with a gap of 4 (slot % 3 + 1) after each, 4-aligned.
+fn reversed_blocks(start: usize, sizes: &[usize]) -> Vec<usize> {
+    let mut off = vec![0; sizes.len()];
+    let mut cur = start;
+    for (slot, z) in (0..sizes.len()).rev().enumerate() {
+        off[z] = cur;
+        cur = (cur + sizes[z] + 4 * (slot % 3 + 1)).next_multiple_of(4);
+    }
+    off
+}
+
+/// Problem z's R block: (row width, element offset of its first column): problems
+/// 0 and 3 in block A (2 O + 3 wide), problem 2 in block B (O + 5 wide), the others none.
+fn r_layout(z: usize, n: usize, o: usize) -> Option<(usize, usize)> {
+    let (rw_a, rw_b) = (2 * o + 3, o + 5);
+    let (ra, rb) = (5, 5 + n * rw_a + 7);
+    match z {
+        0 => Some((rw_a, ra + 1)),
+        3 => Some((rw_a, ra + o + 2)),
+        2 => Some((rw_b, rb + 4)),
+        _ => None,
+    }
+}
+
+/// linear_forward_variant (per problem y = act(x W^T + b), dropout(relu(.)) at the
+/// dense site, also written into its R block), linear_backward_variant (dx; g = dy *
+/// scale where y > 0 and the GRU-site mask at the dense site) and
+/// linear_backward_weights_variant (dW, db accumulated), ONE dispatch each for all
+/// problems. Reference per problem: cpu::dense (cpu::gru's input projection without
+/// ReLU) with cpu::dropout's masks, as cpu::model chains them; R blocks and masks exact;
+/// every element outside the blocks (y, dx, R, grads) untouched, bit for bit.
 pub fn check_linear_fused(ctx: &GpuContext, c: &FusedLinearCase) -> Result<Vec<CheckRow>, GpuError> {
-    let (b, u, k, o) = (c.lens.len(), padded_u(&c.lens), c.k, c.o);
+    let (b, u, k, o, np) = (c.lens.len(), padded_u(&c.lens), c.k, c.o, c.problems);
     let lens = &c.lens;
     let n = b * u;
-    let (step_seed, p_drop) = (977u32.wrapping_add(c.seed as u32), 0.3);
-    let (fwd_streams, bwd_streams) = ([1u32, 5, 0, 0], [0u32, 4, 0, 0]);
-    let rw = 3 * o + 1;
-    let r_off = [o + 1, 2 * o + 1];
-    // Problem z: W at w_off[z], b at b_off[z]; x / dx at x_off[z], y / dy at y_off[z].
-    let w_off = [64, 64 + (o * k + o).div_ceil(64) * 64];
-    let b_off = [w_off[0] + o * k, w_off[1] + o * k];
-    let x_off = [4, 8 + (n * k).div_ceil(4) * 4];
-    let y_off = [0, (n * o).div_ceil(4) * 4];
-    let (xlen, ylen) = (x_off[1] + n * k + 4, y_off[1] + n * o + 4);
-    let mut flat = random_vec(b_off[1] + o + 64, c.seed);
-    for v in &mut flat[..w_off[0]] {
-        *v = GARBAGE; // must never be read
+    let (step_seed, p_drop) = (977u32.wrapping_add(c.seed as u32), if c.dense { 0.3 } else { 0.0 });
+    let fwd_stream = |z: usize| 3 * z as u32 + 1;
+    let bwd_stream = |z: usize| 3 * z as u32 + 2;
+    let w_off = reversed_blocks(64, &vec![o * k + o + 3; np]);
+    let b_off: Vec<usize> = (0..np).map(|z| w_off[z] + o * k + z % 3).collect();
+    let x_off = reversed_blocks(4, &vec![n * k; np]);
+    let y_off = reversed_blocks(0, &vec![n * o; np]);
+    let (xlen, ylen) = (x_off[0] + n * k + 4, y_off[0] + n * o + 4);
+    let rlen = 5 + n * (2 * o + 3) + 7 + n * (o + 5) + 3;
+    let fill = |len: usize, seed: u64, blocks: &[usize], size: usize, w: usize, pad: f64| {
+        let mut v = vec![GARBAGE; len]; // between blocks: must never be read
+        let r = random_vec(len, seed);
+        for &off in blocks {
+            v[off..off + size].copy_from_slice(&r[off..off + size]);
+            fill_padding(&mut v[off..off + size], lens, u, w, pad);
+        }
+        v
+    };
+    let mut flat = vec![GARBAGE; b_off.iter().max().copied().unwrap_or(0) + o + 64];
+    let rf = random_vec(flat.len(), c.seed);
+    for z in 0..np {
+        flat[w_off[z]..w_off[z] + o * k].copy_from_slice(&rf[w_off[z]..w_off[z] + o * k]);
+        flat[b_off[z]..b_off[z] + o].copy_from_slice(&rf[b_off[z]..b_off[z] + o]);
     }
-    let mut x = random_vec(xlen, c.seed + 1);
-    let mut dy = random_vec(ylen, c.seed + 2);
-    for z in 0..2 {
-        fill_padding(&mut x[x_off[z]..x_off[z] + n * k], lens, u, k, GARBAGE);
-        fill_padding(&mut dy[y_off[z]..y_off[z] + n * o], lens, u, o, -GARBAGE);
-    }
+    let x = fill(xlen, c.seed + 1, &x_off, n * k, k, GARBAGE);
+    let dy = fill(ylen, c.seed + 2, &y_off, n * o, o, -GARBAGE);
     let grads0 = f64s(&f32s(&random_vec(flat.len(), c.seed + 3)));
     let (x, flat, dy) = (f64s(&f32s(&x)), f64s(&f32s(&flat)), f64s(&f32s(&dy)));
 
@@ -199,48 +247,74 @@ pub fn check_linear_fused(ctx: &GpuContext, c: &FusedLinearCase) -> Result<Vec<C
     let grads = up(ctx, "grads", &grads0)?;
     let yb = upload(ctx, "y", &vec![SENTINEL; ylen])?;
     let dxb = upload(ctx, "dx", &vec![SENTINEL; xlen])?;
-    let rb = upload(ctx, "R", &vec![SENTINEL; n * rw])?;
-    let mut p = gpu::linear::LinearParams::new(b, u, k, o, true, 0, 0);
-    for z in 0..2 {
-        p = p.problem(z, w_off[z], b_off[z], x_off[z], y_off[z]);
-    }
-    let pf = p.dropout(step_seed, p_drop, fwd_streams).repr(rw, [r_off[0], r_off[1], 0, 0]);
-    let pb = p.dropout(step_seed, p_drop, bwd_streams);
-    let fwd = gpu::linear::linear_forward_variant(ctx, &yb, &rb, &xb, &fb, &len, pf, c.kernel)?;
-    let bwd = gpu::linear::linear_backward_variant(ctx, &dxb, &dyb, &yb, &fb, &len, pb, c.kernel)?;
-    let bww = gpu::linear::linear_backward_weights_variant(ctx, &grads, &dyb, &yb, &xb, &len, pb, c.kernel)?;
+    let rb = upload(ctx, "R", &vec![SENTINEL; rlen])?;
+    let base = LinearParams::new(b, u, k, o, c.dense);
+    let p = if c.dense { base.dropout(step_seed, p_drop) } else { base };
+    let problem = |z: usize| LinearProblem::new(w_off[z], b_off[z], x_off[z], y_off[z]);
+    let qf: Vec<LinearProblem> = (0..np)
+        .map(|z| {
+            let q = problem(z).stream(fwd_stream(z));
+            r_layout(z, n, o).map_or(q, |(rw, off)| q.repr(rw, off))
+        })
+        .collect();
+    let qb: Vec<LinearProblem> = (0..np).map(|z| problem(z).stream(bwd_stream(z))).collect();
+    let ybind = if c.dense { &yb } else { &dyb }; // y is read only for the ReLU mask
+    let kn = c.kernel;
+    let fwd = gpu::linear::linear_forward_variant(ctx, &yb, &rb, &xb, &fb, &len, p, &qf, np, kn)?;
+    let bwd = gpu::linear::linear_backward_variant(ctx, &dxb, &dyb, ybind, &fb, &len, p, &qb, np, kn)?;
+    let bww = gpu::linear::linear_backward_weights_variant(ctx, &grads, &dyb, ybind, &xb, &len, p, &qb, np, kn)?;
     let dispatches = run(ctx, &[&fwd, &bwd, &bww])?;
     let got_y = read_f32(ctx, &yb, ylen)?;
     let got_dx = read_f32(ctx, &dxb, xlen)?;
     let got_g = read_f32(ctx, &grads, grads0.len())?;
-    let got_r = read_f32(ctx, &rb, n * rw)?;
+    let got_r = read_f32(ctx, &rb, rlen)?;
 
     let (mut forward, mut backward, mut weights) = (Vec::new(), Vec::new(), Vec::new());
     let (mut yr, mut xr, mut gr) = (Vec::new(), Vec::new(), Vec::new());
-    for z in 0..2 {
+    let mut r_written = vec![false; rlen];
+    let ones = |m: usize| vec![1.0; m];
+    for z in 0..np {
         let w = &flat[w_off[z]..w_off[z] + o * k];
         let bias = &flat[b_off[z]..b_off[z] + o];
         let xz = &x[x_off[z]..x_off[z] + n * k];
-        let relu = cpu::dense::dense_forward(xz, w, bias, lens, b, u, k, o);
-        let mask_d = cpu::dropout::dropout_mask(step_seed, fwd_streams[z], n * o, p_drop);
-        let mask_g = cpu::dropout::dropout_mask(step_seed, bwd_streams[z], n * k, p_drop);
-        let want_y = cpu::dropout::dropout_forward(&relu, &mask_d);
-        let mut ddense = vec![0.0; n * o];
-        cpu::dropout::dropout_backward(&mut ddense, &dy[y_off[z]..y_off[z] + n * o], &mask_d);
-        let mut ddin = vec![0.0; n * k];
+        let dyz = &dy[y_off[z]..y_off[z] + n * o];
+        let (mask_d, mask_g) = if c.dense {
+            let d = cpu::dropout::dropout_mask(step_seed, fwd_stream(z), n * o, p_drop);
+            (d, cpu::dropout::dropout_mask(step_seed, bwd_stream(z), n * k, p_drop))
+        } else {
+            (ones(n * o), ones(n * k))
+        };
+        // The pre-mask activation: relu(x W^T + b) at the dense site, x W^T + b otherwise.
+        let act = if c.dense {
+            cpu::dense::dense_forward(xz, w, bias, lens, b, u, k, o)
+        } else {
+            let zeros = vec![0.0; o];
+            let gw = cpu::gru::GruWeights { w_ih: w, w_hh: &[], b_ih: bias, b_hh: &zeros };
+            cpu::gru::gru_input_projection(xz, &gw, lens, cpu::gru::GruShape { b, u, k, h: o / 3 })
+        };
+        let want_y = cpu::dropout::dropout_forward(&act, &mask_d);
+        let mut dact = vec![0.0; n * o];
+        cpu::dropout::dropout_backward(&mut dact, dyz, &mask_d);
+        let gate = if c.dense { act.clone() } else { ones(n * o) }; // dense_backward's ReLU mask
+        let mut dxin = vec![0.0; n * k];
         let mut want_dw = grads0[w_off[z]..w_off[z] + o * k].to_vec();
         let mut want_db = grads0[b_off[z]..b_off[z] + o].to_vec();
-        cpu::dense::dense_backward(&mut ddin, &mut want_dw, &mut want_db, &ddense, xz, &relu, w, lens, b, u, k, o);
+        cpu::dense::dense_backward(&mut dxin, &mut want_dw, &mut want_db, &dact, xz, &gate, w, lens, b, u, k, o);
         let mut want_dx = vec![0.0; n * k];
-        cpu::dropout::dropout_backward(&mut want_dx, &ddin, &mask_g);
+        cpu::dropout::dropout_backward(&mut want_dx, &dxin, &mask_g);
         let (ys, xs) = (y_off[z]..y_off[z] + n * o, x_off[z]..x_off[z] + n * k);
         // Padded rows are written as zero: compare whole blocks.
         forward.push(compare(&format!("y[{z}]"), &got_y[ys.clone()], &want_y, MATMUL_TOL));
-        forward.push(compare_exact(
-            &format!("R block {z} = y[{z}]"),
-            &columns(&got_r, rw, r_off[z], o),
-            &got_y[ys.clone()],
-        ));
+        if let Some((rw, off)) = r_layout(z, n, o) {
+            let idx: Vec<usize> = (0..n).flat_map(|t| (0..o).map(move |cc| off + t * rw + cc)).collect();
+            let got: Vec<f32> = idx.iter().map(|&i| got_r[i]).collect();
+            forward.push(compare_exact(
+                &format!("R block of problem {z} (rw {rw}) = y[{z}]"),
+                &got,
+                &got_y[ys.clone()],
+            ));
+            idx.iter().for_each(|&i| r_written[i] = true);
+        }
         backward.push(compare(&format!("dx[{z}]"), &got_dx[xs.clone()], &want_dx, MATMUL_TOL));
         let (wr, br) = (w_off[z]..w_off[z] + o * k, b_off[z]..b_off[z] + o);
         weights.push(compare(&format!("dW[{z}]"), &got_g[wr.clone()], &want_dw, WGRAD_TOL));
@@ -252,20 +326,20 @@ pub fn check_linear_fused(ctx: &GpuContext, c: &FusedLinearCase) -> Result<Vec<C
     let sentinels = |v: &[f32]| vec![SENTINEL; v.len()];
     let rest_y = outside(&got_y, &yr);
     forward.push(compare_bits("y buffer outside the blocks", &rest_y, &sentinels(&rest_y)));
-    let rest_r = other_columns(&got_r, rw, &[(r_off[0], o), (r_off[1], o)]);
-    forward.push(compare_bits("R outside the blocks", &rest_r, &sentinels(&rest_r)));
+    let rest_r: Vec<f32> = got_r.iter().zip(&r_written).filter(|(_, &w)| !w).map(|(&v, _)| v).collect();
+    forward.push(compare_bits("R outside the problems' blocks", &rest_r, &sentinels(&rest_r)));
     let rest_dx = outside(&got_dx, &xr);
     backward.push(compare_bits("dx buffer outside the blocks", &rest_dx, &sentinels(&rest_dx)));
     weights.push(compare_exact("grads outside dW, db", &outside(&got_g, &gr), &f32s(&outside(&grads0, &gr))));
-    let one_each = [dispatches as f32];
-    weights.push(compare_exact("dispatches for the three launches", &one_each, &[3.0]));
+    weights.push(compare_exact("dispatches for the three launches", &[dispatches as f32], &[3.0]));
 
-    let shape = format!("{} K={k} O={o} 2 problems p={p_drop} R={rw}", lens_shape(lens));
-    let [kf, _, _] = linear_kernel_names(ctx, c.kernel, &pf);
-    let [_, kb, kw] = linear_kernel_names(ctx, c.kernel, &pb);
+    let shape = format!("{} K={k} O={o} {np} problems p={p_drop} R widths {}/{}", lens_shape(lens), 2 * o + 3, o + 5);
+    let [kf, _, _] = linear_kernel_names(ctx, kn, &p, &qf);
+    let [_, kb, kw] = linear_kernel_names(ctx, kn, &p, &qb);
+    let (what, fused) = if c.dense { ("fused dense", ": dropout") } else { ("fused projection", "") };
     Ok(vec![
-        CheckRow::new(format!("linear_forward [{kf}] (fused dense: dropout, R blocks)"), shape.clone(), forward),
-        CheckRow::new(format!("linear_backward [{kb}] (fused dense: dropout)"), shape.clone(), backward),
-        CheckRow::new(format!("linear_backward_weights [{kw}] (fused dense)"), shape, weights),
+        CheckRow::new(format!("linear_forward [{kf}] ({what}{fused}, R blocks)"), shape.clone(), forward),
+        CheckRow::new(format!("linear_backward [{kb}] ({what}{fused})"), shape.clone(), backward),
+        CheckRow::new(format!("linear_backward_weights [{kw}] ({what})"), shape, weights),
     ])
 }

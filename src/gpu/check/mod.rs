@@ -346,7 +346,9 @@ fn linear_rows(ctx: &GpuContext) -> Result<Vec<CheckRow>, GpuError> {
 
 fn dropout_rows(ctx: &GpuContext) -> Result<Vec<CheckRow>, GpuError> {
     // (B, U, 2H) of the check batch plus 3, at offsets into larger buffers.
-    check_dropout(ctx, &DropoutCase { n: 17 * 9 * 400 + 3, seed: 12345, stream: 5, p: 0.3, x_off: 100, y_off: 37 })
+    // Five segments (GRU outputs of a group's branches), streams out of order.
+    let streams = vec![5, 0, 9, 2, 4];
+    check_dropout(ctx, &DropoutCase { n: 17 * 9 * 400 + 3, seed: 12345, streams, p: 0.3, x_off: 100, y_off: 37 })
 }
 
 fn gather_rows(ctx: &GpuContext) -> Result<Vec<CheckRow>, GpuError> {
@@ -393,13 +395,18 @@ fn attention_rows(ctx: &GpuContext) -> Result<Vec<CheckRow>, GpuError> {
 }
 
 fn linear_fused_rows(ctx: &GpuContext) -> Result<Vec<CheckRow>, GpuError> {
-    // The dense site of a training step (2H 400 -> D 100: every member) and an
-    // odd shape that Vec4 cannot take (it runs Scalar there), on every member.
+    // Five problems per launch (a group of models' site): the dense site (2H 400 ->
+    // D 100: every member), the input-projection site (K 36 -> 3H 48: every member)
+    // and odd shapes that Vec4 cannot take (it runs Scalar there), on every member.
     let mut rows = Vec::new();
     use LinearKernel::*;
-    for (k, o, seed, kernels) in [(400, 100, 8, &[Vec4, Scalar, Tiled][..]), (6, 5, 11, &[Scalar, Tiled][..])] {
+    let all = &[Vec4, Scalar, Tiled][..];
+    for (k, o, dense, seed, kernels) in
+        [(400, 100, true, 8, all), (6, 5, true, 11, &[Scalar, Tiled][..]), (36, 48, false, 12, all)]
+    {
         for &kernel in kernels {
-            rows.extend(check_linear_fused(ctx, &FusedLinearCase { lens: CHECK_LENS.to_vec(), k, o, kernel, seed })?);
+            let c = FusedLinearCase { lens: CHECK_LENS.to_vec(), k, o, dense, problems: 5, kernel, seed };
+            rows.extend(check_linear_fused(ctx, &c)?);
         }
     }
     Ok(rows)

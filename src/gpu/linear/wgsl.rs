@@ -49,8 +49,8 @@ impl GemmTile {
 /// 4 x 4 outputs each, K staged 16 at a time (8 KiB of workgroup memory).
 pub const TILED: GemmTile = GemmTile { bm: 64, bn: 64, bk: 16, tm: 4, tn: 4 };
 
-/// The WGSL mirror of `LinearParams` (src/gpu/linear.rs); tests/shaders.rs pins
-/// its layout against the Rust struct.
+/// The WGSL mirrors of `LinearParams` and `LinearProblem` (src/gpu/linear.rs);
+/// tests/shaders.rs pins their layouts against the Rust structs.
 const PARAMS_STRUCT: &str = "struct LinearParams {
     b: u32,
     u: u32,
@@ -62,14 +62,20 @@ const PARAMS_STRUCT: &str = "struct LinearParams {
     seed: u32,
     threshold: u32,
     scale: f32,
-    rw: u32,
     _pad0: u32,
-    w_off: vec4<u32>,
-    b_off: vec4<u32>,
-    x_off: vec4<u32>,
-    y_off: vec4<u32>,
-    stream: vec4<u32>,
-    r_off: vec4<u32>,
+    _pad1: u32,
+}
+
+// One problem of the launch (grid z): element offsets into the bound buffers.
+struct LinearProblem {
+    w_off: u32,
+    b_off: u32,
+    x_off: u32,
+    y_off: u32,
+    stream: u32,
+    r_off: u32,
+    rw: u32,
+    _pad: u32,
 }
 ";
 
@@ -92,11 +98,11 @@ struct Entry {
     bindings: &'static str,
     /// (rows M, columns N, reduction) of the GEMM, WGSL expressions in `p`.
     shape: [&'static str; 3],
-    /// Body of `fn load_a_<s>(p, z, m, r) -> f32` (row m, reduction index r) and its fast axis.
+    /// Body of `fn load_a_<s>(p, q, m, r) -> f32` (row m, reduction index r) and its fast axis.
     load_a: (&'static str, Fast),
-    /// Body of `fn load_b_<s>(p, z, r, c) -> f32` (reduction index r, column c).
+    /// Body of `fn load_b_<s>(p, q, r, c) -> f32` (reduction index r, column c).
     load_b: (&'static str, Fast),
-    /// Body of `fn store_<s>(p, z, m, c, acc)`.
+    /// Body of `fn store_<s>(p, q, m, c, acc)`.
     store: &'static str,
     /// Also sums the staged A over the reduction (the bias gradient).
     row_sums: bool,
@@ -113,34 +119,35 @@ fn entries() -> [Entry; 3] {
 @group(0) @binding(2) var<storage, read> wf: array<f32>;
 @group(0) @binding(3) var<storage, read> lenf: array<u32>;
 @group(0) @binding(4) var<storage, read_write> yf: array<f32>;
-@group(0) @binding(5) var<storage, read_write> rf: array<f32>;",
+@group(0) @binding(5) var<storage, read_write> rf: array<f32>;
+@group(0) @binding(6) var<storage, read> qf: array<LinearProblem>;",
             shape: ["p.b * p.u", "p.o", "p.k"],
             load_a: (
                 "    let ok = m < p.b * p.u && r < p.k;
-    let v = xf[select(0u, p.x_off[z] + m * p.k + r, ok)];
+    let v = xf[select(0u, q.x_off + m * p.k + r, ok)];
     return select(0.0, v, ok);",
                 Fast::Red,
             ),
             load_b: (
                 "    let ok = c < p.o && r < p.k;
-    let v = wf[select(0u, p.w_off[z] + c * p.k + r, ok)];
+    let v = wf[select(0u, q.w_off + c * p.k + r, ok)];
     return select(0.0, v, ok);",
                 Fast::Red,
             ),
             store: "    if (m >= p.b * p.u || c >= p.o) {
         return;
     }
-    var v = acc + wf[p.b_off[z] + c];
+    var v = acc + wf[q.b_off + c];
     if (p.relu != 0u) {
         v = max(v, 0.0);
     }
     if ((m % p.u) >= lenf[m / p.u]) {
         v = 0.0; // padded row (select, so garbage in x cannot leak as NaN * 0)
     }
-    let y = v * mask(p, z, m * p.o + c);
-    yf[p.y_off[z] + m * p.o + c] = y;
-    if (p.rw != 0u) {
-        rf[m * p.rw + p.r_off[z] + c] = y;
+    let y = v * mask(p, q, m * p.o + c);
+    yf[q.y_off + m * p.o + c] = y;
+    if (q.rw != 0u) {
+        rf[q.r_off + m * q.rw + c] = y;
     }",
             row_sums: false,
         },
@@ -153,11 +160,12 @@ fn entries() -> [Entry; 3] {
 @group(0) @binding(2) var<storage, read> yb: array<f32>;
 @group(0) @binding(3) var<storage, read> wb: array<f32>;
 @group(0) @binding(4) var<storage, read> lenb: array<u32>;
-@group(0) @binding(5) var<storage, read_write> dxb: array<f32>;",
+@group(0) @binding(5) var<storage, read_write> dxb: array<f32>;
+@group(0) @binding(6) var<storage, read> qb: array<LinearProblem>;",
             shape: ["p.b * p.u", "p.k", "p.o"],
             load_a: (
                 "    let ok = m < p.b * p.u && r < p.o;
-    let i = select(0u, p.y_off[z] + m * p.o + r, ok);
+    let i = select(0u, q.y_off + m * p.o + r, ok);
     var g = dyb[i];
     if (p.relu != 0u) {
         g = select(0.0, g * p.scale, yb[i] > 0.0);
@@ -167,7 +175,7 @@ fn entries() -> [Entry; 3] {
             ),
             load_b: (
                 "    let ok = c < p.k && r < p.o;
-    let v = wb[select(0u, p.w_off[z] + r * p.k + c, ok)];
+    let v = wb[select(0u, q.w_off + r * p.k + c, ok)];
     return select(0.0, v, ok);",
                 Fast::Out,
             ),
@@ -175,7 +183,7 @@ fn entries() -> [Entry; 3] {
         return;
     }
     let v = select(acc, 0.0, (m % p.u) >= lenb[m / p.u]);
-    dxb[p.x_off[z] + m * p.k + c] = v * mask(p, z, m * p.k + c);",
+    dxb[q.x_off + m * p.k + c] = v * mask(p, q, m * p.k + c);",
             row_sums: false,
         },
         Entry {
@@ -188,11 +196,12 @@ fn entries() -> [Entry; 3] {
 @group(0) @binding(2) var<storage, read> yw: array<f32>;
 @group(0) @binding(3) var<storage, read> xw: array<f32>;
 @group(0) @binding(4) var<storage, read> lenw: array<u32>;
-@group(0) @binding(5) var<storage, read_write> gw: array<f32>;",
+@group(0) @binding(5) var<storage, read_write> gw: array<f32>;
+@group(0) @binding(6) var<storage, read> qw: array<LinearProblem>;",
             shape: ["p.o", "p.k", "p.b * p.u"],
             load_a: (
                 "    let ok = m < p.o && r < p.b * p.u && (r % p.u) < lenw[min(r / p.u, p.b - 1u)];
-    let i = select(0u, p.y_off[z] + r * p.o + m, ok);
+    let i = select(0u, q.y_off + r * p.o + m, ok);
     var g = dyw[i];
     if (p.relu != 0u) {
         g = select(0.0, g * p.scale, yw[i] > 0.0);
@@ -202,14 +211,14 @@ fn entries() -> [Entry; 3] {
             ),
             load_b: (
                 "    let ok = c < p.k && r < p.b * p.u && (r % p.u) < lenw[min(r / p.u, p.b - 1u)];
-    let v = xw[select(0u, p.x_off[z] + r * p.k + c, ok)];
+    let v = xw[select(0u, q.x_off + r * p.k + c, ok)];
     return select(0.0, v, ok);",
                 Fast::Out,
             ),
             store: "    if (m >= p.o || c >= p.k) {
         return;
     }
-    gw[p.w_off[z] + m * p.k + c] += acc;",
+    gw[q.w_off + m * p.k + c] += acc;",
             row_sums: true,
         },
     ]
@@ -227,16 +236,19 @@ pub fn tiled_body() -> String {
         "// linear_tiled.wgsl: the workgroup-tiled GEMM member of the linear family (LinearKernel::Tiled).\n\
          // GENERATED by src/gpu/linear/wgsl.rs from its tile sizes; do not edit (tests/shaders.rs\n\
          // fails when regenerating changes this file). Same math, bindings and fusions as linear.wgsl\n\
-         // (problems in grid z through per-problem offsets, dropout mask on the output, copy into R).\n\
+         // (problem z of grid z reads entry z of the launch's problem list: its offsets, dropout\n\
+         // stream and R block; one launch covers every model's problems; dropout mask on the\n\
+         // output, copy into R).\n\
          //   linear_tiled_forward           y = act(x W^T + b)      padded rows written 0\n\
          //   linear_tiled_backward          dx = g W                 g = dy * scale * (y > 0) or dy\n\
          //   linear_tiled_backward_weights  dW += g^T x, db += sum g over real rows, fixed order\n\
          //\n\
          // Dispatch: grid (ceil(N / BN), ceil(M / BM), problems); a workgroup of WG_X x WG_Y =\n\
          // {wx} x {wy} invocations owns a BM x BN = {bm} x {bn} tile of its problem's output\n\
-         // (CUTLASS grouped GEMM: problem z's operands found through its offsets, many\n\
-         // workgroups per launch). Each step stages a BM x BK and a BK x BN slice ({bk} of the\n\
-         // reduction) in workgroup memory, each invocation loading {la} elements of each with\n\
+         // (CUTLASS grouped GEMM: problem z's operands found through its list entry, many\n\
+         // workgroups per launch: K models' problems multiply them by K at one dispatch).\n\
+         // Each step stages a BM x BK and a BK x BN slice ({bk} of the reduction) in\n\
+         // workgroup memory, each invocation loading {la} elements of each with\n\
          // consecutive invocations on consecutive addresses; then every invocation\n\
          // accumulates its TM x TN = {tm} x {tn} outputs from workgroup memory: rows\n\
          // ly + WG_Y i, columns lx + WG_X j (strided, so a SIMD group reads consecutive\n\
@@ -247,7 +259,8 @@ pub fn tiled_body() -> String {
          // barriers and workgroup memory cost more than they save (docs/perf-notes.md).\n\
          // Deterministic: every output is one invocation's sum over the reduction in order.\n\
          //\n\
-         // Bindings: as linear.wgsl's linear_forward / linear_backward / linear_backward_weights.\n\
+         // Bindings: as linear.wgsl's linear_forward / linear_backward / linear_backward_weights\n\
+         // (6: the problem list). No two problems of one launch share W or b (dW accumulates).\n\
          // Letters: N = B*U rows, K input width, O output width; M, N, reduction of each GEMM below.\n\n",
         bm = t.bm,
         bn = t.bn,
@@ -268,11 +281,11 @@ pub fn tiled_body() -> String {
     w.push_str(
         "
 // The dropout mask value of element i of problem z's output, as dropout.wgsl.
-fn mask(p: LinearParams, z: u32, i: u32) -> f32 {
+fn mask(p: LinearParams, q: LinearProblem, i: u32) -> f32 {
     if (p.drop == 0u) {
         return 1.0;
     }
-    return select(0.0, p.scale, random24(p.seed, p.stream[z], i) >= p.threshold);
+    return select(0.0, p.scale, random24(p.seed, q.stream, i) >= p.threshold);
 }
 
 // Staged slices of the reduction: sa[r * BM + m] (A), sb[r * BN + c] (B).
@@ -292,9 +305,9 @@ fn entry(w: &mut String, t: GemmTile, e: &Entry) {
     let _ = write!(
         w,
         "\n// ---- {name}: {doc} ----\n{bindings}\n\n\
-         fn load_a_{s}(p: LinearParams, z: u32, m: u32, r: u32) -> f32 {{\n{la}\n}}\n\n\
-         fn load_b_{s}(p: LinearParams, z: u32, r: u32, c: u32) -> f32 {{\n{lb}\n}}\n\n\
-         fn store_{s}(p: LinearParams, z: u32, m: u32, c: u32, acc: f32) {{\n{st}\n}}\n\n",
+         fn load_a_{s}(p: LinearParams, q: LinearProblem, m: u32, r: u32) -> f32 {{\n{la}\n}}\n\n\
+         fn load_b_{s}(p: LinearParams, q: LinearProblem, r: u32, c: u32) -> f32 {{\n{lb}\n}}\n\n\
+         fn store_{s}(p: LinearParams, q: LinearProblem, m: u32, c: u32, acc: f32) {{\n{st}\n}}\n\n",
         name = e.name,
         doc = e.doc,
         bindings = e.bindings,
@@ -307,7 +320,7 @@ fn entry(w: &mut String, t: GemmTile, e: &Entry) {
         "@compute @workgroup_size(WG_X, WG_Y, 1)\n\
          fn {name}(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {{\n\
          \x20   let p = p{s};\n\
-         \x20   let z = wg.z;\n\
+         \x20   let q = q{s}[wg.z]; // the problem (grid z = problems exactly)\n\
          \x20   let m0 = wg.y * BM;\n\
          \x20   let c0 = wg.x * BN;\n\
          \x20   let red = {rexpr}; // M = {mexpr}, N = {nexpr}\n\
@@ -333,9 +346,9 @@ fn entry(w: &mut String, t: GemmTile, e: &Entry) {
             };
             let base = if op == "a" { "m0" } else { "c0" };
             let call = if op == "a" {
-                format!("load_a_{s}(p, z, {base} + {mn}, r0 + {r})")
+                format!("load_a_{s}(p, q, {base} + {mn}, r0 + {r})")
             } else {
-                format!("load_b_{s}(p, z, r0 + {r}, {base} + {mn})")
+                format!("load_b_{s}(p, q, r0 + {r}, {base} + {mn})")
             };
             let _ = writeln!(w, "        {tile}[({r}) * {extent} + {mn}] = {call};");
         }
@@ -358,7 +371,7 @@ fn entry(w: &mut String, t: GemmTile, e: &Entry) {
         for j in 0..t.tn {
             let _ = writeln!(
                 w,
-                "    store_{s}(p, z, m0 + lid.y + {}u, c0 + lid.x + {}u, acc{i}[{j}]);",
+                "    store_{s}(p, q, m0 + lid.y + {}u, c0 + lid.x + {}u, acc{i}[{j}]);",
                 i * t.workgroup()[1],
                 j * t.workgroup()[0]
             );
@@ -370,7 +383,7 @@ fn entry(w: &mut String, t: GemmTile, e: &Entry) {
         for i in 0..t.tm {
             let _ = write!(
                 w,
-                "        if (m0 + lid.y + {o}u < p.o) {{\n            gw[p.b_off[z] + m0 + lid.y + {o}u] += rsum[{i}];\n        }}\n",
+                "        if (m0 + lid.y + {o}u < p.o) {{\n            gw[q.b_off + m0 + lid.y + {o}u] += rsum[{i}];\n        }}\n",
                 o = i * t.workgroup()[1]
             );
         }
