@@ -253,7 +253,7 @@ impl Plan<'_> {
     pub fn drop_gru(&self, b: &Batch) -> (DropoutParams, Vec<u32>) {
         let n = b.shape.b * b.shape.u * 2 * self.arena.h;
         let streams = self.models().flat_map(|m| m.mods.iter().map(|md| stream(md.index(), 0))).collect();
-        (DropoutParams::new(n, b.seed, 0, b.p_drop), streams)
+        (DropoutParams::new(n, b.seed, b.p_drop), streams)
     }
 
     /// The dense layer of modality md of every model with it: problems reading the
