@@ -23,7 +23,7 @@ use crate::engine::{step_seed, Engine, EngineError, EngineState, LossSums, Predi
 use crate::params::ParamStore;
 
 use super::adam::{adam_step, AdamParams};
-use super::attention::{attention_backward_variant, attention_forward_variant, AttentionParams, AttentionSaved};
+use super::attention::{attention_backward_variant, attention_forward_variant, AttentionSaved};
 use super::buffers;
 use super::context::{GpuContext, GpuError};
 use super::dropout::dropout_forward;
@@ -69,13 +69,6 @@ impl From<GruError> for EngineError {
     }
 }
 
-/// Per-modality activations. Each (B_max, U_max, width).
-struct Branch {
-    modality: Modality,
-    feat: wgpu::Buffer,  // (B, U, D) dropout(relu(dense)): the matrix T, A or V
-    dfeat: wgpu::Buffer, // (B, U, D) gradient of feat (accumulated)
-}
-
 /// A split on the GPU with its gathers and prediction scatter.
 struct SplitData {
     data: GpuDataset,
@@ -102,7 +95,10 @@ pub struct GpuEngine {
     // Batch inputs.
     index: wgpu::Buffer, // (B) u32 video indices
     len: wgpu::Buffer,   // (B) u32
-    branches: Vec<Branch>,
+    /// (M, B, U, D) dropout(relu(dense)) per modality: the matrices T, A, V
+    /// (`ParamsFor::feat_off`), and their gradient (accumulated).
+    feat: wgpu::Buffer,
+    dfeat: wgpu::Buffer,
     // Shared activations.
     gi: wgpu::Buffer,         // (P, B, U, 3H) input-side gate gradients
     probs: wgpu::Buffer,      // (B, U, 9)
@@ -179,15 +175,8 @@ impl GpuEngine {
         let index = buffers::storage::<u32>(&ctx, "batch video indices", b_max)?;
         let len = buffers::storage::<u32>(&ctx, "batch lengths", b_max)?;
         let inputs = st("batch inputs (labels, features)", pp.inputs_len)?;
-        let mut branches = Vec::with_capacity(nm);
-        for &md in &pp.mods {
-            let n = md.name();
-            branches.push(Branch {
-                modality: md,
-                feat: st(&format!("{n} representation block"), bu * d)?,
-                dfeat: st(&format!("{n} block gradient"), bu * d)?,
-            });
-        }
+        let feat = st("representation blocks", nm * bu * d)?;
+        let dfeat = st("representation block gradients", nm * bu * d)?;
         let p_count = 2 * nm;
         let xp = st("gru xp", p_count * bu * 3 * h)?;
         let cache = st("gru cache", p_count * 5 * bu * h)?;
@@ -278,31 +267,21 @@ impl GpuEngine {
             l.update(ctx, pp.drop_gru(b));
             Ok(())
         }));
-        for (mi, br) in branches.iter().enumerate() {
-            let md = br.modality;
+        for (mi, &md) in pp.mods.iter().enumerate() {
             let plain = plain_off[mi];
             let p = pp.dense_forward(mi, &full, plain);
-            let l = linear_forward_variant(&ctx, &br.feat, &r, &dense_in, &w, &len, p, k.dense)?;
+            let l = linear_forward_variant(&ctx, &feat, &r, &dense_in, &w, &len, p, k.dense)?;
             fwd.push(site(format!("{} dense, relu, dropout", md.name()), l, move |l, ctx, pp, b| {
                 l.update(ctx, pp.dense_forward(mi, b, plain));
                 Ok(())
             }));
             let p = pp.dense_backward(mi, &full);
-            let l = linear_backward_variant(&ctx, &dgru_out, &br.dfeat, &br.feat, &w, &len, p, k.dense_backward)?;
+            let l = linear_backward_variant(&ctx, &dgru_out, &dfeat, &feat, &w, &len, p, k.dense_backward)?;
             b_dense.push(site(format!("{} dense input gradient", md.name()), l, move |l, ctx, pp, b| {
                 l.update(ctx, pp.dense_backward(mi, b));
                 Ok(())
             }));
-            let l = linear_backward_weights_variant(
-                &ctx,
-                &grads,
-                &br.dfeat,
-                &br.feat,
-                &dense_in,
-                &len,
-                p,
-                k.dense_weights,
-            )?;
+            let l = linear_backward_weights_variant(&ctx, &grads, &dfeat, &feat, &dense_in, &len, p, k.dense_weights)?;
             b_dense.push(site(format!("{} dense weight gradient", md.name()), l, move |l, ctx, pp, b| {
                 l.update(ctx, pp.dense_backward(mi, b));
                 Ok(())
@@ -314,40 +293,37 @@ impl GpuEngine {
             let (pm, pn, po) =
                 (st("attention M", bu * u_max)?, st("attention N", 2 * bu * u_max)?, st("attention O", 2 * bu * d)?);
             let saved = AttentionSaved { m: &pm, n: &pn, o: &po };
-            let ap = move |s: Shape| AttentionParams::new(s.b, s.u, d, rw, r_xy, r_yx);
-            let (bx, by) = (&branches[pos(x)], &branches[pos(y)]);
-            let l =
-                attention_forward_variant(&ctx, &r, &saved, &bx.feat, &by.feat, &len, ap(shape), k.attention_forward)?;
-            fwd.push(site(format!("attention {}{}", x.letter(), y.letter()), l, move |l, ctx, _, b| {
-                l.update(ctx, ap(b.shape));
-                Ok(())
+            let (xi, yi) = (pos(x), pos(y));
+            let ap = move |pp: &ParamsFor, s: Shape| pp.attention(xi, yi, r_xy, r_yx, s);
+            let (p, q) = ap(&pp, shape);
+            let l = attention_forward_variant(&ctx, &r, &saved, &feat, &len, p, &[q], 1, k.attention_forward)?;
+            fwd.push(site(format!("attention {}{}", x.letter(), y.letter()), l, move |l, ctx, pp, b| {
+                let (p, q) = ap(pp, b.shape);
+                Ok(l.update(ctx, p, &[q])?)
             }));
-            let dy = (x != y).then_some(&by.dfeat);
-            let (bxf, byf, kb) = (&bx.feat, &by.feat, k.attention_backward);
-            let l = attention_backward_variant(&ctx, &bx.dfeat, dy, &dm, &dr, &saved, bxf, byf, &len, ap(shape), kb)?;
-            b_att.push(site(format!("attention {}{} backward", x.letter(), y.letter()), l, move |l, ctx, _, b| {
-                l.update(ctx, ap(b.shape));
-                Ok(())
+            let kb = k.attention_backward;
+            let l = attention_backward_variant(&ctx, &dfeat, &dm, &dr, &saved, &feat, &len, p, &[q], 1, kb)?;
+            b_att.push(site(format!("attention {}{} backward", x.letter(), y.letter()), l, move |l, ctx, pp, b| {
+                let (p, q) = ap(pp, b.shape);
+                Ok(l.update(ctx, p, &[q])?)
             }));
             keep.extend([pm, pn, po]);
         }
-        let hp = pp.heads(shape);
-        let l = heads_forward(&ctx, &probs, &dz, &row_loss, &train_loss, &r, &w, &inputs, &len, hp)?;
-        let heads_train = vec![site("heads and loss (train)", l, |l, ctx, pp, b| {
-            l.update(ctx, pp.heads(b.shape));
-            Ok(())
-        })];
-        let l = heads_forward(&ctx, &probs, &dz, &row_loss, &eval_loss, &r, &w, &inputs, &len, hp)?;
-        let heads_eval = vec![site("heads and loss (eval)", l, |l, ctx, pp, b| {
-            l.update(ctx, pp.heads(b.shape));
-            Ok(())
-        })];
-        let dblocks = [0, 1, 2].map(|s| branches.get(s).map_or(&ctx.dummy, |b| &b.dfeat));
+        let (hp, hq) = (pp.heads(shape), pp.heads_problem(shape, &plain_off));
+        let l = heads_forward(&ctx, &probs, &dz, &row_loss, &train_loss, &r, &w, &inputs, &len, hp, &[hq], 1)?;
         let po = plain_off.clone();
-        let l = heads_backward(&ctx, &dr, dblocks, &grads, &dz, &r, &w, &len, hp.with_plain(&plain_off))?;
+        let heads_train = vec![site("heads and loss (train)", l, move |l, ctx, pp, b| {
+            Ok(l.update(ctx, pp.heads(b.shape), &[pp.heads_problem(b.shape, &po)])?)
+        })];
+        let l = heads_forward(&ctx, &probs, &dz, &row_loss, &eval_loss, &r, &w, &inputs, &len, hp, &[hq], 1)?;
+        let po = plain_off.clone();
+        let heads_eval = vec![site("heads and loss (eval)", l, move |l, ctx, pp, b| {
+            Ok(l.update(ctx, pp.heads(b.shape), &[pp.heads_problem(b.shape, &po)])?)
+        })];
+        let po = plain_off.clone();
+        let l = heads_backward(&ctx, &dr, &dfeat, &grads, &dz, &r, &w, &len, hp, &[hq], 1)?;
         bwd.push(site("heads backward (and the plain blocks' gradients)", l, move |l, ctx, pp, b| {
-            l.update(ctx, pp.heads(b.shape).with_plain(&po));
-            Ok(())
+            Ok(l.update(ctx, pp.heads(b.shape), &[pp.heads_problem(b.shape, &po)])?)
         }));
         // The forward reversed: attention, dense (input then weight gradient), GRU, projections.
         bwd.extend(b_att.into_iter().chain(b_dense).chain(b_gru).chain(b_proj));
@@ -369,7 +345,8 @@ impl GpuEngine {
             v,
             index,
             len,
-            branches,
+            feat,
+            dfeat,
             gi,
             probs,
             train_loss,
@@ -396,7 +373,7 @@ impl GpuEngine {
     pub fn bytes(&self) -> u64 {
         let mut held: Vec<&wgpu::Buffer> = vec![&self.w, &self.grads, &self.m, &self.v, &self.index, &self.len];
         held.extend([&self.gi, &self.probs, &self.train_loss, &self.eval_loss]);
-        held.extend(self.branches.iter().flat_map(|b| [&b.feat, &b.dfeat]));
+        held.extend([&self.feat, &self.dfeat]);
         for sd in self.splits.iter().flatten() {
             held.extend([&sd.data.rows, &sd.data.offsets, &sd.data.lengths, &sd.probs]);
         }
@@ -502,8 +479,8 @@ impl GpuEngine {
         let pp = &self.pp;
         let mut dx_bufs = Vec::new();
         let mut dx_launches = Vec::new();
-        for (mi, br) in self.branches.iter().enumerate() {
-            let n = shape.b * shape.u * self.pp.cfg.dim(br.modality);
+        for (mi, &md) in self.pp.mods.iter().enumerate() {
+            let n = shape.b * shape.u * self.pp.cfg.dim(md);
             let buf = buffers::storage::<f32>(&self.ctx, "input gradient", 2 * n)?;
             let mut p = pp.projection(mi, shape);
             p.x_off = [0, u32::try_from(n).unwrap_or(u32::MAX), 0, 0];
@@ -512,9 +489,7 @@ impl GpuEngine {
         }
         let mut enc =
             self.ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("gradients") });
-        for br in &self.branches {
-            enc.clear_buffer(&br.dfeat, 0, None);
-        }
+        enc.clear_buffer(&self.dfeat, 0, None);
         {
             let mut pass = enc
                 .begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("gradients"), timestamp_writes: None });
@@ -530,11 +505,11 @@ impl GpuEngine {
         let probs = self.read_f64(&self.probs, shape.b * shape.u * CLASSES)?;
         let grads = self.read_f64(&self.grads, self.pp.layout.len)?;
         let mut inputs: [Option<Vec<f64>>; 3] = Default::default();
-        for (mi, br) in self.branches.iter().enumerate() {
-            let n = shape.b * shape.u * self.pp.cfg.dim(br.modality);
+        for (mi, &md) in self.pp.mods.iter().enumerate() {
+            let n = shape.b * shape.u * self.pp.cfg.dim(md);
             let both = self.read_f64(&dx_bufs[mi], 2 * n)?;
             let (f, r) = both.split_at(n);
-            inputs[br.modality.index()] = Some(f.iter().zip(r).map(|(a, b)| a + b).collect());
+            inputs[md.index()] = Some(f.iter().zip(r).map(|(a, b)| a + b).collect());
         }
         self.zero(&self.grads)?;
         self.zero(&self.eval_loss)?;
@@ -557,9 +532,7 @@ impl GpuEngine {
         self.adam_step += 1;
         let ap = AdamParams::new(self.pp.layout.len, self.adam_step, &self.adam_cfg, true);
         self.adam.update(&self.ctx, ap);
-        for br in &self.branches {
-            enc.clear_buffer(&br.dfeat, 0, None);
-        }
+        enc.clear_buffer(&self.dfeat, 0, None);
         let mut pass = enc
             .begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("training step"), timestamp_writes: None });
         let mut rec = Recorder::new(&mut pass);

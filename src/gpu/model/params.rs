@@ -6,10 +6,11 @@ use crate::config::{Modality, ModelConfig};
 use crate::cpu::dropout::stream;
 use crate::params::Layout;
 
+use super::super::attention::{AttentionParams, AttentionProblem};
 use super::super::dropout::DropoutParams;
 use super::super::gather::{GatherParams, GpuDataset, LABEL_WIDTH};
 use super::super::gru::{GruError, GruParams};
-use super::super::heads::HeadsParams;
+use super::super::heads::{HeadsParams, HeadsProblem};
 use super::super::linear::LinearParams;
 
 /// A batch's size.
@@ -88,7 +89,36 @@ impl ParamsFor {
         let n = self.mods[mi].name();
         let (w, b) = (self.off(&format!("{n}.dense.weight")), self.off(&format!("{n}.dense.bias")));
         let h2 = 2 * self.cfg.hidden;
-        LinearParams::new(s.b, s.u, h2, self.cfg.dense, true, w, b).problem(0, w, b, mi * s.b * s.u * h2, 0)
+        LinearParams::new(s.b, s.u, h2, self.cfg.dense, true, w, b).problem(
+            0,
+            w,
+            b,
+            mi * s.b * s.u * h2,
+            self.feat_off(mi, s),
+        )
+    }
+
+    /// Modality mi's block (B, U, D) in the feat and dfeat arenas ((M, B, U, D), packed
+    /// like the dense input).
+    pub fn feat_off(&self, mi: usize, s: Shape) -> usize {
+        mi * s.b * s.u * self.cfg.dense
+    }
+
+    /// The attention launch of the pair of modalities (xi, yi) (xi == yi:
+    /// self-attention) with att(X, Y) at column r_xy of R and att(Y, X) at r_yx, and
+    /// its one problem: this model's blocks of feat / dfeat, R at 0, the saved
+    /// tensors at 0 of the pair's own buffers.
+    pub fn attention(
+        &self,
+        xi: usize,
+        yi: usize,
+        r_xy: usize,
+        r_yx: Option<usize>,
+        s: Shape,
+    ) -> (AttentionParams, AttentionProblem) {
+        let (x, y) = (self.feat_off(xi, s), self.feat_off(yi, s));
+        let p = AttentionParams::new(s.b, s.u, self.cfg.dense, xi != yi);
+        (p, AttentionProblem::new(self.cfg.repr_width(), r_xy, r_yx).feat(x, y, x, y))
     }
 
     /// feat = dense-site dropout(relu(dense)), also written into R's plain block.
@@ -105,8 +135,17 @@ impl ParamsFor {
         self.dense(mi, b.shape).dropout(b.seed, b.p_drop, [stream(self.mods[mi].index(), 0), 0, 0, 0])
     }
 
+    /// The heads launch (losses accumulated into the loss slot).
     pub fn heads(&self, s: Shape) -> HeadsParams {
-        HeadsParams { accumulate: 1, ..HeadsParams::new(&self.cfg, &self.layout, s.b, s.u) }
+        HeadsParams::new(s.b, s.u, self.cfg.dense, true)
+    }
+
+    /// This model's heads problem: parameters at 0, R, outputs and loss slot at 0,
+    /// modality mi's plain block at column plain[mi] of R, its gradient in dfeat.
+    pub fn heads_problem(&self, s: Shape, plain: &[Option<usize>]) -> HeadsProblem {
+        let slots: Vec<(Option<usize>, usize)> =
+            plain.iter().enumerate().map(|(mi, &col)| (col, self.feat_off(mi, s))).collect();
+        HeadsProblem::new(&self.cfg, &self.layout, 0).with_plain(&slots)
     }
 
     /// The batch's gather: labels (tensor 0, writing the lengths) into the batch
