@@ -504,7 +504,8 @@ fn attention_case(bench: &Bench, s: &Shape) -> Check {
 /// One member of the family, forward and backward, checked then timed (a member
 /// the device cannot run at the shape runs `flat`, and is named so).
 fn attention_member(bench: &Bench, s: &Shape, kernel: attention::AttentionKernel) -> Check {
-    use attention::{attention_backward_variant, attention_forward_variant, AttentionParams, AttentionSaved};
+    use attention::AttentionSaved;
+    use attention::{attention_backward_variant, attention_forward_variant, AttentionParams, AttentionProblem};
     let (b, u, d) = (B, s.u, D);
     let rw = 9 * d;
     let (r_xy, r_yx) = (2 * d, 5 * d);
@@ -523,22 +524,22 @@ fn attention_member(bench: &Bench, s: &Shape, kernel: attention::AttentionKernel
 
     let ctx = &bench.ctx;
     let e = |e: cimnet::gpu::GpuError| e.to_string();
-    let xb = upload(ctx, "X", &f32s(&x)).map_err(e)?;
-    let yb = upload(ctx, "Y", &f32s(&y)).map_err(e)?;
+    // One model's pair: X, Y (and dX, dY) the first two blocks of the feat (dfeat) arena.
+    let block = b * u * d;
+    let feat = upload(ctx, "feat", &f32s(&[x.clone(), y.clone()].concat())).map_err(e)?;
     let len = upload(ctx, "len", &u32s(&s.lens)).map_err(e)?;
     let r = storage::<f32>(ctx, "R", b * u * rw).map_err(e)?;
     let drb = upload(ctx, "dR", &f32s(&dr)).map_err(e)?;
-    let dxb = storage::<f32>(ctx, "dX", b * u * d).map_err(e)?;
-    let dyb = storage::<f32>(ctx, "dY", b * u * d).map_err(e)?;
+    let dfeat = storage::<f32>(ctx, "dfeat", 2 * block).map_err(e)?;
     let m = storage::<f32>(ctx, "M", b * u * u).map_err(e)?;
     let n = storage::<f32>(ctx, "N", 2 * b * u * u).map_err(e)?;
     let o = storage::<f32>(ctx, "O", 2 * b * u * d).map_err(e)?;
     let dm = storage::<f32>(ctx, "dM", 2 * b * u * u).map_err(e)?;
     let saved = AttentionSaved { m: &m, n: &n, o: &o };
-    let p = AttentionParams::new(b, u, d, rw, r_xy, Some(r_yx));
-    let fwd = attention_forward_variant(ctx, &r, &saved, &xb, &yb, &len, p, kernel).map_err(e)?;
-    let bwd =
-        attention_backward_variant(ctx, &dxb, Some(&dyb), &dm, &drb, &saved, &xb, &yb, &len, p, kernel).map_err(e)?;
+    let p = AttentionParams::new(b, u, d, true);
+    let q = [AttentionProblem::new(rw, r_xy, Some(r_yx)).feat(0, block, 0, block)];
+    let fwd = attention_forward_variant(ctx, &r, &saved, &feat, &len, p, &q, 1, kernel).map_err(e)?;
+    let bwd = attention_backward_variant(ctx, &dfeat, &dm, &drb, &saved, &feat, &len, p, &q, 1, kernel).map_err(e)?;
     cimnet::gpu::run(ctx, &[&fwd, &bwd]).map_err(e)?;
     let got_r = read::<f32>(ctx, &r, 0, b * u * rw).map_err(e)?;
     let got_xy: Vec<f32> = (0..b * u).flat_map(|t| got_r[t * rw + r_xy..t * rw + r_xy + d].to_vec()).collect();
@@ -547,13 +548,13 @@ fn attention_member(bench: &Bench, s: &Shape, kernel: attention::AttentionKernel
     close("att(Y,X)", &real_rows(&got_yx, &s.lens, u, d), &real_rows(&out_yx, &s.lens, u, d), ATTENTION_TOL)?;
     close(
         "dX",
-        &real_rows(&read::<f32>(ctx, &dxb, 0, b * u * d).map_err(e)?, &s.lens, u, d),
+        &real_rows(&read::<f32>(ctx, &dfeat, 0, block).map_err(e)?, &s.lens, u, d),
         &real_rows(&want_dx, &s.lens, u, d),
         ATTENTION_TOL,
     )?;
     close(
         "dY",
-        &real_rows(&read::<f32>(ctx, &dyb, 0, b * u * d).map_err(e)?, &s.lens, u, d),
+        &real_rows(&read::<f32>(ctx, &dfeat, block, block).map_err(e)?, &s.lens, u, d),
         &real_rows(&want_dy, &s.lens, u, d),
         ATTENTION_TOL,
     )?;
@@ -652,9 +653,10 @@ fn heads_case(bench: &Bench, s: &Shape) -> Check {
     let loss = storage::<f32>(ctx, "loss", heads::LOSS_LEN).map_err(e)?;
     let dr = storage::<f32>(ctx, "dR", n * rw).map_err(e)?;
     let grads = upload(ctx, "grads", &vec![0f32; layout.len]).map_err(e)?;
-    let p = heads::HeadsParams::new(&cfg, &layout, b, u);
-    let fwd = heads::heads_forward(ctx, &probs, &dz, &row_loss, &loss, &rb, &wb, &lb, &len, p).map_err(e)?;
-    let bwd = heads::heads_backward(ctx, &dr, [&ctx.dummy; 3], &grads, &dz, &rb, &wb, &len, p).map_err(e)?;
+    let p = heads::HeadsParams::new(b, u, cfg.dense, false);
+    let q = [heads::HeadsProblem::new(&cfg, &layout, 0)];
+    let fwd = heads::heads_forward(ctx, &probs, &dz, &row_loss, &loss, &rb, &wb, &lb, &len, p, &q, 1).map_err(e)?;
+    let bwd = heads::heads_backward(ctx, &dr, &ctx.dummy, &grads, &dz, &rb, &wb, &len, p, &q, 1).map_err(e)?;
     cimnet::gpu::run(ctx, &[&fwd, &bwd]).map_err(e)?;
     let got_loss = read::<f32>(ctx, &loss, 0, 1).map_err(e)?;
     close("loss", &got_loss, &[out.loss], HEADS_TOL)?;

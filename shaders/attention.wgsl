@@ -19,13 +19,27 @@
 // Every sum runs over j in increasing order: deterministic.
 // Letters: B, U, D, R (rw); dir 0 = att(X, Y) with Q = X, V = Y; dir 1 = att(Y, X), Q = Y, V = X.
 //
-// Dispatch: 1-D, workgroup 64, one invocation per item named above, grid folded into y.
-// Bindings:
-//   attention_forward_scores:  0 p, 1 x, 2 y, 3 len, 4 m rw
-//   attention_forward_softmax: 0 p, 1 m, 2 len, 3 n rw
-//   attention_forward:         0 p, 1 x, 2 y, 3 n, 4 len, 5 o rw, 6 r rw
-//   attention_backward_scores: 0 p, 1 x, 2 y, 3 n, 4 dr, 5 len, 6 dm rw
-//   attention_backward:        0 p, 1 x, 2 y, 3 n, 4 o, 5 dr, 6 dm, 7 len, 8 dx rw, 9 dy rw
+// Problems: one launch is one pair kind (x, y) (or self-attention) over `problems`
+// problems, a problem being one model's instance of that pair. The problem list
+// (binding 1, one AttentionProblem per problem) holds what differs between them:
+// the element offsets of X and Y in the ONE feat arena (every model's T, A, V
+// blocks), of the model's R block (the same offset in dR) with its row width rw
+// and the two column offsets, of the saved M, N, O and the dM scratch, and of dX,
+// dY in the ONE dfeat arena. B, U, D and the pair flag are shared (the uniform).
+// Each problem's arithmetic is exactly a one-problem launch's (same invocation
+// per item, same loop order), so a model computes the same bits alone or among
+// K models; one launch over all K models' instances multiplies the invocations
+// in flight per launch by K, which is what fills a discrete GPU (one model's pair
+// is a few thousand to a few tens of thousands of invocations).
+//
+// Dispatch: 1-D, workgroup 64, one invocation per item named above, grid folded
+// into y; grid z = problem.
+// Bindings (0 p, 1 problem list in every entry point):
+//   attention_forward_scores:  2 feat, 3 len, 4 m rw
+//   attention_forward_softmax: 2 m, 3 len, 4 n rw
+//   attention_forward:         2 feat, 3 n, 4 len, 5 o rw, 6 r rw
+//   attention_backward_scores: 2 feat, 3 n, 4 dr, 5 len, 6 dm rw
+//   attention_backward:        2 feat, 3 n, 4 o, 5 dr, 6 dm, 7 len, 8 dfeat rw
 
 const WG: u32 = 64u;
 
@@ -33,11 +47,27 @@ struct AttentionParams {
     b: u32,
     u: u32,
     d: u32,
-    pair: u32, // 1: X != Y, both directions; 0: self-attention att(X, X), direction 0 only
-    rw: u32,   // row stride of R and dR
-    r_xy: u32, // column offset of att(X, Y) in R
-    r_yx: u32, // column offset of att(Y, X) in R (unused when pair = 0)
-    _pad: u32,
+    pair: u32,     // 1: X != Y, both directions; 0: self-attention att(X, X), direction 0 only
+    problems: u32, // entries of the problem list (grid z)
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
+}
+
+// One problem: element offsets into the bound buffers, and the model's R row.
+struct AttentionProblem {
+    x_off: u32,  // X (B, U, D) in feat
+    y_off: u32,  // Y (B, U, D) in feat (= x_off for self-attention)
+    r_off: u32,  // the model's R (B, U, rw) in r and dr
+    rw: u32,     // row width of the model's R
+    r_xy: u32,   // column of att(X, Y) within a row of R
+    r_yx: u32,   // column of att(Y, X) (unused when pair = 0)
+    m_off: u32,  // M (B, U, U)
+    n_off: u32,  // N (2, B, U, U)
+    o_off: u32,  // O (2, B, U, D)
+    dm_off: u32, // dM scratch (2, B, U, U)
+    dx_off: u32, // dX (B, U, D) in dfeat
+    dy_off: u32, // dY (B, U, D) in dfeat (unused when pair = 0)
 }
 
 fn flat(wg: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
@@ -50,8 +80,8 @@ fn dirs(p: AttentionParams) -> u32 {
 
 // ---- attention_forward_scores ----
 @group(0) @binding(0) var<uniform> p0: AttentionParams;
-@group(0) @binding(1) var<storage, read> x0: array<f32>;
-@group(0) @binding(2) var<storage, read> y0: array<f32>;
+@group(0) @binding(1) var<storage, read> q0: array<AttentionProblem>;
+@group(0) @binding(2) var<storage, read> f0: array<f32>;
 @group(0) @binding(3) var<storage, read> len0: array<u32>;
 @group(0) @binding(4) var<storage, read_write> m0: array<f32>;
 
@@ -60,36 +90,38 @@ fn attention_forward_scores(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_w
                             @builtin(local_invocation_index) lid: u32) {
     let p = p0;
     let e = flat(wg, nwg, lid);
-    if (e >= p.b * p.u * p.u) {
+    if (e >= p.b * p.u * p.u || wg.z >= p.problems) {
         return;
     }
+    let q = q0[wg.z];
     let j = e % p.u;
     let i = (e / p.u) % p.u;
     let b = e / (p.u * p.u);
     let l = len0[b];
     var s = 0.0;
     if (i < l && j < l) {
-        let xi = (b * p.u + i) * p.d;
-        let yj = (b * p.u + j) * p.d;
+        let xi = q.x_off + (b * p.u + i) * p.d;
+        let yj = q.y_off + (b * p.u + j) * p.d;
         for (var c = 0u; c < p.d; c++) {
-            s += x0[xi + c] * y0[yj + c];
+            s += f0[xi + c] * f0[yj + c];
         }
     }
-    m0[e] = s;
+    m0[q.m_off + e] = s;
 }
 
 // ---- attention_forward_softmax ----
 @group(0) @binding(0) var<uniform> p1: AttentionParams;
-@group(0) @binding(1) var<storage, read> m1: array<f32>;
-@group(0) @binding(2) var<storage, read> len1: array<u32>;
-@group(0) @binding(3) var<storage, read_write> n1: array<f32>;
+@group(0) @binding(1) var<storage, read> q1: array<AttentionProblem>;
+@group(0) @binding(2) var<storage, read> m1: array<f32>;
+@group(0) @binding(3) var<storage, read> len1: array<u32>;
+@group(0) @binding(4) var<storage, read_write> n1: array<f32>;
 
-// M[i, j] for direction 0, M[j, i] for direction 1, of video b.
-fn score(p: AttentionParams, dir: u32, b: u32, i: u32, j: u32) -> f32 {
+// M[i, j] for direction 0, M[j, i] for direction 1, of video b (M at m_off).
+fn score(p: AttentionParams, m_off: u32, dir: u32, b: u32, i: u32, j: u32) -> f32 {
     if (dir == 0u) {
-        return m1[(b * p.u + i) * p.u + j];
+        return m1[m_off + (b * p.u + i) * p.u + j];
     }
-    return m1[(b * p.u + j) * p.u + i];
+    return m1[m_off + (b * p.u + j) * p.u + i];
 }
 
 @compute @workgroup_size(WG)
@@ -97,33 +129,35 @@ fn attention_forward_softmax(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_
                              @builtin(local_invocation_index) lid: u32) {
     let p = p1;
     let e = flat(wg, nwg, lid);
-    if (e >= dirs(p) * p.b * p.u) {
+    if (e >= dirs(p) * p.b * p.u || wg.z >= p.problems) {
         return;
     }
+    let q = q1[wg.z];
+    let mo = q.m_off;
     let i = e % p.u;
     let b = (e / p.u) % p.b;
     let dir = e / (p.u * p.b);
     let l = len1[b];
-    let row = e * p.u; // ((dir * B + b) * U + i) * U
+    let row = q.n_off + e * p.u; // n_off + ((dir * B + b) * U + i) * U
     if (i >= l) {
         for (var j = 0u; j < p.u; j++) {
             n1[row + j] = 0.0;
         }
         return;
     }
-    var mx = score(p, dir, b, i, 0u);
+    var mx = score(p, mo, dir, b, i, 0u);
     for (var j = 1u; j < l; j++) {
-        mx = max(mx, score(p, dir, b, i, j));
+        mx = max(mx, score(p, mo, dir, b, i, j));
     }
     var s = 0.0;
     for (var j = 0u; j < l; j++) {
-        s += exp(score(p, dir, b, i, j) - mx);
+        s += exp(score(p, mo, dir, b, i, j) - mx);
     }
     let inv = 1.0 / s;
     for (var j = 0u; j < p.u; j++) {
         var w = 0.0;
         if (j < l) {
-            w = exp(score(p, dir, b, i, j) - mx) * inv;
+            w = exp(score(p, mo, dir, b, i, j) - mx) * inv;
         }
         n1[row + j] = w;
     }
@@ -131,53 +165,48 @@ fn attention_forward_softmax(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_
 
 // ---- attention_forward ----
 @group(0) @binding(0) var<uniform> p2: AttentionParams;
-@group(0) @binding(1) var<storage, read> x2: array<f32>;
-@group(0) @binding(2) var<storage, read> y2: array<f32>;
+@group(0) @binding(1) var<storage, read> q2: array<AttentionProblem>;
+@group(0) @binding(2) var<storage, read> f2: array<f32>;
 @group(0) @binding(3) var<storage, read> n2: array<f32>;
 @group(0) @binding(4) var<storage, read> len2: array<u32>;
 @group(0) @binding(5) var<storage, read_write> o2: array<f32>;
 @group(0) @binding(6) var<storage, read_write> r2: array<f32>;
-
-// Q (gate) and V (values) of a direction: dir 0 (X, Y), dir 1 (Y, X).
-fn q2(dir: u32, idx: u32) -> f32 {
-    return select(y2[idx], x2[idx], dir == 0u);
-}
-
-fn v2(dir: u32, idx: u32) -> f32 {
-    return select(x2[idx], y2[idx], dir == 0u);
-}
 
 @compute @workgroup_size(WG)
 fn attention_forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                      @builtin(local_invocation_index) lid: u32) {
     let p = p2;
     let e = flat(wg, nwg, lid);
-    if (e >= dirs(p) * p.b * p.u * p.d) {
+    if (e >= dirs(p) * p.b * p.u * p.d || wg.z >= p.problems) {
         return;
     }
+    let q = q2[wg.z];
     let c = e % p.d;
     let t = (e / p.d) % (p.b * p.u); // b * U + i
     let dir = e / (p.d * p.b * p.u);
     let b = t / p.u;
     let i = t % p.u;
     let l = len2[b];
+    // Q (gate) and V (values) of the direction: dir 0 (X, Y), dir 1 (Y, X).
+    let q_off = select(q.y_off, q.x_off, dir == 0u);
+    let v_off = select(q.x_off, q.y_off, dir == 0u);
     var o = 0.0;
     var out = 0.0;
     if (i < l) {
-        let row = (dir * p.b * p.u + t) * p.u;
+        let row = q.n_off + (dir * p.b * p.u + t) * p.u;
         for (var j = 0u; j < l; j++) {
-            o += n2[row + j] * v2(dir, (b * p.u + j) * p.d + c);
+            o += n2[row + j] * f2[v_off + (b * p.u + j) * p.d + c];
         }
-        out = o * q2(dir, t * p.d + c);
+        out = o * f2[q_off + t * p.d + c];
     }
-    o2[e] = o;
-    r2[t * p.rw + select(p.r_yx, p.r_xy, dir == 0u) + c] = out;
+    o2[q.o_off + e] = o;
+    r2[q.r_off + t * q.rw + select(q.r_yx, q.r_xy, dir == 0u) + c] = out;
 }
 
 // ---- attention_backward_scores ----
 @group(0) @binding(0) var<uniform> p3: AttentionParams;
-@group(0) @binding(1) var<storage, read> x3: array<f32>;
-@group(0) @binding(2) var<storage, read> y3: array<f32>;
+@group(0) @binding(1) var<storage, read> q3: array<AttentionProblem>;
+@group(0) @binding(2) var<storage, read> f3: array<f32>;
 @group(0) @binding(3) var<storage, read> n3: array<f32>;
 @group(0) @binding(4) var<storage, read> dr3: array<f32>;
 @group(0) @binding(5) var<storage, read> len3: array<u32>;
@@ -188,68 +217,67 @@ fn attention_backward_scores(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_
                              @builtin(local_invocation_index) lid: u32) {
     let p = p3;
     let e = flat(wg, nwg, lid);
-    if (e >= dirs(p) * p.b * p.u) {
+    if (e >= dirs(p) * p.b * p.u || wg.z >= p.problems) {
         return;
     }
+    let q = q3[wg.z];
     let i = e % p.u;
     let b = (e / p.u) % p.b;
     let dir = e / (p.u * p.b);
     let l = len3[b];
     let row = e * p.u;
+    let nr = q.n_off + row;
+    let dr = q.dm_off + row;
     if (i >= l) {
         for (var j = 0u; j < p.u; j++) {
-            dm3[row + j] = 0.0;
+            dm3[dr + j] = 0.0;
         }
         return;
     }
     let t = b * p.u + i;
-    let dro = t * p.rw + select(p.r_yx, p.r_xy, dir == 0u);
+    let dro = q.r_off + t * q.rw + select(q.r_yx, q.r_xy, dir == 0u);
+    let q_off = select(q.y_off, q.x_off, dir == 0u);
+    let v_off = select(q.x_off, q.y_off, dir == 0u);
     // dN[i, j] = (dout_i * Q_i) . V_j, kept in dm3 until the softmax backward below.
     var s = 0.0;
     for (var j = 0u; j < l; j++) {
-        let vj = (b * p.u + j) * p.d;
+        let vj = v_off + (b * p.u + j) * p.d;
         var dn = 0.0;
         for (var c = 0u; c < p.d; c++) {
-            var q = y3[t * p.d + c];
-            var v = x3[vj + c];
-            if (dir == 0u) {
-                q = x3[t * p.d + c];
-                v = y3[vj + c];
-            }
-            dn += dr3[dro + c] * q * v;
+            dn += dr3[dro + c] * f3[q_off + t * p.d + c] * f3[vj + c];
         }
-        dm3[row + j] = dn;
-        s += n3[row + j] * dn;
+        dm3[dr + j] = dn;
+        s += n3[nr + j] * dn;
     }
     for (var j = 0u; j < p.u; j++) {
         var g = 0.0;
         if (j < l) {
-            g = n3[row + j] * (dm3[row + j] - s);
+            g = n3[nr + j] * (dm3[dr + j] - s);
         }
-        dm3[row + j] = g;
+        dm3[dr + j] = g;
     }
 }
 
 // ---- attention_backward ----
 @group(0) @binding(0) var<uniform> p4: AttentionParams;
-@group(0) @binding(1) var<storage, read> x4: array<f32>;
-@group(0) @binding(2) var<storage, read> y4: array<f32>;
+@group(0) @binding(1) var<storage, read> q4: array<AttentionProblem>;
+@group(0) @binding(2) var<storage, read> f4: array<f32>;
 @group(0) @binding(3) var<storage, read> n4: array<f32>;
 @group(0) @binding(4) var<storage, read> o4: array<f32>;
 @group(0) @binding(5) var<storage, read> dr4: array<f32>;
 @group(0) @binding(6) var<storage, read> dm4: array<f32>;
 @group(0) @binding(7) var<storage, read> len4: array<u32>;
-@group(0) @binding(8) var<storage, read_write> dx4: array<f32>;
-@group(0) @binding(9) var<storage, read_write> dy4: array<f32>;
+@group(0) @binding(8) var<storage, read_write> df4: array<f32>;
 
 @compute @workgroup_size(WG)
 fn attention_backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                       @builtin(local_invocation_index) lid: u32) {
     let p = p4;
     let e = flat(wg, nwg, lid);
-    if (e >= p.b * p.u * p.d) {
+    if (e >= p.b * p.u * p.d || wg.z >= p.problems) {
         return;
     }
+    let q = q4[wg.z];
     let c = e % p.d;
     let t = e / p.d;
     let b = t / p.u;
@@ -259,36 +287,39 @@ fn attention_backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgro
         return;
     }
     let bu = p.b * p.u;
-    let base = b * p.u;        // first row of video b
-    let mrow = t * p.u;        // row i of video b's (U, U) block, direction 0
-    let mrow1 = (bu + t) * p.u; // direction 1
+    let base = b * p.u;                  // first row of video b
+    let nm = q.n_off;
+    let dmo = q.dm_off;
+    let mrow = t * p.u;                  // row i of video b's (U, U) block, direction 0
+    let mrow1 = (bu + t) * p.u;          // direction 1
+    let dro = q.r_off;
     // Direction 0, att(X, Y): gate, score and value paths.
-    var gx = dr4[t * p.rw + p.r_xy + c] * o4[e];
+    var gx = dr4[dro + t * q.rw + q.r_xy + c] * o4[q.o_off + e];
     var gy = 0.0;
     for (var j = 0u; j < l; j++) {
         let tj = base + j;
-        let dmij = dm4[mrow + j];            // dM[i, j]
-        let dmji = dm4[tj * p.u + i];        // dM[j, i]
-        gx += dmij * y4[tj * p.d + c];
+        let dmij = dm4[dmo + mrow + j];      // dM[i, j]
+        let dmji = dm4[dmo + tj * p.u + i];  // dM[j, i]
+        gx += dmij * f4[q.y_off + tj * p.d + c];
         // value path: dY_i += sum_j N[j, i] dout_j X_j; score path: dY_i += sum_j dM[j, i] X_j
-        let doj = dr4[tj * p.rw + p.r_xy + c] * x4[tj * p.d + c];
-        gy += n4[tj * p.u + i] * doj + dmji * x4[tj * p.d + c];
+        let doj = dr4[dro + tj * q.rw + q.r_xy + c] * f4[q.x_off + tj * p.d + c];
+        gy += n4[nm + tj * p.u + i] * doj + dmji * f4[q.x_off + tj * p.d + c];
     }
     if (p.pair == 0u) {
         // Self-attention: Y is X, so both halves are X's gradient.
-        dx4[e] += gx + gy;
+        df4[q.dx_off + e] += gx + gy;
         return;
     }
     // Direction 1, att(Y, X): the same with the roles of X and Y swapped (M' = M^T).
-    gy += dr4[t * p.rw + p.r_yx + c] * o4[bu * p.d + e];
+    gy += dr4[dro + t * q.rw + q.r_yx + c] * o4[q.o_off + bu * p.d + e];
     for (var j = 0u; j < l; j++) {
         let tj = base + j;
-        let dmij = dm4[mrow1 + j];           // dM'[i, j]
-        let dmji = dm4[(bu + tj) * p.u + i]; // dM'[j, i]
-        gy += dmij * x4[tj * p.d + c];
-        let doj = dr4[tj * p.rw + p.r_yx + c] * y4[tj * p.d + c];
-        gx += n4[(bu + tj) * p.u + i] * doj + dmji * y4[tj * p.d + c];
+        let dmij = dm4[dmo + mrow1 + j];           // dM'[i, j]
+        let dmji = dm4[dmo + (bu + tj) * p.u + i]; // dM'[j, i]
+        gy += dmij * f4[q.x_off + tj * p.d + c];
+        let doj = dr4[dro + tj * q.rw + q.r_yx + c] * f4[q.y_off + tj * p.d + c];
+        gx += n4[nm + (bu + tj) * p.u + i] * doj + dmji * f4[q.y_off + tj * p.d + c];
     }
-    dx4[e] += gx;
-    dy4[e] += gy;
+    df4[q.dx_off + e] += gx;
+    df4[q.dy_off + e] += gy;
 }

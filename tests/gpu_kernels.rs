@@ -205,20 +205,25 @@ fn gather_builds_padded_batches_and_scatter_rows_inverts_it() {
 }
 
 /// Includes heads_backward's fused plain-block gradients (dX_s += dR's block).
+/// One model per task setup, then five models of mixed tasks and widths in one launch.
 #[test]
 fn heads_match_cpu() {
     let Some(ctx) = context() else { return };
     let mut worst = 0.0f64;
-    for tasks in Tasks::ALL {
-        for lens in shapes() {
-            worst = worst.max(assert_rows(&check::check_heads(ctx, &HeadsCase { tasks, lens, seed: 31 }).unwrap()));
+    for lens in shapes() {
+        for tasks in Tasks::ALL {
+            worst =
+                worst.max(assert_rows(&check::check_heads(ctx, &HeadsCase::single(tasks, lens.clone(), 31)).unwrap()));
         }
+        worst = worst.max(assert_rows(&check::check_heads(ctx, &HeadsCase::mixed(lens, 32)).unwrap()));
     }
     eprintln!("heads max |err| / max|want|: {worst:.2e}");
 }
 
 /// Every member forward and backward (and each member's backward after the
-/// other's forward), pair and self, on B = 1, 5, 17 and U = 1, 5, 98.
+/// other's forward), pair and self, on B = 1, 5, 17 and U = 1, 5, 98: five problems
+/// (as five models with the pair: own blocks, two R widths) in one launch, and the
+/// one-problem launch of a single model for each member.
 #[test]
 fn attention_matches_cpu() {
     let Some(ctx) = context() else { return };
@@ -231,9 +236,12 @@ fn attention_matches_cpu() {
             for &f in &members {
                 for &b in &members {
                     (c.forward, c.backward) = (f, b);
-                    let rows = check::check_attention(ctx, &c).unwrap();
-                    ran.extend(rows.iter().map(|r| r.kernel.clone()));
-                    worst = worst.max(assert_rows(&rows));
+                    for problems in if f == b { vec![1, 5] } else { vec![2] } {
+                        c.problems = problems;
+                        let rows = check::check_attention(ctx, &c).unwrap();
+                        ran.extend(rows.iter().map(|r| r.kernel.clone()));
+                        worst = worst.max(assert_rows(&rows));
+                    }
                 }
             }
         }
@@ -271,7 +279,9 @@ fn asking_for_a_missing_adapter_is_an_error_with_a_hint() {
 #[test]
 #[ignore]
 fn kernel_timings() {
-    use cimnet::gpu::attention::{attention_backward, attention_forward, AttentionParams, AttentionSaved};
+    use cimnet::gpu::attention::{
+        attention_backward, attention_forward, AttentionParams, AttentionProblem, AttentionSaved,
+    };
     use cimnet::gpu::Recordable;
     let Some(ctx) = context() else { return };
     let (b, u, h, d, k, rw) = (16usize, 98usize, 200usize, 100usize, 300usize, 900usize);
@@ -345,20 +355,21 @@ fn kernel_timings() {
     let an = storage::<f32>(ctx, "N", 2 * n * u).unwrap();
     let ao = storage::<f32>(ctx, "O", 2 * n * d).unwrap();
     let dm = storage::<f32>(ctx, "dM", 2 * n * u).unwrap();
-    let y = buf("y", n * d);
-    let dx = buf("dx", n * d);
-    let dy = buf("dy", n * d);
+    // One model's pair: X, Y the two blocks of a feat arena, dX, dY of a dfeat arena.
+    let feat = buf("feat", 2 * n * d);
+    let dfeat = buf("dfeat", 2 * n * d);
     let saved = AttentionSaved { m: &am, n: &an, o: &ao };
-    let ap = AttentionParams::new(b, u, d, rw, 0, Some(d));
+    let ap = AttentionParams::new(b, u, d, true);
+    let aq = [AttentionProblem::new(rw, 0, Some(d)).feat(0, n * d, 0, n * d)];
     time(
         "attention_forward pair (default member)",
         0.0,
-        &attention_forward(ctx, &r, &saved, &dense, &y, &len, ap).unwrap(),
+        &attention_forward(ctx, &r, &saved, &feat, &len, ap, &aq, 1).unwrap(),
     );
     time(
         "attention_backward pair (default member)",
         0.0,
-        &attention_backward(ctx, &dx, Some(&dy), &dm, &r, &saved, &dense, &y, &len, ap).unwrap(),
+        &attention_backward(ctx, &dfeat, &dm, &r, &saved, &feat, &len, ap, &aq, 1).unwrap(),
     );
     let mut cfg = cimnet::config::ModelConfig::new(
         "TAV".parse().unwrap(),
@@ -368,7 +379,8 @@ fn kernel_timings() {
     );
     cfg.dense = d;
     let layout = cimnet::params::Layout::new(&cfg);
-    let hp = heads::HeadsParams::new(&cfg, &layout, b, u);
+    let hp = heads::HeadsParams::new(b, u, d, false);
+    let hq = [heads::HeadsProblem::new(&cfg, &layout, 0)];
     let wl = buf("params", layout.len);
     let gl = buf("grads", layout.len);
     let labels = buf("labels", n * 7);
@@ -380,12 +392,12 @@ fn kernel_timings() {
     time(
         "heads_forward + loss",
         0.0,
-        &heads::heads_forward(ctx, &probs, &dz, &rl, &loss, &r, &wl, &labels, &len, hp).unwrap(),
+        &heads::heads_forward(ctx, &probs, &dz, &rl, &loss, &r, &wl, &labels, &len, hp, &hq, 1).unwrap(),
     );
     time(
         "heads_backward (dR + dW)",
         0.0,
-        &heads::heads_backward(ctx, &dr, [&ctx.dummy; 3], &gl, &dz, &r, &wl, &len, hp).unwrap(),
+        &heads::heads_backward(ctx, &dr, &ctx.dummy, &gl, &dz, &r, &wl, &len, hp, &hq, 1).unwrap(),
     );
     let empty: [&dyn Recordable; 0] = [];
     let t0 = std::time::Instant::now();

@@ -6,11 +6,11 @@ use std::mem::{offset_of, size_of};
 use std::path::Path;
 
 use cimnet::gpu::adam::{AdamParams, AdamProblem};
-use cimnet::gpu::attention::AttentionParams;
+use cimnet::gpu::attention::{AttentionParams, AttentionProblem};
 use cimnet::gpu::dropout::DropoutParams;
 use cimnet::gpu::gather::GatherParams;
 use cimnet::gpu::gru::{GruParams, GruProblem};
-use cimnet::gpu::heads::HeadsParams;
+use cimnet::gpu::heads::{HeadsParams, HeadsProblem};
 use cimnet::gpu::linear::{LinearParams, LinearProblem};
 use cimnet::gpu::Shader;
 
@@ -123,12 +123,37 @@ fn params_structs_match_wgsl_layout() {
     layout!(Shader::Gather, GatherParams, [b, u, tensors, write_len, d, src_off, dst_off]);
     layout!(Shader::Gru, GruParams, [b, u, h, problems, t0, t1]);
     layout!(Shader::Gru, GruProblem, [w_hh_offset, b_hh_offset]);
-    layout!(Shader::Attention, AttentionParams, [b, u, d, pair, rw, r_xy, r_yx]);
-    layout!(Shader::AttentionTiled, AttentionParams, [b, u, d, pair, rw, r_xy, r_yx]);
+    layout!(Shader::Attention, AttentionParams, [b, u, d, pair, problems]);
+    layout!(Shader::AttentionTiled, AttentionParams, [b, u, d, pair, problems]);
+    for shader in [Shader::Attention, Shader::AttentionTiled] {
+        layout!(
+            shader,
+            AttentionProblem,
+            [x_off, y_off, r_off, rw, r_xy, r_yx, m_off, n_off, o_off, dm_off, dx_off, dy_off]
+        );
+    }
+    layout!(Shader::Heads, HeadsParams, [b, u, d, accumulate, problems, rw_max]);
     layout!(
         Shader::Heads,
-        HeadsParams,
-        [b, u, rw, has_sentiment, has_emotion, ws_off, bs_off, we_off, be_off, w_s, w_e, accumulate, d, plain]
+        HeadsProblem,
+        [
+            r_off,
+            rw,
+            has_sentiment,
+            has_emotion,
+            ws_off,
+            bs_off,
+            we_off,
+            be_off,
+            w_s,
+            w_e,
+            probs_off,
+            dz_off,
+            row_loss_off,
+            loss_off,
+            plain,
+            dfeat_off
+        ]
     );
 }
 

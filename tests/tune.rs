@@ -64,7 +64,7 @@ fn the_tuner_picks_valid_members_and_caches_the_race() {
     for k in [c.projection, c.projection_weights, c.dense, c.dense_backward, c.dense_weights] {
         assert!(lin.contains(&k), "{k:?} not in {lin:?}");
     }
-    let att = attention::candidates(prof, &AttentionParams::new(SHAPE.b, SHAPE.u, 4, 36, 0, Some(4)));
+    let att = attention::candidates(prof, &AttentionParams::new(SHAPE.b, SHAPE.u, 4, true));
     assert_eq!(att.len(), 2, "both attention members run at this shape: {att:?}");
     assert!(att.contains(&c.attention_forward) && att.contains(&c.attention_backward));
 

@@ -4,9 +4,15 @@
 //! ([`AttentionKernel`]): `flat` (shaders/attention.wgsl) and `tiled` (generated
 //! by `attention/wgsl.rs`). CPU reference: `cpu::attention` (called once per
 //! direction there). Letters: B, U, D, R (row width of R).
+//!
+//! One launch is one pair kind (or self-attention) over a list of problems
+//! ([`AttentionProblem`], one per model with that pair): X, Y are blocks of ONE
+//! feat arena and dX, dY blocks of ONE dfeat arena, each model's R a block of the
+//! R arena, the saved tensors blocks of theirs; each problem is computed exactly
+//! as a one-problem launch computes it.
 
 use super::context::{GpuContext, GpuError};
-use super::launch::{Launch, Recordable};
+use super::launch::{Launch, ProblemList, Recordable};
 use super::pipelines::{grid_1d, Bind, Recorder, Shader};
 use super::profile::DeviceProfile;
 
@@ -16,7 +22,11 @@ pub use wgsl::{tiled_body, AttentionTile, TILED};
 /// Workgroup size of the flat member (shaders/attention.wgsl).
 pub const WORKGROUP: u32 = 64;
 
-/// Mirrors `AttentionParams` in attention.wgsl.
+fn c32(v: usize) -> u32 {
+    u32::try_from(v).unwrap_or(u32::MAX)
+}
+
+/// Mirrors `AttentionParams` in attention.wgsl: what the problems of a launch share.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
 pub struct AttentionParams {
@@ -25,29 +35,14 @@ pub struct AttentionParams {
     pub d: u32,
     /// 1: a pair X != Y (both directions); 0: self-attention att(X, X).
     pub pair: u32,
-    /// Row stride of R and dR.
-    pub rw: u32,
-    /// Column offset of att(X, Y) in R.
-    pub r_xy: u32,
-    /// Column offset of att(Y, X) in R (unused for self-attention).
-    pub r_yx: u32,
-    pub _pad: u32,
+    /// Entries of the problem list (set by the launchers from the list they are given).
+    pub problems: u32,
+    pub _pad: [u32; 3],
 }
 
 impl AttentionParams {
-    /// `r_yx: None` is self-attention.
-    pub fn new(b: usize, u: usize, d: usize, rw: usize, r_xy: usize, r_yx: Option<usize>) -> AttentionParams {
-        let c = |v: usize| u32::try_from(v).unwrap_or(u32::MAX);
-        AttentionParams {
-            b: c(b),
-            u: c(u),
-            d: c(d),
-            pair: u32::from(r_yx.is_some()),
-            rw: c(rw),
-            r_xy: c(r_xy),
-            r_yx: c(r_yx.unwrap_or(0)),
-            _pad: 0,
-        }
+    pub fn new(b: usize, u: usize, d: usize, pair: bool) -> AttentionParams {
+        AttentionParams { b: c32(b), u: c32(u), d: c32(d), pair: u32::from(pair), problems: 1, _pad: [0; 3] }
     }
 
     fn dirs(&self) -> usize {
@@ -60,6 +55,67 @@ impl AttentionParams {
 
     fn bu(&self) -> usize {
         self.b as usize * self.u as usize
+    }
+
+    fn with_problems(self, n: usize) -> AttentionParams {
+        AttentionParams { problems: c32(n), ..self }
+    }
+}
+
+/// Mirrors `AttentionProblem` in attention.wgsl: one model's instance of the
+/// launch's pair, as element offsets into the bound buffers (its R row layout in
+/// columns).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct AttentionProblem {
+    /// X (B, U, D) in the feat arena.
+    pub x_off: u32,
+    /// Y (B, U, D) in the feat arena (= x_off for self-attention).
+    pub y_off: u32,
+    /// The model's R (B, U, rw) in the R arena (the same offset in dR).
+    pub r_off: u32,
+    /// Row width of the model's R.
+    pub rw: u32,
+    /// Column of att(X, Y) within a row of R.
+    pub r_xy: u32,
+    /// Column of att(Y, X) (unused for self-attention).
+    pub r_yx: u32,
+    /// M (B, U, U) (the flat member's scratch).
+    pub m_off: u32,
+    /// N (2, B, U, U).
+    pub n_off: u32,
+    /// O (2, B, U, D).
+    pub o_off: u32,
+    /// The dM scratch (2, B, U, U).
+    pub dm_off: u32,
+    /// dX (B, U, D) in the dfeat arena.
+    pub dx_off: u32,
+    /// dY (B, U, D) in the dfeat arena (unused for self-attention).
+    pub dy_off: u32,
+}
+
+impl AttentionProblem {
+    /// A problem whose R has row width `rw` with att(X, Y) at column `r_xy` and
+    /// att(Y, X) at `r_yx` (`None`: self-attention); every offset 0 (set them with
+    /// the builder methods).
+    pub fn new(rw: usize, r_xy: usize, r_yx: Option<usize>) -> AttentionProblem {
+        AttentionProblem { rw: c32(rw), r_xy: c32(r_xy), r_yx: c32(r_yx.unwrap_or(0)), ..bytemuck::Zeroable::zeroed() }
+    }
+
+    /// X and Y in the feat arena, dX and dY in the dfeat arena (self-attention:
+    /// `y = x`, `dy = dx`).
+    pub fn feat(self, x: usize, y: usize, dx: usize, dy: usize) -> AttentionProblem {
+        AttentionProblem { x_off: c32(x), y_off: c32(y), dx_off: c32(dx), dy_off: c32(dy), ..self }
+    }
+
+    /// The model's R block (and dR block) at element `r`.
+    pub fn r(self, r: usize) -> AttentionProblem {
+        AttentionProblem { r_off: c32(r), ..self }
+    }
+
+    /// The saved M, N, O and the dM scratch at these elements of their buffers.
+    pub fn saved(self, m: usize, n: usize, o: usize, dm: usize) -> AttentionProblem {
+        AttentionProblem { m_off: c32(m), n_off: c32(n), o_off: c32(o), dm_off: c32(dm), ..self }
     }
 }
 
@@ -106,7 +162,8 @@ impl AttentionKernel {
                     && l.max_compute_invocations_per_workgroup >= t.wg
                     && l.max_compute_workgroup_size_x >= t.wg
                     && l.max_compute_workgroup_storage_size >= t.shared_bytes()
-                    && l.max_compute_workgroups_per_dimension >= p.b.max(p.u.div_ceil(t.rows))
+                    && l.max_compute_workgroups_per_dimension
+                        >= p.b.max(p.u.div_ceil(t.rows)).max(p.problems.saturating_mul(p.dirs() as u32))
                     && t.loop_iterations(p.u, p.d) < profile.loop_budget_or_max()
             }
         }
@@ -141,33 +198,56 @@ pub fn default_kernel(profile: &DeviceProfile, p: &AttentionParams) -> Attention
     candidates(profile, p).first().copied().unwrap_or(AttentionKernel::Flat)
 }
 
-/// The tiled member's grid: (query-row tiles, videos, directions).
+/// The tiled member's grid: (query-row tiles, videos, problems x directions).
 fn tiled_grid(p: &AttentionParams) -> [u32; 3] {
-    [p.u.div_ceil(TILED.rows), p.b, p.dirs() as u32]
+    [p.u.div_ceil(TILED.rows), p.b, p.problems.saturating_mul(p.dirs() as u32)]
 }
 
-/// Buffers the forward saves for the backward.
+/// A flat member's 1-D grid over `n` items per problem, z = problem.
+fn flat_grid(n: usize, p: &AttentionParams) -> [u32; 3] {
+    let [x, y, _] = grid_1d(n, WORKGROUP);
+    [x, y, p.problems]
+}
+
+/// Buffers the forward saves for the backward (each problem's blocks at its offsets).
 pub struct AttentionSaved<'a> {
-    /// (B, U, U) M = X Y^T (the flat member's scratch between its launches; the
-    /// tiled member keeps the scores in workgroup memory and leaves M alone)
+    /// (B, U, U) M = X Y^T per problem (the flat member's scratch between its
+    /// launches; the tiled member keeps the scores in workgroup memory and leaves M alone)
     pub m: &'a wgpu::Buffer,
-    /// (2, B, U, U) softmax weights of both directions
+    /// (2, B, U, U) softmax weights of both directions, per problem
     pub n: &'a wgpu::Buffer,
-    /// (2, B, U, D) weighted sums N Y and N' X
+    /// (2, B, U, D) weighted sums N Y and N' X, per problem
     pub o: &'a wgpu::Buffer,
 }
 
-/// The launches of one member's forward or backward, recorded in order.
+/// The launches of one member's forward or backward over one problem list,
+/// recorded in order.
 pub struct AttentionLaunches {
     pub kernel: AttentionKernel,
     pub launches: Vec<Launch<AttentionParams>>,
+    list: ProblemList<AttentionProblem>,
 }
 
 impl AttentionLaunches {
-    pub fn update(&mut self, ctx: &GpuContext, p: AttentionParams) {
+    /// New shared params and problems (1..=capacity) for the next submit;
+    /// `p.problems` is set from `problems`.
+    pub fn update(
+        &mut self,
+        ctx: &GpuContext,
+        p: AttentionParams,
+        problems: &[AttentionProblem],
+    ) -> Result<(), GpuError> {
+        self.list.write(ctx, problems)?;
+        let p = p.with_problems(problems.len());
         for l in &mut self.launches {
             l.update(ctx, p);
         }
+        Ok(())
+    }
+
+    /// Problems the launches cover now.
+    pub fn problems(&self) -> usize {
+        self.list.len()
     }
 }
 
@@ -184,119 +264,129 @@ pub type AttentionForward = AttentionLaunches;
 /// Flat and tiled: softmax backward into dM, then dX / dY (2 launches).
 pub type AttentionBackward = AttentionLaunches;
 
-/// R slices (B, U, D at columns r_xy / r_yx of R (B, U, rw)) and the saved N, O
-/// (and M, flat only) from x, y (B, U, D) and len (B), by the device's default
-/// member. For self-attention pass `y = x`.
+/// Per problem: R slices (B, U, D at columns r_xy / r_yx of the problem's R block)
+/// and the saved N, O (and M, flat only) from its X, Y blocks of `feat` and len
+/// (B), by the device's default member. `capacity`: the most problems a later
+/// `update` may give.
+#[allow(clippy::too_many_arguments)]
 pub fn attention_forward(
     ctx: &GpuContext,
     r: &wgpu::Buffer,
     saved: &AttentionSaved,
-    x: &wgpu::Buffer,
-    y: &wgpu::Buffer,
+    feat: &wgpu::Buffer,
     len: &wgpu::Buffer,
     p: AttentionParams,
+    problems: &[AttentionProblem],
+    capacity: usize,
 ) -> Result<AttentionForward, GpuError> {
-    attention_forward_variant(ctx, r, saved, x, y, len, p, default_kernel(&ctx.profile, &p))
+    let kernel = default_kernel(&ctx.profile, &p.with_problems(capacity.max(problems.len())));
+    attention_forward_variant(ctx, r, saved, feat, len, p, problems, capacity, kernel)
 }
 
-/// [`attention_forward`] by the member `kernel` (Flat where it cannot run `p`).
+/// [`attention_forward`] by the member `kernel` (Flat where it cannot run `p` at `capacity`).
 #[allow(clippy::too_many_arguments)]
 pub fn attention_forward_variant(
     ctx: &GpuContext,
     r: &wgpu::Buffer,
     saved: &AttentionSaved,
-    x: &wgpu::Buffer,
-    y: &wgpu::Buffer,
+    feat: &wgpu::Buffer,
     len: &wgpu::Buffer,
     p: AttentionParams,
+    problems: &[AttentionProblem],
+    capacity: usize,
     kernel: AttentionKernel,
 ) -> Result<AttentionForward, GpuError> {
     use Bind::*;
     let pc = &ctx.pipelines;
-    let kernel = kernel.resolve(&ctx.profile, &p);
+    let list = ProblemList::new(ctx, "attention forward", problems, capacity)?;
+    let kernel = kernel.resolve(&ctx.profile, &p.with_problems(list.capacity()));
+    let p = p.with_problems(problems.len());
+    let q = &list.buffer;
     let launches = match kernel {
         AttentionKernel::Flat => {
-            let k = pc.get(ctx, Shader::Attention, "attention_forward_scores", &[Uniform, Read, Read, Read, Write])?;
-            let scores = Launch::new(ctx, k, &[x, y, len, saved.m], p, |p| grid_1d(p.bu() * p.u as usize, WORKGROUP))?;
-            let k = pc.get(ctx, Shader::Attention, "attention_forward_softmax", &[Uniform, Read, Read, Write])?;
-            let softmax = Launch::new(ctx, k, &[saved.m, len, saved.n], p, |p| grid_1d(p.dirs() * p.bu(), WORKGROUP))?;
+            let binds = [Uniform, Read, Read, Read, Write];
+            let k = pc.get(ctx, Shader::Attention, "attention_forward_scores", &binds)?;
+            let scores = Launch::new(ctx, k, &[q, feat, len, saved.m], p, |p| flat_grid(p.bu() * p.u as usize, p))?;
+            let k = pc.get(ctx, Shader::Attention, "attention_forward_softmax", &binds)?;
+            let softmax = Launch::new(ctx, k, &[q, saved.m, len, saved.n], p, |p| flat_grid(p.dirs() * p.bu(), p))?;
             let binds = [Uniform, Read, Read, Read, Read, Write, Write];
             let k = pc.get(ctx, Shader::Attention, "attention_forward", &binds)?;
-            let output = Launch::new(ctx, k, &[x, y, saved.n, len, saved.o, r], p, |p| {
-                grid_1d(p.dirs() * p.bu() * p.d as usize, WORKGROUP)
+            let output = Launch::new(ctx, k, &[q, feat, saved.n, len, saved.o, r], p, |p| {
+                flat_grid(p.dirs() * p.bu() * p.d as usize, p)
             })?;
             vec![scores, softmax, output]
         }
         AttentionKernel::Tiled => {
             let binds = [Uniform, Read, Read, Read, Write, Write, Write];
             let k = pc.get(ctx, Shader::AttentionTiled, "attention_tiled_forward", &binds)?;
-            vec![Launch::new(ctx, k, &[x, y, len, saved.n, saved.o, r], p, tiled_grid)?]
+            vec![Launch::new(ctx, k, &[q, feat, len, saved.n, saved.o, r], p, tiled_grid)?]
         }
     };
-    Ok(AttentionLaunches { kernel, launches })
+    Ok(AttentionLaunches { kernel, launches, list })
 }
 
-/// dx, dy (B, U, D) accumulated (+=) from dr (B, U, rw) (the slices at r_xy, r_yx),
-/// by the device's default member; `dm` (2, B, U, U) is scratch. For
-/// self-attention pass `y = x` and `dy: None` (both halves go to dx).
+/// Per problem: its dX, dY blocks of `dfeat` accumulated (+=) from its dR block
+/// (the slices at r_xy, r_yx), by the device's default member; `dm` holds each
+/// problem's (2, B, U, U) scratch. Self-attention accumulates both halves into dX.
+/// `feat` and `dfeat` are different buffers (one is read, the other written).
 #[allow(clippy::too_many_arguments)]
 pub fn attention_backward(
     ctx: &GpuContext,
-    dx: &wgpu::Buffer,
-    dy: Option<&wgpu::Buffer>,
+    dfeat: &wgpu::Buffer,
     dm: &wgpu::Buffer,
     dr: &wgpu::Buffer,
     saved: &AttentionSaved,
-    x: &wgpu::Buffer,
-    y: &wgpu::Buffer,
+    feat: &wgpu::Buffer,
     len: &wgpu::Buffer,
     p: AttentionParams,
+    problems: &[AttentionProblem],
+    capacity: usize,
 ) -> Result<AttentionBackward, GpuError> {
-    let kernel = default_kernel(&ctx.profile, &p);
-    attention_backward_variant(ctx, dx, dy, dm, dr, saved, x, y, len, p, kernel)
+    let kernel = default_kernel(&ctx.profile, &p.with_problems(capacity.max(problems.len())));
+    attention_backward_variant(ctx, dfeat, dm, dr, saved, feat, len, p, problems, capacity, kernel)
 }
 
-/// [`attention_backward`] by the member `kernel` (Flat where it cannot run `p`).
-/// Reads only N and O of the saved forward, so it follows either member's forward.
+/// [`attention_backward`] by the member `kernel` (Flat where it cannot run `p` at
+/// `capacity`). Reads only N and O of the saved forward, so it follows either
+/// member's forward.
 #[allow(clippy::too_many_arguments)]
 pub fn attention_backward_variant(
     ctx: &GpuContext,
-    dx: &wgpu::Buffer,
-    dy: Option<&wgpu::Buffer>,
+    dfeat: &wgpu::Buffer,
     dm: &wgpu::Buffer,
     dr: &wgpu::Buffer,
     saved: &AttentionSaved,
-    x: &wgpu::Buffer,
-    y: &wgpu::Buffer,
+    feat: &wgpu::Buffer,
     len: &wgpu::Buffer,
     p: AttentionParams,
+    problems: &[AttentionProblem],
+    capacity: usize,
     kernel: AttentionKernel,
 ) -> Result<AttentionBackward, GpuError> {
     use Bind::*;
-    if (p.pair != 0) != dy.is_some() {
-        return Err(GpuError::Validation("attention_backward: dy must be given exactly for a pair (X != Y)".into()));
-    }
     let pc = &ctx.pipelines;
-    let kernel = kernel.resolve(&ctx.profile, &p);
+    let list = ProblemList::new(ctx, "attention backward", problems, capacity)?;
+    let kernel = kernel.resolve(&ctx.profile, &p.with_problems(list.capacity()));
+    let p = p.with_problems(problems.len());
     let (shader, scores_entry, input_entry) = match kernel {
         AttentionKernel::Flat => (Shader::Attention, "attention_backward_scores", "attention_backward"),
         AttentionKernel::Tiled => {
             (Shader::AttentionTiled, "attention_tiled_backward_scores", "attention_tiled_backward")
         }
     };
+    let q = &list.buffer;
     let k = pc.get(ctx, shader, scores_entry, &[Uniform, Read, Read, Read, Read, Read, Write])?;
     let scores_grid: fn(&AttentionParams) -> [u32; 3] = match kernel {
-        AttentionKernel::Flat => |p| grid_1d(p.dirs() * p.bu(), WORKGROUP),
+        AttentionKernel::Flat => |p| flat_grid(p.dirs() * p.bu(), p),
         AttentionKernel::Tiled => tiled_grid,
     };
-    let scores = Launch::new(ctx, k, &[x, y, saved.n, dr, len, dm], p, scores_grid)?;
-    let binds = [Uniform, Read, Read, Read, Read, Read, Read, Read, Write, Write];
+    let scores = Launch::new(ctx, k, &[q, feat, saved.n, dr, len, dm], p, scores_grid)?;
+    let binds = [Uniform, Read, Read, Read, Read, Read, Read, Read, Write];
     let k = pc.get(ctx, shader, input_entry, &binds)?;
-    let dy = dy.unwrap_or(&ctx.dummy);
     let input_grid: fn(&AttentionParams) -> [u32; 3] = match kernel {
-        AttentionKernel::Flat => |p| grid_1d(p.bu() * p.d as usize, WORKGROUP),
+        AttentionKernel::Flat => |p| flat_grid(p.bu() * p.d as usize, p),
         AttentionKernel::Tiled => tiled_grid,
     };
-    let input = Launch::new(ctx, k, &[x, y, saved.n, saved.o, dr, dm, len, dx, dy], p, input_grid)?;
-    Ok(AttentionLaunches { kernel, launches: vec![scores, input] })
+    let input = Launch::new(ctx, k, &[q, feat, saved.n, saved.o, dr, dm, len, dfeat], p, input_grid)?;
+    Ok(AttentionLaunches { kernel, launches: vec![scores, input], list })
 }

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::ModelConfig;
 use crate::engine::TuneMode;
 
-use super::attention::{self, AttentionKernel, AttentionParams, AttentionSaved};
+use super::attention::{self, AttentionKernel, AttentionParams, AttentionProblem, AttentionSaved};
 use super::buffers;
 use super::context::GpuContext;
 use super::gru::{self, GruKernel, GruMember, GruSchedule};
@@ -334,8 +334,8 @@ struct Sites {
     /// Per modality: the site's shared params and its problems.
     projection: Vec<(LinearParams, Vec<LinearProblem>)>,
     dense: Vec<(LinearParams, Vec<LinearProblem>)>,
-    /// Per attention pair (none without attention).
-    attention: Vec<AttentionParams>,
+    /// Per attention pair (none without attention): its launch and one problem.
+    attention: Vec<(AttentionParams, AttentionProblem)>,
 }
 
 impl Sites {
@@ -346,19 +346,20 @@ impl Sites {
         let n = pp.mods.len();
         let projection = (0..n).map(|mi| pp.projection(mi, shape)).collect();
         let dense = (0..n).map(|mi| pp.dense_forward(mi, &batch, None)).collect();
-        // Block offsets in R do not change the cost: att(X, Y) at 0, att(Y, X) at D.
-        let (d, rw) = (cfg.dense, cfg.repr_width());
+        // Block offsets do not change the cost: X the first block of feat, Y the
+        // second, att(X, Y) at column 0 of R, att(Y, X) at D.
+        let d = cfg.dense;
         let attention = cfg
             .attention_pairs()
             .iter()
-            .map(|&(x, y)| AttentionParams::new(shape.b, shape.u, d, rw, 0, (x != y).then_some(d)))
+            .map(|&(x, y)| pp.attention(0, usize::from(x != y), 0, (x != y).then_some(d), shape))
             .collect();
         Ok(Sites { pp, shape, gru, gru_problems, projection, dense, attention })
     }
 
     /// The attention members every pair runs as themselves (Flat alone without attention).
     fn attention_candidates(&self, ctx: &GpuContext) -> Vec<AttentionKernel> {
-        let all = self.attention.iter().map(|p| attention::candidates(&ctx.profile, p));
+        let all = self.attention.iter().map(|(p, _)| attention::candidates(&ctx.profile, p));
         all.reduce(|a, b| a.into_iter().filter(|k| b.contains(k)).collect())
             .filter(|c| !c.is_empty())
             .unwrap_or(vec![AttentionKernel::Flat])
@@ -389,11 +390,10 @@ struct Bufs {
     gi: wgpu::Buffer,
     gh: wgpu::Buffer,
     carry: wgpu::Buffer,
+    /// Every modality's block (at least two, for an attention pair) and gradient.
     feat: wgpu::Buffer,
     dfeat: wgpu::Buffer,
-    /// Attention: the second modality's block and gradient, R and dR, the saved M, N, O, dM.
-    feat2: wgpu::Buffer,
-    dfeat2: wgpu::Buffer,
+    /// Attention: R and dR, the saved M, N, O, dM.
     r: wgpu::Buffer,
     dr: wgpu::Buffer,
     att_m: wgpu::Buffer,
@@ -420,10 +420,8 @@ impl Bufs {
             gi: st("tune gi", 2 * m * bu * 3 * h)?,
             gh: st("tune gh", 2 * m * bu * 3 * h)?,
             carry: st("tune carry", 2 * m * sh.b * h)?,
-            feat: st("tune feat", bu * cfg.dense)?,
-            dfeat: st("tune dfeat", bu * cfg.dense)?,
-            feat2: st("tune feat 2", bu * cfg.dense)?,
-            dfeat2: st("tune dfeat 2", bu * cfg.dense)?,
+            feat: st("tune feat", m.max(2) * bu * cfg.dense)?,
+            dfeat: st("tune dfeat", m.max(2) * bu * cfg.dense)?,
             r: st("tune R", bu * cfg.repr_width())?,
             dr: st("tune dR", bu * cfg.repr_width())?,
             att_m: st("tune attention M", bu * sh.u)?,
@@ -603,18 +601,27 @@ pub fn race(
         let aname: fn(AttentionKernel) -> &'static str = |k| k.name();
         attention_forward = r.site("attention_forward", &att, aname, &no_skip, &mut |k| {
             let mut w: Work = Vec::new();
-            for &p in &s.attention {
-                let l = attention::attention_forward_variant(ctx, &b.r, &saved, &b.feat, &b.feat2, &b.len, p, k)?;
+            for &(p, q) in &s.attention {
+                let l = attention::attention_forward_variant(ctx, &b.r, &saved, &b.feat, &b.len, p, &[q], 1, k)?;
                 w.push(Box::new(l));
             }
             Ok(w)
         })?;
         attention_backward = r.site("attention_backward", &att, aname, &no_skip, &mut |k| {
             let mut w: Work = Vec::new();
-            for &p in &s.attention {
-                let dy = (p.pair != 0).then_some(&b.dfeat2);
+            for &(p, q) in &s.attention {
                 let l = attention::attention_backward_variant(
-                    ctx, &b.dfeat, dy, &b.att_dm, &b.dr, &saved, &b.feat, &b.feat2, &b.len, p, k,
+                    ctx,
+                    &b.dfeat,
+                    &b.att_dm,
+                    &b.dr,
+                    &saved,
+                    &b.feat,
+                    &b.len,
+                    p,
+                    &[q],
+                    1,
+                    k,
                 )?;
                 w.push(Box::new(l));
             }

@@ -65,17 +65,33 @@ pub const TILED: AttentionTile = AttentionTile { wg: 64, rows: 8, keys: 128, chu
 const _: () = assert!(TILED.rows * TILED.chunk == TILED.wg);
 const _: () = assert!(TILED.keys.is_multiple_of(TILED.wg) && TILED.wg.is_multiple_of(TILED.rows));
 
-/// The WGSL mirror of `AttentionParams` (src/gpu/attention.rs); tests/shaders.rs
-/// pins its layout against the Rust struct.
+/// The WGSL mirrors of `AttentionParams` and `AttentionProblem` (src/gpu/attention.rs);
+/// tests/shaders.rs pins their layouts against the Rust structs.
 const PARAMS_STRUCT: &str = "struct AttentionParams {
     b: u32,
     u: u32,
     d: u32,
-    pair: u32, // 1: X != Y, both directions; 0: self-attention att(X, X), direction 0 only
-    rw: u32,   // row stride of R and dR
-    r_xy: u32, // column offset of att(X, Y) in R
-    r_yx: u32, // column offset of att(Y, X) in R (unused when pair = 0)
-    _pad: u32,
+    pair: u32,     // 1: X != Y, both directions; 0: self-attention att(X, X), direction 0 only
+    problems: u32, // entries of the problem list
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
+}
+
+// One problem: element offsets into the bound buffers, and the model's R row.
+struct AttentionProblem {
+    x_off: u32,  // X (B, U, D) in feat
+    y_off: u32,  // Y (B, U, D) in feat (= x_off for self-attention)
+    r_off: u32,  // the model's R (B, U, rw) in r and dr
+    rw: u32,     // row width of the model's R
+    r_xy: u32,   // column of att(X, Y) within a row of R
+    r_yx: u32,   // column of att(Y, X) (unused when pair = 0)
+    m_off: u32,  // M (B, U, U) (unused by this member)
+    n_off: u32,  // N (2, B, U, U)
+    o_off: u32,  // O (2, B, U, D)
+    dm_off: u32, // dM scratch (2, B, U, U)
+    dx_off: u32, // dX (B, U, D) in dfeat
+    dy_off: u32, // dY (B, U, D) in dfeat (unused when pair = 0)
 }
 ";
 
@@ -93,9 +109,17 @@ pub fn tiled_body() -> String {
          // the gradient formulas), the same saved N (2, B, U, U) and O (2, B, U, D), the same\n\
          // dM scratch and bindings for the backward, so either member's backward follows\n\
          // either member's forward. M is not written (the scores stay in workgroup memory).\n\
-         //   attention_tiled_forward          N, O and the R slices       grid (U/TQ, B, dirs)\n\
-         //   attention_tiled_backward_scores  dM = N * (dN - sum_j N dN)  grid (U/TQ, B, dirs)\n\
-         //   attention_tiled_backward         dX, dY (+=)                 grid (U/TQ, B, dirs)\n\
+         //   attention_tiled_forward          N, O and the R slices       grid (U/TQ, B, problems x dirs)\n\
+         //   attention_tiled_backward_scores  dM = N * (dN - sum_j N dN)  grid (U/TQ, B, problems x dirs)\n\
+         //   attention_tiled_backward         dX, dY (+=)                 grid (U/TQ, B, problems x dirs)\n\
+         //\n\
+         // Problems: as in attention.wgsl, one launch is one pair kind over `problems`\n\
+         // problems (one per model with that pair); the problem list (binding 1) holds each\n\
+         // one's offsets of X, Y in the ONE feat arena, of its R block (rw, r_xy, r_yx), of\n\
+         // the saved N, O and dM, and of dX, dY in the ONE dfeat arena. Grid z = problem x\n\
+         // dirs + dir; per problem the workgroups and their arithmetic are a one-problem\n\
+         // launch's (the same bits), and K models' problems in one launch give the GPU K\n\
+         // times the workgroups in flight.\n\
          //\n\
          // Dispatch: a workgroup of WG = {wg} invocations owns TQ = {tq} query rows i of one\n\
          // video b and direction (the backward: of one output, z = 0 dX, z = 1 dY). The key\n\
@@ -119,10 +143,10 @@ pub fn tiled_body() -> String {
          // Needs U <= KEYS, {shared} bytes of workgroup memory and, on llvmpipe, the\n\
          // loop budget (AttentionTile::loop_iterations); else the launcher runs `flat`.\n\
          //\n\
-         // Bindings:\n\
-         //   attention_tiled_forward:         0 p, 1 x, 2 y, 3 len, 4 n rw, 5 o rw, 6 r rw\n\
-         //   attention_tiled_backward_scores: 0 p, 1 x, 2 y, 3 n, 4 dr, 5 len, 6 dm rw\n\
-         //   attention_tiled_backward:        0 p, 1 x, 2 y, 3 n, 4 o, 5 dr, 6 dm, 7 len, 8 dx rw, 9 dy rw\n\
+         // Bindings (0 p, 1 problem list, 2 feat in every entry point):\n\
+         //   attention_tiled_forward:         3 len, 4 n rw, 5 o rw, 6 r rw\n\
+         //   attention_tiled_backward_scores: 3 n, 4 dr, 5 len, 6 dm rw\n\
+         //   attention_tiled_backward:        3 n, 4 o, 5 dr, 6 dm, 7 len, 8 dfeat rw\n\
          // Letters: B, U, D, R (rw); dir 0 = att(X, Y) with Q = X, V = Y; dir 1 = att(Y, X), Q = Y, V = X.\n\n",
         wg = t.wg,
         tq = t.rows,
@@ -146,8 +170,8 @@ pub fn tiled_body() -> String {
 const BODY: &str = r#"
 // Shared by the three entry points (the same bindings in each).
 @group(0) @binding(0) var<uniform> pa: AttentionParams;
-@group(0) @binding(1) var<storage, read> xa: array<f32>;
-@group(0) @binding(2) var<storage, read> ya: array<f32>;
+@group(0) @binding(1) var<storage, read> qa: array<AttentionProblem>;
+@group(0) @binding(2) var<storage, read> fa: array<f32>; // the feat arena: X at x_off, Y at y_off
 
 var<workgroup> len_w: u32;
 var<workgroup> tile_q: array<f32, TQ * DC>;     // the query rows' chunk (Q, or dout * Q)
@@ -158,25 +182,30 @@ var<workgroup> coef_a: array<f32, TQ * KEYS>;   // backward: dM_own[i, j] + dM_o
 var<workgroup> coef_b: array<f32, TQ * KEYS>;   // backward: N_other[j, i]
 var<workgroup> tile_w: array<f32, KEYS * DC>;   // backward: dout_other_j * V_j
 
-// Q (the gate) and V (the keys and values) of direction dir at element idx.
-fn q_of(dir: u32, idx: u32) -> f32 {
-    return select(ya[idx], xa[idx], dir == 0u);
+// Q (the gate) and V (the keys and values) of problem q's direction dir at element idx.
+fn q_of(q: AttentionProblem, dir: u32, idx: u32) -> f32 {
+    return select(fa[q.y_off + idx], fa[q.x_off + idx], dir == 0u);
 }
 
-fn v_of(dir: u32, idx: u32) -> f32 {
-    return select(xa[idx], ya[idx], dir == 0u);
+fn v_of(q: AttentionProblem, dir: u32, idx: u32) -> f32 {
+    return select(fa[q.x_off + idx], fa[q.y_off + idx], dir == 0u);
 }
 
-fn r_col(p: AttentionParams, dir: u32) -> u32 {
-    return select(p.r_yx, p.r_xy, dir == 0u);
+fn r_col(q: AttentionProblem, dir: u32) -> u32 {
+    return select(q.r_yx, q.r_xy, dir == 0u);
+}
+
+// Grid z = problem x dirs + dir.
+fn dirs_of(p: AttentionParams) -> u32 {
+    return select(1u, 2u, p.pair != 0u);
 }
 
 // Stage V rows j < l, features [c0, c0 + DC), of video `base` (zero past D).
-fn stage_keys(p: AttentionParams, dir: u32, base: u32, l: u32, c0: u32, lid: u32) {
+fn stage_keys(p: AttentionParams, q: AttentionProblem, dir: u32, base: u32, l: u32, c0: u32, lid: u32) {
     for (var k = lid; k < l * DC; k += WG) {
         let c = c0 + k % DC;
         let ok = c < p.d;
-        tile_v[k] = select(0.0, v_of(dir, select(0u, (base + k / DC) * p.d + c, ok)), ok);
+        tile_v[k] = select(0.0, v_of(q, dir, select(0u, (base + k / DC) * p.d + c, ok)), ok);
     }
 }
 
@@ -215,7 +244,8 @@ fn attention_tiled_forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_
     let p = pa;
     let i0 = wg.x * TQ;
     let b = wg.y;
-    let dir = wg.z;
+    let q = qa[wg.z / dirs_of(p)];
+    let dir = wg.z % dirs_of(p);
     if (lid == 0u) {
         len_w = min(lenf[b], min(p.u, KEYS));
     }
@@ -223,20 +253,20 @@ fn attention_tiled_forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_
     let base = b * p.u;                // first row of video b
     let nrow0 = (dir * p.b + b) * p.u; // first row of (dir, b)'s (U, U) block of N
     let obase = dir * p.b * p.u;       // first row of direction dir's O
-    let roff = r_col(p, dir);
+    let roff = r_col(q, dir);
     if (i0 >= l) {
         // Padded rows only: N rows, O and the R slice are zero.
         for (var k = lid; k < TQ * p.u; k += WG) {
             let i = i0 + k / p.u;
             if (i < p.u) {
-                nf[(nrow0 + i) * p.u + k % p.u] = 0.0;
+                nf[q.n_off + (nrow0 + i) * p.u + k % p.u] = 0.0;
             }
         }
         for (var k = lid; k < TQ * p.d; k += WG) {
             let t = base + i0 + k / p.d;
             if (i0 + k / p.d < p.u) {
-                outf[(obase + t) * p.d + k % p.d] = 0.0;
-                rf[t * p.rw + roff + k % p.d] = 0.0;
+                outf[q.o_off + (obase + t) * p.d + k % p.d] = 0.0;
+                rf[q.r_off + t * q.rw + roff + k % p.d] = 0.0;
             }
         }
         return;
@@ -249,9 +279,9 @@ fn attention_tiled_forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_
             let i = i0 + k / DC;
             let c = c0 + k % DC;
             let ok = i < l && c < p.d;
-            tile_q[k] = select(0.0, q_of(dir, select(0u, (base + i) * p.d + c, ok)), ok);
+            tile_q[k] = select(0.0, q_of(q, dir, select(0u, (base + i) * p.d + c, ok)), ok);
         }
-        stage_keys(p, dir, base, l, c0, lid);
+        stage_keys(p, q, dir, base, l, c0, lid);
         workgroupBarrier();
         accumulate_scores(&acc, lid, l);
         workgroupBarrier();
@@ -297,7 +327,7 @@ fn attention_tiled_forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_
             tile_s[srow + j] = n;
         }
         if (i < p.u) {
-            nf[(nrow0 + i) * p.u + j] = n;
+            nf[q.n_off + (nrow0 + i) * p.u + j] = n;
         }
     }
     workgroupBarrier();
@@ -308,7 +338,7 @@ fn attention_tiled_forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_
     let io = i0 + rr;
     let t = base + io;
     for (var c0 = 0u; c0 < p.d; c0 += DC) {
-        stage_keys(p, dir, base, l, c0, lid);
+        stage_keys(p, q, dir, base, l, c0, lid);
         workgroupBarrier();
         let c = c0 + cc;
         if (io < p.u && c < p.d) {
@@ -318,10 +348,10 @@ fn attention_tiled_forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_
                 for (var j = 0u; j < l; j++) {
                     o += tile_s[rr * KEYS + j] * tile_v[j * DC + cc];
                 }
-                out = o * q_of(dir, t * p.d + c);
+                out = o * q_of(q, dir, t * p.d + c);
             }
-            outf[(obase + t) * p.d + c] = o;
-            rf[t * p.rw + roff + c] = out;
+            outf[q.o_off + (obase + t) * p.d + c] = o;
+            rf[q.r_off + t * q.rw + roff + c] = out;
         }
         workgroupBarrier();
     }
@@ -339,19 +369,20 @@ fn attention_tiled_backward_scores(@builtin(workgroup_id) wg: vec3<u32>,
     let p = pa;
     let i0 = wg.x * TQ;
     let b = wg.y;
-    let dir = wg.z;
+    let q = qa[wg.z / dirs_of(p)];
+    let dir = wg.z % dirs_of(p);
     if (lid == 0u) {
         len_w = min(lens[b], min(p.u, KEYS));
     }
     let l = workgroupUniformLoad(&len_w);
     let base = b * p.u;
     let nrow0 = (dir * p.b + b) * p.u;
-    let roff = r_col(p, dir);
+    let roff = r_col(q, dir);
     if (i0 >= l) {
         for (var k = lid; k < TQ * p.u; k += WG) {
             let i = i0 + k / p.u;
             if (i < p.u) {
-                dms[(nrow0 + i) * p.u + k % p.u] = 0.0;
+                dms[q.dm_off + (nrow0 + i) * p.u + k % p.u] = 0.0;
             }
         }
         return;
@@ -364,10 +395,10 @@ fn attention_tiled_backward_scores(@builtin(workgroup_id) wg: vec3<u32>,
             let i = i0 + k / DC;
             let c = c0 + k % DC;
             let ok = i < l && c < p.d;
-            let dro = drs[select(0u, (base + i) * p.rw + roff + c, ok)];
-            tile_q[k] = select(0.0, dro * q_of(dir, select(0u, (base + i) * p.d + c, ok)), ok);
+            let dro = drs[select(0u, q.r_off + (base + i) * q.rw + roff + c, ok)];
+            tile_q[k] = select(0.0, dro * q_of(q, dir, select(0u, (base + i) * p.d + c, ok)), ok);
         }
-        stage_keys(p, dir, base, l, c0, lid);
+        stage_keys(p, q, dir, base, l, c0, lid);
         workgroupBarrier();
         accumulate_scores(&acc, lid, l);
         workgroupBarrier();
@@ -384,7 +415,7 @@ fn attention_tiled_backward_scores(@builtin(workgroup_id) wg: vec3<u32>,
     var s = 0.0;
     if (i < l) {
         for (var j = lane; j < l; j += LANES) {
-            s += ns[nrow + j] * tile_s[srow + j];
+            s += ns[q.n_off + nrow + j] * tile_s[srow + j];
         }
     }
     partial[lid] = s;
@@ -397,9 +428,9 @@ fn attention_tiled_backward_scores(@builtin(workgroup_id) wg: vec3<u32>,
         for (var j = lane; j < p.u; j += LANES) {
             var g = 0.0;
             if (i < l && j < l) {
-                g = ns[nrow + j] * (tile_s[srow + j] - s);
+                g = ns[q.n_off + nrow + j] * (tile_s[srow + j] - s);
             }
-            dms[nrow + j] = g;
+            dms[q.dm_off + nrow + j] = g;
         }
     }
 }
@@ -410,12 +441,11 @@ fn attention_tiled_backward_scores(@builtin(workgroup_id) wg: vec3<u32>,
 @group(0) @binding(5) var<storage, read> drb: array<f32>;
 @group(0) @binding(6) var<storage, read> dmb: array<f32>;
 @group(0) @binding(7) var<storage, read> lenb: array<u32>;
-@group(0) @binding(8) var<storage, read_write> dxb: array<f32>;
-@group(0) @binding(9) var<storage, read_write> dyb: array<f32>;
+@group(0) @binding(8) var<storage, read_write> dfb: array<f32>; // the dfeat arena: dX at dx_off, dY at dy_off
 
-// The values of output k's GEMM: Y for dX (k = 0), X for dY (k = 1); self-attention binds y = x.
-fn values_of(k: u32, idx: u32) -> f32 {
-    return select(xa[idx], ya[idx], k == 0u);
+// The values of output k's GEMM: Y for dX (k = 0), X for dY (k = 1); self-attention has y_off = x_off.
+fn values_of(q: AttentionProblem, k: u32, idx: u32) -> f32 {
+    return select(fa[q.x_off + idx], fa[q.y_off + idx], k == 0u);
 }
 
 @compute @workgroup_size(WG)
@@ -423,7 +453,8 @@ fn attention_tiled_backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local
     let p = pa;
     let i0 = wg.x * TQ;
     let b = wg.y;
-    let k = wg.z; // 0: dX (own direction 0), 1: dY (own direction 1)
+    let q = qa[wg.z / dirs_of(p)];
+    let k = wg.z % dirs_of(p); // 0: dX (own direction 0), 1: dY (own direction 1)
     if (lid == 0u) {
         len_w = min(lenb[b], min(p.u, KEYS));
     }
@@ -437,8 +468,8 @@ fn attention_tiled_backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local
     let base = b * p.u;
     let own0 = (k * p.b + b) * p.u;
     let oth0 = (other * p.b + b) * p.u;
-    let roff_own = r_col(p, k);
-    let roff_oth = r_col(p, other);
+    let roff_own = r_col(q, k);
+    let roff_oth = r_col(q, other);
     for (var e = lid; e < TQ * l; e += WG) {
         let r = e / l;
         let j = e % l;
@@ -446,8 +477,8 @@ fn attention_tiled_backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local
         var a = 0.0;
         var n = 0.0;
         if (i < l) {
-            a = dmb[(own0 + i) * p.u + j] + dmb[(oth0 + j) * p.u + i];
-            n = nb[(oth0 + j) * p.u + i];
+            a = dmb[q.dm_off + (own0 + i) * p.u + j] + dmb[q.dm_off + (oth0 + j) * p.u + i];
+            n = nb[q.n_off + (oth0 + j) * p.u + i];
         }
         coef_a[r * KEYS + j] = a;
         coef_b[r * KEYS + j] = n;
@@ -462,8 +493,8 @@ fn attention_tiled_backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local
             let tj = base + e / DC;
             let c = c0 + e % DC;
             let ok = c < p.d;
-            let v = select(0.0, values_of(k, select(0u, tj * p.d + c, ok)), ok);
-            let dro = select(0.0, drb[select(0u, tj * p.rw + roff_oth + c, ok)], ok);
+            let v = select(0.0, values_of(q, k, select(0u, tj * p.d + c, ok)), ok);
+            let dro = select(0.0, drb[select(0u, q.r_off + tj * q.rw + roff_oth + c, ok)], ok);
             tile_v[e] = v;
             tile_w[e] = dro * v;
         }
@@ -471,14 +502,14 @@ fn attention_tiled_backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local
         let c = c0 + cc;
         if (io < l && c < p.d) {
             let e = t * p.d + c;
-            var g = drb[t * p.rw + roff_own + c] * ob[k * p.b * p.u * p.d + e];
+            var g = drb[q.r_off + t * q.rw + roff_own + c] * ob[q.o_off + k * p.b * p.u * p.d + e];
             for (var j = 0u; j < l; j++) {
                 g += coef_a[rr * KEYS + j] * tile_v[j * DC + cc] + coef_b[rr * KEYS + j] * tile_w[j * DC + cc];
             }
             if (k == 0u) {
-                dxb[e] += g;
+                dfb[q.dx_off + e] += g;
             } else {
-                dyb[e] += g;
+                dfb[q.dy_off + e] += g;
             }
         }
         workgroupBarrier();

@@ -1,15 +1,40 @@
 //! `cimnet check` rows for heads: the GPU kernels against src/cpu.
 
 use super::*;
+use gpu::heads::{HeadsParams, HeadsProblem, CLASSES, LOSS_LEN};
 
 // ---- heads.wgsl ----
 
-/// Both heads (or one) and the masked loss on a batch of `lens`, R = 900.
+/// Both heads (or one) and the masked loss on a batch of `lens`, for `models`
+/// (modality set, attention, tasks) in one launch: each its own R width, head
+/// parameters at its base in one parameter arena, output blocks, loss slot and
+/// plain blocks (where its representation has them).
 #[derive(Debug, Clone)]
 pub struct HeadsCase {
-    pub tasks: Tasks,
+    pub models: Vec<(ModalitySet, Attention, Tasks)>,
     pub lens: Vec<usize>,
     pub seed: u64,
+}
+
+impl HeadsCase {
+    /// One model: TAV with CIM (R = 9D, three plain blocks) and `tasks`.
+    pub fn single(tasks: Tasks, lens: Vec<usize>, seed: u64) -> HeadsCase {
+        HeadsCase { models: vec![(ModalitySet::TAV, Attention::Cim, tasks)], lens, seed }
+    }
+
+    /// Five models of mixed tasks (both, sentiment only, emotion only) and widths
+    /// (R = 9D, 2D, 4D, 6D, 3D), plain blocks on some slots only.
+    pub fn mixed(lens: Vec<usize>, seed: u64) -> HeadsCase {
+        use Attention::*;
+        let models = vec![
+            (ModalitySet::TAV, Cim, Tasks::Mtl),
+            (ModalitySet::TA, Attention::None, Tasks::Sentiment),
+            (ModalitySet::AV, SelfAttn, Tasks::Emotion),
+            (ModalitySet::TAV, SelfAttn, Tasks::Sentiment),
+            (ModalitySet::TAV, Attention::None, Tasks::Emotion),
+        ];
+        HeadsCase { models, lens, seed }
+    }
 }
 
 /// Labels for a batch: sentiment in [-3, 3], emotion intensities that are 0 60% of
@@ -23,161 +48,247 @@ fn random_labels(lens: &[usize], seed: u64) -> Batch {
     Batch { b, u, features: [None, None, None], dims: [0; 3], len: lens.to_vec(), sentiment, emotion: Some(emotion) }
 }
 
-/// heads_forward (probabilities at real rows, the loss and its sums) and
-/// heads_backward (dR, each plain block of dR added into its modality's block
-/// gradient, the heads' gradients accumulated onto non-zero values, the rest of the
-/// gradient buffer untouched), loss weights 0.7 and 1.3.
-pub fn check_heads(ctx: &GpuContext, c: &HeadsCase) -> Result<Vec<CheckRow>, GpuError> {
-    let mut cfg = ModelConfig::new(ModalitySet::TAV, Attention::Cim, c.tasks, [6, 5, 4]);
+/// Offsets of blocks of `sizes` in one buffer, last block first, gaps of
+/// different widths (`salt` varies them); and the buffer's length.
+fn arena(sizes: &[usize], salt: usize) -> (Vec<usize>, usize) {
+    let mut offs = vec![0; sizes.len()];
+    let mut at = 0;
+    for k in (0..sizes.len()).rev() {
+        at += 1 + (5 * k + salt) % 9;
+        offs[k] = at;
+        at += sizes[k];
+    }
+    (offs, at + 3)
+}
+
+/// One model's config (loss weights 0.7 and 1.3, so that a missing weight factor shows).
+fn model_config(set: ModalitySet, attention: Attention, tasks: Tasks) -> ModelConfig {
+    let mut cfg = ModelConfig::new(set, attention, tasks, [6, 5, 4]);
     cfg.hidden = 4;
-    cfg.w_sentiment = 0.7; // not 1, so that a missing weight factor shows
+    cfg.w_sentiment = 0.7;
     cfg.w_emotion = 1.3;
-    let layout = Layout::new(&cfg);
-    let rw = cfg.repr_width();
+    cfg
+}
+
+/// One model's CPU reference.
+struct Reference {
+    cfg: ModelConfig,
+    layout: Layout,
+    out: cpu::heads::HeadsOutput,
+    dr: Vec<f64>,
+    /// Its parameter arena slice's gradient: grads0 with the head slices accumulated.
+    grads: Vec<f64>,
+    /// Column of slot s's plain block.
+    plain: Vec<Option<usize>>,
+}
+
+/// heads_forward over the case's models in one launch (probabilities at real rows,
+/// each loss slot and its sums; every element of probs, dz, row_loss and the loss
+/// buffer that no model owns untouched) and heads_backward (each dR; each plain
+/// block of dR added into its slot's block of the dfeat arena, every other element
+/// of it untouched; the heads' gradients accumulated onto non-zero values in each
+/// model's part of the gradient arena, the rest of it untouched).
+pub fn check_heads(ctx: &GpuContext, c: &HeadsCase) -> Result<Vec<CheckRow>, GpuError> {
     let batch = random_labels(&c.lens, c.seed);
     let (b, u, lens) = (batch.b, batch.u, &c.lens);
+    let bu = b * u;
+    let n = c.models.len();
+    let cfgs: Vec<ModelConfig> = c.models.iter().map(|&(s, a, t)| model_config(s, a, t)).collect();
+    let d = cfgs[0].dense;
+    let layouts: Vec<Layout> = cfgs.iter().map(Layout::new).collect();
+    let rws: Vec<usize> = cfgs.iter().map(|cfg| cfg.repr_width()).collect();
+    let (w_offs, w_len) = arena(&layouts.iter().map(|l| l.len).collect::<Vec<_>>(), 2);
+    let (r_offs, r_len) = arena(&rws.iter().map(|rw| bu * rw).collect::<Vec<_>>(), 1);
+    let (p_offs, p_len) = arena(&vec![bu * CLASSES; n], 3);
+    let (z_offs, z_len) = arena(&vec![bu * CLASSES; n], 4);
+    let (l_offs, l_len) = arena(&vec![bu * 2; n], 5);
+    let (s_offs, s_len) = arena(&vec![LOSS_LEN; n], 6);
+    // Block gradients: three slots per model, laid out with gaps.
+    let (f_offs, f_len) = arena(&vec![bu * d; 3 * n], 7);
+
     let mut rng = ChaCha8Rng::seed_from_u64(c.seed + 1);
-    let mut params = vec![0.0; layout.len];
-    for s in &layout.slices {
-        for v in &mut params[s.range()] {
-            *v = rng.gen_range(-0.1..0.1);
-        }
-    }
-    let params = f64s(&f32s(&params));
-    let r = f64s(&f32s(&random_vec(b * u * rw, c.seed + 2)));
-    let grads0 = f64s(&f32s(&random_vec(layout.len, c.seed + 3)));
-    let range = |n: &str| layout.get(n).map(|s| s.range());
-    let head = |n: &str| {
-        range(&format!("{n}.weight"))
-            .zip(range(&format!("{n}.bias")))
-            .map(|(w, bb)| cpu::heads::Head { w: &params[w], b: &params[bb] })
-    };
-    let (hs, he) = (head("sentiment"), head("emotion"));
-    let out = cpu::heads::heads_forward(&r, hs, he, &batch, rw, cfg.w_sentiment, cfg.w_emotion);
-    let mut want_dr = vec![0.0; b * u * rw];
-    let mut want_grads = grads0.clone();
-    {
-        // The heads' gradient slices, accumulated onto grads0 (absent heads stay None).
-        let tmp = |n: &str| {
-            range(&format!("{n}.weight"))
-                .zip(range(&format!("{n}.bias")))
-                .map(|(w, bb)| (w.clone(), bb.clone(), grads0[w].to_vec(), grads0[bb].to_vec()))
+    let mut params: Vec<f64> = (0..w_len).map(|_| rng.gen_range(-0.1..0.1)).collect();
+    params = f64s(&f32s(&params));
+    let r = f64s(&f32s(&random_vec(r_len, c.seed + 2)));
+    let grads0 = f64s(&f32s(&random_vec(w_len, c.seed + 3)));
+    let mut refs = Vec::with_capacity(n);
+    for (k, cfg) in cfgs.iter().enumerate() {
+        let layout = Layout::new(cfg);
+        let (wo, rw) = (w_offs[k], rws[k]);
+        let pk = &params[wo..wo + layout.len];
+        let rk = &r[r_offs[k]..r_offs[k] + bu * rw];
+        let range = |nm: &str| layout.get(nm).map(|s| s.range());
+        let head = |nm: &str| {
+            range(&format!("{nm}.weight"))
+                .zip(range(&format!("{nm}.bias")))
+                .map(|(w, bb)| cpu::heads::Head { w: &pk[w], b: &pk[bb] })
         };
-        let mut ts = tmp("sentiment");
-        let mut te = tmp("emotion");
-        cpu::heads::heads_backward(
-            &mut want_dr,
-            ts.as_mut().map(|(_, _, w, b)| cpu::heads::HeadGrads { w, b }),
-            te.as_mut().map(|(_, _, w, b)| cpu::heads::HeadGrads { w, b }),
-            &r,
-            hs,
-            he,
-            &out,
-            &batch,
-            rw,
-            cfg.w_sentiment,
-            cfg.w_emotion,
-        );
-        for (wr, br, w, bb) in [ts, te].into_iter().flatten() {
-            want_grads[wr].copy_from_slice(&w);
-            want_grads[br].copy_from_slice(&bb);
+        let (hs, he) = (head("sentiment"), head("emotion"));
+        let out = cpu::heads::heads_forward(rk, hs, he, &batch, rw, cfg.w_sentiment, cfg.w_emotion);
+        let mut dr = vec![0.0; bu * rw];
+        let mut grads = grads0[wo..wo + layout.len].to_vec();
+        {
+            // The heads' gradient slices, accumulated onto grads0 (absent heads stay None).
+            let tmp = |nm: &str| {
+                range(&format!("{nm}.weight"))
+                    .zip(range(&format!("{nm}.bias")))
+                    .map(|(w, bb)| (w.clone(), bb.clone(), grads[w].to_vec(), grads[bb].to_vec()))
+            };
+            let mut ts = tmp("sentiment");
+            let mut te = tmp("emotion");
+            cpu::heads::heads_backward(
+                &mut dr,
+                ts.as_mut().map(|(_, _, w, b)| cpu::heads::HeadGrads { w, b }),
+                te.as_mut().map(|(_, _, w, b)| cpu::heads::HeadGrads { w, b }),
+                rk,
+                hs,
+                he,
+                &out,
+                &batch,
+                rw,
+                cfg.w_sentiment,
+                cfg.w_emotion,
+            );
+            for (wr, br, w, bb) in [ts, te].into_iter().flatten() {
+                grads[wr].copy_from_slice(&w);
+                grads[br].copy_from_slice(&bb);
+            }
         }
+        let repr = cfg.representation();
+        let plain: Vec<Option<usize>> = cfg
+            .modalities
+            .modalities()
+            .iter()
+            .map(|&m| repr.iter().position(|&bk| bk == Block::Plain(m)).map(|i| i * d))
+            .collect();
+        refs.push(Reference { cfg: cfg.clone(), layout, out, dr, grads, plain });
     }
 
-    // Labels (B, U, 7) = [score, six intensities], as gather builds them.
-    let mut labels = vec![0.0f32; b * u * gpu::gather::LABEL_WIDTH];
+    // Labels (B, U, 7) = [score, six intensities] at 0 of the batch inputs, as gather builds them.
+    let mut labels = vec![0.0f32; bu * gpu::gather::LABEL_WIDTH];
     let emo = batch.emotion.as_deref().unwrap_or(&[]);
-    for t in 0..b * u {
+    for t in 0..bu {
         labels[t * 7] = batch.sentiment[t] as f32;
         for k in 0..EMOTIONS {
             labels[t * 7 + 1 + k] = emo.get(t * EMOTIONS + k).copied().unwrap_or(0.0) as f32;
         }
     }
-    let classes = gpu::heads::CLASSES;
+    let mut dfeat0 = vec![SENTINEL; f_len];
+    for (i, &o) in f_offs.iter().enumerate() {
+        dfeat0[o..o + bu * d].copy_from_slice(&f32s(&random_vec(bu * d, c.seed + 40 + i as u64)));
+    }
+    let problems: Vec<HeadsProblem> = refs
+        .iter()
+        .enumerate()
+        .map(|(k, rf)| {
+            let slots: Vec<(Option<usize>, usize)> =
+                rf.plain.iter().enumerate().map(|(s, &col)| (col, f_offs[3 * k + s])).collect();
+            HeadsProblem::new(&rf.cfg, &rf.layout, w_offs[k])
+                .r(r_offs[k])
+                .outputs(p_offs[k], z_offs[k], l_offs[k], s_offs[k])
+                .with_plain(&slots)
+        })
+        .collect();
+
+    let nans = |label: &str, len: usize| upload(ctx, label, &vec![SENTINEL; len]);
     let rb = up(ctx, "R", &r)?;
     let wb = up(ctx, "params", &params)?;
     let lb = upload(ctx, "labels", &labels)?;
     let len = upload(ctx, "len", &u32s(lens))?;
-    let probs = upload(ctx, "probs", &vec![SENTINEL; b * u * classes])?;
-    let dz = storage::<f32>(ctx, "dz", b * u * classes)?;
-    let row_loss = storage::<f32>(ctx, "row loss", b * u * 2)?;
-    let loss = storage::<f32>(ctx, "loss", gpu::heads::LOSS_LEN)?;
-    let dr = upload(ctx, "dR", &vec![SENTINEL; b * u * rw])?;
+    let probs = nans("probs", p_len)?;
+    let dz = nans("dz", z_len)?;
+    let row_loss = nans("row loss", l_len)?;
+    let loss = nans("loss", s_len)?;
+    let dr = nans("dR", r_len)?;
     let grads = up(ctx, "grads", &grads0)?;
-    let p = gpu::heads::HeadsParams::new(&cfg, &layout, b, u);
-    let fwd = gpu::heads::heads_forward(ctx, &probs, &dz, &row_loss, &loss, &rb, &wb, &lb, &len, p)?;
-    // The plain blocks' gradients, fused into heads_backward: dX_s += dR[:, plain_s ..].
-    let d = cfg.dense;
-    let repr = cfg.representation();
-    let plain: Vec<Option<usize>> = cfg
-        .modalities
-        .modalities()
-        .iter()
-        .map(|&m| repr.iter().position(|&bk| bk == Block::Plain(m)).map(|i| i * d))
-        .collect();
-    let dx0: Vec<Vec<f32>> = (0..3).map(|s| f32s(&random_vec(b * u * d, c.seed + 40 + s as u64))).collect();
-    let dxb = dx0.iter().map(|v| upload(ctx, "dX", v)).collect::<Result<Vec<_>, _>>()?;
-    let bwd = gpu::heads::heads_backward(
-        ctx,
-        &dr,
-        [&dxb[0], &dxb[1], &dxb[2]],
-        &grads,
-        &dz,
-        &rb,
-        &wb,
-        &len,
-        p.with_plain(&plain),
-    )?;
+    let dfeat = upload(ctx, "dfeat", &dfeat0)?;
+    let p = HeadsParams::new(b, u, d, false);
+    // Built with room for one more model than given: the grids follow the list.
+    let cap = n + 1;
+    let fwd = gpu::heads::heads_forward(ctx, &probs, &dz, &row_loss, &loss, &rb, &wb, &lb, &len, p, &problems, cap)?;
+    let bwd = gpu::heads::heads_backward(ctx, &dr, &dfeat, &grads, &dz, &rb, &wb, &len, p, &problems, cap)?;
     run(ctx, &[&fwd, &bwd])?;
 
-    let got_p = read_f32(ctx, &probs, b * u * classes)?;
-    let mut forward = Vec::new();
-    if let Some(sp) = &out.sentiment_prob {
-        let got = columns(&got_p, classes, 0, 2);
-        forward.push(compare("sentiment prob", &real_rows(&got, lens, u, 2), &real_rows(sp, lens, u, 2), HEADS_TOL));
-    }
-    if let Some(ep) = &out.emotion_prob {
-        let got = columns(&got_p, classes, 2, 7);
-        forward.push(compare("emotion prob", &real_rows(&got, lens, u, 7), &real_rows(ep, lens, u, 7), HEADS_TOL));
-    }
-    let got_loss = read_f32(ctx, &loss, gpu::heads::LOSS_LEN)?;
+    let got_p = read_f32(ctx, &probs, p_len)?;
+    let got_z = read_f32(ctx, &dz, z_len)?;
+    let got_rl = read_f32(ctx, &row_loss, l_len)?;
+    let got_loss = read_f32(ctx, &loss, s_len)?;
+    let got_dr = read_f32(ctx, &dr, r_len)?;
+    let got_df = read_f32(ctx, &dfeat, f_len)?;
+    let got_g = read_f32(ctx, &grads, w_len)?;
     let count = batch.real_count() as f64;
-    let want_loss =
-        [out.loss, out.loss_sentiment.unwrap_or(0.0) * count, out.loss_emotion.unwrap_or(0.0) * count, count];
-    for (i, name) in ["loss L", "loss sum CE", "loss sum BCE", "real utterances"].iter().enumerate() {
-        forward.push(compare(name, &got_loss[i..=i], &want_loss[i..=i], HEADS_TOL));
-    }
-    let got_dr = read_f32(ctx, &dr, b * u * rw)?;
-    let mut backward = vec![compare("dR", &got_dr, &want_dr, HEADS_TOL)];
-    // dX_s = dX0_s + dR's plain block of slot s (one f32 add per element: exact, as
-    // cpu::model's block loop), and the block gradient of a slot without one untouched.
-    for (s, x0) in dx0.iter().enumerate() {
-        let want: Vec<f32> = match plain.get(s).copied().flatten() {
-            Some(off) => x0.iter().zip(columns(&got_dr, rw, off, d)).map(|(a, g)| a + g).collect(),
-            None => x0.clone(),
-        };
-        backward.push(compare_exact(
-            &format!("dX of modality slot {s} (+ dR's plain block)"),
-            &read_f32(ctx, &dxb[s], b * u * d)?,
-            &want,
-        ));
-    }
-    let got_g = read_f32(ctx, &grads, layout.len)?;
+    let (mut forward, mut backward) = (Vec::new(), Vec::new());
     let mut head_ranges = Vec::new();
-    for n in ["sentiment.weight", "sentiment.bias", "emotion.weight", "emotion.bias"] {
-        if let Some(s) = range(n) {
-            backward.push(compare(&format!("d {n}"), &got_g[s.clone()], &want_grads[s.clone()], HEADS_TOL));
-            head_ranges.push(s);
+    let mut df_blocks = Vec::new();
+    for (k, rf) in refs.iter().enumerate() {
+        let (out, rw) = (&rf.out, rws[k]);
+        let pk = &got_p[p_offs[k]..p_offs[k] + bu * CLASSES];
+        if let Some(sp) = &out.sentiment_prob {
+            let got = real_rows(&columns(pk, CLASSES, 0, 2), lens, u, 2);
+            forward.push(compare(&format!("sentiment prob of model {k}"), &got, &real_rows(sp, lens, u, 2), HEADS_TOL));
+        }
+        if let Some(ep) = &out.emotion_prob {
+            let got = real_rows(&columns(pk, CLASSES, 2, 7), lens, u, 7);
+            forward.push(compare(&format!("emotion prob of model {k}"), &got, &real_rows(ep, lens, u, 7), HEADS_TOL));
+        }
+        let want_loss =
+            [out.loss, out.loss_sentiment.unwrap_or(0.0) * count, out.loss_emotion.unwrap_or(0.0) * count, count];
+        let gl = &got_loss[s_offs[k]..s_offs[k] + LOSS_LEN];
+        forward.push(compare(&format!("loss slot of model {k}"), gl, &want_loss, HEADS_TOL));
+        let drk = &got_dr[r_offs[k]..r_offs[k] + bu * rw];
+        backward.push(compare(&format!("dR of model {k}"), drk, &rf.dr, HEADS_TOL));
+        // dX_s = dX0_s + dR's plain block of slot s (one f32 add per element: exact, as
+        // cpu::model's block loop); a slot without one untouched.
+        for s in 0..3 {
+            let o = f_offs[3 * k + s];
+            let x0 = &dfeat0[o..o + bu * d];
+            let want: Vec<f32> = match rf.plain.get(s).copied().flatten() {
+                Some(col) => x0.iter().zip(columns(drk, rw, col, d)).map(|(a, g)| a + g).collect(),
+                None => x0.to_vec(),
+            };
+            backward.push(compare_exact(
+                &format!("dfeat slot {s} of model {k} (+ dR's plain block)"),
+                &got_df[o..o + bu * d],
+                &want,
+            ));
+            df_blocks.push(o..o + bu * d);
+        }
+        let wo = w_offs[k];
+        for nm in ["sentiment.weight", "sentiment.bias", "emotion.weight", "emotion.bias"] {
+            if let Some(s) = rf.layout.get(nm).map(|s| s.range()) {
+                let (lo, hi) = (wo + s.start, wo + s.end);
+                backward.push(compare(&format!("d {nm} of model {k}"), &got_g[lo..hi], &rf.grads[s], HEADS_TOL));
+                head_ranges.push(lo..hi);
+            }
         }
     }
+    let blocks = |offs: &[usize], len: usize| offs.iter().map(|&o| o..o + len).collect::<Vec<_>>();
+    let nan_gaps = |name: &str, got: &[f32], ranges: &[std::ops::Range<usize>]| {
+        let g = outside(got, ranges);
+        compare_bits(name, &g, &vec![SENTINEL; g.len()])
+    };
+    forward.push(nan_gaps("probs outside the models' blocks", &got_p, &blocks(&p_offs, bu * CLASSES)));
+    forward.push(nan_gaps("dz outside the models' blocks", &got_z, &blocks(&z_offs, bu * CLASSES)));
+    forward.push(nan_gaps("row_loss outside the models' blocks", &got_rl, &blocks(&l_offs, bu * 2)));
+    forward.push(nan_gaps("loss outside the models' slots", &got_loss, &blocks(&s_offs, LOSS_LEN)));
+    let r_blocks: Vec<_> = r_offs.iter().zip(&rws).map(|(&o, &rw)| o..o + bu * rw).collect();
+    backward.push(nan_gaps("dR outside the models' blocks", &got_dr, &r_blocks));
+    backward.push(compare_bits(
+        "dfeat outside the slots' blocks",
+        &outside(&got_df, &df_blocks),
+        &outside(&dfeat0, &df_blocks),
+    ));
     backward.push(compare_exact(
         "grads outside the heads",
         &outside(&got_g, &head_ranges),
         &f32s(&outside(&grads0, &head_ranges)),
     ));
-    let shape = format!("{} R={rw}", lens_shape(lens));
+    let tasks: Vec<String> = c.models.iter().map(|m| m.2.to_string()).collect();
+    let widths: Vec<String> = rws.iter().map(|rw| rw.to_string()).collect();
+    let shape = format!("{} R={} models={n}", lens_shape(lens), widths.join("/"));
+    let what = tasks.join(", ");
     Ok(vec![
-        CheckRow::new(format!("heads_forward ({})", c.tasks), shape.clone(), forward),
-        CheckRow::new(format!("heads_backward ({})", c.tasks), shape, backward),
+        CheckRow::new(format!("heads_forward ({what})"), shape.clone(), forward),
+        CheckRow::new(format!("heads_backward ({what})"), shape, backward),
     ])
 }

@@ -415,8 +415,9 @@ fn linear_fused_rows(ctx: &GpuContext) -> Result<Vec<CheckRow>, GpuError> {
 fn heads_rows(ctx: &GpuContext) -> Result<Vec<CheckRow>, GpuError> {
     let mut rows = Vec::new();
     for tasks in Tasks::ALL {
-        rows.extend(check_heads(ctx, &HeadsCase { tasks, lens: CHECK_LENS.to_vec(), seed: 9 })?);
+        rows.extend(check_heads(ctx, &HeadsCase::single(tasks, CHECK_LENS.to_vec(), 9))?);
     }
+    rows.extend(check_heads(ctx, &HeadsCase::mixed(CHECK_LENS.to_vec(), 19))?);
     Ok(rows)
 }
 
