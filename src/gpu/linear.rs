@@ -340,6 +340,7 @@ impl Recordable for LinearLaunch {
 /// Per problem: y (B, U, O) = act(x (B, U, K) W^T + b), zero at padded rows. `w`
 /// holds W and b at each problem's offsets (the flat parameter buffer). `len` (B) u32.
 /// No problem may copy into R (`rw > 0`): use [`linear_forward_variant`] with R bound.
+#[allow(clippy::too_many_arguments)]
 pub fn linear_forward(
     ctx: &GpuContext,
     y: &wgpu::Buffer,
