@@ -327,7 +327,7 @@ fn a_fused_engine_trains_each_model_exactly_as_alone() {
     let cfgs = [
         config(ModalitySet::T, Attention::Cim, Tasks::Sentiment),
         config(ModalitySet::TAV, Attention::Cim, Tasks::Mtl),
-        config(ModalitySet::AV, Attention::SelfAttention, Tasks::Emotion),
+        config(ModalitySet::AV, Attention::SelfAttn, Tasks::Emotion),
         config(ModalitySet::TV, Attention::None, Tasks::Mtl),
         config(ModalitySet::TA, Attention::Cim, Tasks::Emotion),
     ];

@@ -15,7 +15,8 @@ use cimnet::engine::{EngineOptions, TuneMode};
 use cimnet::gpu::attention::{self, AttentionKernel, AttentionParams};
 use cimnet::gpu::gru::{self, GruKernel, GruMember, GruSchedule};
 use cimnet::gpu::linear::{self, LinearKernel};
-use cimnet::gpu::model::{ParamsFor, Shape};
+use cimnet::config::AdamConfig;
+use cimnet::gpu::model::{Arena, Shape};
 use cimnet::gpu::tune::{self, cache_file, ChoiceSource, KernelChoice, TuneEvent, TuneOptions};
 use cimnet::params::ParamStore;
 use cimnet::train::engine::choose_engine;
@@ -53,13 +54,14 @@ fn the_tuner_picks_valid_members_and_caches_the_race() {
     assert!(matches!(events.last(), Some(TuneEvent::Finished { .. })));
 
     // Every chosen member is one of its site's candidates at that shape.
-    let pp = ParamsFor::new(&cfg, SHAPE.b * SHAPE.u);
-    let (gp, gq) = (pp.gru(SHAPE).unwrap(), pp.gru_problems().unwrap());
+    let arena = Arena::new(&[(cfg.clone(), AdamConfig::default())], SHAPE.b, SHAPE.u).unwrap();
+    let plan = arena.plan(&[0]);
+    let (gp, gq) = plan.gru(SHAPE).unwrap();
     let prof = &ctx.profile;
     let c = t.choice;
     assert!(gru::candidates(prof, &gp, &gq).contains(&c.gru_forward));
     assert!(gru::candidates(prof, &gp, &gq).contains(&c.gru_backward));
-    let (lp, lq) = pp.projection(0, SHAPE);
+    let (lp, lq) = plan.projection(arena.mods[0], SHAPE);
     let lin = linear::candidates(prof, &lp, &lq);
     for k in [c.projection, c.projection_weights, c.dense, c.dense_backward, c.dense_weights] {
         assert!(lin.contains(&k), "{k:?} not in {lin:?}");

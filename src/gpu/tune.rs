@@ -20,7 +20,8 @@ use super::context::GpuContext;
 use super::gru::{self, GruKernel, GruMember, GruSchedule};
 use super::launch::Recordable;
 use super::linear::{self, LinearKernel, LinearLaunch, LinearParams, LinearProblem};
-use super::model::{Batch, GpuEngineError, ParamsFor, Shape};
+use super::model::{Arena, Batch, GpuEngineError, Shape};
+use crate::config::AdamConfig;
 use super::profile::DeviceProfile;
 use super::timing::Timer;
 
@@ -325,36 +326,34 @@ pub fn choose(
     Ok(Tuned { choice, source: ChoiceSource::Raced, race: Some(race) })
 }
 
-/// The params of every raced site at one shape.
+/// The params of every raced site at one shape: the engine's own formulas
+/// (src/gpu/model/plan.rs) for this one model.
 struct Sites {
-    pp: ParamsFor,
+    arena: Arena,
     shape: Shape,
     gru: gru::GruParams,
     gru_problems: Vec<gru::GruProblem>,
     /// Per modality: the site's shared params and its problems.
     projection: Vec<(LinearParams, Vec<LinearProblem>)>,
     dense: Vec<(LinearParams, Vec<LinearProblem>)>,
-    /// Per attention pair (none without attention): its launch and one problem.
-    attention: Vec<(AttentionParams, AttentionProblem)>,
+    /// Per attention pair (none without attention).
+    attention: Vec<(AttentionParams, Vec<AttentionProblem>)>,
 }
 
 impl Sites {
     fn new(cfg: &ModelConfig, shape: Shape) -> Result<Sites, GpuEngineError> {
-        let pp = ParamsFor::new(cfg, shape.b * shape.u);
+        let arena =
+            Arena::new(&[(cfg.clone(), AdamConfig::default())], shape.b, shape.u).map_err(GpuEngineError::Input)?;
         let batch = Batch { shape, seed: 1, p_drop: cfg.dropout };
-        let (gru, gru_problems) = (pp.gru(shape)?, pp.gru_problems()?);
-        let n = pp.mods.len();
-        let projection = (0..n).map(|mi| pp.projection(mi, shape)).collect();
-        let dense = (0..n).map(|mi| pp.dense_forward(mi, &batch, None)).collect();
-        // Block offsets do not change the cost: X the first block of feat, Y the
-        // second, att(X, Y) at column 0 of R, att(Y, X) at D.
-        let d = cfg.dense;
-        let attention = cfg
-            .attention_pairs()
-            .iter()
-            .map(|&(x, y)| pp.attention(0, usize::from(x != y), 0, (x != y).then_some(d), shape))
-            .collect();
-        Ok(Sites { pp, shape, gru, gru_problems, projection, dense, attention })
+        let (gru, gru_problems, projection, dense, attention) = {
+            let plan = arena.plan(&[0]);
+            let (gru, gq) = plan.gru(shape)?;
+            let projection = arena.mods.iter().map(|&md| plan.projection(md, shape)).collect();
+            let dense = arena.mods.iter().map(|&md| plan.dense_forward(md, &batch)).collect();
+            let attention = arena.pair_kinds.iter().map(|&pair| plan.attention(pair, shape)).collect();
+            (gru, gq, projection, dense, attention)
+        };
+        Ok(Sites { arena, shape, gru, gru_problems, projection, dense, attention })
     }
 
     /// The attention members every pair runs as themselves (Flat alone without attention).
@@ -375,7 +374,7 @@ impl Sites {
     }
 }
 
-/// Zeroed buffers of the engine's sizes at the race's shape (the kernels' cost
+/// Zeroed buffers of the engine's arenas at the race's shape (the kernels' cost
 /// does not depend on the values; the lengths are all U, no padding).
 struct Bufs {
     w: wgpu::Buffer,
@@ -390,10 +389,8 @@ struct Bufs {
     gi: wgpu::Buffer,
     gh: wgpu::Buffer,
     carry: wgpu::Buffer,
-    /// Every modality's block (at least two, for an attention pair) and gradient.
     feat: wgpu::Buffer,
     dfeat: wgpu::Buffer,
-    /// Attention: R and dR, the saved M, N, O, dM.
     r: wgpu::Buffer,
     dr: wgpu::Buffer,
     att_m: wgpu::Buffer,
@@ -404,30 +401,30 @@ struct Bufs {
 
 impl Bufs {
     fn new(ctx: &GpuContext, s: &Sites) -> Result<Bufs, GpuEngineError> {
-        let (cfg, sh) = (&s.pp.cfg, s.shape);
-        let (bu, h, m) = (sh.b * sh.u, cfg.hidden, s.pp.mods.len());
+        let (a, sh) = (&s.arena, s.shape);
+        let (bu, h, nb, np, d) = (a.bu(), a.h, a.branches, a.pairs, a.d);
         let st = |label: &str, n: usize| buffers::storage::<f32>(ctx, label, n);
         Ok(Bufs {
-            w: st("tune weights", s.pp.layout.len)?,
-            grads: st("tune grads", s.pp.layout.len)?,
-            inputs: st("tune inputs", s.pp.inputs_len)?,
+            w: st("tune weights", a.params_len)?,
+            grads: st("tune grads", a.params_len)?,
+            inputs: st("tune inputs", a.inputs_len)?,
             len: buffers::upload(ctx, "tune lens", &vec![sh.u as u32; sh.b])?,
-            xp: st("tune xp", 2 * m * bu * 3 * h)?,
-            cache: st("tune cache", 2 * m * 5 * bu * h)?,
-            out: st("tune gru out", m * bu * 2 * h)?,
-            dout: st("tune gru dout", m * bu * 2 * h)?,
-            dense_in: st("tune dense in", m * bu * 2 * h)?,
-            gi: st("tune gi", 2 * m * bu * 3 * h)?,
-            gh: st("tune gh", 2 * m * bu * 3 * h)?,
-            carry: st("tune carry", 2 * m * sh.b * h)?,
-            feat: st("tune feat", m.max(2) * bu * cfg.dense)?,
-            dfeat: st("tune dfeat", m.max(2) * bu * cfg.dense)?,
-            r: st("tune R", bu * cfg.repr_width())?,
-            dr: st("tune dR", bu * cfg.repr_width())?,
-            att_m: st("tune attention M", bu * sh.u)?,
-            att_n: st("tune attention N", 2 * bu * sh.u)?,
-            att_o: st("tune attention O", 2 * bu * cfg.dense)?,
-            att_dm: st("tune attention dM", 2 * bu * sh.u)?,
+            xp: st("tune xp", 2 * nb * bu * 3 * h)?,
+            cache: st("tune cache", 2 * nb * 5 * bu * h)?,
+            out: st("tune gru out", nb * bu * 2 * h)?,
+            dout: st("tune gru dout", nb * bu * 2 * h)?,
+            dense_in: st("tune dense in", nb * bu * 2 * h)?,
+            gi: st("tune gi", 2 * nb * bu * 3 * h)?,
+            gh: st("tune gh", 2 * nb * bu * 3 * h)?,
+            carry: st("tune carry", 2 * nb * sh.b * h)?,
+            feat: st("tune feat", nb * bu * d)?,
+            dfeat: st("tune dfeat", nb * bu * d)?,
+            r: st("tune R", a.r_len)?,
+            dr: st("tune dR", a.r_len)?,
+            att_m: st("tune attention M", np * bu * sh.u)?,
+            att_n: st("tune attention N", np * 2 * bu * sh.u)?,
+            att_o: st("tune attention O", np * 2 * bu * d)?,
+            att_dm: st("tune attention dM", np * 2 * bu * sh.u)?,
         })
     }
 }
@@ -601,15 +598,15 @@ pub fn race(
         let aname: fn(AttentionKernel) -> &'static str = |k| k.name();
         attention_forward = r.site("attention_forward", &att, aname, &no_skip, &mut |k| {
             let mut w: Work = Vec::new();
-            for &(p, q) in &s.attention {
-                let l = attention::attention_forward_variant(ctx, &b.r, &saved, &b.feat, &b.len, p, &[q], 1, k)?;
+            for (p, q) in &s.attention {
+                let l = attention::attention_forward_variant(ctx, &b.r, &saved, &b.feat, &b.len, *p, q, q.len(), k)?;
                 w.push(Box::new(l));
             }
             Ok(w)
         })?;
         attention_backward = r.site("attention_backward", &att, aname, &no_skip, &mut |k| {
             let mut w: Work = Vec::new();
-            for &(p, q) in &s.attention {
+            for (p, q) in &s.attention {
                 let l = attention::attention_backward_variant(
                     ctx,
                     &b.dfeat,
@@ -618,9 +615,9 @@ pub fn race(
                     &saved,
                     &b.feat,
                     &b.len,
-                    p,
-                    &[q],
-                    1,
+                    *p,
+                    q,
+                    q.len(),
                     k,
                 )?;
                 w.push(Box::new(l));
@@ -629,7 +626,7 @@ pub fn race(
         })?;
     }
     // Linear sites: every modality's launch of the site with the member.
-    let n = s.pp.mods.len();
+    let n = s.arena.mods.len();
     let projection = linear_site(&mut r, n, "projection", &proj, &|k, mi| {
         let (p, q) = &s.projection[mi];
         Ok(linear::linear_forward_variant(ctx, &b.xp, &ctx.dummy, &b.inputs, &b.w, &b.len, *p, q, q.len(), k)?)
@@ -640,7 +637,7 @@ pub fn race(
     })?;
     let dense_f = linear_site(&mut r, n, "dense", &dense, &|k, mi| {
         let (p, q) = &s.dense[mi];
-        Ok(linear::linear_forward_variant(ctx, &b.feat, &ctx.dummy, &b.dense_in, &b.w, &b.len, *p, q, q.len(), k)?)
+        Ok(linear::linear_forward_variant(ctx, &b.feat, &b.r, &b.dense_in, &b.w, &b.len, *p, q, q.len(), k)?)
     })?;
     let dense_backward = linear_site(&mut r, n, "dense_backward", &dense, &|k, mi| {
         let (p, q) = &s.dense[mi];

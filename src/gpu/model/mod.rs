@@ -29,7 +29,7 @@ use super::context::{GpuContext, GpuError};
 use super::dropout::dropout_forward;
 use super::gather::{gather_forward, scatter_rows, GatherParams, GpuDataset};
 use super::gru::{gru_backward, gru_forward, GruError};
-use super::heads::{heads_backward, heads_forward, HeadsLaunch, CLASSES, LOSS_LEN};
+use super::heads::{heads_backward, heads_forward, CLASSES, LOSS_LEN};
 use super::launch::{Launch, Recordable};
 use super::linear::{
     linear_backward, linear_backward_variant, linear_backward_weights_variant, linear_forward_variant,
@@ -399,11 +399,23 @@ impl GpuEngine {
         }
         let (hp, list) = plan.heads(shape);
         let l = heads_forward(&ctx, &probs, &dz, &row_loss, &train_loss, &r, &w, &inputs, &len, hp, &list, k)?;
-        let heads_train = vec![site("heads and loss (train)", l, heads_update)];
+        let heads_train = vec![site("heads and loss (train)", l, |l, ctx, plan, b| {
+            let (hp, list) = plan.heads(b.shape);
+            l.update(ctx, hp, &list)?;
+            Ok(true)
+        })];
         let l = heads_forward(&ctx, &probs, &dz, &row_loss, &eval_loss, &r, &w, &inputs, &len, hp, &list, k)?;
-        let heads_eval = vec![site("heads and loss (eval)", l, heads_update)];
+        let heads_eval = vec![site("heads and loss (eval)", l, |l, ctx, plan, b| {
+            let (hp, list) = plan.heads(b.shape);
+            l.update(ctx, hp, &list)?;
+            Ok(true)
+        })];
         let l = heads_backward(&ctx, &dr, &dfeat, &grads, &dz, &r, &w, &len, hp, &list, k)?;
-        bwd.push(site("heads backward (and the plain blocks' gradients)", l, heads_update));
+        bwd.push(site("heads backward (and the plain blocks' gradients)", l, |l, ctx, plan, b| {
+            let (hp, list) = plan.heads(b.shape);
+            l.update(ctx, hp, &list)?;
+            Ok(true)
+        }));
         // The forward reversed: attention, dense (input then weight gradient), GRU, projections.
         bwd.extend(b_att.into_iter().chain(b_dense).chain(b_gru).chain(b_proj));
         let schedule = Schedule { forward: fwd, heads_train, heads_eval, backward: bwd };
@@ -763,12 +775,6 @@ fn scatter_params(chunk: &[usize], s: Shape, bu: usize, n_utt: usize) -> GatherP
         p = p.tensor(CLASSES, k * n_utt * CLASSES, k * bu * CLASSES);
     }
     p
-}
-
-fn heads_update(l: &mut HeadsLaunch, ctx: &GpuContext, plan: &Plan, b: &Batch) -> Result<bool, EngineError> {
-    let (hp, list) = plan.heads(b.shape);
-    l.update(ctx, hp, &list)?;
-    Ok(true)
 }
 
 /// One training step of each engine (the models taking part, their videos,

@@ -28,7 +28,7 @@ use super::super::attention::{AttentionParams, AttentionProblem};
 use super::super::dropout::DropoutParams;
 use super::super::gather::{GatherParams, GpuDataset, LABEL_WIDTH};
 use super::super::gru::{gru_problems, GruError, GruParams, GruProblem};
-use super::super::heads::{HeadsParams, HeadsProblem, CLASSES, LOSS_LEN, NO_BLOCK};
+use super::super::heads::{HeadsParams, HeadsProblem, CLASSES, LOSS_LEN};
 use super::super::linear::{LinearParams, LinearProblem};
 
 /// A batch's size.
@@ -258,7 +258,7 @@ impl Plan<'_> {
 
     /// The dense layer of modality md of every model with it: problems reading the
     /// branch's dense-input block (x), its feat / dfeat block (y).
-    fn dense(&self, md: Modality, s: Shape, site: u32, fwd: bool) -> Vec<LinearProblem> {
+    fn dense(&self, md: Modality, s: Shape, site: usize, fwd: bool) -> Vec<LinearProblem> {
         let a = self.arena;
         let h2 = 2 * a.h;
         let mut list = Vec::new();
@@ -299,21 +299,11 @@ impl Plan<'_> {
             let (Some(xi), Some(yi)) = (m.has(x), m.has(y)) else { continue };
             let r_xy = m.col(Block::Att(x, y)).unwrap_or(0);
             let r_yx = if x == y { 0 } else { m.col(Block::Att(y, x)).unwrap_or(0) };
-            list.push(AttentionProblem {
-                x_off: c32(a.feat(m.branch[xi])),
-                y_off: c32(a.feat(m.branch[yi])),
-                r_off: c32(m.r_base),
-                rw: c32(m.rw),
-                r_xy: c32(r_xy),
-                r_yx: c32(r_yx),
-                m_off: c32(slot * bu * a.u_max),
-                n_off: c32(slot * 2 * bu * a.u_max),
-                o_off: c32(slot * 2 * bu * a.d),
-                dm_off: c32(slot * 2 * bu * a.u_max),
-                dx_off: c32(a.feat(m.branch[xi])),
-                dy_off: c32(a.feat(m.branch[yi])),
-                ..bytemuck::Zeroable::zeroed()
-            });
+            let (fx, fy) = (a.feat(m.branch[xi]), a.feat(m.branch[yi]));
+            let q = AttentionProblem::new(m.rw, r_xy, (x != y).then_some(r_yx))
+                .feat(fx, fy, fx, fy)
+                .saved(slot * bu * a.u_max, slot * 2 * bu * a.u_max, slot * 2 * bu * a.d, slot * 2 * bu * a.u_max);
+            list.push(AttentionProblem { r_off: c32(m.r_base), ..q });
         }
         (AttentionParams::new(s.b, s.u, a.d, x != y), list)
     }
@@ -324,16 +314,12 @@ impl Plan<'_> {
         let bu = a.bu();
         let mut list = Vec::new();
         for m in self.models() {
-            let mut q = HeadsProblem::new(&m.cfg, &m.layout, m.w_base);
-            q.r_off = c32(m.r_base);
-            q.probs_off = c32(m.slot * bu * CLASSES);
-            q.dz_off = c32(m.slot * bu * CLASSES);
-            q.row_loss_off = c32(m.slot * bu * 2);
-            q.loss_off = c32(m.slot * LOSS_LEN);
-            for (mi, &g) in m.branch.iter().enumerate().take(3) {
-                q.plain[mi] = m.plain(mi).map_or(NO_BLOCK, c32);
-                q.dfeat_off[mi] = c32(a.feat(g));
-            }
+            let slots: Vec<(Option<usize>, usize)> =
+                m.branch.iter().enumerate().map(|(mi, &g)| (m.plain(mi), a.feat(g))).collect();
+            let q = HeadsProblem::new(&m.cfg, &m.layout, m.w_base)
+                .r(m.r_base)
+                .outputs(m.slot * bu * CLASSES, m.slot * bu * CLASSES, m.slot * bu * 2, m.slot * LOSS_LEN)
+                .with_plain(&slots);
             list.push(q);
         }
         (HeadsParams::new(s.b, s.u, a.d, true), list)
