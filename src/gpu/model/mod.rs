@@ -273,8 +273,8 @@ impl GpuEngine {
         fwd.push(site("gru recurrence", l, |l, ctx, pp, b| {
             Ok(l.update(ctx, &pp.gru(b.shape)?, &pp.gru_problems()?)?)
         }));
-        let l =
-            gru_backward(&ctx, &gi, &gh, &carry, &grads, &dgru_out, &cache, &w, &len, &gp, &gq, gq.len(), k.gru_backward)?;
+        let (q, n) = (&gq[..], gq.len());
+        let l = gru_backward(&ctx, &gi, &gh, &carry, &grads, &dgru_out, &cache, &w, &len, &gp, q, n, k.gru_backward)?;
         b_gru.push(site("gru recurrence backward and dW_hh", l, |l, ctx, pp, b| {
             Ok(l.update(ctx, &pp.gru(b.shape)?, &pp.gru_problems()?)?)
         }));
