@@ -449,8 +449,9 @@ fn gru_case(bench: &Bench, s: &Shape) -> Check {
     // Every member the tuner can pick here; the scalar ones (seconds per run at
     // U 98) only when asked for by name.
     let scalar = bench.filter.as_deref().is_some_and(|f| f.contains("scalar"));
-    let members =
-        gru::candidates(&ctx.profile, &params, &problems).into_iter().filter(|m| scalar || m.kernel != GruKernel::Scalar);
+    let members = gru::candidates(&ctx.profile, &params, &problems)
+        .into_iter()
+        .filter(|m| scalar || m.kernel != GruKernel::Scalar);
     let n = problems.len();
     for member in members {
         let fwd = gru::gru_forward(ctx, &out, &cache, &xpb, &weights, &lens, &params, &problems, n, member)

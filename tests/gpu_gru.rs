@@ -191,7 +191,10 @@ fn an_updated_launch_equals_a_launch_built_for_its_problems() {
         assert_eq!(f.update(ctx, &p12, &twelve), Err(g::GruError::ProblemCapacity { problems: 12, capacity: 10 }));
         assert_eq!(bw.update(ctx, &ps, &big[..6]), Err(g::GruError::ProblemCount { params: 4, listed: 6 }));
         let long = GruParams::new(b, umax + 1, h, 4).unwrap();
-        assert_eq!(f.update(ctx, &long, &small), Err(g::GruError::Capacity { u: umax as u32 + 1, capacity: umax as u32 }));
+        assert_eq!(
+            f.update(ctx, &long, &small),
+            Err(g::GruError::Capacity { u: umax as u32 + 1, capacity: umax as u32 })
+        );
         // The small launch's list holds 4 problems.
         let p6 = GruParams::new(b, u, h, 6).unwrap();
         assert!(matches!(fs.update(ctx, &p6, &big[..6]), Err(g::GruError::ProblemCapacity { .. })));
@@ -237,8 +240,9 @@ fn gru_timing_mosei_shape() {
     let carry = nans(ctx, "carry", full.carry_bytes());
     for member in GruMember::ALL {
         let mut f = g::gru_forward(ctx, &out, &cache, &xp, &weights, &lens_buf, &full, &q, n, member).unwrap();
-        let mut bw = g::gru_backward(ctx, &gi, &gh, &carry, &grads, &dout, &cache, &weights, &lens_buf, &full, &q, n, member)
-            .unwrap();
+        let mut bw =
+            g::gru_backward(ctx, &gi, &gh, &carry, &grads, &dout, &cache, &weights, &lens_buf, &full, &q, n, member)
+                .unwrap();
         for u in [40usize, 10] {
             let lens: Vec<u32> = (0..b).map(|i| if i == 0 { u as u32 } else { rng.gen_range(1..=u as u32) }).collect();
             ctx.queue.write_buffer(&lens_buf, 0, bytemuck::cast_slice(&lens));

@@ -660,7 +660,8 @@ pub fn race(
     })?;
     let gru_backward = r.site("gru_backward", &gm, gname, &skip, &mut |m| {
         let (gi, gh) = (&b.gi, &b.gh);
-        let l = gru::gru_backward(ctx, gi, gh, &b.carry, &b.grads, &b.dout, &b.cache, &b.w, &b.len, &g, gq, gq.len(), m)?;
+        let l =
+            gru::gru_backward(ctx, gi, gh, &b.carry, &b.grads, &b.dout, &b.cache, &b.w, &b.len, &g, gq, gq.len(), m)?;
         Ok(boxed(Box::new(l)))
     })?;
 

@@ -218,7 +218,8 @@ pub fn check_gru(ctx: &GpuContext, c: &GruCase, member: GruMember) -> Result<Vec
     let names: Vec<String> = branches.iter().map(|&(k, m)| label(k, m)).collect();
     let widths: Vec<usize> = branches.iter().map(|&(k, m)| models[k].cfg.dim(m)).collect();
     let shape = format!("{} H={h} K={widths:?} ({}) P={}", lens_shape(&c.lens), names.join("+"), problems.len());
-    let tail = |t: &str, got: &[f32], n: usize| compare_bits(&format!("{t} past P blocks"), &got[n..], &[SENTINEL; TAIL]);
+    let tail =
+        |t: &str, got: &[f32], n: usize| compare_bits(&format!("{t} past P blocks"), &got[n..], &[SENTINEL; TAIL]);
 
     // Forward: each saved tensor of each problem, and the bi-GRU output.
     let cache_got = read_f32(ctx, &cache_buf, len(params.cache_bytes()) + TAIL)?;

@@ -244,8 +244,7 @@ impl TryFrom<String> for GruMember {
 /// not fit), the fastest measured there; elsewhere Cells, the one shaped for a
 /// GPU (the tuner races the rest).
 pub fn candidates(profile: &DeviceProfile, params: &GruParams, problems: &[GruProblem]) -> Vec<GruMember> {
-    let mut members: Vec<GruMember> =
-        GruMember::ALL.into_iter().filter(|m| m.kernel.fits(params, problems)).collect();
+    let mut members: Vec<GruMember> = GruMember::ALL.into_iter().filter(|m| m.kernel.fits(params, problems)).collect();
     if profile.is_software() {
         // ALL lists Cells first; on a CPU device the persistent members lead.
         members.rotate_left(1);
