@@ -61,8 +61,9 @@ fn gather_forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups)
 }
 
 // ---- scatter_rows: the transpose of gather_forward, for predictions ----
-//   dst[(offsets[v] + i) * D + c] = src[b, i, c] for i < length[v], v = index[b]
-//   (D = d[0]; one tensor, offsets 0)
+//   dst[dst_off[z] + (offsets[v] + i) * D + c] = src[src_off[z] + (b, i, c)]
+//   for i < length[v], v = index[b]; D = d[z], tensor z = grid z (the models of a
+//   fused engine: each one's (B, U, 9) block into its (N_utt, 9) block)
 // Writes a batch's per-utterance outputs (e.g. probabilities) into a split-wide
 // (N_utt, D) buffer, so inference reads back once per split, not once per batch.
 // Bindings: 0 p, 1 src (B, U, D), 2 offset, 3 length, 4 index, 5 dst (N_utt, D) rw.
@@ -76,7 +77,8 @@ fn gather_forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups)
 @compute @workgroup_size(WG)
 fn scatter_rows(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                 @builtin(local_invocation_index) lid: u32) {
-    let d = ps.d[0];
+    let z = wg.z;
+    let d = ps.d[z];
     let e = (wg.y * nwg.x + wg.x) * WG + lid;
     if (e >= ps.b * ps.u * d) {
         return;
@@ -87,6 +89,6 @@ fn scatter_rows(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) n
     let b = t / ps.u;
     let v = s_indices[b];
     if (i < s_lengths[v]) {
-        s_dst[(s_offsets[v] + i) * d + c] = s_src[e];
+        s_dst[ps.dst_off[z] + (s_offsets[v] + i) * d + c] = s_src[ps.src_off[z] + e];
     }
 }

@@ -11,8 +11,8 @@ use cimnet::cpu::engine::CpuEngine;
 use cimnet::cpu::model::{backward, forward, DropoutMasks};
 use cimnet::data::{Dataset, SplitName, Video};
 use cimnet::engine::Engine;
-use cimnet::gpu::model::GpuEngine;
 use cimnet::gpu::gru::{GruKernel, GruMember, GruSchedule};
+use cimnet::gpu::model::GpuEngine;
 use cimnet::gpu::tune::KernelChoice;
 use cimnet::gpu::{GpuContext, GpuOptions};
 use cimnet::params::ParamStore;
@@ -357,7 +357,8 @@ fn a_fused_engine_trains_each_model_exactly_as_alone() {
         };
         for (step, videos) in batches().iter().cycle().take(6).enumerate() {
             // Model 1 stops after step 2 (early stopping); model 3 sits out step 4.
-            let part: Vec<usize> = (0..cfgs.len()).filter(|&k| !(k == 1 && step > 2) && !(k == 3 && step == 4)).collect();
+            let part: Vec<usize> =
+                (0..cfgs.len()).filter(|&k| !(k == 1 && step > 2) && !(k == 3 && step == 4)).collect();
             let mut group = vec![(&mut fused, part.as_slice(), videos.as_slice(), step as u64)];
             cimnet::gpu::model::train_steps(&mut group).unwrap();
             for &k in &part {
@@ -376,14 +377,25 @@ fn a_fused_engine_trains_each_model_exactly_as_alone() {
             let a = alone[k].predict(SplitName::Test, &batches()[..2]).unwrap();
             assert_eq!(*p, a, "{kernels:?}: model {k}'s test predictions differ from its engine alone");
         }
-        // One launch per site, whatever the number of models: the fused step records
-        // the dispatches of the largest model's sites plus the sites others add.
-        let most = alone.iter().map(GpuEngine::dispatches_per_step).max().unwrap();
+        // One launch per site, whatever the number of models: the same five
+        // variants twice over (ten models) record the same dispatches as five,
+        // fewer than the five alone together.
         let all: Vec<usize> = (0..cfgs.len()).collect();
-        cimnet::gpu::model::train_steps(&mut [(&mut fused, all.as_slice(), batches()[0].as_slice(), 9)]).unwrap();
+        let one = batches()[0].clone();
+        cimnet::gpu::model::train_steps(&mut [(&mut fused, all.as_slice(), one.as_slice(), 9)]).unwrap();
+        let twice_ps: Vec<ParamStore> = cfgs.iter().enumerate().map(|(i, cfg)| params(cfg, 40 + i as u64)).collect();
+        let twice: Vec<(&ParamStore, AdamConfig)> =
+            ps.iter().chain(&twice_ps).zip(adams.iter().cycle()).map(|(p, a)| (p, *a)).collect();
+        let mut ten = GpuEngine::new_group(c.clone(), &twice, &data, 5, 3, &kernels).unwrap();
+        let all10: Vec<usize> = (0..ten.models()).collect();
+        cimnet::gpu::model::train_steps(&mut [(&mut ten, all10.as_slice(), one.as_slice(), 9)]).unwrap();
+        for e in alone.iter_mut() {
+            e.train_step(&one, 9).unwrap();
+        }
         let sum: u32 = alone.iter().map(GpuEngine::dispatches_per_step).sum();
-        let got = fused.dispatches_per_step();
-        eprintln!("{kernels:?}: fused step {got} dispatches; alone {most} at most, {sum} in all");
-        assert!(got < sum && got <= most + 12, "fused {got} vs alone {most} at most / {sum} summed");
+        let (five, got) = (fused.dispatches_per_step(), ten.dispatches_per_step());
+        eprintln!("{kernels:?}: 5 models fused {five} dispatches, 10 fused {got}, 5 alone {sum} in all");
+        assert_eq!(got, five, "ten models record {got} dispatches, five {five}");
+        assert!(five < sum, "fused {five} vs alone {sum} summed");
     }
 }

@@ -9,13 +9,13 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
+use cimnet::config::AdamConfig;
 use cimnet::config::{Attention, ModalitySet, ModelConfig, Tasks};
 use cimnet::data::{native, synth, Dataset};
 use cimnet::engine::{EngineOptions, TuneMode};
 use cimnet::gpu::attention::{self, AttentionKernel, AttentionParams};
 use cimnet::gpu::gru::{self, GruKernel, GruMember, GruSchedule};
 use cimnet::gpu::linear::{self, LinearKernel};
-use cimnet::config::AdamConfig;
 use cimnet::gpu::model::{Arena, Shape};
 use cimnet::gpu::tune::{self, cache_file, ChoiceSource, KernelChoice, TuneEvent, TuneOptions};
 use cimnet::params::ParamStore;

@@ -123,10 +123,19 @@ pub fn run(
         for &seed in &seeds {
             let of: Vec<usize> = (0..k).filter(|&i| made[i].1 == seed).collect();
             let kernels = device.kernels(&ctx, &made[of[0]].0.config, shape, tune_opts, on_tune)?;
-            let members: Vec<(&ParamStore, AdamConfig)> = of.iter().map(|&i| (&made[i].0, AdamConfig::default())).collect();
+            let members: Vec<(&ParamStore, AdamConfig)> =
+                of.iter().map(|&i| (&made[i].0, AdamConfig::default())).collect();
             fused.push(GpuEngine::new_group(ctx.clone(), &members, data, seed, batch, &kernels)?);
             for &i in &of {
-                alone.push(GpuEngine::new(ctx.clone(), &made[i].0, data, AdamConfig::default(), seed, batch, &kernels)?);
+                alone.push(GpuEngine::new(
+                    ctx.clone(),
+                    &made[i].0,
+                    data,
+                    AdamConfig::default(),
+                    seed,
+                    batch,
+                    &kernels,
+                )?);
             }
             first_of.push(of[0]);
         }

@@ -130,6 +130,8 @@ pub fn gather_forward(
 
 /// dst (N_utt, D) rows of the videos `index` (B) = src (B, U, D) at their real
 /// positions: the transpose of `gather_forward`, used to collect predictions.
+/// Tensor z (grid z) reads src at `src_off[z]` and writes dst at `dst_off[z]`
+/// (the models of a fused engine: one tensor each).
 pub fn scatter_rows(
     ctx: &GpuContext,
     dst: &wgpu::Buffer,
@@ -141,6 +143,7 @@ pub fn scatter_rows(
     let binds = [Bind::Uniform, Bind::Read, Bind::Read, Bind::Read, Bind::Read, Bind::Write];
     let k = ctx.pipelines.get(ctx, Shader::Gather, "scatter_rows", &binds)?;
     Launch::new(ctx, k, &[src, &data.offsets, &data.lengths, index, dst], p, |p| {
-        grid_1d(p.b as usize * p.u as usize * p.d[0] as usize, WORKGROUP)
+        let [x, y, _] = grid_1d(p.b as usize * p.u as usize * p.max_d(), WORKGROUP);
+        [x, y, p.tensors]
     })
 }

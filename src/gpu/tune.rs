@@ -21,9 +21,9 @@ use super::gru::{self, GruKernel, GruMember, GruSchedule};
 use super::launch::Recordable;
 use super::linear::{self, LinearKernel, LinearLaunch, LinearParams, LinearProblem};
 use super::model::{Arena, Batch, GpuEngineError, Shape};
-use crate::config::AdamConfig;
 use super::profile::DeviceProfile;
 use super::timing::Timer;
+use crate::config::AdamConfig;
 
 /// The members a GPU engine is built with: one field per family site. Recorded
 /// in a run's config.json so that --resume, eval and predict use the same ones.

@@ -29,8 +29,8 @@ use std::time::{Duration, Instant};
 use super::engine::{adam_of, target_on, AnyEngine, Chosen, Device, Target};
 use super::pipeline::{EngineSource, PipelineError};
 use super::run::{EpochRecord, Progress, RunConfig};
-use crate::data::{Dataset, SplitName};
 use crate::cpu::engine::CpuEngine;
+use crate::data::{Dataset, SplitName};
 use crate::engine::{Engine, EngineError, EngineState, LossSums, Predictions, TuneMode};
 use crate::gpu::model::{train_steps, GpuEngine};
 use crate::params::ParamStore;
@@ -483,7 +483,9 @@ impl Cohort<'_> {
             // it can share an engine with (raced for that run's model), so that
             // the two can be fused; each run records what it used.
             if w.run.kernels.is_none() {
-                if let Some((v, _)) = gpu.iter().find(|(v, _)| v.run.kernels.is_some() && !v.recorded && fusable_but_kernels(v, &w)) {
+                if let Some((v, _)) =
+                    gpu.iter().find(|(v, _)| v.run.kernels.is_some() && !v.recorded && fusable_but_kernels(v, &w))
+                {
                     w.run.kernels = v.run.kernels;
                 }
             } else {
@@ -527,7 +529,8 @@ impl Cohort<'_> {
         let models: Vec<(&ParamStore, crate::config::AdamConfig)> =
             class.iter().map(|(w, _)| (w.params.as_ref(), adam_of(&w.run))).collect();
         let kernels = first.run.kernels.unwrap_or_default();
-        let made = GpuEngine::new_group(ctx, &models, &first.data, first.run.train.seed, first.run.train.batch, &kernels);
+        let made =
+            GpuEngine::new_group(ctx, &models, &first.data, first.run.train.seed, first.run.train.batch, &kernels);
         let made = match made {
             Ok(e) if class.len() > 1 && left.is_some_and(|l| e.bytes() > l) => Err(None),
             Ok(e) => Ok(e),

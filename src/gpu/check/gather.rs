@@ -92,26 +92,31 @@ pub fn check_gather(ctx: &GpuContext, c: &GatherCase) -> Result<Vec<CheckRow>, G
     }
     let (sb, su, d) = (distinct.len(), distinct.iter().map(|&v| lengths[v]).max().unwrap_or(0), gpu::heads::CLASSES);
     let slens: Vec<usize> = distinct.iter().map(|&v| lengths[v]).collect();
-    let mut src = random_vec(sb * su * d, c.seed + 100);
-    fill_padding(&mut src, &slens, su, d, GARBAGE);
+    // Two tensors (two models' probabilities), each its block of src and of dst.
+    let block = sb * su * d;
+    let mut src = random_vec(2 * block, c.seed + 100);
+    fill_padding(&mut src[..block], &slens, su, d, GARBAGE);
+    fill_padding(&mut src[block..], &slens, su, d, GARBAGE);
     let src = f32s(&src);
     let srcb = upload(ctx, "batch rows", &src)?;
-    let dst = upload(ctx, "split rows", &vec![SENTINEL; n_utt * d])?;
+    let dst = upload(ctx, "split rows", &vec![SENTINEL; 2 * n_utt * d + 5])?;
     let sidx = upload(ctx, "index", &u32s(&distinct))?;
-    let p = gpu::gather::GatherParams::new(sb, su, false).tensor(d, 0, 0);
+    let p = gpu::gather::GatherParams::new(sb, su, false).tensor(d, 0, 0).tensor(d, block, n_utt * d);
     let scatter = gpu::gather::scatter_rows(ctx, &dst, &srcb, &data, &sidx, p)?;
     run(ctx, &[&scatter])?;
-    let mut want = vec![SENTINEL; n_utt * d];
-    for (bi, &v) in distinct.iter().enumerate() {
-        want[starts[v] * d..(starts[v] + lengths[v]) * d]
-            .copy_from_slice(&src[bi * su * d..(bi * su + lengths[v]) * d]);
+    let mut want = vec![SENTINEL; 2 * n_utt * d + 5];
+    for z in 0..2 {
+        for (bi, &v) in distinct.iter().enumerate() {
+            let (to, from) = (z * n_utt * d + starts[v] * d, z * block + bi * su * d);
+            want[to..to + lengths[v] * d].copy_from_slice(&src[from..from + lengths[v] * d]);
+        }
     }
-    let got = read_f32(ctx, &dst, n_utt * d)?;
+    let got = read_f32(ctx, &dst, 2 * n_utt * d + 5)?;
     Ok(vec![
         CheckRow::new("gather_forward", format!("N_utt={n_utt} B={b} U={u} D={:?}+7", c.dims), gathered),
         CheckRow::new(
             "scatter_rows",
-            format!("N_utt={n_utt} B={sb} U={su} D={d}"),
+            format!("N_utt={n_utt} B={sb} U={su} D={d}, 2 tensors"),
             vec![compare_bits("split rows", &got, &want)],
         ),
     ])

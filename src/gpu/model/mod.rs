@@ -303,7 +303,21 @@ impl GpuEngine {
             l.update(ctx, &gp, &list)?;
             Ok(true)
         }));
-        let l = gru_backward(&ctx, &gi, &gh, &carry, &grads, &dgru_out, &cache, &w, &len, &gp, &list, cap, kc.gru_backward)?;
+        let l = gru_backward(
+            &ctx,
+            &gi,
+            &gh,
+            &carry,
+            &grads,
+            &dgru_out,
+            &cache,
+            &w,
+            &len,
+            &gp,
+            &list,
+            cap,
+            kc.gru_backward,
+        )?;
         b_gru.push(site("gru recurrence backward and dW_hh", l, |l, ctx, plan, b| {
             let (gp, list) = plan.gru(b.shape)?;
             l.update(ctx, &gp, &list)?;
@@ -330,7 +344,8 @@ impl GpuEngine {
                 Ok(true)
             }));
             let (p, list) = plan.dense_backward(md, &full);
-            let l = linear_backward_variant(&ctx, &dgru_out, &dfeat, &feat, &w, &len, p, &list, cap, kc.dense_backward)?;
+            let l =
+                linear_backward_variant(&ctx, &dgru_out, &dfeat, &feat, &w, &len, p, &list, cap, kc.dense_backward)?;
             b_dense.push(site(format!("{n} dense input gradient"), l, move |l, ctx, plan, b| {
                 let (p, list) = plan.dense_backward(md, b);
                 if list.is_empty() {
@@ -772,7 +787,7 @@ impl GpuEngine {
 fn scatter_params(chunk: &[usize], s: Shape, bu: usize, n_utt: usize) -> GatherParams {
     let mut p = GatherParams::new(s.b, s.u, false);
     for &k in chunk {
-        p = p.tensor(CLASSES, k * n_utt * CLASSES, k * bu * CLASSES);
+        p = p.tensor(CLASSES, k * bu * CLASSES, k * n_utt * CLASSES);
     }
     p
 }

@@ -300,9 +300,12 @@ impl Plan<'_> {
             let r_xy = m.col(Block::Att(x, y)).unwrap_or(0);
             let r_yx = if x == y { 0 } else { m.col(Block::Att(y, x)).unwrap_or(0) };
             let (fx, fy) = (a.feat(m.branch[xi]), a.feat(m.branch[yi]));
-            let q = AttentionProblem::new(m.rw, r_xy, (x != y).then_some(r_yx))
-                .feat(fx, fy, fx, fy)
-                .saved(slot * bu * a.u_max, slot * 2 * bu * a.u_max, slot * 2 * bu * a.d, slot * 2 * bu * a.u_max);
+            let q = AttentionProblem::new(m.rw, r_xy, (x != y).then_some(r_yx)).feat(fx, fy, fx, fy).saved(
+                slot * bu * a.u_max,
+                slot * 2 * bu * a.u_max,
+                slot * 2 * bu * a.d,
+                slot * 2 * bu * a.u_max,
+            );
             list.push(AttentionProblem { r_off: c32(m.r_base), ..q });
         }
         (AttentionParams::new(s.b, s.u, a.d, x != y), list)
