@@ -37,7 +37,7 @@ impl AttentionCase {
     /// Problem k's R row: (rw, r_xy, r_yx).
     fn row(&self, k: usize) -> (usize, usize, usize) {
         let d = self.d;
-        if k % 2 == 0 {
+        if k.is_multiple_of(2) {
             (9 * d, 2 * d, 5 * d)
         } else {
             (5 * d + 3, d + 1, 3 * d + 2)
