@@ -43,11 +43,14 @@ pub struct Job<'a, T> {
     pub work: Box<dyn FnOnce(&mut EngineSource, &mut dyn Progress) -> Result<T, PipelineError> + Send + 'a>,
 }
 
-/// What a group did: grouped training steps served, and the most models one of them held.
+/// What a group did: grouped training steps served, the most models one of
+/// them held, and the fused GPU engines built (each covering its models in
+/// every launch).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct GroupStats {
     pub rounds: u64,
     pub widest: usize,
+    pub engines: usize,
 }
 
 /// Where a group stands, for the progress line.
@@ -359,7 +362,8 @@ pub fn run_group<'a, T: Send + 'a>(
             }
             let held = slots.iter().flatten().count();
             if !waiting.is_empty() && waiting.len() + held >= alive {
-                let mut cohort = Cohort { slots: &mut slots, fused: &mut fused, largest: &mut largest, limits };
+                let built = &mut stats.engines;
+                let mut cohort = Cohort { slots: &mut slots, fused: &mut fused, largest: &mut largest, limits, built };
                 for job in cohort.build(std::mem::take(&mut waiting), device, tune, progress) {
                     epochs[job] = Some((0, 0));
                 }
@@ -426,6 +430,8 @@ struct Cohort<'c> {
     fused: &'c mut Vec<Option<Fused>>,
     largest: &'c mut u64,
     limits: GroupLimits,
+    /// Fused engines built so far.
+    built: &'c mut usize,
 }
 
 /// Runs that can be models of one engine: the same device, seed, batch,
@@ -570,6 +576,7 @@ impl Cohort<'_> {
             members.push(Some(before));
         }
         self.fused[e] = Some(Fused { engine, members });
+        *self.built += 1;
         started
     }
 }
@@ -577,6 +584,10 @@ impl Cohort<'_> {
 /// The pending training steps of one engine grouped by (videos, step): each
 /// group one step of the models in it. Returns (models, videos, step, slots).
 type StepClass = (Vec<usize>, Vec<usize>, u64, Vec<usize>);
+
+/// The pending evaluations of one fused engine on the same (split, batches):
+/// (engine, split, batches, (model, slot) of each).
+type PredictClass = (usize, SplitName, Vec<Vec<usize>>, Vec<(usize, usize)>);
 
 /// Serve one round: every held engine has a call pending. Training steps go
 /// together (every GPU engine's in one submit; a fused engine's models with the
@@ -674,7 +685,7 @@ fn serve(slots: &mut [Option<Slot>], fused: &mut [Option<Fused>]) -> usize {
         }
     }
     // Evaluations of a fused engine's models on the same batches: one forward.
-    let mut predicts: Vec<(usize, SplitName, Vec<Vec<usize>>, Vec<(usize, usize)>)> = Vec::new();
+    let mut predicts: Vec<PredictClass> = Vec::new();
     let mut others: Vec<(usize, Op)> = Vec::new();
     for (i, op) in rest {
         match (op, slots[i].as_ref().map(|s| &s.holder)) {

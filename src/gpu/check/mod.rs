@@ -472,15 +472,6 @@ fn columns<T: Copy>(v: &[T], rw: usize, off: usize, d: usize) -> Vec<T> {
     v.chunks(rw).flat_map(|row| row[off..off + d].to_vec()).collect()
 }
 
-/// Every column outside [off, off + d) (several ranges: pass them sorted).
-fn other_columns<T: Copy>(v: &[T], rw: usize, blocks: &[(usize, usize)]) -> Vec<T> {
-    v.chunks(rw)
-        .flat_map(|row| {
-            (0..rw).filter(|c| !blocks.iter().any(|&(o, d)| (o..o + d).contains(c))).map(|c| row[c]).collect::<Vec<_>>()
-        })
-        .collect()
-}
-
 /// Elements of `v` outside the given ranges.
 fn outside<T: Copy>(v: &[T], ranges: &[std::ops::Range<usize>]) -> Vec<T> {
     v.iter().enumerate().filter(|(i, _)| !ranges.iter().any(|r| r.contains(i))).map(|(_, &x)| x).collect()

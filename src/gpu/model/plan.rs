@@ -16,6 +16,7 @@
 //!   U_max, rw) blocks of R and dR, (B_max, U_max, 9) of probabilities and logit
 //!   gradients, 2 row losses and a 4-float loss slot; per (model, attention pair)
 //!   blocks of the saved attention tensors.
+//!
 //! Offsets are the only thing that differs from a model's engine alone, so every
 //! model computes bit for bit what it computes alone.
 

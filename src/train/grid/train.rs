@@ -89,8 +89,10 @@ pub fn train_runs(
         .collect();
     let (results, stats) = run_group(jobs, limits, &mut device, spec.engine.tune, progress);
     if stats.rounds > 0 {
-        progress
-            .message(&format!("grid: {} grouped training steps, up to {} models per step", stats.rounds, stats.widest));
+        progress.message(&format!(
+            "grid: {} grouped training steps, up to {} models per step, {} fused GPU engine(s)",
+            stats.rounds, stats.widest, stats.engines
+        ));
     }
     let mut reports = Vec::with_capacity(keys.len());
     let mut first_error = None;
