@@ -36,7 +36,7 @@ use super::linear::{
 };
 use super::pipelines::Recorder;
 use super::tune::KernelChoice;
-use schedule::{site, Schedule, Site};
+use schedule::{listed, Schedule, Site};
 
 /// What the GPU engine can refuse or fail at; it reaches the training loop
 /// whole inside `EngineError::Gpu`.
@@ -266,14 +266,7 @@ impl GpuEngine {
             let (p, list) = plan.projection(md, shape);
             let cap = list.len();
             let l = linear_forward_variant(&ctx, &xp, &ctx.dummy, &inputs, &w, &len, p, &list, cap, kc.projection)?;
-            fwd.push(site(format!("{n} input projection"), l, move |l, ctx, plan, b| {
-                let (p, list) = plan.projection(md, b.shape);
-                if list.is_empty() {
-                    return Ok(false);
-                }
-                l.update(ctx, p, &list)?;
-                Ok(true)
-            }));
+            fwd.push(listed(format!("{n} input projection"), l, move |plan, b| Ok(plan.projection(md, b.shape))));
             let l = linear_backward_weights_variant(
                 &ctx,
                 &grads,
@@ -286,23 +279,14 @@ impl GpuEngine {
                 cap,
                 kc.projection_weights,
             )?;
-            b_proj.push(site(format!("{n} input projection weight gradient"), l, move |l, ctx, plan, b| {
-                let (p, list) = plan.projection(md, b.shape);
-                if list.is_empty() {
-                    return Ok(false);
-                }
-                l.update(ctx, p, &list)?;
-                Ok(true)
+            b_proj.push(listed(format!("{n} input projection weight gradient"), l, move |plan, b| {
+                Ok(plan.projection(md, b.shape))
             }));
         }
         let (gp, list) = plan.gru(shape)?;
         let cap = list.len();
         let l = gru_forward(&ctx, &gru_out, &cache, &xp, &w, &len, &gp, &list, cap, kc.gru_forward)?;
-        fwd.push(site("gru recurrence", l, |l, ctx, plan, b| {
-            let (gp, list) = plan.gru(b.shape)?;
-            l.update(ctx, &gp, &list)?;
-            Ok(true)
-        }));
+        fwd.push(listed("gru recurrence", l, |plan, b| Ok(plan.gru(b.shape)?)));
         let l = gru_backward(
             &ctx,
             &gi,
@@ -318,42 +302,20 @@ impl GpuEngine {
             cap,
             kc.gru_backward,
         )?;
-        b_gru.push(site("gru recurrence backward and dW_hh", l, |l, ctx, plan, b| {
-            let (gp, list) = plan.gru(b.shape)?;
-            l.update(ctx, &gp, &list)?;
-            Ok(true)
-        }));
+        b_gru.push(listed("gru recurrence backward and dW_hh", l, |plan, b| Ok(plan.gru(b.shape)?)));
         let (dp, streams) = plan.drop_gru(&full);
         let l = dropout_forward(&ctx, &dense_in, &gru_out, dp, &streams, streams.len())?;
-        fwd.push(site("gru-site dropout", l, |l, ctx, plan, b| {
-            let (dp, streams) = plan.drop_gru(b);
-            l.update(ctx, dp, &streams)?;
-            Ok(true)
-        }));
+        fwd.push(listed("gru-site dropout", l, |plan, b| Ok(plan.drop_gru(b))));
         for &md in &arena.mods {
             let n = md.name();
             let (p, list) = plan.dense_forward(md, &full);
             let cap = list.len();
             let l = linear_forward_variant(&ctx, &feat, &r, &dense_in, &w, &len, p, &list, cap, kc.dense)?;
-            fwd.push(site(format!("{n} dense, relu, dropout"), l, move |l, ctx, plan, b| {
-                let (p, list) = plan.dense_forward(md, b);
-                if list.is_empty() {
-                    return Ok(false);
-                }
-                l.update(ctx, p, &list)?;
-                Ok(true)
-            }));
+            fwd.push(listed(format!("{n} dense, relu, dropout"), l, move |plan, b| Ok(plan.dense_forward(md, b))));
             let (p, list) = plan.dense_backward(md, &full);
             let l =
                 linear_backward_variant(&ctx, &dgru_out, &dfeat, &feat, &w, &len, p, &list, cap, kc.dense_backward)?;
-            b_dense.push(site(format!("{n} dense input gradient"), l, move |l, ctx, plan, b| {
-                let (p, list) = plan.dense_backward(md, b);
-                if list.is_empty() {
-                    return Ok(false);
-                }
-                l.update(ctx, p, &list)?;
-                Ok(true)
-            }));
+            b_dense.push(listed(format!("{n} dense input gradient"), l, move |plan, b| Ok(plan.dense_backward(md, b))));
             let l = linear_backward_weights_variant(
                 &ctx,
                 &grads,
@@ -366,14 +328,11 @@ impl GpuEngine {
                 cap,
                 kc.dense_weights,
             )?;
-            b_dense.push(site(format!("{n} dense weight gradient"), l, move |l, ctx, plan, b| {
-                let (p, list) = plan.dense_backward(md, b);
-                if list.is_empty() {
-                    return Ok(false);
-                }
-                l.update(ctx, p, &list)?;
-                Ok(true)
-            }));
+            b_dense.push(listed(
+                format!("{n} dense weight gradient"),
+                l,
+                move |plan, b| Ok(plan.dense_backward(md, b)),
+            ));
         }
         let saved = AttentionSaved { m: &saved_m, n: &saved_n, o: &saved_o };
         for &pair in &arena.pair_kinds {
@@ -382,14 +341,7 @@ impl GpuEngine {
             let (ap, list) = plan.attention(pair, shape);
             let cap = list.len();
             let l = attention_forward_variant(&ctx, &r, &saved, &feat, &len, ap, &list, cap, kc.attention_forward)?;
-            fwd.push(site(name.clone(), l, move |l, ctx, plan, b| {
-                let (ap, list) = plan.attention(pair, b.shape);
-                if list.is_empty() {
-                    return Ok(false);
-                }
-                l.update(ctx, ap, &list)?;
-                Ok(true)
-            }));
+            fwd.push(listed(name.clone(), l, move |plan, b| Ok(plan.attention(pair, b.shape))));
             let l = attention_backward_variant(
                 &ctx,
                 &dfeat,
@@ -403,34 +355,15 @@ impl GpuEngine {
                 cap,
                 kc.attention_backward,
             )?;
-            b_att.push(site(format!("{name} backward"), l, move |l, ctx, plan, b| {
-                let (ap, list) = plan.attention(pair, b.shape);
-                if list.is_empty() {
-                    return Ok(false);
-                }
-                l.update(ctx, ap, &list)?;
-                Ok(true)
-            }));
+            b_att.push(listed(format!("{name} backward"), l, move |plan, b| Ok(plan.attention(pair, b.shape))));
         }
         let (hp, list) = plan.heads(shape);
         let l = heads_forward(&ctx, &probs, &dz, &row_loss, &train_loss, &r, &w, &inputs, &len, hp, &list, k)?;
-        let heads_train = vec![site("heads and loss (train)", l, |l, ctx, plan, b| {
-            let (hp, list) = plan.heads(b.shape);
-            l.update(ctx, hp, &list)?;
-            Ok(true)
-        })];
+        let heads_train = vec![listed("heads and loss (train)", l, |plan, b| Ok(plan.heads(b.shape)))];
         let l = heads_forward(&ctx, &probs, &dz, &row_loss, &eval_loss, &r, &w, &inputs, &len, hp, &list, k)?;
-        let heads_eval = vec![site("heads and loss (eval)", l, |l, ctx, plan, b| {
-            let (hp, list) = plan.heads(b.shape);
-            l.update(ctx, hp, &list)?;
-            Ok(true)
-        })];
+        let heads_eval = vec![listed("heads and loss (eval)", l, |plan, b| Ok(plan.heads(b.shape)))];
         let l = heads_backward(&ctx, &dr, &dfeat, &grads, &dz, &r, &w, &len, hp, &list, k)?;
-        bwd.push(site("heads backward (and the plain blocks' gradients)", l, |l, ctx, plan, b| {
-            let (hp, list) = plan.heads(b.shape);
-            l.update(ctx, hp, &list)?;
-            Ok(true)
-        }));
+        bwd.push(listed("heads backward (and the plain blocks' gradients)", l, |plan, b| Ok(plan.heads(b.shape))));
         // The forward reversed: attention, dense (input then weight gradient), GRU, projections.
         bwd.extend(b_att.into_iter().chain(b_dense).chain(b_gru).chain(b_proj));
         let schedule = Schedule { forward: fwd, heads_train, heads_eval, backward: bwd };

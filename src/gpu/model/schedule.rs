@@ -6,8 +6,13 @@
 
 use crate::engine::EngineError;
 
+use super::super::attention::{AttentionLaunches, AttentionParams, AttentionProblem};
 use super::super::context::GpuContext;
+use super::super::dropout::{DropoutLaunch, DropoutParams};
+use super::super::gru::{GruBackward, GruForward, GruParams, GruProblem};
+use super::super::heads::{HeadsBackward, HeadsForward, HeadsParams, HeadsProblem};
 use super::super::launch::Recordable;
+use super::super::linear::{LinearLaunch, LinearParams, LinearProblem};
 use super::super::pipelines::Recorder;
 use super::plan::{Batch, Plan};
 
@@ -53,6 +58,55 @@ pub fn site<L: Recordable + 'static>(
     update: impl Fn(&mut L, &GpuContext, &Plan, &Batch) -> Result<bool, EngineError> + 'static,
 ) -> Box<dyn Site> {
     Box::new(Step { name: name.into(), work, update: Box::new(update), live: true })
+}
+
+/// A launch re-parameterised by shared params and a problem list (every family's
+/// launch type).
+pub trait Listed {
+    type Params;
+    type Problem;
+    fn set(&mut self, ctx: &GpuContext, p: Self::Params, list: &[Self::Problem]) -> Result<(), EngineError>;
+}
+
+/// A site whose params and problems follow from the plan by `formula`; it
+/// records nothing when no model taking part has it.
+pub fn listed<L: Listed + Recordable + 'static>(
+    name: impl Into<String>,
+    work: L,
+    formula: impl Fn(&Plan, &Batch) -> Result<(L::Params, Vec<L::Problem>), EngineError> + 'static,
+) -> Box<dyn Site> {
+    site(name, work, move |l, ctx, plan, b| {
+        let (p, list) = formula(plan, b)?;
+        if list.is_empty() {
+            return Ok(false);
+        }
+        l.set(ctx, p, &list)?;
+        Ok(true)
+    })
+}
+
+macro_rules! listed_launch {
+    ($($t:ty => ($p:ty, $q:ty), $by:ident;)*) => {$(
+        impl Listed for $t {
+            type Params = $p;
+            type Problem = $q;
+            fn set(&mut self, ctx: &GpuContext, p: $p, list: &[$q]) -> Result<(), EngineError> {
+                Ok(self.update(ctx, listed_launch!(@$by p), list)?)
+            }
+        }
+    )*};
+    (@value $p:ident) => { $p };
+    (@reference $p:ident) => { &$p };
+}
+
+listed_launch! {
+    LinearLaunch => (LinearParams, LinearProblem), value;
+    DropoutLaunch => (DropoutParams, u32), value;
+    AttentionLaunches => (AttentionParams, AttentionProblem), value;
+    HeadsForward => (HeadsParams, HeadsProblem), value;
+    HeadsBackward => (HeadsParams, HeadsProblem), value;
+    GruForward => (GruParams, GruProblem), reference;
+    GruBackward => (GruParams, GruProblem), reference;
 }
 
 /// Every site of a step, in recording order.
