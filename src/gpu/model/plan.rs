@@ -349,29 +349,58 @@ impl Plan<'_> {
 }
 
 /// One order of the attention pairs of every model in which each model's pairs
-/// keep their own order (the sites run in it), or why there is none.
+/// keep their own order (the sites run in it), or why there is none: the
+/// models' lists as chains of a graph, sorted topologically (Kahn's algorithm;
+/// among pairs free at once, the first seen goes first).
 fn merge_pairs(lists: impl Iterator<Item = Vec<(Modality, Modality)>>) -> Result<Vec<(Modality, Modality)>, String> {
-    let mut all: Vec<(Modality, Modality)> = Vec::new();
-    for list in lists {
-        let mut last: Option<usize> = None;
-        for pair in list {
-            let at = match all.iter().position(|&p| p == pair) {
-                Some(i) if last.is_some_and(|l| i < l) => {
-                    return Err("two models list their attention pairs in different orders".to_string())
-                }
-                Some(i) => i,
-                None => {
-                    let i = last.map_or(all.len(), |l| l + 1);
-                    all.insert(i, pair);
-                    i
-                }
-            };
-            last = Some(at);
+    let lists: Vec<Vec<(Modality, Modality)>> = lists.collect();
+    let mut nodes: Vec<(Modality, Modality)> = Vec::new();
+    for p in lists.iter().flatten() {
+        if !nodes.contains(p) {
+            nodes.push(*p);
         }
     }
-    Ok(all)
+    let at = |p: &(Modality, Modality)| nodes.iter().position(|q| q == p).unwrap_or(0);
+    let mut edges: Vec<(usize, usize)> = Vec::new();
+    for list in &lists {
+        for w in list.windows(2) {
+            let e = (at(&w[0]), at(&w[1]));
+            if !edges.contains(&e) {
+                edges.push(e);
+            }
+        }
+    }
+    let mut placed = vec![false; nodes.len()];
+    let mut order = Vec::with_capacity(nodes.len());
+    while order.len() < nodes.len() {
+        let free = (0..nodes.len()).find(|&i| !placed[i] && !edges.iter().any(|&(a, b)| b == i && !placed[a]));
+        let Some(i) = free else {
+            return Err("two models list their attention pairs in different orders".to_string());
+        };
+        placed[i] = true;
+        order.push(nodes[i]);
+    }
+    Ok(order)
 }
 
 fn c32(v: usize) -> u32 {
     u32::try_from(v).unwrap_or(u32::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::merge_pairs;
+    use crate::config::Modality::{Audio as A, Text as T, Video as V};
+
+    #[test]
+    fn attention_pairs_merge_in_an_order_every_model_keeps() {
+        let lists = vec![vec![(T, V)], vec![(A, V)], vec![(T, A), (A, V), (T, V)], vec![(T, T), (A, A)]];
+        let order = merge_pairs(lists.clone().into_iter()).unwrap();
+        assert_eq!(order.len(), 5);
+        for list in &lists {
+            let pos: Vec<usize> = list.iter().map(|p| order.iter().position(|q| q == p).unwrap()).collect();
+            assert!(pos.windows(2).all(|w| w[0] < w[1]), "{list:?} out of order in {order:?}");
+        }
+        assert!(merge_pairs(vec![vec![(T, A), (T, V)], vec![(T, V), (T, A)]].into_iter()).is_err());
+    }
 }
