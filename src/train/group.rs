@@ -484,10 +484,20 @@ impl Cohort<'_> {
     ) -> Vec<usize> {
         let mut started = Vec::new();
         let mut gpu: Vec<(Waiting, std::sync::Arc<crate::gpu::GpuContext>)> = Vec::new();
+        // The richest models first (most modalities, then attention pairs): their
+        // members are the ones the cohort shares, valid for every smaller model
+        // (each launcher falls back where its own shape needs it, as it would for
+        // that model alone with those members recorded).
+        let mut waiting = waiting;
+        let richness = |w: &Waiting| {
+            let c = &w.params.config;
+            (c.modalities.modalities().len(), c.attention_pairs().len())
+        };
+        waiting.sort_by_key(|w| std::cmp::Reverse(richness(w)));
         for mut w in waiting {
-            // A run with no members recorded takes those of an earlier such run
-            // it can share an engine with (raced for that run's model), so that
-            // the two can be fused; each run records what it used.
+            // A run with no members recorded takes those of an earlier (richer)
+            // such run it can share an engine with (raced for that run's model),
+            // so that the two can be fused; each run records what it used.
             if w.run.kernels.is_none() {
                 if let Some((v, _)) =
                     gpu.iter().find(|(v, _)| v.run.kernels.is_some() && !v.recorded && fusable_but_kernels(v, &w))
