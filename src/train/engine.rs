@@ -26,37 +26,6 @@ pub struct Chosen {
     pub notice: Option<String>,
 }
 
-/// An engine of either backend, kept concrete so that a group (src/train/group.rs)
-/// can record its GPU members' steps into one submit.
-pub enum AnyEngine {
-    Cpu(Box<CpuEngine>),
-    Gpu(Box<GpuEngine>),
-}
-
-impl AnyEngine {
-    pub fn as_dyn(&mut self) -> &mut dyn Engine {
-        match self {
-            AnyEngine::Cpu(e) => e.as_mut(),
-            AnyEngine::Gpu(e) => e.as_mut(),
-        }
-    }
-
-    /// GPU memory the engine holds (0 for the CPU engine).
-    pub fn bytes(&self) -> u64 {
-        match self {
-            AnyEngine::Cpu(_) => 0,
-            AnyEngine::Gpu(e) => e.bytes(),
-        }
-    }
-
-    pub fn backend(&self) -> &'static str {
-        match self {
-            AnyEngine::Cpu(_) => "cpu",
-            AnyEngine::Gpu(_) => "gpu",
-        }
-    }
-}
-
 /// The GPU device, opened on first use and then shared (the engines of a group
 /// run on one device); remembers that there is none, so it is asked once, and
 /// the kernel members chosen for each model and race shape, so that the runs of
@@ -109,13 +78,18 @@ pub fn choose_engine(
     opts: &EngineOptions,
     on_tune: &mut dyn FnMut(&TuneEvent),
 ) -> Result<Chosen, EngineError> {
-    let (engine, notice) = choose_on(&mut Device::new(opts.adapter.clone()), run, params, data, opts.tune, on_tune)?;
-    let backend = engine.backend();
-    let engine: Box<dyn Engine> = match engine {
-        AnyEngine::Cpu(e) => e,
-        AnyEngine::Gpu(e) => e,
-    };
-    Ok(Chosen { engine, backend, notice })
+    let mut device = Device::new(opts.adapter.clone());
+    let (adam, seed) = (adam_of(run), run.train.seed);
+    Ok(match target_on(&mut device, run, &params.config, data, opts.tune, on_tune)? {
+        Target::Cpu(notice) => {
+            let engine = Box::new(CpuEngine::new(params, data.clone(), adam, seed));
+            Chosen { engine, backend: "cpu", notice }
+        }
+        Target::Gpu(ctx, kernels) => {
+            let engine = Box::new(GpuEngine::new(ctx, &params, data, adam, seed, run.train.batch, &kernels)?);
+            Chosen { engine, backend: "gpu", notice: None }
+        }
+    })
 }
 
 /// Where a run trains: the CPU reference (with a notice when `auto` found no
@@ -167,26 +141,6 @@ pub fn target_on(
 /// The Adam settings of a run.
 pub fn adam_of(run: &super::run::RunConfig) -> AdamConfig {
     AdamConfig { lr: run.train.lr, ..AdamConfig::default() }
-}
-
-/// `choose_engine` on a device that may already be open (shared by a group).
-pub fn choose_on(
-    device: &mut Device,
-    run: &mut super::run::RunConfig,
-    params: ParamStore,
-    data: &Dataset,
-    tune_mode: TuneMode,
-    on_tune: &mut dyn FnMut(&TuneEvent),
-) -> Result<(AnyEngine, Option<String>), EngineError> {
-    let adam = adam_of(run);
-    let seed = run.train.seed;
-    match target_on(device, run, &params.config, data, tune_mode, on_tune)? {
-        Target::Cpu(notice) => Ok((AnyEngine::Cpu(Box::new(CpuEngine::new(params, data.clone(), adam, seed))), notice)),
-        Target::Gpu(ctx, kernels) => {
-            let engine = GpuEngine::new(ctx, &params, data, adam, seed, run.train.batch, &kernels)?;
-            Ok((AnyEngine::Gpu(Box::new(engine)), None))
-        }
-    }
 }
 
 /// The shape a run's race runs at: the batch, and U the bucket of the median

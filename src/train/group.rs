@@ -26,7 +26,7 @@ use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use super::engine::{adam_of, target_on, AnyEngine, Chosen, Device, Target};
+use super::engine::{adam_of, target_on, Chosen, Device, Target};
 use super::pipeline::{EngineSource, PipelineError};
 use super::run::{EpochRecord, Progress, RunConfig};
 use crate::cpu::engine::CpuEngine;
@@ -212,9 +212,10 @@ impl Progress for MemberProgress<'_> {
     }
 }
 
-/// Where a run's model lives: an engine of its own, or model `model` of fused engine `engine`.
+/// Where a run's model lives: a CPU engine of its own, or model `model` of
+/// fused GPU engine `engine` (a GPU run alone is a fused engine of one).
 enum Holder {
-    Single(AnyEngine),
+    Cpu(Box<CpuEngine>),
     Fused { engine: usize, model: usize },
 }
 
@@ -465,8 +466,8 @@ impl Cohort<'_> {
     /// Answer a run's join with its slot.
     fn joined(&mut self, w: Waiting, holder: Holder, bytes: u64, describe: String, notice: Option<String>) {
         let backend = match &holder {
-            Holder::Single(AnyEngine::Cpu(_)) => "cpu",
-            _ => "gpu",
+            Holder::Cpu(_) => "cpu",
+            Holder::Fused { .. } => "gpu",
         };
         let (tx, rx) = channel();
         let slot = self.hold(Slot { holder, answers: tx, pending: None, bytes });
@@ -517,7 +518,7 @@ impl Cohort<'_> {
                     let engine = CpuEngine::new(params, data, adam_of(&w.run), w.run.train.seed);
                     let describe = engine.describe();
                     started.push(w.job);
-                    self.joined(w, Holder::Single(AnyEngine::Cpu(Box::new(engine))), 0, describe, notice);
+                    self.joined(w, Holder::Cpu(Box::new(engine)), 0, describe, notice);
                 }
                 Ok(Target::Gpu(ctx, _)) => gpu.push((w, ctx)),
             }
@@ -616,14 +617,13 @@ fn serve(slots: &mut [Option<Slot>], fused: &mut [Option<Fused>]) -> usize {
             let _ = s.answers.send(a);
         }
     };
-    // Training steps: per fused engine, classes by (videos, step); per single GPU engine, its own.
+    // Training steps: per fused engine, classes by (videos, step); a CPU engine's now.
     let mut classes: Vec<Vec<StepClass>> = (0..fused.len()).map(|_| Vec::new()).collect();
-    let mut singles: Vec<(usize, Vec<usize>, u64)> = Vec::new();
     let mut rest: Vec<(usize, Op)> = Vec::new();
     let mut grouped = 0;
     for (i, op) in ops {
-        let Some(s) = slots[i].as_ref() else { continue };
-        match (op, &s.holder) {
+        let Some(s) = slots[i].as_mut() else { continue };
+        match (op, &mut s.holder) {
             (Op::TrainStep(videos, step), Holder::Fused { engine, model }) => {
                 grouped += 1;
                 let c = &mut classes[*engine];
@@ -635,17 +635,16 @@ fn serve(slots: &mut [Option<Slot>], fused: &mut [Option<Fused>]) -> usize {
                     None => c.push((vec![*model], videos, step, vec![i])),
                 }
             }
-            (Op::TrainStep(videos, step), Holder::Single(_)) => {
+            (Op::TrainStep(videos, step), Holder::Cpu(c)) => {
                 grouped += 1;
-                singles.push((i, videos, step));
+                let reply = c.train_step(&videos, step).map(|()| Answer::Unit);
+                answer(slots, i, reply);
             }
             (op, _) => rest.push((i, op)),
         }
     }
-    // Submits: each takes the first remaining class of every fused engine (and,
-    // the first time, every single engine's step).
-    const ALONE: &[usize] = &[0];
-    loop {
+    // Submits: each takes the first remaining class of every fused engine.
+    while classes.iter().any(|c| !c.is_empty()) {
         let mut taken: Vec<(usize, StepClass)> = Vec::new();
         for (e, c) in classes.iter_mut().enumerate() {
             if !c.is_empty() {
@@ -654,9 +653,7 @@ fn serve(slots: &mut [Option<Slot>], fused: &mut [Option<Fused>]) -> usize {
                 taken.push((e, class));
             }
         }
-        let singles_now = std::mem::take(&mut singles);
         let mut told: Vec<usize> = Vec::new();
-        let mut cpu_done: Vec<(usize, Reply)> = Vec::new();
         let outcome = {
             let mut batch: Vec<(&mut GpuEngine, &[usize], &[usize], u64)> = Vec::new();
             let mut engines: Vec<Option<&mut GpuEngine>> =
@@ -667,31 +664,12 @@ fn serve(slots: &mut [Option<Slot>], fused: &mut [Option<Fused>]) -> usize {
                     told.extend(&class.3);
                 }
             }
-            for (i, s) in slots.iter_mut().enumerate() {
-                let Some((_, videos, step)) = singles_now.iter().find(|x| x.0 == i) else { continue };
-                match s.as_mut().map(|s| &mut s.holder) {
-                    Some(Holder::Single(AnyEngine::Gpu(g))) => {
-                        batch.push((g.as_mut(), ALONE, videos, *step));
-                        told.push(i);
-                    }
-                    Some(Holder::Single(AnyEngine::Cpu(c))) => {
-                        cpu_done.push((i, c.train_step(videos, *step).map(|()| Answer::Unit)));
-                    }
-                    _ => {}
-                }
-            }
             (!batch.is_empty()).then(|| train_steps(&mut batch).map_err(|e| e.to_string()))
         };
         if let Some(outcome) = outcome {
             for i in told {
                 answer(slots, i, outcome.clone().map(|()| Answer::Unit).map_err(EngineError::Group));
             }
-        }
-        for (i, a) in cpu_done {
-            answer(slots, i, a);
-        }
-        if classes.iter().all(Vec::is_empty) {
-            break;
         }
     }
     // Evaluations of a fused engine's models on the same batches: one forward.
@@ -728,8 +706,8 @@ fn serve(slots: &mut [Option<Slot>], fused: &mut [Option<Fused>]) -> usize {
     }
     for (i, op) in others {
         let reply = match slots[i].as_mut().map(|s| &mut s.holder) {
-            Some(Holder::Single(engine)) => {
-                let e = engine.as_dyn();
+            Some(Holder::Cpu(engine)) => {
+                let e: &mut dyn Engine = engine.as_mut();
                 match op {
                     Op::TakeLoss => e.take_train_loss().map(Answer::Loss),
                     Op::Predict(split, batches) => e.predict(split, &batches).map(Answer::Predictions),
