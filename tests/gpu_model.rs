@@ -12,7 +12,7 @@ use cimnet::cpu::model::{backward, forward, DropoutMasks};
 use cimnet::data::{Dataset, SplitName, Video};
 use cimnet::engine::Engine;
 use cimnet::gpu::gru::{GruKernel, GruMember, GruSchedule};
-use cimnet::gpu::model::GpuEngine;
+use cimnet::gpu::model::{GpuEngine, ModelStep};
 use cimnet::gpu::tune::KernelChoice;
 use cimnet::gpu::{GpuContext, GpuOptions};
 use cimnet::params::ParamStore;
@@ -343,25 +343,45 @@ fn a_fused_engine_trains_each_model_exactly_as_alone() {
         attention_backward: cimnet::gpu::attention::AttentionKernel::Tiled,
         ..KernelChoice::default()
     };
+    // Models of three seeds (three batch orders and dropout streams) in one
+    // engine: at some steps the seeds' batches differ in U (one launch, three
+    // batch slots), at others in B too (a second recording).
+    let seeds = [5u64, 6, 5, 7, 6];
+    let order = |seed: u64| -> Vec<Vec<usize>> {
+        match seed {
+            5 => batches(),
+            6 => vec![vec![1, 4, 3], vec![0, 2], vec![4, 1], vec![2, 0, 3]],
+            _ => vec![vec![4, 1], vec![0, 2, 3], vec![3, 1], vec![0, 4, 2]],
+        }
+    };
+    let videos_of = |k: usize, step: usize| order(seeds[k % seeds.len()])[step % 4].clone();
     for kernels in [KernelChoice::default(), tuned] {
-        let members: Vec<(&ParamStore, AdamConfig)> = ps.iter().zip(&adams).map(|(p, a)| (p, *a)).collect();
-        let mut fused = GpuEngine::new_group(c.clone(), &members, &data, 5, 3, &kernels).unwrap();
+        let members: Vec<(&ParamStore, AdamConfig, u64)> =
+            ps.iter().zip(&adams).zip(seeds).map(|((p, a), s)| (p, *a, s)).collect();
+        let mut fused = GpuEngine::new_group(c.clone(), &members, &data, 3, &kernels).unwrap();
+        assert_eq!(fused.batch_slots(), 3, "one batch slot per seed");
         let mut alone: Vec<GpuEngine> = ps
             .iter()
             .zip(&adams)
-            .map(|(p, a)| GpuEngine::new(c.clone(), p, &data, *a, 5, 3, &kernels).unwrap())
+            .zip(seeds)
+            .map(|((p, a), seed)| GpuEngine::new(c.clone(), p, &data, *a, seed, 3, &kernels).unwrap())
             .collect();
         let bits = |s: &cimnet::engine::EngineState| {
             let f = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
             (f(&s.master), f(&s.m), f(&s.v), s.adam_step)
         };
-        for (step, videos) in batches().iter().cycle().take(6).enumerate() {
+        for step in 0..6 {
             // Model 1 stops after step 2 (early stopping); model 3 sits out step 4.
             let part: Vec<usize> = (0..cfgs.len()).filter(|&k| !(k == 1 && step > 2 || k == 3 && step == 4)).collect();
-            let mut group = vec![(&mut fused, part.as_slice(), videos.as_slice(), step as u64)];
-            cimnet::gpu::model::train_steps(&mut group).unwrap();
-            for &k in &part {
-                alone[k].train_step(videos, step as u64).unwrap();
+            let videos: Vec<Vec<usize>> = part.iter().map(|&k| videos_of(k, step)).collect();
+            let list: Vec<ModelStep> = part
+                .iter()
+                .zip(&videos)
+                .map(|(&model, v)| ModelStep { model, videos: v, step: step as u64 })
+                .collect();
+            cimnet::gpu::model::train_steps(&mut [(&mut fused, list.as_slice())]).unwrap();
+            for (&k, v) in part.iter().zip(&videos) {
+                alone[k].train_step(v, step as u64).unwrap();
                 let (f, a) = (fused.take_train_loss_of(k).unwrap(), alone[k].take_train_loss().unwrap());
                 assert_eq!(f, a, "{kernels:?}: model {k} step {step}: fused loss {f:?} vs alone {a:?}");
             }
@@ -376,21 +396,36 @@ fn a_fused_engine_trains_each_model_exactly_as_alone() {
             let a = alone[k].predict(SplitName::Test, &batches()[..2]).unwrap();
             assert_eq!(*p, a, "{kernels:?}: model {k}'s test predictions differ from its engine alone");
         }
-        // One launch per site, whatever the number of models: the same five
-        // variants twice over (ten models) record the same dispatches as five,
-        // fewer than the five alone together.
-        let all: Vec<usize> = (0..cfgs.len()).collect();
-        let one = batches()[0].clone();
-        cimnet::gpu::model::train_steps(&mut [(&mut fused, all.as_slice(), one.as_slice(), 9)]).unwrap();
+        // One launch per site, whatever the number of models and seeds: the same
+        // five variants twice over (ten models, three seeds) record the same
+        // dispatches as five, and as five of one seed, fewer than the five alone
+        // together. Step 10 takes every seed's batch of 2 videos (one recording).
+        let step_of = |n: usize| -> Vec<(usize, Vec<usize>)> { (0..n).map(|k| (k, videos_of(k, 10))).collect() };
+        let run = |e: &mut GpuEngine, n: usize| {
+            let vs = step_of(n);
+            let list: Vec<ModelStep> = vs.iter().map(|(model, v)| ModelStep { model: *model, videos: v, step: 10 }).collect();
+            cimnet::gpu::model::train_steps(&mut [(e, list.as_slice())]).unwrap();
+        };
+        run(&mut fused, cfgs.len());
         let twice_ps: Vec<ParamStore> = cfgs.iter().enumerate().map(|(i, cfg)| params(cfg, 40 + i as u64)).collect();
-        let twice: Vec<(&ParamStore, AdamConfig)> =
-            ps.iter().chain(&twice_ps).zip(adams.iter().cycle()).map(|(p, a)| (p, *a)).collect();
-        let mut ten = GpuEngine::new_group(c.clone(), &twice, &data, 5, 3, &kernels).unwrap();
-        let all10: Vec<usize> = (0..ten.models()).collect();
-        cimnet::gpu::model::train_steps(&mut [(&mut ten, all10.as_slice(), one.as_slice(), 9)]).unwrap();
-        for e in alone.iter_mut() {
-            e.train_step(&one, 9).unwrap();
+        let twice: Vec<(&ParamStore, AdamConfig, u64)> = ps
+            .iter()
+            .chain(&twice_ps)
+            .zip(adams.iter().cycle())
+            .zip(seeds.iter().cycle())
+            .map(|((p, a), s)| (p, *a, *s))
+            .collect();
+        let mut ten = GpuEngine::new_group(c.clone(), &twice, &data, 3, &kernels).unwrap();
+        run(&mut ten, 10);
+        let one_seed: Vec<(&ParamStore, AdamConfig, u64)> = ps.iter().zip(&adams).map(|(p, a)| (p, *a, 5)).collect();
+        let mut same = GpuEngine::new_group(c.clone(), &one_seed, &data, 3, &kernels).unwrap();
+        let one = batches()[2].clone();
+        let list: Vec<ModelStep> = (0..5).map(|model| ModelStep { model, videos: &one, step: 10 }).collect();
+        cimnet::gpu::model::train_steps(&mut [(&mut same, list.as_slice())]).unwrap();
+        for (k, e) in alone.iter_mut().enumerate() {
+            e.train_step(&videos_of(k, 10), 10).unwrap();
         }
+        assert_eq!(same.dispatches_per_step(), fused.dispatches_per_step(), "three seeds vs one: dispatches");
         let sum: u32 = alone.iter().map(GpuEngine::dispatches_per_step).sum();
         let (five, got) = (fused.dispatches_per_step(), ten.dispatches_per_step());
         eprintln!("{kernels:?}: 5 models fused {five} dispatches, 10 fused {got}, 5 alone {sum} in all");

@@ -2,7 +2,8 @@
 //! gives one by one (`--group 1`, today's sequential grid): the same losses per
 //! epoch, checkpoints, thresholds and reports, bit for bit, on the CPU reference
 //! and on the GPU engine (llvmpipe in CI), for a mixed group (modality sets x
-//! attention kinds x task setups) with early-stopped runs; and a grouped grid
+//! task setups x two seeds, all in one fused engine) with early-stopped runs
+//! (self-attention's fused runs: tests/gpu_model.rs); and a grouped grid
 //! killed with SIGKILL and rerun ends where the uninterrupted one does.
 
 use std::path::{Path, PathBuf};
@@ -31,9 +32,9 @@ fn grid_args(data: &Path, out: &Path, backend: &str, group: usize) -> Vec<String
         "--modalities",
         "T,TAV",
         "--attention",
-        "cim,self",
+        "cim",
         "--seeds",
-        "1",
+        "1,2",
         "--epochs",
         "6",
         "--patience",
@@ -153,21 +154,25 @@ fn grouped_equals_one_by_one(backend: &str) {
     assert!(alone.contains("up to 1 models per step"), "{alone}");
     let out = ok(&cimnet(&grid_args(&data, &many, backend, 12), &cache));
     assert!(out.contains("up to 12 models per step"), "the runs did not train side by side: {out}");
+    if backend == "gpu" {
+        // Both seeds' runs in one engine: each model on its own seed's batches.
+        assert!(out.contains(", 1 fused GPU engine(s)"), "the two seeds' runs were not fused: {out}");
+    }
     assert_same_runs(&one, &many);
     // And one member against the same run trained by `cimnet train`.
     let single = tmp.path().join("single");
     let mut t = grid_args(&data, &single, backend, 1);
     t[0] = "train".into();
-    for (k, v) in [("--modalities", "TAV"), ("--attention", "self")] {
+    for (k, v) in [("--modalities", "TAV"), ("--attention", "cim")] {
         let i = t.iter().position(|a| a == k).unwrap();
         t[i + 1] = v.into();
     }
     let i = t.iter().position(|a| a == "--seeds").unwrap();
-    t.splice(i..i + 2, ["--tasks".to_string(), "mtl".to_string(), "--seed".to_string(), "1".to_string()]);
+    t.splice(i..i + 2, ["--tasks".to_string(), "mtl".to_string(), "--seed".to_string(), "2".to_string()]);
     let i = t.iter().position(|a| a == "--group").unwrap();
     t.truncate(i);
     ok(&cimnet(&t, &cache));
-    assert_same_runs(&single, &many.join("TAV-self-mtl").join("seed1"));
+    assert_same_runs(&single, &many.join("TAV-cim-mtl").join("seed2"));
     // Runs stopped early at different epochs: the group went on without them.
     let stopped = early_stopped(&many);
     let epochs: Vec<usize> = run_files(&many)

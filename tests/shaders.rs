@@ -8,7 +8,7 @@ use std::path::Path;
 use cimnet::gpu::adam::{AdamParams, AdamProblem};
 use cimnet::gpu::attention::{AttentionParams, AttentionProblem};
 use cimnet::gpu::dropout::DropoutParams;
-use cimnet::gpu::gather::GatherParams;
+use cimnet::gpu::gather::{GatherParams, GatherProblem};
 use cimnet::gpu::gru::{GruParams, GruProblem};
 use cimnet::gpu::heads::{HeadsParams, HeadsProblem};
 use cimnet::gpu::linear::{LinearParams, LinearProblem};
@@ -120,7 +120,8 @@ fn params_structs_match_wgsl_layout() {
         AdamProblem,
         [offset, n, step, lr, beta1, beta2, eps, bias1, bias2, one_minus_beta1, one_minus_beta2]
     );
-    layout!(Shader::Gather, GatherParams, [b, u, tensors, write_len, d, src_off, dst_off]);
+    layout!(Shader::Gather, GatherParams, [b, u, problems, d_max]);
+    layout!(Shader::Gather, GatherProblem, [d, src_off, dst_off, index_off, u, len_off]);
     layout!(Shader::Gru, GruParams, [b, u, h, problems, t0, t1]);
     layout!(Shader::Gru, GruProblem, [w_hh_offset, b_hh_offset]);
     layout!(Shader::Attention, AttentionParams, [b, u, d, pair, problems]);

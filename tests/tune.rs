@@ -16,7 +16,7 @@ use cimnet::engine::{EngineOptions, TuneMode};
 use cimnet::gpu::attention::{self, AttentionKernel, AttentionParams};
 use cimnet::gpu::gru::{self, GruKernel, GruMember, GruSchedule};
 use cimnet::gpu::linear::{self, LinearKernel};
-use cimnet::gpu::model::{Arena, Shape};
+use cimnet::gpu::model::{Arena, Shape, Step};
 use cimnet::gpu::tune::{self, cache_file, ChoiceSource, KernelChoice, TuneEvent, TuneOptions};
 use cimnet::params::ParamStore;
 use cimnet::train::engine::choose_engine;
@@ -54,14 +54,15 @@ fn the_tuner_picks_valid_members_and_caches_the_race() {
     assert!(matches!(events.last(), Some(TuneEvent::Finished { .. })));
 
     // Every chosen member is one of its site's candidates at that shape.
-    let arena = Arena::new(&[(cfg.clone(), AdamConfig::default())], SHAPE.b, SHAPE.u).unwrap();
-    let plan = arena.plan(&[0]);
-    let (gp, gq) = plan.gru(SHAPE).unwrap();
+    let arena = Arena::new(&[(cfg.clone(), AdamConfig::default())], SHAPE.b, SHAPE.u, 1).unwrap();
+    let step = Step::one(&[0], SHAPE, 0, 0.0);
+    let plan = arena.plan(&step).unwrap();
+    let (gp, gq) = plan.gru().unwrap();
     let prof = &ctx.profile;
     let c = t.choice;
     assert!(gru::candidates(prof, &gp, &gq).contains(&c.gru_forward));
     assert!(gru::candidates(prof, &gp, &gq).contains(&c.gru_backward));
-    let (lp, lq) = plan.projection(arena.mods[0], SHAPE);
+    let (lp, lq) = plan.projection(arena.mods[0]);
     let lin = linear::candidates(prof, &lp, &lq);
     for k in [c.projection, c.projection_weights, c.dense, c.dense_backward, c.dense_weights] {
         assert!(lin.contains(&k), "{k:?} not in {lin:?}");

@@ -2,9 +2,9 @@
 //! `cimnet grid` groups them: the paper's Table 4 variants (7 modality sets x 3
 //! task setups, cim attention) cycled, each variant again with the next seed
 //! after 21. For each K the same steps are timed twice in one run, side by side:
-//! grouped (the models of one seed fused into one engine, `GpuEngine::new_group`,
-//! every launch covering all of them; the seeds' engines in one submit,
-//! `gpu::model::train_steps`) and one by one (an engine and a submit per model
+//! grouped (all K models, of every seed, fused into one engine,
+//! `GpuEngine::new_group`, every launch covering all of them, each model on its
+//! own batch, `gpu::model::train_steps`) and one by one (an engine and a submit per model
 //! and step, as `--group 1` trains), with the same kernel members. Each timing
 //! ends with a full wait (every model's loss read back). Reported: seconds per
 //! step of all K models, model-epochs per second, dispatches per step and
@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::{AdamConfig, Attention, ModalitySet, ModelConfig, Tasks};
 use crate::data::{make_batches, BatchMode, Dataset, SplitName};
 use crate::engine::{Engine, EngineError};
-use crate::gpu::model::{train_steps, GpuEngine};
+use crate::gpu::model::{train_steps, GpuEngine, ModelStep};
 use crate::gpu::tune::{TuneEvent, TuneOptions};
 use crate::gpu::GpuOptions;
 use crate::params::ParamStore;
@@ -61,7 +61,7 @@ pub struct ModelsRow {
     /// one_by_one / grouped (above 1: grouping is faster).
     pub speedup: f64,
     pub model_epochs_per_second: f64,
-    /// Fused engines of the grouped step (one per seed).
+    /// Fused engines of the grouped step (one: every seed's models share it).
     pub engines: usize,
     /// Grouped: dispatches of one step of all K models, and their mean invocations.
     pub dispatches_per_step: u64,
@@ -114,41 +114,27 @@ pub fn run(
             made.push((ParamStore::init(&cfg, seed), seed));
             orders.push(make_batches(&lens, batch, BatchMode::Bucketed, seed));
         }
-        let mut seeds: Vec<u64> = made.iter().map(|m| m.1).collect();
-        seeds.dedup();
-        // Every model of a seed runs the members raced for the seed's first model, both ways.
-        let mut fused = Vec::with_capacity(seeds.len());
+        // Every model runs the members raced for the richest one (most modalities,
+        // then attention pairs: valid for every smaller model), both ways, as a grid's cohort does.
+        let richest = (0..k)
+            .max_by_key(|&i| {
+                let c = &made[i].0.config;
+                (c.modalities.modalities().len(), c.attention_pairs().len(), std::cmp::Reverse(i))
+            })
+            .unwrap_or(0);
+        let kernels = device.kernels(&ctx, &made[richest].0.config, shape, tune_opts, on_tune)?;
+        let members: Vec<(&ParamStore, AdamConfig, u64)> =
+            made.iter().map(|(p, seed)| (p, AdamConfig::default(), *seed)).collect();
+        let mut fused = vec![GpuEngine::new_group(ctx.clone(), &members, data, batch, &kernels)?];
         let mut alone = Vec::with_capacity(k);
-        let mut first_of = Vec::with_capacity(seeds.len());
-        for &seed in &seeds {
-            let of: Vec<usize> = (0..k).filter(|&i| made[i].1 == seed).collect();
-            let kernels = device.kernels(&ctx, &made[of[0]].0.config, shape, tune_opts, on_tune)?;
-            let members: Vec<(&ParamStore, AdamConfig)> =
-                of.iter().map(|&i| (&made[i].0, AdamConfig::default())).collect();
-            fused.push(GpuEngine::new_group(ctx.clone(), &members, data, seed, batch, &kernels)?);
-            for &i in &of {
-                alone.push(GpuEngine::new(
-                    ctx.clone(),
-                    &made[i].0,
-                    data,
-                    AdamConfig::default(),
-                    seed,
-                    batch,
-                    &kernels,
-                )?);
-            }
-            first_of.push(of[0]);
+        for (p, seed) in &made {
+            alone.push(GpuEngine::new(ctx.clone(), p, data, AdamConfig::default(), *seed, batch, &kernels)?);
         }
-        // Model i's videos at step s (the models of a seed share their order).
+        // Model i's videos at step s (its seed's batch order).
         let videos = |i: usize, s: usize| orders[i][s % orders[i].len()].as_slice();
         let grouped_step = |fused: &mut [GpuEngine], s: usize| -> Result<(), EngineError> {
-            let parts: Vec<Vec<usize>> = fused.iter().map(|e| (0..e.models()).collect()).collect();
-            let mut group: Vec<(&mut GpuEngine, &[usize], &[usize], u64)> = fused
-                .iter_mut()
-                .zip(&parts)
-                .zip(&first_of)
-                .map(|((e, p), &i)| (e, p.as_slice(), videos(i, s), s as u64))
-                .collect();
+            let list: Vec<ModelStep> = (0..k).map(|i| ModelStep { model: i, videos: videos(i, s), step: s as u64 }).collect();
+            let mut group: Vec<(&mut GpuEngine, &[ModelStep])> = fused.iter_mut().map(|e| (e, list.as_slice())).collect();
             train_steps(&mut group)
         };
         // Warm-up (pipelines, first-use allocations) both ways.

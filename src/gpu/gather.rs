@@ -4,29 +4,48 @@
 
 use super::buffers;
 use super::context::{GpuContext, GpuError};
-use super::launch::Launch;
-use super::pipelines::{grid_1d, Bind, Shader};
+use super::launch::{Launch, ProblemList, Recordable};
+use super::pipelines::{grid_1d, Bind, Recorder, Shader};
 
 pub const WORKGROUP: u32 = 256;
 /// Label columns per utterance: sentiment score, then the six emotion intensities.
 pub const LABEL_WIDTH: usize = 7;
 
-/// Mirrors `GatherParams` in gather.wgsl: up to 4 tensors gathered by one launch.
+/// Mirrors `GatherParams` in gather.wgsl: what the problems of one launch share.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
 pub struct GatherParams {
+    /// Videos in each batch.
     pub b: u32,
+    /// The largest `u` of the problems (set by the launchers): sizes the grid.
     pub u: u32,
-    /// Tensors in the launch (grid z).
-    pub tensors: u32,
-    /// 1: tensor 0 also writes the batch lengths.
-    pub write_len: u32,
-    /// Row width of tensor z.
-    pub d: [u32; 4],
-    /// Element offset of tensor z's block in the source (the split's rows).
-    pub src_off: [u32; 4],
-    /// Element offset of tensor z's block in the output.
-    pub dst_off: [u32; 4],
+    /// Problems in the launch (grid z; set by the launchers).
+    pub problems: u32,
+    /// The widest tensor of the problems (set by the launchers): sizes the grid.
+    pub d_max: u32,
+}
+
+/// `GatherProblem::len_off` of a problem that writes no lengths.
+pub const NO_LEN: u32 = u32::MAX;
+
+/// Mirrors `GatherProblem` in gather.wgsl: one tensor of one batch (gather) or one
+/// model's block (scatter), as element offsets into the bound buffers.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct GatherProblem {
+    /// Row width of the tensor.
+    pub d: u32,
+    /// Its block in the source (gather: the split's rows; scatter: the batch's (B, u, D)).
+    pub src_off: u32,
+    /// Its block in the output.
+    pub dst_off: u32,
+    /// Its batch's B video indices in the index buffer.
+    pub index_off: u32,
+    /// Its batch's padded length (>= every gathered length).
+    pub u: u32,
+    /// Gather: [`NO_LEN`], or where the batch's B lengths are written.
+    pub len_off: u32,
+    pub _pad: [u32; 2],
 }
 
 fn c32(v: usize) -> u32 {
@@ -34,25 +53,102 @@ fn c32(v: usize) -> u32 {
 }
 
 impl GatherParams {
-    /// A (B, U) batch with no tensors yet.
-    pub fn new(b: usize, u: usize, write_len: bool) -> GatherParams {
-        GatherParams { b: c32(b), u: c32(u), write_len: u32::from(write_len), ..bytemuck::Zeroable::zeroed() }
+    /// Batches of `b` videos (the launchers fill in the rest from the problem list).
+    pub fn new(b: usize) -> GatherParams {
+        GatherParams { b: c32(b), ..bytemuck::Zeroable::zeroed() }
+    }
+}
+
+impl GatherProblem {
+    /// Rows of width `d` from the source block at `src_off` into the output block
+    /// at `dst_off`, for the batch of padded length `u` whose video indices sit at
+    /// `index_off`; no lengths written.
+    pub fn new(d: usize, src_off: usize, dst_off: usize, u: usize, index_off: usize) -> GatherProblem {
+        GatherProblem {
+            d: c32(d),
+            src_off: c32(src_off),
+            dst_off: c32(dst_off),
+            index_off: c32(index_off),
+            u: c32(u),
+            len_off: NO_LEN,
+            _pad: [0; 2],
+        }
     }
 
-    /// One more tensor (at most 4): rows of width `d` from the source block at
-    /// `src_off` into the output block at `dst_off`.
-    pub fn tensor(mut self, d: usize, src_off: usize, dst_off: usize) -> GatherParams {
-        let z = self.tensors as usize;
-        self.d[z] = c32(d);
-        self.src_off[z] = c32(src_off);
-        self.dst_off[z] = c32(dst_off);
-        self.tensors += 1;
+    /// Also write the batch's lengths at `len_off` of the length output.
+    pub fn lengths(mut self, len_off: usize) -> GatherProblem {
+        self.len_off = c32(len_off);
         self
     }
+}
 
-    fn max_d(&self) -> usize {
-        self.d[..self.tensors as usize].iter().copied().max().unwrap_or(0) as usize
+/// A gather (or scatter) launch over a problem list, built for up to `capacity` problems.
+pub struct GatherLaunch {
+    launch: Launch<GatherParams>,
+    list: ProblemList<GatherProblem>,
+}
+
+fn grid(p: &GatherParams) -> [u32; 3] {
+    let [x, y, _] = grid_1d(p.b as usize * p.u as usize * p.d_max as usize, WORKGROUP);
+    [x, y, p.problems]
+}
+
+/// The shared params completed from the list; an empty problem (u or d 0) is refused.
+fn complete(p: GatherParams, problems: &[GatherProblem]) -> Result<GatherParams, GpuError> {
+    if let Some(z) = problems.iter().position(|q| q.u == 0 || q.d == 0) {
+        return Err(GpuError::Validation(format!("gather problem {z} has no rows (u 0 or width 0)")));
     }
+    Ok(GatherParams {
+        u: problems.iter().map(|q| q.u).max().unwrap_or(0),
+        problems: c32(problems.len()),
+        d_max: problems.iter().map(|q| q.d).max().unwrap_or(0),
+        ..p
+    })
+}
+
+impl GatherLaunch {
+    /// New params and problems (1..=capacity) for the next submit.
+    pub fn update(&mut self, ctx: &GpuContext, p: GatherParams, problems: &[GatherProblem]) -> Result<(), GpuError> {
+        let p = complete(p, problems)?;
+        self.list.write(ctx, problems)?;
+        self.launch.update(ctx, p);
+        Ok(())
+    }
+
+    pub fn record(&self, rec: &mut Recorder) {
+        self.launch.record(rec);
+    }
+}
+
+impl Recordable for GatherLaunch {
+    fn record_into(&self, rec: &mut Recorder) {
+        self.launch.record(rec);
+    }
+}
+
+fn launch(
+    ctx: &GpuContext,
+    entry: &'static str,
+    binds: &[Bind],
+    buffers: &[&wgpu::Buffer],
+    p: GatherParams,
+    problems: &[GatherProblem],
+    capacity: usize,
+) -> Result<GatherLaunch, GpuError> {
+    let max_z = ctx.profile.limits.max_compute_workgroups_per_dimension as usize;
+    if capacity.max(problems.len()) > max_z {
+        return Err(GpuError::Validation(format!(
+            "{entry}: {} problems in one launch, more than the device's {max_z} workgroups along grid z",
+            capacity.max(problems.len())
+        )));
+    }
+    let p = complete(p, problems)?;
+    let list = ProblemList::new(ctx, entry, problems, capacity)?;
+    let k = ctx.pipelines.get(ctx, Shader::Gather, entry, binds)?;
+    let mut bound = buffers.to_vec();
+    bound.push(&list.buffer);
+    let launch = Launch::new(ctx, k, &bound, p, grid)?;
+    Ok(GatherLaunch { launch, list })
 }
 
 /// A split on the GPU: every tensor's rows as blocks of one buffer.
@@ -110,8 +206,9 @@ impl GpuDataset {
     }
 }
 
-/// Every tensor of `p` gathered from `data.rows` into its block of `out` in one launch,
-/// and (write_len) the batch lengths into `out_len` (B).
+/// Every problem's tensor gathered from `data.rows` into its block of `out` in one
+/// launch, and the lengths of problems that ask into `out_len`.
+#[allow(clippy::too_many_arguments)]
 pub fn gather_forward(
     ctx: &GpuContext,
     out: &wgpu::Buffer,
@@ -119,19 +216,19 @@ pub fn gather_forward(
     data: &GpuDataset,
     index: &wgpu::Buffer,
     p: GatherParams,
-) -> Result<Launch<GatherParams>, GpuError> {
-    let binds = [Bind::Uniform, Bind::Read, Bind::Read, Bind::Read, Bind::Read, Bind::Write, Bind::Write];
-    let k = ctx.pipelines.get(ctx, Shader::Gather, "gather_forward", &binds)?;
-    Launch::new(ctx, k, &[&data.rows, &data.offsets, &data.lengths, index, out, out_len], p, |p| {
-        let [x, y, _] = grid_1d(p.b as usize * p.u as usize * p.max_d(), WORKGROUP);
-        [x, y, p.tensors]
-    })
+    problems: &[GatherProblem],
+    capacity: usize,
+) -> Result<GatherLaunch, GpuError> {
+    let binds = [Bind::Uniform, Bind::Read, Bind::Read, Bind::Read, Bind::Read, Bind::Write, Bind::Write, Bind::Read];
+    let bufs = [&data.rows, &data.offsets, &data.lengths, index, out, out_len];
+    launch(ctx, "gather_forward", &binds, &bufs, p, problems, capacity)
 }
 
-/// dst (N_utt, D) rows of the videos `index` (B) = src (B, U, D) at their real
+/// dst (N_utt, D) rows of each problem's videos = src (B, u, D) at their real
 /// positions: the transpose of `gather_forward`, used to collect predictions.
-/// Tensor z (grid z) reads src at `src_off[z]` and writes dst at `dst_off[z]`
-/// (the models of a fused engine: one tensor each).
+/// Problem z reads src at its `src_off` and writes dst at its `dst_off` (the
+/// models of a fused engine: one problem each).
+#[allow(clippy::too_many_arguments)]
 pub fn scatter_rows(
     ctx: &GpuContext,
     dst: &wgpu::Buffer,
@@ -139,11 +236,10 @@ pub fn scatter_rows(
     data: &GpuDataset,
     index: &wgpu::Buffer,
     p: GatherParams,
-) -> Result<Launch<GatherParams>, GpuError> {
-    let binds = [Bind::Uniform, Bind::Read, Bind::Read, Bind::Read, Bind::Read, Bind::Write];
-    let k = ctx.pipelines.get(ctx, Shader::Gather, "scatter_rows", &binds)?;
-    Launch::new(ctx, k, &[src, &data.offsets, &data.lengths, index, dst], p, |p| {
-        let [x, y, _] = grid_1d(p.b as usize * p.u as usize * p.max_d(), WORKGROUP);
-        [x, y, p.tensors]
-    })
+    problems: &[GatherProblem],
+    capacity: usize,
+) -> Result<GatherLaunch, GpuError> {
+    let binds = [Bind::Uniform, Bind::Read, Bind::Read, Bind::Read, Bind::Read, Bind::Write, Bind::Read];
+    let bufs = [src, &data.offsets, &data.lengths, index, dst];
+    launch(ctx, "scatter_rows", &binds, &bufs, p, problems, capacity)
 }

@@ -20,7 +20,7 @@ use super::context::GpuContext;
 use super::gru::{self, GruKernel, GruMember, GruSchedule};
 use super::launch::Recordable;
 use super::linear::{self, LinearKernel, LinearLaunch, LinearParams, LinearProblem};
-use super::model::{Arena, Batch, GpuEngineError, Shape};
+use super::model::{Arena, GpuEngineError, Shape, Step};
 use super::profile::DeviceProfile;
 use super::timing::Timer;
 use crate::config::AdamConfig;
@@ -343,14 +343,14 @@ struct Sites {
 impl Sites {
     fn new(cfg: &ModelConfig, shape: Shape) -> Result<Sites, GpuEngineError> {
         let arena =
-            Arena::new(&[(cfg.clone(), AdamConfig::default())], shape.b, shape.u).map_err(GpuEngineError::Input)?;
-        let batch = Batch { shape, seed: 1, p_drop: cfg.dropout };
+            Arena::new(&[(cfg.clone(), AdamConfig::default())], shape.b, shape.u, 1).map_err(GpuEngineError::Input)?;
+        let step = Step::one(&[0], shape, 1, cfg.dropout);
         let (gru, gru_problems, projection, dense, attention) = {
-            let plan = arena.plan(&[0]);
-            let (gru, gq) = plan.gru(shape)?;
-            let projection = arena.mods.iter().map(|&md| plan.projection(md, shape)).collect();
-            let dense = arena.mods.iter().map(|&md| plan.dense_forward(md, &batch)).collect();
-            let attention = arena.pair_kinds.iter().map(|&pair| plan.attention(pair, shape)).collect();
+            let plan = arena.plan(&step).map_err(GpuEngineError::Input)?;
+            let (gru, gq) = plan.gru()?;
+            let projection = arena.mods.iter().map(|&md| plan.projection(md)).collect();
+            let dense = arena.mods.iter().map(|&md| plan.dense_forward(md)).collect();
+            let attention = arena.pair_kinds.iter().map(|&pair| plan.attention(pair)).collect();
             (gru, gq, projection, dense, attention)
         };
         Ok(Sites { arena, shape, gru, gru_problems, projection, dense, attention })

@@ -5,13 +5,14 @@
 //! coordinator (the calling thread), which owns the real engines on one shared
 //! GPU device.
 //!
-//! Runs that start together and can share batches (the same seed, batch, H, D,
-//! dropout, data and kernel members) become the models of ONE fused GPU engine
-//! (`GpuEngine::new_group`): every launch of a step covers all of them, so the
-//! dispatches per step do not grow with the number of models. The coordinator
-//! waits until every engine it holds has a call pending, then serves that
-//! round: the training steps of each fused engine's models as one step (those
-//! with the same batch and step number; all engines' steps in one submit,
+//! Runs that start together and can share an engine (the same batch size, H, D,
+//! dropout, data and kernel members; any seeds, modality sets, attention kinds
+//! and task setups) become the models of ONE fused GPU engine
+//! (`GpuEngine::new_group`): every launch of a step covers all of them, each on
+//! its own batch (one batch slot per seed), so the dispatches per step do not
+//! grow with the number of models. The coordinator waits until every engine it
+//! holds has a call pending, then serves that round: the training steps of
+//! every fused engine's models as one step (all engines' steps in one submit,
 //! `gpu::model::train_steps`), evaluations of the same batches as one forward,
 //! everything else (state, loss read-back) model by model. A run computes
 //! exactly what it computes alone: the same loop, the same kernel members, the
@@ -32,7 +33,7 @@ use super::run::{EpochRecord, Progress, RunConfig};
 use crate::cpu::engine::CpuEngine;
 use crate::data::{Dataset, SplitName};
 use crate::engine::{Engine, EngineError, EngineState, LossSums, Predictions, TuneMode};
-use crate::gpu::model::{train_steps, GpuEngine};
+use crate::gpu::model::{train_steps, GpuEngine, ModelStep};
 use crate::params::ParamStore;
 
 /// One run of a group: a label for progress lines and the work, which gets its
@@ -435,8 +436,9 @@ struct Cohort<'c> {
     built: &'c mut usize,
 }
 
-/// Runs that can be models of one engine: the same device, seed, batch,
-/// kernel members, H, D, dropout and data.
+/// Runs that can be models of one engine: the same device, batch size,
+/// kernel members, H, D, dropout and data (seeds may differ: each model trains
+/// on its own batches in a batch slot of the step).
 fn fusable(a: &Waiting, b: &Waiting) -> bool {
     a.run.kernels == b.run.kernels && fusable_but_kernels(a, b)
 }
@@ -444,8 +446,7 @@ fn fusable(a: &Waiting, b: &Waiting) -> bool {
 fn fusable_but_kernels(a: &Waiting, b: &Waiting) -> bool {
     let (ra, rb) = (&a.run.train, &b.run.train);
     let (ca, cb) = (&a.params.config, &b.params.config);
-    ra.seed == rb.seed
-        && ra.batch == rb.batch
+    ra.batch == rb.batch
         && ra.backend == rb.backend
         && (ca.hidden, ca.dense) == (cb.hidden, cb.dense)
         && ca.dropout.to_bits() == cb.dropout.to_bits()
@@ -543,11 +544,10 @@ impl Cohort<'_> {
         let held: u64 = self.slots.iter().flatten().map(|s| s.bytes).sum();
         let left = self.limits.memory.map(|m| m.saturating_sub(held));
         let (ctx, first) = (class[0].1.clone(), &class[0].0);
-        let models: Vec<(&ParamStore, crate::config::AdamConfig)> =
-            class.iter().map(|(w, _)| (w.params.as_ref(), adam_of(&w.run))).collect();
+        let models: Vec<(&ParamStore, crate::config::AdamConfig, u64)> =
+            class.iter().map(|(w, _)| (w.params.as_ref(), adam_of(&w.run), w.run.train.seed)).collect();
         let kernels = first.run.kernels.unwrap_or_default();
-        let made =
-            GpuEngine::new_group(ctx, &models, &first.data, first.run.train.seed, first.run.train.batch, &kernels);
+        let made = GpuEngine::new_group(ctx, &models, &first.data, first.run.train.batch, &kernels);
         let made = match made {
             Ok(e) if class.len() > 1 && left.is_some_and(|l| e.bytes() > l) => Err(None),
             Ok(e) => Ok(e),
@@ -592,9 +592,8 @@ impl Cohort<'_> {
     }
 }
 
-/// The pending training steps of one engine grouped by (videos, step): each
-/// group one step of the models in it. Returns (models, videos, step, slots).
-type StepClass = (Vec<usize>, Vec<usize>, u64, Vec<usize>);
+/// A pending training step of a fused engine's model: (model, videos, step, slot).
+type Pending = (usize, Vec<usize>, u64, usize);
 
 /// The pending evaluations of one fused engine on the same (split, batches):
 /// (engine, split, batches, (model, slot) of each).
@@ -617,8 +616,8 @@ fn serve(slots: &mut [Option<Slot>], fused: &mut [Option<Fused>]) -> usize {
             let _ = s.answers.send(a);
         }
     };
-    // Training steps: per fused engine, classes by (videos, step); a CPU engine's now.
-    let mut classes: Vec<Vec<StepClass>> = (0..fused.len()).map(|_| Vec::new()).collect();
+    // Training steps: per fused engine, every model's; a CPU engine's now.
+    let mut pending: Vec<Vec<Pending>> = (0..fused.len()).map(|_| Vec::new()).collect();
     let mut rest: Vec<(usize, Op)> = Vec::new();
     let mut grouped = 0;
     for (i, op) in ops {
@@ -626,14 +625,7 @@ fn serve(slots: &mut [Option<Slot>], fused: &mut [Option<Fused>]) -> usize {
         match (op, &mut s.holder) {
             (Op::TrainStep(videos, step), Holder::Fused { engine, model }) => {
                 grouped += 1;
-                let c = &mut classes[*engine];
-                match c.iter_mut().find(|c| c.1 == videos && c.2 == step) {
-                    Some(c) => {
-                        c.0.push(*model);
-                        c.3.push(i);
-                    }
-                    None => c.push((vec![*model], videos, step, vec![i])),
-                }
+                pending[*engine].push((*model, videos, step, i));
             }
             (Op::TrainStep(videos, step), Holder::Cpu(c)) => {
                 grouped += 1;
@@ -643,33 +635,23 @@ fn serve(slots: &mut [Option<Slot>], fused: &mut [Option<Fused>]) -> usize {
             (op, _) => rest.push((i, op)),
         }
     }
-    // Submits: each takes the first remaining class of every fused engine.
-    while classes.iter().any(|c| !c.is_empty()) {
-        let mut taken: Vec<(usize, StepClass)> = Vec::new();
-        for (e, c) in classes.iter_mut().enumerate() {
-            if !c.is_empty() {
-                let mut class = c.remove(0);
-                sort_class(&mut class);
-                taken.push((e, class));
+    // Every fused engine's models in one step (one submit unless batches differ in size).
+    let outcome = {
+        let lists: Vec<Vec<ModelStep>> = pending
+            .iter()
+            .map(|p| p.iter().map(|(model, videos, step, _)| ModelStep { model: *model, videos, step: *step }).collect())
+            .collect();
+        let mut batch: Vec<(&mut GpuEngine, &[ModelStep])> = Vec::new();
+        for (f, list) in fused.iter_mut().zip(&lists) {
+            if let (Some(f), false) = (f.as_mut(), list.is_empty()) {
+                batch.push((&mut f.engine, list.as_slice()));
             }
         }
-        let mut told: Vec<usize> = Vec::new();
-        let outcome = {
-            let mut batch: Vec<(&mut GpuEngine, &[usize], &[usize], u64)> = Vec::new();
-            let mut engines: Vec<Option<&mut GpuEngine>> =
-                fused.iter_mut().map(|f| f.as_mut().map(|f| &mut f.engine)).collect();
-            for (e, class) in &taken {
-                if let Some(g) = engines.get_mut(*e).and_then(Option::take) {
-                    batch.push((g, &class.0, &class.1, class.2));
-                    told.extend(&class.3);
-                }
-            }
-            (!batch.is_empty()).then(|| train_steps(&mut batch).map_err(|e| e.to_string()))
-        };
-        if let Some(outcome) = outcome {
-            for i in told {
-                answer(slots, i, outcome.clone().map(|()| Answer::Unit).map_err(EngineError::Group));
-            }
+        (!batch.is_empty()).then(|| train_steps(&mut batch).map_err(|e| e.to_string()))
+    };
+    if let Some(outcome) = outcome {
+        for (_, _, _, i) in pending.iter().flatten() {
+            answer(slots, *i, outcome.clone().map(|()| Answer::Unit).map_err(EngineError::Group));
         }
     }
     // Evaluations of a fused engine's models on the same batches: one forward.
@@ -736,14 +718,6 @@ fn serve(slots: &mut [Option<Slot>], fused: &mut [Option<Fused>]) -> usize {
         answer(slots, i, reply);
     }
     grouped
-}
-
-/// A step class with its models ascending (and their slots alongside).
-fn sort_class(class: &mut StepClass) {
-    let mut pairs: Vec<(usize, usize)> = class.0.iter().copied().zip(class.3.iter().copied()).collect();
-    pairs.sort_unstable();
-    class.0 = pairs.iter().map(|p| p.0).collect();
-    class.3 = pairs.iter().map(|p| p.1).collect();
 }
 
 #[cfg(test)]

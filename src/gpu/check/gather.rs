@@ -42,50 +42,63 @@ pub fn check_gather(ctx: &GpuContext, c: &GatherCase) -> Result<Vec<CheckRow>, G
     }
     let data = gpu::gather::GpuDataset::upload(ctx, feats, dims3, &srcs[srcs.len() - 1], lengths)?;
 
-    // gather_forward: labels (writing the lengths) and every feature tensor in one
-    // launch, from the split's one buffer into blocks of one output buffer at
-    // unaligned offsets, with a sentinel element between blocks.
-    let index = &c.index;
-    let (b, u) = (index.len(), index.iter().map(|&v| lengths[v]).max().unwrap_or(0));
-    let idx = upload(ctx, "index", &u32s(index))?;
-    let out_len = upload(ctx, "len", &vec![999u32; b])?;
-    let mut p = gpu::gather::GatherParams::new(b, u, true);
+    // gather_forward: two batches of B videos in one launch (the given index list
+    // and one of the shortest video, so of another u), each with its labels
+    // (writing its lengths at its slot) and every feature tensor, from the split's
+    // one buffer into blocks of one output buffer at unaligned offsets, with a
+    // sentinel element between blocks.
+    let b = c.index.len();
+    let shortest = (0..lengths.len()).min_by_key(|&v| lengths[v]).unwrap_or(0);
+    let batches = [c.index.clone(), vec![shortest; b]];
+    let us: Vec<usize> = batches.iter().map(|ix| ix.iter().map(|&v| lengths[v]).max().unwrap_or(0)).collect();
+    let flat: Vec<usize> = batches.iter().flatten().copied().collect();
+    let idx = upload(ctx, "index", &u32s(&flat))?;
+    let out_len = upload(ctx, "len", &vec![999u32; 2 * b + 1])?;
+    let mut problems = Vec::new();
     let mut blocks = Vec::new();
     let mut at = 3;
-    for m in std::iter::once(srcs.len() - 1).chain(0..nf) {
-        let src_off = if m < nf { data.features_off[m] } else { Some(data.labels_off) };
-        let Some(src_off) = src_off else { continue };
-        let d = widths[m];
-        p = p.tensor(d, src_off, at);
-        blocks.push((at..at + b * u * d, m));
-        at += b * u * d + 1;
+    for (bi, u) in us.iter().copied().enumerate() {
+        for m in std::iter::once(srcs.len() - 1).chain(0..nf) {
+            let src_off = if m < nf { data.features_off[m] } else { Some(data.labels_off) };
+            let Some(src_off) = src_off else { continue };
+            let d = widths[m];
+            let q = gpu::gather::GatherProblem::new(d, src_off, at, u, bi * b);
+            // The second batch's lengths one past the first's: a sentinel between.
+            problems.push(if m < nf { q } else { q.lengths(bi * (b + 1)) });
+            blocks.push((at..at + b * u * d, m, bi));
+            at += b * u * d + 1;
+        }
     }
     let out = upload(ctx, "gathered", &vec![SENTINEL; at])?;
-    let launch = gpu::gather::gather_forward(ctx, &out, &out_len, &data, &idx, p)?;
+    let p = gpu::gather::GatherParams::new(b);
+    let launch = gpu::gather::gather_forward(ctx, &out, &out_len, &data, &idx, p, &problems, problems.len())?;
     let dispatches = run(ctx, &[&launch])?;
     let got = read_f32(ctx, &out, at)?;
     let mut gathered = Vec::new();
-    for (r, m) in &blocks {
-        let d = widths[*m];
+    for (r, m, bi) in &blocks {
+        let (d, u) = (widths[*m], us[*bi]);
         let mut want = vec![0.0f32; b * u * d];
-        for (bi, &v) in index.iter().enumerate() {
+        for (row, &v) in batches[*bi].iter().enumerate() {
             let rows = (starts[v] * d)..((starts[v] + lengths[v]) * d);
-            want[bi * u * d..(bi * u + lengths[v]) * d].copy_from_slice(&srcs[*m][rows]);
+            want[row * u * d..(row * u + lengths[v]) * d].copy_from_slice(&srcs[*m][rows]);
         }
-        let name = if *m < nf { format!("features {m} (D={d})") } else { "labels".to_string() };
+        let name = if *m < nf { format!("batch {bi} features {m} (D={d})") } else { format!("batch {bi} labels") };
         gathered.push(compare_exact(&name, &got[r.clone()], &want));
     }
-    let ranges: Vec<std::ops::Range<usize>> = blocks.iter().map(|(r, _)| r.clone()).collect();
+    let ranges: Vec<std::ops::Range<usize>> = blocks.iter().map(|(r, _, _)| r.clone()).collect();
     let rest = outside(&got, &ranges);
     gathered.push(compare_bits("output outside the blocks", &rest, &vec![SENTINEL; rest.len()]));
     gathered.push(compare_exact("dispatches", &[dispatches as f32], &[1.0]));
-    let want_len: Vec<f32> = index.iter().map(|&v| lengths[v] as f32).collect();
-    let got_len: Vec<f32> = read::<u32>(ctx, &out_len, 0, b)?.iter().map(|&l| l as f32).collect();
+    let mut want_len: Vec<f32> = batches[0].iter().map(|&v| lengths[v] as f32).collect();
+    want_len.push(999.0);
+    want_len.extend(batches[1].iter().map(|&v| lengths[v] as f32));
+    let got_len: Vec<f32> = read::<u32>(ctx, &out_len, 0, 2 * b + 1)?.iter().map(|&l| l as f32).collect();
     gathered.push(compare_exact("lengths", &got_len, &want_len));
+    let (u, u2) = (us[0], us[1]);
 
     // scatter_rows over the distinct videos (a repeated video would be a write race).
     let mut distinct: Vec<usize> = Vec::new();
-    for &v in index {
+    for &v in &c.index {
         if !distinct.contains(&v) {
             distinct.push(v);
         }
@@ -101,8 +114,10 @@ pub fn check_gather(ctx: &GpuContext, c: &GatherCase) -> Result<Vec<CheckRow>, G
     let srcb = upload(ctx, "batch rows", &src)?;
     let dst = upload(ctx, "split rows", &vec![SENTINEL; 2 * n_utt * d + 5])?;
     let sidx = upload(ctx, "index", &u32s(&distinct))?;
-    let p = gpu::gather::GatherParams::new(sb, su, false).tensor(d, 0, 0).tensor(d, block, n_utt * d);
-    let scatter = gpu::gather::scatter_rows(ctx, &dst, &srcb, &data, &sidx, p)?;
+    let problems: Vec<_> =
+        (0..2).map(|z| gpu::gather::GatherProblem::new(d, z * block, z * n_utt * d, su, 0)).collect();
+    let p = gpu::gather::GatherParams::new(sb);
+    let scatter = gpu::gather::scatter_rows(ctx, &dst, &srcb, &data, &sidx, p, &problems, 2)?;
     run(ctx, &[&scatter])?;
     let mut want = vec![SENTINEL; 2 * n_utt * d + 5];
     for z in 0..2 {
@@ -113,7 +128,7 @@ pub fn check_gather(ctx: &GpuContext, c: &GatherCase) -> Result<Vec<CheckRow>, G
     }
     let got = read_f32(ctx, &dst, 2 * n_utt * d + 5)?;
     Ok(vec![
-        CheckRow::new("gather_forward", format!("N_utt={n_utt} B={b} U={u} D={:?}+7", c.dims), gathered),
+        CheckRow::new("gather_forward", format!("N_utt={n_utt} B={b} U={u} and {u2} D={:?}+7", c.dims), gathered),
         CheckRow::new(
             "scatter_rows",
             format!("N_utt={n_utt} B={sb} U={su} D={d}, 2 tensors"),

@@ -6,19 +6,23 @@
 //!
 //! Arenas (one buffer per role; docs/group-notes.md):
 //! - parameters, gradients, Adam m and v: model k's flat store at `w_base`;
-//! - batch inputs (labels, then one block per modality) and lengths: shared by
-//!   every model (the models of an engine train on the same batches);
+//! - batch inputs (labels, then one block per modality), video indices and
+//!   lengths: one slot per batch of a step. The models of one seed train on the
+//!   same batches and share a slot; models of other seeds (other batch orders)
+//!   take other slots of the same step, each problem of a launch pointing at its
+//!   batch (its u, its lengths, its inputs, its dropout seed);
 //! - GRU tensors (xp, cache, gi, gh, carry; GRU output, its gradient, the dense
 //!   input): problem p = 2 * branch + direction, numbered over the branches
 //!   ((model, modality) pairs) TAKING PART in the call, in model order, each block
-//!   in the batch's (B, U) layout as the GRU kernels index them;
+//!   at p * B * U (U the step's largest u), its rows in its own batch's (B, u);
 //! - per branch (B_max, U_max, D) blocks of feat and dfeat; per model (B_max,
 //!   U_max, rw) blocks of R and dR, (B_max, U_max, 9) of probabilities and logit
 //!   gradients, 2 row losses and a 4-float loss slot; per (model, attention pair)
 //!   blocks of the saved attention tensors.
 //!
-//! Offsets are the only thing that differs from a model's engine alone, so every
-//! model computes bit for bit what it computes alone.
+//! Offsets (and the block stride U) are the only things that differ from a
+//! model's engine alone; every kernel computes a problem from its own batch's
+//! (B, u) rows only, so every model computes bit for bit what it computes alone.
 
 use crate::config::{AdamConfig, Block, Modality, ModelConfig};
 use crate::cpu::dropout::stream;
@@ -26,8 +30,8 @@ use crate::params::Layout;
 
 use super::super::adam::AdamProblem;
 use super::super::attention::{AttentionParams, AttentionProblem};
-use super::super::dropout::DropoutParams;
-use super::super::gather::{GatherParams, GpuDataset, LABEL_WIDTH};
+use super::super::dropout::{DropoutParams, DropoutSegment};
+use super::super::gather::{GatherParams, GatherProblem, GpuDataset, LABEL_WIDTH};
 use super::super::gru::{gru_problems, GruError, GruParams, GruProblem};
 use super::super::heads::{HeadsParams, HeadsProblem, CLASSES, LOSS_LEN};
 use super::super::linear::{LinearParams, LinearProblem};
@@ -39,14 +43,35 @@ pub struct Shape {
     pub u: usize,
 }
 
-/// What every launch of a step is re-parameterised from: the batch shape and its dropout.
-#[derive(Debug, Clone, Copy)]
-pub struct Batch {
-    pub shape: Shape,
-    /// The step's dropout seed.
+/// One batch of a step: the models that take part with it (ascending), its
+/// padded length (its longest video) and its dropout seed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StepBatch {
+    pub models: Vec<usize>,
+    pub u: usize,
     pub seed: u32,
+}
+
+/// What every launch of a call (a training step, an evaluation batch) is
+/// re-parameterised from: its batches, B videos each, and the dropout.
+#[derive(Debug, Clone)]
+pub struct Step {
+    pub b: usize,
     /// Dropout probability (0 in evaluation).
     pub p_drop: f64,
+    pub batches: Vec<StepBatch>,
+}
+
+impl Step {
+    /// One batch of shape `s` for the models `models`.
+    pub fn one(models: &[usize], s: Shape, seed: u32, p_drop: f64) -> Step {
+        Step { b: s.b, p_drop, batches: vec![StepBatch { models: models.to_vec(), u: s.u, seed }] }
+    }
+
+    /// The largest u of the batches: the launches' U (grid size, GRU block stride).
+    pub fn u(&self) -> usize {
+        self.batches.iter().map(|b| b.u).max().unwrap_or(1).max(1)
+    }
 }
 
 /// One model of an engine and its blocks in the arenas.
@@ -98,9 +123,12 @@ pub struct Arena {
     pub h: usize,
     pub d: usize,
     pub dropout: f64,
-    /// Each modality's block in the shared batch inputs (None: no model uses it).
+    /// Each modality's block in a batch slot's inputs (None: no model uses it).
     pub x_off: [Option<usize>; 3],
+    /// One batch slot's inputs (labels at 0, then the modalities' blocks).
     pub inputs_len: usize,
+    /// Batch slots: the most batches one step takes.
+    pub batches: usize,
     pub params_len: usize,
     pub branches: usize,
     pub r_len: usize,
@@ -112,11 +140,17 @@ pub struct Arena {
 }
 
 impl Arena {
-    /// Place `models` for batches of up to (b_max, u_max). They must share H, D
+    /// Place `models` for steps of up to `batches` batches of up to (b_max, u_max)
+    /// each. They must share H, D
     /// and dropout, and list their common attention pairs in one order (each
     /// model's dfeat gradients then accumulate in its own order); what differs
     /// is returned as the reason they cannot share an engine.
-    pub fn new(models: &[(ModelConfig, AdamConfig)], b_max: usize, u_max: usize) -> Result<Arena, String> {
+    pub fn new(
+        models: &[(ModelConfig, AdamConfig)],
+        b_max: usize,
+        u_max: usize,
+        batches: usize,
+    ) -> Result<Arena, String> {
         let bu = b_max * u_max;
         let (h, d, dropout) = models.first().map_or((1, 1, 0.0), |(c, _)| (c.hidden, c.dense, c.dropout));
         if let Some((c, _)) = models.iter().find(|(c, _)| (c.hidden, c.dense, c.dropout) != (h, d, dropout)) {
@@ -174,6 +208,7 @@ impl Arena {
             dropout,
             x_off,
             inputs_len,
+            batches: batches.max(1),
             params_len,
             branches,
             r_len,
@@ -192,27 +227,68 @@ impl Arena {
         g * self.bu() * self.d
     }
 
-    /// The plan of a call in which `part` (model indices, ascending) take part.
-    pub fn plan<'a>(&'a self, part: &'a [usize]) -> Plan<'a> {
-        let mut pos = vec![Vec::new(); self.models.len()];
+    /// The plan of a call: the models of `step`'s batches take part.
+    pub fn plan<'a>(&'a self, step: &'a Step) -> Result<Plan<'a>, String> {
+        let k = self.models.len();
+        let mut batch_of = vec![None; k];
+        for (c, sb) in step.batches.iter().enumerate() {
+            if sb.u == 0 || sb.u > self.u_max {
+                return Err(format!("a batch of length {} in an engine built for 1..={}", sb.u, self.u_max));
+            }
+            for &m in &sb.models {
+                match batch_of.get_mut(m) {
+                    Some(slot @ None) => *slot = Some(c),
+                    Some(Some(_)) => return Err(format!("model {m} is in two batches of one step")),
+                    None => return Err(format!("this engine has no model {m}")),
+                }
+            }
+        }
+        if step.batches.len() > self.batches || step.b == 0 || step.b > self.b_max {
+            return Err(format!(
+                "a step of {} batches of {} videos in an engine built for 1..={} batches of 1..={} videos",
+                step.batches.len(),
+                step.b,
+                self.batches,
+                self.b_max
+            ));
+        }
+        let part: Vec<usize> = (0..k).filter(|&m| batch_of[m].is_some()).collect();
+        if part.is_empty() {
+            return Err("a step with no model".to_string());
+        }
+        let mut pos = vec![Vec::new(); k];
         let mut next = 0;
-        for &k in part {
-            let n = self.models[k].mods.len();
-            pos[k] = (next..next + n).collect();
+        for &m in &part {
+            let n = self.models[m].mods.len();
+            pos[m] = (next..next + n).collect();
             next += n;
         }
-        Plan { arena: self, part, pos, branches: next }
+        Ok(Plan { arena: self, step, part, batch_of, pos, branches: next })
     }
 }
 
-/// The models taking part in one call and their GRU problem positions.
+/// The models taking part in one call, their batches and GRU problem positions.
 pub struct Plan<'a> {
     pub arena: &'a Arena,
-    pub part: &'a [usize],
+    pub step: &'a Step,
+    /// The models taking part, ascending.
+    pub part: Vec<usize>,
+    /// Per model, its batch in the step (None: not taking part).
+    batch_of: Vec<Option<usize>>,
     /// Per model, the position of each branch among the taking-part branches.
     pos: Vec<Vec<usize>>,
     /// Branches taking part.
     pub branches: usize,
+}
+
+/// Where a batch sits in the step: its u, its lengths and inputs (its slot's
+/// offsets) and its dropout seed.
+#[derive(Debug, Clone, Copy)]
+struct BatchSlot {
+    u: usize,
+    len_off: usize,
+    inputs: usize,
+    seed: u32,
 }
 
 impl Plan<'_> {
@@ -220,110 +296,143 @@ impl Plan<'_> {
         self.part.iter().map(|&k| &self.arena.models[k])
     }
 
+    fn slot_of_batch(&self, c: usize) -> BatchSlot {
+        let sb = &self.step.batches[c];
+        BatchSlot { u: sb.u, len_off: c * self.arena.b_max, inputs: c * self.arena.inputs_len, seed: sb.seed }
+    }
+
+    fn slot(&self, m: &Placed) -> BatchSlot {
+        self.slot_of_batch(self.batch_of[m.slot].unwrap_or(0))
+    }
+
+    /// (B, U): the videos per batch and the step's largest u.
+    pub fn shape(&self) -> Shape {
+        Shape { b: self.step.b, u: self.step.u() }
+    }
+
     /// The input projection of modality md, both directions: x W_ih^T + b_ih into
     /// xp problem 2 pos + dir.
-    pub fn projection(&self, md: Modality, s: Shape) -> (LinearParams, Vec<LinearProblem>) {
+    pub fn projection(&self, md: Modality) -> (LinearParams, Vec<LinearProblem>) {
         let a = self.arena;
+        let s = self.shape();
         let (h3, bu) = (3 * a.h, s.b * s.u);
         let mut list = Vec::new();
         let mut k_in = 0;
         for m in self.models() {
             let Some(mi) = m.has(md) else { continue };
+            let at = self.slot(m);
             k_in = m.cfg.dim(md);
             for (dir, sfx) in ["", "_reverse"].into_iter().enumerate() {
                 let w = m.off(&format!("{}.gru.weight_ih_l0{sfx}", md.name()));
                 let b = m.off(&format!("{}.gru.bias_ih_l0{sfx}", md.name()));
                 let p = 2 * self.pos[m.slot][mi] + dir;
-                list.push(LinearProblem::new(w, b, a.x_off[md.index()].unwrap_or(0), p * bu * h3));
+                let x = at.inputs + a.x_off[md.index()].unwrap_or(0);
+                list.push(LinearProblem::new(w, b, x, p * bu * h3).batch(at.u, at.len_off));
             }
         }
         (LinearParams::new(s.b, s.u, k_in, h3, false), list)
     }
 
     /// The recurrence of every branch taking part.
-    pub fn gru(&self, s: Shape) -> Result<(GruParams, Vec<GruProblem>), GruError> {
+    pub fn gru(&self) -> Result<(GruParams, Vec<GruProblem>), GruError> {
+        let s = self.shape();
         let mut list = Vec::new();
         for m in self.models() {
-            list.extend(gru_problems(&m.layout, &m.mods, m.w_base)?);
+            let at = self.slot(m);
+            list.extend(gru_problems(&m.layout, &m.mods, m.w_base)?.into_iter().map(|q| q.batch(at.u, at.len_off)));
         }
         Ok((GruParams::new(s.b, s.u, self.arena.h, list.len())?, list))
     }
 
     /// GRU-site dropout: gru output (branches, B, U, 2H) -> dense input, one
-    /// segment (and stream) per branch.
-    pub fn drop_gru(&self, b: &Batch) -> (DropoutParams, Vec<u32>) {
-        let n = b.shape.b * b.shape.u * 2 * self.arena.h;
-        let streams = self.models().flat_map(|m| m.mods.iter().map(|md| stream(md.index(), 0))).collect();
-        (DropoutParams::new(n, b.seed, b.p_drop), streams)
+    /// segment (and stream) per branch, each its batch's (B, u, 2H) elements.
+    pub fn drop_gru(&self) -> (DropoutParams, Vec<DropoutSegment>) {
+        let (s, h2) = (self.shape(), 2 * self.arena.h);
+        let mut segments = Vec::new();
+        for m in self.models() {
+            let at = self.slot(m);
+            for md in &m.mods {
+                let n = c32(s.b * at.u * h2);
+                segments.push(DropoutSegment { stream: stream(md.index(), 0), seed: at.seed, n, _pad: 0 });
+            }
+        }
+        (DropoutParams::new(s.b * s.u * h2, self.step.p_drop), segments)
     }
 
     /// The dense layer of modality md of every model with it: problems reading the
     /// branch's dense-input block (x), its feat / dfeat block (y).
-    fn dense(&self, md: Modality, s: Shape, site: usize, fwd: bool) -> Vec<LinearProblem> {
+    fn dense(&self, md: Modality, site: usize, fwd: bool) -> (LinearParams, Vec<LinearProblem>) {
         let a = self.arena;
+        let s = self.shape();
         let h2 = 2 * a.h;
         let mut list = Vec::new();
         for m in self.models() {
             let Some(mi) = m.has(md) else { continue };
+            let at = self.slot(m);
             let n = md.name();
             let (w, b) = (m.off(&format!("{n}.dense.weight")), m.off(&format!("{n}.dense.bias")));
             let x = self.pos[m.slot][mi] * s.b * s.u * h2;
-            let p = LinearProblem::new(w, b, x, a.feat(m.branch[mi])).stream(stream(md.index(), site));
+            let p = LinearProblem::new(w, b, x, a.feat(m.branch[mi]))
+                .stream(stream(md.index(), site))
+                .batch(at.u, at.len_off)
+                .seed(at.seed);
             list.push(match m.plain(mi) {
                 Some(col) if fwd => p.repr(m.rw, m.r_base + col),
                 _ => p,
             });
         }
-        list
+        (LinearParams::new(s.b, s.u, h2, a.d, true).dropout(self.step.p_drop), list)
     }
 
     /// feat = dense-site dropout(relu(dense)), also written into R's plain block.
-    pub fn dense_forward(&self, md: Modality, b: &Batch) -> (LinearParams, Vec<LinearProblem>) {
-        let p = LinearParams::new(b.shape.b, b.shape.u, 2 * self.arena.h, self.arena.d, true).dropout(b.seed, b.p_drop);
-        (p, self.dense(md, b.shape, 1, true))
+    pub fn dense_forward(&self, md: Modality) -> (LinearParams, Vec<LinearProblem>) {
+        self.dense(md, 1, true)
     }
 
     /// g = dfeat * scale where feat > 0; d(gru out) block = GRU-site mask * (g W).
-    pub fn dense_backward(&self, md: Modality, b: &Batch) -> (LinearParams, Vec<LinearProblem>) {
-        let p = LinearParams::new(b.shape.b, b.shape.u, 2 * self.arena.h, self.arena.d, true).dropout(b.seed, b.p_drop);
-        (p, self.dense(md, b.shape, 0, false))
+    pub fn dense_backward(&self, md: Modality) -> (LinearParams, Vec<LinearProblem>) {
+        self.dense(md, 0, false)
     }
 
     /// The CIM unit (or self-attention) (x, y) of every model computing it.
-    pub fn attention(&self, pair: (Modality, Modality), s: Shape) -> (AttentionParams, Vec<AttentionProblem>) {
+    pub fn attention(&self, pair: (Modality, Modality)) -> (AttentionParams, Vec<AttentionProblem>) {
         let a = self.arena;
+        let s = self.shape();
         let (x, y) = pair;
         let bu = a.bu();
         let mut list = Vec::new();
         for m in self.models() {
             let Some(&(_, slot)) = m.pairs.iter().find(|(p, _)| *p == pair) else { continue };
             let (Some(xi), Some(yi)) = (m.has(x), m.has(y)) else { continue };
+            let at = self.slot(m);
             let r_xy = m.col(Block::Att(x, y)).unwrap_or(0);
             let r_yx = if x == y { 0 } else { m.col(Block::Att(y, x)).unwrap_or(0) };
             let (fx, fy) = (a.feat(m.branch[xi]), a.feat(m.branch[yi]));
-            let q = AttentionProblem::new(m.rw, r_xy, (x != y).then_some(r_yx)).feat(fx, fy, fx, fy).saved(
-                slot * bu * a.u_max,
-                slot * 2 * bu * a.u_max,
-                slot * 2 * bu * a.d,
-                slot * 2 * bu * a.u_max,
-            );
+            let q = AttentionProblem::new(m.rw, r_xy, (x != y).then_some(r_yx))
+                .feat(fx, fy, fx, fy)
+                .saved(slot * bu * a.u_max, slot * 2 * bu * a.u_max, slot * 2 * bu * a.d, slot * 2 * bu * a.u_max)
+                .batch(at.u, at.len_off);
             list.push(AttentionProblem { r_off: c32(m.r_base), ..q });
         }
         (AttentionParams::new(s.b, s.u, a.d, x != y), list)
     }
 
     /// Both heads and the loss of every model taking part.
-    pub fn heads(&self, s: Shape) -> (HeadsParams, Vec<HeadsProblem>) {
+    pub fn heads(&self) -> (HeadsParams, Vec<HeadsProblem>) {
         let a = self.arena;
+        let s = self.shape();
         let bu = a.bu();
         let mut list = Vec::new();
         for m in self.models() {
+            let at = self.slot(m);
             let slots: Vec<(Option<usize>, usize)> =
                 m.branch.iter().enumerate().map(|(mi, &g)| (m.plain(mi), a.feat(g))).collect();
             let q = HeadsProblem::new(&m.cfg, &m.layout, m.w_base)
                 .r(m.r_base)
                 .outputs(m.slot * bu * CLASSES, m.slot * bu * CLASSES, m.slot * bu * 2, m.slot * LOSS_LEN)
-                .with_plain(&slots);
+                .with_plain(&slots)
+                .batch(at.u, at.len_off)
+                .labels(at.inputs);
             list.push(q);
         }
         (HeadsParams::new(s.b, s.u, a.d, true), list)
@@ -334,17 +443,37 @@ impl Plan<'_> {
         self.models().map(|m| AdamProblem::new(m.w_base, m.layout.len, steps[m.slot], &m.adam)).collect()
     }
 
-    /// The batch's gather: labels (writing the lengths) into the shared inputs at
-    /// 0, then each modality any model uses into its block.
-    pub fn gather(&self, data: &GpuDataset, s: Shape) -> GatherParams {
+    /// Every batch's gather: its labels (writing its lengths) into its slot's
+    /// inputs at 0, then each modality any model uses into its block.
+    pub fn gather(&self, data: &GpuDataset) -> (GatherParams, Vec<GatherProblem>) {
         let a = self.arena;
-        let mut p = GatherParams::new(s.b, s.u, true).tensor(LABEL_WIDTH, data.labels_off, 0);
-        for &md in &a.mods {
-            let dim = a.models.iter().map(|m| m.cfg.dim(md)).max().unwrap_or(0);
-            let src = data.features_off[md.index()].unwrap_or(0);
-            p = p.tensor(dim, src, a.x_off[md.index()].unwrap_or(0));
+        let mut list = Vec::new();
+        for c in 0..self.step.batches.len() {
+            let at = self.slot_of_batch(c);
+            let labels = GatherProblem::new(LABEL_WIDTH, data.labels_off, at.inputs, at.u, at.len_off);
+            list.push(labels.lengths(at.len_off));
+            for &md in &a.mods {
+                let dim = a.models.iter().map(|m| m.cfg.dim(md)).max().unwrap_or(0);
+                let src = data.features_off[md.index()].unwrap_or(0);
+                let dst = at.inputs + a.x_off[md.index()].unwrap_or(0);
+                list.push(GatherProblem::new(dim, src, dst, at.u, at.len_off));
+            }
         }
-        p
+        (GatherParams::new(self.step.b), list)
+    }
+
+    /// Each model's (B, u, 9) probabilities into its block of a split's
+    /// (models, N_utt, 9) predictions.
+    pub fn scatter(&self, n_utt: usize) -> (GatherParams, Vec<GatherProblem>) {
+        let bu = self.arena.bu();
+        let list = self
+            .models()
+            .map(|m| {
+                let at = self.slot(m);
+                GatherProblem::new(CLASSES, m.slot * bu * CLASSES, m.slot * n_utt * CLASSES, at.u, at.len_off)
+            })
+            .collect();
+        (GatherParams::new(self.step.b), list)
     }
 }
 

@@ -8,25 +8,24 @@ use crate::engine::EngineError;
 
 use super::super::attention::{AttentionLaunches, AttentionParams, AttentionProblem};
 use super::super::context::GpuContext;
-use super::super::dropout::{DropoutLaunch, DropoutParams};
+use super::super::dropout::{DropoutLaunch, DropoutParams, DropoutSegment};
 use super::super::gru::{GruBackward, GruForward, GruParams, GruProblem};
 use super::super::heads::{HeadsBackward, HeadsForward, HeadsParams, HeadsProblem};
 use super::super::launch::Recordable;
 use super::super::linear::{LinearLaunch, LinearParams, LinearProblem};
 use super::super::pipelines::Recorder;
-use super::plan::{Batch, Plan};
+use super::plan::Plan;
 
 /// One entry of the schedule: recordable work and how its params follow the batch.
 pub trait Site {
     /// What the site computes (bench output, debugging).
     fn name(&self) -> &str;
-    /// Point the site at a batch and the models taking part; false: none of
-    /// them has this site (it records nothing).
-    fn update(&mut self, ctx: &GpuContext, plan: &Plan, batch: &Batch) -> Result<(), EngineError>;
+    /// Point the site at a step's batches and the models taking part (the plan).
+    fn update(&mut self, ctx: &GpuContext, plan: &Plan) -> Result<(), EngineError>;
     fn record(&self, rec: &mut Recorder);
 }
 
-type Update<L> = Box<dyn Fn(&mut L, &GpuContext, &Plan, &Batch) -> Result<bool, EngineError>>;
+type Update<L> = Box<dyn Fn(&mut L, &GpuContext, &Plan) -> Result<bool, EngineError>>;
 
 struct Step<L> {
     name: String,
@@ -39,8 +38,8 @@ impl<L: Recordable> Site for Step<L> {
     fn name(&self) -> &str {
         &self.name
     }
-    fn update(&mut self, ctx: &GpuContext, plan: &Plan, batch: &Batch) -> Result<(), EngineError> {
-        self.live = (self.update)(&mut self.work, ctx, plan, batch)?;
+    fn update(&mut self, ctx: &GpuContext, plan: &Plan) -> Result<(), EngineError> {
+        self.live = (self.update)(&mut self.work, ctx, plan)?;
         Ok(())
     }
     fn record(&self, rec: &mut Recorder) {
@@ -55,7 +54,7 @@ impl<L: Recordable> Site for Step<L> {
 pub fn site<L: Recordable + 'static>(
     name: impl Into<String>,
     work: L,
-    update: impl Fn(&mut L, &GpuContext, &Plan, &Batch) -> Result<bool, EngineError> + 'static,
+    update: impl Fn(&mut L, &GpuContext, &Plan) -> Result<bool, EngineError> + 'static,
 ) -> Box<dyn Site> {
     Box::new(Step { name: name.into(), work, update: Box::new(update), live: true })
 }
@@ -73,10 +72,10 @@ pub trait Listed {
 pub fn listed<L: Listed + Recordable + 'static>(
     name: impl Into<String>,
     work: L,
-    formula: impl Fn(&Plan, &Batch) -> Result<(L::Params, Vec<L::Problem>), EngineError> + 'static,
+    formula: impl Fn(&Plan) -> Result<(L::Params, Vec<L::Problem>), EngineError> + 'static,
 ) -> Box<dyn Site> {
-    site(name, work, move |l, ctx, plan, b| {
-        let (p, list) = formula(plan, b)?;
+    site(name, work, move |l, ctx, plan| {
+        let (p, list) = formula(plan)?;
         if list.is_empty() {
             return Ok(false);
         }
@@ -101,7 +100,7 @@ macro_rules! listed_launch {
 
 listed_launch! {
     LinearLaunch => (LinearParams, LinearProblem), value;
-    DropoutLaunch => (DropoutParams, u32), value;
+    DropoutLaunch => (DropoutParams, DropoutSegment), value;
     AttentionLaunches => (AttentionParams, AttentionProblem), value;
     HeadsForward => (HeadsParams, HeadsProblem), value;
     HeadsBackward => (HeadsParams, HeadsProblem), value;
@@ -126,10 +125,10 @@ impl Schedule {
         self.forward.iter_mut().chain(&mut self.heads_train).chain(&mut self.heads_eval).chain(&mut self.backward)
     }
 
-    /// Point every site at a batch.
-    pub fn update(&mut self, ctx: &GpuContext, plan: &Plan, batch: &Batch) -> Result<(), EngineError> {
+    /// Point every site at a step.
+    pub fn update(&mut self, ctx: &GpuContext, plan: &Plan) -> Result<(), EngineError> {
         for s in self.all_mut() {
-            s.update(ctx, plan, batch)?;
+            s.update(ctx, plan)?;
         }
         Ok(())
     }
