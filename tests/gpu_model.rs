@@ -313,8 +313,9 @@ fn vec4_kernel_path_matches_the_cpu() {
     }
 }
 
-/// The models of one fused engine (a mix of modality sets, attention kinds and
-/// task setups, launches covering all of them) against each model in an
+/// The models of one fused engine (a mix of modality sets, attention kinds,
+/// task setups and seeds, each on its own seed's batches, launches covering
+/// all of them) against each model in an
 /// engine of its own, with the same kernel members: the same losses and
 /// states bit for bit, step after step, also when a model stops (it leaves the
 /// steps; its state stays where it was) and when evaluations cover a subset.
