@@ -303,8 +303,8 @@ impl GpuEngine {
             kc.gru_backward,
         )?;
         b_gru.push(listed("gru recurrence backward and dW_hh", l, |plan, b| Ok(plan.gru(b.shape)?)));
-        let (dp, streams) = plan.drop_gru(&full);
-        let l = dropout_forward(&ctx, &dense_in, &gru_out, dp, &streams, streams.len())?;
+        let (dp, segments) = plan.drop_gru(&full);
+        let l = dropout_forward(&ctx, &dense_in, &gru_out, dp, &segments, segments.len())?;
         fwd.push(listed("gru-site dropout", l, |plan, b| Ok(plan.drop_gru(b))));
         for &md in &arena.mods {
             let n = md.name();

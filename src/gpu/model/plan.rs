@@ -26,7 +26,7 @@ use crate::params::Layout;
 
 use super::super::adam::AdamProblem;
 use super::super::attention::{AttentionParams, AttentionProblem};
-use super::super::dropout::DropoutParams;
+use super::super::dropout::{DropoutParams, DropoutSegment};
 use super::super::gather::{GatherParams, GpuDataset, LABEL_WIDTH};
 use super::super::gru::{gru_problems, GruError, GruParams, GruProblem};
 use super::super::heads::{HeadsParams, HeadsProblem, CLASSES, LOSS_LEN};
@@ -234,7 +234,8 @@ impl Plan<'_> {
                 let w = m.off(&format!("{}.gru.weight_ih_l0{sfx}", md.name()));
                 let b = m.off(&format!("{}.gru.bias_ih_l0{sfx}", md.name()));
                 let p = 2 * self.pos[m.slot][mi] + dir;
-                list.push(LinearProblem::new(w, b, a.x_off[md.index()].unwrap_or(0), p * bu * h3));
+                let q = LinearProblem::new(w, b, a.x_off[md.index()].unwrap_or(0), p * bu * h3);
+                list.push(q.batch(s.u, 0));
             }
         }
         (LinearParams::new(s.b, s.u, k_in, h3, false), list)
@@ -251,24 +252,31 @@ impl Plan<'_> {
 
     /// GRU-site dropout: gru output (branches, B, U, 2H) -> dense input, one
     /// segment (and stream) per branch.
-    pub fn drop_gru(&self, b: &Batch) -> (DropoutParams, Vec<u32>) {
+    pub fn drop_gru(&self, b: &Batch) -> (DropoutParams, Vec<DropoutSegment>) {
         let n = b.shape.b * b.shape.u * 2 * self.arena.h;
-        let streams = self.models().flat_map(|m| m.mods.iter().map(|md| stream(md.index(), 0))).collect();
-        (DropoutParams::new(n, b.seed, b.p_drop), streams)
+        let segments = self
+            .models()
+            .flat_map(|m| m.mods.iter().map(|md| DropoutSegment::new(stream(md.index(), 0), b.seed, n)))
+            .collect();
+        (DropoutParams::new(n, b.p_drop), segments)
     }
 
     /// The dense layer of modality md of every model with it: problems reading the
     /// branch's dense-input block (x), its feat / dfeat block (y).
-    fn dense(&self, md: Modality, s: Shape, site: usize, fwd: bool) -> Vec<LinearProblem> {
+    fn dense(&self, md: Modality, b: &Batch, site: usize, fwd: bool) -> Vec<LinearProblem> {
+        let s = b.shape;
         let a = self.arena;
         let h2 = 2 * a.h;
         let mut list = Vec::new();
         for m in self.models() {
             let Some(mi) = m.has(md) else { continue };
             let n = md.name();
-            let (w, b) = (m.off(&format!("{n}.dense.weight")), m.off(&format!("{n}.dense.bias")));
+            let (w, bias) = (m.off(&format!("{n}.dense.weight")), m.off(&format!("{n}.dense.bias")));
             let x = self.pos[m.slot][mi] * s.b * s.u * h2;
-            let p = LinearProblem::new(w, b, x, a.feat(m.branch[mi])).stream(stream(md.index(), site));
+            let p = LinearProblem::new(w, bias, x, a.feat(m.branch[mi]))
+                .batch(s.u, 0)
+                .seed(b.seed)
+                .stream(stream(md.index(), site));
             list.push(match m.plain(mi) {
                 Some(col) if fwd => p.repr(m.rw, m.r_base + col),
                 _ => p,
@@ -279,14 +287,14 @@ impl Plan<'_> {
 
     /// feat = dense-site dropout(relu(dense)), also written into R's plain block.
     pub fn dense_forward(&self, md: Modality, b: &Batch) -> (LinearParams, Vec<LinearProblem>) {
-        let p = LinearParams::new(b.shape.b, b.shape.u, 2 * self.arena.h, self.arena.d, true).dropout(b.seed, b.p_drop);
-        (p, self.dense(md, b.shape, 1, true))
+        let p = LinearParams::new(b.shape.b, b.shape.u, 2 * self.arena.h, self.arena.d, true).dropout(b.p_drop);
+        (p, self.dense(md, b, 1, true))
     }
 
     /// g = dfeat * scale where feat > 0; d(gru out) block = GRU-site mask * (g W).
     pub fn dense_backward(&self, md: Modality, b: &Batch) -> (LinearParams, Vec<LinearProblem>) {
-        let p = LinearParams::new(b.shape.b, b.shape.u, 2 * self.arena.h, self.arena.d, true).dropout(b.seed, b.p_drop);
-        (p, self.dense(md, b.shape, 0, false))
+        let p = LinearParams::new(b.shape.b, b.shape.u, 2 * self.arena.h, self.arena.d, true).dropout(b.p_drop);
+        (p, self.dense(md, b, 0, false))
     }
 
     /// The CIM unit (or self-attention) (x, y) of every model computing it.

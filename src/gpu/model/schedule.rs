@@ -8,7 +8,7 @@ use crate::engine::EngineError;
 
 use super::super::attention::{AttentionLaunches, AttentionParams, AttentionProblem};
 use super::super::context::GpuContext;
-use super::super::dropout::{DropoutLaunch, DropoutParams};
+use super::super::dropout::{DropoutLaunch, DropoutParams, DropoutSegment};
 use super::super::gru::{GruBackward, GruForward, GruParams, GruProblem};
 use super::super::heads::{HeadsBackward, HeadsForward, HeadsParams, HeadsProblem};
 use super::super::launch::Recordable;
@@ -101,7 +101,7 @@ macro_rules! listed_launch {
 
 listed_launch! {
     LinearLaunch => (LinearParams, LinearProblem), value;
-    DropoutLaunch => (DropoutParams, u32), value;
+    DropoutLaunch => (DropoutParams, DropoutSegment), value;
     AttentionLaunches => (AttentionParams, AttentionProblem), value;
     HeadsForward => (HeadsParams, HeadsProblem), value;
     HeadsBackward => (HeadsParams, HeadsProblem), value;
