@@ -326,7 +326,7 @@ fn linear_case(bench: &Bench, s: &Shape, name: &str, k: usize, o: usize, relu: b
     let yb = upload(ctx, "y", &vec![7.0f32; n * o]).map_err(e)?;
     let dxb = upload(ctx, "dx", &vec![7.0f32; n * k]).map_err(e)?;
     let p = linear::LinearParams::new(b, u, k, o, relu);
-    let q = [linear::LinearProblem::new(w_off, b_off, 0, 0)];
+    let q = [linear::LinearProblem::new(w_off, b_off, 0, 0).batch(u, 0)];
     let real = s.real() as f64;
     let (kf, of) = (k as f64, o as f64);
     let flop = 2.0 * real * kf * of;

@@ -3,26 +3,34 @@
 //   linear_backward          dx = g W                  g = dy * relu'(y) (relu) or dy; padded rows 0 (written)
 //   linear_backward_weights  dW += g^T x, db += sum g  over real rows only, in fixed row order
 // Used for the GRU input projection xp = x W_ih^T + b_ih (act none) and the dense
-// layer relu(W x + b). Rows are t = b * U + i, real iff i < len[b].
-// Letters: N = B*U rows, K input width, O output width.
+// layer relu(W x + b). Letters: N = B*u rows, K input width, O output width.
 //
-// Problems: one launch runs a list of GEMMs of the same shape (B, U, K, O, relu and
-// the step's dropout, in the uniform LinearParams), problem z = grid z reading the
-// z-th LinearProblem of the launch's problem list (a storage array of any length):
-// its W / b / x / y element offsets, dropout stream and R block. In a training
-// step the problems are both GRU directions of a modality of every model of a
-// group (the input projection), or one modality's dense layer of every model
-// (the dense site): the K models' parameters, inputs and outputs sit at their own
-// offsets of shared arenas. Each problem computes exactly (bit for bit) what a
-// one-problem launch computes. Why one launch over all models' problems: a model's
-// GEMM alone (e.g. 1666 x 100 outputs) fills a fraction of a discrete GPU's cores;
-// K models multiply the workgroups in flight per launch by the problem count, at
-// one dispatch per site whatever K. The weight gradient accumulates into grads at
-// each problem's w_off / b_off: no two problems of one launch may share W or b.
+// Problems: one launch runs a list of GEMMs of the same widths (B, K, O, relu and
+// the dropout probability, in the uniform LinearParams), problem z = grid z reading
+// the z-th LinearProblem of the launch's problem list (a storage array of any
+// length): its W / b / x / y element offsets, dropout stream and R block, and its
+// own batch: its U (q.u), its B lengths at len[q.len_off ..] and its dropout step
+// seed. Its rows are t = b * q.u + i (N = B * q.u of them), real iff
+// i < len[q.len_off + b]: the layout of a launch of its own at U = q.u. The
+// uniform's u is U_max, the largest q.u: it only sizes the grid (invocations past
+// a problem's N rows return). In a training step the problems are both GRU
+// directions of a modality of every model of a group (the input projection), or
+// one modality's dense layer of every model (the dense site): the K models'
+// parameters, inputs and outputs sit at their own offsets of shared arenas. Each
+// problem computes exactly (bit for bit) what a one-problem launch at U = q.u with
+// its lengths at offset 0 computes: its loops and reductions depend only on its
+// (B, q.u) and lengths. Why one launch over all models' problems: a model's GEMM
+// alone (e.g. 1666 x 100 outputs) fills a fraction of a discrete GPU's cores; K
+// models multiply the workgroups in flight per launch by the problem count, at one
+// dispatch per site whatever K. Why per-problem batches: models of different seeds
+// train on different batches (same B; their own U, lengths and dropout seed), so
+// they share the launch too and a 5-seed grid's step is one schedule, not five.
+// The weight gradient accumulates into grads at each problem's w_off / b_off: no
+// two problems of one launch may share W or b.
 //
 // Fused around the matmul, so that a training step needs few dispatches:
 //  - drop = 1: an inverted-dropout mask (the hash of dropout.wgsl, the problem's
-//    stream) on the OUTPUT: forward y (the dense site: y = dropout(relu(.))),
+//    seed and stream) on the OUTPUT: forward y (the dense site: y = dropout(relu(.))),
 //    backward dx (the GRU site: dx = mask * (g W), written straight into d(gru out));
 //  - relu with dropout: the forward saves y AFTER its mask, so the backward gates
 //    g = dy * scale where y > 0 (y > 0 iff relu > 0 and kept): no mask recomputed;
@@ -37,15 +45,15 @@
 // (llvmpipe spills dynamically indexed local arrays to memory: 1.8x slower). The
 // weight gradient is deterministic because each invocation owns its dW elements and
 // sums the rows in a fixed order.
-//   linear_forward:          x = O/4 tiles, y = N/4 tiles, z = problems
-//   linear_backward:         x = K/4 tiles, y = N/4 tiles, z = problems
+//   linear_forward:          x = O/4 tiles, y = B*U_max/4 tiles, z = problems
+//   linear_backward:         x = K/4 tiles, y = B*U_max/4 tiles, z = problems
 //   linear_backward_weights: x = K/4 tiles, y = O/4 tiles, z = problems; tiles with x == 0 also own db
 //
 // Bindings (6: the problem list, array<LinearProblem>, at least `problems` entries):
-//   linear_forward:          0 p, 1 x, 2 w (flat params; W at w_off, b at b_off), 3 len (B), 4 y rw,
+//   linear_forward:          0 p, 1 x, 2 w (flat params; W at w_off, b at b_off), 3 len (B per problem), 4 y rw,
 //                            5 r rw (bind any buffer when no problem has rw > 0), 6 problems
-//   linear_backward:         0 p, 1 dy, 2 y, 3 w (flat params), 4 len (B), 5 dx rw, 6 problems
-//   linear_backward_weights: 0 p, 1 dy, 2 y, 3 x, 4 len (B), 5 grads (flat; dW at w_off, db at b_off) rw, 6 problems
+//   linear_backward:         0 p, 1 dy, 2 y, 3 w (flat params), 4 len, 5 dx rw, 6 problems
+//   linear_backward_weights: 0 p, 1 dy, 2 y, 3 x, 4 len, 5 grads (flat; dW at w_off, db at b_off) rw, 6 problems
 // (x, dx: (N, K) blocks; y, dy: (N, O) blocks, at the problem's offsets.)
 
 const TILE: u32 = 4u;
@@ -54,45 +62,48 @@ const WG_Y: u32 = 8u;
 
 struct LinearParams {
     b: u32,         // videos B
-    u: u32,         // padded utterances U
+    u: u32,         // U_max: the largest problem's u (sizes the grid)
     k: u32,         // input width K
     o: u32,         // output width O
     relu: u32,      // 1: y = relu(.) and gradients are masked by y > 0 (times scale)
     problems: u32,  // grid z: problems in this launch (entries of the problem list used)
     drop: u32,      // 1: dropout mask on the output (forward y, backward dx)
-    seed: u32,      // step seed of the mask
     threshold: u32, // round(p * 2^24): drop iff random24 < threshold
     scale: f32,     // 1 / (1 - p) (1 without dropout)
     _pad0: u32,
     _pad1: u32,
+    _pad2: u32,
 }
 
 // One problem of the launch (grid z), element offsets into the bound buffers.
 struct LinearProblem {
-    w_off: u32,  // W (O, K) in the weight / gradient buffer
-    b_off: u32,  // the bias (O)
-    x_off: u32,  // x (forward, weights) / dx (backward) in their buffers
-    y_off: u32,  // y / dy in their buffers (e.g. one problem's block of the GRU's xp / gi)
-    stream: u32, // dropout stream of the mask
-    r_off: u32,  // forward: y[t, c] also to R[r_off + t * rw + c] when rw > 0
-    rw: u32,     // row width of the problem's R block, 0 = no R write
-    _pad: u32,
+    w_off: u32,   // W (O, K) in the weight / gradient buffer
+    b_off: u32,   // the bias (O)
+    x_off: u32,   // x (forward, weights) / dx (backward) in their buffers
+    y_off: u32,   // y / dy in their buffers (e.g. one problem's block of the GRU's xp / gi)
+    stream: u32,  // dropout stream of the mask
+    r_off: u32,   // forward: y[t, c] also to R[r_off + t * rw + c] when rw > 0
+    rw: u32,      // row width of the problem's R block, 0 = no R write
+    u: u32,       // the problem's U (1..=p.u): rows t = b * u + i
+    len_off: u32, // its B lengths at len[len_off ..]
+    seed: u32,    // step seed of its mask
+    _pad0: u32,
+    _pad1: u32,
 }
 
-// The mask value of element i (flat in the problem's (B, U, width) tensor), as dropout.wgsl.
+// The mask value of element i (flat in the problem's (B, u, width) tensor), as dropout.wgsl.
 fn mask(p: LinearParams, q: LinearProblem, i: u32) -> f32 {
     if (p.drop == 0u) {
         return 1.0;
     }
-    if (random24(p.seed, q.stream, i) >= p.threshold) {
+    if (random24(q.seed, q.stream, i) >= p.threshold) {
         return p.scale;
     }
     return 0.0;
 }
 
-fn real_row(p: LinearParams, t: u32) -> bool {
-    let n = p.b * p.u;
-    return t < n && (t % p.u) < lenf[t / p.u];
+fn real_row(p: LinearParams, q: LinearProblem, t: u32) -> bool {
+    return t < p.b * q.u && (t % q.u) < lenf[q.len_off + t / q.u];
 }
 
 // Forward epilogue of a tile row (acc includes the bias): act, padding, mask; y and (rw > 0) R.
@@ -101,7 +112,7 @@ fn store_y(p: LinearParams, q: LinearProblem, t: u32, c0: u32, acc: vec4<f32>) {
     if (p.relu != 0u) {
         v = max(v, vec4<f32>(0.0));
     }
-    if (!real_row(p, t)) {
+    if (!real_row(p, q, t)) {
         v = vec4<f32>(0.0);
     }
     for (var j = 0u; j < TILE; j++) {
@@ -129,13 +140,16 @@ fn store_y(p: LinearParams, q: LinearProblem, t: u32, c0: u32, acc: vec4<f32>) {
 fn linear_forward(@builtin(global_invocation_id) gid: vec3<u32>) {
     let p = pf;
     let z = gid.z;
-    let n = p.b * p.u;
-    let c0 = gid.x * TILE;
-    let t0 = gid.y * TILE;
-    if (c0 >= p.o || t0 >= n || z >= p.problems) {
+    if (z >= p.problems) {
         return;
     }
     let q = qf[z];
+    let n = p.b * q.u;
+    let c0 = gid.x * TILE;
+    let t0 = gid.y * TILE;
+    if (c0 >= p.o || t0 >= n) {
+        return;
+    }
     // Out-of-range rows / columns read a clamped (valid) address and are not stored.
     // The tile is unrolled by hand into named registers: llvmpipe keeps dynamically
     // indexed local arrays in memory, which made this loop ~6x slower.
@@ -195,7 +209,7 @@ fn grad_b(p: LinearParams, q: LinearProblem, idx: u32) -> f32 {
 // Backward epilogue of a tile row: padding, mask, dx written.
 fn store_dx(p: LinearParams, q: LinearProblem, t: u32, c0: u32, acc: vec4<f32>) {
     var v = acc;
-    if (!real_row_b(p, t)) {
+    if (!real_row_b(p, q, t)) {
         v = vec4<f32>(0.0);
     }
     for (var j = 0u; j < TILE; j++) {
@@ -206,21 +220,24 @@ fn store_dx(p: LinearParams, q: LinearProblem, t: u32, c0: u32, acc: vec4<f32>) 
     }
 }
 
-fn real_row_b(p: LinearParams, t: u32) -> bool {
-    return t < p.b * p.u && (t % p.u) < lenb[t / p.u];
+fn real_row_b(p: LinearParams, q: LinearProblem, t: u32) -> bool {
+    return t < p.b * q.u && (t % q.u) < lenb[q.len_off + t / q.u];
 }
 
 @compute @workgroup_size(WG_X, WG_Y, 1)
 fn linear_backward(@builtin(global_invocation_id) gid: vec3<u32>) {
     let p = pb;
     let z = gid.z;
-    let n = p.b * p.u;
-    let c0 = gid.x * TILE;
-    let t0 = gid.y * TILE;
-    if (c0 >= p.k || t0 >= n || z >= p.problems) {
+    if (z >= p.problems) {
         return;
     }
     let q = qb[z];
+    let n = p.b * q.u;
+    let c0 = gid.x * TILE;
+    let t0 = gid.y * TILE;
+    if (c0 >= p.k || t0 >= n) {
+        return;
+    }
     // Unrolled by hand, as in linear_forward.
     let g0 = min(t0, n - 1u) * p.o;
     let g1 = min(t0 + 1u, n - 1u) * p.o;
@@ -294,9 +311,9 @@ fn linear_backward_weights(@builtin(global_invocation_id) gid: vec3<u32>) {
     var a3 = vec4<f32>(0.0);
     var dbias = vec4<f32>(0.0);
     for (var b = 0u; b < p.b; b++) {
-        let l = min(lenw[b], p.u);
+        let l = min(lenw[q.len_off + b], q.u);
         for (var i = 0u; i < l; i++) {
-            let t = b * p.u + i;
+            let t = b * q.u + i;
             let gr = t * p.o;
             let gv = vec4<f32>(grad_w(p, q, gr + o_0), grad_w(p, q, gr + o_1), grad_w(p, q, gr + o_2), grad_w(p, q, gr + o_3));
             let xr = q.x_off + t * p.k;
@@ -342,13 +359,16 @@ fn linear_backward_weights(@builtin(global_invocation_id) gid: vec3<u32>) {
 fn linear_forward_v4(@builtin(global_invocation_id) gid: vec3<u32>) {
     let p = pf;
     let z = gid.z;
-    let n = p.b * p.u;
-    let c0 = gid.x * TILE;
-    let t0 = gid.y * TILE;
-    if (c0 >= p.o || t0 >= n || z >= p.problems) {
+    if (z >= p.problems) {
         return;
     }
     let q = qf[z];
+    let n = p.b * q.u;
+    let c0 = gid.x * TILE;
+    let t0 = gid.y * TILE;
+    if (c0 >= p.o || t0 >= n) {
+        return;
+    }
     let k4 = p.k / 4u;
     let xo = q.x_off / 4u;
     let x0 = xo + min(t0, n - 1u) * k4;
@@ -410,13 +430,16 @@ fn grad_b4(p: LinearParams, q: u32) -> vec4<f32> {
 fn linear_backward_v4(@builtin(global_invocation_id) gid: vec3<u32>) {
     let p = pb;
     let z = gid.z;
-    let n = p.b * p.u;
-    let c0 = gid.x * TILE; // 4 consecutive input columns: one vec4 of W's row
-    let t0 = gid.y * TILE;
-    if (c0 >= p.k || t0 >= n || z >= p.problems) {
+    if (z >= p.problems) {
         return;
     }
     let q = qb[z];
+    let n = p.b * q.u;
+    let c0 = gid.x * TILE; // 4 consecutive input columns: one vec4 of W's row
+    let t0 = gid.y * TILE;
+    if (c0 >= p.k || t0 >= n) {
+        return;
+    }
     let o4 = p.o / 4u;
     let k4 = p.k / 4u;
     let yo = q.y_off;
@@ -477,9 +500,9 @@ fn linear_backward_weights_v4(@builtin(global_invocation_id) gid: vec3<u32>) {
     var a3 = vec4<f32>(0.0);
     var dbias = vec4<f32>(0.0);
     for (var b = 0u; b < p.b; b++) {
-        let l = min(lenw[b], p.u);
+        let l = min(lenw[q.len_off + b], q.u);
         for (var i = 0u; i < l; i++) {
-            let t = b * p.u + i;
+            let t = b * q.u + i;
             let g4 = q.y_off / 4u + t * o4 + o0 / 4u;
             var gv = dyw4[g4];
             if (p.relu != 0u) {

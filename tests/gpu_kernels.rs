@@ -70,41 +70,48 @@ fn linear_matches_dense_and_input_projection() {
     eprintln!("linear max |err| / max|want|: {worst:.2e}");
 }
 
-/// The linear sites of a group of models: five problems in one launch (grid z), each
-/// with its own W, b and x / y blocks, dropout streams and R layout (two widths, or
-/// none). The dense site: forward y = dropout(relu(x W^T + b)) also copied into the
-/// problem's R block; backward g = dy * scale where y > 0, dx written through the
-/// GRU-site mask. The projection site: no ReLU, no dropout.
+/// The linear sites of a group of models of different seeds: six problems in one
+/// launch (grid z), each with its own W, b and x / y blocks, its own batch (u = 1,
+/// U_max and between, padding rows past every length; lengths of three batches
+/// packed in one buffer; its dropout seed), streams and R layout (two widths, or
+/// none), each bit for bit what it computes alone at its u. The dense site: forward
+/// y = dropout(relu(x W^T + b)) also copied into the problem's R block; backward
+/// g = dy * scale where y > 0, dx written through the GRU-site mask. The projection
+/// site: no ReLU, no dropout. B = 5 and 17, U_max = 98 and 9, every member.
 #[test]
 fn linear_problem_lists_match_cpu_per_problem() {
     let Some(ctx) = context() else { return };
     let mut worst = 0.0f64;
-    for (s, lens) in shapes().iter().enumerate() {
+    for (s, (b, u_max)) in [(5, 98), (17, 9), (17, 98)].into_iter().enumerate() {
         // (400, 100) dense and (36, 48) projection: every member; (6, 5) and (7, 9):
-        // Vec4 cannot take them (it runs Scalar there).
+        // Vec4 cannot take them (it runs Scalar there). The widest only where
+        // B * U_max is small (the test's time on llvmpipe).
+        let wide = b * u_max <= 500;
         for (k, o, dense) in [(400, 100, true), (6, 5, true), (36, 48, false), (7, 9, false)] {
+            if k == 400 && !wide {
+                continue;
+            }
             for kernel in LinearKernel::ALL {
-                let c = FusedLinearCase { lens: lens.clone(), k, o, dense, problems: 5, kernel, seed: 300 + s as u64 };
+                let c = FusedLinearCase::mixed(b, u_max, k, o, dense, kernel).seed(300 + s as u64);
                 worst = worst.max(assert_rows(&check::check_linear_fused(ctx, &c).unwrap()));
             }
         }
     }
-    // One problem through the same path (the single-model engine's dense site).
-    let c = FusedLinearCase {
-        lens: shapes()[1].clone(),
-        k: 8,
-        o: 12,
-        dense: true,
-        problems: 1,
-        kernel: LinearKernel::Vec4,
-        seed: 7,
-    };
-    worst = worst.max(assert_rows(&check::check_linear_fused(ctx, &c).unwrap()));
+    // Five problems of one batch (a group of one seed) and one problem through the
+    // same path (the single-model engine's dense site).
+    for (lens, problems, k, o) in [(shapes()[2].clone(), 5, 8, 12), (shapes()[1].clone(), 1, 8, 12)] {
+        for kernel in LinearKernel::ALL {
+            let c = FusedLinearCase::same(lens.clone(), problems, k, o, true, kernel).seed(7);
+            worst = worst.max(assert_rows(&check::check_linear_fused(ctx, &c).unwrap()));
+        }
+    }
     eprintln!("linear problem lists max |err| / max|want|: {worst:.2e}");
 }
 
 /// A launch built for 5 problems re-pointed at 2, then 5 others (the same
-/// LinearLaunch, new list); more than its capacity, or none, is an error.
+/// LinearLaunch, new list); more than its capacity, none, or a problem whose batch
+/// does not fit (u 0 or past the launch's U, lengths past the length buffer) is an
+/// error naming the problem, at build and at update.
 #[test]
 fn linear_launch_update_takes_any_problem_count_up_to_capacity() {
     let Some(ctx) = context() else { return };
@@ -118,7 +125,7 @@ fn linear_launch_update_takes_any_problem_count_up_to_capacity() {
     let yb = upload(ctx, "y", &vec![check::SENTINEL; 5 * n * o]).unwrap();
     let p = linear::LinearParams::new(b, u, k, o, true);
     let q = |z: usize, slot: usize| {
-        linear::LinearProblem::new(z * (o * k + o), z * (o * k + o) + o * k, z * n * k, slot * n * o)
+        linear::LinearProblem::new(z * (o * k + o), z * (o * k + o) + o * k, z * n * k, slot * n * o).batch(u, 0)
     };
     let five: Vec<_> = (0..5).map(|z| q(z, z)).collect();
     let mut l = linear::linear_forward(ctx, &yb, &xb, &fb, &len, p, &five[..2], 5).unwrap();
@@ -140,6 +147,15 @@ fn linear_launch_update_takes_any_problem_count_up_to_capacity() {
     }
     assert!(l.update(ctx, p, &[five.clone(), five.clone()].concat()).is_err(), "10 problems in a list of 5");
     assert!(l.update(ctx, p, &[]).is_err(), "no problems");
+    for (bad, why) in
+        [(q(1, 1).batch(0, 0), "u = 0"), (q(1, 1).batch(u + 1, 0), "u past U"), (q(1, 1).batch(u, 1), "len")]
+    {
+        let list = [q(0, 0), bad];
+        let e = l.update(ctx, p, &list).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(e.contains("problem 1"), "{why}: {e}");
+        let e = linear::linear_forward(ctx, &yb, &xb, &fb, &len, p, &list, 5).err().map(|e| e.to_string());
+        assert!(e.unwrap_or_default().contains("problem 1"), "{why} at build");
+    }
 }
 
 #[test]
@@ -149,8 +165,7 @@ fn dropout_masks_match_cpu_bit_for_bit() {
     for (seed, stream, p, x_off, y_off) in
         [(0u32, 0u32, 0.3, 0, 0), (12345, 5, 0.3, 400, 1200), (u32::MAX, 1, 0.5, 3, 0), (7, 2, 0.1, 0, 5)]
     {
-        let streams = vec![stream];
-        assert_rows(&check::check_dropout(ctx, &DropoutCase { n, seed, streams, p, x_off, y_off }).unwrap());
+        assert_rows(&check::check_dropout(ctx, &DropoutCase::same(n, seed, &[stream], p, x_off, y_off)).unwrap());
         // The hash itself keeps about 1 - p (the GPU reproduces it bit for bit above).
         let mask = cpu::dropout::dropout_mask(seed, stream, n, p);
         let kept = mask.iter().filter(|&&m| m != 0.0).count() as f64 / n as f64;
@@ -158,22 +173,36 @@ fn dropout_masks_match_cpu_bit_for_bit() {
     }
 }
 
-/// Segments of a group's branches: one launch, each segment its own stream (any
-/// number of them, out of order), on odd sizes; and a launch re-pointed at fewer.
+/// Segments of a group's branches of several seeds: one launch, each segment its
+/// own stream, seed and element count (any number of them, out of order; a
+/// segment's own n from 1 to the stride), on odd sizes, B = 5 and 17, U_max = 98;
+/// and a launch re-pointed at fewer; a segment past the stride is an error.
 #[test]
 fn dropout_segments_use_their_own_streams() {
     let Some(ctx) = context() else { return };
-    for (n, streams) in [(10_001, vec![0u32, 4, 2]), (5 * 98 * 14 + 1, vec![9, 0, 4, 13, 2, 7, 1])] {
-        let c = DropoutCase { n, seed: 4242, streams, p: 0.3, x_off: 5, y_off: 2 };
-        assert_rows(&check::check_dropout(ctx, &c).unwrap());
+    use dropout::DropoutSegment as S;
+    assert_rows(&check::check_dropout(ctx, &DropoutCase::same(10_001, 4242, &[0, 4, 2], 0.3, 5, 2)).unwrap());
+    for b in [5, 17] {
+        // (B, U, 2H = 14) rows: u = 98, 1, 40 and 98 of three batches' seeds, one odd size.
+        let (row, n) = (b * 14, b * 98 * 14 + 1);
+        let segments = vec![
+            S::new(9, 4242, n),
+            S::new(0, 17, row),
+            S::new(4, 4242, 40 * row),
+            S::new(13, 99, n - 1),
+            S::new(2, 17, 98 * row),
+            S::new(7, 99, 1),
+        ];
+        assert_rows(&check::check_dropout(ctx, &DropoutCase { n, segments, p: 0.3, x_off: 5, y_off: 2 }).unwrap());
     }
     let (n, seed, p) = (1000, 77u32, 0.3);
     let x = random_vec(5 * n, 3);
     let xb = upload(ctx, "x", &f32s(&x)).unwrap();
     let y = upload(ctx, "y", &vec![check::SENTINEL; 5 * n]).unwrap();
-    let prm = dropout::DropoutParams::new(n, seed, p);
-    let mut f = dropout::dropout_forward(ctx, &y, &xb, prm, &[1, 2, 3, 4, 5], 5).unwrap();
-    f.update(ctx, prm, &[8, 6]).unwrap();
+    let prm = dropout::DropoutParams::new(n, p);
+    let segs = |streams: &[u32]| streams.iter().map(|&st| S::new(st, seed, n)).collect::<Vec<_>>();
+    let mut f = dropout::dropout_forward(ctx, &y, &xb, prm, &segs(&[1, 2, 3, 4, 5]), 5).unwrap();
+    f.update(ctx, prm, &segs(&[8, 6])).unwrap();
     assert_eq!(run(ctx, &[&f]).unwrap(), 1);
     let got = read::<f32>(ctx, &y, 0, 5 * n).unwrap();
     for (z, st) in [8u32, 6].into_iter().enumerate() {
@@ -182,7 +211,12 @@ fn dropout_segments_use_their_own_streams() {
         assert_eq!(&got[z * n..(z + 1) * n], &want[..], "segment {z} (stream {st})");
     }
     assert!(got[2 * n..].iter().all(|v| v.is_nan()), "written past the 2 segments of the update");
-    assert!(f.update(ctx, prm, &[0; 6]).is_err(), "6 streams in a list of 5");
+    assert!(f.update(ctx, prm, &segs(&[0; 6])).is_err(), "6 segments in a list of 5");
+    for bad in [S::new(1, seed, n + 1), S::new(1, seed, 0)] {
+        let e = f.update(ctx, prm, &[S::new(0, seed, n), bad]).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(e.contains("segment 1"), "n = {}: {e}", bad.n);
+        assert!(dropout::dropout_forward(ctx, &y, &xb, prm, &[bad], 1).is_err(), "n = {} at build", bad.n);
+    }
 }
 
 #[test]
@@ -315,7 +349,7 @@ fn kernel_timings() {
     };
     let real: f64 = lens.iter().sum::<usize>() as f64;
     let p = linear::LinearParams::new(b, u, k, 3 * h, false);
-    let q = [linear::LinearProblem::new(0, 3 * h * k, 0, 0)];
+    let q = [linear::LinearProblem::new(0, 3 * h * k, 0, 0).batch(u, 0)];
     time(
         "linear_forward xp (K 300 -> 3H 600)",
         2.0 * n as f64 * (k * 3 * h) as f64,
@@ -332,7 +366,7 @@ fn kernel_timings() {
         &linear::linear_backward_weights(ctx, &grads, &xp, &xp, &x, &len, p, &q, 1).unwrap(),
     );
     let p = linear::LinearParams::new(b, u, 2 * h, d, true);
-    let q = [linear::LinearProblem::new(0, 2 * h * d, 0, 0)];
+    let q = [linear::LinearProblem::new(0, 2 * h * d, 0, 0).batch(u, 0)];
     time(
         "linear_forward dense (2H 400 -> D 100)",
         2.0 * n as f64 * (2 * h * d) as f64,
@@ -341,7 +375,15 @@ fn kernel_timings() {
     time(
         "dropout_forward (B, U, 2H)",
         0.0,
-        &dropout::dropout_forward(ctx, &xp, &gin, dropout::DropoutParams::new(n * 2 * h, 1, 0.3), &[0], 1).unwrap(),
+        &dropout::dropout_forward(
+            ctx,
+            &xp,
+            &gin,
+            dropout::DropoutParams::new(n * 2 * h, 0.3),
+            &[dropout::DropoutSegment::new(0, 1, n * 2 * h)],
+            1,
+        )
+        .unwrap(),
     );
     let m = storage::<f32>(ctx, "adam m", 1 << 20).unwrap();
     let v = storage::<f32>(ctx, "adam v", 1 << 20).unwrap();

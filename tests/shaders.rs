@@ -7,7 +7,7 @@ use std::path::Path;
 
 use cimnet::gpu::adam::{AdamParams, AdamProblem};
 use cimnet::gpu::attention::{AttentionParams, AttentionProblem};
-use cimnet::gpu::dropout::DropoutParams;
+use cimnet::gpu::dropout::{DropoutParams, DropoutSegment};
 use cimnet::gpu::gather::{GatherParams, GatherProblem};
 use cimnet::gpu::gru::{GruParams, GruProblem};
 use cimnet::gpu::heads::{HeadsParams, HeadsProblem};
@@ -110,10 +110,11 @@ macro_rules! layout {
 #[test]
 fn params_structs_match_wgsl_layout() {
     for shader in [Shader::Linear, Shader::LinearTiled] {
-        layout!(shader, LinearParams, [b, u, k, o, relu, problems, drop, seed, threshold, scale]);
-        layout!(shader, LinearProblem, [w_off, b_off, x_off, y_off, stream, r_off, rw]);
+        layout!(shader, LinearParams, [b, u, k, o, relu, problems, drop, threshold, scale]);
+        layout!(shader, LinearProblem, [w_off, b_off, x_off, y_off, stream, r_off, rw, u, len_off, seed]);
     }
-    layout!(Shader::Dropout, DropoutParams, [n, seed, segments, threshold, scale, x_off, y_off]);
+    layout!(Shader::Dropout, DropoutParams, [n, segments, threshold, scale, x_off, y_off]);
+    layout!(Shader::Dropout, DropoutSegment, [stream, seed, n]);
     layout!(Shader::Adam, AdamParams, [problems, zero_grad, n_max]);
     layout!(
         Shader::Adam,

@@ -1,7 +1,10 @@
 //! Launchers of `shaders/dropout.wgsl`: inverted dropout whose mask is recomputed
 //! from (seed, stream, index) with the hash of `cpu::dropout`, forward and backward.
-//! One launch covers a list of segments (grid z): consecutive blocks of n elements,
-//! each with its own stream (e.g. the GRU output of every branch of every model).
+//! One launch covers a list of segments (grid z): blocks at a stride of n elements
+//! (the launch's n, at U_max), each with its own stream, step seed and element
+//! count (e.g. the GRU output of every branch of every model, each of its own
+//! batch: models of different seeds share the launch, so a 5-seed grid's step is
+//! one schedule, not five).
 
 use super::context::{GpuContext, GpuError};
 use super::launch::{Launch, ProblemList, Recordable};
@@ -14,11 +17,11 @@ pub const WORKGROUP: u32 = 256;
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
 pub struct DropoutParams {
-    /// Elements per segment.
+    /// The segment stride: elements per segment at the launch's U_max (the
+    /// largest segment's n); it sizes the grid.
     pub n: u32,
-    pub seed: u32,
     /// Segments (grid z): segment z lies z * n past the offsets; the launchers
-    /// set it from the stream list.
+    /// set it from the segment list.
     pub segments: u32,
     pub threshold: u32,
     pub scale: f32,
@@ -26,28 +29,53 @@ pub struct DropoutParams {
     pub x_off: u32,
     /// Element offset of y (forward output) / dy (backward input) in its buffer.
     pub y_off: u32,
+    pub _pad0: u32,
+    pub _pad1: u32,
+}
+
+/// Mirrors `DropoutSegment` in dropout.wgsl: one entry of a launch's segment list.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct DropoutSegment {
+    /// Dropout stream of its mask (cpu::dropout::stream).
+    pub stream: u32,
+    /// Step seed of its mask (its batch's).
+    pub seed: u32,
+    /// Its own element count (1..=the launch's n): elements past it are untouched.
+    pub n: u32,
     pub _pad: u32,
 }
 
+fn c32(v: usize) -> u32 {
+    u32::try_from(v).unwrap_or(u32::MAX)
+}
+
+impl DropoutSegment {
+    /// `n` elements masked by stream `stream` under step seed `seed`.
+    pub fn new(stream: u32, seed: u32, n: usize) -> DropoutSegment {
+        DropoutSegment { stream, seed, n: c32(n), _pad: 0 }
+    }
+}
+
 impl DropoutParams {
-    /// Segments of `n` elements under step seed `seed`, drop probability `p`.
-    pub fn new(n: usize, seed: u32, p: f64) -> DropoutParams {
+    /// Segments at a stride of `n` elements, drop probability `p`.
+    pub fn new(n: usize, p: f64) -> DropoutParams {
         DropoutParams {
-            n: u32::try_from(n).unwrap_or(u32::MAX),
-            seed,
+            n: c32(n),
             segments: 1,
             threshold: threshold(p),
             scale: (1.0 / (1.0 - p)) as f32,
             x_off: 0,
             y_off: 0,
-            _pad: 0,
+            _pad0: 0,
+            _pad1: 0,
         }
     }
 
     /// The same masks applied to blocks at element offsets of larger buffers.
     pub fn at(mut self, x_off: usize, y_off: usize) -> DropoutParams {
-        self.x_off = u32::try_from(x_off).unwrap_or(u32::MAX);
-        self.y_off = u32::try_from(y_off).unwrap_or(u32::MAX);
+        self.x_off = c32(x_off);
+        self.y_off = c32(y_off);
         self
     }
 }
@@ -57,18 +85,19 @@ fn grid(p: &DropoutParams) -> [u32; 3] {
     [x, y, p.segments]
 }
 
-/// A dropout launch over a stream list (one entry per segment, the stream of
-/// cpu::dropout::stream), built for up to `capacity` segments.
+/// A dropout launch over a segment list, built for up to `capacity` segments.
 pub struct DropoutLaunch {
     launch: Launch<DropoutParams>,
-    list: ProblemList<u32>,
+    list: ProblemList<DropoutSegment>,
 }
 
 impl DropoutLaunch {
-    /// New params and one stream per segment (1..=capacity) for the next submit.
-    pub fn update(&mut self, ctx: &GpuContext, p: DropoutParams, streams: &[u32]) -> Result<(), GpuError> {
-        self.list.write(ctx, streams)?;
-        self.launch.update(ctx, with_segments(p, streams));
+    /// New params and segments (1..=capacity) for the next submit; refuses a
+    /// segment of no elements or of more than the stride `p.n`.
+    pub fn update(&mut self, ctx: &GpuContext, p: DropoutParams, segments: &[DropoutSegment]) -> Result<(), GpuError> {
+        check_segments(self.launch.label(), &p, segments)?;
+        self.list.write(ctx, segments)?;
+        self.launch.update(ctx, with_segments(p, segments));
         Ok(())
     }
 
@@ -91,8 +120,19 @@ impl Recordable for DropoutLaunch {
     }
 }
 
-fn with_segments(p: DropoutParams, streams: &[u32]) -> DropoutParams {
-    DropoutParams { segments: u32::try_from(streams.len()).unwrap_or(u32::MAX), ..p }
+fn with_segments(p: DropoutParams, segments: &[DropoutSegment]) -> DropoutParams {
+    DropoutParams { segments: c32(segments.len()), ..p }
+}
+
+/// A segment must hold 1..=p.n elements: more would run into the next segment's block.
+fn check_segments(label: &str, p: &DropoutParams, segments: &[DropoutSegment]) -> Result<(), GpuError> {
+    match segments.iter().position(|s| s.n == 0 || s.n > p.n) {
+        Some(z) => Err(GpuError::Validation(format!(
+            "{label}: segment {z} has n = {}, outside 1..={} (the launch's segment stride)",
+            segments[z].n, p.n
+        ))),
+        None => Ok(()),
+    }
 }
 
 const BINDS: [Bind; 4] = [Bind::Uniform, Bind::Read, Bind::Write, Bind::Read];
@@ -103,42 +143,43 @@ fn launch(
     src: &wgpu::Buffer,
     dst: &wgpu::Buffer,
     p: DropoutParams,
-    streams: &[u32],
+    segments: &[DropoutSegment],
     capacity: usize,
 ) -> Result<DropoutLaunch, GpuError> {
     let max_z = ctx.profile.limits.max_compute_workgroups_per_dimension as usize;
-    if capacity.max(streams.len()) > max_z {
+    if capacity.max(segments.len()) > max_z {
         return Err(GpuError::Validation(format!(
             "{entry}: {} segments in one launch, more than the device's {max_z} workgroups along grid z",
-            capacity.max(streams.len())
+            capacity.max(segments.len())
         )));
     }
-    let list = ProblemList::new(ctx, entry, streams, capacity)?;
+    check_segments(entry, &p, segments)?;
+    let list = ProblemList::new(ctx, entry, segments, capacity)?;
     let k = ctx.pipelines.get(ctx, Shader::Dropout, entry, &BINDS)?;
-    let launch = Launch::new(ctx, k, &[src, dst, &list.buffer], with_segments(p, streams), grid)?;
+    let launch = Launch::new(ctx, k, &[src, dst, &list.buffer], with_segments(p, segments), grid)?;
     Ok(DropoutLaunch { launch, list })
 }
 
-/// y = x * mask, per segment z (n elements, mask of `streams[z]`).
+/// y = x * mask, per segment z (its n elements at z * p.n, the mask of its seed and stream).
 pub fn dropout_forward(
     ctx: &GpuContext,
     y: &wgpu::Buffer,
     x: &wgpu::Buffer,
     p: DropoutParams,
-    streams: &[u32],
+    segments: &[DropoutSegment],
     capacity: usize,
 ) -> Result<DropoutLaunch, GpuError> {
-    launch(ctx, "dropout_forward", x, y, p, streams, capacity)
+    launch(ctx, "dropout_forward", x, y, p, segments, capacity)
 }
 
-/// dx = dy * mask (written), per segment z (n elements, mask of `streams[z]`).
+/// dx = dy * mask (written), per segment z (its n elements at z * p.n, the mask of its seed and stream).
 pub fn dropout_backward(
     ctx: &GpuContext,
     dx: &wgpu::Buffer,
     dy: &wgpu::Buffer,
     p: DropoutParams,
-    streams: &[u32],
+    segments: &[DropoutSegment],
     capacity: usize,
 ) -> Result<DropoutLaunch, GpuError> {
-    launch(ctx, "dropout_backward", dy, dx, p, streams, capacity)
+    launch(ctx, "dropout_backward", dy, dx, p, segments, capacity)
 }

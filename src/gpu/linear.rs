@@ -4,11 +4,15 @@
 //! `cpu::gru::gru_input_projection`, `cpu::dense::{dense_forward, dense_backward}`.
 //! Letters: B, U, N = B*U rows, K input width, O output width.
 //!
-//! One launch covers a list of problems (grid z): GEMMs of the same shape (B, U,
-//! K, O, ReLU, dropout seed) whose operands sit at their own element offsets of
-//! the bound buffers, e.g. both GRU directions of every model's modality, or the
-//! dense layers of every model of a group. Each problem computes exactly what a
-//! one-problem launch computes.
+//! One launch covers a list of problems (grid z): GEMMs of the same widths (B, K,
+//! O, ReLU, dropout p) whose operands sit at their own element offsets of the
+//! bound buffers, e.g. both GRU directions of every model's modality, or the
+//! dense layers of every model of a group. Each problem carries its own batch:
+//! its U (`u`, at most the launch's U_max), its B lengths (at `len_off` of the
+//! length buffer) and its dropout step seed, so models of different seeds
+//! (different batch orders) share one launch and a 5-seed grid's step is one
+//! schedule, not five. Each problem computes exactly (bit for bit) what a
+//! one-problem launch at U = its u, its lengths at offset 0, computes.
 
 use super::context::{GpuContext, GpuError};
 use super::launch::{Launch, ProblemList, Recordable};
@@ -24,11 +28,12 @@ pub const TILE: u32 = 4;
 pub const WORKGROUP: [u32; 2] = [8, 8];
 
 /// Mirrors `LinearParams` in linear.wgsl: what the problems of one launch share
-/// (shapes, ReLU, the step's dropout); per-problem values are [`LinearProblem`]s.
+/// (widths, ReLU, the dropout probability); per-problem values are [`LinearProblem`]s.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
 pub struct LinearParams {
     pub b: u32,
+    /// U_max: the largest `u` of the problems; it sizes the grid.
     pub u: u32,
     pub k: u32,
     pub o: u32,
@@ -36,18 +41,20 @@ pub struct LinearParams {
     pub relu: u32,
     /// Problems in the launch (grid z); the launchers set it from the problem list.
     pub problems: u32,
-    /// 1: dropout mask (each problem's stream) on the output: forward y, backward dx.
+    /// 1: dropout mask (each problem's seed and stream) on the output: forward y, backward dx.
     pub drop: u32,
-    pub seed: u32,
     pub threshold: u32,
     /// 1 / (1 - p); 1 without dropout.
     pub scale: f32,
     pub _pad0: u32,
     pub _pad1: u32,
+    pub _pad2: u32,
 }
 
 /// Mirrors `LinearProblem` in linear.wgsl: one entry of a launch's problem list,
-/// element offsets into the bound buffers and the problem's own R layout and stream.
+/// element offsets into the bound buffers, the problem's own batch (U, lengths,
+/// dropout seed), R layout and stream. Its rows are t = b * u + i (B x u of them)
+/// from x_off / y_off.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
 pub struct LinearProblem {
@@ -65,7 +72,14 @@ pub struct LinearProblem {
     pub r_off: u32,
     /// Row width of the problem's R block; 0 = no copy into R.
     pub rw: u32,
-    pub _pad: u32,
+    /// The problem's own U (1..=the launch's U_max): its batch's padded length.
+    pub u: u32,
+    /// Element offset of its batch's B lengths in the length buffer.
+    pub len_off: u32,
+    /// The step seed of its dropout mask.
+    pub seed: u32,
+    pub _pad0: u32,
+    pub _pad1: u32,
 }
 
 fn c32(v: usize) -> u32 {
@@ -73,7 +87,7 @@ fn c32(v: usize) -> u32 {
 }
 
 impl LinearParams {
-    /// (B, U) rows of K -> O, ReLU or not, no dropout.
+    /// (B, U) rows of K -> O, ReLU or not, no dropout; U = U_max, the largest `u` of the problems.
     pub fn new(b: usize, u: usize, k: usize, o: usize, relu: bool) -> LinearParams {
         LinearParams {
             b: c32(b),
@@ -83,19 +97,18 @@ impl LinearParams {
             relu: u32::from(relu),
             problems: 1,
             drop: 0,
-            seed: 0,
             threshold: 0,
             scale: 1.0,
             _pad0: 0,
             _pad1: 0,
+            _pad2: 0,
         }
     }
 
     /// Inverted dropout of probability `p` on the output (forward y, backward dx),
-    /// each problem's mask from its stream under step seed `seed`.
-    pub fn dropout(mut self, seed: u32, p: f64) -> LinearParams {
+    /// each problem's mask from its own stream under its own step seed.
+    pub fn dropout(mut self, p: f64) -> LinearParams {
         self.drop = 1;
-        self.seed = seed;
         self.threshold = crate::cpu::dropout::threshold(p);
         self.scale = (1.0 / (1.0 - p)) as f32;
         self
@@ -104,7 +117,8 @@ impl LinearParams {
 
 impl LinearProblem {
     /// W at `w_off`, b at `b_off` (weight and gradient buffer), x / dx at `x_off`,
-    /// y / dy at `y_off` (element offsets); stream 0, no copy into R.
+    /// y / dy at `y_off` (element offsets); stream and seed 0, no copy into R, and
+    /// no batch yet (`u` 0, which the launchers refuse: set it with [`Self::batch`]).
     pub fn new(w_off: usize, b_off: usize, x_off: usize, y_off: usize) -> LinearProblem {
         LinearProblem {
             w_off: c32(w_off),
@@ -114,8 +128,26 @@ impl LinearProblem {
             stream: 0,
             r_off: 0,
             rw: 0,
-            _pad: 0,
+            u: 0,
+            len_off: 0,
+            seed: 0,
+            _pad0: 0,
+            _pad1: 0,
         }
+    }
+
+    /// The problem's batch: its U (`u`, 1..=the launch's U_max) and the element
+    /// offset of its B lengths in the length buffer.
+    pub fn batch(mut self, u: usize, len_off: usize) -> LinearProblem {
+        self.u = c32(u);
+        self.len_off = c32(len_off);
+        self
+    }
+
+    /// The step seed of this problem's dropout mask.
+    pub fn seed(mut self, seed: u32) -> LinearProblem {
+        self.seed = seed;
+        self
     }
 
     /// The dropout stream of this problem's mask.
@@ -294,12 +326,16 @@ pub struct LinearLaunch {
     list: ProblemList<LinearProblem>,
     kernel: LinearKernel,
     op: LinearOp,
+    /// Elements of the bound length buffer (each problem's lengths must lie inside).
+    len_elems: u64,
 }
 
 impl LinearLaunch {
     /// New params and problems (1..=capacity) for the next submit. Refuses problems
-    /// the member built cannot run (e.g. offsets not 4-aligned for Vec4).
+    /// the member built cannot run (e.g. offsets not 4-aligned for Vec4), and
+    /// problems whose batch does not fit the launch ([`check_batches`]).
     pub fn update(&mut self, ctx: &GpuContext, p: LinearParams, problems: &[LinearProblem]) -> Result<(), GpuError> {
+        check_batches(self.launch.label(), &p, problems, self.len_elems)?;
         if !problems.is_empty() && !self.kernel.runs(&ctx.profile, &p, problems, self.op) {
             return Err(GpuError::Validation(format!(
                 "{}: the {} member cannot run these problems (widths or offsets not 4-aligned, or too long a \
@@ -337,8 +373,9 @@ impl Recordable for LinearLaunch {
     }
 }
 
-/// Per problem: y (B, U, O) = act(x (B, U, K) W^T + b), zero at padded rows. `w`
-/// holds W and b at each problem's offsets (the flat parameter buffer). `len` (B) u32.
+/// Per problem: y (B, u, O) = act(x (B, u, K) W^T + b), zero at padded rows. `w`
+/// holds W and b at each problem's offsets (the flat parameter buffer). `len` u32:
+/// each problem's B lengths at its `len_off`.
 /// No problem may copy into R (`rw > 0`): use [`linear_forward_variant`] with R bound.
 #[allow(clippy::too_many_arguments)]
 pub fn linear_forward(
@@ -377,10 +414,10 @@ pub fn linear_forward_variant(
     kernel: LinearKernel,
 ) -> Result<LinearLaunch, GpuError> {
     let binds = [Bind::Uniform, Bind::Read, Bind::Read, Bind::Read, Bind::Write, Bind::Write, Bind::Read];
-    launch(ctx, kernel, LinearOp::Forward, &binds, &[x, w, len, y, r], p, problems, capacity)
+    launch(ctx, kernel, LinearOp::Forward, &binds, &[x, w, len, y, r], len, p, problems, capacity)
 }
 
-/// Per problem: dx (B, U, K) = g W, g = dy * scale * (y > 0) with ReLU else dy;
+/// Per problem: dx (B, u, K) = g W, g = dy * scale * (y > 0) with ReLU else dy;
 /// zero at padded rows, times the dropout mask with `drop` (written).
 /// `y` is the forward output (bind `dy` again when there is no ReLU).
 #[allow(clippy::too_many_arguments)]
@@ -414,7 +451,7 @@ pub fn linear_backward_variant(
     kernel: LinearKernel,
 ) -> Result<LinearLaunch, GpuError> {
     let binds = [Bind::Uniform, Bind::Read, Bind::Read, Bind::Read, Bind::Read, Bind::Write, Bind::Read];
-    launch(ctx, kernel, LinearOp::Input, &binds, &[dy, y, w, len, dx], p, problems, capacity)
+    launch(ctx, kernel, LinearOp::Input, &binds, &[dy, y, w, len, dx], len, p, problems, capacity)
 }
 
 /// Per problem: grads[W] += g^T x and grads[b] += sum g over real rows
@@ -451,7 +488,30 @@ pub fn linear_backward_weights_variant(
     kernel: LinearKernel,
 ) -> Result<LinearLaunch, GpuError> {
     let binds = [Bind::Uniform, Bind::Read, Bind::Read, Bind::Read, Bind::Read, Bind::Write, Bind::Read];
-    launch(ctx, kernel, LinearOp::Weights, &binds, &[dy, y, x, len, grads], p, problems, capacity)
+    launch(ctx, kernel, LinearOp::Weights, &binds, &[dy, y, x, len, grads], len, p, problems, capacity)
+}
+
+/// Refuses a problem whose batch does not fit the launch: u outside 1..=U_max (the
+/// launch's `u`), or its B lengths at `len_off` past the `len_elems` elements of
+/// the length buffer. A kernel would otherwise read past its blocks or lengths.
+fn check_batches(label: &str, p: &LinearParams, problems: &[LinearProblem], len_elems: u64) -> Result<(), GpuError> {
+    for (z, q) in problems.iter().enumerate() {
+        if q.u == 0 || q.u > p.u {
+            return Err(GpuError::Validation(format!(
+                "{label}: problem {z} has u = {}, outside 1..={} (the launch's U_max)",
+                q.u, p.u
+            )));
+        }
+        let end = u64::from(q.len_off) + u64::from(p.b);
+        if end > len_elems {
+            return Err(GpuError::Validation(format!(
+                "{label}: problem {z}'s {} lengths at len_off {} end at {end}, past the length buffer's {len_elems} \
+                 elements",
+                p.b, q.len_off
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Launch `op` of `kernel` (resolved against the device and problems): its
@@ -463,12 +523,15 @@ fn launch(
     op: LinearOp,
     binds: &[Bind],
     buffers: &[&wgpu::Buffer],
+    len: &wgpu::Buffer,
     p: LinearParams,
     problems: &[LinearProblem],
     capacity: usize,
 ) -> Result<LinearLaunch, GpuError> {
     let kernel = kernel.resolve(&ctx.profile, &p, problems, op);
     let (shader, entry) = kernel.entry(op);
+    let len_elems = len.size() / 4;
+    check_batches(entry, &p, problems, len_elems)?;
     let max_z = ctx.profile.limits.max_compute_workgroups_per_dimension as usize;
     if capacity.max(problems.len()) > max_z {
         return Err(GpuError::Validation(format!(
@@ -492,5 +555,5 @@ fn launch(
     bound.push(&list.buffer);
     let p = LinearParams { problems: c32(problems.len()), ..p };
     let launch = Launch::new(ctx, k, &bound, p, grid)?;
-    Ok(LinearLaunch { launch, list, kernel, op })
+    Ok(LinearLaunch { launch, list, kernel, op, len_elems })
 }

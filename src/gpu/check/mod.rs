@@ -345,10 +345,20 @@ fn linear_rows(ctx: &GpuContext) -> Result<Vec<CheckRow>, GpuError> {
 }
 
 fn dropout_rows(ctx: &GpuContext) -> Result<Vec<CheckRow>, GpuError> {
-    // (B, U, 2H) of the check batch plus 3, at offsets into larger buffers.
-    // Five segments (GRU outputs of a group's branches), streams out of order.
-    let streams = vec![5, 0, 9, 2, 4];
-    check_dropout(ctx, &DropoutCase { n: 17 * 9 * 400 + 3, seed: 12345, streams, p: 0.3, x_off: 100, y_off: 37 })
+    // Five segments (GRU outputs of a group's branches, of three seeds' batches) at a
+    // stride of (B, U_max, 2H) of the check batch plus 3, at offsets into larger
+    // buffers: streams out of order, each its own n (U = U_max, 1, U_max, 4; one odd
+    // size and a single element).
+    use gpu::dropout::DropoutSegment as S;
+    let (n, row) = (17 * 9 * 400 + 3, 17 * 400);
+    let segments = vec![
+        S::new(5, 12345, n),
+        S::new(0, 999, row),
+        S::new(9, 12345, n - 7),
+        S::new(2, 31, 4 * row),
+        S::new(4, 999, 1),
+    ];
+    check_dropout(ctx, &DropoutCase { n, segments, p: 0.3, x_off: 100, y_off: 37 })
 }
 
 fn gather_rows(ctx: &GpuContext) -> Result<Vec<CheckRow>, GpuError> {
@@ -395,9 +405,10 @@ fn attention_rows(ctx: &GpuContext) -> Result<Vec<CheckRow>, GpuError> {
 }
 
 fn linear_fused_rows(ctx: &GpuContext) -> Result<Vec<CheckRow>, GpuError> {
-    // Five problems per launch (a group of models' site): the dense site (2H 400 ->
-    // D 100: every member), the input-projection site (K 36 -> 3H 48: every member)
-    // and odd shapes that Vec4 cannot take (it runs Scalar there), on every member.
+    // Six problems per launch (a group of models' site, three seeds' batches: u = 9,
+    // 1, 4, 3, 6, 9): the dense site (2H 400 -> D 100: every member), the
+    // input-projection site (K 36 -> 3H 48: every member) and odd shapes that Vec4
+    // cannot take (it runs Scalar there), on every member.
     let mut rows = Vec::new();
     use LinearKernel::*;
     let all = &[Vec4, Scalar, Tiled][..];
@@ -405,7 +416,7 @@ fn linear_fused_rows(ctx: &GpuContext) -> Result<Vec<CheckRow>, GpuError> {
         [(400, 100, true, 8, all), (6, 5, true, 11, &[Scalar, Tiled][..]), (36, 48, false, 12, all)]
     {
         for &kernel in kernels {
-            let c = FusedLinearCase { lens: CHECK_LENS.to_vec(), k, o, dense, problems: 5, kernel, seed };
+            let c = FusedLinearCase::mixed(CHECK_LENS.len(), 9, k, o, dense, kernel).seed(seed);
             rows.extend(check_linear_fused(ctx, &c)?);
         }
     }

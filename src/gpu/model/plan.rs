@@ -352,8 +352,8 @@ impl Plan<'_> {
         for m in self.models() {
             let at = self.slot(m);
             for md in &m.mods {
-                let n = c32(s.b * at.u * h2);
-                segments.push(DropoutSegment { stream: stream(md.index(), 0), seed: at.seed, n, _pad: 0 });
+                let n = s.b * at.u * h2;
+                segments.push(DropoutSegment::new(stream(md.index(), 0), at.seed, n));
             }
         }
         (DropoutParams::new(s.b * s.u * h2, self.step.p_drop), segments)
