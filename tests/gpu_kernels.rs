@@ -148,7 +148,7 @@ fn linear_launch_update_takes_any_problem_count_up_to_capacity() {
     assert!(l.update(ctx, p, &[five.clone(), five.clone()].concat()).is_err(), "10 problems in a list of 5");
     assert!(l.update(ctx, p, &[]).is_err(), "no problems");
     for (bad, why) in
-        [(q(1, 1).batch(0, 0), "u = 0"), (q(1, 1).batch(u + 1, 0), "u past U"), (q(1, 1).batch(u, 1), "len")]
+        [(q(1, 1).batch(0, 0), "u = 0"), (q(1, 1).batch(u + 1, 0), "u past U"), (q(1, 1).batch(u, 100), "len")]
     {
         let list = [q(0, 0), bad];
         let e = l.update(ctx, p, &list).err().map(|e| e.to_string()).unwrap_or_default();
