@@ -244,7 +244,7 @@ impl Plan<'_> {
     pub fn gru(&self, s: Shape) -> Result<(GruParams, Vec<GruProblem>), GruError> {
         let mut list = Vec::new();
         for m in self.models() {
-            list.extend(gru_problems(&m.layout, &m.mods, m.w_base)?);
+            list.extend(gru_problems(&m.layout, &m.mods, m.w_base)?.into_iter().map(|q| q.batch(s.u, 0)));
         }
         Ok((GruParams::new(s.b, s.u, self.arena.h, list.len())?, list))
     }
