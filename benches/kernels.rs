@@ -385,7 +385,8 @@ fn gru_case(bench: &Bench, s: &Shape) -> Check {
     let wv = store.to_f64();
     let (b, u, h) = (B, s.u, H);
     let params = GruParams::new(b, u, h, 2 * mods.len()).map_err(|e| e.to_string())?;
-    let problems = gru::gru_problems(layout, &mods, 0).map_err(|e| e.to_string())?;
+    let problems: Vec<_> =
+        gru::gru_problems(layout, &mods, 0).map_err(|e| e.to_string())?.into_iter().map(|q| q.batch(u, 0)).collect();
     let mut rng = ChaCha8Rng::seed_from_u64(11);
     // CPU reference per problem; xp (P, B, U, 3H) comes from it so that only
     // the recurrent kernels are compared and timed.

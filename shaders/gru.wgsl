@@ -7,23 +7,34 @@
 // gradients with respect to W_ih, b_ih and x are matmuls done by linear.wgsl;
 // these kernels consume xp and produce the input-side gradients gi.
 //
-// Letters: B batch, U padded utterances (= the number of time steps run),
-// H hidden, M branches in this launch (a branch is one model's GRU of one
-// modality), P = 2M problems, one per (branch m, direction d) with p = 2m + d
-// (d = 0 forward, 1 reverse). Every per-problem tensor is P blocks, each
-// exactly the (B, U, ...) layout of src/cpu/gru.rs's GruCache for that
-// direction; out / dout hold one (B, U, 2H) block per branch m = p / 2.
+// Letters: B batch, U = U_max, the largest U of the launch's problems (the
+// steps its grids run and the stride of the per-problem blocks), q.u a
+// problem's own U (its batch's longest video), H hidden, M branches in this
+// launch (a branch is one model's GRU of one modality), P = 2M problems, one
+// per (branch m, direction d) with p = 2m + d (d = 0 forward, 1 reverse).
+// Every per-problem tensor is P blocks of B * U rows, problem p's from row
+// p * B * U; inside it the problem's rows are exactly the (B, q.u, ...)
+// layout of src/cpu/gru.rs's GruCache for that direction (row b * q.u + i),
+// and the block's rows past B * q.u are never read nor written. out / dout
+// hold one such block per branch m = p / 2 (both directions of a branch
+// have the same q.u).
 //
-// Problems: a launch covers every problem of every model of a group that
-// shares the batch (same B, U, lengths, H). What differs between problems is
-// in the problem list `problems` (one GruProblem each): the element offsets of
-// its W_hh and b_hh in the weight / gradient arenas (the models' parameter
-// stores back to back). The shared sizes are the uniform GruParams. Any even
-// P: the problem is a grid dimension (y of the recurrence of Scalar / Wide,
-// z elsewhere), so one launch over K models runs K times the workgroups of
-// one model's launch at the same per-invocation work: a model alone fills a
-// few dozen of a discrete GPU's cores, a group of them fills the device.
-// Each problem computes bit for bit what a launch of it alone computes.
+// Problems: a launch covers every problem of every model of a group with the
+// same B and H. What differs between problems is in the problem list
+// `problems` (one GruProblem each): the element offsets of its W_hh and b_hh
+// in the weight / gradient arenas (the models' parameter stores back to back)
+// and its batch: its U (q.u) and the offset of its B lengths in `lens`. Models
+// of different seeds train on different batches; with the batch per problem
+// they still share one launch, so a 5-seed grid's step is one schedule, not
+// five. A problem runs its own q.u steps: a chunk (or a per-step launch) past
+// them does nothing for it. The shared sizes are the uniform GruParams. Any
+// even P: the problem is a grid dimension (y of the recurrence of Scalar /
+// Wide, z elsewhere), so one launch over K models runs K times the workgroups
+// of one model's launch at the same per-invocation work: a model alone fills
+// a few dozen of a discrete GPU's cores, a group of them fills the device.
+// Each problem computes bit for bit what a launch of it alone at U = q.u
+// (lengths at offset 0) computes: its arithmetic depends on its own (B, q.u)
+// and lengths only.
 //
 // Members (src/gpu/gru/mod.rs `GruKernel`), each a forward, a backward and a
 // weight-gradient entry point binding the same buffers:
@@ -38,7 +49,7 @@
 //          The fastest member on llvmpipe.
 //   Cells  gru_forward_cells, gru_backward_cells, gru_backward_weights_tiled:
 //          one launch per step, one invocation per (unit, sequence), W_hh and
-//          h tiles in workgroup memory; dW_hh as a tiled GEMM over B * U rows.
+//          h tiles in workgroup memory; dW_hh as a tiled GEMM over B * q.u rows.
 //          Shaped for discrete GPUs (many workgroups per step).
 //
 // Bindings (group 0; each entry point numbers its own from 0, in the order
@@ -50,11 +61,11 @@
 // where
 //   params   uniform GruParams (shared by every problem)
 //   problems (P) GruProblem, the problem list
-//   lens     (B) u32, true lengths, 1 <= len <= U
+//   lens     u32, true lengths, problem p's B at problems[p].len_off, 1 <= len <= q.u
 //   weights  weight arena, problem p's W_hh (3H, H) / b_hh (3H) at its offsets
 //   grads    gradient arena (same layout as weights)
 //   xp       (P, B, U, 3H)  W_ih x + b_ih, read at real positions only
-//   cache    (P, 5, B, U, H) [h, r, z, n, hn], zero at padding
+//   cache    (P, 5, B, U, H) [h, r, z, n, hn], zero at padding; a block is (5, B, q.u, H)
 //   out      (M, B, U, 2H)  bi-GRU output [fwd | rev], zero at padding
 //   dout     (M, B, U, 2H)  gradient wrt out
 //   gi       (P, B, U, 3H)  input-side pre-activation grads [dar, daz, dan]
@@ -63,6 +74,7 @@
 
 struct GruParams {
     b: u32,
+    // U_max: the steps of the grids, the stride of the per-problem blocks.
     u: u32,
     h: u32,
     problems: u32,
@@ -78,7 +90,9 @@ struct GruProblem {
     // Element offsets of its W_hh and b_hh in the weights / grads arenas.
     w_hh_offset: u32,
     b_hh_offset: u32,
-    _pad: vec2<u32>,
+    // Its batch: its U (1 <= u <= params.u) and its B lengths at lens[len_off ..].
+    u: u32,
+    len_off: u32,
 }
 
 // ---- constants (src/gpu/gru/wgsl.rs and cells.rs) ----
@@ -143,14 +157,29 @@ fn b_hh_offset(p: u32) -> u32 {
     return problems[p].b_hh_offset;
 }
 
-// Flat index of (b, i) in a (P, B, U, ...) tensor of problem p.
+// Problem p's block of a per-problem tensor starts at p * B * U (U = U_max,
+// the stride); inside it the problem's rows are (B, q.u), row b * q.u + i, as
+// in a launch of its own with U = q.u. Flat row of (b, i) of problem p in a
+// (P, B, U, ...) tensor:
 fn row_of(p: u32, b: u32, i: u32) -> u32 {
-    return (p * params.b + b) * params.u + i;
+    return p * params.b * params.u + b * problems[p].u + i;
 }
 
-// Index of element j of saved tensor k at (b, i) of problem p.
+// Index of element j of saved tensor k at (b, i) of problem p: its cache
+// block is (5, B, q.u, H).
 fn cache_at(p: u32, k: u32, b: u32, i: u32, j: u32) -> u32 {
-    return (((p * 5u + k) * params.b + b) * params.u + i) * params.h + j;
+    return (p * 5u * params.b * params.u + (k * params.b + b) * problems[p].u + i) * params.h + j;
+}
+
+// Row of (b, i) of problem p in out / dout (M, B, U, 2H): its branch p / 2's
+// block, rows (B, q.u) (both directions of a branch have the same U).
+fn out_row(p: u32, b: u32, i: u32) -> u32 {
+    return (p / 2u) * params.b * params.u + b * problems[p].u + i;
+}
+
+// Length of sequence b of problem p's batch.
+fn seq_len(p: u32, b: u32) -> u32 {
+    return lens[problems[p].len_off + b];
 }
 
 // Position processed at step t by a sequence of length len: the forward
@@ -163,12 +192,12 @@ fn position(t: u32, len: u32, rev: bool) -> u32 {
     return t;
 }
 
-// Sequence lengths of the 4 sequences of a quad (0 beyond B).
-fn quad_lens(s0: u32) -> vec4<u32> {
+// Sequence lengths of the 4 sequences of a quad of problem p (0 beyond B).
+fn quad_lens(p: u32, s0: u32) -> vec4<u32> {
     var len = vec4<u32>(0u);
     for (var q = 0u; q < 4u; q++) {
         if (s0 + q < params.b) {
-            len[q] = lens[s0 + q];
+            len[q] = seq_len(p, s0 + q);
         }
     }
     return len;
@@ -179,7 +208,6 @@ fn gru_forward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_
     let nb = params.b;
     let nh = params.h;
     let p = wid.y;
-    let m = p / 2u;
     let d = p % 2u;
     let rev = d == 1u;
     let lane = lid.x;
@@ -187,8 +215,13 @@ fn gru_forward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_
     let s0 = wid.x * SEQ_PER_WG + 4u * quad;
     let wo = w_hh_offset(p);
     let bo = b_hh_offset(p);
-    let len = quad_lens(s0);
+    let len = quad_lens(p, s0);
     let t0 = params.t0;
+    // The problem's own steps: nothing of this chunk past its U.
+    let t1 = min(params.t1, problems[p].u);
+    if (t0 >= t1) {
+        return;
+    }
     // h_prev of step t0: zero at the start, else what the previous dispatch
     // saved at the position processed at step t0 - 1.
     for (var it = 0u; it < UNIT_ITERS; it++) {
@@ -206,7 +239,7 @@ fn gru_forward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_
     workgroupBarrier();
 
     let nh4 = nh / 4u;
-    for (var t = t0; t < params.t1; t++) {
+    for (var t = t0; t < t1; t++) {
         var hnew: array<vec4<f32>, UNIT_ITERS>;
         for (var it = 0u; it < UNIT_ITERS; it++) {
             let j = lane + it * UNIT_LANES;
@@ -267,7 +300,7 @@ fn gru_forward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_
                         fw_cache[cache_at(p, C_Z, b, i, j)] = z;
                         fw_cache[cache_at(p, C_N, b, i, j)] = n;
                         fw_cache[cache_at(p, C_HN, b, i, j)] = hn;
-                        fw_out[((m * nb + b) * params.u + i) * 2u * nh + d * nh + j] = hv;
+                        fw_out[out_row(p, b, i) * 2u * nh + d * nh + j] = hv;
                     }
                 }
             }
@@ -288,16 +321,19 @@ fn gru_forward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_
 fn gru_backward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
     let nb = params.b;
     let nh = params.h;
-    let nu = params.u;
     let p = wid.y;
-    let m = p / 2u;
+    // The problem's own U: nothing of this chunk past it.
+    let nu = problems[p].u;
+    if (params.t0 >= nu) {
+        return;
+    }
     let d = p % 2u;
     let rev = d == 1u;
     let lane = lid.x;
     let quad = lid.y;
     let s0 = wid.x * SEQ_PER_WG + 4u * quad;
     let wo = w_hh_offset(p);
-    let len = quad_lens(s0);
+    let len = quad_lens(p, s0);
     // d(loss)/d(h) arriving from the step processed after this one, in
     // registers (the same invocation owns unit j in both phases of a step);
     // it crosses dispatches through bw_carry.
@@ -317,7 +353,7 @@ fn gru_backward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup
 
     let n3 = 3u * nh;
     let n34 = n3 / 4u;
-    for (var t = params.t1; t > params.t0; ) {
+    for (var t = min(params.t1, nu); t > params.t0; ) {
         t -= 1u;
         // Row (into gi / gh) of each of the 4 sequences at this step; a
         // sequence beyond B reads a valid row of this workgroup and is ignored.
@@ -349,7 +385,7 @@ fn gru_backward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup
                             let z = bw_cache[cache_at(p, C_Z, b, i, j)];
                             let n = bw_cache[cache_at(p, C_N, b, i, j)];
                             let hn = bw_cache[cache_at(p, C_HN, b, i, j)];
-                            let g = bw_dout[((m * nb + b) * nu + i) * 2u * nh + d * nh + j] + carry[it][q];
+                            let g = bw_dout[out_row(p, b, i) * 2u * nh + d * nh + j] + carry[it][q];
                             let dn = g * (1.0 - z);
                             let dz = g * (hprev - n);
                             dan = dn * (1.0 - n * n);
@@ -417,7 +453,6 @@ fn gru_backward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup
 fn gru_backward_weights(@builtin(global_invocation_id) gid: vec3<u32>) {
     let nb = params.b;
     let nh = params.h;
-    let nu = params.u;
     let p = gid.z;
     let rev = p % 2u == 1u;
     let row0 = gid.y * 4u;
@@ -438,7 +473,7 @@ fn gru_backward_weights(@builtin(global_invocation_id) gid: vec3<u32>) {
     let cols_bias = vec4<f32>(cols == vec4<u32>(nh));
     let colc = min(cols, vec4<u32>(nh - 1u));
     for (var b = 0u; b < nb; b++) {
-        let len = lens[b];
+        let len = seq_len(p, b);
         for (var i = 0u; i < len; i++) {
             let g0 = row_of(p, b, i) * 3u * nh;
             let g = vec4<f32>(ww_gh[g0 + rowc.x], ww_gh[g0 + rowc.y], ww_gh[g0 + rowc.z], ww_gh[g0 + rowc.w]) * rows_ok;
@@ -526,9 +561,7 @@ fn forward_seq4(p: u32, b: u32, t: u32, len: u32, rev: bool, j0: u32, store: boo
         fw4_cache[cache_at(p, C_Z, b, i, j0) / 4u] = z;
         fw4_cache[cache_at(p, C_N, b, i, j0) / 4u] = n;
         fw4_cache[cache_at(p, C_HN, b, i, j0) / 4u] = hn;
-        let m = p / 2u;
-        let d = p % 2u;
-        fw4_out[(((m * params.b + b) * params.u + i) * 2u * nh + d * nh + j0) / 4u] = hv;
+        fw4_out[(out_row(p, b, i) * 2u * nh + (p % 2u) * nh + j0) / 4u] = hv;
     }
     return hv;
 }
@@ -555,9 +588,7 @@ fn backward_seq4(p: u32, b: u32, t: u32, len: u32, rev: bool, j0: u32, store: bo
         let z = bw4_cache[cache_at(p, C_Z, b, i, j0) / 4u];
         let n = bw4_cache[cache_at(p, C_N, b, i, j0) / 4u];
         let hn = bw4_cache[cache_at(p, C_HN, b, i, j0) / 4u];
-        let m = p / 2u;
-        let d = p % 2u;
-        let g = bw4_dout[(((m * params.b + b) * params.u + i) * 2u * nh + d * nh + j0) / 4u] + carry;
+        let g = bw4_dout[(out_row(p, b, i) * 2u * nh + (p % 2u) * nh + j0) / 4u] + carry;
         let dn = g * (1.0 - z);
         let dz = g * (hprev - n);
         dan = dn * (1.0 - n * n);
@@ -620,10 +651,15 @@ fn gru_forward_wide(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workg
     let bz_1 = w4[bo + nh4 + jc_1 / 4u];
     let bn_1 = w4[bo + 2u * nh4 + jc_1 / 4u];
     let t0 = params.t0;
+    // The problem's own steps: nothing of this chunk past its U.
+    let t1 = min(params.t1, problems[p].u);
+    if (t0 >= t1) {
+        return;
+    }
     // h_prev of step t0 (see gru_forward), quad k at h_shared[k * MAX_H + ..].
     for (var k = 0u; k < 4u; k++) {
         let sk = s0 + 4u * k;
-        let len = quad_lens(sk);
+        let len = quad_lens(p, sk);
         for (var u = 0u; u < 8u; u++) {
             let ja = j0 + 4u * (u / 4u);
             if (ja < nh) {
@@ -639,10 +675,10 @@ fn gru_forward_wide(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workg
             }
         }
     }
-    let len_0 = quad_lens(s0 + 0u);
-    let len_1 = quad_lens(s0 + 4u);
-    let len_2 = quad_lens(s0 + 8u);
-    let len_3 = quad_lens(s0 + 12u);
+    let len_0 = quad_lens(p, s0 + 0u);
+    let len_1 = quad_lens(p, s0 + 4u);
+    let len_2 = quad_lens(p, s0 + 8u);
+    let len_3 = quad_lens(p, s0 + 12u);
     workgroupBarrier();
 
     // Row j of W_hh starts at vec4 index wo + j * nh4.
@@ -652,7 +688,7 @@ fn gru_forward_wide(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workg
     let r1 = wo + jc_1 * nh4;
     let z1 = wo + (nh + jc_1) * nh4;
     let n1 = wo + (2u * nh + jc_1) * nh4;
-    for (var t = t0; t < params.t1; t++) {
+    for (var t = t0; t < t1; t++) {
         // <gate><unit>_<quad>: vec4 over the quad's 4 sequences.
         var ar0_0 = vec4<f32>(0.0); var ar0_1 = vec4<f32>(0.0); var ar0_2 = vec4<f32>(0.0); var ar0_3 = vec4<f32>(0.0);
         var ar1_0 = vec4<f32>(0.0); var ar1_1 = vec4<f32>(0.0); var ar1_2 = vec4<f32>(0.0); var ar1_3 = vec4<f32>(0.0);
@@ -1010,8 +1046,12 @@ fn gru_forward_wide(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workg
 fn gru_backward_wide(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
     let nb = params.b;
     let nh = params.h;
-    let nu = params.u;
     let p = wid.y;
+    // The problem's own U: nothing of this chunk past it.
+    let nu = problems[p].u;
+    if (params.t0 >= nu) {
+        return;
+    }
     let rev = p % 2u == 1u;
     let s0 = wid.x * SEQ_PER_WG;
     let j0 = 8u * lid.x;
@@ -1022,10 +1062,10 @@ fn gru_backward_wide(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(work
     let nh4 = nh / 4u;
     let n3 = 3u * nh;
     let wo = w_hh_offset(p) / 4u;
-    let len_0 = quad_lens(s0 + 0u);
-    let len_1 = quad_lens(s0 + 4u);
-    let len_2 = quad_lens(s0 + 8u);
-    let len_3 = quad_lens(s0 + 12u);
+    let len_0 = quad_lens(p, s0 + 0u);
+    let len_1 = quad_lens(p, s0 + 4u);
+    let len_2 = quad_lens(p, s0 + 8u);
+    let len_3 = quad_lens(p, s0 + 12u);
     // Sequence s (clamped into the batch); ok_s_u: it exists and half u is owned.
     let b_0 = min(s0, nb - 1u);
     let ok_0_0 = own_0 && s0 < nb;
@@ -1144,7 +1184,7 @@ fn gru_backward_wide(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(work
         c_15_1 = bw4_carry[((p * nb + b_15) * nh + jc_1) / 4u];
     }
     let n34 = 3u * nh4;
-    for (var t = params.t1; t > params.t0; ) {
+    for (var t = min(params.t1, nu); t > params.t0; ) {
         t -= 1u;
         c_0_0 = backward_seq4(p, b_0, t, len_0.x, rev, jc_0, ok_0_0, c_0_0);
         c_0_1 = backward_seq4(p, b_0, t, len_0.x, rev, jc_1, ok_0_1, c_0_1);
@@ -1427,7 +1467,7 @@ fn gru_backward_weights_t8(@builtin(global_invocation_id) gid: vec3<u32>) {
     var x6 = vec4<f32>(0.0); var y6 = vec4<f32>(0.0);
     var x7 = vec4<f32>(0.0); var y7 = vec4<f32>(0.0);
     for (var b = 0u; b < nb; b++) {
-        let len = lens[b];
+        let len = seq_len(p, b);
         for (var i = 0u; i < len; i++) {
             let gb = row_of(p, b, i) * n3;
             let g0 = ww4_gh[(gb + row0) / 4u];
@@ -1500,6 +1540,10 @@ fn gru_forward_cells(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(work
     let sb = wid.y * CELL_SEQS;
     let b = sb + s;
     let t = params.t0;
+    // The problem's own steps: nothing at a step past its U.
+    if (t >= problems[p].u) {
+        return;
+    }
     let flat = lid.y * CELL_UNITS + lid.x;
     let wo = w_hh_offset(p);
     let bo = b_hh_offset(p);
@@ -1511,7 +1555,7 @@ fn gru_forward_cells(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(work
         let bb = sb + sq;
         var hv = 0.0;
         if (bb < nb && t > 0u) {
-            let len = lens[bb];
+            let len = seq_len(p, bb);
             if (t < len) {
                 hv = fw_cache[cache_at(p, C_H, bb, position(t - 1u, len, rev), k)];
             }
@@ -1551,7 +1595,7 @@ fn gru_forward_cells(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(work
     if (j >= nh || b >= nb) {
         return;
     }
-    let len = lens[b];
+    let len = seq_len(p, b);
     let i = position(t, len, rev);
     var hv = 0.0;
     var r = 0.0;
@@ -1571,27 +1615,31 @@ fn gru_forward_cells(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(work
     fw_cache[cache_at(p, C_Z, b, i, j)] = z;
     fw_cache[cache_at(p, C_N, b, i, j)] = n;
     fw_cache[cache_at(p, C_HN, b, i, j)] = hn;
-    fw_out[(((p / 2u) * nb + b) * params.u + i) * 2u * nh + (p % 2u) * nh + j] = hv;
+    fw_out[out_row(p, b, i) * 2u * nh + (p % 2u) * nh + j] = hv;
 }
 
 // gru_backward_cells: step t = params.t0 of every cell, launched from t = U - 1
-// down to 0. dh of a cell = d(out) + g z of the step after (bw_carry, written
-// by the previous launch) + (W_hh^T gh of the step after)[unit]. Writes gi, gh
-// of step t (zero at padding) and g z to bw_carry. Layout and dispatch as
-// gru_forward_cells.
+// down to 0 (a problem's first is its t = q.u - 1). dh of a cell = d(out) +
+// g z of the step after (bw_carry, written by the previous launch) + (W_hh^T
+// gh of the step after)[unit]. Writes gi, gh of step t (zero at padding) and
+// g z to bw_carry. Layout and dispatch as gru_forward_cells.
 @compute @workgroup_size(CELL_UNITS, CELL_SEQS, 1)
 fn gru_backward_cells(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
     let nb = params.b;
     let nh = params.h;
-    let nu = params.u;
     let n3 = 3u * nh;
     let p = wid.z;
     let rev = p % 2u == 1u;
+    // The problem's own U: nothing at a step past it.
+    let nu = problems[p].u;
+    let t = params.t0;
+    if (t >= nu) {
+        return;
+    }
     let j = wid.x * CELL_UNITS + lid.x;
     let s = lid.y;
     let sb = wid.y * CELL_SEQS;
     let b = sb + s;
-    let t = params.t0;
     let flat = lid.y * CELL_UNITS + lid.x;
     let after = t + 1u < nu;
     // gh of step t + 1 (zero rows where that step was padding).
@@ -1602,7 +1650,7 @@ fn gru_backward_cells(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(wor
             let bb = sb + sq;
             var gv = 0.0;
             if (bb < nb) {
-                gv = bw_gh[row_of(p, bb, position(t + 1u, lens[bb], rev)) * n3 + row];
+                gv = bw_gh[row_of(p, bb, position(t + 1u, seq_len(p, bb), rev)) * n3 + row];
             }
             cell_g[sq * 3u * MAX_H + row] = gv;
         }
@@ -1611,7 +1659,7 @@ fn gru_backward_cells(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(wor
     if (j >= nh || b >= nb) {
         return;
     }
-    let len = lens[b];
+    let len = seq_len(p, b);
     let c = (p * nb + b) * nh + j;
     var carry = 0.0;
     if (after) {
@@ -1639,7 +1687,7 @@ fn gru_backward_cells(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(wor
         let z = bw_cache[cache_at(p, C_Z, b, i, j)];
         let n = bw_cache[cache_at(p, C_N, b, i, j)];
         let hn = bw_cache[cache_at(p, C_HN, b, i, j)];
-        let g = bw_dout[(((p / 2u) * nb + b) * nu + i) * 2u * nh + (p % 2u) * nh + j] + carry;
+        let g = bw_dout[out_row(p, b, i) * 2u * nh + (p % 2u) * nh + j] + carry;
         let dn = g * (1.0 - z);
         let dz = g * (hprev - n);
         dan = dn * (1.0 - n * n);
@@ -1662,9 +1710,9 @@ fn gru_backward_cells(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(wor
 var<workgroup> tiled_g: array<f32, TILED_KT * TILED_TILE>;
 var<workgroup> tiled_h: array<f32, TILED_KT * TILED_TILE>;
 
-// [dW_hh | db_hh] += gh^T [h_prev | 1] as a tiled GEMM over the B * U rows
-// (b, i) (padding rows contribute nothing): workgroup (x, y, p) owns rows
-// 64y .. 64y+63 and columns 64x .. 64x+63 of problem p's (3H, H + 1) matrix,
+// [dW_hh | db_hh] += gh^T [h_prev | 1] as a tiled GEMM over the problem's
+// B * q.u rows (b, i) (padding rows contribute nothing): workgroup (x, y, p)
+// owns rows 64y .. 64y+63 and columns 64x .. 64x+63 of problem p's (3H, H + 1) matrix,
 // an invocation a 4x4 block; per TILED_KT rows it stages a tile of gh and of
 // h_prev (both read along contiguous rows) in workgroup memory. Fixed order of
 // summation (deterministic, no atomics). dispatch (ceil((H + 1) / 64), ceil(3H / 64), P).
@@ -1672,10 +1720,12 @@ var<workgroup> tiled_h: array<f32, TILED_KT * TILED_TILE>;
 fn gru_backward_weights_tiled(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
     let nb = params.b;
     let nh = params.h;
-    let nu = params.u;
     let n3 = 3u * nh;
     let p = wid.z;
     let rev = p % 2u == 1u;
+    // The problem's B * q.u rows (b, i), in its block of gh from p * B * U_max.
+    let nu = problems[p].u;
+    let g0 = p * nb * params.u;
     let row0 = wid.y * TILED_TILE;
     let col0 = wid.x * TILED_TILE;
     let flat = lid.y * TILED_WG + lid.x;
@@ -1693,10 +1743,10 @@ fn gru_backward_weights_tiled(@builtin(local_invocation_id) lid: vec3<u32>, @bui
             if (n < total) {
                 let b = n / nu;
                 let i = n % nu;
-                let len = lens[b];
+                let len = seq_len(p, b);
                 if (i < len) {
                     if (row0 + x < n3) {
-                        gv = ww_gh[(p * total + n) * n3 + row0 + x];
+                        gv = ww_gh[(g0 + n) * n3 + row0 + x];
                     }
                     let col = col0 + x;
                     let first = select(i == 0u, i + 1u == len, rev);

@@ -18,7 +18,7 @@ mod common;
 
 use cimnet::config::{Attention, Modality, ModalitySet, ModelConfig, Tasks};
 use cimnet::gpu::buffers::upload;
-use cimnet::gpu::check::{check_gru, gru_members, GruCase};
+use cimnet::gpu::check::{check_gru, check_gru_batches, gru_batch_members, gru_members, GruBatchCase, GruCase};
 use cimnet::gpu::gru::{self as g, GruKernel, GruMember, GruParams, GruProblem};
 use cimnet::gpu::{run, GpuContext};
 use cimnet::params::{Layout, ParamStore};
@@ -67,6 +67,43 @@ fn gru_forward_backward_match_cpu() {
     eprintln!("gru max |err| / max|want|: {worst:.2e}");
 }
 
+/// Problems of different batches in one launch (models of different seeds):
+/// each branch on its own batch (u = 1, a middle one and U_max, lengths of 3
+/// batches packed in one buffer out of order), every member, against the CPU
+/// at its own (B, q.u) and bit for bit against the branch launched alone at
+/// U = q.u with its lengths at offset 0; each block's rows past B * q.u stay NaN.
+#[test]
+fn gru_problems_of_different_batches_match_cpu_and_alone() {
+    let Some(ctx) = context() else { return };
+    let cases = [
+        GruBatchCase {
+            batches: vec![vec![98, 1, 50, 97, 23], vec![1; 5], vec![23, 7, 1, 23, 15]],
+            branch_batch: vec![2, 0, 1, 1, 2],
+            models: vec![[3, 4, 5], [2, 0, 6]],
+            h: 12,
+            seed: 9,
+        },
+        GruBatchCase {
+            batches: vec![(0..17).map(|i| [40, 3, 17, 1][i % 4]).collect(), vec![1; 17], (1..=17).map(|i| i % 9 + 1).collect()],
+            branch_batch: vec![0, 2, 1, 0, 2],
+            models: vec![[0, 7, 11], [5, 3, 9]],
+            h: 36,
+            seed: 9,
+        },
+    ];
+    let mut worst = 0.0f64;
+    for c in &cases {
+        let members = gru_batch_members(ctx, c).unwrap();
+        assert_eq!(members.len(), GruMember::ALL.len(), "{members:?}");
+        for member in members {
+            let rows = check_gru_batches(ctx, c, member).unwrap();
+            assert!(rows.iter().any(|r| r.kernel.contains("alone")), "no alone row");
+            worst = worst.max(assert_rows(&rows));
+        }
+    }
+    eprintln!("gru (mixed batches) max |err| / max|want|: {worst:.2e}");
+}
+
 #[test]
 fn gru_params_reject_unsupported_sizes() {
     assert_eq!(GruParams::new(2, 3, 300, 2), Err(g::GruError::Hidden { h: 300, max: g::MAX_H }));
@@ -93,10 +130,13 @@ fn gru_problems_are_the_layout_offsets_shifted_by_the_base() {
             .map(|(m, d)| GruProblem {
                 w_hh_offset: at(&format!("{m}.gru.weight_hh_l0{d}"), base),
                 b_hh_offset: at(&format!("{m}.gru.bias_hh_l0{d}"), base),
-                _pad: [0; 2],
+                u: 0,
+                len_off: 0,
             })
             .collect();
         assert_eq!(q, want);
+        let q = q[1].batch(7, 40);
+        assert_eq!((q.w_hh_offset, q.b_hh_offset, q.u, q.len_off), (want[1].w_hh_offset, want[1].b_hh_offset, 7, 40));
     }
     // Problems of two models concatenate; every offset is distinct.
     let mut both = g::gru_problems(&layout, &mods, 0).unwrap();
@@ -146,8 +186,9 @@ fn an_updated_launch_equals_a_launch_built_for_its_problems() {
     let mut big = g::gru_problems(&store.layout, &mods, 0).unwrap();
     big.extend(g::gru_problems(&store.layout, &mods[..2], base).unwrap());
     assert_eq!(big.len(), 10);
+    let big: Vec<GruProblem> = big.iter().map(|q| q.batch(umax, 0)).collect();
     // Model 1's audio branch, then model 0's text branch.
-    let small = [big[8], big[9], big[0], big[1]];
+    let small = [big[8], big[9], big[0], big[1]].map(|q| q.batch(u, 0));
     let (pb, ps) = (GruParams::new(b, umax, h, 10).unwrap(), GruParams::new(b, u, h, 4).unwrap());
     let mut rng = ChaCha8Rng::seed_from_u64(9);
     let mut rand = |n: u64| (0..n / 4).map(|_| rng.gen_range(-1.0f32..1.0)).collect::<Vec<f32>>();
@@ -187,9 +228,30 @@ fn an_updated_launch_equals_a_launch_built_for_its_problems() {
         assert!(built[4].iter().any(|&x| x != 0), "{}: no weight gradient", member.name());
 
         let p12 = GruParams::new(b, u, h, 12).unwrap();
-        let twelve: Vec<GruProblem> = big.iter().chain(&big[..2]).copied().collect();
+        let twelve: Vec<GruProblem> = big.iter().chain(&big[..2]).map(|q| q.batch(u, 0)).collect();
         assert_eq!(f.update(ctx, &p12, &twelve), Err(g::GruError::ProblemCapacity { problems: 12, capacity: 10 }));
-        assert_eq!(bw.update(ctx, &ps, &big[..6]), Err(g::GruError::ProblemCount { params: 4, listed: 6 }));
+        assert_eq!(bw.update(ctx, &ps, &twelve[..6]), Err(g::GruError::ProblemCount { params: 4, listed: 6 }));
+        // A problem's batch: 1 <= u <= the launch's U, its lengths inside the
+        // buffer (B = 17 of them at offset 0), both directions of a branch one U.
+        // with(k, ..): branch k / 2 (both directions) padded to qu, its lengths at off.
+        let with = |k: usize, qu: usize, off: usize| {
+            let mut v = small;
+            v[k] = v[k].batch(qu, off);
+            v[k + 1] = v[k + 1].batch(qu, off);
+            v
+        };
+        let (bu, bb) = (u as u32, b as u32);
+        for (k, qu, off, want) in [
+            (0, 0, 0, g::GruError::ProblemSteps { problem: 0, u: 0, max: bu }),
+            (2, u + 1, 0, g::GruError::ProblemSteps { problem: 2, u: bu + 1, max: bu }),
+            (2, u, 1, g::GruError::ProblemLens { problem: 2, len_off: 1, b: bb, len: b as u64 }),
+        ] {
+            assert_eq!(f.update(ctx, &ps, &with(k, qu, off)), Err(want.clone()));
+            assert_eq!(bw.update(ctx, &ps, &with(k, qu, off)), Err(want));
+        }
+        let mut split = small;
+        split[1] = split[1].batch(u - 1, 0);
+        assert_eq!(f.update(ctx, &ps, &split), Err(g::GruError::BranchSteps { problem: 0, u: u as u32, other: u as u32 - 1 }));
         let long = GruParams::new(b, umax + 1, h, 4).unwrap();
         assert_eq!(
             f.update(ctx, &long, &small),
@@ -197,7 +259,7 @@ fn an_updated_launch_equals_a_launch_built_for_its_problems() {
         );
         // The small launch's list holds 4 problems.
         let p6 = GruParams::new(b, u, h, 6).unwrap();
-        assert!(matches!(fs.update(ctx, &p6, &big[..6]), Err(g::GruError::ProblemCapacity { .. })));
+        assert!(matches!(fs.update(ctx, &p6, &twelve[..6]), Err(g::GruError::ProblemCapacity { .. })));
         let mut shifted = small;
         shifted[3].b_hh_offset = (arena.len() / 4 * 4 - 4) as u32; // 4-aligned, its 3H past the arena
         assert!(matches!(f.update(ctx, &ps, &shifted), Err(g::GruError::BufferSize { name: "weights", .. })));
@@ -224,8 +286,9 @@ fn gru_timing_mosei_shape() {
     let store = ParamStore::init(&cfg, 1);
     let mods = cfg.modalities.modalities();
     let full = GruParams::new(b, umax, h, 2 * mods.len()).unwrap();
-    let q = g::gru_problems(&store.layout, &mods, 0).unwrap();
-    let n = q.len();
+    let problems = g::gru_problems(&store.layout, &mods, 0).unwrap();
+    let batch = |u: usize| -> Vec<GruProblem> { problems.iter().map(|q| q.batch(u, 0)).collect() };
+    let (q, n) = (batch(umax), problems.len());
     let mut rng = ChaCha8Rng::seed_from_u64(5);
     let rand = |n: u64, rng: &mut ChaCha8Rng| (0..n / 4).map(|_| rng.gen_range(-1.0f32..1.0)).collect::<Vec<f32>>();
     let lens_buf = upload(ctx, "lens", &vec![umax as u32; b]).unwrap();
@@ -247,8 +310,8 @@ fn gru_timing_mosei_shape() {
             let lens: Vec<u32> = (0..b).map(|i| if i == 0 { u as u32 } else { rng.gen_range(1..=u as u32) }).collect();
             ctx.queue.write_buffer(&lens_buf, 0, bytemuck::cast_slice(&lens));
             let p = GruParams::new(b, u, h, n).unwrap();
-            f.update(ctx, &p, &q).unwrap();
-            bw.update(ctx, &p, &q).unwrap();
+            f.update(ctx, &p, &batch(u)).unwrap();
+            bw.update(ctx, &p, &batch(u)).unwrap();
             run(ctx, &[&f, &bw]).unwrap(); // warm-up (pipeline compilation)
             let reps = 3;
             let t = std::time::Instant::now();

@@ -124,7 +124,7 @@ fn params_structs_match_wgsl_layout() {
     layout!(Shader::Gather, GatherParams, [b, u, problems, d_max]);
     layout!(Shader::Gather, GatherProblem, [d, src_off, dst_off, index_off, u, len_off]);
     layout!(Shader::Gru, GruParams, [b, u, h, problems, t0, t1]);
-    layout!(Shader::Gru, GruProblem, [w_hh_offset, b_hh_offset]);
+    layout!(Shader::Gru, GruProblem, [w_hh_offset, b_hh_offset, u, len_off]);
     layout!(Shader::Attention, AttentionParams, [b, u, d, pair, problems]);
     layout!(Shader::AttentionTiled, AttentionParams, [b, u, d, pair, problems]);
     for shader in [Shader::Attention, Shader::AttentionTiled] {

@@ -389,6 +389,17 @@ fn gru_rows(ctx: &GpuContext) -> Result<Vec<CheckRow>, GpuError> {
             rows.extend(check_gru(ctx, c, member)?);
         }
     }
+    // Problems of three batches (u = 9, 1, 5) in one launch, as models of different seeds.
+    let mixed = GruBatchCase {
+        batches: vec![CHECK_LENS.to_vec(), vec![1; 17], CHECK_LENS.iter().map(|&l| l.min(5)).collect()],
+        branch_batch: vec![1, 0, 2, 2, 0],
+        models: vec![[0, 7, 11], [5, 3, 0]],
+        h: 12,
+        seed: 8,
+    };
+    for member in gru_batch_members(ctx, &mixed)? {
+        rows.extend(check_gru_batches(ctx, &mixed, member)?);
+    }
     Ok(rows)
 }
 

@@ -1,6 +1,6 @@
 //! WGSL of the Cells member (`GruKernel::Cells`), the schedule shaped for a
 //! discrete GPU: one launch per time step, one invocation per (hidden unit,
-//! sequence), and the weight gradient as a tiled GEMM over the B * U rows.
+//! sequence), and the weight gradient as a tiled GEMM over a problem's B * q.u rows.
 //!
 //! Why it should win on a GPU: at the training shape (B 16, H 200, P 6) a step
 //! is 19,200 (unit, sequence) cells; a workgroup of CELL_UNITS x CELL_SEQS = 256
@@ -56,6 +56,10 @@ fn gru_forward_cells(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(work
     let sb = wid.y * CELL_SEQS;
     let b = sb + s;
     let t = params.t0;
+    // The problem's own steps: nothing at a step past its U.
+    if (t >= problems[p].u) {
+        return;
+    }
     let flat = lid.y * CELL_UNITS + lid.x;
     let wo = w_hh_offset(p);
     let bo = b_hh_offset(p);
@@ -67,7 +71,7 @@ fn gru_forward_cells(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(work
         let bb = sb + sq;
         var hv = 0.0;
         if (bb < nb && t > 0u) {
-            let len = lens[bb];
+            let len = seq_len(p, bb);
             if (t < len) {
                 hv = fw_cache[cache_at(p, C_H, bb, position(t - 1u, len, rev), k)];
             }
@@ -107,7 +111,7 @@ fn gru_forward_cells(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(work
     if (j >= nh || b >= nb) {
         return;
     }
-    let len = lens[b];
+    let len = seq_len(p, b);
     let i = position(t, len, rev);
     var hv = 0.0;
     var r = 0.0;
@@ -127,27 +131,31 @@ fn gru_forward_cells(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(work
     fw_cache[cache_at(p, C_Z, b, i, j)] = z;
     fw_cache[cache_at(p, C_N, b, i, j)] = n;
     fw_cache[cache_at(p, C_HN, b, i, j)] = hn;
-    fw_out[(((p / 2u) * nb + b) * params.u + i) * 2u * nh + (p % 2u) * nh + j] = hv;
+    fw_out[out_row(p, b, i) * 2u * nh + (p % 2u) * nh + j] = hv;
 }
 
 // gru_backward_cells: step t = params.t0 of every cell, launched from t = U - 1
-// down to 0. dh of a cell = d(out) + g z of the step after (bw_carry, written
-// by the previous launch) + (W_hh^T gh of the step after)[unit]. Writes gi, gh
-// of step t (zero at padding) and g z to bw_carry. Layout and dispatch as
-// gru_forward_cells.
+// down to 0 (a problem's first is its t = q.u - 1). dh of a cell = d(out) +
+// g z of the step after (bw_carry, written by the previous launch) + (W_hh^T
+// gh of the step after)[unit]. Writes gi, gh of step t (zero at padding) and
+// g z to bw_carry. Layout and dispatch as gru_forward_cells.
 @compute @workgroup_size(CELL_UNITS, CELL_SEQS, 1)
 fn gru_backward_cells(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
     let nb = params.b;
     let nh = params.h;
-    let nu = params.u;
     let n3 = 3u * nh;
     let p = wid.z;
     let rev = p % 2u == 1u;
+    // The problem's own U: nothing at a step past it.
+    let nu = problems[p].u;
+    let t = params.t0;
+    if (t >= nu) {
+        return;
+    }
     let j = wid.x * CELL_UNITS + lid.x;
     let s = lid.y;
     let sb = wid.y * CELL_SEQS;
     let b = sb + s;
-    let t = params.t0;
     let flat = lid.y * CELL_UNITS + lid.x;
     let after = t + 1u < nu;
     // gh of step t + 1 (zero rows where that step was padding).
@@ -158,7 +166,7 @@ fn gru_backward_cells(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(wor
             let bb = sb + sq;
             var gv = 0.0;
             if (bb < nb) {
-                gv = bw_gh[row_of(p, bb, position(t + 1u, lens[bb], rev)) * n3 + row];
+                gv = bw_gh[row_of(p, bb, position(t + 1u, seq_len(p, bb), rev)) * n3 + row];
             }
             cell_g[sq * 3u * MAX_H + row] = gv;
         }
@@ -167,7 +175,7 @@ fn gru_backward_cells(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(wor
     if (j >= nh || b >= nb) {
         return;
     }
-    let len = lens[b];
+    let len = seq_len(p, b);
     let c = (p * nb + b) * nh + j;
     var carry = 0.0;
     if (after) {
@@ -195,7 +203,7 @@ fn gru_backward_cells(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(wor
         let z = bw_cache[cache_at(p, C_Z, b, i, j)];
         let n = bw_cache[cache_at(p, C_N, b, i, j)];
         let hn = bw_cache[cache_at(p, C_HN, b, i, j)];
-        let g = bw_dout[(((p / 2u) * nb + b) * nu + i) * 2u * nh + (p % 2u) * nh + j] + carry;
+        let g = bw_dout[out_row(p, b, i) * 2u * nh + (p % 2u) * nh + j] + carry;
         let dn = g * (1.0 - z);
         let dz = g * (hprev - n);
         dan = dn * (1.0 - n * n);
@@ -218,9 +226,9 @@ fn gru_backward_cells(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(wor
 var<workgroup> tiled_g: array<f32, TILED_KT * TILED_TILE>;
 var<workgroup> tiled_h: array<f32, TILED_KT * TILED_TILE>;
 
-// [dW_hh | db_hh] += gh^T [h_prev | 1] as a tiled GEMM over the B * U rows
-// (b, i) (padding rows contribute nothing): workgroup (x, y, p) owns rows
-// 64y .. 64y+63 and columns 64x .. 64x+63 of problem p's (3H, H + 1) matrix,
+// [dW_hh | db_hh] += gh^T [h_prev | 1] as a tiled GEMM over the problem's
+// B * q.u rows (b, i) (padding rows contribute nothing): workgroup (x, y, p)
+// owns rows 64y .. 64y+63 and columns 64x .. 64x+63 of problem p's (3H, H + 1) matrix,
 // an invocation a 4x4 block; per TILED_KT rows it stages a tile of gh and of
 // h_prev (both read along contiguous rows) in workgroup memory. Fixed order of
 // summation (deterministic, no atomics). dispatch (ceil((H + 1) / 64), ceil(3H / 64), P).
@@ -228,10 +236,12 @@ var<workgroup> tiled_h: array<f32, TILED_KT * TILED_TILE>;
 fn gru_backward_weights_tiled(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
     let nb = params.b;
     let nh = params.h;
-    let nu = params.u;
     let n3 = 3u * nh;
     let p = wid.z;
     let rev = p % 2u == 1u;
+    // The problem's B * q.u rows (b, i), in its block of gh from p * B * U_max.
+    let nu = problems[p].u;
+    let g0 = p * nb * params.u;
     let row0 = wid.y * TILED_TILE;
     let col0 = wid.x * TILED_TILE;
     let flat = lid.y * TILED_WG + lid.x;
@@ -249,10 +259,10 @@ fn gru_backward_weights_tiled(@builtin(local_invocation_id) lid: vec3<u32>, @bui
             if (n < total) {
                 let b = n / nu;
                 let i = n % nu;
-                let len = lens[b];
+                let len = seq_len(p, b);
                 if (i < len) {
                     if (row0 + x < n3) {
-                        gv = ww_gh[(p * total + n) * n3 + row0 + x];
+                        gv = ww_gh[(g0 + n) * n3 + row0 + x];
                     }
                     let col = col0 + x;
                     let first = select(i == 0u, i + 1u == len, rev);

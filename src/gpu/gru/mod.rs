@@ -5,29 +5,42 @@
 //! dx = gi W_ih are matmuls done by the linear kernels; these launchers
 //! consume xp and produce gi.
 //!
-//! Letters: B batch, U padded utterances, H hidden, M branches in one launch
-//! (a branch is one (model, modality) instance: one model's GRU of one
-//! modality), P = 2M problems, one per (branch m, direction d), p = 2m + d
-//! (d = 0 forward, 1 reverse). Every per-problem buffer holds P blocks, each in
-//! the (B, U, ...) layout of `cpu::gru::GruCache` for that direction.
+//! Letters: B batch, U padded utterances (U_max of the launch, q.u of a
+//! problem), H hidden, M branches in one launch (a branch is one (model,
+//! modality) instance: one model's GRU of one modality), P = 2M problems, one
+//! per (branch m, direction d), p = 2m + d (d = 0 forward, 1 reverse). Every
+//! per-problem buffer holds P blocks of B * U rows, problem p's rows inside
+//! its block in the (B, q.u, ...) layout of `cpu::gru::GruCache` for that
+//! direction.
 //!
 //! A launch's problem list (`GruProblem` entries in a `ProblemList`) holds what
 //! differs between problems: where each problem's W_hh and b_hh sit in the
 //! weight / gradient arenas (several models' parameter stores concatenated,
 //! model k's block at its base; `gru_problems` shifts a layout's offsets by
-//! it). Everything else (B, U, H, P, the step range) is shared and stays in
-//! the uniform `GruParams`: the models of one launch see the same batch. P is
+//! it), and the problem's batch: its own U (`u`, its batch's longest video)
+//! and where its B lengths sit in the length buffer (`len_off`). Models of
+//! different seeds see different batches of the same B; with the batch per
+//! problem they still share one launch, so a 5-seed grid's step is one
+//! schedule, not five. What stays shared is in the uniform `GruParams`: B, H,
+//! P, the step range and U = U_max, the largest problem's U, which sizes the
+//! grids and is the STRIDE of the per-problem blocks: problem p's block of a
+//! tensor starts at p * B * U_max * width, and inside it the problem's rows
+//! are laid out (B, q.u), row b * q.u + i, as in a launch of its own at
+//! U = q.u; the block's rows past B * q.u are never read nor written. A
+//! problem runs its own q.u steps (chunks past them do nothing for it). P is
 //! any even number >= 2; the grids grow with P, the per-invocation work (and
-//! so llvmpipe's loop budget) does not, and each problem computes exactly what
-//! a launch of that problem alone computes.
+//! so llvmpipe's loop budget) does not, and each problem computes bit for bit
+//! what a launch of that problem alone at U = q.u (lengths at offset 0)
+//! computes. Both directions of a branch share its batch's U.
 //!
-//! Buffers (f32 unless said otherwise):
+//! Buffers (f32 unless said otherwise; U is U_max, blocks as above):
 //!   problems (P) GruProblem, the launch's problem list
-//!   lens     (B) u32, 1 <= len <= U
+//!   lens     u32, problem p's B lengths at [q.len_off, q.len_off + B), 1 <= len <= q.u
 //!   weights  the weight arena (one or more `params::ParamStore`s back to back)
 //!   grads    the gradient arena, same layout, accumulated (`+=`)
 //!   xp       (P, B, U, 3H)
-//!   cache    (P, 5, B, U, H)  [h, r, z, n, hn] per problem, zero at padding
+//!   cache    (P, 5, B, U, H)  [h, r, z, n, hn] per problem, zero at padding;
+//!                             a block is (5, B, q.u, H)
 //!   out      (M, B, U, 2H)    bi-GRU output [fwd | rev] per branch, zero at padding
 //!   dout     (M, B, U, 2H)    gradient wrt out
 //!   gi, gh   (P, B, U, 3H)    input / hidden-side pre-activation gradients,
@@ -257,6 +270,7 @@ pub fn candidates(profile: &DeviceProfile, params: &GruParams, problems: &[GruPr
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Pod, Zeroable)]
 pub struct GruParams {
     pub b: u32,
+    /// U_max, the largest problem's U: the grids' steps and the stride of the per-problem blocks.
     pub u: u32,
     pub h: u32,
     /// P = 2M, the number of (branch, direction) problems.
@@ -269,7 +283,8 @@ pub struct GruParams {
 }
 
 /// One problem of a launch (branch m = p / 2, direction p % 2): where its
-/// weights sit in the weight / gradient arenas; mirrors WGSL `GruProblem`.
+/// weights sit in the weight / gradient arenas and its batch; mirrors WGSL
+/// `GruProblem`.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Pod, Zeroable)]
 pub struct GruProblem {
@@ -277,7 +292,19 @@ pub struct GruProblem {
     pub w_hh_offset: u32,
     /// Element offset of its b_hh (3H).
     pub b_hh_offset: u32,
-    pub _pad: [u32; 2],
+    /// Its batch's U (1 <= u <= the launch's U): the steps it runs, the rows of its blocks.
+    pub u: u32,
+    /// Element offset of its batch's B lengths in the length buffer.
+    pub len_off: u32,
+}
+
+impl GruProblem {
+    /// The problem on a batch padded to `u` with its lengths at `len_off`
+    /// (values past u32 are kept as u32::MAX, which every launch refuses).
+    pub fn batch(self, u: usize, len_off: usize) -> GruProblem {
+        let at_most = |v: usize| u32::try_from(v).unwrap_or(u32::MAX);
+        GruProblem { u: at_most(u), len_off: at_most(len_off), ..self }
+    }
 }
 
 #[derive(Debug, thiserror::Error, Clone, PartialEq)]
@@ -298,6 +325,12 @@ pub enum GruError {
     ProblemGrid { problems: u32, max: u32 },
     #[error("GRU {kernel} launch needs 4-aligned W_hh / b_hh offsets; problem {problem} has {w_hh}, {b_hh}")]
     Misaligned { kernel: &'static str, problem: usize, w_hh: u32, b_hh: u32 },
+    #[error("GRU problem {problem} has U = {u}; it must be 1 ..= the launch's U = {max}")]
+    ProblemSteps { problem: usize, u: u32, max: u32 },
+    #[error("GRU problem {problem} reads its B = {b} lengths at {len_off}, past the {len} of the length buffer")]
+    ProblemLens { problem: usize, len_off: u32, b: u32, len: u64 },
+    #[error("GRU problems {problem} and {} (the directions of one branch) have U = {u} and {other}; they share the branch's output block, so one batch", problem + 1)]
+    BranchSteps { problem: usize, u: u32, other: u32 },
     #[error("GRU launch with B = {b}, U = {u}; both must be at least 1")]
     Empty { b: usize, u: usize },
     #[error("GRU {kernel} launch with B = {b}, U = {u} needs {iters} loop iterations in one invocation, over this device's loop budget of {max} (llvmpipe); use smaller batches")]
@@ -376,7 +409,9 @@ impl GruParams {
 /// of `modalities[m]`), their W_hh / b_hh offsets shifted by `base`, the
 /// model's block in the weight arena. A fused launch concatenates several
 /// models' lists (each model's branches then number on from the last). Every
-/// W_hh must be (3H, H) and every b_hh (3H) for one H, the launch's.
+/// W_hh must be (3H, H) and every b_hh (3H) for one H, the launch's. The
+/// problems have no batch yet (u = 0, which launches refuse): the caller sets
+/// each one's with `GruProblem::batch`.
 pub fn gru_problems(layout: &Layout, modalities: &[Modality], base: usize) -> Result<Vec<GruProblem>, GruError> {
     let mut problems = Vec::with_capacity(2 * modalities.len());
     let mut hidden = None;
@@ -388,7 +423,7 @@ pub fn gru_problems(layout: &Layout, modalities: &[Modality], base: usize) -> Re
             let h = *hidden.get_or_insert(ws.shape.get(1).copied().unwrap_or(0));
             let w_hh_offset = offset_in(ws, &w, &[3 * h, h], base)?;
             let b_hh_offset = offset_in(tensor(layout, &bias)?, &bias, &[3 * h], base)?;
-            problems.push(GruProblem { w_hh_offset, b_hh_offset, _pad: [0; 2] });
+            problems.push(GruProblem { w_hh_offset, b_hh_offset, u: 0, len_off: 0 });
         }
     }
     Ok(problems)
@@ -428,7 +463,7 @@ enum Need {
 impl Need {
     fn bytes(self, p: &GruParams, problems: &[GruProblem]) -> u64 {
         match self {
-            Need::Lens => 4 * u64::from(p.b),
+            Need::Lens => 4 * problems.iter().map(|q| u64::from(q.len_off) + u64::from(p.b)).max().unwrap_or(0),
             Need::Store => store_bytes(p, problems),
             Need::Gates => p.gates_bytes(),
             Need::Cache => p.cache_bytes(),
@@ -439,7 +474,7 @@ impl Need {
 
     fn dims(self) -> &'static str {
         match self {
-            Need::Lens => "(B)",
+            Need::Lens => "B lengths at every problem's len_off",
             Need::Store => "W_hh, b_hh offsets",
             Need::Gates => "(P, B, U, 3H)",
             Need::Cache => "(P, 5, B, U, H)",
@@ -511,6 +546,22 @@ fn validate(
         if let Some((problem, q)) = bad {
             let (w_hh, b_hh) = (q.w_hh_offset, q.b_hh_offset);
             return Err(GruError::Misaligned { kernel: kernel.name(), problem, w_hh, b_hh });
+        }
+    }
+    let lens = buffers.iter().find(|(_, _, need)| matches!(need, Need::Lens)).map_or(0, |&(_, got, _)| got / 4);
+    for (problem, q) in problems.iter().enumerate() {
+        if q.u == 0 || q.u > params.u {
+            return Err(GruError::ProblemSteps { problem, u: q.u, max: params.u });
+        }
+        if u64::from(q.len_off) + u64::from(params.b) > lens {
+            return Err(GruError::ProblemLens { problem, len_off: q.len_off, b: params.b, len: lens });
+        }
+    }
+    for (problem, pair) in problems.chunks(2).enumerate() {
+        if let [a, b] = pair {
+            if a.u != b.u {
+                return Err(GruError::BranchSteps { problem: 2 * problem, u: a.u, other: b.u });
+            }
         }
     }
     for &(name, got, need) in buffers {

@@ -12,7 +12,6 @@ fn gru_forward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_
     let nb = params.b;
     let nh = params.h;
     let p = wid.y;
-    let m = p / 2u;
     let d = p % 2u;
     let rev = d == 1u;
     let lane = lid.x;
@@ -20,8 +19,13 @@ fn gru_forward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_
     let s0 = wid.x * SEQ_PER_WG + 4u * quad;
     let wo = w_hh_offset(p);
     let bo = b_hh_offset(p);
-    let len = quad_lens(s0);
+    let len = quad_lens(p, s0);
     let t0 = params.t0;
+    // The problem's own steps: nothing of this chunk past its U.
+    let t1 = min(params.t1, problems[p].u);
+    if (t0 >= t1) {
+        return;
+    }
     // h_prev of step t0: zero at the start, else what the previous dispatch
     // saved at the position processed at step t0 - 1.
     for (var it = 0u; it < UNIT_ITERS; it++) {
@@ -39,7 +43,7 @@ fn gru_forward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_
     workgroupBarrier();
 
     let nh4 = nh / 4u;
-    for (var t = t0; t < params.t1; t++) {
+    for (var t = t0; t < t1; t++) {
         var hnew: array<vec4<f32>, UNIT_ITERS>;
         for (var it = 0u; it < UNIT_ITERS; it++) {
             let j = lane + it * UNIT_LANES;
@@ -100,7 +104,7 @@ fn gru_forward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_
                         fw_cache[cache_at(p, C_Z, b, i, j)] = z;
                         fw_cache[cache_at(p, C_N, b, i, j)] = n;
                         fw_cache[cache_at(p, C_HN, b, i, j)] = hn;
-                        fw_out[((m * nb + b) * params.u + i) * 2u * nh + d * nh + j] = hv;
+                        fw_out[out_row(p, b, i) * 2u * nh + d * nh + j] = hv;
                     }
                 }
             }
@@ -121,16 +125,19 @@ fn gru_forward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_
 fn gru_backward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
     let nb = params.b;
     let nh = params.h;
-    let nu = params.u;
     let p = wid.y;
-    let m = p / 2u;
+    // The problem's own U: nothing of this chunk past it.
+    let nu = problems[p].u;
+    if (params.t0 >= nu) {
+        return;
+    }
     let d = p % 2u;
     let rev = d == 1u;
     let lane = lid.x;
     let quad = lid.y;
     let s0 = wid.x * SEQ_PER_WG + 4u * quad;
     let wo = w_hh_offset(p);
-    let len = quad_lens(s0);
+    let len = quad_lens(p, s0);
     // d(loss)/d(h) arriving from the step processed after this one, in
     // registers (the same invocation owns unit j in both phases of a step);
     // it crosses dispatches through bw_carry.
@@ -150,7 +157,7 @@ fn gru_backward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup
 
     let n3 = 3u * nh;
     let n34 = n3 / 4u;
-    for (var t = params.t1; t > params.t0; ) {
+    for (var t = min(params.t1, nu); t > params.t0; ) {
         t -= 1u;
         // Row (into gi / gh) of each of the 4 sequences at this step; a
         // sequence beyond B reads a valid row of this workgroup and is ignored.
@@ -182,7 +189,7 @@ fn gru_backward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup
                             let z = bw_cache[cache_at(p, C_Z, b, i, j)];
                             let n = bw_cache[cache_at(p, C_N, b, i, j)];
                             let hn = bw_cache[cache_at(p, C_HN, b, i, j)];
-                            let g = bw_dout[((m * nb + b) * nu + i) * 2u * nh + d * nh + j] + carry[it][q];
+                            let g = bw_dout[out_row(p, b, i) * 2u * nh + d * nh + j] + carry[it][q];
                             let dn = g * (1.0 - z);
                             let dz = g * (hprev - n);
                             dan = dn * (1.0 - n * n);
@@ -250,7 +257,6 @@ fn gru_backward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup
 fn gru_backward_weights(@builtin(global_invocation_id) gid: vec3<u32>) {
     let nb = params.b;
     let nh = params.h;
-    let nu = params.u;
     let p = gid.z;
     let rev = p % 2u == 1u;
     let row0 = gid.y * 4u;
@@ -271,7 +277,7 @@ fn gru_backward_weights(@builtin(global_invocation_id) gid: vec3<u32>) {
     let cols_bias = vec4<f32>(cols == vec4<u32>(nh));
     let colc = min(cols, vec4<u32>(nh - 1u));
     for (var b = 0u; b < nb; b++) {
-        let len = lens[b];
+        let len = seq_len(p, b);
         for (var i = 0u; i < len; i++) {
             let g0 = row_of(p, b, i) * 3u * nh;
             let g = vec4<f32>(ww_gh[g0 + rowc.x], ww_gh[g0 + rowc.y], ww_gh[g0 + rowc.z], ww_gh[g0 + rowc.w]) * rows_ok;

@@ -81,10 +81,15 @@ fn forward(w: &mut String) {
     }
     w.push_str(
         "    let t0 = params.t0;
+    // The problem's own steps: nothing of this chunk past its U.
+    let t1 = min(params.t1, problems[p].u);
+    if (t0 >= t1) {
+        return;
+    }
     // h_prev of step t0 (see gru_forward), quad k at h_shared[k * MAX_H + ..].
     for (var k = 0u; k < 4u; k++) {
         let sk = s0 + 4u * k;
-        let len = quad_lens(sk);
+        let len = quad_lens(p, sk);
         for (var u = 0u; u < 8u; u++) {
             let ja = j0 + 4u * (u / 4u);
             if (ja < nh) {
@@ -103,7 +108,7 @@ fn forward(w: &mut String) {
 ",
     );
     for k in 0..QUADS {
-        line!(w, "    let len_{k} = quad_lens(s0 + {}u);", 4 * k);
+        line!(w, "    let len_{k} = quad_lens(p, s0 + {}u);", 4 * k);
     }
     line!(w, "    workgroupBarrier();\n");
     line!(w, "    // Row j of W_hh starts at vec4 index wo + j * nh4.");
@@ -112,7 +117,7 @@ fn forward(w: &mut String) {
         line!(w, "    let z{u} = wo + (nh + jc_{u}) * nh4;");
         line!(w, "    let n{u} = wo + (2u * nh + jc_{u}) * nh4;");
     }
-    line!(w, "    for (var t = t0; t < params.t1; t++) {{");
+    line!(w, "    for (var t = t0; t < t1; t++) {{");
     line!(w, "        // <gate><unit>_<quad>: vec4 over the quad's 4 sequences.");
     for g in GATES {
         for j in 0..WIDE_UNITS {
@@ -203,8 +208,12 @@ fn backward(w: &mut String) {
         "fn gru_backward_wide(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
     let nb = params.b;
     let nh = params.h;
-    let nu = params.u;
     let p = wid.y;
+    // The problem's own U: nothing of this chunk past it.
+    let nu = problems[p].u;
+    if (params.t0 >= nu) {
+        return;
+    }
     let rev = p % 2u == 1u;
     let s0 = wid.x * SEQ_PER_WG;
     let j0 = 8u * lid.x;
@@ -218,7 +227,7 @@ fn backward(w: &mut String) {
 ",
     );
     for k in 0..QUADS {
-        line!(w, "    let len_{k} = quad_lens(s0 + {}u);", 4 * k);
+        line!(w, "    let len_{k} = quad_lens(p, s0 + {}u);", 4 * k);
     }
     line!(w, "    // Sequence s (clamped into the batch); ok_s_u: it exists and half u is owned.");
     for s in 0..SEQ_PER_WG {
@@ -242,7 +251,7 @@ fn backward(w: &mut String) {
     }
     line!(w, "    }}");
     line!(w, "    let n34 = 3u * nh4;");
-    line!(w, "    for (var t = params.t1; t > params.t0; ) {{");
+    line!(w, "    for (var t = min(params.t1, nu); t > params.t0; ) {{");
     line!(w, "        t -= 1u;");
     for s in 0..SEQ_PER_WG {
         let (k, c) = (s / 4, XYZW[(s % 4) as usize]);
@@ -371,7 +380,7 @@ fn gru_backward_weights_t8(@builtin(global_invocation_id) gid: vec3<u32>) {
     }
     w.push_str(
         "    for (var b = 0u; b < nb; b++) {
-        let len = lens[b];
+        let len = seq_len(p, b);
         for (var i = 0u; i < len; i++) {
             let gb = row_of(p, b, i) * n3;
             let g0 = ww4_gh[(gb + row0) / 4u];
