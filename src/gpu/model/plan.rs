@@ -307,7 +307,7 @@ impl Plan<'_> {
                 slot * 2 * bu * a.d,
                 slot * 2 * bu * a.u_max,
             );
-            list.push(AttentionProblem { r_off: c32(m.r_base), ..q });
+            list.push(AttentionProblem { r_off: c32(m.r_base), ..q.batch(s.u, 0) });
         }
         (AttentionParams::new(s.b, s.u, a.d, x != y), list)
     }
@@ -323,7 +323,9 @@ impl Plan<'_> {
             let q = HeadsProblem::new(&m.cfg, &m.layout, m.w_base)
                 .r(m.r_base)
                 .outputs(m.slot * bu * CLASSES, m.slot * bu * CLASSES, m.slot * bu * 2, m.slot * LOSS_LEN)
-                .with_plain(&slots);
+                .with_plain(&slots)
+                .batch(s.u, 0)
+                .labels(0);
             list.push(q);
         }
         (HeadsParams::new(s.b, s.u, a.d, true), list)
