@@ -539,7 +539,7 @@ fn attention_member(bench: &Bench, s: &Shape, kernel: attention::AttentionKernel
     let dm = storage::<f32>(ctx, "dM", 2 * b * u * u).map_err(e)?;
     let saved = AttentionSaved { m: &m, n: &n, o: &o };
     let p = AttentionParams::new(b, u, d, true);
-    let q = [AttentionProblem::new(rw, r_xy, Some(r_yx)).feat(0, block, 0, block)];
+    let q = [AttentionProblem::new(rw, r_xy, Some(r_yx)).feat(0, block, 0, block).batch(u, 0)];
     let fwd = attention_forward_variant(ctx, &r, &saved, &feat, &len, p, &q, 1, kernel).map_err(e)?;
     let bwd = attention_backward_variant(ctx, &dfeat, &dm, &drb, &saved, &feat, &len, p, &q, 1, kernel).map_err(e)?;
     cimnet::gpu::run(ctx, &[&fwd, &bwd]).map_err(e)?;
@@ -656,7 +656,7 @@ fn heads_case(bench: &Bench, s: &Shape) -> Check {
     let dr = storage::<f32>(ctx, "dR", n * rw).map_err(e)?;
     let grads = upload(ctx, "grads", &vec![0f32; layout.len]).map_err(e)?;
     let p = heads::HeadsParams::new(b, u, cfg.dense, false);
-    let q = [heads::HeadsProblem::new(&cfg, &layout, 0)];
+    let q = [heads::HeadsProblem::new(&cfg, &layout, 0).batch(u, 0)];
     let fwd = heads::heads_forward(ctx, &probs, &dz, &row_loss, &loss, &rb, &wb, &lb, &len, p, &q, 1).map_err(e)?;
     let bwd = heads::heads_backward(ctx, &dr, &ctx.dummy, &grads, &dz, &rb, &wb, &len, p, &q, 1).map_err(e)?;
     cimnet::gpu::run(ctx, &[&fwd, &bwd]).map_err(e)?;

@@ -1,6 +1,6 @@
 // attention.wgsl: the CIM unit [att(X, Y), att(Y, X)] of MODEL.md layer 3, fused
 // over one matching matrix M = X Y^T (att(Y, X) uses M^T), or self-attention
-// att(X, X) when pair = 0. Per video b, with len = len[b]:
+// att(X, X) when pair = 0. Per video b, with len = len[len_off + b]:
 //     N = softmax_j M[i, j] (j < len),  O = N Y,  out = O * X      (direction 0: X, Y)
 //     N' = softmax_j M[j, i] (j < len), O' = N' X, out' = O' * Y    (direction 1: Y, X)
 // out and out' are written straight into their column slices of R (row stride rw,
@@ -17,7 +17,8 @@
 //   (for self-attention only direction 0 exists, Y = X, and both halves go to dX).
 // Gradients accumulate because T, A, V each feed several blocks of R (as cpu::attention).
 // Every sum runs over j in increasing order: deterministic.
-// Letters: B, U, D, R (rw); dir 0 = att(X, Y) with Q = X, V = Y; dir 1 = att(Y, X), Q = Y, V = X.
+// Letters: B, U (a problem's own u), D, R (rw); dir 0 = att(X, Y) with Q = X, V = Y;
+// dir 1 = att(Y, X), Q = Y, V = X.
 //
 // Problems: one launch is one pair kind (x, y) (or self-attention) over `problems`
 // problems, a problem being one model's instance of that pair. The problem list
@@ -25,50 +26,34 @@
 // the element offsets of X and Y in the ONE feat arena (every model's T, A, V
 // blocks), of the model's R block (the same offset in dR) with its row width rw
 // and the two column offsets, of the saved M, N, O and the dM scratch, and of dX,
-// dY in the ONE dfeat arena. B, U, D and the pair flag are shared (the uniform).
-// Each problem's arithmetic is exactly a one-problem launch's (same invocation
-// per item, same loop order), so a model computes the same bits alone or among
-// K models; one launch over all K models' instances multiplies the invocations
-// in flight per launch by K, which is what fills a discrete GPU (one model's pair
-// is a few thousand to a few tens of thousands of invocations).
+// dY in the ONE dfeat arena; and its own batch: u (its longest video, <= the
+// launch's U) and len_off (its B lengths at len[len_off + b]). B, D and the pair
+// flag are shared (the uniform); the launch's U is U_max, the largest u, and only
+// sizes the grid. Every block of a problem is laid out with its own u, rows
+// t = b * u + i, (B, u, u) score blocks, as in a launch of its own at U = u;
+// rows past B * u of its blocks are never touched. So models of different seeds
+// (different batches of the same B) share one launch: a 5-seed grid's step is one
+// schedule, not five. Each problem's arithmetic is exactly a one-problem launch's
+// at U = u (same invocation per item, same loop order over j < len, j < u), so a
+// model computes the same bits alone or among K models; one launch over all K
+// models' instances multiplies the invocations in flight per launch by K, which is
+// what fills a discrete GPU (one model's pair is a few thousand to a few tens of
+// thousands of invocations).
 //
-// Dispatch: 1-D, workgroup 64, one invocation per item named above, grid folded
-// into y; grid z = problem.
+// Dispatch: 1-D over the items at U_max, workgroup 64, one invocation per item named
+// above (a problem's items past its own u return at once), grid folded into y;
+// grid z = problem.
 // Bindings (0 p, 1 problem list in every entry point):
 //   attention_forward_scores:  2 feat, 3 len, 4 m rw
 //   attention_forward_softmax: 2 m, 3 len, 4 n rw
 //   attention_forward:         2 feat, 3 n, 4 len, 5 o rw, 6 r rw
 //   attention_backward_scores: 2 feat, 3 n, 4 dr, 5 len, 6 dm rw
 //   attention_backward:        2 feat, 3 n, 4 o, 5 dr, 6 dm, 7 len, 8 dfeat rw
+// The structs AttentionParams and AttentionProblem are not in this file: the module the
+// driver compiles has them after the prelude, from src/gpu/attention/wgsl.rs (the one
+// text both members declare; tests/shaders.rs pins it to the Rust structs).
 
 const WG: u32 = 64u;
-
-struct AttentionParams {
-    b: u32,
-    u: u32,
-    d: u32,
-    pair: u32,     // 1: X != Y, both directions; 0: self-attention att(X, X), direction 0 only
-    problems: u32, // entries of the problem list (grid z)
-    _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
-}
-
-// One problem: element offsets into the bound buffers, and the model's R row.
-struct AttentionProblem {
-    x_off: u32,  // X (B, U, D) in feat
-    y_off: u32,  // Y (B, U, D) in feat (= x_off for self-attention)
-    r_off: u32,  // the model's R (B, U, rw) in r and dr
-    rw: u32,     // row width of the model's R
-    r_xy: u32,   // column of att(X, Y) within a row of R
-    r_yx: u32,   // column of att(Y, X) (unused when pair = 0)
-    m_off: u32,  // M (B, U, U)
-    n_off: u32,  // N (2, B, U, U)
-    o_off: u32,  // O (2, B, U, D)
-    dm_off: u32, // dM scratch (2, B, U, U)
-    dx_off: u32, // dX (B, U, D) in dfeat
-    dy_off: u32, // dY (B, U, D) in dfeat (unused when pair = 0)
-}
 
 fn flat(wg: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
     return (wg.y * nwg.x + wg.x) * WG + lid;
@@ -89,19 +74,23 @@ fn dirs(p: AttentionParams) -> u32 {
 fn attention_forward_scores(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                             @builtin(local_invocation_index) lid: u32) {
     let p = p0;
-    let e = flat(wg, nwg, lid);
-    if (e >= p.b * p.u * p.u || wg.z >= p.problems) {
+    if (wg.z >= p.problems) {
         return;
     }
     let q = q0[wg.z];
-    let j = e % p.u;
-    let i = (e / p.u) % p.u;
-    let b = e / (p.u * p.u);
-    let l = len0[b];
+    let u = q.u;
+    let e = flat(wg, nwg, lid);
+    if (e >= p.b * u * u) {
+        return;
+    }
+    let j = e % u;
+    let i = (e / u) % u;
+    let b = e / (u * u);
+    let l = len0[q.len_off + b];
     var s = 0.0;
     if (i < l && j < l) {
-        let xi = q.x_off + (b * p.u + i) * p.d;
-        let yj = q.y_off + (b * p.u + j) * p.d;
+        let xi = q.x_off + (b * u + i) * p.d;
+        let yj = q.y_off + (b * u + j) * p.d;
         for (var c = 0u; c < p.d; c++) {
             s += f0[xi + c] * f0[yj + c];
         }
@@ -116,48 +105,51 @@ fn attention_forward_scores(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_w
 @group(0) @binding(3) var<storage, read> len1: array<u32>;
 @group(0) @binding(4) var<storage, read_write> n1: array<f32>;
 
-// M[i, j] for direction 0, M[j, i] for direction 1, of video b (M at m_off).
-fn score(p: AttentionParams, m_off: u32, dir: u32, b: u32, i: u32, j: u32) -> f32 {
+// M[i, j] for direction 0, M[j, i] for direction 1, of video b (problem q's M, its own u).
+fn score(q: AttentionProblem, dir: u32, b: u32, i: u32, j: u32) -> f32 {
     if (dir == 0u) {
-        return m1[m_off + (b * p.u + i) * p.u + j];
+        return m1[q.m_off + (b * q.u + i) * q.u + j];
     }
-    return m1[m_off + (b * p.u + j) * p.u + i];
+    return m1[q.m_off + (b * q.u + j) * q.u + i];
 }
 
 @compute @workgroup_size(WG)
 fn attention_forward_softmax(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                              @builtin(local_invocation_index) lid: u32) {
     let p = p1;
-    let e = flat(wg, nwg, lid);
-    if (e >= dirs(p) * p.b * p.u || wg.z >= p.problems) {
+    if (wg.z >= p.problems) {
         return;
     }
     let q = q1[wg.z];
-    let mo = q.m_off;
-    let i = e % p.u;
-    let b = (e / p.u) % p.b;
-    let dir = e / (p.u * p.b);
-    let l = len1[b];
-    let row = q.n_off + e * p.u; // n_off + ((dir * B + b) * U + i) * U
+    let u = q.u;
+    let e = flat(wg, nwg, lid);
+    if (e >= dirs(p) * p.b * u) {
+        return;
+    }
+    let i = e % u;
+    let b = (e / u) % p.b;
+    let dir = e / (u * p.b);
+    let l = len1[q.len_off + b];
+    let row = q.n_off + e * u; // n_off + ((dir * B + b) * u + i) * u
     if (i >= l) {
-        for (var j = 0u; j < p.u; j++) {
+        for (var j = 0u; j < u; j++) {
             n1[row + j] = 0.0;
         }
         return;
     }
-    var mx = score(p, mo, dir, b, i, 0u);
+    var mx = score(q, dir, b, i, 0u);
     for (var j = 1u; j < l; j++) {
-        mx = max(mx, score(p, mo, dir, b, i, j));
+        mx = max(mx, score(q, dir, b, i, j));
     }
     var s = 0.0;
     for (var j = 0u; j < l; j++) {
-        s += exp(score(p, mo, dir, b, i, j) - mx);
+        s += exp(score(q, dir, b, i, j) - mx);
     }
     let inv = 1.0 / s;
-    for (var j = 0u; j < p.u; j++) {
+    for (var j = 0u; j < u; j++) {
         var w = 0.0;
         if (j < l) {
-            w = exp(score(p, mo, dir, b, i, j) - mx) * inv;
+            w = exp(score(q, dir, b, i, j) - mx) * inv;
         }
         n1[row + j] = w;
     }
@@ -176,26 +168,30 @@ fn attention_forward_softmax(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_
 fn attention_forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                      @builtin(local_invocation_index) lid: u32) {
     let p = p2;
-    let e = flat(wg, nwg, lid);
-    if (e >= dirs(p) * p.b * p.u * p.d || wg.z >= p.problems) {
+    if (wg.z >= p.problems) {
         return;
     }
     let q = q2[wg.z];
+    let u = q.u;
+    let e = flat(wg, nwg, lid);
+    if (e >= dirs(p) * p.b * u * p.d) {
+        return;
+    }
     let c = e % p.d;
-    let t = (e / p.d) % (p.b * p.u); // b * U + i
-    let dir = e / (p.d * p.b * p.u);
-    let b = t / p.u;
-    let i = t % p.u;
-    let l = len2[b];
+    let t = (e / p.d) % (p.b * u); // b * u + i
+    let dir = e / (p.d * p.b * u);
+    let b = t / u;
+    let i = t % u;
+    let l = len2[q.len_off + b];
     // Q (gate) and V (values) of the direction: dir 0 (X, Y), dir 1 (Y, X).
     let q_off = select(q.y_off, q.x_off, dir == 0u);
     let v_off = select(q.x_off, q.y_off, dir == 0u);
     var o = 0.0;
     var out = 0.0;
     if (i < l) {
-        let row = q.n_off + (dir * p.b * p.u + t) * p.u;
+        let row = q.n_off + (dir * p.b * u + t) * u;
         for (var j = 0u; j < l; j++) {
-            o += n2[row + j] * f2[v_off + (b * p.u + j) * p.d + c];
+            o += n2[row + j] * f2[v_off + (b * u + j) * p.d + c];
         }
         out = o * f2[q_off + t * p.d + c];
     }
@@ -216,32 +212,36 @@ fn attention_forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgrou
 fn attention_backward_scores(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                              @builtin(local_invocation_index) lid: u32) {
     let p = p3;
-    let e = flat(wg, nwg, lid);
-    if (e >= dirs(p) * p.b * p.u || wg.z >= p.problems) {
+    if (wg.z >= p.problems) {
         return;
     }
     let q = q3[wg.z];
-    let i = e % p.u;
-    let b = (e / p.u) % p.b;
-    let dir = e / (p.u * p.b);
-    let l = len3[b];
-    let row = e * p.u;
+    let u = q.u;
+    let e = flat(wg, nwg, lid);
+    if (e >= dirs(p) * p.b * u) {
+        return;
+    }
+    let i = e % u;
+    let b = (e / u) % p.b;
+    let dir = e / (u * p.b);
+    let l = len3[q.len_off + b];
+    let row = e * u;
     let nr = q.n_off + row;
     let dr = q.dm_off + row;
     if (i >= l) {
-        for (var j = 0u; j < p.u; j++) {
+        for (var j = 0u; j < u; j++) {
             dm3[dr + j] = 0.0;
         }
         return;
     }
-    let t = b * p.u + i;
+    let t = b * u + i;
     let dro = q.r_off + t * q.rw + select(q.r_yx, q.r_xy, dir == 0u);
     let q_off = select(q.y_off, q.x_off, dir == 0u);
     let v_off = select(q.x_off, q.y_off, dir == 0u);
     // dN[i, j] = (dout_i * Q_i) . V_j, kept in dm3 until the softmax backward below.
     var s = 0.0;
     for (var j = 0u; j < l; j++) {
-        let vj = v_off + (b * p.u + j) * p.d;
+        let vj = v_off + (b * u + j) * p.d;
         var dn = 0.0;
         for (var c = 0u; c < p.d; c++) {
             dn += dr3[dro + c] * f3[q_off + t * p.d + c] * f3[vj + c];
@@ -249,7 +249,7 @@ fn attention_backward_scores(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_
         dm3[dr + j] = dn;
         s += n3[nr + j] * dn;
     }
-    for (var j = 0u; j < p.u; j++) {
+    for (var j = 0u; j < u; j++) {
         var g = 0.0;
         if (j < l) {
             g = n3[nr + j] * (dm3[dr + j] - s);
@@ -273,25 +273,29 @@ fn attention_backward_scores(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_
 fn attention_backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                       @builtin(local_invocation_index) lid: u32) {
     let p = p4;
-    let e = flat(wg, nwg, lid);
-    if (e >= p.b * p.u * p.d || wg.z >= p.problems) {
+    if (wg.z >= p.problems) {
         return;
     }
     let q = q4[wg.z];
+    let u = q.u;
+    let e = flat(wg, nwg, lid);
+    if (e >= p.b * u * p.d) {
+        return;
+    }
     let c = e % p.d;
     let t = e / p.d;
-    let b = t / p.u;
-    let i = t % p.u;
-    let l = len4[b];
+    let b = t / u;
+    let i = t % u;
+    let l = len4[q.len_off + b];
     if (i >= l) {
         return;
     }
-    let bu = p.b * p.u;
-    let base = b * p.u;                  // first row of video b
+    let bu = p.b * u;
+    let base = b * u;                    // first row of video b
     let nm = q.n_off;
     let dmo = q.dm_off;
-    let mrow = t * p.u;                  // row i of video b's (U, U) block, direction 0
-    let mrow1 = (bu + t) * p.u;          // direction 1
+    let mrow = t * u;                    // row i of video b's (u, u) block, direction 0
+    let mrow1 = (bu + t) * u;            // direction 1
     let dro = q.r_off;
     // Direction 0, att(X, Y): gate, score and value paths.
     var gx = dr4[dro + t * q.rw + q.r_xy + c] * o4[q.o_off + e];
@@ -299,11 +303,11 @@ fn attention_backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgro
     for (var j = 0u; j < l; j++) {
         let tj = base + j;
         let dmij = dm4[dmo + mrow + j];      // dM[i, j]
-        let dmji = dm4[dmo + tj * p.u + i];  // dM[j, i]
+        let dmji = dm4[dmo + tj * u + i];    // dM[j, i]
         gx += dmij * f4[q.y_off + tj * p.d + c];
         // value path: dY_i += sum_j N[j, i] dout_j X_j; score path: dY_i += sum_j dM[j, i] X_j
         let doj = dr4[dro + tj * q.rw + q.r_xy + c] * f4[q.x_off + tj * p.d + c];
-        gy += n4[nm + tj * p.u + i] * doj + dmji * f4[q.x_off + tj * p.d + c];
+        gy += n4[nm + tj * u + i] * doj + dmji * f4[q.x_off + tj * p.d + c];
     }
     if (p.pair == 0u) {
         // Self-attention: Y is X, so both halves are X's gradient.
@@ -314,11 +318,11 @@ fn attention_backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgro
     gy += dr4[dro + t * q.rw + q.r_yx + c] * o4[q.o_off + bu * p.d + e];
     for (var j = 0u; j < l; j++) {
         let tj = base + j;
-        let dmij = dm4[dmo + mrow1 + j];           // dM'[i, j]
-        let dmji = dm4[dmo + (bu + tj) * p.u + i]; // dM'[j, i]
+        let dmij = dm4[dmo + mrow1 + j];         // dM'[i, j]
+        let dmji = dm4[dmo + (bu + tj) * u + i]; // dM'[j, i]
         gy += dmij * f4[q.x_off + tj * p.d + c];
         let doj = dr4[dro + tj * q.rw + q.r_yx + c] * f4[q.y_off + tj * p.d + c];
-        gx += n4[nm + (bu + tj) * p.u + i] * doj + dmji * f4[q.y_off + tj * p.d + c];
+        gx += n4[nm + (bu + tj) * u + i] * doj + dmji * f4[q.y_off + tj * p.d + c];
     }
     df4[q.dx_off + e] += gx;
     df4[q.dy_off + e] += gy;

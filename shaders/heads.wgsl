@@ -4,42 +4,49 @@
 //               (intensity_k > 0; no-emotion = all six are 0)
 //   L = w_s * sum CE / count + w_e * sum meanBCE / count, count = real utterances.
 // Entry points:
-//   heads_forward            per row t: probs (B, U, 9) = [2 sentiment, 7 emotion],
-//                            dz (B, U, 9) = dL/dlogits, row_loss (B, U, 2) = [CE, mean BCE];
+//   heads_forward            per row t: probs (B, u, 9) = [2 sentiment, 7 emotion],
+//                            dz (B, u, 9) = dL/dlogits, row_loss (B, u, 2) = [CE, mean BCE];
 //                            all zero at padded rows and for an absent head.
 //   heads_loss               one workgroup per problem: row_loss summed in a fixed order
 //                            (strided per-thread sums, then a tree), loss (4) = [L, sum CE,
 //                            sum meanBCE, count] written, or added when accumulate = 1.
-//   heads_backward           dR (B, U, R) = dz W (written; 0 at padded rows); with the
+//   heads_backward           dR (B, u, R) = dz W (written; 0 at padded rows); with the
 //                            plain-block table also dX[t, c] += dR[t, plain[s] + c] for
-//                            modality slot s's block gradient (B, U, D) in the dfeat arena
+//                            modality slot s's block gradient (B, u, D) in the dfeat arena
 //                            (what representation_backward did, fused here).
 //   heads_backward_weights   grads[W_c, j] += sum_t dz[t, c] R[t, j] and grads[b_c] +=
 //                            sum_t dz[t, c], real rows in a fixed order (deterministic).
 // The forward computes dz because it knows the labels; backward only reads it.
-// Letters: B, U, R representation width (rw); rows t = b * U + i, real iff i < len[b].
+// Letters: B, U (a problem's own u), R representation width (rw); rows t = b * u + i,
+// real iff i < len[len_off + b].
 //
 // Problems: one problem is one model (its R block and width, its tasks and loss
 // weights, its head parameters in the w / grads arenas, its probs, dz, row_loss
 // blocks, its 4-float loss slot, its plain blocks and their gradients in the ONE
-// dfeat arena); the list (binding 1) holds one HeadsProblem per model. The batch
-// (B, U, len, the labels at 0 of the shared inputs) is every model's. Each problem
-// is computed exactly as a one-problem launch (its loss summed in its own slot in
-// the same order), so a model gets the same bits alone or among K; one launch for
-// K models gives the GPU K times the invocations (one model's heads are a few
-// hundred rows).
+// dfeat arena); the list (binding 1) holds one HeadsProblem per model, with its own
+// batch of the launch's B videos: u (its longest video), its lengths at
+// len[len_off + b] and its labels (B, u, 7) at lab_off of the labels binding. Every
+// block of a problem is laid out with its own u (rows t = b * u + i), as in a launch
+// of its own at U = u; the launch's U is U_max (the largest u) and only sizes the
+// grids; rows past B * u of a problem's blocks are never touched. So models of
+// different seeds (different batches) share one launch: a 5-seed grid's step is one
+// schedule, not five. Each problem is computed exactly as a one-problem launch at
+// U = u (its loss summed in its own slot in the same order, over its own B * u rows),
+// so a model gets the same bits alone or among K; one launch for K models gives the
+// GPU K times the invocations (one model's heads are a few hundred rows).
 //
-// Dispatch (grid z = problem; per-problem widths cover the launch's largest rw):
+// Dispatch (grid z = problem; the grids cover U_max and the launch's largest rw, a
+// problem's invocations past its own B * u rows return at once):
 //   heads_forward:          1-D over B*U rows, workgroup 64, one invocation per row
 //   heads_loss:             exactly one workgroup of 256 per problem
 //   heads_backward:         1-D over B*U*rw_max elements, workgroup 256, grid folded into y
 //   heads_backward_weights: 1-D over 9*(rw_max+1) (class, column-or-bias), workgroup 64
 // Bindings (0 p, 1 problem list in every entry point):
-//   heads_forward:          2 r, 3 w (flat params), 4 labels (B, U, 7) at 0, 5 len (B),
+//   heads_forward:          2 r, 3 w (flat params), 4 labels (B, u, 7) at lab_off, 5 len,
 //                           6 probs rw, 7 dz rw, 8 row_loss rw
-//   heads_loss:             2 row_loss, 3 len (B), 4 loss rw
-//   heads_backward:         2 dz, 3 w (flat params), 4 len (B), 5 dr rw, 6 dfeat rw
-//   heads_backward_weights: 2 dz, 3 r, 4 len (B), 5 grads (flat) rw
+//   heads_loss:             2 row_loss, 3 len, 4 loss rw
+//   heads_backward:         2 dz, 3 w (flat params), 4 len, 5 dr rw, 6 dfeat rw
+//   heads_backward_weights: 2 dz, 3 r, 4 len, 5 grads (flat) rw
 
 const C: u32 = 9u; // 2 sentiment classes + 7 emotion labels
 const S: u32 = 2u;
@@ -47,7 +54,7 @@ const E: u32 = 7u;
 
 struct HeadsParams {
     b: u32,
-    u: u32,
+    u: u32,             // U_max: the largest u of the problems (sizes the grids)
     d: u32,             // block width D
     accumulate: u32,    // heads_loss: 1 adds into loss instead of writing it
     problems: u32,      // entries of the problem list (grid z)
@@ -58,7 +65,7 @@ struct HeadsParams {
 
 // One model's heads: element offsets into the bound buffers unless said.
 struct HeadsProblem {
-    r_off: u32,         // R (B, U, rw) in r and dr
+    r_off: u32,         // R (B, u, rw) in r and dr
     rw: u32,            // representation width R of this model
     has_sentiment: u32,
     has_emotion: u32,
@@ -68,12 +75,16 @@ struct HeadsProblem {
     be_off: u32,
     w_s: f32,           // loss weights
     w_e: f32,
-    probs_off: u32,     // probs (B, U, 9)
-    dz_off: u32,        // dz (B, U, 9)
-    row_loss_off: u32,  // row_loss (B, U, 2)
+    probs_off: u32,     // probs (B, u, 9)
+    dz_off: u32,        // dz (B, u, 9)
+    row_loss_off: u32,  // row_loss (B, u, 2)
     loss_off: u32,      // the model's 4-float loss slot
     plain: array<u32, 3>,     // column in R of modality slot s's plain block, NO_BLOCK if none
-    dfeat_off: array<u32, 3>, // slot s's block gradient (B, U, D) in dfeat
+    dfeat_off: array<u32, 3>, // slot s's block gradient (B, u, D) in dfeat
+    u: u32,             // the problem's own U (its batch's longest video), 1..=the launch's U
+    len_off: u32,       // its B lengths at len[len_off + b]
+    lab_off: u32,       // its labels (B, u, 7) at labels[lab_off]
+    _pad0: u32,
 }
 
 const NO_BLOCK: u32 = 0xffffffffu;
@@ -125,10 +136,14 @@ fn heads_forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) 
                  @builtin(local_invocation_index) lid: u32) {
     let p = pf;
     let t = (wg.y * nwg.x + wg.x) * 64u + lid;
-    if (t >= p.b * p.u || wg.z >= p.problems) {
+    if (wg.z >= p.problems) {
         return;
     }
     let q = qf[wg.z];
+    let u = q.u;
+    if (t >= p.b * u) {
+        return;
+    }
     let po = q.probs_off + t * C;
     let dzo = q.dz_off + t * C;
     let rlo = q.row_loss_off + t * 2u;
@@ -138,12 +153,12 @@ fn heads_forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) 
     }
     row_loss[rlo] = 0.0;
     row_loss[rlo + 1u] = 0.0;
-    if ((t % p.u) >= lenf[t / p.u]) {
+    if ((t % u) >= lenf[q.len_off + t / u]) {
         return;
     }
     var count = 0u;
     for (var b = 0u; b < p.b; b++) {
-        count += min(lenf[b], p.u);
+        count += min(lenf[q.len_off + b], u);
     }
     let inv_count = 1.0 / f32(count);
 
@@ -165,7 +180,7 @@ fn heads_forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) 
             z[c] += wf[b_at(q, c)];
         }
     }
-    let lab = t * 7u;
+    let lab = q.lab_off + t * 7u;
     if (q.has_sentiment != 0u) {
         let y = select(0u, 1u, labels[lab] >= 0.0);
         let mx = max(z[0], z[1]);
@@ -213,7 +228,7 @@ var<workgroup> part: array<vec2<f32>, 256>;
 fn heads_loss(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let p = pl;
     let q = ql[min(wg.z, p.problems - 1u)];
-    let n = p.b * p.u;
+    let n = p.b * q.u;
     var s = vec2<f32>(0.0);
     for (var t = lid; t < n; t += 256u) {
         let o = q.row_loss_off + t * 2u;
@@ -230,7 +245,7 @@ fn heads_loss(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_in
     if (lid == 0u && wg.z < p.problems) {
         var count = 0u;
         for (var b = 0u; b < p.b; b++) {
-            count += min(lenl[b], p.u);
+            count += min(lenl[q.len_off + b], q.u);
         }
         let sums = part[0];
         let cf = f32(count);
@@ -270,13 +285,14 @@ fn heads_backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups)
         return;
     }
     let q = qb[wg.z];
-    if (e >= p.b * p.u * q.rw) {
+    let u = q.u;
+    if (e >= p.b * u * q.rw) {
         return;
     }
     let j = e % q.rw;
     let t = e / q.rw;
     var g = 0.0;
-    if ((t % p.u) < lenb[t / p.u]) {
+    if ((t % u) < lenb[q.len_off + t / u]) {
         for (var c = 0u; c < C; c++) {
             if (head_on(q, c)) {
                 g += dzb[q.dz_off + t * C + c] * wb[w_row(q, c) + j];
@@ -327,9 +343,9 @@ fn heads_backward_weights(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_wor
     }
     var acc = 0.0;
     for (var b = 0u; b < p.b; b++) {
-        let l = min(lenw[b], p.u);
+        let l = min(lenw[q.len_off + b], q.u);
         for (var i = 0u; i < l; i++) {
-            let t = b * p.u + i;
+            let t = b * q.u + i;
             var x = 1.0;
             if (j < q.rw) {
                 x = rw_[q.r_off + t * q.rw + j];

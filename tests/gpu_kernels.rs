@@ -36,6 +36,24 @@ fn shapes() -> Vec<Vec<usize>> {
     vec![vec![1], vec![3, 1, 5, 2, 5], vec![98, 1, 40, 97, 3, 98, 12, 1, 55, 70, 2, 9, 98, 33, 64, 18, 7]]
 }
 
+/// Per shape of `shapes()`, the batches that models of different seeds see at one
+/// step: that shape's lengths (u = U_max), all ones (u = 1) and the lengths capped
+/// below U_max (1 < u < U_max), where B allows.
+fn batch_sets() -> Vec<Vec<Vec<usize>>> {
+    shapes()
+        .into_iter()
+        .map(|lens| {
+            let u = lens.iter().copied().max().unwrap_or(1);
+            if u == 1 {
+                return vec![lens];
+            }
+            let mid = (u * 2).div_ceil(5).max(2);
+            let capped = lens.iter().map(|&l| l.min(mid)).collect();
+            vec![lens.clone(), vec![1; lens.len()], capped]
+        })
+        .collect()
+}
+
 #[test]
 fn linear_matches_dense_and_input_projection() {
     let Some(ctx) = context() else { return };
@@ -239,51 +257,51 @@ fn gather_builds_padded_batches_and_scatter_rows_inverts_it() {
 }
 
 /// Includes heads_backward's fused plain-block gradients (dX_s += dR's block).
-/// One model per task setup, then five models of mixed tasks and widths in one launch.
+/// One model per task setup, then five models of mixed tasks and widths in one
+/// launch, on batches of different u (each equal bit for bit to itself alone).
 #[test]
 fn heads_match_cpu() {
     let Some(ctx) = context() else { return };
     let mut worst = 0.0f64;
-    for lens in shapes() {
+    for (lens, batches) in shapes().into_iter().zip(batch_sets()) {
         for tasks in Tasks::ALL {
             worst =
                 worst.max(assert_rows(&check::check_heads(ctx, &HeadsCase::single(tasks, lens.clone(), 31)).unwrap()));
         }
-        worst = worst.max(assert_rows(&check::check_heads(ctx, &HeadsCase::mixed(lens, 32)).unwrap()));
+        worst = worst.max(assert_rows(&check::check_heads(ctx, &HeadsCase::mixed(batches, 32)).unwrap()));
     }
     eprintln!("heads max |err| / max|want|: {worst:.2e}");
 }
 
 /// Every member forward and backward (and each member's backward after the
-/// other's forward), pair and self, on B = 1, 5, 17 and U = 1, 5, 98: five problems
-/// (as five models with the pair: own blocks, two R widths) in one launch, and the
-/// one-problem launch of a single model. At U = 98 the five-problem launches run at
-/// D = 7 (D = 100 once per member with one problem: llvmpipe takes minutes for more).
+/// other's forward), pair and self, on B = 1, 5, 17: five problems (as five models
+/// of different seeds with the pair: own batches of u = 1, a mid u and U_max = 5 or
+/// 98, own blocks, two R widths) in one launch, each equal bit for bit to itself
+/// launched alone at U = u. At U_max = 98 the mixed launches run at D = 7; D = 100
+/// runs once per member there with the one problem of u = 98 (llvmpipe takes
+/// minutes for more).
 #[test]
 fn attention_matches_cpu() {
     let Some(ctx) = context() else { return };
     let mut worst = 0.0f64;
     let mut ran = Vec::new();
-    for lens in shapes() {
-        let short = lens.iter().max().is_some_and(|&u| u <= 5);
+    for batches in batch_sets() {
+        let short = batches[0].iter().max().is_some_and(|&u| u <= 5);
         for (d, pair) in [(100, true), (100, false), (7, true), (7, false)] {
-            let mut c = AttentionCase::new(lens.clone(), d, pair, AttentionKernel::Flat, 41);
+            let mut c = AttentionCase::new(batches.clone(), d, pair, AttentionKernel::Flat, 41);
+            let mixed = c.problems.clone();
             let members = check::attention_members(ctx, &c);
             let many = short || d == 7;
             for &f in &members {
                 for &b in &members {
-                    (c.forward, c.backward) = (f, b);
-                    let counts = match (f == b, many) {
-                        (true, true) => vec![1, 5],
-                        (false, true) => vec![2],
-                        _ => vec![1],
-                    };
-                    for problems in counts {
-                        c.problems = problems;
-                        let rows = check::check_attention(ctx, &c).unwrap();
-                        ran.extend(rows.iter().map(|r| r.kernel.clone()));
-                        worst = worst.max(assert_rows(&rows));
+                    if !many && f != b {
+                        continue;
                     }
+                    (c.forward, c.backward) = (f, b);
+                    c.problems = if many { mixed.clone() } else { vec![0] };
+                    let rows = check::check_attention(ctx, &c).unwrap();
+                    ran.extend(rows.iter().map(|r| r.kernel.clone()));
+                    worst = worst.max(assert_rows(&rows));
                 }
             }
         }
@@ -410,7 +428,7 @@ fn kernel_timings() {
     let dfeat = buf("dfeat", 2 * n * d);
     let saved = AttentionSaved { m: &am, n: &an, o: &ao };
     let ap = AttentionParams::new(b, u, d, true);
-    let aq = [AttentionProblem::new(rw, 0, Some(d)).feat(0, n * d, 0, n * d)];
+    let aq = [AttentionProblem::new(rw, 0, Some(d)).feat(0, n * d, 0, n * d).batch(u, 0)];
     time(
         "attention_forward pair (default member)",
         0.0,
@@ -430,7 +448,7 @@ fn kernel_timings() {
     cfg.dense = d;
     let layout = cimnet::params::Layout::new(&cfg);
     let hp = heads::HeadsParams::new(b, u, d, false);
-    let hq = [heads::HeadsProblem::new(&cfg, &layout, 0)];
+    let hq = [heads::HeadsProblem::new(&cfg, &layout, 0).batch(u, 0)];
     let wl = buf("params", layout.len);
     let gl = buf("grads", layout.len);
     let labels = buf("labels", n * 7);

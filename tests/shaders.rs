@@ -131,7 +131,7 @@ fn params_structs_match_wgsl_layout() {
         layout!(
             shader,
             AttentionProblem,
-            [x_off, y_off, r_off, rw, r_xy, r_yx, m_off, n_off, o_off, dm_off, dx_off, dy_off]
+            [x_off, y_off, r_off, rw, r_xy, r_yx, m_off, n_off, o_off, dm_off, dx_off, dy_off, u, len_off]
         );
     }
     layout!(Shader::Heads, HeadsParams, [b, u, d, accumulate, problems, rw_max]);
@@ -154,7 +154,10 @@ fn params_structs_match_wgsl_layout() {
             row_loss_off,
             loss_off,
             plain,
-            dfeat_off
+            dfeat_off,
+            u,
+            len_off,
+            lab_off
         ]
     );
 }

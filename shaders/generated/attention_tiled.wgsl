@@ -12,10 +12,13 @@
 // Problems: as in attention.wgsl, one launch is one pair kind over `problems`
 // problems (one per model with that pair); the problem list (binding 1) holds each
 // one's offsets of X, Y in the ONE feat arena, of its R block (rw, r_xy, r_yx), of
-// the saved N, O and dM, and of dX, dY in the ONE dfeat arena. Grid z = problem x
-// dirs + dir; per problem the workgroups and their arithmetic are a one-problem
-// launch's (the same bits), and K models' problems in one launch give the GPU K
-// times the workgroups in flight.
+// the saved N, O and dM, and of dX, dY in the ONE dfeat arena, and its own batch:
+// u (<= the launch's U = U_max, which only sizes the grid) and len_off (lengths at
+// len[len_off + b]); its blocks are laid out with its own u, as alone at U = u, so
+// models of different seeds share the launch. Grid z = problem x dirs + dir; tiles
+// past a problem's u return at once; per problem the workgroups and their arithmetic
+// are a one-problem launch's at U = u (the same bits), and K models' problems in one
+// launch give the GPU K times the workgroups in flight.
 //
 // Dispatch: a workgroup of WG = 64 invocations owns TQ = 8 query rows i of one
 // video b and direction (the backward: of one output, z = 0 dX, z = 1 dY). The key
@@ -54,7 +57,7 @@ const KPI: u32 = 2u; // keys per invocation and row
 
 struct AttentionParams {
     b: u32,
-    u: u32,
+    u: u32,        // U_max: the largest u of the problems (sizes the grids)
     d: u32,
     pair: u32,     // 1: X != Y, both directions; 0: self-attention att(X, X), direction 0 only
     problems: u32, // entries of the problem list
@@ -63,20 +66,25 @@ struct AttentionParams {
     _pad2: u32,
 }
 
-// One problem: element offsets into the bound buffers, and the model's R row.
+// One problem: element offsets into the bound buffers, the model's R row, and its batch.
+// Every block is laid out with the problem's own u (rows t = b * u + i).
 struct AttentionProblem {
-    x_off: u32,  // X (B, U, D) in feat
-    y_off: u32,  // Y (B, U, D) in feat (= x_off for self-attention)
-    r_off: u32,  // the model's R (B, U, rw) in r and dr
-    rw: u32,     // row width of the model's R
-    r_xy: u32,   // column of att(X, Y) within a row of R
-    r_yx: u32,   // column of att(Y, X) (unused when pair = 0)
-    m_off: u32,  // M (B, U, U) (unused by this member)
-    n_off: u32,  // N (2, B, U, U)
-    o_off: u32,  // O (2, B, U, D)
-    dm_off: u32, // dM scratch (2, B, U, U)
-    dx_off: u32, // dX (B, U, D) in dfeat
-    dy_off: u32, // dY (B, U, D) in dfeat (unused when pair = 0)
+    x_off: u32,   // X (B, u, D) in feat
+    y_off: u32,   // Y (B, u, D) in feat (= x_off for self-attention)
+    r_off: u32,   // the model's R (B, u, rw) in r and dr
+    rw: u32,      // row width of the model's R
+    r_xy: u32,    // column of att(X, Y) within a row of R
+    r_yx: u32,    // column of att(Y, X) (unused when pair = 0)
+    m_off: u32,   // M (B, u, u) (the flat member's scratch)
+    n_off: u32,   // N (2, B, u, u)
+    o_off: u32,   // O (2, B, u, D)
+    dm_off: u32,  // dM scratch (2, B, u, u)
+    dx_off: u32,  // dX (B, u, D) in dfeat
+    dy_off: u32,  // dY (B, u, D) in dfeat (unused when pair = 0)
+    u: u32,       // the problem's own U (its batch's longest video), 1..=the launch's U
+    len_off: u32, // its B lengths at len[len_off + b]
+    _pad0: u32,
+    _pad1: u32,
 }
 
 // Shared by the three entry points (the same bindings in each).
@@ -157,25 +165,29 @@ fn attention_tiled_forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_
     let b = wg.y;
     let q = qa[wg.z / dirs_of(p)];
     let dir = wg.z % dirs_of(p);
+    let u = q.u; // the problem's own U: its rows are b * u + i
+    if (i0 >= u) {
+        return; // a tile past the problem's rows (the grid covers U_max)
+    }
     if (lid == 0u) {
-        len_w = min(lenf[b], min(p.u, KEYS));
+        len_w = min(lenf[q.len_off + b], min(u, KEYS));
     }
     let l = workgroupUniformLoad(&len_w);
-    let base = b * p.u;                // first row of video b
-    let nrow0 = (dir * p.b + b) * p.u; // first row of (dir, b)'s (U, U) block of N
-    let obase = dir * p.b * p.u;       // first row of direction dir's O
+    let base = b * u;                // first row of video b
+    let nrow0 = (dir * p.b + b) * u; // first row of (dir, b)'s (U, U) block of N
+    let obase = dir * p.b * u;       // first row of direction dir's O
     let roff = r_col(q, dir);
     if (i0 >= l) {
         // Padded rows only: N rows, O and the R slice are zero.
-        for (var k = lid; k < TQ * p.u; k += WG) {
-            let i = i0 + k / p.u;
-            if (i < p.u) {
-                nf[q.n_off + (nrow0 + i) * p.u + k % p.u] = 0.0;
+        for (var k = lid; k < TQ * u; k += WG) {
+            let i = i0 + k / u;
+            if (i < u) {
+                nf[q.n_off + (nrow0 + i) * u + k % u] = 0.0;
             }
         }
         for (var k = lid; k < TQ * p.d; k += WG) {
             let t = base + i0 + k / p.d;
-            if (i0 + k / p.d < p.u) {
+            if (i0 + k / p.d < u) {
                 outf[q.o_off + (obase + t) * p.d + k % p.d] = 0.0;
                 rf[q.r_off + t * q.rw + roff + k % p.d] = 0.0;
             }
@@ -229,7 +241,7 @@ fn attention_tiled_forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_
         s += partial[r * LANES + k];
     }
     let inv = 1.0 / s;
-    for (var j = lane; j < p.u; j += LANES) {
+    for (var j = lane; j < u; j += LANES) {
         var n = 0.0;
         if (i < l && j < l) {
             n = tile_s[srow + j] * inv;
@@ -237,8 +249,8 @@ fn attention_tiled_forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_
         if (j < l) {
             tile_s[srow + j] = n;
         }
-        if (i < p.u) {
-            nf[q.n_off + (nrow0 + i) * p.u + j] = n;
+        if (i < u) {
+            nf[q.n_off + (nrow0 + i) * u + j] = n;
         }
     }
     workgroupBarrier();
@@ -252,7 +264,7 @@ fn attention_tiled_forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_
         stage_keys(p, q, dir, base, l, c0, lid);
         workgroupBarrier();
         let c = c0 + cc;
-        if (io < p.u && c < p.d) {
+        if (io < u && c < p.d) {
             var o = 0.0;
             var out = 0.0;
             if (io < l) {
@@ -282,18 +294,22 @@ fn attention_tiled_backward_scores(@builtin(workgroup_id) wg: vec3<u32>,
     let b = wg.y;
     let q = qa[wg.z / dirs_of(p)];
     let dir = wg.z % dirs_of(p);
+    let u = q.u; // the problem's own U: its rows are b * u + i
+    if (i0 >= u) {
+        return; // a tile past the problem's rows (the grid covers U_max)
+    }
     if (lid == 0u) {
-        len_w = min(lens[b], min(p.u, KEYS));
+        len_w = min(lens[q.len_off + b], min(u, KEYS));
     }
     let l = workgroupUniformLoad(&len_w);
-    let base = b * p.u;
-    let nrow0 = (dir * p.b + b) * p.u;
+    let base = b * u;
+    let nrow0 = (dir * p.b + b) * u;
     let roff = r_col(q, dir);
     if (i0 >= l) {
-        for (var k = lid; k < TQ * p.u; k += WG) {
-            let i = i0 + k / p.u;
-            if (i < p.u) {
-                dms[q.dm_off + (nrow0 + i) * p.u + k % p.u] = 0.0;
+        for (var k = lid; k < TQ * u; k += WG) {
+            let i = i0 + k / u;
+            if (i < u) {
+                dms[q.dm_off + (nrow0 + i) * u + k % u] = 0.0;
             }
         }
         return;
@@ -322,7 +338,7 @@ fn attention_tiled_backward_scores(@builtin(workgroup_id) wg: vec3<u32>,
     let lane = lid % LANES;
     let i = i0 + r;
     let srow = r * KEYS;
-    let nrow = (nrow0 + i) * p.u;
+    let nrow = (nrow0 + i) * u;
     var s = 0.0;
     if (i < l) {
         for (var j = lane; j < l; j += LANES) {
@@ -335,8 +351,8 @@ fn attention_tiled_backward_scores(@builtin(workgroup_id) wg: vec3<u32>,
     for (var k = 0u; k < LANES; k++) {
         s += partial[r * LANES + k];
     }
-    if (i < p.u) {
-        for (var j = lane; j < p.u; j += LANES) {
+    if (i < u) {
+        for (var j = lane; j < u; j += LANES) {
             var g = 0.0;
             if (i < l && j < l) {
                 g = ns[q.n_off + nrow + j] * (tile_s[srow + j] - s);
@@ -366,8 +382,12 @@ fn attention_tiled_backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local
     let b = wg.y;
     let q = qa[wg.z / dirs_of(p)];
     let k = wg.z % dirs_of(p); // 0: dX (own direction 0), 1: dY (own direction 1)
+    let u = q.u;
+    if (i0 >= u) {
+        return;
+    }
     if (lid == 0u) {
-        len_w = min(lenb[b], min(p.u, KEYS));
+        len_w = min(lenb[q.len_off + b], min(u, KEYS));
     }
     let l = workgroupUniformLoad(&len_w);
     if (i0 >= l) {
@@ -376,9 +396,9 @@ fn attention_tiled_backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local
     // dP_i = dout_i * O_i + sum_j (dM[i, j] + dM'[j, i]) V_j + sum_j N'[j, i] dout'_j V_j, with
     // the own direction k and the other direction (1 - k; self-attention: 0 both).
     let other = select(0u, 1u - k, p.pair != 0u);
-    let base = b * p.u;
-    let own0 = (k * p.b + b) * p.u;
-    let oth0 = (other * p.b + b) * p.u;
+    let base = b * u;
+    let own0 = (k * p.b + b) * u;
+    let oth0 = (other * p.b + b) * u;
     let roff_own = r_col(q, k);
     let roff_oth = r_col(q, other);
     for (var e = lid; e < TQ * l; e += WG) {
@@ -388,8 +408,8 @@ fn attention_tiled_backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local
         var a = 0.0;
         var n = 0.0;
         if (i < l) {
-            a = dmb[q.dm_off + (own0 + i) * p.u + j] + dmb[q.dm_off + (oth0 + j) * p.u + i];
-            n = nb[q.n_off + (oth0 + j) * p.u + i];
+            a = dmb[q.dm_off + (own0 + i) * u + j] + dmb[q.dm_off + (oth0 + j) * u + i];
+            n = nb[q.n_off + (oth0 + j) * u + i];
         }
         coef_a[r * KEYS + j] = a;
         coef_b[r * KEYS + j] = n;
@@ -413,7 +433,7 @@ fn attention_tiled_backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local
         let c = c0 + cc;
         if (io < l && c < p.d) {
             let e = t * p.d + c;
-            var g = drb[q.r_off + t * q.rw + roff_own + c] * ob[q.o_off + k * p.b * p.u * p.d + e];
+            var g = drb[q.r_off + t * q.rw + roff_own + c] * ob[q.o_off + k * p.b * u * p.d + e];
             for (var j = 0u; j < l; j++) {
                 g += coef_a[rr * KEYS + j] * tile_v[j * DC + cc] + coef_b[rr * KEYS + j] * tile_w[j * DC + cc];
             }

@@ -3,21 +3,24 @@
 //! their slices of R; backward accumulates into dX and dY. Two members
 //! ([`AttentionKernel`]): `flat` (shaders/attention.wgsl) and `tiled` (generated
 //! by `attention/wgsl.rs`). CPU reference: `cpu::attention` (called once per
-//! direction there). Letters: B, U, D, R (row width of R).
+//! direction there). Letters: B, U (a problem's own u), D, R (row width of R).
 //!
 //! One launch is one pair kind (or self-attention) over a list of problems
 //! ([`AttentionProblem`], one per model with that pair): X, Y are blocks of ONE
 //! feat arena and dX, dY blocks of ONE dfeat arena, each model's R a block of the
 //! R arena, the saved tensors blocks of theirs; each problem is computed exactly
-//! as a one-problem launch computes it.
+//! as a one-problem launch computes it. Each problem carries its own batch (its u
+//! and the offset of its lengths), so models of different seeds, whose batches of
+//! the same B differ, share one launch; the launch's U is the largest u (U_max)
+//! and sizes the grid, and every problem's blocks are laid out with its own u.
 
 use super::context::{GpuContext, GpuError};
-use super::launch::{Launch, ProblemList, Recordable};
+use super::launch::{check_batch, Launch, ProblemList, Recordable};
 use super::pipelines::{grid_1d, Bind, Recorder, Shader};
 use super::profile::DeviceProfile;
 
 mod wgsl;
-pub use wgsl::{tiled_body, AttentionTile, TILED};
+pub use wgsl::{tiled_body, with_structs, AttentionTile, TILED};
 
 /// Workgroup size of the flat member (shaders/attention.wgsl).
 pub const WORKGROUP: u32 = 64;
@@ -26,11 +29,12 @@ fn c32(v: usize) -> u32 {
     u32::try_from(v).unwrap_or(u32::MAX)
 }
 
-/// Mirrors `AttentionParams` in attention.wgsl: what the problems of a launch share.
+/// Mirrors `AttentionParams` (attention/wgsl.rs `STRUCTS`): what the problems of a launch share.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
 pub struct AttentionParams {
     pub b: u32,
+    /// U_max: the largest `u` of the problems (the grid's extent).
     pub u: u32,
     pub d: u32,
     /// 1: a pair X != Y (both directions); 0: self-attention att(X, X).
@@ -41,6 +45,7 @@ pub struct AttentionParams {
 }
 
 impl AttentionParams {
+    /// B videos per batch, `u` = U_max (the longest batch of the problems), width `d`.
     pub fn new(b: usize, u: usize, d: usize, pair: bool) -> AttentionParams {
         AttentionParams { b: c32(b), u: c32(u), d: c32(d), pair: u32::from(pair), problems: 1, _pad: [0; 3] }
     }
@@ -62,17 +67,18 @@ impl AttentionParams {
     }
 }
 
-/// Mirrors `AttentionProblem` in attention.wgsl: one model's instance of the
-/// launch's pair, as element offsets into the bound buffers (its R row layout in
-/// columns).
+/// Mirrors `AttentionProblem` (attention/wgsl.rs `STRUCTS`): one model's instance of
+/// the launch's pair, as element offsets into the bound buffers (its R row layout in
+/// columns), and its batch. Every block is laid out with the problem's own `u`
+/// (rows b * u + i), as in a launch of its own at U = u.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
 pub struct AttentionProblem {
-    /// X (B, U, D) in the feat arena.
+    /// X (B, u, D) in the feat arena.
     pub x_off: u32,
-    /// Y (B, U, D) in the feat arena (= x_off for self-attention).
+    /// Y (B, u, D) in the feat arena (= x_off for self-attention).
     pub y_off: u32,
-    /// The model's R (B, U, rw) in the R arena (the same offset in dR).
+    /// The model's R (B, u, rw) in the R arena (the same offset in dR).
     pub r_off: u32,
     /// Row width of the model's R.
     pub rw: u32,
@@ -80,24 +86,29 @@ pub struct AttentionProblem {
     pub r_xy: u32,
     /// Column of att(Y, X) (unused for self-attention).
     pub r_yx: u32,
-    /// M (B, U, U) (the flat member's scratch).
+    /// M (B, u, u) (the flat member's scratch).
     pub m_off: u32,
-    /// N (2, B, U, U).
+    /// N (2, B, u, u).
     pub n_off: u32,
-    /// O (2, B, U, D).
+    /// O (2, B, u, D).
     pub o_off: u32,
-    /// The dM scratch (2, B, U, U).
+    /// The dM scratch (2, B, u, u).
     pub dm_off: u32,
-    /// dX (B, U, D) in the dfeat arena.
+    /// dX (B, u, D) in the dfeat arena.
     pub dx_off: u32,
-    /// dY (B, U, D) in the dfeat arena (unused for self-attention).
+    /// dY (B, u, D) in the dfeat arena (unused for self-attention).
     pub dy_off: u32,
+    /// The problem's own U (its batch's longest video), 1..=the launch's U.
+    pub u: u32,
+    /// Its B lengths at `len[len_off + b]`.
+    pub len_off: u32,
+    pub _pad: [u32; 2],
 }
 
 impl AttentionProblem {
     /// A problem whose R has row width `rw` with att(X, Y) at column `r_xy` and
     /// att(Y, X) at `r_yx` (`None`: self-attention); every offset 0 (set them with
-    /// the builder methods).
+    /// the builder methods) and no batch yet (`batch` sets it; a launch refuses u = 0).
     pub fn new(rw: usize, r_xy: usize, r_yx: Option<usize>) -> AttentionProblem {
         AttentionProblem { rw: c32(rw), r_xy: c32(r_xy), r_yx: c32(r_yx.unwrap_or(0)), ..bytemuck::Zeroable::zeroed() }
     }
@@ -111,6 +122,12 @@ impl AttentionProblem {
     /// The model's R block (and dR block) at element `r`.
     pub fn r(self, r: usize) -> AttentionProblem {
         AttentionProblem { r_off: c32(r), ..self }
+    }
+
+    /// Its batch: `u` (the batch's longest video, <= the launch's U) and its lengths
+    /// at `len_off` of the bound length buffer.
+    pub fn batch(self, u: usize, len_off: usize) -> AttentionProblem {
+        AttentionProblem { u: c32(u), len_off: c32(len_off), ..self }
     }
 
     /// The saved M, N, O and the dM scratch at these elements of their buffers.
@@ -211,12 +228,12 @@ fn flat_grid(n: usize, p: &AttentionParams) -> [u32; 3] {
 
 /// Buffers the forward saves for the backward (each problem's blocks at its offsets).
 pub struct AttentionSaved<'a> {
-    /// (B, U, U) M = X Y^T per problem (the flat member's scratch between its
+    /// (B, u, u) M = X Y^T per problem (the flat member's scratch between its
     /// launches; the tiled member keeps the scores in workgroup memory and leaves M alone)
     pub m: &'a wgpu::Buffer,
-    /// (2, B, U, U) softmax weights of both directions, per problem
+    /// (2, B, u, u) softmax weights of both directions, per problem
     pub n: &'a wgpu::Buffer,
-    /// (2, B, U, D) weighted sums N Y and N' X, per problem
+    /// (2, B, u, D) weighted sums N Y and N' X, per problem
     pub o: &'a wgpu::Buffer,
 }
 
@@ -226,6 +243,26 @@ pub struct AttentionLaunches {
     pub kernel: AttentionKernel,
     pub launches: Vec<Launch<AttentionParams>>,
     list: ProblemList<AttentionProblem>,
+    /// Entries of the bound length buffer (each problem's lengths must lie inside).
+    len_elems: u64,
+}
+
+/// Every problem's batch fits the launch `p` and the length buffer.
+fn check_problems(
+    what: &str,
+    p: &AttentionParams,
+    problems: &[AttentionProblem],
+    len_elems: u64,
+) -> Result<(), GpuError> {
+    for (i, q) in problems.iter().enumerate() {
+        check_batch(what, i, (q.u, q.len_off), (p.b, p.u), len_elems)?;
+    }
+    Ok(())
+}
+
+/// Entries of a u32 buffer.
+fn elems(buf: &wgpu::Buffer) -> u64 {
+    buf.size() / 4
 }
 
 impl AttentionLaunches {
@@ -237,6 +274,7 @@ impl AttentionLaunches {
         p: AttentionParams,
         problems: &[AttentionProblem],
     ) -> Result<(), GpuError> {
+        check_problems("attention", &p, problems, self.len_elems)?;
         self.list.write(ctx, problems)?;
         let p = p.with_problems(problems.len());
         for l in &mut self.launches {
@@ -264,9 +302,9 @@ pub type AttentionForward = AttentionLaunches;
 /// Flat and tiled: softmax backward into dM, then dX / dY (2 launches).
 pub type AttentionBackward = AttentionLaunches;
 
-/// Per problem: R slices (B, U, D at columns r_xy / r_yx of the problem's R block)
-/// and the saved N, O (and M, flat only) from its X, Y blocks of `feat` and len
-/// (B), by the device's default member. `capacity`: the most problems a later
+/// Per problem: R slices (B, u, D at columns r_xy / r_yx of the problem's R block)
+/// and the saved N, O (and M, flat only) from its X, Y blocks of `feat` and its B
+/// lengths at `len_off` of `len`, by the device's default member. `capacity`: the most problems a later
 /// `update` may give.
 #[allow(clippy::too_many_arguments)]
 pub fn attention_forward(
@@ -298,6 +336,7 @@ pub fn attention_forward_variant(
 ) -> Result<AttentionForward, GpuError> {
     use Bind::*;
     let pc = &ctx.pipelines;
+    check_problems("attention forward", &p, problems, elems(len))?;
     let list = ProblemList::new(ctx, "attention forward", problems, capacity)?;
     let kernel = kernel.resolve(&ctx.profile, &p.with_problems(list.capacity()));
     let p = p.with_problems(problems.len());
@@ -322,12 +361,12 @@ pub fn attention_forward_variant(
             vec![Launch::new(ctx, k, &[q, feat, len, saved.n, saved.o, r], p, tiled_grid)?]
         }
     };
-    Ok(AttentionLaunches { kernel, launches, list })
+    Ok(AttentionLaunches { kernel, launches, list, len_elems: elems(len) })
 }
 
 /// Per problem: its dX, dY blocks of `dfeat` accumulated (+=) from its dR block
 /// (the slices at r_xy, r_yx), by the device's default member; `dm` holds each
-/// problem's (2, B, U, U) scratch. Self-attention accumulates both halves into dX.
+/// problem's (2, B, u, u) scratch. Self-attention accumulates both halves into dX.
 /// `feat` and `dfeat` are different buffers (one is read, the other written).
 #[allow(clippy::too_many_arguments)]
 pub fn attention_backward(
@@ -365,6 +404,7 @@ pub fn attention_backward_variant(
 ) -> Result<AttentionBackward, GpuError> {
     use Bind::*;
     let pc = &ctx.pipelines;
+    check_problems("attention backward", &p, problems, elems(len))?;
     let list = ProblemList::new(ctx, "attention backward", problems, capacity)?;
     let kernel = kernel.resolve(&ctx.profile, &p.with_problems(list.capacity()));
     let p = p.with_problems(problems.len());
@@ -388,5 +428,5 @@ pub fn attention_backward_variant(
         AttentionKernel::Tiled => tiled_grid,
     };
     let input = Launch::new(ctx, k, &[q, feat, saved.n, saved.o, dr, dm, len, dfeat], p, input_grid)?;
-    Ok(AttentionLaunches { kernel, launches: vec![scores, input], list })
+    Ok(AttentionLaunches { kernel, launches: vec![scores, input], list, len_elems: elems(len) })
 }

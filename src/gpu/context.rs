@@ -26,6 +26,8 @@ pub enum GpuError {
     DeviceLost(String),
     #[error("GPU validation error (a bug in cimnet, please report it): {0}")]
     Validation(String),
+    #[error("{launch}: problem {problem} {why} (a bug in cimnet, please report it)")]
+    BadProblem { launch: String, problem: usize, why: String },
     #[error("{what} needs {need} bytes, more than this device allows ({limit} bytes); use a smaller batch")]
     TooLarge { what: String, need: u64, limit: u64 },
     #[error("WGPU_BACKEND={value}: unknown backend '{name}'; allowed are {BACKEND_NAMES} (comma-separated), or unset it to try all")]

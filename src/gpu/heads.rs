@@ -3,11 +3,14 @@
 //! backward (dR written, head gradients accumulated). CPU reference: `cpu::heads`.
 //! One launch covers a list of models ([`HeadsProblem`], one per model: its R
 //! block and width, tasks, head offsets in the parameter arenas, output blocks and
-//! loss slot), each computed exactly as a one-model launch computes it.
-//! Letters: B, U, R representation width.
+//! loss slot), each computed exactly as a one-model launch computes it. Each
+//! problem carries its own batch (u, the offsets of its lengths and labels), so
+//! models of different seeds share one launch; the launch's U is the largest u
+//! (U_max) and sizes the grids, every problem's blocks are laid out with its own u.
+//! Letters: B, U (a problem's own u), R representation width.
 
 use super::context::{GpuContext, GpuError};
-use super::launch::{Launch, ProblemList, Recordable};
+use super::launch::{check_batch, Launch, ProblemList, Recordable};
 use super::pipelines::{grid_1d, Bind, Recorder, Shader};
 use crate::config::ModelConfig;
 use crate::params::Layout;
@@ -28,6 +31,7 @@ fn c32(v: usize) -> u32 {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
 pub struct HeadsParams {
     pub b: u32,
+    /// U_max: the largest `u` of the problems (the grids' extent).
     pub u: u32,
     /// Block width D.
     pub d: u32,
@@ -41,7 +45,8 @@ pub struct HeadsParams {
 }
 
 impl HeadsParams {
-    /// A (B, U) batch of models with block width `d`.
+    /// Models on batches of `b` videos, `u` = U_max (the longest batch of the problems),
+    /// block width `d`.
     pub fn new(b: usize, u: usize, d: usize, accumulate: bool) -> HeadsParams {
         HeadsParams {
             b: c32(b),
@@ -64,11 +69,12 @@ impl HeadsParams {
 pub const NO_BLOCK: u32 = u32::MAX;
 
 /// Mirrors `HeadsProblem` in heads.wgsl: one model's heads, as element offsets into
-/// the bound buffers unless said.
+/// the bound buffers unless said, and its batch. Every block is laid out with the
+/// problem's own `u` (rows b * u + i), as in a launch of its own at U = u.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
 pub struct HeadsProblem {
-    /// The model's R (B, U, rw) in the R arena (the same offset in dR).
+    /// The model's R (B, u, rw) in the R arena (the same offset in dR).
     pub r_off: u32,
     /// Its representation width.
     pub rw: u32,
@@ -83,7 +89,7 @@ pub struct HeadsProblem {
     /// Loss weights.
     pub w_s: f32,
     pub w_e: f32,
-    /// probs (B, U, 9), dz (B, U, 9), row_loss (B, U, 2) in their buffers.
+    /// probs (B, u, 9), dz (B, u, 9), row_loss (B, u, 2) in their buffers.
     pub probs_off: u32,
     pub dz_off: u32,
     pub row_loss_off: u32,
@@ -92,13 +98,21 @@ pub struct HeadsProblem {
     /// Column in R of modality slot s's plain block ([`NO_BLOCK`]: none): heads_backward
     /// also adds that block of dR into the slot's block gradient.
     pub plain: [u32; SLOTS],
-    /// Slot s's block gradient (B, U, D) in the dfeat arena.
+    /// Slot s's block gradient (B, u, D) in the dfeat arena.
     pub dfeat_off: [u32; SLOTS],
+    /// The problem's own U (its batch's longest video), 1..=the launch's U.
+    pub u: u32,
+    /// Its B lengths at `len[len_off + b]`.
+    pub len_off: u32,
+    /// Its labels (B, u, 7) at this element of the labels binding (the batch inputs).
+    pub lab_off: u32,
+    pub _pad: u32,
 }
 
 impl HeadsProblem {
     /// The heads of `cfg` in `layout`, its parameters at `w_base` of the parameter
-    /// arena; every other offset 0 and no plain block (set them with the builder methods).
+    /// arena; every other offset 0, no plain block and no batch yet (set them with the
+    /// builder methods; a launch refuses u = 0).
     pub fn new(cfg: &ModelConfig, layout: &Layout, w_base: usize) -> HeadsProblem {
         let off = |n: &str| layout.get(n).map(|s| c32(w_base + s.offset)).unwrap_or(0);
         HeadsProblem {
@@ -118,7 +132,22 @@ impl HeadsProblem {
             loss_off: 0,
             plain: [NO_BLOCK; SLOTS],
             dfeat_off: [0; SLOTS],
+            u: 0,
+            len_off: 0,
+            lab_off: 0,
+            _pad: 0,
         }
+    }
+
+    /// Its batch: `u` (the batch's longest video, <= the launch's U) and its lengths
+    /// at `len_off` of the bound length buffer.
+    pub fn batch(self, u: usize, len_off: usize) -> HeadsProblem {
+        HeadsProblem { u: c32(u), len_off: c32(len_off), ..self }
+    }
+
+    /// Its batch's labels (B, u, 7) at element `lab_off` of the labels binding.
+    pub fn labels(self, lab_off: usize) -> HeadsProblem {
+        HeadsProblem { lab_off: c32(lab_off), ..self }
     }
 
     /// The model's R (and dR) block at element `r_off`.
@@ -149,16 +178,45 @@ impl HeadsProblem {
     }
 }
 
+/// Every problem's batch fits the launch `p`, the length buffer (`len_elems`
+/// entries) and, for the forward, the labels binding (`labels`: its entries).
+fn check_problems(
+    what: &str,
+    p: &HeadsParams,
+    problems: &[HeadsProblem],
+    len_elems: u64,
+    labels: Option<u64>,
+) -> Result<(), GpuError> {
+    for (i, q) in problems.iter().enumerate() {
+        check_batch(what, i, (q.u, q.len_off), (p.b, p.u), len_elems)?;
+        let need = u64::from(q.lab_off) + u64::from(p.b) * u64::from(q.u) * 7;
+        if let Some(have) = labels.filter(|&have| need > have) {
+            let why = format!("has its labels at {} to {need}, past the {have} of the labels binding", q.lab_off);
+            return Err(GpuError::BadProblem { launch: what.to_string(), problem: i, why });
+        }
+    }
+    Ok(())
+}
+
+/// Entries of a 4-byte-element buffer.
+fn elems(buf: &wgpu::Buffer) -> u64 {
+    buf.size() / 4
+}
+
 /// The forward: per-row heads, then the loss reductions (2 dispatches).
 pub struct HeadsForward {
     pub rows: Launch<HeadsParams>,
     pub loss: Launch<HeadsParams>,
     list: ProblemList<HeadsProblem>,
+    /// Entries of the bound length and labels buffers.
+    len_elems: u64,
+    label_elems: u64,
 }
 
 impl HeadsForward {
     /// New shared params and models (1..=capacity) for the next submit.
     pub fn update(&mut self, ctx: &GpuContext, p: HeadsParams, problems: &[HeadsProblem]) -> Result<(), GpuError> {
+        check_problems("heads forward", &p, problems, self.len_elems, Some(self.label_elems))?;
         self.list.write(ctx, problems)?;
         let p = p.for_list(problems);
         self.rows.update(ctx, p);
@@ -174,10 +232,10 @@ impl Recordable for HeadsForward {
     }
 }
 
-/// Per model: probs (B, U, 9), dz (B, U, 9), row_loss (B, U, 2) and its loss slot
-/// (4) from its R block, the parameter arena `w`, the labels (B, U, 7) at 0 of the
-/// shared batch `inputs` and len (B) u32. `capacity`: the most models a later
-/// `update` may give.
+/// Per model: probs (B, u, 9), dz (B, u, 9), row_loss (B, u, 2) and its loss slot
+/// (4) from its R block, the parameter arena `w`, its labels (B, u, 7) at `lab_off`
+/// of `inputs` and its B lengths (u32) at `len_off` of `len`. `capacity`: the most
+/// models a later `update` may give.
 #[allow(clippy::too_many_arguments)]
 pub fn heads_forward(
     ctx: &GpuContext,
@@ -194,6 +252,7 @@ pub fn heads_forward(
     capacity: usize,
 ) -> Result<HeadsForward, GpuError> {
     use Bind::*;
+    check_problems("heads forward", &p, problems, elems(len), Some(elems(inputs)))?;
     let list = ProblemList::new(ctx, "heads forward", problems, capacity)?;
     let p = p.for_list(problems);
     let q = &list.buffer;
@@ -205,7 +264,7 @@ pub fn heads_forward(
     })?;
     let k = ctx.pipelines.get(ctx, Shader::Heads, "heads_loss", &[Uniform, Read, Read, Read, Write])?;
     let loss = Launch::new(ctx, k, &[q, row_loss, len, loss], p, |p| [1, 1, p.problems])?;
-    Ok(HeadsForward { rows, loss, list })
+    Ok(HeadsForward { rows, loss, list, len_elems: elems(len), label_elems: elems(inputs) })
 }
 
 /// The backward: dR, then the head gradients (2 dispatches).
@@ -213,11 +272,14 @@ pub struct HeadsBackward {
     pub input: Launch<HeadsParams>,
     pub weights: Launch<HeadsParams>,
     list: ProblemList<HeadsProblem>,
+    /// Entries of the bound length buffer.
+    len_elems: u64,
 }
 
 impl HeadsBackward {
     /// New shared params and models (1..=capacity) for the next submit.
     pub fn update(&mut self, ctx: &GpuContext, p: HeadsParams, problems: &[HeadsProblem]) -> Result<(), GpuError> {
+        check_problems("heads backward", &p, problems, self.len_elems, None)?;
         self.list.write(ctx, problems)?;
         let p = p.for_list(problems);
         self.input.update(ctx, p);
@@ -236,7 +298,7 @@ impl Recordable for HeadsBackward {
 /// Per model: its dR block written, and each plain block of it added into the
 /// slot's block gradient in `dfeat` (`HeadsProblem::with_plain`); its head slices
 /// of `grads` accumulated; from its dz block saved by the forward, its R block, the
-/// parameter arena `w` and len (B).
+/// parameter arena `w` and its B lengths at `len_off` of `len`.
 #[allow(clippy::too_many_arguments)]
 pub fn heads_backward(
     ctx: &GpuContext,
@@ -252,6 +314,7 @@ pub fn heads_backward(
     capacity: usize,
 ) -> Result<HeadsBackward, GpuError> {
     use Bind::*;
+    check_problems("heads backward", &p, problems, elems(len), None)?;
     let list = ProblemList::new(ctx, "heads backward", problems, capacity)?;
     let p = p.for_list(problems);
     let q = &list.buffer;
@@ -267,5 +330,5 @@ pub fn heads_backward(
         let [x, y, _] = grid_1d(CLASSES * (p.rw_max as usize + 1), 64);
         [x, y, p.problems]
     })?;
-    Ok(HeadsBackward { input, weights, list })
+    Ok(HeadsBackward { input, weights, list, len_elems: elems(len) })
 }

@@ -133,3 +133,23 @@ impl<Q: bytemuck::Pod> ProblemList<Q> {
         self.capacity
     }
 }
+
+/// Problem `index` of launch `launch` takes its own batch of the launch's B videos:
+/// `1 <= u <= u_max` (the launch's U) and its lengths `len[len_off..len_off + b]`
+/// inside the bound length buffer of `len_elems` entries; else which problem and why.
+pub fn check_batch(
+    launch: &str,
+    index: usize,
+    (u, len_off): (u32, u32),
+    (b, u_max): (u32, u32),
+    len_elems: u64,
+) -> Result<(), GpuError> {
+    let why = if u == 0 || u > u_max {
+        format!("has u = {u}, outside 1..={u_max} (the launch's U)")
+    } else if u64::from(len_off) + u64::from(b) > len_elems {
+        format!("has its {b} lengths at {len_off}, past the {len_elems} of the length buffer")
+    } else {
+        return Ok(());
+    };
+    Err(GpuError::BadProblem { launch: launch.to_string(), problem: index, why })
+}

@@ -76,9 +76,14 @@ impl Shader {
         })
     }
 
-    /// The module the driver compiles: the shared prelude and the body (src/gpu/wgsl.rs).
+    /// The module the driver compiles: the shared prelude and the body (src/gpu/wgsl.rs);
+    /// the flat attention member's file also gets the structs both attention members
+    /// declare (src/gpu/attention/wgsl.rs), so they are written once.
     pub fn source(self) -> String {
-        super::wgsl::module(&self.body())
+        match self {
+            Shader::Attention => super::wgsl::module(&super::attention::with_structs(&self.body())),
+            _ => super::wgsl::module(&self.body()),
+        }
     }
 }
 

@@ -327,6 +327,12 @@ pub fn check_kernels(ctx: &GpuContext) -> Result<Vec<CheckRow>, GpuError> {
 /// 256), U = 9, lengths mixed with 1 and U twice each.
 pub const CHECK_LENS: [usize; 17] = [9, 1, 4, 9, 2, 7, 9, 3, 5, 6, 9, 1, 8, 2, 9, 4, 6];
 
+/// Three batches of CHECK_LENS's B, as models of different seeds see at one step:
+/// u = 9 (CHECK_LENS), 1 and 5.
+fn check_batches() -> Vec<Vec<usize>> {
+    vec![CHECK_LENS.to_vec(), vec![1; CHECK_LENS.len()], CHECK_LENS.iter().map(|&l| l.min(5)).collect()]
+}
+
 fn linear_rows(ctx: &GpuContext) -> Result<Vec<CheckRow>, GpuError> {
     let lens = CHECK_LENS.to_vec();
     let n = lens.len() * 9;
@@ -406,7 +412,7 @@ fn gru_rows(ctx: &GpuContext) -> Result<Vec<CheckRow>, GpuError> {
 fn attention_rows(ctx: &GpuContext) -> Result<Vec<CheckRow>, GpuError> {
     let mut rows = Vec::new();
     for (pair, seed) in [(true, 6), (false, 7)] {
-        let mut c = AttentionCase::new(CHECK_LENS.to_vec(), 100, pair, AttentionKernel::Flat, seed);
+        let mut c = AttentionCase::new(check_batches(), 100, pair, AttentionKernel::Flat, seed);
         for kernel in attention_members(ctx, &c) {
             (c.forward, c.backward) = (kernel, kernel);
             rows.extend(check_attention(ctx, &c)?);
@@ -439,7 +445,7 @@ fn heads_rows(ctx: &GpuContext) -> Result<Vec<CheckRow>, GpuError> {
     for tasks in Tasks::ALL {
         rows.extend(check_heads(ctx, &HeadsCase::single(tasks, CHECK_LENS.to_vec(), 9))?);
     }
-    rows.extend(check_heads(ctx, &HeadsCase::mixed(CHECK_LENS.to_vec(), 19))?);
+    rows.extend(check_heads(ctx, &HeadsCase::mixed(check_batches(), 19))?);
     Ok(rows)
 }
 
