@@ -3,7 +3,7 @@
 //! buffer, read once per split), state (parameters, Adam moments, step count)
 //! and, for the checks, one batch's gradients.
 
-use crate::config::{EMOTIONS, EMOTION_LABELS};
+use crate::config::EMOTION_LABELS;
 use crate::data::SplitName;
 use crate::engine::{Engine, EngineError, EngineState, LossSums, Predictions};
 use crate::params::ParamStore;
@@ -199,8 +199,6 @@ impl GpuEngine {
         self.steps[k] = u32::try_from(s.adam_step).unwrap_or(u32::MAX);
         Ok(())
     }
-}
-
 }
 
 /// What `compute_gradients` reads back (f32 values widened to f64).
