@@ -34,7 +34,7 @@ fn grid_args(data: &Path, out: &Path, backend: &str, group: usize) -> Vec<String
         "--attention",
         "cim",
         "--seeds",
-        "1,2",
+        "2",
         "--epochs",
         "6",
         "--patience",
