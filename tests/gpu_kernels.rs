@@ -482,3 +482,52 @@ fn flat_copy(ctx: &GpuContext, src: &wgpu::Buffer) -> wgpu::Buffer {
     cimnet::gpu::buffers::submit_and_wait(ctx, enc).unwrap();
     dst
 }
+
+/// A problem whose batch does not fit the launch (u = 0, u > the launch's U, its
+/// lengths past the length buffer) is refused with an error naming it, at build
+/// and at update, by the attention and heads launchers.
+#[test]
+fn problem_batches_outside_the_launch_are_refused() {
+    use cimnet::gpu::attention::{attention_forward, AttentionParams, AttentionProblem, AttentionSaved};
+    use cimnet::gpu::GpuError;
+    let Some(ctx) = context() else { return };
+    let (b, u, d) = (3, 4, 2);
+    let buf = |n: usize| storage::<f32>(ctx, "buf", n).unwrap();
+    let (r, m, n, o, feat) = (buf(64), buf(64), buf(64), buf(64), buf(64));
+    let len = upload(ctx, "len", &[1u32, 4, 2, 3]).unwrap();
+    let saved = AttentionSaved { m: &m, n: &n, o: &o };
+    let p = AttentionParams::new(b, u, d, true);
+    let q = AttentionProblem::new(2 * d, 0, Some(d));
+    let refused = |e: Result<(), GpuError>, problem: usize, why: &str| match e {
+        Err(GpuError::BadProblem { problem: got, why: w, .. }) => {
+            assert_eq!(got, problem);
+            assert!(w.contains(why), "{w}");
+        }
+        other => panic!("not refused: {:?}", other.err()),
+    };
+    let build = |qs: &[AttentionProblem]| attention_forward(ctx, &r, &saved, &feat, &len, p, qs, 2).map(|_| ());
+    refused(build(&[q.batch(u, 0), q]), 1, "u = 0");
+    refused(build(&[q.batch(u + 1, 0)]), 0, "u = 5");
+    refused(build(&[q.batch(2, 1), q.batch(u, 2)]), 1, "past the 4");
+    let mut ok = attention_forward(ctx, &r, &saved, &feat, &len, p, &[q.batch(u, 1), q.batch(1, 0)], 2).unwrap();
+    refused(ok.update(ctx, p, &[q.batch(1, 0), q.batch(u, 9)]), 1, "past the 4");
+
+    let cfg = cimnet::config::ModelConfig::new(
+        "T".parse().unwrap(),
+        "none".parse().unwrap(),
+        "mtl".parse().unwrap(),
+        [4, 0, 0],
+    );
+    let layout = cimnet::params::Layout::new(&cfg);
+    let hp = heads::HeadsParams::new(b, u, d, false);
+    let hq = heads::HeadsProblem::new(&cfg, &layout, 0);
+    let w = buf(layout.len + 64);
+    let labels = buf(b * u * 7);
+    let (probs, dz, rl, loss, dr, dfeat, grads) = (buf(64), buf(64), buf(64), buf(64), buf(64), buf(64), buf(64));
+    let mut f =
+        heads::heads_forward(ctx, &probs, &dz, &rl, &loss, &r, &w, &labels, &len, hp, &[hq.batch(u, 1)], 1).unwrap();
+    refused(f.update(ctx, hp, &[hq.batch(0, 0)]), 0, "u = 0");
+    refused(f.update(ctx, hp, &[hq.batch(2, 0).labels(60)]), 0, "labels");
+    let mut g = heads::heads_backward(ctx, &dr, &dfeat, &grads, &dz, &r, &w, &len, hp, &[hq.batch(2, 0)], 1).unwrap();
+    refused(g.update(ctx, hp, &[hq.batch(u, 2)]), 0, "past the 4");
+}

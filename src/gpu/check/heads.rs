@@ -25,7 +25,12 @@ pub struct HeadsCase {
 impl HeadsCase {
     /// One model: TAV with CIM (R = 9D, three plain blocks) and `tasks`, on `lens`.
     pub fn single(tasks: Tasks, lens: Vec<usize>, seed: u64) -> HeadsCase {
-        HeadsCase { models: vec![(ModalitySet::TAV, Attention::Cim, tasks)], batches: vec![lens], batch_of: vec![0], seed }
+        HeadsCase {
+            models: vec![(ModalitySet::TAV, Attention::Cim, tasks)],
+            batches: vec![lens],
+            batch_of: vec![0],
+            seed,
+        }
     }
 
     /// Five models of mixed tasks (both, sentiment only, emotion only) and widths
@@ -339,9 +344,8 @@ pub fn check_heads(ctx: &GpuContext, c: &HeadsCase) -> Result<Vec<CheckRow>, Gpu
         }
     }
     // Each model's blocks: its B * u rows (the tails past them must stay NaN / as they were).
-    let blocks = |offs: &[usize], width: usize| {
-        offs.iter().zip(&us).map(|(&o, &u)| o..o + b * u * width).collect::<Vec<_>>()
-    };
+    let blocks =
+        |offs: &[usize], width: usize| offs.iter().zip(&us).map(|(&o, &u)| o..o + b * u * width).collect::<Vec<_>>();
     let nan_gaps = |name: &str, got: &[f32], ranges: &[std::ops::Range<usize>]| {
         let g = outside(got, ranges);
         compare_bits(name, &g, &vec![SENTINEL; g.len()])
