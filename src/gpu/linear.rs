@@ -15,7 +15,7 @@
 //! one-problem launch at U = its u, its lengths at offset 0, computes.
 
 use super::context::{GpuContext, GpuError};
-use super::launch::{Launch, ProblemList, Recordable};
+use super::launch::{check_batch, Launch, ProblemList, Recordable};
 use super::pipelines::{Bind, Recorder, Shader};
 use super::profile::DeviceProfile;
 
@@ -496,20 +496,7 @@ pub fn linear_backward_weights_variant(
 /// the length buffer. A kernel would otherwise read past its blocks or lengths.
 fn check_batches(label: &str, p: &LinearParams, problems: &[LinearProblem], len_elems: u64) -> Result<(), GpuError> {
     for (z, q) in problems.iter().enumerate() {
-        if q.u == 0 || q.u > p.u {
-            return Err(GpuError::Validation(format!(
-                "{label}: problem {z} has u = {}, outside 1..={} (the launch's U_max)",
-                q.u, p.u
-            )));
-        }
-        let end = u64::from(q.len_off) + u64::from(p.b);
-        if end > len_elems {
-            return Err(GpuError::Validation(format!(
-                "{label}: problem {z}'s {} lengths at len_off {} end at {end}, past the length buffer's {len_elems} \
-                 elements",
-                p.b, q.len_off
-            )));
-        }
+        check_batch(label, z, (q.u, q.len_off), (p.b, p.u), len_elems)?;
     }
     Ok(())
 }
