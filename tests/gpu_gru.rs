@@ -84,7 +84,11 @@ fn gru_problems_of_different_batches_match_cpu_and_alone() {
             seed: 9,
         },
         GruBatchCase {
-            batches: vec![(0..17).map(|i| [40, 3, 17, 1][i % 4]).collect(), vec![1; 17], (1..=17).map(|i| i % 9 + 1).collect()],
+            batches: vec![
+                (0..17).map(|i| [40, 3, 17, 1][i % 4]).collect(),
+                vec![1; 17],
+                (1..=17).map(|i| i % 9 + 1).collect(),
+            ],
             branch_batch: vec![0, 2, 1, 0, 2],
             models: vec![[0, 7, 11], [5, 3, 9]],
             h: 36,
@@ -251,7 +255,10 @@ fn an_updated_launch_equals_a_launch_built_for_its_problems() {
         }
         let mut split = small;
         split[1] = split[1].batch(u - 1, 0);
-        assert_eq!(f.update(ctx, &ps, &split), Err(g::GruError::BranchSteps { problem: 0, u: u as u32, other: u as u32 - 1 }));
+        assert_eq!(
+            f.update(ctx, &ps, &split),
+            Err(g::GruError::BranchSteps { problem: 0, u: u as u32, other: u as u32 - 1 })
+        );
         let long = GruParams::new(b, umax + 1, h, 4).unwrap();
         assert_eq!(
             f.update(ctx, &long, &small),

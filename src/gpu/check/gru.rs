@@ -398,7 +398,11 @@ fn check_launch(ctx: &GpuContext, c: &Case, member: GruMember, alone: bool) -> R
     let untouched = |t: &str, v: &[f32], block_len: usize, used: &dyn Fn(usize) -> usize, blocks: usize| {
         let mut rest: Vec<f32> = (0..blocks).flat_map(|k| block(v, k, block_len, used(k)).1.to_vec()).collect();
         rest.extend(&v[blocks * block_len..]);
-        compare_bits(&format!("{t} past each block's B x q.u rows and the P blocks"), &rest, &vec![SENTINEL; rest.len()])
+        compare_bits(
+            &format!("{t} past each block's B x q.u rows and the P blocks"),
+            &rest,
+            &vec![SENTINEL; rest.len()],
+        )
     };
     let n_problems = problems.len();
     let rows_of = |p: usize| b * batch(p / 2).u;
@@ -508,14 +512,16 @@ fn check_launch(ctx: &GpuContext, c: &Case, member: GruMember, alone: bool) -> R
         for d in 0..2 {
             let p = 2 * bi + d;
             let dir = ["fwd", "rev"][d];
-            for (t, v, w, width) in [
-                ("cache", &got.cache, &one.cache, 5 * h),
-                ("gi", &got.gi, &one.gi, g3),
-                ("gh", &got.gh, &one.gh, g3),
-            ] {
+            for (t, v, w, width) in
+                [("cache", &got.cache, &one.cache, 5 * h), ("gi", &got.gi, &one.gi, g3), ("gh", &got.gh, &one.gh, g3)]
+            {
                 let block_len = if t == "cache" { cache_block } else { gates_block };
                 let n = rows * width;
-                same.push(compare_bits(&format!("{name} {dir} {t}"), block(v, p, block_len, n).0, &w[d * n..(d + 1) * n]));
+                same.push(compare_bits(
+                    &format!("{name} {dir} {t}"),
+                    block(v, p, block_len, n).0,
+                    &w[d * n..(d + 1) * n],
+                ));
             }
         }
         let n = rows * 2 * h;

@@ -395,10 +395,10 @@ fn gru_rows(ctx: &GpuContext) -> Result<Vec<CheckRow>, GpuError> {
             rows.extend(check_gru(ctx, c, member)?);
         }
     }
-    // Problems of three batches (u = 9, 1, 5) in one launch, as models of different seeds.
+    // Problems of three batches (u = 1, 9, 5) in one launch (P = 8), as models of different seeds.
     let mixed = GruBatchCase {
         batches: vec![CHECK_LENS.to_vec(), vec![1; 17], CHECK_LENS.iter().map(|&l| l.min(5)).collect()],
-        branch_batch: vec![1, 0, 2, 2, 0],
+        branch_batch: vec![1, 0, 2, 0],
         models: vec![[0, 7, 11], [5, 3, 0]],
         h: 12,
         seed: 8,
