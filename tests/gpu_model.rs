@@ -375,11 +375,8 @@ fn a_fused_engine_trains_each_model_exactly_as_alone() {
             // Model 1 stops after step 2 (early stopping); model 3 sits out step 4.
             let part: Vec<usize> = (0..cfgs.len()).filter(|&k| !(k == 1 && step > 2 || k == 3 && step == 4)).collect();
             let videos: Vec<Vec<usize>> = part.iter().map(|&k| videos_of(k, step)).collect();
-            let list: Vec<ModelStep> = part
-                .iter()
-                .zip(&videos)
-                .map(|(&model, v)| ModelStep { model, videos: v, step: step as u64 })
-                .collect();
+            let list: Vec<ModelStep> =
+                part.iter().zip(&videos).map(|(&model, v)| ModelStep { model, videos: v, step: step as u64 }).collect();
             cimnet::gpu::model::train_steps(&mut [(&mut fused, list.as_slice())]).unwrap();
             for (&k, v) in part.iter().zip(&videos) {
                 alone[k].train_step(v, step as u64).unwrap();
@@ -404,7 +401,8 @@ fn a_fused_engine_trains_each_model_exactly_as_alone() {
         let step_of = |n: usize| -> Vec<(usize, Vec<usize>)> { (0..n).map(|k| (k, videos_of(k, 10))).collect() };
         let run = |e: &mut GpuEngine, n: usize| {
             let vs = step_of(n);
-            let list: Vec<ModelStep> = vs.iter().map(|(model, v)| ModelStep { model: *model, videos: v, step: 10 }).collect();
+            let list: Vec<ModelStep> =
+                vs.iter().map(|(model, v)| ModelStep { model: *model, videos: v, step: 10 }).collect();
             cimnet::gpu::model::train_steps(&mut [(e, list.as_slice())]).unwrap();
         };
         run(&mut fused, cfgs.len());

@@ -133,8 +133,10 @@ pub fn run(
         // Model i's videos at step s (its seed's batch order).
         let videos = |i: usize, s: usize| orders[i][s % orders[i].len()].as_slice();
         let grouped_step = |fused: &mut [GpuEngine], s: usize| -> Result<(), EngineError> {
-            let list: Vec<ModelStep> = (0..k).map(|i| ModelStep { model: i, videos: videos(i, s), step: s as u64 }).collect();
-            let mut group: Vec<(&mut GpuEngine, &[ModelStep])> = fused.iter_mut().map(|e| (e, list.as_slice())).collect();
+            let list: Vec<ModelStep> =
+                (0..k).map(|i| ModelStep { model: i, videos: videos(i, s), step: s as u64 }).collect();
+            let mut group: Vec<(&mut GpuEngine, &[ModelStep])> =
+                fused.iter_mut().map(|e| (e, list.as_slice())).collect();
             train_steps(&mut group)
         };
         // Warm-up (pipelines, first-use allocations) both ways.

@@ -639,7 +639,9 @@ fn serve(slots: &mut [Option<Slot>], fused: &mut [Option<Fused>]) -> usize {
     let outcome = {
         let lists: Vec<Vec<ModelStep>> = pending
             .iter()
-            .map(|p| p.iter().map(|(model, videos, step, _)| ModelStep { model: *model, videos, step: *step }).collect())
+            .map(|p| {
+                p.iter().map(|(model, videos, step, _)| ModelStep { model: *model, videos, step: *step }).collect()
+            })
             .collect();
         let mut batch: Vec<(&mut GpuEngine, &[ModelStep])> = Vec::new();
         for (f, list) in fused.iter_mut().zip(&lists) {

@@ -291,9 +291,11 @@ impl GpuEngine {
                 cap,
                 kc.projection_weights,
             )?;
-            b_proj.push(listed(format!("{n} input projection weight gradient"), l, move |plan| {
-                Ok(plan.projection(md))
-            }));
+            b_proj.push(listed(
+                format!("{n} input projection weight gradient"),
+                l,
+                move |plan| Ok(plan.projection(md)),
+            ));
         }
         let (gp, list) = plan.gru()?;
         let cap = list.len();
@@ -340,11 +342,7 @@ impl GpuEngine {
                 cap,
                 kc.dense_weights,
             )?;
-            b_dense.push(listed(
-                format!("{n} dense weight gradient"),
-                l,
-                move |plan| Ok(plan.dense_backward(md)),
-            ));
+            b_dense.push(listed(format!("{n} dense weight gradient"), l, move |plan| Ok(plan.dense_backward(md))));
         }
         let saved = AttentionSaved { m: &saved_m, n: &saved_n, o: &saved_o };
         for &pair in &arena.pair_kinds {

@@ -106,7 +106,8 @@ impl GpuEngine {
     fn rounds<'a>(&self, steps: &[ModelStep<'a>]) -> Result<Vec<Round<'a>>, EngineError> {
         let mut batches: Round<'a> = Vec::new();
         for s in steps {
-            let run_seed = *self.seeds.get(s.model).ok_or_else(|| input(format!("this engine has no model {}", s.model)))?;
+            let run_seed =
+                *self.seeds.get(s.model).ok_or_else(|| input(format!("this engine has no model {}", s.model)))?;
             let seed = step_seed(run_seed, s.step);
             match batches.iter_mut().find(|b| b.1 == s.videos && b.2 == seed) {
                 Some(b) => b.0.push(s.model),
