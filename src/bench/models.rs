@@ -4,7 +4,8 @@
 //! after 21. For each K the same steps are timed twice in one run, side by side:
 //! grouped (all K models, of every seed, fused into one engine,
 //! `GpuEngine::new_group`, every launch covering all of them, each model on its
-//! own batch, `gpu::model::train_steps`) and one by one (an engine and a submit per model
+//! own batch, `gpu::model::train_steps`; split in halves where the device
+//! refuses one engine's buffers) and one by one (an engine and a submit per model
 //! and step, as `--group 1` trains), with the same kernel members. Each timing
 //! ends with a full wait (every model's loss read back). Reported: seconds per
 //! step of all K models, model-epochs per second, dispatches per step and
@@ -61,7 +62,7 @@ pub struct ModelsRow {
     /// one_by_one / grouped (above 1: grouping is faster).
     pub speedup: f64,
     pub model_epochs_per_second: f64,
-    /// Fused engines of the grouped step (one: every seed's models share it).
+    /// Fused engines of the grouped step (one unless the device's buffer limits split it).
     pub engines: usize,
     /// Grouped: dispatches of one step of all K models, and their mean invocations.
     pub dispatches_per_step: u64,
@@ -125,23 +126,31 @@ pub fn run(
         let kernels = device.kernels(&ctx, &made[richest].0.config, shape, tune_opts, on_tune)?;
         let members: Vec<(&ParamStore, AdamConfig, u64)> =
             made.iter().map(|(p, seed)| (p, AdamConfig::default(), *seed)).collect();
-        let mut fused = vec![GpuEngine::new_group(ctx.clone(), &members, data, batch, &kernels)?];
+        let ids: Vec<usize> = (0..k).collect();
+        let mut fused = fuse(&ctx, &members, &ids, data, batch, &kernels)?;
         let mut alone = Vec::with_capacity(k);
         for (p, seed) in &made {
             alone.push(GpuEngine::new(ctx.clone(), p, data, AdamConfig::default(), *seed, batch, &kernels)?);
         }
         // Model i's videos at step s (its seed's batch order).
         let videos = |i: usize, s: usize| orders[i][s % orders[i].len()].as_slice();
-        let grouped_step = |fused: &mut [GpuEngine], s: usize| -> Result<(), EngineError> {
-            let list: Vec<ModelStep> =
-                (0..k).map(|i| ModelStep { model: i, videos: videos(i, s), step: s as u64 }).collect();
+        let grouped_step = |fused: &mut [(GpuEngine, Vec<usize>)], s: usize| -> Result<(), EngineError> {
+            let lists: Vec<Vec<ModelStep>> = fused
+                .iter()
+                .map(|(_, of)| {
+                    of.iter()
+                        .enumerate()
+                        .map(|(model, &i)| ModelStep { model, videos: videos(i, s), step: s as u64 })
+                        .collect()
+                })
+                .collect();
             let mut group: Vec<(&mut GpuEngine, &[ModelStep])> =
-                fused.iter_mut().map(|e| (e, list.as_slice())).collect();
+                fused.iter_mut().zip(&lists).map(|((e, _), l)| (e, l.as_slice())).collect();
             train_steps(&mut group)
         };
         // Warm-up (pipelines, first-use allocations) both ways.
         grouped_step(&mut fused, 0)?;
-        wait(&mut fused)?;
+        wait(fused.iter_mut().map(|f| &mut f.0))?;
         for (i, e) in alone.iter_mut().enumerate() {
             e.train_step(videos(i, 0), 0)?;
         }
@@ -154,7 +163,7 @@ pub fn run(
             for s in 1..=steps {
                 grouped_step(&mut fused, s)?;
             }
-            wait(&mut fused)?;
+            wait(fused.iter_mut().map(|f| &mut f.0))?;
             grouped = grouped.min(t0.elapsed().as_secs_f64() / steps as f64);
             let t0 = Instant::now();
             for s in 1..=steps {
@@ -165,8 +174,8 @@ pub fn run(
             wait(&mut alone)?;
             one_by_one = one_by_one.min(t0.elapsed().as_secs_f64() / steps as f64);
         }
-        let dispatches: u64 = fused.iter().map(|e| u64::from(e.dispatches_per_step())).sum();
-        let invocations: u64 = fused.iter().map(GpuEngine::invocations_per_step).sum();
+        let dispatches: u64 = fused.iter().map(|(e, _)| u64::from(e.dispatches_per_step())).sum();
+        let invocations: u64 = fused.iter().map(|(e, _)| e.invocations_per_step()).sum();
         rows.push(ModelsRow {
             models: k,
             grouped_step_seconds: grouped,
@@ -177,7 +186,7 @@ pub fn run(
             dispatches_per_step: dispatches,
             invocations_per_dispatch: invocations as f64 / dispatches.max(1) as f64,
             one_by_one_dispatches_per_step: alone.iter().map(|e| u64::from(e.dispatches_per_step())).sum(),
-            gpu_bytes: fused.iter().map(GpuEngine::bytes).sum(),
+            gpu_bytes: fused.iter().map(|(e, _)| e.bytes()).sum(),
             one_by_one_gpu_bytes: alone.iter().map(GpuEngine::bytes).sum(),
         });
     }
@@ -193,8 +202,32 @@ pub fn run(
     })
 }
 
+/// One engine for the models `ids` of `members`, or, where the device refuses
+/// it (a buffer past its limits), engines for the halves, as a grid's cohort
+/// splits; each with the models it holds.
+fn fuse(
+    ctx: &std::sync::Arc<crate::gpu::GpuContext>,
+    members: &[(&ParamStore, AdamConfig, u64)],
+    ids: &[usize],
+    data: &Dataset,
+    batch: usize,
+    kernels: &crate::gpu::tune::KernelChoice,
+) -> Result<Vec<(GpuEngine, Vec<usize>)>, EngineError> {
+    let these: Vec<_> = ids.iter().map(|&i| members[i]).collect();
+    match GpuEngine::new_group(ctx.clone(), &these, data, batch, kernels) {
+        Ok(e) => Ok(vec![(e, ids.to_vec())]),
+        Err(_) if ids.len() > 1 => {
+            let (a, b) = ids.split_at(ids.len() / 2);
+            let mut out = fuse(ctx, members, a, data, batch, kernels)?;
+            out.extend(fuse(ctx, members, b, data, batch, kernels)?);
+            Ok(out)
+        }
+        Err(e) => Err(e),
+    }
+}
+
 /// Full wait: every model's loss read back (each read waits for its submits).
-fn wait(engines: &mut [GpuEngine]) -> Result<(), EngineError> {
+fn wait<'a>(engines: impl IntoIterator<Item = &'a mut GpuEngine>) -> Result<(), EngineError> {
     for e in engines {
         for k in 0..e.models() {
             e.take_train_loss_of(k)?;
