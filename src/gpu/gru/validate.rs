@@ -76,7 +76,12 @@ impl Bound {
     }
 
     /// Check `params` and `problems` against the buffers and write the list.
-    pub(super) fn write(&mut self, ctx: &GpuContext, params: &GruParams, problems: &[GruProblem]) -> Result<(), GruError> {
+    pub(super) fn write(
+        &mut self,
+        ctx: &GpuContext,
+        params: &GruParams,
+        problems: &[GruProblem],
+    ) -> Result<(), GruError> {
         validate(ctx, &self.buffers, self.kernel, self.problems.capacity(), params, problems)?;
         Ok(self.problems.write(ctx, problems)?)
     }
@@ -140,7 +145,11 @@ pub(super) fn validate(
 
 /// The weight gradient loops over every (b, i) in one invocation: on a device
 /// with a loop budget (llvmpipe) a batch must fit in it.
-pub(super) fn check_loop_budget(profile: &DeviceProfile, kernel: GruKernel, params: &GruParams) -> Result<(), GruError> {
+pub(super) fn check_loop_budget(
+    profile: &DeviceProfile,
+    kernel: GruKernel,
+    params: &GruParams,
+) -> Result<(), GruError> {
     let Some(max) = profile.loop_budget else { return Ok(()) };
     let iters = weights_iters(kernel, params.b, params.u);
     if iters > u64::from(max) {
@@ -149,4 +158,3 @@ pub(super) fn check_loop_budget(profile: &DeviceProfile, kernel: GruKernel, para
     }
     Ok(())
 }
-
