@@ -72,6 +72,11 @@ impl Step {
     pub fn u(&self) -> usize {
         self.batches.iter().map(|b| b.u).max().unwrap_or(1).max(1)
     }
+
+    /// (B, U): the videos per batch and the largest u.
+    pub fn shape(&self) -> Shape {
+        Shape { b: self.b, u: self.u() }
+    }
 }
 
 /// One model of an engine and its blocks in the arenas.
@@ -307,7 +312,7 @@ impl Plan<'_> {
 
     /// (B, U): the videos per batch and the step's largest u.
     pub fn shape(&self) -> Shape {
-        Shape { b: self.step.b, u: self.step.u() }
+        self.step.shape()
     }
 
     /// The input projection of modality md, both directions: x W_ih^T + b_ih into

@@ -13,7 +13,7 @@ use super::super::heads::{CLASSES, LOSS_LEN};
 use super::super::launch::Recordable;
 use super::super::linear::linear_backward;
 use super::super::pipelines::Recorder;
-use super::{input, train_steps, GpuEngine, ModelStep, Step};
+use super::{input, train_steps, GpuEngine, ModelStep};
 
 impl GpuEngine {
     fn read_f64(&self, buf: &wgpu::Buffer, offset: usize, n: usize) -> Result<Vec<f64>, EngineError> {
@@ -52,13 +52,13 @@ impl GpuEngine {
         dropout_seed: Option<u32>,
     ) -> Result<GpuGradients, EngineError> {
         let p_drop = if dropout_seed.is_some() { self.arena.dropout } else { 0.0 };
-        let shape = self.prepare_one(&[0], SplitName::Train, videos, dropout_seed.unwrap_or(0), p_drop)?;
+        let step = self.prepare(SplitName::Train, &[(vec![0], videos, dropout_seed.unwrap_or(0))], p_drop)?;
+        let shape = step.shape();
         self.zero(&self.eval_loss)?;
         self.zero(&self.grads)?;
         // Input gradients dx = gi W_ih, per modality one (2, B, U, K) buffer (one block
         // per direction), summed on the host.
         let m0 = self.model(0)?.clone();
-        let step = Step::one(&[0], shape, 0, 0.0);
         let plan = self.arena.plan(&step).map_err(input)?;
         let mut dx_bufs = Vec::new();
         let mut dx_launches = Vec::new();
@@ -119,7 +119,7 @@ impl GpuEngine {
             self.clear_loss(&self.eval_loss, k);
         }
         for videos in batches {
-            self.prepare_one(part, split, videos, 0, 0.0)?;
+            self.prepare(split, &[(part.to_vec(), videos.as_slice(), 0)], 0.0)?;
             let mut enc =
                 self.ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("inference") });
             {

@@ -12,7 +12,7 @@ use crate::engine::{step_seed, EngineError};
 
 use super::super::launch::Recordable;
 use super::super::pipelines::Recorder;
-use super::{input, u32s, GpuEngine, Shape, Step, StepBatch};
+use super::{input, u32s, GpuEngine, Step, StepBatch};
 
 /// One model's part in a training step: its videos and its step number (its
 /// dropout seed follows from its run seed and the step).
@@ -69,19 +69,6 @@ impl GpuEngine {
             self.schedule.update(&self.ctx, &plan)?;
         }
         Ok(step)
-    }
-
-    /// The same for one batch of the models `part`; returns its shape.
-    pub(super) fn prepare_one(
-        &mut self,
-        part: &[usize],
-        split: SplitName,
-        videos: &[usize],
-        seed: u32,
-        p_drop: f64,
-    ) -> Result<Shape, EngineError> {
-        let step = self.prepare(split, &[(part.to_vec(), videos, seed)], p_drop)?;
-        Ok(Shape { b: step.b, u: step.u() })
     }
 
     /// Record the forward (gather through heads) of the current step.
