@@ -146,15 +146,8 @@ fn launch(
     segments: &[DropoutSegment],
     capacity: usize,
 ) -> Result<DropoutLaunch, GpuError> {
-    let max_z = ctx.profile.limits.max_compute_workgroups_per_dimension as usize;
-    if capacity.max(segments.len()) > max_z {
-        return Err(GpuError::Validation(format!(
-            "{entry}: {} segments in one launch, more than the device's {max_z} workgroups along grid z",
-            capacity.max(segments.len())
-        )));
-    }
     check_segments(entry, &p, segments)?;
-    let list = ProblemList::new(ctx, entry, segments, capacity)?;
+    let list = ProblemList::along_z(ctx, entry, segments, capacity)?;
     let k = ctx.pipelines.get(ctx, Shader::Dropout, entry, &BINDS)?;
     let launch = Launch::new(ctx, k, &[src, dst, &list.buffer], with_segments(p, segments), grid)?;
     Ok(DropoutLaunch { launch, list })

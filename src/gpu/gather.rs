@@ -135,15 +135,8 @@ fn launch(
     problems: &[GatherProblem],
     capacity: usize,
 ) -> Result<GatherLaunch, GpuError> {
-    let max_z = ctx.profile.limits.max_compute_workgroups_per_dimension as usize;
-    if capacity.max(problems.len()) > max_z {
-        return Err(GpuError::Validation(format!(
-            "{entry}: {} problems in one launch, more than the device's {max_z} workgroups along grid z",
-            capacity.max(problems.len())
-        )));
-    }
     let p = complete(p, problems)?;
-    let list = ProblemList::new(ctx, entry, problems, capacity)?;
+    let list = ProblemList::along_z(ctx, entry, problems, capacity)?;
     let k = ctx.pipelines.get(ctx, Shader::Gather, entry, binds)?;
     let mut bound = buffers.to_vec();
     bound.push(&list.buffer);

@@ -105,6 +105,19 @@ impl<Q: bytemuck::Pod> ProblemList<Q> {
         Ok(list)
     }
 
+    /// A list whose entries are the launch's grid z (one workgroup layer per
+    /// entry), so `capacity` may not pass the device's workgroups along z.
+    pub fn along_z(ctx: &GpuContext, label: &str, items: &[Q], capacity: usize) -> Result<ProblemList<Q>, GpuError> {
+        let max_z = ctx.profile.limits.max_compute_workgroups_per_dimension as usize;
+        let n = capacity.max(items.len());
+        if n > max_z {
+            return Err(GpuError::Validation(format!(
+                "{label}: {n} problems in one launch, more than the device's {max_z} workgroups along grid z"
+            )));
+        }
+        ProblemList::new(ctx, label, items, capacity)
+    }
+
     /// Replace the entries (takes effect at the next submit, like a uniform write).
     pub fn write(&mut self, ctx: &GpuContext, items: &[Q]) -> Result<(), GpuError> {
         if items.is_empty() || items.len() > self.capacity {

@@ -519,14 +519,7 @@ fn launch(
     let (shader, entry) = kernel.entry(op);
     let len_elems = len.size() / 4;
     check_batches(entry, &p, problems, len_elems)?;
-    let max_z = ctx.profile.limits.max_compute_workgroups_per_dimension as usize;
-    if capacity.max(problems.len()) > max_z {
-        return Err(GpuError::Validation(format!(
-            "{entry}: {} problems in one launch, more than the device's {max_z} workgroups along grid z",
-            capacity.max(problems.len())
-        )));
-    }
-    let list = ProblemList::new(ctx, entry, problems, capacity)?;
+    let list = ProblemList::along_z(ctx, entry, problems, capacity)?;
     let k = ctx.pipelines.get(ctx, shader, entry, binds)?;
     use LinearOp::*;
     // Launch::update recomputes the grid through a plain fn: one per (tiling, op).
