@@ -50,7 +50,10 @@
 //   Cells  gru_forward_cells, gru_backward_cells, gru_backward_weights_tiled:
 //          one launch per step, one invocation per (unit, sequence), W_hh and
 //          h tiles in workgroup memory; dW_hh as a tiled GEMM over B * q.u rows.
-//          Shaped for discrete GPUs (many workgroups per step).
+//          Shaped for discrete GPUs (many workgroups per step). Its persistent
+//          schedule, gru_forward_cells_persistent / gru_backward_cells_persistent:
+//          one launch for every step, a workgroup per (4 sequences, problem),
+//          an invocation per unit of them (a vec4 over the 4 sequences).
 //
 // Bindings (group 0; each entry point numbers its own from 0, in the order
 // its launcher lists them; every member binds as its Scalar counterpart)
@@ -102,7 +105,7 @@ const UNIT_LANES: u32 = 64u; // unit lanes of a Scalar workgroup
 const MAX_H: u32 = 256u; // largest H (workgroup memory: QUADS x MAX_H vec4 = 16 KiB)
 const UNIT_ITERS: u32 = 4u; // units per Scalar invocation (MAX_H / UNIT_LANES)
 const CELL_UNITS: u32 = 64u; // units of a Cells workgroup
-const CELL_SEQS: u32 = 4u; // sequences of a Cells workgroup
+const CELL_SEQS: u32 = 4u; // sequences of a Cells workgroup (4: one vec4 in the persistent one)
 const CELL_KT: u32 = 8u; // W_hh columns per staged tile (gru_forward_cells)
 const TILED_TILE: u32 = 64u; // output tile side of gru_backward_weights_tiled
 const TILED_KT: u32 = 16u; // (b, i) rows per staged tile of it
@@ -1791,6 +1794,212 @@ fn add_row_tiled(p: u32, row: u32, col: u32, v: vec4<f32>) {
             ww_grads[w_hh_offset(p) + row * nh + col + c] += v[c];
         } else if (col + c == nh) {
             ww_grads[b_hh_offset(p) + row] += v[c];
+        }
+    }
+}
+
+// ---- Cells member, persistent schedule: one launch for every step ----
+// Workgroup (0, y, p) owns sequences 4y .. 4y+3 of problem p and runs the
+// steps [t0, t1) of its params (all of them where the device has no loop
+// budget); invocation j owns unit j of the 4 sequences (lanes j >= H only
+// take part in the barriers). dispatch (1, ceil(B / CELL_SEQS), P).
+
+// gru_forward_cells_persistent: h_prev [unit] (a vec4 over the 4 sequences)
+// double-buffered in h_shared[0 .. MAX_H) and h_shared[MAX_H .. 2 MAX_H).
+@compute @workgroup_size(MAX_H, 1, 1)
+fn gru_forward_cells_persistent(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    let nb = params.b;
+    let nh = params.h;
+    let p = wid.z;
+    let rev = p % 2u == 1u;
+    let j = lid.x;
+    let sb = wid.y * CELL_SEQS;
+    // The problem's own steps: nothing of this chunk past its U.
+    let t1 = min(params.t1, problems[p].u);
+    if (params.t0 >= t1) {
+        return;
+    }
+    let len = quad_lens(p, sb);
+    let own = j < nh;
+    // Row j of W_hh's r block; the z and n rows follow H x H further each.
+    let wr = w_hh_offset(p) + j * nh;
+    let wz = wr + nh * nh;
+    let wn = wz + nh * nh;
+    var br = 0.0;
+    var bz = 0.0;
+    var bn = 0.0;
+    // h_prev of step t0: zero at step 0 and for sequences finished by then,
+    // else what the previous chunk saved at the position of step t0 - 1.
+    var h0 = vec4<f32>(0.0);
+    if (own) {
+        let bo = b_hh_offset(p);
+        br = weights[bo + j];
+        bz = weights[bo + nh + j];
+        bn = weights[bo + 2u * nh + j];
+        if (params.t0 > 0u) {
+            for (var q = 0u; q < 4u; q++) {
+                if (params.t0 < len[q]) {
+                    h0[q] = fw_cache[cache_at(p, C_H, sb + q, position(params.t0 - 1u, len[q], rev), j)];
+                }
+            }
+        }
+    }
+    h_shared[j] = h0;
+    workgroupBarrier();
+    var cur = 0u;
+    for (var t = params.t0; t < t1; t++) {
+        if (own) {
+            let hb = cur * MAX_H;
+            var ar = vec4<f32>(0.0);
+            var az = vec4<f32>(0.0);
+            var an = vec4<f32>(0.0);
+            for (var k = 0u; k < nh; k++) {
+                let hk = h_shared[hb + k];
+                ar += weights[wr + k] * hk;
+                az += weights[wz + k] * hk;
+                an += weights[wn + k] * hk;
+            }
+            let hprev = h_shared[hb + j];
+            var hnext = vec4<f32>(0.0);
+            for (var q = 0u; q < 4u; q++) {
+                let b = sb + q;
+                if (b < nb) {
+                    let i = position(t, len[q], rev);
+                    var hv = 0.0;
+                    var r = 0.0;
+                    var z = 0.0;
+                    var n = 0.0;
+                    var hn = 0.0;
+                    if (t < len[q]) {
+                        let x0 = row_of(p, b, i) * 3u * nh;
+                        r = sigmoid(fw_xp[x0 + j] + ar[q] + br);
+                        z = sigmoid(fw_xp[x0 + nh + j] + az[q] + bz);
+                        hn = an[q] + bn;
+                        n = tanh_safe(fw_xp[x0 + 2u * nh + j] + r * hn);
+                        hv = (1.0 - z) * n + z * hprev[q];
+                    }
+                    fw_cache[cache_at(p, C_H, b, i, j)] = hv;
+                    fw_cache[cache_at(p, C_R, b, i, j)] = r;
+                    fw_cache[cache_at(p, C_Z, b, i, j)] = z;
+                    fw_cache[cache_at(p, C_N, b, i, j)] = n;
+                    fw_cache[cache_at(p, C_HN, b, i, j)] = hn;
+                    fw_out[out_row(p, b, i) * 2u * nh + (p % 2u) * nh + j] = hv;
+                    hnext[q] = hv;
+                }
+            }
+            h_shared[(1u - cur) * MAX_H + j] = hnext;
+        }
+        cur = 1u - cur;
+        workgroupBarrier();
+    }
+}
+
+// gru_backward_cells_persistent: steps t1 - 1 down to t0. gh of the step after
+// [row] (a vec4 over the 4 sequences, zero where that step was padding) in
+// h_shared[0 .. 3H); the carried g z of each owned unit in a register, saved to
+// `carry` for the next chunk (the steps before t0).
+@compute @workgroup_size(MAX_H, 1, 1)
+fn gru_backward_cells_persistent(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    let nb = params.b;
+    let nh = params.h;
+    let n3 = 3u * nh;
+    let p = wid.z;
+    let rev = p % 2u == 1u;
+    let j = lid.x;
+    let sb = wid.y * CELL_SEQS;
+    // The problem's own U: nothing of this chunk past it.
+    let nu = problems[p].u;
+    let t1 = min(params.t1, nu);
+    if (params.t0 >= t1) {
+        return;
+    }
+    let len = quad_lens(p, sb);
+    let own = j < nh;
+    let wo = w_hh_offset(p) + j;
+    // What the launch of the steps after this chunk left: gh of step t1 and
+    // the carried g z (none where t1 is the problem's last step + 1).
+    var carry = vec4<f32>(0.0);
+    if (t1 < nu) {
+        for (var row = j; row < n3; row += MAX_H) {
+            var gv = vec4<f32>(0.0);
+            for (var q = 0u; q < 4u; q++) {
+                if (sb + q < nb) {
+                    gv[q] = bw_gh[row_of(p, sb + q, position(t1, len[q], rev)) * n3 + row];
+                }
+            }
+            h_shared[row] = gv;
+        }
+        if (own) {
+            for (var q = 0u; q < 4u; q++) {
+                if (sb + q < nb) {
+                    carry[q] = bw_carry[(p * nb + sb + q) * nh + j];
+                }
+            }
+        }
+    }
+    workgroupBarrier();
+    for (var s = t1; s > params.t0; s--) {
+        let t = s - 1u;
+        var dar = vec4<f32>(0.0);
+        var daz = vec4<f32>(0.0);
+        var dhn = vec4<f32>(0.0);
+        var gz = vec4<f32>(0.0);
+        if (own) {
+            if (t + 1u < nu) {
+                var acc = vec4<f32>(0.0);
+                for (var row = 0u; row < n3; row++) {
+                    acc += weights[wo + row * nh] * h_shared[row];
+                }
+                carry = carry + acc;
+            }
+            for (var q = 0u; q < 4u; q++) {
+                let b = sb + q;
+                if (b < nb) {
+                    let i = position(t, len[q], rev);
+                    var dan = 0.0;
+                    if (t < len[q]) {
+                        var hprev = 0.0;
+                        if (t > 0u) {
+                            hprev = bw_cache[cache_at(p, C_H, b, select(i - 1u, i + 1u, rev), j)];
+                        }
+                        let r = bw_cache[cache_at(p, C_R, b, i, j)];
+                        let z = bw_cache[cache_at(p, C_Z, b, i, j)];
+                        let n = bw_cache[cache_at(p, C_N, b, i, j)];
+                        let hn = bw_cache[cache_at(p, C_HN, b, i, j)];
+                        let g = bw_dout[out_row(p, b, i) * 2u * nh + (p % 2u) * nh + j] + carry[q];
+                        let dn = g * (1.0 - z);
+                        let dz = g * (hprev - n);
+                        dan = dn * (1.0 - n * n);
+                        dar[q] = dan * hn * r * (1.0 - r);
+                        daz[q] = dz * z * (1.0 - z);
+                        dhn[q] = dan * r;
+                        gz[q] = g * z;
+                    }
+                    let o = row_of(p, b, i) * n3;
+                    bw_gi[o + j] = dar[q];
+                    bw_gi[o + nh + j] = daz[q];
+                    bw_gi[o + 2u * nh + j] = dan;
+                    bw_gh[o + j] = dar[q];
+                    bw_gh[o + nh + j] = daz[q];
+                    bw_gh[o + 2u * nh + j] = dhn[q];
+                }
+            }
+        }
+        // Every lane has read gh of step t + 1; replace it by step t's.
+        workgroupBarrier();
+        if (own) {
+            h_shared[j] = dar;
+            h_shared[nh + j] = daz;
+            h_shared[2u * nh + j] = dhn;
+            carry = gz;
+        }
+        workgroupBarrier();
+    }
+    if (own) {
+        for (var q = 0u; q < 4u; q++) {
+            if (sb + q < nb) {
+                bw_carry[(p * nb + sb + q) * nh + j] = carry[q];
+            }
         }
     }
 }

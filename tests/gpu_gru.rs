@@ -108,6 +108,31 @@ fn gru_problems_of_different_batches_match_cpu_and_alone() {
     eprintln!("gru (mixed batches) max |err| / max|want|: {worst:.2e}");
 }
 
+/// Long sequences at the largest H, so that on a device with a loop budget
+/// (llvmpipe: 63,000 iterations) the persistent schedules split the recurrence
+/// into chunks: cells-persistent runs 240 forward steps (H + 6 iterations
+/// each) and 81 backward steps (3H + 6) per launch, so U = 250 crosses a
+/// forward chunk boundary once and backward ones three times, each chunk
+/// starting from what the previous one saved (h; gh of the step after and the
+/// carried g z). Every member the tuner can pick, against the CPU reference.
+#[test]
+fn persistent_chunk_boundaries_match_cpu() {
+    let Some(ctx) = context() else { return };
+    let u = 250;
+    let c = GruCase::single(vec![u, 1, 241, u - 1, 82], [0, 0, 9], g::MAX_H as usize, 11);
+    let members = gru_members(ctx, &c).unwrap();
+    assert!(members.contains(&GruMember::from_name("cells-persistent").unwrap()), "{members:?}");
+    if let Some(budget) = ctx.profile.loop_budget {
+        let h = g::MAX_H;
+        assert!(u as u32 * g::cells_persistent::forward_iters_per_step(h) > budget, "forward not chunked");
+        assert!(u as u32 * g::cells_persistent::backward_iters_per_step(h) > 3 * budget, "backward not chunked");
+    }
+    let mut worst = 0.0f64;
+    for member in members {
+        worst = worst.max(assert_rows(&check_gru(ctx, &c, member).unwrap()));
+    }
+    eprintln!("gru (long, H {}) max |err| / max|want|: {worst:.2e}", g::MAX_H);
+}
 #[test]
 fn gru_params_reject_unsupported_sizes() {
     assert_eq!(GruParams::new(2, 3, 300, 2), Err(g::GruError::Hidden { h: 300, max: g::MAX_H }));

@@ -319,7 +319,8 @@ fn vec4_kernel_path_matches_the_cpu() {
 /// engine of its own, with the same kernel members: the same losses and
 /// states bit for bit, step after step, also when a model stops (it leaves the
 /// steps; its state stays where it was) and when evaluations cover a subset.
-/// Both the default members and the cells / scalar per-step, vec4 and tiled ones.
+/// The default members, the cells / scalar per-step, vec4 and tiled ones, and
+/// cells-persistent.
 #[test]
 fn a_fused_engine_trains_each_model_exactly_as_alone() {
     let Some(c) = ctx() else { return };
@@ -344,6 +345,9 @@ fn a_fused_engine_trains_each_model_exactly_as_alone() {
         attention_backward: cimnet::gpu::attention::AttentionKernel::Tiled,
         ..KernelChoice::default()
     };
+    let cells_persistent = GruMember { kernel: GruKernel::Cells, schedule: GruSchedule::Persistent };
+    let persistent =
+        KernelChoice { gru_forward: cells_persistent, gru_backward: cells_persistent, ..KernelChoice::default() };
     // Models of three seeds (three batch orders and dropout streams) in one
     // engine: at some steps the seeds' batches differ in U (one launch, three
     // batch slots), at others in B too (a second recording).
@@ -356,7 +360,7 @@ fn a_fused_engine_trains_each_model_exactly_as_alone() {
         }
     };
     let videos_of = |k: usize, step: usize| order(seeds[k % seeds.len()])[step % 4].clone();
-    for kernels in [KernelChoice::default(), tuned] {
+    for kernels in [KernelChoice::default(), tuned, persistent] {
         let members: Vec<(&ParamStore, AdamConfig, u64)> =
             ps.iter().zip(&adams).zip(seeds).map(|((p, a), s)| (p, *a, s)).collect();
         let mut fused = GpuEngine::new_group(c.clone(), &members, &data, 3, &kernels).unwrap();

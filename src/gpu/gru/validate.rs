@@ -55,7 +55,7 @@ impl Need {
 pub(super) struct Bound {
     buffers: Vec<(&'static str, u64, Need)>,
     pub(super) problems: ProblemList<GruProblem>,
-    pub(super) kernel: GruKernel,
+    pub(super) member: GruMember,
 }
 
 impl Bound {
@@ -66,13 +66,13 @@ impl Bound {
         params: &GruParams,
         problems: &[GruProblem],
         capacity: usize,
-        kernel: GruKernel,
+        member: GruMember,
     ) -> Result<Bound, GruError> {
         let buffers: Vec<_> = buffers.iter().map(|&(name, buf, need)| (name, buf.size(), need)).collect();
         let capacity = capacity.max(problems.len());
-        validate(ctx, &buffers, kernel, capacity, params, problems)?;
-        let problems = ProblemList::new(ctx, kernel.entries()[0], problems, capacity)?;
-        Ok(Bound { buffers, problems, kernel })
+        validate(ctx, &buffers, member.kernel, capacity, params, problems)?;
+        let problems = ProblemList::new(ctx, member.entries()[0], problems, capacity)?;
+        Ok(Bound { buffers, problems, member })
     }
 
     /// Check `params` and `problems` against the buffers and write the list.
@@ -82,7 +82,7 @@ impl Bound {
         params: &GruParams,
         problems: &[GruProblem],
     ) -> Result<(), GruError> {
-        validate(ctx, &self.buffers, self.kernel, self.problems.capacity(), params, problems)?;
+        validate(ctx, &self.buffers, self.member.kernel, self.problems.capacity(), params, problems)?;
         Ok(self.problems.write(ctx, problems)?)
     }
 }
