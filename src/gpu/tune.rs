@@ -529,7 +529,8 @@ impl Racer<'_> {
 /// GRU members not raced on a software device (llvmpipe), from their measured
 /// cost there (docs/gru-notes.md, README: B 16, H 200, 6 problems, U 10, forward /
 /// backward): `cells` 5.3 / 5.4 s and `scalar-persistent` 1.19 / 3.68 s against
-/// `wide-persistent` 0.28 / 0.67 s. One warm-up run of `cells` alone spent most of
+/// `wide-persistent` 0.28 / 0.67 s (round 4, quiet machine: `cells-persistent`
+/// 58 / 180 ms against `wide-persistent` 14 / 30 ms). One warm-up run of `cells` alone spent most of
 /// the old 8 s race, so the linear sites after it were never timed. Never the
 /// site's default (its first candidate): with H % 4 != 0 Scalar is all there is.
 fn skip_gru(profile: &DeviceProfile, m: GruMember, first: GruMember) -> Option<String> {
