@@ -238,6 +238,34 @@ fn ten_adam_steps_give_the_cpu_reference_losses() {
     assert!(steps > 0);
 }
 
+/// The step profile times exactly the step: its sites, in recording order,
+/// record the dispatches of a training step on the same batch (the gather
+/// first, Adam last), each with a measured time; a bad video is an error.
+#[test]
+fn the_step_profile_covers_every_dispatch_of_a_step() {
+    let Some(c) = ctx() else { return };
+    let cfg = config(ModalitySet::TAV, Attention::Cim, Tasks::Mtl);
+    let data = dataset(&LENS, 4);
+    let p = params(&cfg, 6);
+    let mut gpu = GpuEngine::new(c, &p, &data, AdamConfig::default(), 9, 3, &KernelChoice::default()).unwrap();
+    let videos = [0, 2, 3];
+    gpu.train_step(&videos, 0).unwrap();
+    let steps = gpu.dispatches_per_step();
+    let prof = gpu.profile_step(&videos, 1, 2).unwrap();
+    assert_eq!((prof.b, prof.u, prof.reps), (3, 20, 2));
+    assert_eq!(prof.sites.iter().map(|s| s.dispatches).sum::<u32>(), steps, "{prof:?}");
+    assert_eq!(prof.sites.first().map(|s| s.site.as_str()), Some("batch gather"));
+    assert_eq!(prof.sites.last().map(|s| s.site.as_str()), Some("adam"));
+    for name in ["gru recurrence", "gru recurrence backward and dW_hh", "heads and loss (train)"] {
+        assert!(prof.sites.iter().any(|s| s.site == name), "no {name}: {prof:?}");
+    }
+    assert!(prof.sites.iter().all(|s| s.ms.is_finite() && s.ms > 0.0), "{prof:?}");
+    let sum: f64 = prof.sites.iter().map(|s| s.ms).sum();
+    assert!((prof.total_ms - sum).abs() <= 1e-9 * sum, "{prof:?}");
+    assert!(prof.markdown().contains("| gru recurrence |"), "{}", prof.markdown());
+    assert!(gpu.profile_step(&[0, 99], 2, 1).is_err(), "video 99 is not in the train split");
+}
+
 #[test]
 fn one_seed_gives_identical_bits() {
     let cfg = config(ModalitySet::TAV, Attention::Cim, Tasks::Mtl);

@@ -15,7 +15,7 @@ use crate::config::{Attention, ModelConfig};
 use crate::cpu::engine::CpuEngine;
 use crate::data::{make_batches, padding_efficiency, BatchMode, Dataset, SplitName};
 use crate::engine::{Engine, EngineError};
-use crate::gpu::model::GpuEngine;
+use crate::gpu::model::{GpuEngine, StepProfile};
 use crate::gpu::tune::{ChoiceSource, TuneEvent, TuneOptions, Tuned};
 use crate::gpu::{GpuContext, GpuOptions};
 use crate::params::ParamStore;
@@ -47,6 +47,9 @@ pub struct BenchReport {
     pub cpu_reference: Option<CpuReference>,
     /// The kernel members the GPU engine ran with and the race that chose them.
     pub kernels: Tuned,
+    /// Where a training step's time goes, site by site, at the median batch.
+    #[serde(default)]
+    pub step_profile: Option<StepProfile>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -123,6 +126,10 @@ pub fn run(
     let t0 = Instant::now();
     eng.predict(SplitName::Test, &test_batches)?;
     let inference_test_seconds = t0.elapsed().as_secs_f64();
+    let step_profile = match median_batch(&first, &lens) {
+        Some(videos) => Some(eng.profile_step(videos, step, PROFILE_REPS)?),
+        None => None,
+    };
 
     let utts: usize = lens.iter().sum();
     let best = epoch_seconds.iter().cloned().fold(f64::INFINITY, f64::min);
@@ -169,7 +176,21 @@ pub fn run(
         gru_steps_per_epoch: gru_steps,
         cpu_reference,
         kernels,
+        step_profile,
     })
+}
+
+/// Timed runs of each site in the step profile.
+const PROFILE_REPS: usize = 3;
+
+/// The batch of median longest video among the full ones (all of them when
+/// none is full): the step the profile times.
+fn median_batch<'a>(batches: &'a [Vec<usize>], lens: &[usize]) -> Option<&'a [usize]> {
+    let b = batches.iter().map(Vec::len).max()?;
+    let mut full: Vec<&Vec<usize>> = batches.iter().filter(|v| v.len() == b).collect();
+    let longest = |v: &Vec<usize>| v.iter().map(|&i| lens[i]).max().unwrap_or(0);
+    full.sort_by_key(|v| longest(v));
+    full.get(full.len() / 2).map(|v| v.as_slice())
 }
 
 impl BenchReport {
@@ -204,6 +225,9 @@ impl BenchReport {
             ));
         }
         s.push_str(&self.kernels_markdown());
+        if let Some(p) = &self.step_profile {
+            s.push_str(&p.markdown());
+        }
         s
     }
 

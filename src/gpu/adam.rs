@@ -102,8 +102,13 @@ pub fn adam_step(
     let binds = [Bind::Uniform, Bind::Read, Bind::Write, Bind::Write, Bind::Write, Bind::Write];
     let k = ctx.pipelines.get(ctx, Shader::Adam, "adam_step", &binds)?;
     let list = ProblemList::new(ctx, "adam", problems, capacity)?;
+    let quads = |b: &wgpu::Buffer| b.size() % super::buffers::QUAD_BYTES == 0;
+    if ![params, grads, m, v].into_iter().all(quads) {
+        return Err(GpuError::Validation("adam_step: every buffer must hold a multiple of 4 f32 (vec4 quads)".into()));
+    }
     let launch = Launch::new(ctx, k, &[&list.buffer, params, grads, m, v], shared(problems, zero_grad), |p| {
-        let [x, y, _] = grid_1d(p.n_max as usize, WORKGROUP);
+        // A block of n elements at any offset touches at most n / 4 + 2 quads.
+        let [x, y, _] = grid_1d(p.n_max as usize / 4 + 2, WORKGROUP);
         [x, y, p.problems]
     })?;
     Ok(AdamLaunch { launch, list })

@@ -16,11 +16,13 @@
 //! predictions, states and gradients back.
 
 mod plan;
+mod profile;
 mod readback;
 mod schedule;
 mod step;
 
 pub use plan::{Arena, Placed, Plan, Shape, Step, StepBatch};
+pub use profile::{SiteTime, StepProfile};
 pub use readback::GpuGradients;
 pub use step::{train_steps, ModelStep};
 

@@ -146,8 +146,13 @@ impl Schedule {
         }
     }
 
+    /// The sites of a training step in recording order.
+    pub fn training(&self) -> impl Iterator<Item = &dyn Site> {
+        self.forward.iter().chain(&self.heads_train).chain(&self.backward).map(|s| s.as_ref())
+    }
+
     /// Site names in recording order of a training step.
     pub fn names(&self) -> Vec<String> {
-        self.forward.iter().chain(&self.heads_train).chain(&self.backward).map(|s| s.name().to_string()).collect()
+        self.training().map(|s| s.name().to_string()).collect()
     }
 }

@@ -24,7 +24,7 @@ pub struct ModelStep<'a> {
 }
 
 /// The batches of one recording: (models ascending, videos, dropout seed).
-type Round<'a> = Vec<(Vec<usize>, &'a [usize], u32)>;
+pub(super) type Round<'a> = Vec<(Vec<usize>, &'a [usize], u32)>;
 
 impl GpuEngine {
     /// Upload the video indices of `batches` ((models, videos, dropout seed), one
@@ -90,7 +90,7 @@ impl GpuEngine {
 
     /// The model steps grouped into batches (the same videos and dropout seed),
     /// the batches into recordings of at most `batch_slots` batches of one size.
-    fn rounds<'a>(&self, steps: &[ModelStep<'a>]) -> Result<Vec<Round<'a>>, EngineError> {
+    pub(super) fn rounds<'a>(&self, steps: &[ModelStep<'a>]) -> Result<Vec<Round<'a>>, EngineError> {
         let mut batches: Round<'a> = Vec::new();
         for s in steps {
             let run_seed =
@@ -113,16 +113,23 @@ impl GpuEngine {
         Ok(rounds)
     }
 
-    /// Record one training step (forward, loss, backward, Adam) of the batches
-    /// `round` into `enc`; its params are written to the queue now and take
-    /// effect at the submit of `enc`.
-    fn record_train_step(&mut self, enc: &mut wgpu::CommandEncoder, round: &Round) -> Result<(), EngineError> {
+    /// Size every site for a training step of `round` and advance its models'
+    /// Adam step counts (the Adam launch follows them).
+    pub(super) fn begin_train_step(&mut self, round: &Round) -> Result<(), EngineError> {
         let step = self.prepare(SplitName::Train, round, self.arena.dropout)?;
         for k in step.batches.iter().flat_map(|b| &b.models) {
             self.steps[*k] += 1;
         }
         let list = self.arena.plan(&step).map_err(input)?.adam(&self.steps);
         self.adam.update(&self.ctx, &list, true)?;
+        Ok(())
+    }
+
+    /// Record one training step (forward, loss, backward, Adam) of the batches
+    /// `round` into `enc`; its params are written to the queue now and take
+    /// effect at the submit of `enc`.
+    fn record_train_step(&mut self, enc: &mut wgpu::CommandEncoder, round: &Round) -> Result<(), EngineError> {
+        self.begin_train_step(round)?;
         enc.clear_buffer(&self.dfeat, 0, None);
         let mut pass = enc
             .begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("training step"), timestamp_writes: None });
