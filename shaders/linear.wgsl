@@ -48,6 +48,7 @@
 //   linear_forward:          x = O/4 tiles, y = B*U_max/4 tiles, z = problems
 //   linear_backward:         x = K/4 tiles, y = B*U_max/4 tiles, z = problems
 //   linear_backward_weights: x = K/4 tiles, y = O/4 tiles, z = problems; tiles with x == 0 also own db
+//                            (linear_backward_weights_v4: K/8 and O/8, WTILE)
 //
 // Bindings (6: the problem list, array<LinearProblem>, at least `problems` entries):
 //   linear_forward:          0 p, 1 x, 2 w (flat params; W at w_off, b at b_off), 3 len (B per problem), 4 y rw,
@@ -59,6 +60,8 @@
 const TILE: u32 = 4u;
 const WG_X: u32 = 8u;
 const WG_Y: u32 = 8u;
+// linear_backward_weights_v4's register tile (8 x 8; the others: TILE x TILE).
+const WTILE: u32 = 8u;
 
 struct LinearParams {
     b: u32,         // videos B
@@ -350,7 +353,8 @@ fn linear_backward_weights(@builtin(global_invocation_id) gid: vec3<u32>) {
 // (the scalar kernels: 32 loads). Same tiles and dispatch grids as above.
 //   linear_forward_v4:          K % 4 == 0, w_off % 4 == 0, x_off % 4 == 0
 //   linear_backward_v4:         K % 4 == 0, O % 4 == 0, w_off % 4 == 0, y_off % 4 == 0
-//   linear_backward_weights_v4: K % 4 == 0, O % 4 == 0, y_off % 4 == 0, x_off % 4 == 0
+//   linear_backward_weights_v4: K % 4 == 0, O % 4 == 0, y_off, x_off, w_off % 4 == 0 (an 8 x 8 tile, below);
+//     where only O % 4 == 0 and y_off % 4 == 0 hold: linear_backward_weights_v4g (g in vec4, x scalar)
 
 @group(0) @binding(1) var<storage, read> xf4: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read> wf4: array<vec4<f32>>;
@@ -482,52 +486,219 @@ fn linear_backward_v4(@builtin(global_invocation_id) gid: vec3<u32>) {
 @group(0) @binding(2) var<storage, read> yw4: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read> xw4: array<vec4<f32>>;
 
+// dW[o0 .. o0 + 7, c0 .. c0 + 7]: an 8 x 8 register tile (two vec4 quads of g
+// by two of x per row) where the scalar kernel owns 4 x 4: per row 4 vec4 loads
+// (6 with ReLU) for 64 multiply-adds instead of 2 (3) for 16, the loads being
+// llvmpipe's cost, and a quarter of the invocations, each with the same row
+// loop (B * U is only ~100-1600 rows: the reduction is short, the output wide).
+// When O or K is 4 mod 8 the last tile's second quad is clamped onto its first
+// and not stored.
+@group(0) @binding(5) var<storage, read_write> gw4: array<vec4<f32>>;
+
+// dW[o, c .. c + 3] += v where that row and quad lie inside the weight (w_off % 4 == 0).
+fn store_dw4(q: LinearProblem, o: u32, c: u32, v: vec4<f32>) {
+    if (o < pw.o && c < pw.k) {
+        let i = (q.w_off + o * pw.k + c) / 4u;
+        gw4[i] += v;
+    }
+}
+
 @compute @workgroup_size(WG_X, WG_Y, 1)
 fn linear_backward_weights_v4(@builtin(global_invocation_id) gid: vec3<u32>) {
     let p = pw;
     let z = gid.z;
-    let c0 = gid.x * TILE; // input columns c0 .. c0 + 3 (one vec4 of x)
-    let o0 = gid.y * TILE; // output rows o0 .. o0 + 3 (one vec4 of g)
+    let c0 = gid.x * WTILE; // input columns c0 .. c0 + 7 (two vec4 of x)
+    let o0 = gid.y * WTILE; // output rows o0 .. o0 + 7 (two vec4 of g)
     if (c0 >= p.k || o0 >= p.o || z >= p.problems) {
         return;
     }
     let q = qw[z];
     let o4 = p.o / 4u;
     let k4 = p.k / 4u;
-    var a0 = vec4<f32>(0.0); // dW[o0 + 0, c0 .. c0 + 3]
-    var a1 = vec4<f32>(0.0);
-    var a2 = vec4<f32>(0.0);
-    var a3 = vec4<f32>(0.0);
-    var dbias = vec4<f32>(0.0);
+    let og0 = o0 / 4u;
+    let og1 = min(og0 + 1u, o4 - 1u);
+    let kq0 = c0 / 4u;
+    let kq1 = min(kq0 + 1u, k4 - 1u);
+    var a00 = vec4<f32>(0.0);
+    var a01 = vec4<f32>(0.0);
+    var a10 = vec4<f32>(0.0);
+    var a11 = vec4<f32>(0.0);
+    var a20 = vec4<f32>(0.0);
+    var a21 = vec4<f32>(0.0);
+    var a30 = vec4<f32>(0.0);
+    var a31 = vec4<f32>(0.0);
+    var a40 = vec4<f32>(0.0);
+    var a41 = vec4<f32>(0.0);
+    var a50 = vec4<f32>(0.0);
+    var a51 = vec4<f32>(0.0);
+    var a60 = vec4<f32>(0.0);
+    var a61 = vec4<f32>(0.0);
+    var a70 = vec4<f32>(0.0);
+    var a71 = vec4<f32>(0.0);
+    var db0 = vec4<f32>(0.0);
+    var db1 = vec4<f32>(0.0);
     for (var b = 0u; b < p.b; b++) {
         let l = min(lenw[q.len_off + b], q.u);
         for (var i = 0u; i < l; i++) {
             let t = b * q.u + i;
-            let g4 = q.y_off / 4u + t * o4 + o0 / 4u;
-            var gv = dyw4[g4];
+            let gr = q.y_off / 4u + t * o4;
+            var g0 = dyw4[gr + og0];
+            var g1 = dyw4[gr + og1];
             if (p.relu != 0u) {
-                gv = select(vec4<f32>(0.0), gv * p.scale, yw4[g4] > vec4<f32>(0.0));
+                g0 = select(vec4<f32>(0.0), g0 * p.scale, yw4[gr + og0] > vec4<f32>(0.0));
+                g1 = select(vec4<f32>(0.0), g1 * p.scale, yw4[gr + og1] > vec4<f32>(0.0));
             }
-            let xv = xw4[q.x_off / 4u + t * k4 + c0 / 4u];
-            a0 += gv.x * xv;
-            a1 += gv.y * xv;
-            a2 += gv.z * xv;
-            a3 += gv.w * xv;
-            dbias += gv;
+            let xr = q.x_off / 4u + t * k4;
+            let x0 = xw4[xr + kq0];
+            let x1 = xw4[xr + kq1];
+            a00 += g0.x * x0;
+            a01 += g0.x * x1;
+            a10 += g0.y * x0;
+            a11 += g0.y * x1;
+            a20 += g0.z * x0;
+            a21 += g0.z * x1;
+            a30 += g0.w * x0;
+            a31 += g0.w * x1;
+            a40 += g1.x * x0;
+            a41 += g1.x * x1;
+            a50 += g1.y * x0;
+            a51 += g1.y * x1;
+            a60 += g1.z * x0;
+            a61 += g1.z * x1;
+            a70 += g1.w * x0;
+            a71 += g1.w * x1;
+            db0 += g0;
+            db1 += g1;
         }
     }
-    let row = q.w_off + o0 * p.k + c0;
-    for (var j = 0u; j < TILE; j++) {
-        gw[row + j] += a0[j];
-        gw[row + p.k + j] += a1[j];
-        gw[row + 2u * p.k + j] += a2[j];
-        gw[row + 3u * p.k + j] += a3[j];
-    }
+        store_dw4(q, o0 + 0u, c0 + 0u, a00);
+        store_dw4(q, o0 + 0u, c0 + 4u, a01);
+        store_dw4(q, o0 + 1u, c0 + 0u, a10);
+        store_dw4(q, o0 + 1u, c0 + 4u, a11);
+        store_dw4(q, o0 + 2u, c0 + 0u, a20);
+        store_dw4(q, o0 + 2u, c0 + 4u, a21);
+        store_dw4(q, o0 + 3u, c0 + 0u, a30);
+        store_dw4(q, o0 + 3u, c0 + 4u, a31);
+        store_dw4(q, o0 + 4u, c0 + 0u, a40);
+        store_dw4(q, o0 + 4u, c0 + 4u, a41);
+        store_dw4(q, o0 + 5u, c0 + 0u, a50);
+        store_dw4(q, o0 + 5u, c0 + 4u, a51);
+        store_dw4(q, o0 + 6u, c0 + 0u, a60);
+        store_dw4(q, o0 + 6u, c0 + 4u, a61);
+        store_dw4(q, o0 + 7u, c0 + 0u, a70);
+        store_dw4(q, o0 + 7u, c0 + 4u, a71);
     if (gid.x == 0u) {
         let bo = q.b_off;
-        gw[bo + o0] += dbias.x;
-        gw[bo + o0 + 1u] += dbias.y;
-        gw[bo + o0 + 2u] += dbias.z;
-        gw[bo + o0 + 3u] += dbias.w;
+        let n = min(p.o - o0, WTILE);
+        for (var r = 0u; r < n; r++) {
+            // gw (the scalar view) is not bound here: one variable per binding.
+            let e = bo + o0 + r;
+            gw4[e / 4u][e % 4u] += select(db1[r % 4u], db0[r % 4u], r < 4u);
+        }
+    }
+}
+
+// linear_backward_weights_v4g: the same 8 x 8 tile where only O allows vec4
+// (K % 4 != 0: the audio and video input projections, K 74 and 35): g in
+// vec4 quads, x in scalar loads (8 per row, the columns past K clamped),
+// dW stored element by element. Per row 10 loads (12 with ReLU) for 64
+// multiply-adds, against the scalar kernel's 8 for 16.
+//   needs O % 4 == 0, y_off % 4 == 0; any K, x_off, w_off, b_off.
+
+// dW[o, c .. c + 7] += (lo, hi) for the columns inside the weight.
+fn store_dw_row(q: LinearProblem, o: u32, c: u32, lo: vec4<f32>, hi: vec4<f32>) {
+    if (o >= pw.o) {
+        return;
+    }
+    let row = q.w_off + o * pw.k;
+    for (var j = 0u; j < 4u; j++) {
+        if (c + j < pw.k) {
+            gw[row + c + j] += lo[j];
+        }
+        if (c + 4u + j < pw.k) {
+            gw[row + c + 4u + j] += hi[j];
+        }
+    }
+}
+
+@compute @workgroup_size(WG_X, WG_Y, 1)
+fn linear_backward_weights_v4g(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let p = pw;
+    let z = gid.z;
+    let c0 = gid.x * WTILE;
+    let o0 = gid.y * WTILE;
+    if (c0 >= p.k || o0 >= p.o || z >= p.problems) {
+        return;
+    }
+    let q = qw[z];
+    let o4 = p.o / 4u;
+    let og0 = o0 / 4u;
+    let og1 = min(og0 + 1u, o4 - 1u);
+    let km = p.k - 1u;
+    var a00 = vec4<f32>(0.0);
+    var a01 = vec4<f32>(0.0);
+    var a10 = vec4<f32>(0.0);
+    var a11 = vec4<f32>(0.0);
+    var a20 = vec4<f32>(0.0);
+    var a21 = vec4<f32>(0.0);
+    var a30 = vec4<f32>(0.0);
+    var a31 = vec4<f32>(0.0);
+    var a40 = vec4<f32>(0.0);
+    var a41 = vec4<f32>(0.0);
+    var a50 = vec4<f32>(0.0);
+    var a51 = vec4<f32>(0.0);
+    var a60 = vec4<f32>(0.0);
+    var a61 = vec4<f32>(0.0);
+    var a70 = vec4<f32>(0.0);
+    var a71 = vec4<f32>(0.0);
+    var db0 = vec4<f32>(0.0);
+    var db1 = vec4<f32>(0.0);
+    for (var b = 0u; b < p.b; b++) {
+        let l = min(lenw[q.len_off + b], q.u);
+        for (var i = 0u; i < l; i++) {
+            let t = b * q.u + i;
+            let gr = q.y_off / 4u + t * o4;
+            var g0 = dyw4[gr + og0];
+            var g1 = dyw4[gr + og1];
+            if (p.relu != 0u) {
+                g0 = select(vec4<f32>(0.0), g0 * p.scale, yw4[gr + og0] > vec4<f32>(0.0));
+                g1 = select(vec4<f32>(0.0), g1 * p.scale, yw4[gr + og1] > vec4<f32>(0.0));
+            }
+            let xr = q.x_off + t * p.k;
+            let x0 = vec4<f32>(xw[xr + min(c0, km)], xw[xr + min(c0 + 1u, km)], xw[xr + min(c0 + 2u, km)], xw[xr + min(c0 + 3u, km)]);
+            let x1 = vec4<f32>(xw[xr + min(c0 + 4u, km)], xw[xr + min(c0 + 5u, km)], xw[xr + min(c0 + 6u, km)], xw[xr + min(c0 + 7u, km)]);
+            a00 += g0.x * x0;
+            a01 += g0.x * x1;
+            a10 += g0.y * x0;
+            a11 += g0.y * x1;
+            a20 += g0.z * x0;
+            a21 += g0.z * x1;
+            a30 += g0.w * x0;
+            a31 += g0.w * x1;
+            a40 += g1.x * x0;
+            a41 += g1.x * x1;
+            a50 += g1.y * x0;
+            a51 += g1.y * x1;
+            a60 += g1.z * x0;
+            a61 += g1.z * x1;
+            a70 += g1.w * x0;
+            a71 += g1.w * x1;
+            db0 += g0;
+            db1 += g1;
+        }
+    }
+    store_dw_row(q, o0 + 0u, c0, a00, a01);
+    store_dw_row(q, o0 + 1u, c0, a10, a11);
+    store_dw_row(q, o0 + 2u, c0, a20, a21);
+    store_dw_row(q, o0 + 3u, c0, a30, a31);
+    store_dw_row(q, o0 + 4u, c0, a40, a41);
+    store_dw_row(q, o0 + 5u, c0, a50, a51);
+    store_dw_row(q, o0 + 6u, c0, a60, a61);
+    store_dw_row(q, o0 + 7u, c0, a70, a71);
+    if (gid.x == 0u) {
+        let n = min(p.o - o0, WTILE);
+        for (var r = 0u; r < n; r++) {
+            gw[q.b_off + o0 + r] += select(db1[r % 4u], db0[r % 4u], r < 4u);
+        }
     }
 }

@@ -24,6 +24,8 @@ pub use wgsl::{tiled_body, GemmTile, TILED};
 
 /// Register tile edge of one invocation (rows x columns), as in the shader.
 pub const TILE: u32 = 4;
+/// linear_backward_weights_v4's register tile (8 x 8 outputs per invocation).
+pub const WEIGHTS_V4_TILE: u32 = 8;
 /// Workgroup shape (x over output-column tiles, y over row tiles), as in the shader.
 pub const WORKGROUP: [u32; 2] = [8, 8];
 
@@ -175,7 +177,8 @@ pub enum LinearKernel {
     /// linear.wgsl `_v4`: the same tiles with vec4 loads along K (and O): 2.5-4x
     /// faster on llvmpipe, whose every storage load is a loop over its SIMD lanes;
     /// needs the widths read along to be multiples of 4 and 4-aligned offsets
-    /// (else that launch runs Scalar).
+    /// (else that launch runs Scalar). Its weight gradient owns an 8 x 8 tile
+    /// (`WEIGHTS_V4_TILE`), and takes any K with g alone in vec4 (`_v4g`).
     Vec4,
     /// shaders/generated/linear_tiled.wgsl: the workgroup-tiled GEMM ([`TILED`]:
     /// 64 x 64 output tile per workgroup of 16 x 16 invocations, reduction staged
@@ -223,7 +226,8 @@ impl LinearKernel {
             LinearKernel::Vec4 => match op {
                 LinearOp::Forward => p.k.is_multiple_of(4) && a4(w) && a4(x),
                 LinearOp::Input => p.k.is_multiple_of(4) && p.o.is_multiple_of(4) && a4(w) && a4(y),
-                LinearOp::Weights => p.k.is_multiple_of(4) && p.o.is_multiple_of(4) && a4(y) && a4(x),
+                // linear_backward_weights_v4, or _v4g where only O and y allow vec4 (`entry`).
+                LinearOp::Weights => p.o.is_multiple_of(4) && a4(y),
             },
             LinearKernel::Tiled => {
                 let t = TILED;
@@ -259,9 +263,13 @@ impl LinearKernel {
         }
     }
 
-    fn entry(self, op: LinearOp) -> (Shader, &'static str) {
+    /// The entry point launch `op` of shape `p` over `problems` runs for this
+    /// member (which must run it: `runs`).
+    fn entry(self, op: LinearOp, p: &LinearParams, problems: &[LinearProblem]) -> (Shader, &'static str) {
         use LinearOp::*;
+        let along_k = p.k.is_multiple_of(4) && problems.iter().all(|q| q.x_off % 4 == 0 && q.w_off % 4 == 0);
         match (self, op) {
+            (LinearKernel::Vec4, Weights) if !along_k => (Shader::Linear, "linear_backward_weights_v4g"),
             (LinearKernel::Scalar, Forward) => (Shader::Linear, "linear_forward"),
             (LinearKernel::Scalar, Input) => (Shader::Linear, "linear_backward"),
             (LinearKernel::Scalar, Weights) => (Shader::Linear, "linear_backward_weights"),
@@ -283,6 +291,10 @@ impl LinearKernel {
             LinearOp::Weights => (p.o, p.k),
         };
         match self {
+            LinearKernel::Vec4 if op == LinearOp::Weights => {
+                let t = |n: u32, wg: u32| n.div_ceil(WEIGHTS_V4_TILE).div_ceil(wg);
+                [t(cols, WORKGROUP[0]), t(rows, WORKGROUP[1]), p.problems]
+            }
             LinearKernel::Scalar | LinearKernel::Vec4 => {
                 [tiles(cols, WORKGROUP[0]), tiles(rows, WORKGROUP[1]), p.problems]
             }
@@ -326,6 +338,8 @@ pub struct LinearLaunch {
     list: ProblemList<LinearProblem>,
     kernel: LinearKernel,
     op: LinearOp,
+    /// The entry point it was built with (Vec4's weight gradient has two).
+    entry: &'static str,
     /// Elements of the bound length buffer (each problem's lengths must lie inside).
     len_elems: u64,
 }
@@ -336,7 +350,11 @@ impl LinearLaunch {
     /// problems whose batch does not fit the launch ([`check_batches`]).
     pub fn update(&mut self, ctx: &GpuContext, p: LinearParams, problems: &[LinearProblem]) -> Result<(), GpuError> {
         check_batches(self.launch.label(), &p, problems, self.len_elems)?;
-        if !problems.is_empty() && !self.kernel.runs(&ctx.profile, &p, problems, self.op) {
+        // _v4g takes whatever _v4 takes; _v4 needs K-aligned problems.
+        let entry = self.kernel.entry(self.op, &p, problems).1;
+        let runs = self.kernel.runs(&ctx.profile, &p, problems, self.op)
+            && (entry == self.entry || self.entry == "linear_backward_weights_v4g");
+        if !problems.is_empty() && !runs {
             return Err(GpuError::Validation(format!(
                 "{}: the {} member cannot run these problems (widths or offsets not 4-aligned, or too long a \
                  reduction); build the launch for them instead",
@@ -516,24 +534,25 @@ fn launch(
     capacity: usize,
 ) -> Result<LinearLaunch, GpuError> {
     let kernel = kernel.resolve(&ctx.profile, &p, problems, op);
-    let (shader, entry) = kernel.entry(op);
+    let (shader, entry) = kernel.entry(op, &p, problems);
     let len_elems = len.size() / 4;
     check_batches(entry, &p, problems, len_elems)?;
     let list = ProblemList::along_z(ctx, entry, problems, capacity)?;
     let k = ctx.pipelines.get(ctx, shader, entry, binds)?;
     use LinearOp::*;
     // Launch::update recomputes the grid through a plain fn: one per (tiling, op).
-    let grid: fn(&LinearParams) -> [u32; 3] = match (kernel == LinearKernel::Tiled, op) {
-        (false, Forward) => |p| LinearKernel::Scalar.grid(p, Forward),
-        (false, Input) => |p| LinearKernel::Scalar.grid(p, Input),
-        (false, Weights) => |p| LinearKernel::Scalar.grid(p, Weights),
-        (true, Forward) => |p| LinearKernel::Tiled.grid(p, Forward),
-        (true, Input) => |p| LinearKernel::Tiled.grid(p, Input),
-        (true, Weights) => |p| LinearKernel::Tiled.grid(p, Weights),
+    let grid: fn(&LinearParams) -> [u32; 3] = match (kernel, op) {
+        (LinearKernel::Tiled, Forward) => |p| LinearKernel::Tiled.grid(p, Forward),
+        (LinearKernel::Tiled, Input) => |p| LinearKernel::Tiled.grid(p, Input),
+        (LinearKernel::Tiled, Weights) => |p| LinearKernel::Tiled.grid(p, Weights),
+        (LinearKernel::Vec4, Weights) => |p| LinearKernel::Vec4.grid(p, Weights),
+        (_, Forward) => |p| LinearKernel::Scalar.grid(p, Forward),
+        (_, Input) => |p| LinearKernel::Scalar.grid(p, Input),
+        (_, Weights) => |p| LinearKernel::Scalar.grid(p, Weights),
     };
     let mut bound = buffers.to_vec();
     bound.push(&list.buffer);
     let p = LinearParams { problems: c32(problems.len()), ..p };
     let launch = Launch::new(ctx, k, &bound, p, grid)?;
-    Ok(LinearLaunch { launch, list, kernel, op, len_elems })
+    Ok(LinearLaunch { launch, list, kernel, op, entry, len_elems })
 }

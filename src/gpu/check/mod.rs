@@ -338,7 +338,7 @@ fn linear_rows(ctx: &GpuContext) -> Result<Vec<CheckRow>, GpuError> {
     let n = lens.len() * 9;
     let mut rows = Vec::new();
     // The GRU input projections (K 300 -> 3H 600, written as the second problem's
-    // block of xp; K 35, which only the scalar kernels take) and the dense layer
+    // block of xp; K 35, whose weight gradient vec4 runs as _v4g, the rest scalar) and the dense layer
     // (2H 400 -> D 100) with ReLU, on every kernel variant their shapes allow.
     for (k, o, relu, y_off, seed) in [(300, 600, false, n * 600, 1), (35, 600, false, 0, 2), (400, 100, true, 0, 3)] {
         let mut c = LinearCase { lens: lens.clone(), k, o, relu, y_off, kernel: LinearKernel::Scalar, seed };
