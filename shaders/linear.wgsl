@@ -48,7 +48,8 @@
 //   linear_forward:          x = O/4 tiles, y = B*U_max/4 tiles, z = problems
 //   linear_backward:         x = K/4 tiles, y = B*U_max/4 tiles, z = problems
 //   linear_backward_weights: x = K/4 tiles, y = O/4 tiles, z = problems; tiles with x == 0 also own db
-//                            (linear_backward_weights_v4: K/8 and O/8, WTILE)
+//                            (linear_forward_v4: O/8 and N/8; linear_backward_weights_v4 / _v4g: K/8
+//                            and O/8: WTILE)
 //
 // Bindings (6: the problem list, array<LinearProblem>, at least `problems` entries):
 //   linear_forward:          0 p, 1 x, 2 w (flat params; W at w_off, b at b_off), 3 len (B per problem), 4 y rw,
@@ -60,7 +61,7 @@
 const TILE: u32 = 4u;
 const WG_X: u32 = 8u;
 const WG_Y: u32 = 8u;
-// linear_backward_weights_v4's register tile (8 x 8; the others: TILE x TILE).
+// The register tile of linear_forward_v4 and linear_backward_weights_v4 / _v4g (8 x 8; the others: TILE x TILE).
 const WTILE: u32 = 8u;
 
 struct LinearParams {
@@ -351,7 +352,7 @@ fn linear_backward_weights(@builtin(global_invocation_id) gid: vec3<u32>) {
 // width, so loading 4 consecutive K (or O) at once quarters the loads: per 4
 // steps of the reduction a 4x4 tile issues 8 vec4 loads for 64 multiply-adds
 // (the scalar kernels: 32 loads). Same tiles and dispatch grids as above.
-//   linear_forward_v4:          K % 4 == 0, w_off % 4 == 0, x_off % 4 == 0
+//   linear_forward_v4:          K % 4 == 0, w_off % 4 == 0, x_off % 4 == 0 (an 8 x 8 tile, below)
 //   linear_backward_v4:         K % 4 == 0, O % 4 == 0, w_off % 4 == 0, y_off % 4 == 0
 //   linear_backward_weights_v4: K % 4 == 0, O % 4 == 0, y_off, x_off, w_off % 4 == 0 (an 8 x 8 tile, below);
 //     where only O % 4 == 0 and y_off % 4 == 0 hold: linear_backward_weights_v4g (g in vec4, x scalar)
@@ -359,6 +360,11 @@ fn linear_backward_weights(@builtin(global_invocation_id) gid: vec3<u32>) {
 @group(0) @binding(1) var<storage, read> xf4: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read> wf4: array<vec4<f32>>;
 
+// An 8 x 8 register tile (8 rows of x by 8 rows of W, two vec4 of outputs per
+// row) where the scalar kernel owns 4 x 4: per 4 steps of K 16 vec4 loads for
+// 256 multiply-adds instead of 8 for 64 (llvmpipe's cost is the loads), a
+// quarter of the invocations. Rows past N and columns past O are clamped onto
+// the last one for the loads and not stored (store_y).
 @compute @workgroup_size(WG_X, WG_Y, 1)
 fn linear_forward_v4(@builtin(global_invocation_id) gid: vec3<u32>) {
     let p = pf;
@@ -368,52 +374,119 @@ fn linear_forward_v4(@builtin(global_invocation_id) gid: vec3<u32>) {
     }
     let q = qf[z];
     let n = p.b * q.u;
-    let c0 = gid.x * TILE;
-    let t0 = gid.y * TILE;
+    let c0 = gid.x * WTILE;
+    let t0 = gid.y * WTILE;
     if (c0 >= p.o || t0 >= n) {
         return;
     }
     let k4 = p.k / 4u;
     let xo = q.x_off / 4u;
-    let x0 = xo + min(t0, n - 1u) * k4;
+    let x0 = xo + min(t0 + 0u, n - 1u) * k4;
     let x1 = xo + min(t0 + 1u, n - 1u) * k4;
     let x2 = xo + min(t0 + 2u, n - 1u) * k4;
     let x3 = xo + min(t0 + 3u, n - 1u) * k4;
+    let x4 = xo + min(t0 + 4u, n - 1u) * k4;
+    let x5 = xo + min(t0 + 5u, n - 1u) * k4;
+    let x6 = xo + min(t0 + 6u, n - 1u) * k4;
+    let x7 = xo + min(t0 + 7u, n - 1u) * k4;
     let wo = q.w_off / 4u;
-    let w0 = wo + min(c0, p.o - 1u) * k4;
+    let w0 = wo + min(c0 + 0u, p.o - 1u) * k4;
     let w1 = wo + min(c0 + 1u, p.o - 1u) * k4;
     let w2 = wo + min(c0 + 2u, p.o - 1u) * k4;
     let w3 = wo + min(c0 + 3u, p.o - 1u) * k4;
-    var a0 = vec4<f32>(0.0);
-    var a1 = vec4<f32>(0.0);
-    var a2 = vec4<f32>(0.0);
-    var a3 = vec4<f32>(0.0);
+    let w4 = wo + min(c0 + 4u, p.o - 1u) * k4;
+    let w5 = wo + min(c0 + 5u, p.o - 1u) * k4;
+    let w6 = wo + min(c0 + 6u, p.o - 1u) * k4;
+    let w7 = wo + min(c0 + 7u, p.o - 1u) * k4;
+    var a00 = vec4<f32>(0.0);
+    var a01 = vec4<f32>(0.0);
+    var a10 = vec4<f32>(0.0);
+    var a11 = vec4<f32>(0.0);
+    var a20 = vec4<f32>(0.0);
+    var a21 = vec4<f32>(0.0);
+    var a30 = vec4<f32>(0.0);
+    var a31 = vec4<f32>(0.0);
+    var a40 = vec4<f32>(0.0);
+    var a41 = vec4<f32>(0.0);
+    var a50 = vec4<f32>(0.0);
+    var a51 = vec4<f32>(0.0);
+    var a60 = vec4<f32>(0.0);
+    var a61 = vec4<f32>(0.0);
+    var a70 = vec4<f32>(0.0);
+    var a71 = vec4<f32>(0.0);
     for (var kk = 0u; kk < k4; kk++) {
-        let wa = wf4[w0 + kk];
-        let wb = wf4[w1 + kk];
-        let wc = wf4[w2 + kk];
-        let wd = wf4[w3 + kk];
-        let xa = xf4[x0 + kk];
-        let xb = xf4[x1 + kk];
-        let xc = xf4[x2 + kk];
-        let xd = xf4[x3 + kk];
-        a0 += vec4<f32>(dot(xa, wa), dot(xa, wb), dot(xa, wc), dot(xa, wd));
-        a1 += vec4<f32>(dot(xb, wa), dot(xb, wb), dot(xb, wc), dot(xb, wd));
-        a2 += vec4<f32>(dot(xc, wa), dot(xc, wb), dot(xc, wc), dot(xc, wd));
-        a3 += vec4<f32>(dot(xd, wa), dot(xd, wb), dot(xd, wc), dot(xd, wd));
+        let wv0 = wf4[w0 + kk];
+        let wv1 = wf4[w1 + kk];
+        let wv2 = wf4[w2 + kk];
+        let wv3 = wf4[w3 + kk];
+        let wv4 = wf4[w4 + kk];
+        let wv5 = wf4[w5 + kk];
+        let wv6 = wf4[w6 + kk];
+        let wv7 = wf4[w7 + kk];
+        let xv0 = xf4[x0 + kk];
+        let xv1 = xf4[x1 + kk];
+        let xv2 = xf4[x2 + kk];
+        let xv3 = xf4[x3 + kk];
+        let xv4 = xf4[x4 + kk];
+        let xv5 = xf4[x5 + kk];
+        let xv6 = xf4[x6 + kk];
+        let xv7 = xf4[x7 + kk];
+        a00 += vec4<f32>(dot(xv0, wv0), dot(xv0, wv1), dot(xv0, wv2), dot(xv0, wv3));
+        a01 += vec4<f32>(dot(xv0, wv4), dot(xv0, wv5), dot(xv0, wv6), dot(xv0, wv7));
+        a10 += vec4<f32>(dot(xv1, wv0), dot(xv1, wv1), dot(xv1, wv2), dot(xv1, wv3));
+        a11 += vec4<f32>(dot(xv1, wv4), dot(xv1, wv5), dot(xv1, wv6), dot(xv1, wv7));
+        a20 += vec4<f32>(dot(xv2, wv0), dot(xv2, wv1), dot(xv2, wv2), dot(xv2, wv3));
+        a21 += vec4<f32>(dot(xv2, wv4), dot(xv2, wv5), dot(xv2, wv6), dot(xv2, wv7));
+        a30 += vec4<f32>(dot(xv3, wv0), dot(xv3, wv1), dot(xv3, wv2), dot(xv3, wv3));
+        a31 += vec4<f32>(dot(xv3, wv4), dot(xv3, wv5), dot(xv3, wv6), dot(xv3, wv7));
+        a40 += vec4<f32>(dot(xv4, wv0), dot(xv4, wv1), dot(xv4, wv2), dot(xv4, wv3));
+        a41 += vec4<f32>(dot(xv4, wv4), dot(xv4, wv5), dot(xv4, wv6), dot(xv4, wv7));
+        a50 += vec4<f32>(dot(xv5, wv0), dot(xv5, wv1), dot(xv5, wv2), dot(xv5, wv3));
+        a51 += vec4<f32>(dot(xv5, wv4), dot(xv5, wv5), dot(xv5, wv6), dot(xv5, wv7));
+        a60 += vec4<f32>(dot(xv6, wv0), dot(xv6, wv1), dot(xv6, wv2), dot(xv6, wv3));
+        a61 += vec4<f32>(dot(xv6, wv4), dot(xv6, wv5), dot(xv6, wv6), dot(xv6, wv7));
+        a70 += vec4<f32>(dot(xv7, wv0), dot(xv7, wv1), dot(xv7, wv2), dot(xv7, wv3));
+        a71 += vec4<f32>(dot(xv7, wv4), dot(xv7, wv5), dot(xv7, wv6), dot(xv7, wv7));
     }
-    var bias: vec4<f32>;
-    for (var j = 0u; j < TILE; j++) {
-        let e = q.b_off + min(c0 + j, p.o - 1u);
-        bias[j] = wf4[e / 4u][e % 4u];
+    var bias0: vec4<f32>;
+    var bias1: vec4<f32>;
+    for (var j = 0u; j < 4u; j++) {
+        let e0 = q.b_off + min(c0 + j, p.o - 1u);
+        let e1 = q.b_off + min(c0 + 4u + j, p.o - 1u);
+        bias0[j] = wf4[e0 / 4u][e0 % 4u];
+        bias1[j] = wf4[e1 / 4u][e1 % 4u];
     }
-    let acc = array<vec4<f32>, 4>(a0 + bias, a1 + bias, a2 + bias, a3 + bias);
-    for (var i = 0u; i < TILE; i++) {
-        let t = t0 + i;
-        if (t >= n) {
-            break;
-        }
-        store_y(p, q, t, c0, acc[i]);
+    if (t0 + 0u < n) {
+        store_y(p, q, t0 + 0u, c0, a00 + bias0);
+        store_y(p, q, t0 + 0u, c0 + 4u, a01 + bias1);
+    }
+    if (t0 + 1u < n) {
+        store_y(p, q, t0 + 1u, c0, a10 + bias0);
+        store_y(p, q, t0 + 1u, c0 + 4u, a11 + bias1);
+    }
+    if (t0 + 2u < n) {
+        store_y(p, q, t0 + 2u, c0, a20 + bias0);
+        store_y(p, q, t0 + 2u, c0 + 4u, a21 + bias1);
+    }
+    if (t0 + 3u < n) {
+        store_y(p, q, t0 + 3u, c0, a30 + bias0);
+        store_y(p, q, t0 + 3u, c0 + 4u, a31 + bias1);
+    }
+    if (t0 + 4u < n) {
+        store_y(p, q, t0 + 4u, c0, a40 + bias0);
+        store_y(p, q, t0 + 4u, c0 + 4u, a41 + bias1);
+    }
+    if (t0 + 5u < n) {
+        store_y(p, q, t0 + 5u, c0, a50 + bias0);
+        store_y(p, q, t0 + 5u, c0 + 4u, a51 + bias1);
+    }
+    if (t0 + 6u < n) {
+        store_y(p, q, t0 + 6u, c0, a60 + bias0);
+        store_y(p, q, t0 + 6u, c0 + 4u, a61 + bias1);
+    }
+    if (t0 + 7u < n) {
+        store_y(p, q, t0 + 7u, c0, a70 + bias0);
+        store_y(p, q, t0 + 7u, c0 + 4u, a71 + bias1);
     }
 }
 

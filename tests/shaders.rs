@@ -179,7 +179,7 @@ fn wgsl_const(shader: Shader, name: &str) -> u32 {
 fn tile_and_workgroup_constants_match() {
     use cimnet::gpu::{adam, dropout, gather, linear};
     assert_eq!(wgsl_const(Shader::Linear, "TILE"), linear::TILE);
-    assert_eq!(wgsl_const(Shader::Linear, "WTILE"), linear::WEIGHTS_V4_TILE);
+    assert_eq!(wgsl_const(Shader::Linear, "WTILE"), linear::V4_TILE);
     assert_eq!(wgsl_const(Shader::Linear, "WG_X"), linear::WORKGROUP[0]);
     assert_eq!(wgsl_const(Shader::Linear, "WG_Y"), linear::WORKGROUP[1]);
     assert_eq!(wgsl_const(Shader::Dropout, "WG"), dropout::WORKGROUP);

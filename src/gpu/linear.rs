@@ -24,8 +24,9 @@ pub use wgsl::{tiled_body, GemmTile, TILED};
 
 /// Register tile edge of one invocation (rows x columns), as in the shader.
 pub const TILE: u32 = 4;
-/// linear_backward_weights_v4's register tile (8 x 8 outputs per invocation).
-pub const WEIGHTS_V4_TILE: u32 = 8;
+/// The register tile of linear_forward_v4 and linear_backward_weights_v4 / _v4g
+/// (8 x 8 outputs per invocation).
+pub const V4_TILE: u32 = 8;
 /// Workgroup shape (x over output-column tiles, y over row tiles), as in the shader.
 pub const WORKGROUP: [u32; 2] = [8, 8];
 
@@ -177,8 +178,9 @@ pub enum LinearKernel {
     /// linear.wgsl `_v4`: the same tiles with vec4 loads along K (and O): 2.5-4x
     /// faster on llvmpipe, whose every storage load is a loop over its SIMD lanes;
     /// needs the widths read along to be multiples of 4 and 4-aligned offsets
-    /// (else that launch runs Scalar). Its weight gradient owns an 8 x 8 tile
-    /// (`WEIGHTS_V4_TILE`), and takes any K with g alone in vec4 (`_v4g`).
+    /// (else that launch runs Scalar). Its forward and weight gradient own an
+    /// 8 x 8 tile (`V4_TILE`); the weight gradient takes any K with g
+    /// alone in vec4 (`_v4g`).
     Vec4,
     /// shaders/generated/linear_tiled.wgsl: the workgroup-tiled GEMM ([`TILED`]:
     /// 64 x 64 output tile per workgroup of 16 x 16 invocations, reduction staged
@@ -291,8 +293,8 @@ impl LinearKernel {
             LinearOp::Weights => (p.o, p.k),
         };
         match self {
-            LinearKernel::Vec4 if op == LinearOp::Weights => {
-                let t = |n: u32, wg: u32| n.div_ceil(WEIGHTS_V4_TILE).div_ceil(wg);
+            LinearKernel::Vec4 if op != LinearOp::Input => {
+                let t = |n: u32, wg: u32| n.div_ceil(V4_TILE).div_ceil(wg);
                 [t(cols, WORKGROUP[0]), t(rows, WORKGROUP[1]), p.problems]
             }
             LinearKernel::Scalar | LinearKernel::Vec4 => {
@@ -545,6 +547,7 @@ fn launch(
         (LinearKernel::Tiled, Forward) => |p| LinearKernel::Tiled.grid(p, Forward),
         (LinearKernel::Tiled, Input) => |p| LinearKernel::Tiled.grid(p, Input),
         (LinearKernel::Tiled, Weights) => |p| LinearKernel::Tiled.grid(p, Weights),
+        (LinearKernel::Vec4, Forward) => |p| LinearKernel::Vec4.grid(p, Forward),
         (LinearKernel::Vec4, Weights) => |p| LinearKernel::Vec4.grid(p, Weights),
         (_, Forward) => |p| LinearKernel::Scalar.grid(p, Forward),
         (_, Input) => |p| LinearKernel::Scalar.grid(p, Input),
