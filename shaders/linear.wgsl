@@ -431,6 +431,9 @@ fn linear_forward_v4(@builtin(global_invocation_id) gid: vec3<u32>) {
         let xv5 = xf4[x5 + kk];
         let xv6 = xf4[x6 + kk];
         let xv7 = xf4[x7 + kk];
+        // a<r><h>: output row t0 + r at the 4 columns of quad h. Unrolled into
+        // named registers: as mat4x4 products (transpose(W) X) this ran 1.6x
+        // slower on llvmpipe; dynamically indexed arrays spill.
         a00 += vec4<f32>(dot(xv0, wv0), dot(xv0, wv1), dot(xv0, wv2), dot(xv0, wv3));
         a01 += vec4<f32>(dot(xv0, wv4), dot(xv0, wv5), dot(xv0, wv6), dot(xv0, wv7));
         a10 += vec4<f32>(dot(xv1, wv0), dot(xv1, wv1), dot(xv1, wv2), dot(xv1, wv3));
@@ -568,6 +571,11 @@ fn linear_backward_v4(@builtin(global_invocation_id) gid: vec3<u32>) {
 // and not stored.
 @group(0) @binding(5) var<storage, read_write> gw4: array<vec4<f32>>;
 
+// g x^T as a matrix whose column j is g[j] * x: one row of a weight tile each.
+fn outer(g: vec4<f32>, x: vec4<f32>) -> mat4x4<f32> {
+    return mat4x4<f32>(g.x * x, g.y * x, g.z * x, g.w * x);
+}
+
 // dW[o, c .. c + 3] += v where that row and quad lie inside the weight (w_off % 4 == 0).
 fn store_dw4(q: LinearProblem, o: u32, c: u32, v: vec4<f32>) {
     if (o < pw.o && c < pw.k) {
@@ -592,22 +600,12 @@ fn linear_backward_weights_v4(@builtin(global_invocation_id) gid: vec3<u32>) {
     let og1 = min(og0 + 1u, o4 - 1u);
     let kq0 = c0 / 4u;
     let kq1 = min(kq0 + 1u, k4 - 1u);
-    var a00 = vec4<f32>(0.0);
-    var a01 = vec4<f32>(0.0);
-    var a10 = vec4<f32>(0.0);
-    var a11 = vec4<f32>(0.0);
-    var a20 = vec4<f32>(0.0);
-    var a21 = vec4<f32>(0.0);
-    var a30 = vec4<f32>(0.0);
-    var a31 = vec4<f32>(0.0);
-    var a40 = vec4<f32>(0.0);
-    var a41 = vec4<f32>(0.0);
-    var a50 = vec4<f32>(0.0);
-    var a51 = vec4<f32>(0.0);
-    var a60 = vec4<f32>(0.0);
-    var a61 = vec4<f32>(0.0);
-    var a70 = vec4<f32>(0.0);
-    var a71 = vec4<f32>(0.0);
+    // The tile as four 4 x 4 blocks: m<G><X> column j is dW row o0 + 4G + j at
+    // the columns of x quad X.
+    var m00 = mat4x4<f32>();
+    var m01 = mat4x4<f32>();
+    var m10 = mat4x4<f32>();
+    var m11 = mat4x4<f32>();
     var db0 = vec4<f32>(0.0);
     var db1 = vec4<f32>(0.0);
     for (var b = 0u; b < p.b; b++) {
@@ -624,42 +622,20 @@ fn linear_backward_weights_v4(@builtin(global_invocation_id) gid: vec3<u32>) {
             let xr = q.x_off / 4u + t * k4;
             let x0 = xw4[xr + kq0];
             let x1 = xw4[xr + kq1];
-            a00 += g0.x * x0;
-            a01 += g0.x * x1;
-            a10 += g0.y * x0;
-            a11 += g0.y * x1;
-            a20 += g0.z * x0;
-            a21 += g0.z * x1;
-            a30 += g0.w * x0;
-            a31 += g0.w * x1;
-            a40 += g1.x * x0;
-            a41 += g1.x * x1;
-            a50 += g1.y * x0;
-            a51 += g1.y * x1;
-            a60 += g1.z * x0;
-            a61 += g1.z * x1;
-            a70 += g1.w * x0;
-            a71 += g1.w * x1;
+            m00 += outer(g0, x0);
+            m01 += outer(g0, x1);
+            m10 += outer(g1, x0);
+            m11 += outer(g1, x1);
             db0 += g0;
             db1 += g1;
         }
     }
-        store_dw4(q, o0 + 0u, c0 + 0u, a00);
-        store_dw4(q, o0 + 0u, c0 + 4u, a01);
-        store_dw4(q, o0 + 1u, c0 + 0u, a10);
-        store_dw4(q, o0 + 1u, c0 + 4u, a11);
-        store_dw4(q, o0 + 2u, c0 + 0u, a20);
-        store_dw4(q, o0 + 2u, c0 + 4u, a21);
-        store_dw4(q, o0 + 3u, c0 + 0u, a30);
-        store_dw4(q, o0 + 3u, c0 + 4u, a31);
-        store_dw4(q, o0 + 4u, c0 + 0u, a40);
-        store_dw4(q, o0 + 4u, c0 + 4u, a41);
-        store_dw4(q, o0 + 5u, c0 + 0u, a50);
-        store_dw4(q, o0 + 5u, c0 + 4u, a51);
-        store_dw4(q, o0 + 6u, c0 + 0u, a60);
-        store_dw4(q, o0 + 6u, c0 + 4u, a61);
-        store_dw4(q, o0 + 7u, c0 + 0u, a70);
-        store_dw4(q, o0 + 7u, c0 + 4u, a71);
+    for (var j = 0u; j < 4u; j++) {
+        store_dw4(q, o0 + j, c0, m00[j]);
+        store_dw4(q, o0 + j, c0 + 4u, m01[j]);
+        store_dw4(q, o0 + 4u + j, c0, m10[j]);
+        store_dw4(q, o0 + 4u + j, c0 + 4u, m11[j]);
+    }
     if (gid.x == 0u) {
         let bo = q.b_off;
         let n = min(p.o - o0, WTILE);
@@ -708,22 +684,12 @@ fn linear_backward_weights_v4g(@builtin(global_invocation_id) gid: vec3<u32>) {
     let og0 = o0 / 4u;
     let og1 = min(og0 + 1u, o4 - 1u);
     let km = p.k - 1u;
-    var a00 = vec4<f32>(0.0);
-    var a01 = vec4<f32>(0.0);
-    var a10 = vec4<f32>(0.0);
-    var a11 = vec4<f32>(0.0);
-    var a20 = vec4<f32>(0.0);
-    var a21 = vec4<f32>(0.0);
-    var a30 = vec4<f32>(0.0);
-    var a31 = vec4<f32>(0.0);
-    var a40 = vec4<f32>(0.0);
-    var a41 = vec4<f32>(0.0);
-    var a50 = vec4<f32>(0.0);
-    var a51 = vec4<f32>(0.0);
-    var a60 = vec4<f32>(0.0);
-    var a61 = vec4<f32>(0.0);
-    var a70 = vec4<f32>(0.0);
-    var a71 = vec4<f32>(0.0);
+    // The tile as four 4 x 4 blocks: m<G><X> column j is dW row o0 + 4G + j at
+    // the columns of x quad X.
+    var m00 = mat4x4<f32>();
+    var m01 = mat4x4<f32>();
+    var m10 = mat4x4<f32>();
+    var m11 = mat4x4<f32>();
     var db0 = vec4<f32>(0.0);
     var db1 = vec4<f32>(0.0);
     for (var b = 0u; b < p.b; b++) {
@@ -740,34 +706,18 @@ fn linear_backward_weights_v4g(@builtin(global_invocation_id) gid: vec3<u32>) {
             let xr = q.x_off + t * p.k;
             let x0 = vec4<f32>(xw[xr + min(c0, km)], xw[xr + min(c0 + 1u, km)], xw[xr + min(c0 + 2u, km)], xw[xr + min(c0 + 3u, km)]);
             let x1 = vec4<f32>(xw[xr + min(c0 + 4u, km)], xw[xr + min(c0 + 5u, km)], xw[xr + min(c0 + 6u, km)], xw[xr + min(c0 + 7u, km)]);
-            a00 += g0.x * x0;
-            a01 += g0.x * x1;
-            a10 += g0.y * x0;
-            a11 += g0.y * x1;
-            a20 += g0.z * x0;
-            a21 += g0.z * x1;
-            a30 += g0.w * x0;
-            a31 += g0.w * x1;
-            a40 += g1.x * x0;
-            a41 += g1.x * x1;
-            a50 += g1.y * x0;
-            a51 += g1.y * x1;
-            a60 += g1.z * x0;
-            a61 += g1.z * x1;
-            a70 += g1.w * x0;
-            a71 += g1.w * x1;
+            m00 += outer(g0, x0);
+            m01 += outer(g0, x1);
+            m10 += outer(g1, x0);
+            m11 += outer(g1, x1);
             db0 += g0;
             db1 += g1;
         }
     }
-    store_dw_row(q, o0 + 0u, c0, a00, a01);
-    store_dw_row(q, o0 + 1u, c0, a10, a11);
-    store_dw_row(q, o0 + 2u, c0, a20, a21);
-    store_dw_row(q, o0 + 3u, c0, a30, a31);
-    store_dw_row(q, o0 + 4u, c0, a40, a41);
-    store_dw_row(q, o0 + 5u, c0, a50, a51);
-    store_dw_row(q, o0 + 6u, c0, a60, a61);
-    store_dw_row(q, o0 + 7u, c0, a70, a71);
+    for (var j = 0u; j < 4u; j++) {
+        store_dw_row(q, o0 + j, c0, m00[j], m01[j]);
+        store_dw_row(q, o0 + 4u + j, c0, m10[j], m11[j]);
+    }
     if (gid.x == 0u) {
         let n = min(p.o - o0, WTILE);
         for (var r = 0u; r < n; r++) {

@@ -102,7 +102,7 @@ pub fn adam_step(
     let binds = [Bind::Uniform, Bind::Read, Bind::Write, Bind::Write, Bind::Write, Bind::Write];
     let k = ctx.pipelines.get(ctx, Shader::Adam, "adam_step", &binds)?;
     let list = ProblemList::new(ctx, "adam", problems, capacity)?;
-    let quads = |b: &wgpu::Buffer| b.size() % super::buffers::QUAD_BYTES == 0;
+    let quads = |b: &wgpu::Buffer| b.size().is_multiple_of(super::buffers::QUAD_BYTES);
     if ![params, grads, m, v].into_iter().all(quads) {
         return Err(GpuError::Validation("adam_step: every buffer must hold a multiple of 4 f32 (vec4 quads)".into()));
     }

@@ -43,7 +43,7 @@ pub fn storage<T: bytemuck::Pod>(ctx: &GpuContext, label: &str, len: usize) -> R
 /// A storage buffer holding `data`.
 pub fn upload<T: bytemuck::Pod>(ctx: &GpuContext, label: &str, data: &[T]) -> Result<wgpu::Buffer, GpuError> {
     let bytes: &[u8] = bytemuck::cast_slice(data);
-    if (bytes.len() as u64) < MIN_BYTES || bytes.len() as u64 % QUAD_BYTES != 0 {
+    if (bytes.len() as u64) < MIN_BYTES || !(bytes.len() as u64).is_multiple_of(QUAD_BYTES) {
         // Zero-padded to whole quads (write_buffer takes multiples of 4 bytes).
         let mut padded = bytes.to_vec();
         padded.resize(bytes.len().next_multiple_of(4), 0);
