@@ -28,7 +28,8 @@
 // component, so the neighbouring block's elements are left to their own
 // problem. Each element's arithmetic is the scalar formula above, lane by lane.
 // Bindings: 0 p, 1 problems (read), 2 params rw, 3 grads rw, 4 m rw, 5 v rw
-// (every buffer's length a multiple of 4 elements).
+// (each a whole number of quads: the launcher checks; the engine's flat stores
+// are multiples of 64 elements).
 
 const WG: u32 = 256u;
 

@@ -139,8 +139,6 @@ const C_HN: u32 = 4u;
 // h of a Scalar / Wide workgroup's 16 sequences: [quad][unit], each vec4 = 4 sequences.
 var<workgroup> h_shared: array<vec4<f32>, QUADS * MAX_H>;
 
-// h of the workgroup's 16 sequences: [quad][unit], each vec4 = 4 sequences.
-
 fn sigmoid(x: f32) -> f32 {
     return 1.0 / (1.0 + exp(-x));
 }
@@ -193,6 +191,75 @@ fn position(t: u32, len: u32, rev: bool) -> u32 {
         return len - 1u - t;
     }
     return t;
+}
+
+// One forward cell: unit j of sequence b of problem p at position i, real (a
+// step of the sequence) or padding (written 0), from its W_hh h_prev sums `a`
+// (r, z, n rows), b_hh `bh` and h_prev: saves h, r, z, n, hn in the cache,
+// writes h to the bi-GRU output and returns it (the Scalar and cells-persistent
+// members; MODEL.md's cell, PyTorch's gate order).
+fn cell_forward(p: u32, b: u32, i: u32, j: u32, real: bool, a: vec3<f32>, bh: vec3<f32>, hprev: f32) -> f32 {
+    let nh = params.h;
+    var hv = 0.0;
+    var r = 0.0;
+    var z = 0.0;
+    var n = 0.0;
+    var hn = 0.0;
+    if (real) {
+        let x0 = row_of(p, b, i) * 3u * nh;
+        r = sigmoid(fw_xp[x0 + j] + a.x + bh.x);
+        z = sigmoid(fw_xp[x0 + nh + j] + a.y + bh.y);
+        hn = a.z + bh.z;
+        n = tanh_safe(fw_xp[x0 + 2u * nh + j] + r * hn);
+        hv = (1.0 - z) * n + z * hprev;
+    }
+    fw_cache[cache_at(p, C_H, b, i, j)] = hv;
+    fw_cache[cache_at(p, C_R, b, i, j)] = r;
+    fw_cache[cache_at(p, C_Z, b, i, j)] = z;
+    fw_cache[cache_at(p, C_N, b, i, j)] = n;
+    fw_cache[cache_at(p, C_HN, b, i, j)] = hn;
+    fw_out[out_row(p, b, i) * 2u * nh + (p % 2u) * nh + j] = hv;
+    return hv;
+}
+
+// One backward cell: unit j of sequence b of problem p at step t, position i,
+// real or padding, with g = d(out) + carry (what the step after passed back to
+// this h): writes gi (d of the r, z, n pre-activations on the input side) and
+// gh (the same on the h side: r, z, and d hn for n) at (b, i), zeros at
+// padding, and returns (dar, daz, dhn, g z), g z being the carry's h_prev part.
+fn cell_backward(p: u32, b: u32, i: u32, j: u32, t: u32, real: bool, carry: f32) -> vec4<f32> {
+    let nh = params.h;
+    var dar = 0.0;
+    var daz = 0.0;
+    var dan = 0.0;
+    var dhn = 0.0;
+    var gz = 0.0;
+    if (real) {
+        var hprev = 0.0;
+        if (t > 0u) {
+            hprev = bw_cache[cache_at(p, C_H, b, select(i - 1u, i + 1u, p % 2u == 1u), j)];
+        }
+        let r = bw_cache[cache_at(p, C_R, b, i, j)];
+        let z = bw_cache[cache_at(p, C_Z, b, i, j)];
+        let n = bw_cache[cache_at(p, C_N, b, i, j)];
+        let hn = bw_cache[cache_at(p, C_HN, b, i, j)];
+        let g = bw_dout[out_row(p, b, i) * 2u * nh + (p % 2u) * nh + j] + carry;
+        let dn = g * (1.0 - z);
+        let dz = g * (hprev - n);
+        dan = dn * (1.0 - n * n);
+        dar = dan * hn * r * (1.0 - r);
+        daz = dz * z * (1.0 - z);
+        dhn = dan * r;
+        gz = g * z;
+    }
+    let o = row_of(p, b, i) * 3u * nh;
+    bw_gi[o + j] = dar;
+    bw_gi[o + nh + j] = daz;
+    bw_gi[o + 2u * nh + j] = dan;
+    bw_gh[o + j] = dar;
+    bw_gh[o + nh + j] = daz;
+    bw_gh[o + 2u * nh + j] = dhn;
+    return vec4<f32>(dar, daz, dhn, gz);
 }
 
 // Sequence lengths of the 4 sequences of a quad of problem p (0 beyond B).
@@ -284,26 +351,8 @@ fn gru_forward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_
                     let b = s0 + q;
                     if (b < nb) {
                         let i = position(t, len[q], rev);
-                        var hv = 0.0;
-                        var r = 0.0;
-                        var z = 0.0;
-                        var n = 0.0;
-                        var hn = 0.0;
-                        if (t < len[q]) {
-                            let x0 = row_of(p, b, i) * 3u * nh;
-                            r = sigmoid(fw_xp[x0 + j] + ar[q] + br);
-                            z = sigmoid(fw_xp[x0 + nh + j] + az[q] + bz);
-                            hn = an[q] + bn;
-                            n = tanh_safe(fw_xp[x0 + 2u * nh + j] + r * hn);
-                            hv = (1.0 - z) * n + z * hprev[q];
-                        }
-                        hnew[it][q] = hv;
-                        fw_cache[cache_at(p, C_H, b, i, j)] = hv;
-                        fw_cache[cache_at(p, C_R, b, i, j)] = r;
-                        fw_cache[cache_at(p, C_Z, b, i, j)] = z;
-                        fw_cache[cache_at(p, C_N, b, i, j)] = n;
-                        fw_cache[cache_at(p, C_HN, b, i, j)] = hn;
-                        fw_out[out_row(p, b, i) * 2u * nh + d * nh + j] = hv;
+                        let a = vec3<f32>(ar[q], az[q], an[q]);
+                        hnew[it][q] = cell_forward(p, b, i, j, t < len[q], a, vec3<f32>(br, bz, bn), hprev[q]);
                     }
                 }
             }
@@ -372,39 +421,8 @@ fn gru_backward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup
                 for (var q = 0u; q < 4u; q++) {
                     let b = s0 + q;
                     if (b < nb) {
-                        var dar = 0.0;
-                        var daz = 0.0;
-                        var dan = 0.0;
-                        var dhn = 0.0;
-                        var gz = 0.0;
-                        if (t < len[q]) {
-                            let i = position(t, len[q], rev);
-                            var hprev = 0.0;
-                            if (t > 0u) {
-                                let ip = select(i - 1u, i + 1u, rev);
-                                hprev = bw_cache[cache_at(p, C_H, b, ip, j)];
-                            }
-                            let r = bw_cache[cache_at(p, C_R, b, i, j)];
-                            let z = bw_cache[cache_at(p, C_Z, b, i, j)];
-                            let n = bw_cache[cache_at(p, C_N, b, i, j)];
-                            let hn = bw_cache[cache_at(p, C_HN, b, i, j)];
-                            let g = bw_dout[out_row(p, b, i) * 2u * nh + d * nh + j] + carry[it][q];
-                            let dn = g * (1.0 - z);
-                            let dz = g * (hprev - n);
-                            dan = dn * (1.0 - n * n);
-                            dar = dan * hn * r * (1.0 - r);
-                            daz = dz * z * (1.0 - z);
-                            dhn = dan * r;
-                            gz = g * z;
-                        }
-                        let o = grow[q];
-                        bw_gi[o + j] = dar;
-                        bw_gi[o + nh + j] = daz;
-                        bw_gi[o + 2u * nh + j] = dan;
-                        bw_gh[o + j] = dar;
-                        bw_gh[o + nh + j] = daz;
-                        bw_gh[o + 2u * nh + j] = dhn;
-                        carry[it][q] = gz;
+                        let i = position(t, len[q], rev);
+                        carry[it][q] = cell_backward(p, b, i, j, t, t < len[q], carry[it][q]).w;
                     }
                 }
             }
@@ -1676,37 +1694,7 @@ fn gru_backward_cells(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(wor
         carry = bw_carry[c] + acc;
     }
     let i = position(t, len, rev);
-    var dar = 0.0;
-    var daz = 0.0;
-    var dan = 0.0;
-    var dhn = 0.0;
-    var gz = 0.0;
-    if (t < len) {
-        var hprev = 0.0;
-        if (t > 0u) {
-            hprev = bw_cache[cache_at(p, C_H, b, select(i - 1u, i + 1u, rev), j)];
-        }
-        let r = bw_cache[cache_at(p, C_R, b, i, j)];
-        let z = bw_cache[cache_at(p, C_Z, b, i, j)];
-        let n = bw_cache[cache_at(p, C_N, b, i, j)];
-        let hn = bw_cache[cache_at(p, C_HN, b, i, j)];
-        let g = bw_dout[out_row(p, b, i) * 2u * nh + (p % 2u) * nh + j] + carry;
-        let dn = g * (1.0 - z);
-        let dz = g * (hprev - n);
-        dan = dn * (1.0 - n * n);
-        dar = dan * hn * r * (1.0 - r);
-        daz = dz * z * (1.0 - z);
-        dhn = dan * r;
-        gz = g * z;
-    }
-    let o = row_of(p, b, i) * n3;
-    bw_gi[o + j] = dar;
-    bw_gi[o + nh + j] = daz;
-    bw_gi[o + 2u * nh + j] = dan;
-    bw_gh[o + j] = dar;
-    bw_gh[o + nh + j] = daz;
-    bw_gh[o + 2u * nh + j] = dhn;
-    bw_carry[c] = gz;
+    bw_carry[c] = cell_backward(p, b, i, j, t, t < len, carry).w;
 }
 
 // gh rows [kk][row] and [h_prev | 1] rows [kk][column] of one reduction tile.
@@ -1865,26 +1853,8 @@ fn gru_forward_cells_persistent(@builtin(local_invocation_id) lid: vec3<u32>, @b
                 let b = sb + q;
                 if (b < nb) {
                     let i = position(t, len[q], rev);
-                    var hv = 0.0;
-                    var r = 0.0;
-                    var z = 0.0;
-                    var n = 0.0;
-                    var hn = 0.0;
-                    if (t < len[q]) {
-                        let x0 = row_of(p, b, i) * 3u * nh;
-                        r = sigmoid(fw_xp[x0 + j] + ar[q] + br);
-                        z = sigmoid(fw_xp[x0 + nh + j] + az[q] + bz);
-                        hn = an[q] + bn;
-                        n = tanh_safe(fw_xp[x0 + 2u * nh + j] + r * hn);
-                        hv = (1.0 - z) * n + z * hprev[q];
-                    }
-                    fw_cache[cache_at(p, C_H, b, i, j)] = hv;
-                    fw_cache[cache_at(p, C_R, b, i, j)] = r;
-                    fw_cache[cache_at(p, C_Z, b, i, j)] = z;
-                    fw_cache[cache_at(p, C_N, b, i, j)] = n;
-                    fw_cache[cache_at(p, C_HN, b, i, j)] = hn;
-                    fw_out[out_row(p, b, i) * 2u * nh + (p % 2u) * nh + j] = hv;
-                    hnext[q] = hv;
+                    let a = vec3<f32>(ar[q], az[q], an[q]);
+                    hnext[q] = cell_forward(p, b, i, j, t < len[q], a, vec3<f32>(br, bz, bn), hprev[q]);
                 }
             }
             h_shared[(1u - cur) * MAX_H + j] = hnext;
@@ -1956,32 +1926,11 @@ fn gru_backward_cells_persistent(@builtin(local_invocation_id) lid: vec3<u32>, @
                 let b = sb + q;
                 if (b < nb) {
                     let i = position(t, len[q], rev);
-                    var dan = 0.0;
-                    if (t < len[q]) {
-                        var hprev = 0.0;
-                        if (t > 0u) {
-                            hprev = bw_cache[cache_at(p, C_H, b, select(i - 1u, i + 1u, rev), j)];
-                        }
-                        let r = bw_cache[cache_at(p, C_R, b, i, j)];
-                        let z = bw_cache[cache_at(p, C_Z, b, i, j)];
-                        let n = bw_cache[cache_at(p, C_N, b, i, j)];
-                        let hn = bw_cache[cache_at(p, C_HN, b, i, j)];
-                        let g = bw_dout[out_row(p, b, i) * 2u * nh + (p % 2u) * nh + j] + carry[q];
-                        let dn = g * (1.0 - z);
-                        let dz = g * (hprev - n);
-                        dan = dn * (1.0 - n * n);
-                        dar[q] = dan * hn * r * (1.0 - r);
-                        daz[q] = dz * z * (1.0 - z);
-                        dhn[q] = dan * r;
-                        gz[q] = g * z;
-                    }
-                    let o = row_of(p, b, i) * n3;
-                    bw_gi[o + j] = dar[q];
-                    bw_gi[o + nh + j] = daz[q];
-                    bw_gi[o + 2u * nh + j] = dan;
-                    bw_gh[o + j] = dar[q];
-                    bw_gh[o + nh + j] = daz[q];
-                    bw_gh[o + 2u * nh + j] = dhn[q];
+                    let d = cell_backward(p, b, i, j, t, t < len[q], carry[q]);
+                    dar[q] = d.x;
+                    daz[q] = d.y;
+                    dhn[q] = d.z;
+                    gz[q] = d.w;
                 }
             }
         }

@@ -102,9 +102,13 @@ pub fn adam_step(
     let binds = [Bind::Uniform, Bind::Read, Bind::Write, Bind::Write, Bind::Write, Bind::Write];
     let k = ctx.pipelines.get(ctx, Shader::Adam, "adam_step", &binds)?;
     let list = ProblemList::new(ctx, "adam", problems, capacity)?;
-    let quads = |b: &wgpu::Buffer| b.size().is_multiple_of(super::buffers::QUAD_BYTES);
+    // The kernel binds the four as arrays of vec4 quads: a tail past the last
+    // whole quad would be out of its reach.
+    let quads = |b: &wgpu::Buffer| b.size().is_multiple_of(16);
     if ![params, grads, m, v].into_iter().all(quads) {
-        return Err(GpuError::Validation("adam_step: every buffer must hold a multiple of 4 f32 (vec4 quads)".into()));
+        return Err(GpuError::Validation(
+            "adam_step: params, grads, m and v must each hold a multiple of 4 f32 (vec4 quads)".into(),
+        ));
     }
     let launch = Launch::new(ctx, k, &[&list.buffer, params, grads, m, v], shared(problems, zero_grad), |p| {
         // A block of n elements at any offset touches at most n / 4 + 2 quads.

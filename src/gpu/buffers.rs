@@ -12,11 +12,6 @@ pub const STORAGE: wgpu::BufferUsages =
 /// wgpu rejects zero-sized bindings; empty tensors get this many bytes.
 const MIN_BYTES: u64 = 16;
 
-/// Every storage buffer's size is a multiple of this (one vec4<f32>), so that a
-/// kernel may bind any buffer as an array of vec4 quads (adam.wgsl does) and
-/// reach its last elements.
-pub const QUAD_BYTES: u64 = 16;
-
 fn check_size(ctx: &GpuContext, label: &str, bytes: u64) -> Result<(), GpuError> {
     let limits = ctx.device.limits();
     let limit = limits.max_buffer_size.min(limits.max_storage_buffer_binding_size);
@@ -28,7 +23,7 @@ fn check_size(ctx: &GpuContext, label: &str, bytes: u64) -> Result<(), GpuError>
 
 /// A zero-initialised storage buffer of `len` elements of `T`.
 pub fn storage<T: bytemuck::Pod>(ctx: &GpuContext, label: &str, len: usize) -> Result<wgpu::Buffer, GpuError> {
-    let bytes = ((len * std::mem::size_of::<T>()) as u64).max(MIN_BYTES).next_multiple_of(QUAD_BYTES);
+    let bytes = ((len * std::mem::size_of::<T>()) as u64).max(MIN_BYTES).next_multiple_of(4);
     check_size(ctx, label, bytes)?;
     ctx.scoped(|| {
         ctx.device.create_buffer(&wgpu::BufferDescriptor {
@@ -43,12 +38,9 @@ pub fn storage<T: bytemuck::Pod>(ctx: &GpuContext, label: &str, len: usize) -> R
 /// A storage buffer holding `data`.
 pub fn upload<T: bytemuck::Pod>(ctx: &GpuContext, label: &str, data: &[T]) -> Result<wgpu::Buffer, GpuError> {
     let bytes: &[u8] = bytemuck::cast_slice(data);
-    if (bytes.len() as u64) < MIN_BYTES || !(bytes.len() as u64).is_multiple_of(QUAD_BYTES) {
-        // Zero-padded to whole quads (write_buffer takes multiples of 4 bytes).
-        let mut padded = bytes.to_vec();
-        padded.resize(bytes.len().next_multiple_of(4), 0);
-        let buf = storage::<u8>(ctx, label, padded.len())?;
-        ctx.queue.write_buffer(&buf, 0, &padded);
+    if (bytes.len() as u64) < MIN_BYTES {
+        let buf = storage::<u8>(ctx, label, MIN_BYTES as usize)?;
+        ctx.queue.write_buffer(&buf, 0, bytes);
         return Ok(buf);
     }
     check_size(ctx, label, bytes.len() as u64)?;

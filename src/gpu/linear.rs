@@ -269,7 +269,8 @@ impl LinearKernel {
     /// member (which must run it: `runs`).
     fn entry(self, op: LinearOp, p: &LinearParams, problems: &[LinearProblem]) -> (Shader, &'static str) {
         use LinearOp::*;
-        let along_k = p.k.is_multiple_of(4) && problems.iter().all(|q| q.x_off.is_multiple_of(4) && q.w_off.is_multiple_of(4));
+        let along_k =
+            p.k.is_multiple_of(4) && problems.iter().all(|q| q.x_off.is_multiple_of(4) && q.w_off.is_multiple_of(4));
         match (self, op) {
             (LinearKernel::Vec4, Weights) if !along_k => (Shader::Linear, "linear_backward_weights_v4g"),
             (LinearKernel::Scalar, Forward) => (Shader::Linear, "linear_forward"),

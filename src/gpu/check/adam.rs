@@ -25,10 +25,12 @@ pub fn check_adam(ctx: &GpuContext, c: &AdamCase) -> Result<Vec<CheckRow>, GpuEr
         *v = 0.0;
     }
     let mut p = f64s(&f32s(&p));
-    let params = up(ctx, "params", &p)?;
-    let grads = storage::<f32>(ctx, "grads", n)?;
-    let m = storage::<f32>(ctx, "adam m", n)?;
-    let v = storage::<f32>(ctx, "adam v", n)?;
+    // The buffers hold whole vec4 quads (adam_step's binding); the block is n.
+    let nq = n.next_multiple_of(4);
+    let params = up(ctx, "params", &[p.clone(), vec![0.0; nq - n]].concat())?;
+    let grads = storage::<f32>(ctx, "grads", nq)?;
+    let m = storage::<f32>(ctx, "adam m", nq)?;
+    let v = storage::<f32>(ctx, "adam v", nq)?;
     let mut state = cpu::adam::AdamState::new(n);
     let block = |step: u32| [gpu::adam::AdamProblem::new(0, n, step, &cfg)];
     let mut launch = gpu::adam::adam_step(ctx, [&params, &grads, &m, &v], &block(1), 1, true)?;
@@ -82,6 +84,7 @@ fn check_adam_grouped(ctx: &GpuContext, c: &AdamCase) -> Result<CheckRow, GpuErr
         total += len;
     }
     total += 11;
+    total = total.next_multiple_of(4); // whole vec4 quads (adam_step's binding)
     let cfgs: Vec<gpu::adam::AdamConfig> = [1.0, 3.0, 0.5]
         .iter()
         .map(|&f| {

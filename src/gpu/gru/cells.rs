@@ -189,37 +189,7 @@ fn gru_backward_cells(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(wor
         carry = bw_carry[c] + acc;
     }
     let i = position(t, len, rev);
-    var dar = 0.0;
-    var daz = 0.0;
-    var dan = 0.0;
-    var dhn = 0.0;
-    var gz = 0.0;
-    if (t < len) {
-        var hprev = 0.0;
-        if (t > 0u) {
-            hprev = bw_cache[cache_at(p, C_H, b, select(i - 1u, i + 1u, rev), j)];
-        }
-        let r = bw_cache[cache_at(p, C_R, b, i, j)];
-        let z = bw_cache[cache_at(p, C_Z, b, i, j)];
-        let n = bw_cache[cache_at(p, C_N, b, i, j)];
-        let hn = bw_cache[cache_at(p, C_HN, b, i, j)];
-        let g = bw_dout[out_row(p, b, i) * 2u * nh + (p % 2u) * nh + j] + carry;
-        let dn = g * (1.0 - z);
-        let dz = g * (hprev - n);
-        dan = dn * (1.0 - n * n);
-        dar = dan * hn * r * (1.0 - r);
-        daz = dz * z * (1.0 - z);
-        dhn = dan * r;
-        gz = g * z;
-    }
-    let o = row_of(p, b, i) * n3;
-    bw_gi[o + j] = dar;
-    bw_gi[o + nh + j] = daz;
-    bw_gi[o + 2u * nh + j] = dan;
-    bw_gh[o + j] = dar;
-    bw_gh[o + nh + j] = daz;
-    bw_gh[o + 2u * nh + j] = dhn;
-    bw_carry[c] = gz;
+    bw_carry[c] = cell_backward(p, b, i, j, t, t < len, carry).w;
 }
 
 // gh rows [kk][row] and [h_prev | 1] rows [kk][column] of one reduction tile.

@@ -120,26 +120,8 @@ fn gru_forward_cells_persistent(@builtin(local_invocation_id) lid: vec3<u32>, @b
                 let b = sb + q;
                 if (b < nb) {
                     let i = position(t, len[q], rev);
-                    var hv = 0.0;
-                    var r = 0.0;
-                    var z = 0.0;
-                    var n = 0.0;
-                    var hn = 0.0;
-                    if (t < len[q]) {
-                        let x0 = row_of(p, b, i) * 3u * nh;
-                        r = sigmoid(fw_xp[x0 + j] + ar[q] + br);
-                        z = sigmoid(fw_xp[x0 + nh + j] + az[q] + bz);
-                        hn = an[q] + bn;
-                        n = tanh_safe(fw_xp[x0 + 2u * nh + j] + r * hn);
-                        hv = (1.0 - z) * n + z * hprev[q];
-                    }
-                    fw_cache[cache_at(p, C_H, b, i, j)] = hv;
-                    fw_cache[cache_at(p, C_R, b, i, j)] = r;
-                    fw_cache[cache_at(p, C_Z, b, i, j)] = z;
-                    fw_cache[cache_at(p, C_N, b, i, j)] = n;
-                    fw_cache[cache_at(p, C_HN, b, i, j)] = hn;
-                    fw_out[out_row(p, b, i) * 2u * nh + (p % 2u) * nh + j] = hv;
-                    hnext[q] = hv;
+                    let a = vec3<f32>(ar[q], az[q], an[q]);
+                    hnext[q] = cell_forward(p, b, i, j, t < len[q], a, vec3<f32>(br, bz, bn), hprev[q]);
                 }
             }
             h_shared[(1u - cur) * MAX_H + j] = hnext;
@@ -211,32 +193,11 @@ fn gru_backward_cells_persistent(@builtin(local_invocation_id) lid: vec3<u32>, @
                 let b = sb + q;
                 if (b < nb) {
                     let i = position(t, len[q], rev);
-                    var dan = 0.0;
-                    if (t < len[q]) {
-                        var hprev = 0.0;
-                        if (t > 0u) {
-                            hprev = bw_cache[cache_at(p, C_H, b, select(i - 1u, i + 1u, rev), j)];
-                        }
-                        let r = bw_cache[cache_at(p, C_R, b, i, j)];
-                        let z = bw_cache[cache_at(p, C_Z, b, i, j)];
-                        let n = bw_cache[cache_at(p, C_N, b, i, j)];
-                        let hn = bw_cache[cache_at(p, C_HN, b, i, j)];
-                        let g = bw_dout[out_row(p, b, i) * 2u * nh + (p % 2u) * nh + j] + carry[q];
-                        let dn = g * (1.0 - z);
-                        let dz = g * (hprev - n);
-                        dan = dn * (1.0 - n * n);
-                        dar[q] = dan * hn * r * (1.0 - r);
-                        daz[q] = dz * z * (1.0 - z);
-                        dhn[q] = dan * r;
-                        gz[q] = g * z;
-                    }
-                    let o = row_of(p, b, i) * n3;
-                    bw_gi[o + j] = dar[q];
-                    bw_gi[o + nh + j] = daz[q];
-                    bw_gi[o + 2u * nh + j] = dan;
-                    bw_gh[o + j] = dar[q];
-                    bw_gh[o + nh + j] = daz[q];
-                    bw_gh[o + 2u * nh + j] = dhn[q];
+                    let d = cell_backward(p, b, i, j, t, t < len[q], carry[q]);
+                    dar[q] = d.x;
+                    daz[q] = d.y;
+                    dhn[q] = d.z;
+                    gz[q] = d.w;
                 }
             }
         }

@@ -85,26 +85,8 @@ fn gru_forward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_
                     let b = s0 + q;
                     if (b < nb) {
                         let i = position(t, len[q], rev);
-                        var hv = 0.0;
-                        var r = 0.0;
-                        var z = 0.0;
-                        var n = 0.0;
-                        var hn = 0.0;
-                        if (t < len[q]) {
-                            let x0 = row_of(p, b, i) * 3u * nh;
-                            r = sigmoid(fw_xp[x0 + j] + ar[q] + br);
-                            z = sigmoid(fw_xp[x0 + nh + j] + az[q] + bz);
-                            hn = an[q] + bn;
-                            n = tanh_safe(fw_xp[x0 + 2u * nh + j] + r * hn);
-                            hv = (1.0 - z) * n + z * hprev[q];
-                        }
-                        hnew[it][q] = hv;
-                        fw_cache[cache_at(p, C_H, b, i, j)] = hv;
-                        fw_cache[cache_at(p, C_R, b, i, j)] = r;
-                        fw_cache[cache_at(p, C_Z, b, i, j)] = z;
-                        fw_cache[cache_at(p, C_N, b, i, j)] = n;
-                        fw_cache[cache_at(p, C_HN, b, i, j)] = hn;
-                        fw_out[out_row(p, b, i) * 2u * nh + d * nh + j] = hv;
+                        let a = vec3<f32>(ar[q], az[q], an[q]);
+                        hnew[it][q] = cell_forward(p, b, i, j, t < len[q], a, vec3<f32>(br, bz, bn), hprev[q]);
                     }
                 }
             }
@@ -173,39 +155,8 @@ fn gru_backward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup
                 for (var q = 0u; q < 4u; q++) {
                     let b = s0 + q;
                     if (b < nb) {
-                        var dar = 0.0;
-                        var daz = 0.0;
-                        var dan = 0.0;
-                        var dhn = 0.0;
-                        var gz = 0.0;
-                        if (t < len[q]) {
-                            let i = position(t, len[q], rev);
-                            var hprev = 0.0;
-                            if (t > 0u) {
-                                let ip = select(i - 1u, i + 1u, rev);
-                                hprev = bw_cache[cache_at(p, C_H, b, ip, j)];
-                            }
-                            let r = bw_cache[cache_at(p, C_R, b, i, j)];
-                            let z = bw_cache[cache_at(p, C_Z, b, i, j)];
-                            let n = bw_cache[cache_at(p, C_N, b, i, j)];
-                            let hn = bw_cache[cache_at(p, C_HN, b, i, j)];
-                            let g = bw_dout[out_row(p, b, i) * 2u * nh + d * nh + j] + carry[it][q];
-                            let dn = g * (1.0 - z);
-                            let dz = g * (hprev - n);
-                            dan = dn * (1.0 - n * n);
-                            dar = dan * hn * r * (1.0 - r);
-                            daz = dz * z * (1.0 - z);
-                            dhn = dan * r;
-                            gz = g * z;
-                        }
-                        let o = grow[q];
-                        bw_gi[o + j] = dar;
-                        bw_gi[o + nh + j] = daz;
-                        bw_gi[o + 2u * nh + j] = dan;
-                        bw_gh[o + j] = dar;
-                        bw_gh[o + nh + j] = daz;
-                        bw_gh[o + 2u * nh + j] = dhn;
-                        carry[it][q] = gz;
+                        let i = position(t, len[q], rev);
+                        carry[it][q] = cell_backward(p, b, i, j, t, t < len[q], carry[it][q]).w;
                     }
                 }
             }
