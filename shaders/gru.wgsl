@@ -196,8 +196,8 @@ fn position(t: u32, len: u32, rev: bool) -> u32 {
 // One forward cell: unit j of sequence b of problem p at position i, real (a
 // step of the sequence) or padding (written 0), from its W_hh h_prev sums `a`
 // (r, z, n rows), b_hh `bh` and h_prev: saves h, r, z, n, hn in the cache,
-// writes h to the bi-GRU output and returns it (the Scalar and cells-persistent
-// members; MODEL.md's cell, PyTorch's gate order).
+// writes h to the bi-GRU output and returns it (the Scalar, Cells and
+// cells-persistent members; MODEL.md's cell, PyTorch's gate order).
 fn cell_forward(p: u32, b: u32, i: u32, j: u32, real: bool, a: vec3<f32>, bh: vec3<f32>, hprev: f32) -> f32 {
     let nh = params.h;
     var hv = 0.0;
@@ -1618,25 +1618,8 @@ fn gru_forward_cells(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(work
     }
     let len = seq_len(p, b);
     let i = position(t, len, rev);
-    var hv = 0.0;
-    var r = 0.0;
-    var z = 0.0;
-    var n = 0.0;
-    var hn = 0.0;
-    if (t < len) {
-        let x0 = row_of(p, b, i) * 3u * nh;
-        r = sigmoid(fw_xp[x0 + j] + ar + weights[bo + j]);
-        z = sigmoid(fw_xp[x0 + nh + j] + az + weights[bo + nh + j]);
-        hn = an + weights[bo + 2u * nh + j];
-        n = tanh_safe(fw_xp[x0 + 2u * nh + j] + r * hn);
-        hv = (1.0 - z) * n + z * cell_h[hb + j];
-    }
-    fw_cache[cache_at(p, C_H, b, i, j)] = hv;
-    fw_cache[cache_at(p, C_R, b, i, j)] = r;
-    fw_cache[cache_at(p, C_Z, b, i, j)] = z;
-    fw_cache[cache_at(p, C_N, b, i, j)] = n;
-    fw_cache[cache_at(p, C_HN, b, i, j)] = hn;
-    fw_out[out_row(p, b, i) * 2u * nh + (p % 2u) * nh + j] = hv;
+    let bh = vec3<f32>(weights[bo + j], weights[bo + nh + j], weights[bo + 2u * nh + j]);
+    _ = cell_forward(p, b, i, j, t < len, vec3<f32>(ar, az, an), bh, cell_h[hb + j]);
 }
 
 // gru_backward_cells: step t = params.t0 of every cell, launched from t = U - 1

@@ -214,8 +214,8 @@ fn position(t: u32, len: u32, rev: bool) -> u32 {
 // One forward cell: unit j of sequence b of problem p at position i, real (a
 // step of the sequence) or padding (written 0), from its W_hh h_prev sums `a`
 // (r, z, n rows), b_hh `bh` and h_prev: saves h, r, z, n, hn in the cache,
-// writes h to the bi-GRU output and returns it (the Scalar and cells-persistent
-// members; MODEL.md's cell, PyTorch's gate order).
+// writes h to the bi-GRU output and returns it (the Scalar, Cells and
+// cells-persistent members; MODEL.md's cell, PyTorch's gate order).
 fn cell_forward(p: u32, b: u32, i: u32, j: u32, real: bool, a: vec3<f32>, bh: vec3<f32>, hprev: f32) -> f32 {
     let nh = params.h;
     var hv = 0.0;
