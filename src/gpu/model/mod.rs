@@ -16,15 +16,15 @@
 //! predictions, states and gradients back.
 
 mod plan;
-mod profile;
 mod readback;
 mod schedule;
 mod step;
+mod step_profile;
 
 pub use plan::{Arena, Placed, Plan, Shape, Step, StepBatch};
-pub use profile::{SiteTime, StepProfile};
 pub use readback::GpuGradients;
 pub use step::{train_steps, ModelStep};
+pub use step_profile::{SiteTime, StepProfile};
 
 use std::sync::Arc;
 
