@@ -24,8 +24,7 @@ pub use wgsl::{tiled_body, GemmTile, TILED};
 
 /// Register tile edge of one invocation (rows x columns), as in the shader.
 pub const TILE: u32 = 4;
-/// The register tile of linear_forward_v4 and linear_backward_weights_v4 / _v4g
-/// (8 x 8 outputs per invocation).
+/// The register tile of the vec4 member's kernels (8 x 8 outputs per invocation).
 pub const V4_TILE: u32 = 8;
 /// Workgroup shape (x over output-column tiles, y over row tiles), as in the shader.
 pub const WORKGROUP: [u32; 2] = [8, 8];
@@ -178,9 +177,8 @@ pub enum LinearKernel {
     /// linear.wgsl `_v4`: the same tiles with vec4 loads along K (and O): 2.5-4x
     /// faster on llvmpipe, whose every storage load is a loop over its SIMD lanes;
     /// needs the widths read along to be multiples of 4 and 4-aligned offsets
-    /// (else that launch runs Scalar). Its forward and weight gradient own an
-    /// 8 x 8 tile (`V4_TILE`); the weight gradient takes any K with g
-    /// alone in vec4 (`_v4g`).
+    /// (else that launch runs Scalar). Its kernels own an 8 x 8 tile
+    /// (`V4_TILE`); the weight gradient takes any K with g alone in vec4 (`_v4g`).
     Vec4,
     /// shaders/generated/linear_tiled.wgsl: the workgroup-tiled GEMM ([`TILED`]:
     /// 64 x 64 output tile per workgroup of 16 x 16 invocations, reduction staged
@@ -294,13 +292,11 @@ impl LinearKernel {
             LinearOp::Weights => (p.o, p.k),
         };
         match self {
-            LinearKernel::Vec4 if op != LinearOp::Input => {
+            LinearKernel::Vec4 => {
                 let t = |n: u32, wg: u32| n.div_ceil(V4_TILE).div_ceil(wg);
                 [t(cols, WORKGROUP[0]), t(rows, WORKGROUP[1]), p.problems]
             }
-            LinearKernel::Scalar | LinearKernel::Vec4 => {
-                [tiles(cols, WORKGROUP[0]), tiles(rows, WORKGROUP[1]), p.problems]
-            }
+            LinearKernel::Scalar => [tiles(cols, WORKGROUP[0]), tiles(rows, WORKGROUP[1]), p.problems],
             LinearKernel::Tiled => [cols.div_ceil(TILED.bn), rows.div_ceil(TILED.bm), p.problems],
         }
     }
@@ -549,6 +545,7 @@ fn launch(
         (LinearKernel::Tiled, Input) => |p| LinearKernel::Tiled.grid(p, Input),
         (LinearKernel::Tiled, Weights) => |p| LinearKernel::Tiled.grid(p, Weights),
         (LinearKernel::Vec4, Forward) => |p| LinearKernel::Vec4.grid(p, Forward),
+        (LinearKernel::Vec4, Input) => |p| LinearKernel::Vec4.grid(p, Input),
         (LinearKernel::Vec4, Weights) => |p| LinearKernel::Vec4.grid(p, Weights),
         (_, Forward) => |p| LinearKernel::Scalar.grid(p, Forward),
         (_, Input) => |p| LinearKernel::Scalar.grid(p, Input),
