@@ -459,6 +459,8 @@ fn linear_forward_v4(@builtin(global_invocation_id) gid: vec3<u32>) {
         bias0[j] = wf4[e0 / 4u][e0 % 4u];
         bias1[j] = wf4[e1 / 4u][e1 % 4u];
     }
+    // Stored from the named registers: gathered into an array and looped, the
+    // epilogue spills and the kernel ran ~1.2x slower on llvmpipe.
     if (t0 + 0u < n) {
         store_y(p, q, t0 + 0u, c0, a00 + bias0);
         store_y(p, q, t0 + 0u, c0 + 4u, a01 + bias1);
@@ -584,6 +586,8 @@ fn linear_backward_v4(@builtin(global_invocation_id) gid: vec3<u32>) {
         a70 += w0 * gv7;
         a71 += w1 * gv7;
     }
+    // Stored from the named registers: gathered into an array and looped, the
+    // epilogue spills and the kernel ran ~1.2x slower on llvmpipe.
     if (t0 + 0u < n) {
         store_dx(p, q, t0 + 0u, c0, a00);
         store_dx(p, q, t0 + 0u, c0 + 4u, a01);

@@ -133,6 +133,7 @@ fn persistent_chunk_boundaries_match_cpu() {
     }
     eprintln!("gru (long, H {}) max |err| / max|want|: {worst:.2e}", g::MAX_H);
 }
+
 #[test]
 fn gru_params_reject_unsupported_sizes() {
     assert_eq!(GruParams::new(2, 3, 300, 2), Err(g::GruError::Hidden { h: 300, max: g::MAX_H }));

@@ -26,6 +26,9 @@ pub use wgsl::{tiled_body, GemmTile, TILED};
 pub const TILE: u32 = 4;
 /// The register tile of the vec4 member's kernels (8 x 8 outputs per invocation).
 pub const V4_TILE: u32 = 8;
+/// The vec4 weight gradient for K % 4 != 0 (g in vec4, x scalar): it takes
+/// every launch linear_backward_weights_v4 takes, and more.
+const WEIGHTS_V4G: &str = "linear_backward_weights_v4g";
 /// Workgroup shape (x over output-column tiles, y over row tiles), as in the shader.
 pub const WORKGROUP: [u32; 2] = [8, 8];
 
@@ -270,7 +273,7 @@ impl LinearKernel {
         let along_k =
             p.k.is_multiple_of(4) && problems.iter().all(|q| q.x_off.is_multiple_of(4) && q.w_off.is_multiple_of(4));
         match (self, op) {
-            (LinearKernel::Vec4, Weights) if !along_k => (Shader::Linear, "linear_backward_weights_v4g"),
+            (LinearKernel::Vec4, Weights) if !along_k => (Shader::Linear, WEIGHTS_V4G),
             (LinearKernel::Scalar, Forward) => (Shader::Linear, "linear_forward"),
             (LinearKernel::Scalar, Input) => (Shader::Linear, "linear_backward"),
             (LinearKernel::Scalar, Weights) => (Shader::Linear, "linear_backward_weights"),
@@ -349,10 +352,10 @@ impl LinearLaunch {
     /// problems whose batch does not fit the launch ([`check_batches`]).
     pub fn update(&mut self, ctx: &GpuContext, p: LinearParams, problems: &[LinearProblem]) -> Result<(), GpuError> {
         check_batches(self.launch.label(), &p, problems, self.len_elems)?;
-        // _v4g takes whatever _v4 takes; _v4 needs K-aligned problems.
+        // A launch built as _v4 needs K-aligned problems; one built as _v4g takes any.
         let entry = self.kernel.entry(self.op, &p, problems).1;
-        let runs = self.kernel.runs(&ctx.profile, &p, problems, self.op)
-            && (entry == self.entry || self.entry == "linear_backward_weights_v4g");
+        let runs =
+            self.kernel.runs(&ctx.profile, &p, problems, self.op) && (entry == self.entry || self.entry == WEIGHTS_V4G);
         if !problems.is_empty() && !runs {
             return Err(GpuError::Validation(format!(
                 "{}: the {} member cannot run these problems (widths or offsets not 4-aligned, or too long a \

@@ -460,8 +460,9 @@ impl Racer<'_> {
     }
 
     /// Time `build()`'s work: one untimed run (it also pages everything in),
-    /// then one timed run, charged to the budget twice. Extra repetitions would spend the slack that cheap
-    /// sites pass on to the costly ones (the GRU, raced last). None when the
+    /// then one timed run, charged to the budget twice. Extra repetitions would
+    /// spend the slack that cheap sites pass on to the costly ones (the GRU,
+    /// raced last). None when the
     /// site's share is already spent, except for a site's first member, which
     /// is always timed: no site keeps its default unmeasured.
     fn time(
@@ -478,9 +479,10 @@ impl Racer<'_> {
         // cached for the engine afterwards), and a driver may compile or page
         // in more at the first dispatch (llvmpipe with a cold Mesa shader cache
         // does: a fresh machine's race ran 24 s and lost the GRU members to
-        // the budget; MESA_SHADER_CACHE_DISABLE=true shows it). Those one-time costs are not the member's and do not eat
-        // into the race's budget: the build, and what the warm-up run took
-        // beyond the timed run, move the deadlines on.
+        // the budget; MESA_SHADER_CACHE_DISABLE=true shows it). Those one-time
+        // costs are not the member's and do not eat into the race's budget:
+        // the build, and what the warm-up run took beyond the timed run, move
+        // the deadlines on.
         let work = build()?;
         let refs: Vec<&dyn Recordable> = work.iter().map(|w| w.as_ref()).collect();
         self.timer.time(self.ctx, &refs, 0, 1)?;
@@ -537,8 +539,9 @@ impl Racer<'_> {
 /// cost there (docs/gru-notes.md, README: B 16, H 200, 6 problems, U 10, forward /
 /// backward): `cells` 5.3 / 5.4 s and `scalar-persistent` 1.19 / 3.68 s against
 /// `wide-persistent` 0.28 / 0.67 s (round 4, quiet machine: `cells-persistent`
-/// 58 / 180 ms against `wide-persistent` 14 / 30 ms). One warm-up run of `cells` alone spent most of
-/// the old 8 s race, so the linear sites after it were never timed. Never the
+/// 58 / 180 ms against `wide-persistent` 14 / 30 ms). One warm-up run of
+/// `cells` alone spent most of the old 8 s race, so the linear sites after it
+/// were never timed. Never the
 /// site's default (its first candidate): with H % 4 != 0 Scalar is all there is.
 fn skip_gru(profile: &DeviceProfile, m: GruMember, first: GruMember) -> Option<String> {
     let hopeless = m.kernel == GruKernel::Cells || (m.kernel == GruKernel::Scalar && first.kernel == GruKernel::Wide);

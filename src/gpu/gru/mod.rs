@@ -156,39 +156,6 @@ impl GruKernel {
         self != GruKernel::Wide || (params.h.is_multiple_of(4) && aligned)
     }
 
-    fn entries(self, schedule: GruSchedule) -> [&'static str; 3] {
-        match (self, schedule) {
-            (GruKernel::Scalar, _) => ["gru_forward", "gru_backward", "gru_backward_weights"],
-            (GruKernel::Wide, _) => ["gru_forward_wide", "gru_backward_wide", "gru_backward_weights_t8"],
-            (GruKernel::Cells, GruSchedule::PerStep) => {
-                ["gru_forward_cells", "gru_backward_cells", "gru_backward_weights_tiled"]
-            }
-            (GruKernel::Cells, GruSchedule::Persistent) => {
-                ["gru_forward_cells_persistent", "gru_backward_cells_persistent", "gru_backward_weights_tiled"]
-            }
-        }
-    }
-
-    fn step_grid(self, schedule: GruSchedule) -> fn(&GruParams) -> [u32; 3] {
-        match (self, schedule) {
-            (GruKernel::Cells, GruSchedule::PerStep) => cells_grid,
-            (GruKernel::Cells, GruSchedule::Persistent) => cells_persistent_grid,
-            _ => chunk_grid,
-        }
-    }
-
-    /// Upper bound of one invocation's loop iterations per step (forward, backward).
-    fn iters_per_step(self, schedule: GruSchedule, h: u32) -> (u32, u32) {
-        match (self, schedule) {
-            (GruKernel::Scalar, _) => (forward_iters_per_step(h), backward_iters_per_step(h)),
-            (GruKernel::Wide, _) => (forward_iters_per_step_wide(h), backward_iters_per_step_wide(h)),
-            (GruKernel::Cells, GruSchedule::PerStep) => (1, 1),
-            (GruKernel::Cells, GruSchedule::Persistent) => {
-                (cells_persistent::forward_iters_per_step(h), cells_persistent::backward_iters_per_step(h))
-            }
-        }
-    }
-
     fn weights_grid(self) -> fn(&GruParams) -> [u32; 3] {
         match self {
             GruKernel::Scalar => weights_grid,
@@ -270,7 +237,36 @@ impl GruMember {
     }
 
     fn entries(self) -> [&'static str; 3] {
-        self.kernel.entries(self.schedule)
+        match (self.kernel, self.schedule) {
+            (GruKernel::Scalar, _) => ["gru_forward", "gru_backward", "gru_backward_weights"],
+            (GruKernel::Wide, _) => ["gru_forward_wide", "gru_backward_wide", "gru_backward_weights_t8"],
+            (GruKernel::Cells, GruSchedule::PerStep) => {
+                ["gru_forward_cells", "gru_backward_cells", "gru_backward_weights_tiled"]
+            }
+            (GruKernel::Cells, GruSchedule::Persistent) => {
+                ["gru_forward_cells_persistent", "gru_backward_cells_persistent", "gru_backward_weights_tiled"]
+            }
+        }
+    }
+
+    fn step_grid(self) -> fn(&GruParams) -> [u32; 3] {
+        match (self.kernel, self.schedule) {
+            (GruKernel::Cells, GruSchedule::PerStep) => cells_grid,
+            (GruKernel::Cells, GruSchedule::Persistent) => cells_persistent_grid,
+            _ => chunk_grid,
+        }
+    }
+
+    /// Upper bound of one invocation's loop iterations per step (forward, backward).
+    fn iters_per_step(self, h: u32) -> (u32, u32) {
+        match (self.kernel, self.schedule) {
+            (GruKernel::Scalar, _) => (forward_iters_per_step(h), backward_iters_per_step(h)),
+            (GruKernel::Wide, _) => (forward_iters_per_step_wide(h), backward_iters_per_step_wide(h)),
+            (GruKernel::Cells, GruSchedule::PerStep) => (1, 1),
+            (GruKernel::Cells, GruSchedule::Persistent) => {
+                (cells_persistent::forward_iters_per_step(h), cells_persistent::backward_iters_per_step(h))
+            }
+        }
     }
 }
 
@@ -595,10 +591,10 @@ pub fn gru_forward(
     let bound = Bound::new(ctx, &buffers, params, problems, capacity, member)?;
     let binds = [Bind::Uniform, Bind::Read, Bind::Read, Bind::Read, Bind::Read, Bind::Write, Bind::Write];
     let k = ctx.pipelines.get(ctx, Shader::Gru, member.entries()[0], &binds)?;
-    let (iters, _) = member.kernel.iters_per_step(member.schedule, params.h);
+    let (iters, _) = member.iters_per_step(params.h);
     let steps = member.schedule.steps_per_dispatch(&ctx.profile, iters);
     let list = &bound.problems.buffer;
-    let grid = member.kernel.step_grid(member.schedule);
+    let grid = member.step_grid();
     let chunks = Chunks::new(ctx, k, &[list, lens, weights, xp, cache, out], params, steps, grid)?;
     Ok(GruForward { chunks, bound })
 }
@@ -679,11 +675,11 @@ pub fn gru_backward(
     let (u, r, w) = (Bind::Uniform, Bind::Read, Bind::Write);
     let [_, step, dw] = member.entries();
     let k = ctx.pipelines.get(ctx, Shader::Gru, step, &[u, r, r, r, r, r, w, w, w])?;
-    let (_, iters) = member.kernel.iters_per_step(member.schedule, params.h);
+    let (_, iters) = member.iters_per_step(params.h);
     let steps = member.schedule.steps_per_dispatch(&ctx.profile, iters);
     let list = &bound.problems.buffer;
     let buffers = [list, lens, weights, cache, dout, gi, gh, carry];
-    let chunks = Chunks::new(ctx, k, &buffers, params, steps, member.kernel.step_grid(member.schedule))?;
+    let chunks = Chunks::new(ctx, k, &buffers, params, steps, member.step_grid())?;
     let k = ctx.pipelines.get(ctx, Shader::Gru, dw, &[u, r, r, r, r, w])?;
     let weights = Launch::new(ctx, k, &[list, lens, cache, gh, grads], *params, member.kernel.weights_grid())?;
     Ok(GruBackward { chunks, weights, bound })
