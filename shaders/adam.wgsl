@@ -31,7 +31,7 @@
 // (each a whole number of quads: the launcher checks; the engine's flat stores
 // are multiples of 64 elements).
 
-const WG: u32 = 256u;
+// WG comes before this body in the module, from src/gpu/adam.rs (WGSL_CONSTS).
 
 struct AdamParams {
     problems: u32,

@@ -53,7 +53,7 @@
 // driver compiles has them after the prelude, from src/gpu/attention/wgsl.rs (the one
 // text both members declare; tests/shaders.rs pins it to the Rust structs).
 
-const WG: u32 = 64u;
+// WG comes before this body in the module, from src/gpu/attention.rs (WGSL_CONSTS).
 
 fn flat(wg: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
     return (wg.y * nwg.x + wg.x) * WG + lid;

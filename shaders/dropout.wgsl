@@ -22,7 +22,7 @@
 // not five), each segment bit for bit what a one-segment launch of n = seg[z].n gives.
 // Bindings (both entry points): 0 p, 1 input, 2 output rw, 3 segments (>= p.segments entries).
 
-const WG: u32 = 256u;
+// WG comes before this body in the module, from src/gpu/dropout.rs (WGSL_CONSTS).
 
 struct DropoutParams {
     n: u32,         // segment stride: elements per segment at U_max (sizes the grid)

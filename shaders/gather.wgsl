@@ -18,8 +18,7 @@
 //           4 index (batches, B) u32, 5 out (blocks (B, u, D)) rw, 6 out_len (batches, B) u32 rw,
 //           7 problems.
 
-const WG: u32 = 256u;
-const NO_LEN: u32 = 0xffffffffu;
+// WG and NO_LEN come before this body in the module, from src/gpu/gather.rs (WGSL_CONSTS).
 
 struct GatherParams {
     b: u32,        // videos in each batch B

@@ -48,9 +48,8 @@
 //   heads_backward:         2 dz, 3 w (flat params), 4 len, 5 dr rw, 6 dfeat rw
 //   heads_backward_weights: 2 dz, 3 r, 4 len, 5 grads (flat) rw
 
-const C: u32 = 9u; // 2 sentiment classes + 7 emotion labels
-const S: u32 = 2u;
-const E: u32 = 7u;
+// C, S, E and NO_BLOCK come before this body in the module, from src/gpu/heads.rs
+// (WGSL_CONSTS).
 
 struct HeadsParams {
     b: u32,
@@ -86,8 +85,6 @@ struct HeadsProblem {
     lab_off: u32,       // its labels (B, u, 7) at labels[lab_off]
     _pad0: u32,
 }
-
-const NO_BLOCK: u32 = 0xffffffffu;
 
 // Column j's offset in the plain block at column `off` (NO_BLOCK: none), or NO_BLOCK.
 fn in_block(p: HeadsParams, off: u32, j: u32) -> u32 {

@@ -58,11 +58,8 @@
 //   linear_backward_weights: 0 p, 1 dy, 2 y, 3 x, 4 len, 5 grads (flat; dW at w_off, db at b_off) rw, 6 problems
 // (x, dx: (N, K) blocks; y, dy: (N, O) blocks, at the problem's offsets.)
 
-const TILE: u32 = 4u;
-const WG_X: u32 = 8u;
-const WG_Y: u32 = 8u;
-// The register tile of the vec4 kernels (8 x 8; the scalar ones: TILE x TILE).
-const WTILE: u32 = 8u;
+// TILE, WTILE, WG_X and WG_Y come before this body in the module, written from
+// src/gpu/linear.rs (WGSL_CONSTS) by src/gpu/wgsl.rs.
 
 struct LinearParams {
     b: u32,         // videos B

@@ -176,16 +176,29 @@ fn wgsl_const(shader: Shader, name: &str) -> u32 {
 }
 
 #[test]
-fn tile_and_workgroup_constants_match() {
+fn hand_written_bodies_declare_no_constant_their_launcher_owns() {
+    for shader in Shader::ALL {
+        let (rust, consts) = shader.constants();
+        if shader.generated() || shader == Shader::Gru {
+            assert!(consts.is_empty(), "{}: generated bodies write their own constants", shader.name());
+            continue;
+        }
+        // Every module-scope constant of a hand-written body comes from Rust.
+        let body = shader.body();
+        let declared: Vec<&str> = body.lines().filter(|l| l.starts_with("const ")).collect();
+        assert!(declared.is_empty(), "{}.wgsl declares {declared:?}: list them in {rust} (WGSL_CONSTS)", shader.name());
+        // And the module the driver compiles has each with its Rust value.
+        for c in consts {
+            assert_eq!(wgsl_const(shader, c.name), c.value, "{}: {}", shader.name(), c.name);
+        }
+    }
     use cimnet::gpu::{adam, dropout, gather, linear};
     assert_eq!(wgsl_const(Shader::Linear, "TILE"), linear::TILE);
     assert_eq!(wgsl_const(Shader::Linear, "WTILE"), linear::V4_TILE);
     assert_eq!(wgsl_const(Shader::Linear, "WG_X"), linear::WORKGROUP[0]);
-    assert_eq!(wgsl_const(Shader::Linear, "WG_Y"), linear::WORKGROUP[1]);
     assert_eq!(wgsl_const(Shader::Dropout, "WG"), dropout::WORKGROUP);
     assert_eq!(wgsl_const(Shader::Adam, "WG"), adam::WORKGROUP);
-    assert_eq!(wgsl_const(Shader::Gather, "WG"), gather::WORKGROUP);
-    assert_eq!(wgsl_const(Shader::Attention, "WG"), cimnet::gpu::attention::WORKGROUP);
+    assert_eq!(wgsl_const(Shader::Gather, "NO_LEN"), gather::NO_LEN);
     assert_eq!(wgsl_const(Shader::Heads, "C") as usize, cimnet::gpu::heads::CLASSES);
     assert_eq!(wgsl_const(Shader::Gru, "SEQ_PER_WG"), cimnet::gpu::gru::SEQ_PER_WG);
     assert_eq!(wgsl_const(Shader::Gru, "MAX_H"), cimnet::gpu::gru::MAX_H);

@@ -5,9 +5,12 @@
 use super::context::{GpuContext, GpuError};
 use super::launch::{Launch, ProblemList, Recordable};
 use super::pipelines::{grid_1d, Bind, Recorder, Shader};
+use super::wgsl::Const;
 pub use crate::config::AdamConfig;
 
 pub const WORKGROUP: u32 = 256;
+/// The constants of shaders/adam.wgsl, written into its module from these values.
+pub const WGSL_CONSTS: [Const; 1] = [Const::new("WG", WORKGROUP, "workgroup size")];
 
 /// Mirrors `AdamParams` in adam.wgsl: what the problems of a launch share.
 #[repr(C)]

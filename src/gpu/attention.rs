@@ -18,12 +18,15 @@ use super::context::{GpuContext, GpuError};
 use super::launch::{check_batch, Launch, ProblemList, Recordable};
 use super::pipelines::{grid_1d, Bind, Recorder, Shader};
 use super::profile::DeviceProfile;
+use super::wgsl::Const;
 
 mod wgsl;
 pub use wgsl::{tiled_body, with_structs, AttentionTile, TILED};
 
 /// Workgroup size of the flat member (shaders/attention.wgsl).
 pub const WORKGROUP: u32 = 64;
+/// The constants of shaders/attention.wgsl, written into its module from these values.
+pub const WGSL_CONSTS: [Const; 1] = [Const::new("WG", WORKGROUP, "workgroup size")];
 
 fn c32(v: usize) -> u32 {
     u32::try_from(v).unwrap_or(u32::MAX)

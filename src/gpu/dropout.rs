@@ -9,9 +9,12 @@
 use super::context::{GpuContext, GpuError};
 use super::launch::{Launch, ProblemList, Recordable};
 use super::pipelines::{grid_1d, Bind, Recorder, Shader};
+use super::wgsl::Const;
 use crate::cpu::dropout::threshold;
 
 pub const WORKGROUP: u32 = 256;
+/// The constants of shaders/dropout.wgsl, written into its module from these values.
+pub const WGSL_CONSTS: [Const; 1] = [Const::new("WG", WORKGROUP, "workgroup size")];
 
 /// Mirrors `DropoutParams` in dropout.wgsl: what the segments of a launch share.
 #[repr(C)]

@@ -6,6 +6,7 @@ use super::buffers;
 use super::context::{GpuContext, GpuError};
 use super::launch::{Launch, ProblemList, Recordable};
 use super::pipelines::{grid_1d, Bind, Recorder, Shader};
+use super::wgsl::Const;
 
 pub const WORKGROUP: u32 = 256;
 /// Label columns per utterance: sentiment score, then the six emotion intensities.
@@ -27,6 +28,12 @@ pub struct GatherParams {
 
 /// `GatherProblem::len_off` of a problem that writes no lengths.
 pub const NO_LEN: u32 = u32::MAX;
+
+/// The constants of shaders/gather.wgsl, written into its module from these values.
+pub const WGSL_CONSTS: [Const; 2] = [
+    Const::new("WG", WORKGROUP, "workgroup size"),
+    Const::new("NO_LEN", NO_LEN, "len_off of a problem that writes no lengths"),
+];
 
 /// Mirrors `GatherProblem` in gather.wgsl: one tensor of one batch (gather) or one
 /// model's block (scatter), as element offsets into the bound buffers.

@@ -12,11 +12,12 @@
 use super::context::{GpuContext, GpuError};
 use super::launch::{check_batch, Launch, ProblemList, Recordable};
 use super::pipelines::{grid_1d, Bind, Recorder, Shader};
-use crate::config::ModelConfig;
+use super::wgsl::Const;
+use crate::config::{ModelConfig, EMOTION_LABELS, SENTIMENT_CLASSES};
 use crate::params::Layout;
 
 /// Columns of `probs` and `dz`: 2 sentiment classes, then 7 emotion labels.
-pub const CLASSES: usize = 9;
+pub const CLASSES: usize = SENTIMENT_CLASSES + EMOTION_LABELS;
 /// Entries of a loss slot: [L, sum CE, sum mean-BCE, real utterances].
 pub const LOSS_LEN: usize = 4;
 /// Modality slots of a model (T, A, V order of its modalities).
@@ -67,6 +68,14 @@ impl HeadsParams {
 
 /// `HeadsProblem::plain` entry of a slot without a plain block.
 pub const NO_BLOCK: u32 = u32::MAX;
+
+/// The constants of shaders/heads.wgsl, written into its module from these values.
+pub const WGSL_CONSTS: [Const; 4] = [
+    Const::new("C", CLASSES as u32, "columns of probs and dz: sentiment classes, then emotion labels"),
+    Const::new("S", SENTIMENT_CLASSES as u32, "sentiment classes"),
+    Const::new("E", EMOTION_LABELS as u32, "emotion labels (six emotions and 'any emotion')"),
+    Const::new("NO_BLOCK", NO_BLOCK, "plain entry of a slot without a plain block"),
+];
 
 /// Mirrors `HeadsProblem` in heads.wgsl: one model's heads, as element offsets into
 /// the bound buffers unless said, and its batch. Every block is laid out with the

@@ -18,19 +18,28 @@ use super::context::{GpuContext, GpuError};
 use super::launch::{check_batch, Launch, ProblemList, Recordable};
 use super::pipelines::{Bind, Recorder, Shader};
 use super::profile::DeviceProfile;
+use super::wgsl::Const;
 
 mod wgsl;
 pub use wgsl::{tiled_body, GemmTile, TILED};
 
-/// Register tile edge of one invocation (rows x columns), as in the shader.
+/// Register tile edge of one scalar invocation (rows x columns).
 pub const TILE: u32 = 4;
 /// The register tile of the vec4 member's kernels (8 x 8 outputs per invocation).
 pub const V4_TILE: u32 = 8;
 /// The vec4 weight gradient for K % 4 != 0 (g in vec4, x scalar): it takes
 /// every launch linear_backward_weights_v4 takes, and more.
 const WEIGHTS_V4G: &str = "linear_backward_weights_v4g";
-/// Workgroup shape (x over output-column tiles, y over row tiles), as in the shader.
+/// Workgroup shape (x over output-column tiles, y over row tiles).
 pub const WORKGROUP: [u32; 2] = [8, 8];
+
+/// The constants of shaders/linear.wgsl, written into its module from these values.
+pub const WGSL_CONSTS: [Const; 4] = [
+    Const::new("TILE", TILE, "register tile side of the scalar kernels"),
+    Const::new("WTILE", V4_TILE, "register tile side of the vec4 kernels"),
+    Const::new("WG_X", WORKGROUP[0], "workgroup extent over column tiles"),
+    Const::new("WG_Y", WORKGROUP[1], "workgroup extent over row tiles"),
+];
 
 /// Mirrors `LinearParams` in linear.wgsl: what the problems of one launch share
 /// (widths, ReLU, the dropout probability); per-problem values are [`LinearProblem`]s.

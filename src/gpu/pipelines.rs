@@ -1,6 +1,6 @@
 //! Compute pipelines cached by (shader, entry point), over the WGSL files of
-//! `shaders/` compiled in with `include_str!` behind the shared prelude
-//! (src/gpu/wgsl.rs). Each entry point has an explicit
+//! `shaders/` compiled in with `include_str!` behind the shared prelude and the
+//! family's constants from its launcher (src/gpu/wgsl.rs). Each entry point has an explicit
 //! bind group layout (group 0, bindings 0..n in the order its launcher lists them),
 //! so one bind group per dispatch site can be built once and reused.
 
@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use super::context::{GpuContext, GpuError};
+use super::wgsl::Const;
 
 /// One WGSL file of `shaders/` (an op family).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -80,9 +81,25 @@ impl Shader {
     /// the flat attention member's file also gets the structs both attention members
     /// declare (src/gpu/attention/wgsl.rs), so they are written once.
     pub fn source(self) -> String {
+        let (rust, consts) = self.constants();
         match self {
-            Shader::Attention => super::wgsl::module(&super::attention::with_structs(&self.body())),
-            _ => super::wgsl::module(&self.body()),
+            Shader::Attention => super::wgsl::module(&super::attention::with_structs(&self.body()), rust, consts),
+            _ => super::wgsl::module(&self.body(), rust, consts),
+        }
+    }
+
+    /// The module-scope constants a hand-written body reads, and the Rust file
+    /// they come from: written into the module, never declared in the body
+    /// (generated bodies write theirs themselves).
+    pub fn constants(self) -> (&'static str, &'static [Const]) {
+        match self {
+            Shader::Linear => ("src/gpu/linear.rs", &super::linear::WGSL_CONSTS),
+            Shader::Dropout => ("src/gpu/dropout.rs", &super::dropout::WGSL_CONSTS),
+            Shader::Adam => ("src/gpu/adam.rs", &super::adam::WGSL_CONSTS),
+            Shader::Gather => ("src/gpu/gather.rs", &super::gather::WGSL_CONSTS),
+            Shader::Heads => ("src/gpu/heads.rs", &super::heads::WGSL_CONSTS),
+            Shader::Attention => ("src/gpu/attention.rs", &super::attention::WGSL_CONSTS),
+            Shader::LinearTiled | Shader::Gru | Shader::AttentionTiled => ("", &[]),
         }
     }
 }

@@ -1,7 +1,10 @@
 //! The WGSL that runs: every module of a kernel family is the shared prelude
 //! followed by the family's body. WGSL has no includes or macros, so the
 //! prelude is written here from the Rust values it must agree with (the dropout
-//! hash of src/cpu/dropout.rs), never copied by hand into a shader. Family
+//! hash of src/cpu/dropout.rs), never copied by hand into a shader. After it
+//! come the family's constants (workgroup sizes, tiles, sentinels), written from
+//! the Rust constants its launcher dispatches with, so a hand-written body declares
+//! none of them and no WGSL constant is kept equal to a Rust twin. Family
 //! bodies are the files of shaders/ or, for families generated from parameters,
 //! Rust code beside their launcher; `cimnet kernels --dump DIR` writes every
 //! module as the driver receives it.
@@ -40,14 +43,46 @@ pub fn prelude() -> String {
     w
 }
 
-/// A whole module: the family's header and body with the prelude inserted after
-/// the header comment (the leading `//` lines), so the file still opens with
-/// what it computes.
-pub fn module(body: &str) -> String {
+/// A module-scope `const NAME: u32` of a family, set from its launcher's Rust value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Const {
+    pub name: &'static str,
+    pub value: u32,
+    /// What it is, written after it as a comment.
+    pub doc: &'static str,
+}
+
+impl Const {
+    pub const fn new(name: &'static str, value: u32, doc: &'static str) -> Self {
+        Const { name, value, doc }
+    }
+}
+
+/// The constants block of a module: one `const` line per entry, from `source`
+/// (the launcher's Rust file, named in the block's first line).
+fn constants(source: &str, consts: &[Const]) -> String {
+    let mut w = String::new();
+    if consts.is_empty() {
+        return w;
+    }
+    let _ = writeln!(w, "// ---- constants (from {source}) ----");
+    for c in consts {
+        // Sentinels such as u32::MAX read best in hex, sizes in decimal.
+        let value = if c.value > 0xffff { format!("{:#x}", c.value) } else { c.value.to_string() };
+        let _ = writeln!(w, "const {}: u32 = {value}u; // {}", c.name, c.doc);
+    }
+    let _ = writeln!(w, "// ---- end of constants ----\n");
+    w
+}
+
+/// A whole module: the family's header and body with the prelude and the family's
+/// constants (`consts`, the Rust values of `source`) inserted after the header
+/// comment (the leading `//` lines), so the file still opens with what it computes.
+pub fn module(body: &str, source: &str, consts: &[Const]) -> String {
     let header_end =
         body.lines().take_while(|l| l.starts_with("//")).map(|l| l.len() + 1).sum::<usize>().min(body.len());
     let (header, rest) = body.split_at(header_end);
-    format!("{header}\n{}{rest}", prelude())
+    format!("{header}\n{}{}{rest}", prelude(), constants(source, consts))
 }
 
 #[cfg(test)]
@@ -58,8 +93,13 @@ mod tests {
     fn the_prelude_hash_is_the_cpu_hash_written_out() {
         let p = prelude();
         assert!(p.contains("x ^= x >> 16u;\n    x *= 0x7feb352du;\n    x ^= x >> 15u;\n    x *= 0x846ca68bu;"), "{p}");
-        let m = module("// a\n// b\nfn f() {}\n");
+        let m = module(
+            "// a\n// b\nfn f() {}\n",
+            "src/x.rs",
+            &[Const::new("WG", 64, "workgroup"), Const::new("NONE", u32::MAX, "none")],
+        );
         assert!(m.starts_with("// a\n// b\n\n// ---- prelude"), "{m}");
+        assert!(m.contains("// ---- constants (from src/x.rs) ----\nconst WG: u32 = 64u; // workgroup\nconst NONE: u32 = 0xffffffffu; // none\n"), "{m}");
         assert!(m.ends_with("fn f() {}\n"));
     }
 }
