@@ -187,7 +187,8 @@ fn hand_written_bodies_declare_no_constant_their_launcher_owns() {
         let body = shader.body();
         let declared: Vec<&str> = body.lines().filter(|l| l.starts_with("const ")).collect();
         assert!(declared.is_empty(), "{}.wgsl declares {declared:?}: list them in {rust} (WGSL_CONSTS)", shader.name());
-        // And the module the driver compiles has each with its Rust value.
+        // And the module the driver compiles has each with its Rust value
+        // (below: each list names the launcher constant it should).
         for c in consts {
             assert_eq!(wgsl_const(shader, c.name), c.value, "{}: {}", shader.name(), c.name);
         }
@@ -196,9 +197,12 @@ fn hand_written_bodies_declare_no_constant_their_launcher_owns() {
     assert_eq!(wgsl_const(Shader::Linear, "TILE"), linear::TILE);
     assert_eq!(wgsl_const(Shader::Linear, "WTILE"), linear::V4_TILE);
     assert_eq!(wgsl_const(Shader::Linear, "WG_X"), linear::WORKGROUP[0]);
+    assert_eq!(wgsl_const(Shader::Linear, "WG_Y"), linear::WORKGROUP[1]);
     assert_eq!(wgsl_const(Shader::Dropout, "WG"), dropout::WORKGROUP);
     assert_eq!(wgsl_const(Shader::Adam, "WG"), adam::WORKGROUP);
+    assert_eq!(wgsl_const(Shader::Gather, "WG"), gather::WORKGROUP);
     assert_eq!(wgsl_const(Shader::Gather, "NO_LEN"), gather::NO_LEN);
+    assert_eq!(wgsl_const(Shader::Attention, "WG"), cimnet::gpu::attention::WORKGROUP);
     assert_eq!(wgsl_const(Shader::Heads, "C") as usize, cimnet::gpu::heads::CLASSES);
     assert_eq!(wgsl_const(Shader::Gru, "SEQ_PER_WG"), cimnet::gpu::gru::SEQ_PER_WG);
     assert_eq!(wgsl_const(Shader::Gru, "MAX_H"), cimnet::gpu::gru::MAX_H);
