@@ -14,9 +14,14 @@
 // One dispatch updates every model; each element's arithmetic is the same as in
 // a launch over that model alone.
 //
-// Dispatch: workgroup 256, one invocation per QUAD (4 consecutive elements,
-// loaded and stored as one vec4) of the quads a block touches: x (folded into y
-// past 65,535 groups) over the largest block's quads, z over the problems. Why
+// Dispatch: workgroup 256, each invocation `per_inv` QUADs (4 consecutive
+// elements, loaded and stored as one vec4) WG apart, so a workgroup's lanes
+// cover WG consecutive quads per pass: x (folded into y past 65,535 groups)
+// over the largest block's quads, z over the problems. per_inv is the device
+// profile's (src/gpu/adam.rs): 1 on a GPU, whose memory system wants every
+// quad in flight at once; 8 on a software device, where the problem entry and
+// the index arithmetic, paid per invocation, cost as much as the quad's own
+// loads (measured on llvmpipe: 6.7 ms -> 5.7 ms a step at 1.35M parameters). Why
 // vec4: the step is 4 loads and 4 stores per element and no reuse, so its time is
 // the number of memory operations: on llvmpipe each is a per-lane loop, so a
 // vec4 one moves 4 elements for the cost of 1 (measured below); on a GPU a
@@ -37,7 +42,7 @@ struct AdamParams {
     problems: u32,
     zero_grad: u32, // 1: g = 0 after the update
     n_max: u32,     // the largest block in elements (the grid's x extent, in quads)
-    _pad0: u32,
+    per_inv: u32,   // quads per invocation, WG apart
 }
 
 struct AdamProblem {
@@ -63,18 +68,9 @@ struct AdamProblem {
 @group(0) @binding(4) var<storage, read_write> m1: array<vec4<f32>>;
 @group(0) @binding(5) var<storage, read_write> m2: array<vec4<f32>>;
 
-@compute @workgroup_size(WG)
-fn adam_step(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-             @builtin(local_invocation_index) lid: u32) {
-    let q = problems[wg.z];
-    let lo = q.offset;
-    let hi = q.offset + q.n;
-    // The quads [lo / 4, ceil(hi / 4)) touch the block.
-    let first = lo / 4u;
-    let k = first + (wg.y * nwg.x + wg.x) * WG + lid;
-    if (q.n == 0u || k >= (hi + 3u) / 4u) {
-        return;
-    }
+// One quad k of problem q's block [lo, hi): updated, then stored whole where
+// the block covers it, else component by component (the block's own only).
+fn adam_quad(q: AdamProblem, k: u32, lo: u32, hi: u32) {
     let g = grad[k];
     let m = q.beta1 * m1[k] + q.one_minus_beta1 * g;
     let v = q.beta2 * m2[k] + q.one_minus_beta2 * g * g;
@@ -98,5 +94,26 @@ fn adam_step(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg:
                 grad[k][c] = 0.0;
             }
         }
+    }
+}
+
+@compute @workgroup_size(WG)
+fn adam_step(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+             @builtin(local_invocation_index) lid: u32) {
+    let q = problems[wg.z];
+    let lo = q.offset;
+    let hi = q.offset + q.n;
+    if (q.n == 0u) {
+        return;
+    }
+    // The quads [lo / 4, ceil(hi / 4)) touch the block.
+    let end = (hi + 3u) / 4u;
+    let k0 = lo / 4u + (wg.y * nwg.x + wg.x) * WG * p.per_inv + lid;
+    for (var j = 0u; j < p.per_inv; j++) {
+        let k = k0 + j * WG;
+        if (k >= end) {
+            return;
+        }
+        adam_quad(q, k, lo, hi);
     }
 }

@@ -115,7 +115,7 @@ fn params_structs_match_wgsl_layout() {
     }
     layout!(Shader::Dropout, DropoutParams, [n, segments, threshold, scale, x_off, y_off]);
     layout!(Shader::Dropout, DropoutSegment, [stream, seed, n]);
-    layout!(Shader::Adam, AdamParams, [problems, zero_grad, n_max]);
+    layout!(Shader::Adam, AdamParams, [problems, zero_grad, n_max, per_inv]);
     layout!(
         Shader::Adam,
         AdamProblem,

@@ -12,11 +12,24 @@ pub struct AdamCase {
     pub seed: u64,
 }
 
+/// The kernel's quads per invocation checked on every device: a GPU's and a
+/// software device's (`gpu::adam::quads_per_invocation`), and one odd count.
+const PER_INV: [u32; 3] = [1, 8, 3];
+
 /// adam_step with zero_grad, step after step against cpu::adam: parameters and
 /// both moments; parameters whose gradient is always zero (like alignment gaps)
 /// stay exactly 0; the gradients are zeroed. One step has tiny gradients (the eps
-/// regime).
+/// regime). Alone and grouped, for each quads-per-invocation form.
 pub fn check_adam(ctx: &GpuContext, c: &AdamCase) -> Result<Vec<CheckRow>, GpuError> {
+    let mut rows = Vec::new();
+    for per_inv in PER_INV {
+        rows.push(check_adam_alone(ctx, c, per_inv)?);
+        rows.push(check_adam_grouped(ctx, c, per_inv)?);
+    }
+    Ok(rows)
+}
+
+fn check_adam_alone(ctx: &GpuContext, c: &AdamCase, per_inv: u32) -> Result<CheckRow, GpuError> {
     let n = c.n;
     let gap = 64.min(n);
     let cfg = gpu::adam::AdamConfig::default();
@@ -34,6 +47,7 @@ pub fn check_adam(ctx: &GpuContext, c: &AdamCase) -> Result<Vec<CheckRow>, GpuEr
     let mut state = cpu::adam::AdamState::new(n);
     let block = |step: u32| [gpu::adam::AdamProblem::new(0, n, step, &cfg)];
     let mut launch = gpu::adam::adam_step(ctx, [&params, &grads, &m, &v], &block(1), 1, true)?;
+    launch.set_quads_per_invocation(per_inv);
     for step in 1..=c.steps {
         let mut g = random_vec(n, c.seed + 100 + u64::from(step));
         for x in &mut g[..gap] {
@@ -51,21 +65,17 @@ pub fn check_adam(ctx: &GpuContext, c: &AdamCase) -> Result<Vec<CheckRow>, GpuEr
         cpu::adam::adam_step(&mut p, &mut state, &g, &cfg);
     }
     let got = read_f32(ctx, &params, n)?;
-    let grouped = check_adam_grouped(ctx, c)?;
-    Ok(vec![
-        CheckRow::new(
-            format!("adam_step ({} steps)", c.steps),
-            format!("n={n}"),
-            vec![
-                compare("params", &got, &p, ADAM_TOL),
-                compare("m", &read_f32(ctx, &m, n)?, &state.m, ADAM_TOL),
-                compare("v", &read_f32(ctx, &v, n)?, &state.v, ADAM_TOL),
-                compare_exact("params with zero gradient", &got[..gap], &vec![0.0; gap]),
-                compare_exact("grads (zero_grad)", &read_f32(ctx, &grads, n)?, &vec![0.0; n]),
-            ],
-        ),
-        grouped,
-    ])
+    Ok(CheckRow::new(
+        format!("adam_step ({} steps) [{per_inv} quads per invocation]", c.steps),
+        format!("n={n}"),
+        vec![
+            compare("params", &got, &p, ADAM_TOL),
+            compare("m", &read_f32(ctx, &m, n)?, &state.m, ADAM_TOL),
+            compare("v", &read_f32(ctx, &v, n)?, &state.v, ADAM_TOL),
+            compare_exact("params with zero gradient", &got[..gap], &vec![0.0; gap]),
+            compare_exact("grads (zero_grad)", &read_f32(ctx, &grads, n)?, &vec![0.0; n]),
+        ],
+    ))
 }
 
 /// One launch over three models' blocks of one arena (gaps between them), as a
@@ -73,7 +83,7 @@ pub fn check_adam(ctx: &GpuContext, c: &AdamCase) -> Result<Vec<CheckRow>, GpuEr
 /// joins at step 4, model 1 stops after step 6 (early stopping: no longer in the
 /// list). Every block against cpu::adam run on it alone; the gaps and a stopped
 /// block's later steps untouched bit for bit (parameters, moments, gradients).
-fn check_adam_grouped(ctx: &GpuContext, c: &AdamCase) -> Result<CheckRow, GpuError> {
+fn check_adam_grouped(ctx: &GpuContext, c: &AdamCase, per_inv: u32) -> Result<CheckRow, GpuError> {
     let sizes = [c.n / 3, c.n / 4, c.n / 5];
     let gaps = [37, 13, 0];
     let mut starts = Vec::new();
@@ -117,9 +127,13 @@ fn check_adam_grouped(ctx: &GpuContext, c: &AdamCase) -> Result<CheckRow, GpuErr
             cpu::adam::adam_step(&mut want[a..a + n], &mut states[k], &g[a..a + n], &cfgs[k]);
             last_g[a..a + n].iter_mut().for_each(|x| *x = 0.0);
         }
-        match &mut launch {
-            Some(l) => l.update(ctx, &list, true)?,
-            None => launch = Some(gpu::adam::adam_step(ctx, [&params, &grads, &m, &v], &list, 3, true)?),
+        if launch.is_none() {
+            let mut l = gpu::adam::adam_step(ctx, [&params, &grads, &m, &v], &list, 3, true)?;
+            l.set_quads_per_invocation(per_inv);
+            launch = Some(l);
+        }
+        if let Some(l) = &mut launch {
+            l.update(ctx, &list, true)?;
         }
         if let Some(l) = &launch {
             run(ctx, &[l])?;
@@ -146,5 +160,6 @@ fn check_adam_grouped(ctx: &GpuContext, c: &AdamCase) -> Result<CheckRow, GpuErr
         &read_f32(ctx, &grads, total)?,
         &f32s(&last_g),
     ));
-    Ok(CheckRow::new(format!("adam_step, 3 models ({} steps)", c.steps), format!("n={total}"), cmp))
+    let name = format!("adam_step, 3 models ({} steps) [{per_inv} quads per invocation]", c.steps);
+    Ok(CheckRow::new(name, format!("n={total}"), cmp))
 }
