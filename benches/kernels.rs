@@ -480,6 +480,16 @@ fn gru_case(bench: &Bench, s: &Shape) -> Check {
         }
         bench.time(&format!("gru_forward {tag}"), &shape, &[&fwd], flop_f, bytes_f);
         bench.time(&format!("gru_backward {tag} (+dW_hh)"), &shape, &[&bwd], flop_b, bytes_b);
+        // Of which dW_hh += gh^T h_prev (2 * 3H * H per real step and problem).
+        let flop_w = pf * real * 2.0 * 3.0 * hf * hf;
+        let bytes_w = 4.0 * pf * (real * (3.0 * hf + hf) + 3.0 * hf * hf);
+        bench.time(
+            &format!("gru_backward_weights {tag} (dW_hh alone)"),
+            &shape,
+            &[&gru::GruWeightsOnly(&bwd)],
+            flop_w,
+            bytes_w,
+        );
     }
     Ok(())
 }

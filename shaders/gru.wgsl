@@ -1487,16 +1487,27 @@ fn gru_backward_weights_t8(@builtin(global_invocation_id) gid: vec3<u32>) {
     var x5 = vec4<f32>(0.0); var y5 = vec4<f32>(0.0);
     var x6 = vec4<f32>(0.0); var y6 = vec4<f32>(0.0);
     var x7 = vec4<f32>(0.0); var y7 = vec4<f32>(0.0);
+    // Row (b, i) of gh is row_of(p, b, i) and h_prev's is cache_at(p, C_H, b, ip,
+    // 0): both b * q.u + i past a base, spelled out here so the loop reads
+    // q.u (a storage load) once, not twice per row.
+    let qu = problems[p].u;
+    let nh4 = nh / 4u;
+    let n34 = n3 / 4u;
+    let gh_base = row_of(p, 0u, 0u) * n34;
+    let h_base = cache_at(p, C_H, 0u, 0u, 0u) / 4u;
+    let r0 = row0 / 4u;
+    let r1 = row1 / 4u;
     for (var b = 0u; b < nb; b++) {
         let len = seq_len(p, b);
+        let gb = gh_base + b * qu * n34;
+        let hb = h_base + b * qu * nh4;
         for (var i = 0u; i < len; i++) {
-            let gb = row_of(p, b, i) * n3;
-            let g0 = ww4_gh[(gb + row0) / 4u];
-            let g1 = ww4_gh[(gb + row1) / 4u];
+            let g0 = ww4_gh[gb + i * n34 + r0];
+            let g1 = ww4_gh[gb + i * n34 + r1];
             let first = select(i == 0u, i + 1u == len, rev);
             // h_prev position (i itself where there is none: read, then masked).
             let ip = select(select(i - 1u, i + 1u, rev), i, first);
-            let cb = cache_at(p, C_H, b, ip, 0u) / 4u;
+            let cb = hb + ip * nh4;
             let l0 = ww4_cache[cb + cc0];
             let l1 = ww4_cache[cb + cc1];
             let h0 = select(one0, l0, real0 && !first);

@@ -715,3 +715,14 @@ impl Recordable for GruBackward {
         self.weights.record(rec);
     }
 }
+
+/// The dW_hh / db_hh launch of a [`GruBackward`] alone, reading gh and the
+/// cache as the recurrence left them: `cargo bench --bench kernels` times it
+/// apart from the recurrence (it accumulates into the gradients again).
+pub struct GruWeightsOnly<'a>(pub &'a GruBackward);
+
+impl Recordable for GruWeightsOnly<'_> {
+    fn record_into(&self, rec: &mut Recorder) {
+        self.0.weights.record(rec);
+    }
+}
