@@ -297,7 +297,7 @@ fn an_updated_launch_equals_a_launch_built_for_its_problems() {
         shifted[3].b_hh_offset = (arena.len() / 4 * 4 - 4) as u32; // 4-aligned, its 3H past the arena
         assert!(matches!(f.update(ctx, &ps, &shifted), Err(g::GruError::BufferSize { name: "weights", .. })));
         shifted[3].b_hh_offset = small[3].b_hh_offset + 1;
-        if f.kernel() == GruKernel::Wide {
+        if f.kernel().is_wide() {
             assert!(matches!(f.update(ctx, &ps, &shifted), Err(g::GruError::Misaligned { problem: 3, .. })));
         } else {
             f.update(ctx, &ps, &shifted).unwrap();
@@ -371,6 +371,81 @@ fn gru_timing_mosei_shape() {
                 bw.dispatches(),
                 2.0 * flop / tb.as_secs_f64() / 1e9
             );
+        }
+    }
+}
+
+/// WideSg is Wide with loads replaced by subgroup shuffles: the same
+/// arithmetic in the same order, so every output (cache, out, gi, gh and the
+/// accumulated dW_hh / db_hh) must equal Wide's bit for bit, on both schedules,
+/// at B = 17 (a partial second workgroup), H = 36 (half-owned lanes, a
+/// half-empty dW_hh tile) and H = 200 (idle lanes in the last octet), U with
+/// lengths 1 .. U. Where the device has no subgroups of 8 lanes, a WideSg
+/// launch runs Wide (and says so).
+#[test]
+fn wide_sg_equals_wide_bit_for_bit() {
+    let Some(ctx) = context() else { return };
+    let read = |buf: &wgpu::Buffer, bytes: u64| -> Vec<u32> {
+        let v = cimnet::gpu::buffers::read::<f32>(ctx, buf, 0, (bytes / 4) as usize).unwrap();
+        v.iter().map(|x| x.to_bits()).collect()
+    };
+    for (b, h, u) in [(17, 36, 9), (5, 200, 13)] {
+        let mut cfg = ModelConfig::new(ModalitySet::TAV, Attention::None, Tasks::Mtl, [3, 4, 5]);
+        cfg.hidden = h;
+        let store = ParamStore::init(&cfg, 5);
+        let mods = cfg.modalities.modalities();
+        let q: Vec<GruProblem> =
+            g::gru_problems(&store.layout, &mods, 0).unwrap().iter().map(|q| q.batch(u, 0)).collect();
+        let p = GruParams::new(b, u, h, q.len()).unwrap();
+        let mut rng = ChaCha8Rng::seed_from_u64(h as u64);
+        let mut rand = |n: u64| (0..n / 4).map(|_| rng.gen_range(-1.0f32..1.0)).collect::<Vec<f32>>();
+        let lens: Vec<u32> = (0..b as u32).map(|i| if i == 3 { u as u32 } else { i % u as u32 + 1 }).collect();
+        let lens = upload(ctx, "lens", &lens).unwrap();
+        let weights = upload(ctx, "weights", &store.values).unwrap();
+        let xp = upload(ctx, "xp", &rand(p.gates_bytes())).unwrap();
+        let dout = upload(ctx, "dout", &rand(p.out_bytes())).unwrap();
+        for schedule in [g::GruSchedule::Persistent, g::GruSchedule::PerStep] {
+            let results = [GruKernel::Wide, GruKernel::WideSg].map(|kernel| {
+                let member = GruMember { kernel, schedule };
+                let [cache, out, gi, gh, carry, grads] = outputs(ctx, &p, store.values.len());
+                let f = g::gru_forward(ctx, &out, &cache, &xp, &weights, &lens, &p, &q, q.len(), member).unwrap();
+                let bw = g::gru_backward(
+                    ctx,
+                    &gi,
+                    &gh,
+                    &carry,
+                    &grads,
+                    &dout,
+                    &cache,
+                    &weights,
+                    &lens,
+                    &p,
+                    &q,
+                    q.len(),
+                    member,
+                )
+                .unwrap();
+                let want = if ctx.profile.subgroup_octets() { kernel } else { GruKernel::Wide };
+                assert_eq!((f.kernel(), bw.kernel()), (want, want), "{}", member.name());
+                run(ctx, &[&f, &bw]).unwrap();
+                let got = [
+                    read(&cache, p.cache_bytes()),
+                    read(&out, p.out_bytes()),
+                    read(&gi, p.gates_bytes()),
+                    read(&gh, p.gates_bytes()),
+                    read(&grads, 4 * store.values.len() as u64),
+                ];
+                assert!(got[4].iter().any(|&x| x != 0), "{}: no weight gradient", member.name());
+                got
+            });
+            for (t, (a, s)) in ["cache", "out", "gi", "gh", "grads"].iter().zip(results[0].iter().zip(&results[1])) {
+                let diff = a.iter().zip(s.iter()).filter(|(x, y)| x != y).count();
+                assert!(
+                    diff == 0,
+                    "B {b} H {h} {}: {t} of wide-sg differs from wide in {diff} elements",
+                    schedule.name()
+                );
+            }
         }
     }
 }

@@ -14,9 +14,19 @@ use cimnet::gpu::heads::{HeadsParams, HeadsProblem};
 use cimnet::gpu::linear::{LinearParams, LinearProblem};
 use cimnet::gpu::Shader;
 
-fn parse(name: &str, src: &str) -> naga::Module {
+/// Parse and validate `src`; with the subgroup capability only where `shader`
+/// needs it, so a subgroup operation anywhere else fails here.
+fn parse(shader: Shader, src: &str) -> naga::Module {
+    let name = format!("{}.wgsl", shader.name());
     let module = naga::front::wgsl::parse_str(src).unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(src)));
-    naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::default())
+    let caps = if shader.needs_subgroups() {
+        naga::valid::Capabilities::SUBGROUP
+    } else {
+        naga::valid::Capabilities::default()
+    };
+    naga::valid::Validator::new(naga::valid::ValidationFlags::all(), caps)
+        .subgroup_stages(naga::valid::ShaderStages::COMPUTE)
+        .subgroup_operations(naga::valid::SubgroupOperationSet::all())
         .validate(&module)
         .unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(src)));
     module
@@ -35,7 +45,7 @@ fn every_shader_module_validates() {
     for shader in Shader::ALL {
         let name = format!("{}.wgsl", shader.name());
         // What the driver compiles: the body behind the shared prelude.
-        let module = parse(&name, &shader.source());
+        let module = parse(shader, &shader.source());
         // Forward and backward side by side (STYLE.md 1), where the op has a backward.
         let stem = shader.name();
         assert!(module.entry_points.iter().any(|e| e.name.starts_with(stem)), "{name}: no entry point named {stem}_*");
@@ -73,7 +83,7 @@ fn compiled_in_sources_match_the_files() {
 
 /// naga's (span, [(member, offset)]) of struct `name` in `shader`.
 fn wgsl_layout(shader: Shader, name: &str) -> (u32, Vec<(String, u32)>) {
-    let m = parse(shader.name(), &shader.source());
+    let m = parse(shader, &shader.source());
     for (_, ty) in m.types.iter() {
         if ty.name.as_deref() == Some(name) {
             if let naga::TypeInner::Struct { members, span } = &ty.inner {
@@ -125,6 +135,8 @@ fn params_structs_match_wgsl_layout() {
     layout!(Shader::Gather, GatherProblem, [d, src_off, dst_off, index_off, u, len_off]);
     layout!(Shader::Gru, GruParams, [b, u, h, problems, t0, t1]);
     layout!(Shader::Gru, GruProblem, [w_hh_offset, b_hh_offset, u, len_off]);
+    layout!(Shader::GruSg, GruParams, [b, u, h, problems, t0, t1]);
+    layout!(Shader::GruSg, GruProblem, [w_hh_offset, b_hh_offset, u, len_off]);
     layout!(Shader::Attention, AttentionParams, [b, u, d, pair, problems]);
     layout!(Shader::AttentionTiled, AttentionParams, [b, u, d, pair, problems]);
     for shader in [Shader::Attention, Shader::AttentionTiled] {
@@ -164,7 +176,7 @@ fn params_structs_match_wgsl_layout() {
 
 /// Value of the WGSL `const NAME: u32`.
 fn wgsl_const(shader: Shader, name: &str) -> u32 {
-    let m = parse(shader.name(), &shader.source());
+    let m = parse(shader, &shader.source());
     for (_, c) in m.constants.iter() {
         if c.name.as_deref() == Some(name) {
             if let naga::Expression::Literal(naga::Literal::U32(v)) = m.global_expressions[c.init] {
@@ -179,7 +191,7 @@ fn wgsl_const(shader: Shader, name: &str) -> u32 {
 fn hand_written_bodies_declare_no_constant_their_launcher_owns() {
     for shader in Shader::ALL {
         let (rust, consts) = shader.constants();
-        if shader.generated() || shader == Shader::Gru {
+        if shader.generated() || matches!(shader, Shader::Gru | Shader::GruSg) {
             assert!(consts.is_empty(), "{}: generated bodies write their own constants", shader.name());
             continue;
         }

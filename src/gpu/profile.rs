@@ -26,6 +26,8 @@ pub struct DeviceProfile {
     /// The limits the device was opened with.
     pub limits: wgpu::Limits,
     pub subgroups: bool,
+    /// The smallest subgroup the adapter may run (wgpu reports at least 4).
+    pub subgroup_min_size: u32,
     pub timestamps: bool,
 }
 
@@ -40,6 +42,7 @@ impl DeviceProfile {
             loop_budget: is_llvmpipe(info).then_some(LLVMPIPE_LOOP_BUDGET),
             limits,
             subgroups: features.contains(wgpu::Features::SUBGROUP),
+            subgroup_min_size: info.subgroup_min_size,
             timestamps: features.contains(wgpu::Features::TIMESTAMP_QUERY),
         }
     }
@@ -57,6 +60,13 @@ impl DeviceProfile {
     pub fn group_memory(&self) -> u64 {
         const MIB: u64 = 1 << 20;
         self.limits.max_buffer_size.clamp(256 * MIB, 8192 * MIB)
+    }
+
+    /// Subgroup operations over octets of lanes work here: the device has
+    /// subgroups, and every subgroup is a multiple of 8 lanes (sizes are powers
+    /// of two, so a minimum of 8 says it; WARP's 4-lane ones do not qualify).
+    pub fn subgroup_octets(&self) -> bool {
+        self.subgroups && self.subgroup_min_size >= 8
     }
 
     /// The loop budget where there is one, else effectively none.

@@ -110,7 +110,7 @@ fn weights_iters(kernel: GruKernel, b: u32, u: u32) -> u64 {
     let (b, u) = (u64::from(b), u64::from(u));
     match kernel {
         GruKernel::Cells => (b * u).div_ceil(u64::from(cells::TILED_KT)) * (4 + u64::from(cells::TILED_KT) + 1) + 1,
-        GruKernel::Scalar | GruKernel::Wide => b * (u + 1),
+        GruKernel::Scalar | GruKernel::Wide | GruKernel::WideSg => b * (u + 1),
     }
 }
 
@@ -126,6 +126,13 @@ pub enum GruKernel {
     /// needs H % 4 == 0 and 4-aligned W_hh / b_hh offsets. The fastest on
     /// llvmpipe (docs/gru-notes.md).
     Wide,
+    /// Wide's kernels with the operands every lane of an octet needs read once
+    /// per octet of subgroup lanes and handed round by subgroupShuffle
+    /// (shaders/gru_sg.wgsl): bit for bit Wide's results with 2 loads where
+    /// Wide has 16 (recurrence) or 4 (dW_hh). Only on a device with subgroups
+    /// of at least 8 lanes (`DeviceProfile::subgroup_octets`); elsewhere its
+    /// launches run Wide.
+    WideSg,
     /// Shaped for discrete GPUs, dW_hh a tiled GEMM. Per step
     /// (src/gpu/gru/cells.rs): one launch per step, one invocation per (unit,
     /// sequence), W_hh / h / gh staged in workgroup memory. Persistent
@@ -135,12 +142,13 @@ pub enum GruKernel {
 }
 
 impl GruKernel {
-    pub const ALL: [GruKernel; 3] = [GruKernel::Scalar, GruKernel::Wide, GruKernel::Cells];
+    pub const ALL: [GruKernel; 4] = [GruKernel::Scalar, GruKernel::Wide, GruKernel::WideSg, GruKernel::Cells];
 
     pub fn name(self) -> &'static str {
         match self {
             GruKernel::Scalar => "scalar",
             GruKernel::Wide => "wide",
+            GruKernel::WideSg => "wide-sg",
             GruKernel::Cells => "cells",
         }
     }
@@ -149,17 +157,27 @@ impl GruKernel {
         GruKernel::ALL.into_iter().find(|k| k.name() == name)
     }
 
-    /// Whether the kernel can run these shapes (Wide: H % 4 == 0 and every
-    /// problem's offsets 4-aligned).
+    /// Wide or WideSg: vec4 loads of W_hh, gh and the cache.
+    pub fn is_wide(self) -> bool {
+        matches!(self, GruKernel::Wide | GruKernel::WideSg)
+    }
+
+    /// Whether the kernel can run these shapes (Wide, WideSg: H % 4 == 0 and
+    /// every problem's offsets 4-aligned).
     pub fn fits(self, params: &GruParams, problems: &[GruProblem]) -> bool {
         let aligned = problems.iter().all(|q| q.w_hh_offset % 4 == 0 && q.b_hh_offset % 4 == 0);
-        self != GruKernel::Wide || (params.h.is_multiple_of(4) && aligned)
+        !self.is_wide() || (params.h.is_multiple_of(4) && aligned)
+    }
+
+    /// Whether the device can build the kernel (WideSg: subgroups of at least 8 lanes).
+    pub fn available(self, profile: &DeviceProfile) -> bool {
+        self != GruKernel::WideSg || profile.subgroup_octets()
     }
 
     fn weights_grid(self) -> fn(&GruParams) -> [u32; 3] {
         match self {
             GruKernel::Scalar => weights_grid,
-            GruKernel::Wide => weights_grid_t8,
+            GruKernel::Wide | GruKernel::WideSg => weights_grid_t8,
             GruKernel::Cells => weights_grid_tiled,
         }
     }
@@ -202,13 +220,15 @@ pub struct GruMember {
 }
 
 impl GruMember {
-    /// Every member: Cells, Wide and Scalar, each per step and persistent
-    /// (Cells per step first: the default on a GPU).
-    pub const ALL: [GruMember; 6] = [
+    /// Every member: Cells, Wide, WideSg and Scalar, each per step and
+    /// persistent (Cells per step first: the default on a GPU).
+    pub const ALL: [GruMember; 8] = [
         GruMember { kernel: GruKernel::Cells, schedule: GruSchedule::PerStep },
         GruMember { kernel: GruKernel::Cells, schedule: GruSchedule::Persistent },
         GruMember { kernel: GruKernel::Wide, schedule: GruSchedule::Persistent },
         GruMember { kernel: GruKernel::Wide, schedule: GruSchedule::PerStep },
+        GruMember { kernel: GruKernel::WideSg, schedule: GruSchedule::Persistent },
+        GruMember { kernel: GruKernel::WideSg, schedule: GruSchedule::PerStep },
         GruMember { kernel: GruKernel::Scalar, schedule: GruSchedule::Persistent },
         GruMember { kernel: GruKernel::Scalar, schedule: GruSchedule::PerStep },
     ];
@@ -220,6 +240,8 @@ impl GruMember {
             (GruKernel::Cells, GruSchedule::Persistent) => "cells-persistent",
             (GruKernel::Wide, GruSchedule::Persistent) => "wide-persistent",
             (GruKernel::Wide, GruSchedule::PerStep) => "wide-per-step",
+            (GruKernel::WideSg, GruSchedule::Persistent) => "wide-sg-persistent",
+            (GruKernel::WideSg, GruSchedule::PerStep) => "wide-sg-per-step",
             (GruKernel::Scalar, GruSchedule::Persistent) => "scalar-persistent",
             (GruKernel::Scalar, GruSchedule::PerStep) => "scalar-per-step",
         }
@@ -229,22 +251,30 @@ impl GruMember {
         GruMember::ALL.into_iter().find(|m| m.name() == name)
     }
 
-    /// The member that runs `params` and `problems`: this one, or its Scalar
-    /// twin where the kernel does not fit (`GruKernel::fits`).
-    fn fitting(self, params: &GruParams, problems: &[GruProblem]) -> GruMember {
-        let kernel = if self.kernel.fits(params, problems) { self.kernel } else { GruKernel::Scalar };
+    /// The member that runs `params` and `problems` on `profile`: this one;
+    /// Wide for WideSg on a device without subgroups (the same results bit for
+    /// bit); its Scalar twin where the kernel does not fit (`GruKernel::fits`).
+    fn fitting(self, profile: &DeviceProfile, params: &GruParams, problems: &[GruProblem]) -> GruMember {
+        let kernel = match self.kernel {
+            k if !k.fits(params, problems) => GruKernel::Scalar,
+            k if !k.available(profile) => GruKernel::Wide,
+            k => k,
+        };
         GruMember { kernel, ..self }
     }
 
-    fn entries(self) -> [&'static str; 3] {
+    /// The module and entry points of the forward, the backward and the weight gradient.
+    fn entries(self) -> (Shader, [&'static str; 3]) {
+        let gru = |e| (Shader::Gru, e);
         match (self.kernel, self.schedule) {
-            (GruKernel::Scalar, _) => ["gru_forward", "gru_backward", "gru_backward_weights"],
-            (GruKernel::Wide, _) => ["gru_forward_wide", "gru_backward_wide", "gru_backward_weights_t8"],
+            (GruKernel::Scalar, _) => gru(["gru_forward", "gru_backward", "gru_backward_weights"]),
+            (GruKernel::Wide, _) => gru(["gru_forward_wide", "gru_backward_wide", "gru_backward_weights_t8"]),
+            (GruKernel::WideSg, _) => (Shader::GruSg, ["gru_sg_forward", "gru_sg_backward", "gru_sg_backward_weights"]),
             (GruKernel::Cells, GruSchedule::PerStep) => {
-                ["gru_forward_cells", "gru_backward_cells", "gru_backward_weights_tiled"]
+                gru(["gru_forward_cells", "gru_backward_cells", "gru_backward_weights_tiled"])
             }
             (GruKernel::Cells, GruSchedule::Persistent) => {
-                ["gru_forward_cells_persistent", "gru_backward_cells_persistent", "gru_backward_weights_tiled"]
+                gru(["gru_forward_cells_persistent", "gru_backward_cells_persistent", "gru_backward_weights_tiled"])
             }
         }
     }
@@ -261,7 +291,9 @@ impl GruMember {
     fn iters_per_step(self, h: u32) -> (u32, u32) {
         match (self.kernel, self.schedule) {
             (GruKernel::Scalar, _) => (forward_iters_per_step(h), backward_iters_per_step(h)),
-            (GruKernel::Wide, _) => (forward_iters_per_step_wide(h), backward_iters_per_step_wide(h)),
+            (GruKernel::Wide | GruKernel::WideSg, _) => {
+                (forward_iters_per_step_wide(h), backward_iters_per_step_wide(h))
+            }
             (GruKernel::Cells, GruSchedule::PerStep) => (1, 1),
             (GruKernel::Cells, GruSchedule::Persistent) => {
                 (cells_persistent::forward_iters_per_step(h), cells_persistent::backward_iters_per_step(h))
@@ -291,7 +323,8 @@ impl TryFrom<String> for GruMember {
 /// not fit), the fastest measured there; elsewhere Cells per step, shaped for
 /// a GPU (the tuner races the rest, Cells persistent among them).
 pub fn candidates(profile: &DeviceProfile, params: &GruParams, problems: &[GruProblem]) -> Vec<GruMember> {
-    let mut members: Vec<GruMember> = GruMember::ALL.into_iter().filter(|m| m.kernel.fits(params, problems)).collect();
+    let runs = |m: &GruMember| m.kernel.fits(params, problems) && m.kernel.available(profile);
+    let mut members: Vec<GruMember> = GruMember::ALL.into_iter().filter(runs).collect();
     if profile.is_software() {
         // ALL lists Cells first; on a CPU device Wide and Scalar lead (a stable sort).
         members.sort_by_key(|m| m.kernel == GruKernel::Cells);
@@ -580,7 +613,7 @@ pub fn gru_forward(
     capacity: usize,
     member: GruMember,
 ) -> Result<GruForward, GruError> {
-    let member = member.fitting(params, problems);
+    let member = member.fitting(&ctx.profile, params, problems);
     let buffers = [
         ("out", out, Need::Out),
         ("cache", cache, Need::Cache),
@@ -590,7 +623,8 @@ pub fn gru_forward(
     ];
     let bound = Bound::new(ctx, &buffers, params, problems, capacity, member)?;
     let binds = [Bind::Uniform, Bind::Read, Bind::Read, Bind::Read, Bind::Read, Bind::Write, Bind::Write];
-    let k = ctx.pipelines.get(ctx, Shader::Gru, member.entries()[0], &binds)?;
+    let (shader, [entry, ..]) = member.entries();
+    let k = ctx.pipelines.get(ctx, shader, entry, &binds)?;
     let (iters, _) = member.iters_per_step(params.h);
     let steps = member.schedule.steps_per_dispatch(&ctx.profile, iters);
     let list = &bound.problems.buffer;
@@ -659,7 +693,7 @@ pub fn gru_backward(
     capacity: usize,
     member: GruMember,
 ) -> Result<GruBackward, GruError> {
-    let member = member.fitting(params, problems);
+    let member = member.fitting(&ctx.profile, params, problems);
     let buffers = [
         ("gi", gi, Need::Gates),
         ("gh", gh, Need::Gates),
@@ -673,14 +707,14 @@ pub fn gru_backward(
     let bound = Bound::new(ctx, &buffers, params, problems, capacity, member)?;
     check_loop_budget(&ctx.profile, member.kernel, params)?;
     let (u, r, w) = (Bind::Uniform, Bind::Read, Bind::Write);
-    let [_, step, dw] = member.entries();
-    let k = ctx.pipelines.get(ctx, Shader::Gru, step, &[u, r, r, r, r, r, w, w, w])?;
+    let (shader, [_, step, dw]) = member.entries();
+    let k = ctx.pipelines.get(ctx, shader, step, &[u, r, r, r, r, r, w, w, w])?;
     let (_, iters) = member.iters_per_step(params.h);
     let steps = member.schedule.steps_per_dispatch(&ctx.profile, iters);
     let list = &bound.problems.buffer;
     let buffers = [list, lens, weights, cache, dout, gi, gh, carry];
     let chunks = Chunks::new(ctx, k, &buffers, params, steps, member.step_grid())?;
-    let k = ctx.pipelines.get(ctx, Shader::Gru, dw, &[u, r, r, r, r, w])?;
+    let k = ctx.pipelines.get(ctx, shader, dw, &[u, r, r, r, r, w])?;
     let weights = Launch::new(ctx, k, &[list, lens, cache, gh, grads], *params, member.kernel.weights_grid())?;
     Ok(GruBackward { chunks, weights, bound })
 }

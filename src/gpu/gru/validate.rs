@@ -71,7 +71,7 @@ impl Bound {
         let buffers: Vec<_> = buffers.iter().map(|&(name, buf, need)| (name, buf.size(), need)).collect();
         let capacity = capacity.max(problems.len());
         validate(ctx, &buffers, member.kernel, capacity, params, problems)?;
-        let problems = ProblemList::new(ctx, member.entries()[0], problems, capacity)?;
+        let problems = ProblemList::new(ctx, member.entries().1[0], problems, capacity)?;
         Ok(Bound { buffers, problems, member })
     }
 
@@ -111,7 +111,7 @@ pub(super) fn validate(
     if n > max {
         return Err(GruError::ProblemGrid { problems: n, max });
     }
-    if kernel == GruKernel::Wide {
+    if kernel.is_wide() {
         let bad = problems.iter().enumerate().find(|(_, q)| q.w_hh_offset % 4 != 0 || q.b_hh_offset % 4 != 0);
         if let Some((problem, q)) = bad {
             let (w_hh, b_hh) = (q.w_hh_offset, q.b_hh_offset);

@@ -37,12 +37,25 @@ fn seq(s: u32) -> String {
     }
 }
 
-/// gru_forward_wide, gru_backward_wide and gru_backward_weights_t8.
+/// gru_forward_wide, gru_backward_wide and gru_backward_weights_t8 (module gru).
 pub fn wide() -> String {
     let mut w = String::new();
-    forward(&mut w);
-    backward(&mut w);
+    forward(&mut w, false);
+    backward(&mut w, false);
+    w.push_str(ADD_TILE);
     weights_t8(&mut w);
+    w
+}
+
+/// The WideSg member (module gru_sg): gru_sg_forward, gru_sg_backward and
+/// gru_sg_backward_weights, the Wide kernels with operands shared by subgroup
+/// shuffles.
+pub fn wide_sg() -> String {
+    let mut w = String::new();
+    forward(&mut w, true);
+    backward(&mut w, true);
+    w.push_str(ADD_TILE);
+    weights_sg(&mut w);
     w
 }
 
@@ -51,14 +64,30 @@ macro_rules! line {
     ($w:expr, $($arg:tt)*) => {{ let _ = writeln!($w, $($arg)*); }};
 }
 
-fn forward(w: &mut String) {
-    line!(w, "// gru_forward_wide: 8 units per invocation (two 4-unit halves j0 and j0 + 4,");
-    line!(w, "// each owned when < H): per 4 columns 24 W + 16 h loads for 1536");
-    line!(w, "// multiply-adds; workgroup ({WIDE_LANES}, 1, 1).");
+/// The extra builtin of a subgroup entry point.
+fn lane_arg(sg: bool) -> &'static str {
+    if sg {
+        ",\n        @builtin(subgroup_invocation_id) sl: u32"
+    } else {
+        ""
+    }
+}
+
+fn forward(w: &mut String, sg: bool) {
+    if sg {
+        line!(w, "// gru_sg_forward: gru_forward_wide with the h_shared reads shared by octets");
+        line!(w, "// of subgroup lanes: per 4 columns 24 W + 2 h loads and 16 shuffles.");
+    } else {
+        line!(w, "// gru_forward_wide: 8 units per invocation (two 4-unit halves j0 and j0 + 4,");
+        line!(w, "// each owned when < H): per 4 columns 24 W + 16 h loads for 1536");
+        line!(w, "// multiply-adds; workgroup ({WIDE_LANES}, 1, 1).");
+    }
     line!(w, "@compute @workgroup_size({WIDE_LANES}, 1, 1)");
+    let name = if sg { "gru_sg_forward" } else { "gru_forward_wide" };
+    let lane = lane_arg(sg);
+    line!(w, "fn {name}(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>{lane}) {{");
     w.push_str(
-        "fn gru_forward_wide(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
-    let nb = params.b;
+        "    let nb = params.b;
     let nh = params.h;
     let p = wid.y;
     let rev = p % 2u == 1u;
@@ -129,7 +158,16 @@ fn forward(w: &mut String) {
         line!(w, "        let live_{k} = any(vec4<u32>(t) < len_{k});");
     }
     line!(w, "        let live = live_0 || live_1 || live_2 || live_3;");
-    line!(w, "        let n4 = select(0u, nh4, live && own_0);");
+    if sg {
+        line!(w, "        // Every lane runs the loop (a shuffle needs the whole octet); lane l of an");
+        line!(w, "        // octet reads column c + l % 4 of quads l / 4 and l / 4 + 2, the others");
+        line!(w, "        // take them from it.");
+        line!(w, "        let n4 = select(0u, nh4, live);");
+        line!(w, "        let base = sl & ~7u;");
+        line!(w, "        let hla = ((sl & 7u) / 4u) * MAX_H + (sl & 3u);");
+    } else {
+        line!(w, "        let n4 = select(0u, nh4, live && own_0);");
+    }
     line!(w, "        for (var c4 = 0u; c4 < n4; c4++) {{");
     line!(w, "            let c = 4u * c4;");
     for g in GATES {
@@ -142,12 +180,21 @@ fn forward(w: &mut String) {
             line!(w, "            let w{g}{j} = w4[{g}{}{row} + c4];", j / 4);
         }
     }
+    if sg {
+        line!(w, "            let ha = h_shared[hla + c];");
+        line!(w, "            let hb = h_shared[hla + 2u * MAX_H + c];");
+    }
     line!(w, "            // A quad whose sequences are all done skips its h loads (its sums stay 0).");
     for k in 0..QUADS {
         line!(w, "            if (live_{k}) {{");
         for c in 0..4 {
             let off = if c == 0 { String::new() } else { format!(" + {c}u") };
-            line!(w, "                let h{c}_{k} = h_shared[{}c{off}];", quad_base(k));
+            if sg {
+                let v = if k < 2 { "ha" } else { "hb" };
+                line!(w, "                let h{c}_{k} = subgroupShuffle({v}, base + {}u);", 4 * (k % 2) + c);
+            } else {
+                line!(w, "                let h{c}_{k} = h_shared[{}c{off}];", quad_base(k));
+            }
         }
         for g in GATES {
             for j in 0..WIDE_UNITS {
@@ -199,14 +246,21 @@ fn forward(w: &mut String) {
     line!(w, "}}\n");
 }
 
-fn backward(w: &mut String) {
-    line!(w, "// gru_backward_wide: 8 units per invocation (two 4-unit halves j0 and j0 + 4,");
-    line!(w, "// each owned when < H), so phase B loads 8 W + 16 gh vec4 per 4 rows for 512");
-    line!(w, "// multiply-adds; workgroup ({WIDE_LANES}, 1, 1).");
+fn backward(w: &mut String, sg: bool) {
+    if sg {
+        line!(w, "// gru_sg_backward: gru_backward_wide with the gh reads of phase B shared by");
+        line!(w, "// octets of subgroup lanes: per 4 rows 8 W + 2 gh loads and 16 shuffles.");
+    } else {
+        line!(w, "// gru_backward_wide: 8 units per invocation (two 4-unit halves j0 and j0 + 4,");
+        line!(w, "// each owned when < H), so phase B loads 8 W + 16 gh vec4 per 4 rows for 512");
+        line!(w, "// multiply-adds; workgroup ({WIDE_LANES}, 1, 1).");
+    }
     line!(w, "@compute @workgroup_size({WIDE_LANES}, 1, 1)");
+    let name = if sg { "gru_sg_backward" } else { "gru_backward_wide" };
+    let lane = lane_arg(sg);
+    line!(w, "fn {name}(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>{lane}) {{");
     w.push_str(
-        "fn gru_backward_wide(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
-    let nb = params.b;
+        "    let nb = params.b;
     let nh = params.h;
     let p = wid.y;
     // The problem's own U: nothing of this chunk past it.
@@ -278,7 +332,22 @@ fn backward(w: &mut String) {
         line!(w, "        let live_{k} = any(vec4<u32>(t) < len_{k});");
     }
     line!(w, "        let live = live_0 || live_1 || live_2 || live_3;");
-    line!(w, "        let n4 = select(0u, n34, live && own_0);");
+    if sg {
+        line!(w, "        // Every lane runs phase B (a shuffle needs the whole octet); lane l of an");
+        line!(w, "        // octet loads gh of sequences 2l and 2l + 1, the others take it from there.");
+        line!(w, "        let n4 = select(0u, n34, live);");
+        line!(w, "        let base = sl & ~7u;");
+        for (name, off) in [("a", ""), ("b", " + 1u")] {
+            line!(w, "        let s{name} = s0 + 2u * (sl & 7u){off};");
+            line!(w, "        let len{name} = select(0u, seq_len(p, min(s{name}, nb - 1u)), s{name} < nb);");
+            line!(
+                w,
+                "        let g{name} = (row_of(p, min(s{name}, nb - 1u), position(t, len{name}, rev)) * n3) / 4u;"
+            );
+        }
+    } else {
+        line!(w, "        let n4 = select(0u, n34, live && own_0);");
+    }
     for s in 0..SEQ_PER_WG {
         for u in 0..2 {
             line!(w, "        var a_{s}_{u} = vec4<f32>(0.0);");
@@ -296,11 +365,20 @@ fn backward(w: &mut String) {
             line!(w, "            let w{name}_{u} = w4[w + {row}jc_{u} / 4u];");
         }
     }
+    if sg {
+        line!(w, "            let qa = bw4_gh[ga + r4];");
+        line!(w, "            let qb = bw4_gh[gb + r4];");
+    }
     line!(w, "            // A quad whose sequences are all done skips its gh loads (zero rows).");
     for k in 0..QUADS {
         line!(w, "            if (live_{k}) {{");
         for s in 4 * k..4 * k + 4 {
-            line!(w, "                let q_{s} = bw4_gh[g_{s} + r4];");
+            if sg {
+                let v = if s % 2 == 0 { "qa" } else { "qb" };
+                line!(w, "                let q_{s} = subgroupShuffle({v}, base + {}u);", s / 2);
+            } else {
+                line!(w, "                let q_{s} = bw4_gh[g_{s} + r4];");
+            }
             for u in 0..2 {
                 line!(
                     w,
@@ -328,9 +406,8 @@ fn backward(w: &mut String) {
     line!(w, "}}\n");
 }
 
-fn weights_t8(w: &mut String) {
-    w.push_str(
-        "// [dW_hh | db_hh][row, col..col+3] += v for problem p: the 4 columns of W_hh
+/// [dW_hh | db_hh] accumulation of one tile row (both weight-gradient kernels).
+const ADD_TILE: &str = "// [dW_hh | db_hh][row, col..col+3] += v for problem p: the 4 columns of W_hh
 // when col < H, db_hh[row] += v.x when col is the bias column H; nothing when
 // col > H or !ok.
 fn add_tile_t8(p: u32, row: u32, col: u32, ok: bool, v: vec4<f32>) {
@@ -349,7 +426,11 @@ fn add_tile_t8(p: u32, row: u32, col: u32, ok: bool, v: vec4<f32>) {
     ww_grads[o + 3u] += v.w;
 }
 
-// [dW_hh | db_hh] += gh^T [h_prev | 1] with an 8x8 tile per invocation: rows
+";
+
+fn weights_t8(w: &mut String) {
+    w.push_str(
+        "// [dW_hh | db_hh] += gh^T [h_prev | 1] with an 8x8 tile per invocation: rows
 // row0..row0+7 (two vec4 of gh per (b, i)), columns col0..col0+7 as two
 // 4-column chunks, each real (< H), the bias column (== H, H % 4 == 0) or
 // empty (> H); loads are clamped to valid addresses and masked, so the loop
@@ -416,6 +497,93 @@ fn gru_backward_weights_t8(@builtin(global_invocation_id) gid: vec3<u32>) {
     line!(w, "    let rows1 = row0 + 4u < n3;");
     for r in 0..8 {
         let ok = if r < 4 { "true" } else { "rows1" };
+        line!(w, "    add_tile_t8(p, row0 + {r}u, col0, {ok}, x{r});");
+        line!(w, "    add_tile_t8(p, row0 + {r}u, col0 + 4u, {ok}, y{r});");
+    }
+    line!(w, "}}");
+}
+
+/// gru_sg_backward_weights: gru_backward_weights_t8's tiles and grid, with the
+/// operands fetched once per octet of subgroup lanes and handed round by
+/// subgroupShuffle instead of each lane loading its own.
+fn weights_sg(w: &mut String) {
+    w.push_str(
+        "// gru_sg_backward_weights: the same 8x8 tile per invocation, the same 64x64
+// tile per workgroup and the same order of summation as gru_backward_weights_t8
+// (bit for bit its result), but the workgroup's 64 lanes are 8 octets of
+// subgroup lanes, octet o a 2 x 4 block of tiles (16 rows x 32 columns): per
+// (b, i) the octet needs 4 vec4 of gh and 8 vec4 of h_prev, so each lane loads
+// one of each (lanes 4..7 repeat the gh of 0..3) and takes its 2 + 2 from
+// their owners with subgroupShuffle: 2 loads per lane and step instead of
+// t8's 4. The lane's place in the workgroup is subgroup_id * subgroup_size +
+// its subgroup lane, so an octet is always 8 lanes of one subgroup whatever
+// order the device gives invocations to subgroups. No lane returns early: a
+// shuffle needs the whole octet.
+@compute @workgroup_size(64, 1, 1)
+fn gru_sg_backward_weights(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) sl: u32,
+        @builtin(subgroup_id) sg_id: u32, @builtin(subgroup_size) sg_size: u32) {
+    let li = sg_id * sg_size + sl;
+    let nb = params.b;
+    let nh = params.h;
+    let n3 = 3u * nh;
+    let p = wid.z;
+    let rev = p % 2u == 1u;
+    let o = li / 8u;
+    let l = sl & 7u;
+    // The subgroup lane of this octet holding operand j: base + j.
+    let base = sl & ~7u;
+    let ga = base + 2u * (l / 4u);
+    let ha = base + 2u * (l % 4u);
+    // This lane's tile and the octet's rows (16) and columns (32).
+    let orow = wid.y * 64u + (o / 2u) * 16u;
+    let ocol = wid.x * 64u + (o % 2u) * 32u;
+    let row0 = orow + 8u * (l / 4u);
+    let col0 = ocol + 8u * (l % 4u);
+    // What this lane loads for the octet: gh rows orow + 4 (l % 4) .. (clamped;
+    // rows past 3H are never stored) and h_prev columns ocol + 4 l ..: real
+    // (< H), the bias column (== H: the constant 1) or none (> H: 0).
+    let rl = min(orow + 4u * (l % 4u), n3 - 4u) / 4u;
+    let cl = ocol + 4u * l;
+    let real = cl < nh;
+    let one = select(vec4<f32>(0.0), vec4<f32>(1.0, 0.0, 0.0, 0.0), cl == nh);
+    let cc = min(cl, nh - 4u) / 4u;
+",
+    );
+    for r in 0..8 {
+        line!(w, "    var x{r} = vec4<f32>(0.0); var y{r} = vec4<f32>(0.0);");
+    }
+    w.push_str(
+        "    let qu = problems[p].u;
+    let nh4 = nh / 4u;
+    let n34 = n3 / 4u;
+    let gh_base = row_of(p, 0u, 0u) * n34;
+    let h_base = cache_at(p, C_H, 0u, 0u, 0u) / 4u;
+    for (var b = 0u; b < nb; b++) {
+        let len = seq_len(p, b);
+        let gb = gh_base + b * qu * n34;
+        let hb = h_base + b * qu * nh4;
+        for (var i = 0u; i < len; i++) {
+            let gv = ww4_gh[gb + i * n34 + rl];
+            let first = select(i == 0u, i + 1u == len, rev);
+            let ip = select(select(i - 1u, i + 1u, rev), i, first);
+            let hv = select(one, ww4_cache[hb + ip * nh4 + cc], real && !first);
+            let g0 = subgroupShuffle(gv, ga);
+            let g1 = subgroupShuffle(gv, ga + 1u);
+            let h0 = subgroupShuffle(hv, ha);
+            let h1 = subgroupShuffle(hv, ha + 1u);
+",
+    );
+    for r in 0..8 {
+        let g = format!("g{}.{}", r / 4, XYZW[r % 4]);
+        line!(w, "            x{r} += {g} * h0;");
+        line!(w, "            y{r} += {g} * h1;");
+    }
+    line!(w, "        }}");
+    line!(w, "    }}");
+    line!(w, "    let rows0 = row0 < n3;");
+    line!(w, "    let rows1 = row0 + 4u < n3;");
+    for r in 0..8 {
+        let ok = if r < 4 { "rows0" } else { "rows1" };
         line!(w, "    add_tile_t8(p, row0 + {r}u, col0, {ok}, x{r});");
         line!(w, "    add_tile_t8(p, row0 + {r}u, col0 + 4u, {ok}, y{r});");
     }
