@@ -126,6 +126,44 @@ fn linear_problem_lists_match_cpu_per_problem() {
     eprintln!("linear problem lists max |err| / max|want|: {worst:.2e}");
 }
 
+/// linear_sg_forward (Vec4Sg's forward where Vec4 cannot run) is Scalar's
+/// linear_forward with loads shared by subgroup shuffles: the same sums in the
+/// same order, so its y equals Scalar's bit for bit, on shapes that leave
+/// octets half out of range (B 17, U 9 and 1, N not a multiple of 32, O 99
+/// and 5, K 74, 35 and 3, ReLU, x at an odd offset, y at an offset). Where the
+/// device has no subgroups of 8 lanes, Vec4Sg runs Scalar there (and says so).
+#[test]
+fn linear_sg_forward_equals_scalar_bit_for_bit() {
+    let Some(ctx) = context() else { return };
+    for (s, (k, o, relu, u)) in
+        [(74, 99, false, 9), (35, 600, false, 9), (3, 5, true, 1), (74, 99, true, 1)].into_iter().enumerate()
+    {
+        let lens: Vec<usize> = (0..17).map(|i| if i == 5 { u } else { i % u + 1 }).collect();
+        let (b, n) = (lens.len(), lens.len() * u);
+        let (x_off, y_off, w_off) = (3, 2 * n * o + 1, 5);
+        let p = linear::LinearParams::new(b, u, k, o, relu);
+        let q = [linear::LinearProblem::new(w_off, w_off + o * k, x_off, y_off).batch(u, 0)];
+        let x = upload(ctx, "x", &f32s(&random_vec(x_off + n * k, 40 + s as u64))).unwrap();
+        let w = upload(ctx, "w", &f32s(&random_vec(w_off + o * k + o, 50 + s as u64))).unwrap();
+        let len = upload(ctx, "len", &u32s(&lens)).unwrap();
+        let ys = [LinearKernel::Scalar, LinearKernel::Vec4Sg].map(|kernel| {
+            let y = upload(ctx, "y", &vec![check::SENTINEL; y_off + n * o]).unwrap();
+            let l = linear::linear_forward_variant(ctx, &y, &ctx.dummy, &x, &w, &len, p, &q, 1, kernel).unwrap();
+            let want = if kernel == LinearKernel::Scalar || !ctx.profile.subgroup_octets() {
+                LinearKernel::Scalar
+            } else {
+                kernel
+            };
+            assert_eq!(l.kernel(), want);
+            run(ctx, &[&l]).unwrap();
+            read::<f32>(ctx, &y, 0, y_off + n * o).unwrap().iter().map(|v| v.to_bits()).collect::<Vec<u32>>()
+        });
+        assert!(ys[0][y_off..].iter().all(|&v| v != check::SENTINEL.to_bits()), "K {k} O {o}: y not all written");
+        let diff = ys[0].iter().zip(&ys[1]).filter(|(a, b)| a != b).count();
+        assert!(diff == 0, "K {k} O {o} U {u}: vec4-sg differs from scalar in {diff} elements");
+    }
+}
+
 /// A launch built for 5 problems re-pointed at 2, then 5 others (the same
 /// LinearLaunch, new list); more than its capacity, none, or a problem whose batch
 /// does not fit (u 0 or past the launch's U, lengths past the length buffer) is an

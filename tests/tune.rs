@@ -62,8 +62,15 @@ fn the_tuner_picks_valid_members_and_caches_the_race() {
     let c = t.choice;
     assert!(gru::candidates(prof, &gp, &gq).contains(&c.gru_forward));
     assert!(gru::candidates(prof, &gp, &gq).contains(&c.gru_backward));
-    let (lp, lq) = plan.projection(arena.mods[0]);
-    let lin = linear::candidates(prof, &lp, &lq);
+    // Any modality's candidates (the site's list is the longest of them).
+    let lin: Vec<_> = arena
+        .mods
+        .iter()
+        .flat_map(|&m| {
+            let (lp, lq) = plan.projection(m);
+            linear::candidates(prof, &lp, &lq)
+        })
+        .collect();
     for k in [c.projection, c.projection_weights, c.dense, c.dense_backward, c.dense_weights] {
         assert!(lin.contains(&k), "{k:?} not in {lin:?}");
     }

@@ -192,6 +192,15 @@ pub enum LinearKernel {
     /// (else that launch runs Scalar). Its kernels own an 8 x 8 tile
     /// (`V4_TILE`); the weight gradient takes any K with g alone in vec4 (`_v4g`).
     Vec4,
+    /// Vec4, with the forwards Vec4 runs as Scalar (K % 4 != 0 or offsets not
+    /// 4-aligned: the audio and video input projections) run by linear_sg.wgsl:
+    /// Scalar's tiles with x and W read once per octet of subgroup lanes and
+    /// shared by subgroupShuffle (3 loads per step of K instead of 8), bit for
+    /// bit Scalar's result. Only on a device with subgroups of at least 8 lanes
+    /// (`DeviceProfile::subgroup_octets`), and listed only where some forward
+    /// of the layer runs it (elsewhere it is Vec4).
+    #[serde(rename = "vec4-sg")]
+    Vec4Sg,
     /// shaders/generated/linear_tiled.wgsl: the workgroup-tiled GEMM ([`TILED`]:
     /// 64 x 64 output tile per workgroup of 16 x 16 invocations, reduction staged
     /// 16 at a time in workgroup memory), any widths and offsets. The GPU-shaped member.
@@ -213,13 +222,19 @@ impl LinearOp {
     pub const ALL: [LinearOp; 3] = [LinearOp::Forward, LinearOp::Input, LinearOp::Weights];
 }
 
+// linear_sg.wgsl lays its 64 lanes out as 4 x 2 octets of 2 x 4 Scalar tiles:
+// the (8, 8) workgroup of 4 x 4 tiles that Scalar's grid counts.
+const _: () = assert!(WORKGROUP[0] == 8 && WORKGROUP[1] == 8 && TILE == 4);
+
 impl LinearKernel {
-    pub const ALL: [LinearKernel; 3] = [LinearKernel::Scalar, LinearKernel::Vec4, LinearKernel::Tiled];
+    pub const ALL: [LinearKernel; 4] =
+        [LinearKernel::Scalar, LinearKernel::Vec4, LinearKernel::Vec4Sg, LinearKernel::Tiled];
 
     pub fn name(self) -> &'static str {
         match self {
             LinearKernel::Scalar => "scalar",
             LinearKernel::Vec4 => "vec4",
+            LinearKernel::Vec4Sg => "vec4-sg",
             LinearKernel::Tiled => "tiled",
         }
     }
@@ -241,6 +256,8 @@ impl LinearKernel {
                 // linear_backward_weights_v4, or _v4g where only O and y allow vec4 (`entry`).
                 LinearOp::Weights => p.o.is_multiple_of(4) && a4(y),
             },
+            // linear_sg_forward takes any widths and offsets; the other launches are Vec4's.
+            LinearKernel::Vec4Sg => op == LinearOp::Forward && profile.subgroup_octets(),
             LinearKernel::Tiled => {
                 let t = TILED;
                 let l = &profile.limits;
@@ -268,10 +285,12 @@ impl LinearKernel {
         problems: &[LinearProblem],
         op: LinearOp,
     ) -> LinearKernel {
-        if self.runs(profile, p, problems, op) {
-            self
-        } else {
-            LinearKernel::Scalar
+        let vec4 = LinearKernel::Vec4;
+        match self {
+            // Vec4 where it runs (its 8 x 8 vec4 tiles load less than the shuffles).
+            LinearKernel::Vec4Sg if vec4.runs(profile, p, problems, op) => vec4,
+            k if k.runs(profile, p, problems, op) => k,
+            _ => LinearKernel::Scalar,
         }
     }
 
@@ -283,9 +302,10 @@ impl LinearKernel {
             p.k.is_multiple_of(4) && problems.iter().all(|q| q.x_off.is_multiple_of(4) && q.w_off.is_multiple_of(4));
         match (self, op) {
             (LinearKernel::Vec4, Weights) if !along_k => (Shader::Linear, WEIGHTS_V4G),
+            (LinearKernel::Vec4Sg, Forward) => (Shader::LinearSg, "linear_sg_forward"),
             (LinearKernel::Scalar, Forward) => (Shader::Linear, "linear_forward"),
-            (LinearKernel::Scalar, Input) => (Shader::Linear, "linear_backward"),
-            (LinearKernel::Scalar, Weights) => (Shader::Linear, "linear_backward_weights"),
+            (LinearKernel::Scalar | LinearKernel::Vec4Sg, Input) => (Shader::Linear, "linear_backward"),
+            (LinearKernel::Scalar | LinearKernel::Vec4Sg, Weights) => (Shader::Linear, "linear_backward_weights"),
             (LinearKernel::Vec4, Forward) => (Shader::Linear, "linear_forward_v4"),
             (LinearKernel::Vec4, Input) => (Shader::Linear, "linear_backward_v4"),
             (LinearKernel::Vec4, Weights) => (Shader::Linear, "linear_backward_weights_v4"),
@@ -308,7 +328,9 @@ impl LinearKernel {
                 let t = |n: u32, wg: u32| n.div_ceil(V4_TILE).div_ceil(wg);
                 [t(cols, WORKGROUP[0]), t(rows, WORKGROUP[1]), p.problems]
             }
-            LinearKernel::Scalar => [tiles(cols, WORKGROUP[0]), tiles(rows, WORKGROUP[1]), p.problems],
+            LinearKernel::Scalar | LinearKernel::Vec4Sg => {
+                [tiles(cols, WORKGROUP[0]), tiles(rows, WORKGROUP[1]), p.problems]
+            }
             LinearKernel::Tiled => [cols.div_ceil(TILED.bn), rows.div_ceil(TILED.bm), p.problems],
         }
     }
@@ -321,15 +343,11 @@ impl LinearKernel {
 /// measured fastest there (docs/perf-notes.md); on hardware the workgroup-tiled
 /// GEMM leads, by design (no hardware measurement yet).
 pub fn candidates(profile: &DeviceProfile, p: &LinearParams, problems: &[LinearProblem]) -> Vec<LinearKernel> {
-    let order = if profile.is_software() {
-        [LinearKernel::Vec4, LinearKernel::Scalar, LinearKernel::Tiled]
-    } else {
-        [LinearKernel::Tiled, LinearKernel::Vec4, LinearKernel::Scalar]
-    };
-    order
-        .into_iter()
-        .filter(|k| *k == LinearKernel::Scalar || LinearOp::ALL.iter().any(|op| k.runs(profile, p, problems, *op)))
-        .collect()
+    use LinearKernel::*;
+    let order = if profile.is_software() { [Vec4, Vec4Sg, Scalar, Tiled] } else { [Tiled, Vec4, Vec4Sg, Scalar] };
+    // A member is listed where some launch runs it as itself (Vec4Sg: the forward).
+    let own = |k: LinearKernel| LinearOp::ALL.iter().any(|&op| k.resolve(profile, p, problems, op) == k);
+    order.into_iter().filter(|&k| k == Scalar || own(k)).collect()
 }
 
 /// The default member of a layer: `candidates(profile, p, problems)[0]`.

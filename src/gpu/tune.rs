@@ -577,9 +577,14 @@ pub fn race(
     let gm = gru::candidates(prof, &s.gru, &s.gru_problems);
     let proj = s.linear_candidates(ctx, &s.projection);
     let dense = s.linear_candidates(ctx, &s.dense);
+    // Vec4Sg differs from Vec4 in its forwards only: the gradient sites do not race it.
+    let gradients = |c: &[LinearKernel]| -> Vec<LinearKernel> {
+        c.iter().copied().filter(|&k| k != LinearKernel::Vec4Sg).collect()
+    };
+    let (proj_g, dense_g) = (gradients(&proj), gradients(&dense));
     // Without attention there is nothing to race: the default member is recorded.
     let att = if s.attention.is_empty() { Vec::new() } else { s.attention_candidates(ctx) };
-    let total = 2 * gm.len() + 2 * proj.len() + 3 * dense.len() + 2 * att.len();
+    let total = 2 * gm.len() + proj.len() + proj_g.len() + dense.len() + 2 * dense_g.len() + 2 * att.len();
     let sites = 7 + if att.is_empty() { 0 } else { 2 };
     let start = Instant::now();
     let mut r = Racer {
@@ -642,7 +647,7 @@ pub fn race(
         let (p, q) = &s.projection[mi];
         Ok(linear::linear_forward_variant(ctx, &b.xp, &ctx.dummy, &b.inputs, &b.w, &b.len, *p, q, q.len(), k)?)
     })?;
-    let projection_weights = linear_site(&mut r, n, "projection_weights", &proj, &|k, mi| {
+    let projection_weights = linear_site(&mut r, n, "projection_weights", &proj_g, &|k, mi| {
         let (p, q) = &s.projection[mi];
         Ok(linear::linear_backward_weights_variant(ctx, &b.grads, &b.gi, &b.gi, &b.inputs, &b.len, *p, q, q.len(), k)?)
     })?;
@@ -650,11 +655,11 @@ pub fn race(
         let (p, q) = &s.dense[mi];
         Ok(linear::linear_forward_variant(ctx, &b.feat, &b.r, &b.dense_in, &b.w, &b.len, *p, q, q.len(), k)?)
     })?;
-    let dense_backward = linear_site(&mut r, n, "dense_backward", &dense, &|k, mi| {
+    let dense_backward = linear_site(&mut r, n, "dense_backward", &dense_g, &|k, mi| {
         let (p, q) = &s.dense[mi];
         Ok(linear::linear_backward_variant(ctx, &b.dout, &b.dfeat, &b.feat, &b.w, &b.len, *p, q, q.len(), k)?)
     })?;
-    let dense_weights = linear_site(&mut r, n, "dense_weights", &dense, &|k, mi| {
+    let dense_weights = linear_site(&mut r, n, "dense_weights", &dense_g, &|k, mi| {
         let (p, q) = &s.dense[mi];
         let (dfeat, feat) = (&b.dfeat, &b.feat);
         Ok(linear::linear_backward_weights_variant(ctx, &b.grads, dfeat, feat, &b.dense_in, &b.len, *p, q, q.len(), k)?)

@@ -427,11 +427,12 @@ fn linear_fused_rows(ctx: &GpuContext) -> Result<Vec<CheckRow>, GpuError> {
     // input-projection site (K 36 -> 3H 48: every member) and odd shapes that Vec4
     // cannot take (it runs Scalar there), on every member.
     let mut rows = Vec::new();
+    // Vec4Sg where the device has it (on Vec4's shapes it runs Vec4).
     use LinearKernel::*;
-    let all = &[Vec4, Scalar, Tiled][..];
-    for (k, o, dense, seed, kernels) in
-        [(400, 100, true, 8, all), (6, 5, true, 11, &[Scalar, Tiled][..]), (36, 48, false, 12, all)]
-    {
+    let sg: &[LinearKernel] = if ctx.profile.subgroup_octets() { &[Vec4Sg] } else { &[] };
+    let all = [&[Vec4, Scalar, Tiled][..], sg].concat();
+    let odd = [&[Scalar, Tiled][..], sg].concat();
+    for (k, o, dense, seed, kernels) in [(400, 100, true, 8, &all), (6, 5, true, 11, &odd), (36, 48, false, 12, &all)] {
         for &kernel in kernels {
             let c = FusedLinearCase::mixed(CHECK_LENS.len(), 9, k, o, dense, kernel).seed(seed);
             rows.extend(check_linear_fused(ctx, &c)?);
