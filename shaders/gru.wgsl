@@ -46,7 +46,11 @@
 //   Wide   gru_forward_wide, gru_backward_wide, gru_backward_weights_t8: the
 //          same schedule with one invocation owning 8 units of all 16
 //          sequences (each W_hh vec4 load feeds 16 sequences); H % 4 == 0.
-//          The fastest member on llvmpipe.
+//          The fastest member on llvmpipe without subgroups.
+//   WideSg gru_sg_forward, gru_sg_backward, gru_sg_backward_weights (in
+//          gru_sg.wgsl, a module of its own): Wide with the operands an octet
+//          of subgroup lanes shares read once and passed by subgroupShuffle;
+//          bit for bit Wide's results, on devices with subgroups of >= 8 lanes.
 //   Cells  gru_forward_cells, gru_backward_cells, gru_backward_weights_tiled:
 //          one launch per step, one invocation per (unit, sequence), W_hh and
 //          h tiles in workgroup memory; dW_hh as a tiled GEMM over B * q.u rows.
