@@ -24,9 +24,10 @@
 // runs the loop (a shuffle needs the whole octet); out-of-range rows and
 // columns load clamped addresses and are not stored.
 //
-// Bindings: as linear_forward (0 p, 1 x, 2 w, 3 len, 4 y, 5 r, 6 problems).
-// The structs, bindings and epilogue (store_y) are linear.wgsl's, written
-// before this body in the module (src/gpu/pipelines.rs), not copied here.
+// Bindings: as linear_forward (0 p, 1 x, 2 w, 3 len, 4 y, 5 r, 6 problems);
+// linear_sg_backward_weights as linear_backward_weights. The structs,
+// bindings and helpers (store_y, outer) are linear.wgsl's: the module is
+// linear.wgsl followed by this file (src/gpu/pipelines.rs), nothing copied.
 
 @compute @workgroup_size(64, 1, 1)
 fn linear_sg_forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(subgroup_invocation_id) sl: u32,
@@ -86,5 +87,183 @@ fn linear_sg_forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(subgroup_inv
             break;
         }
         store_y(p, q, t, c0, acc[i]);
+    }
+}
+
+// linear_sg_backward_weights: dW += g^T x, db += sum g (linear_backward_weights_v4
+// and _v4g) with the 8 x 8 tile per invocation, the 64 x 64 tile per workgroup
+// and the order of summation of those two, so bit for bit their result; what
+// differs is who loads. The 64 lanes are 8 octets of subgroup lanes, octet o a
+// 2 x 4 block of tiles (16 rows of dW x 32 columns: rows (o / 2) * 16,
+// columns (o % 2) * 32 of the workgroup's); per row (b, i) of the reduction the
+// octet needs 4 quads of g and 8 quads of x, so lane l loads g quad l % 4 (and
+// y's, with ReLU) and x quad l, and takes its tile's 2 + 2 quads from their
+// owners with subgroupShuffle: per row 2 vec4 loads where _v4 has 4, or 3
+// where _v4g has 10 (x at any offset is the two quads around it, shifted; the
+// columns past K that reads are never stored, and only their own products
+// see them). Needs O % 4 == 0 and y_off % 4 == 0 (as Vec4's weight gradient);
+// any K, x_off, w_off, b_off. One variable per binding: x and dW through their
+// vec4 views only. No lane returns early once the workgroup has work.
+
+// The 4 floats of x at element e, from the vec4 view (any alignment).
+fn x_at(e: u32) -> vec4<f32> {
+    let lo = xw4[e / 4u];
+    let r = e % 4u;
+    if (r == 0u) {
+        return lo;
+    }
+    let hi = xw4[e / 4u + 1u];
+    var v = vec4<f32>(lo.w, hi.xyz);
+    v = select(v, vec4<f32>(lo.zw, hi.xy), r == 2u);
+    return select(v, vec4<f32>(lo.yzw, hi.x), r == 1u);
+}
+
+// dW[o, c .. c + 7] += (lo, hi) for the columns inside the weight, element by element.
+fn store_dw_row4(q: LinearProblem, o: u32, c: u32, lo: vec4<f32>, hi: vec4<f32>) {
+    if (o >= pw.o) {
+        return;
+    }
+    let row = q.w_off + o * pw.k;
+    for (var j = 0u; j < 4u; j++) {
+        if (c + j < pw.k) {
+            let e = row + c + j;
+            gw4[e / 4u][e % 4u] += lo[j];
+        }
+        if (c + 4u + j < pw.k) {
+            let e = row + c + 4u + j;
+            gw4[e / 4u][e % 4u] += hi[j];
+        }
+    }
+}
+
+// The two entry points: x and dW in whole quads (K, x_off and w_off all
+// 4-aligned: the text projection and the dense layer, as _v4), or at any
+// alignment (as _v4g). One body, `quads` a constant each passes, so the
+// driver compiles each without the other's branch.
+@compute @workgroup_size(64, 1, 1)
+fn linear_sg_backward_weights(@builtin(workgroup_id) wg: vec3<u32>, @builtin(subgroup_invocation_id) sl: u32,
+        @builtin(subgroup_id) sg_id: u32, @builtin(subgroup_size) sg_size: u32) {
+    sg_weights(wg, sl, sg_id * sg_size + sl, true);
+}
+
+@compute @workgroup_size(64, 1, 1)
+fn linear_sg_backward_weights_any(@builtin(workgroup_id) wg: vec3<u32>, @builtin(subgroup_invocation_id) sl: u32,
+        @builtin(subgroup_id) sg_id: u32, @builtin(subgroup_size) sg_size: u32) {
+    sg_weights(wg, sl, sg_id * sg_size + sl, false);
+}
+
+// The body of both: li is the lane's place in the workgroup (subgroup_id *
+// subgroup_size + sl), sl its subgroup lane.
+fn sg_weights(wg: vec3<u32>, sl: u32, li: u32, quads: bool) {
+    let p = pw;
+    let z = wg.z;
+    if (z >= p.problems || wg.x * WG_X * WTILE >= p.k || wg.y * WG_Y * WTILE >= p.o) {
+        return;
+    }
+    let q = qw[z];
+    let o = li / 8u;
+    let l = sl & 7u;
+    let base = sl & ~7u;
+    // (WG_X, WG_Y) = (8, 8) tiles of 8 x 8: 4 x 2 octets (src/gpu/linear.rs asserts it).
+    let orow = wg.y * WG_Y * WTILE + (o / 2u) * 2u * WTILE;
+    let ocol = wg.x * WG_X * WTILE + (o % 2u) * 4u * WTILE;
+    let o0 = orow + WTILE * (l / 4u);
+    let c0 = ocol + WTILE * (l % 4u);
+    // What this lane loads for the octet: g quad (clamped) and the 4 columns
+    // of x from ocol + 4 l (from K - 1 where that is past K): columns past K
+    // read the next row or past the buffer (bounds-checked), never stored.
+    let o4 = p.o / 4u;
+    let gq = min(orow / 4u + (l % 4u), o4 - 1u);
+    let xc = min(ocol + 4u * l, p.k - 1u);
+    // The lanes holding this tile's g quads and x quads.
+    let gs = base + 2u * (l / 4u);
+    let xs = base + 2u * (l % 4u);
+    var r0l = vec4<f32>(0.0); var r0h = vec4<f32>(0.0);
+    var r1l = vec4<f32>(0.0); var r1h = vec4<f32>(0.0);
+    var r2l = vec4<f32>(0.0); var r2h = vec4<f32>(0.0);
+    var r3l = vec4<f32>(0.0); var r3h = vec4<f32>(0.0);
+    var r4l = vec4<f32>(0.0); var r4h = vec4<f32>(0.0);
+    var r5l = vec4<f32>(0.0); var r5h = vec4<f32>(0.0);
+    var r6l = vec4<f32>(0.0); var r6h = vec4<f32>(0.0);
+    var r7l = vec4<f32>(0.0); var r7h = vec4<f32>(0.0);
+    var db0 = vec4<f32>(0.0);
+    var db1 = vec4<f32>(0.0);
+    for (var b = 0u; b < p.b; b++) {
+        let len = min(lenw[q.len_off + b], q.u);
+        for (var i = 0u; i < len; i++) {
+            let t = b * q.u + i;
+            let gr = q.y_off / 4u + t * o4 + gq;
+            var gv = dyw4[gr];
+            if (p.relu != 0u) {
+                gv = select(vec4<f32>(0.0), gv * p.scale, yw4[gr] > vec4<f32>(0.0));
+            }
+            var xv: vec4<f32>;
+            if (quads) {
+                xv = xw4[(q.x_off + t * p.k + xc) / 4u];
+            } else {
+                xv = x_at(q.x_off + t * p.k + xc);
+            }
+            let g0 = subgroupShuffle(gv, gs);
+            let g1 = subgroupShuffle(gv, gs + 1u);
+            let x0 = subgroupShuffle(xv, xs);
+            let x1 = subgroupShuffle(xv, xs + 1u);
+            r0l += g0.x * x0;
+            r0h += g0.x * x1;
+            r1l += g0.y * x0;
+            r1h += g0.y * x1;
+            r2l += g0.z * x0;
+            r2h += g0.z * x1;
+            r3l += g0.w * x0;
+            r3h += g0.w * x1;
+            r4l += g1.x * x0;
+            r4h += g1.x * x1;
+            r5l += g1.y * x0;
+            r5h += g1.y * x1;
+            r6l += g1.z * x0;
+            r6h += g1.z * x1;
+            r7l += g1.w * x0;
+            r7h += g1.w * x1;
+            db0 += g0;
+            db1 += g1;
+        }
+    }
+    if (o0 >= p.o || c0 >= p.k) {
+        return;
+    }
+    // Whole quads (one vec4 read-modify-write per 4 columns), or element by
+    // element (a dynamic component each: slower).
+    if (quads) {
+        store_dw4(q, o0 + 0u, c0, r0l);
+        store_dw4(q, o0 + 0u, c0 + 4u, r0h);
+        store_dw4(q, o0 + 1u, c0, r1l);
+        store_dw4(q, o0 + 1u, c0 + 4u, r1h);
+        store_dw4(q, o0 + 2u, c0, r2l);
+        store_dw4(q, o0 + 2u, c0 + 4u, r2h);
+        store_dw4(q, o0 + 3u, c0, r3l);
+        store_dw4(q, o0 + 3u, c0 + 4u, r3h);
+        store_dw4(q, o0 + 4u, c0, r4l);
+        store_dw4(q, o0 + 4u, c0 + 4u, r4h);
+        store_dw4(q, o0 + 5u, c0, r5l);
+        store_dw4(q, o0 + 5u, c0 + 4u, r5h);
+        store_dw4(q, o0 + 6u, c0, r6l);
+        store_dw4(q, o0 + 6u, c0 + 4u, r6h);
+        store_dw4(q, o0 + 7u, c0, r7l);
+        store_dw4(q, o0 + 7u, c0 + 4u, r7h);
+    } else {
+        store_dw_row4(q, o0 + 0u, c0, r0l, r0h);
+        store_dw_row4(q, o0 + 1u, c0, r1l, r1h);
+        store_dw_row4(q, o0 + 2u, c0, r2l, r2h);
+        store_dw_row4(q, o0 + 3u, c0, r3l, r3h);
+        store_dw_row4(q, o0 + 4u, c0, r4l, r4h);
+        store_dw_row4(q, o0 + 5u, c0, r5l, r5h);
+        store_dw_row4(q, o0 + 6u, c0, r6l, r6h);
+        store_dw_row4(q, o0 + 7u, c0, r7l, r7h);
+    }
+    if (c0 == 0u) {
+        let n = min(p.o - o0, WTILE);
+        for (var r = 0u; r < n; r++) {
+            let e = q.b_off + o0 + r;
+            gw4[e / 4u][e % 4u] += select(db1[r % 4u], db0[r % 4u], r < 4u);
+        }
     }
 }

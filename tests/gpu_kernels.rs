@@ -164,6 +164,48 @@ fn linear_sg_forward_equals_scalar_bit_for_bit() {
     }
 }
 
+/// linear_sg_backward_weights (Vec4Sg's weight gradient) is Vec4's
+/// (linear_backward_weights_v4, or _v4g where K or x_off does not allow vec4
+/// x) with loads shared by subgroup shuffles: the same sums in the same order,
+/// so dW and db (accumulated onto the same random values) equal Vec4's bit for
+/// bit: K 74 and 35 (_v4g), 300 and 36 at an odd x offset, 3 (fewer than 4
+/// columns), O 600 and 8, ReLU, B 17 with U 9 and 1, tiles half out of range.
+#[test]
+fn linear_sg_backward_weights_equals_vec4_bit_for_bit() {
+    let Some(ctx) = context() else { return };
+    let cases = [
+        (74, 600, false, 9, 0),
+        (300, 600, false, 9, 0),
+        (36, 8, true, 9, 3),
+        (3, 8, true, 1, 1),
+        (35, 600, true, 1, 0),
+    ];
+    for (s, (k, o, relu, u, x_off)) in cases.into_iter().enumerate() {
+        let lens: Vec<usize> = (0..17).map(|i| if i == 5 { u } else { i % u + 1 }).collect();
+        let (b, n) = (lens.len(), lens.len() * u);
+        let (y_off, w_off, b_off) = (4 * n, 8, 8 + o * k + 1);
+        let p = linear::LinearParams::new(b, u, k, o, relu);
+        let q = [linear::LinearProblem::new(w_off, b_off, x_off, y_off).batch(u, 0)];
+        let x = upload(ctx, "x", &f32s(&random_vec(x_off + n * k, 60 + s as u64))).unwrap();
+        let dy = upload(ctx, "dy", &f32s(&random_vec(y_off + n * o, 70 + s as u64))).unwrap();
+        let y = upload(ctx, "y", &f32s(&random_vec(y_off + n * o, 80 + s as u64))).unwrap();
+        let len = upload(ctx, "len", &u32s(&lens)).unwrap();
+        let init = f32s(&random_vec(b_off + o + 3, 90 + s as u64));
+        let gs = [LinearKernel::Vec4, LinearKernel::Vec4Sg].map(|kernel| {
+            let grads = upload(ctx, "grads", &init).unwrap();
+            let l = linear::linear_backward_weights_variant(ctx, &grads, &dy, &y, &x, &len, p, &q, 1, kernel).unwrap();
+            let sg = kernel == LinearKernel::Vec4Sg && ctx.profile.subgroup_octets();
+            assert_eq!(l.kernel(), if sg { kernel } else { LinearKernel::Vec4 });
+            run(ctx, &[&l]).unwrap();
+            read::<f32>(ctx, &grads, 0, init.len()).unwrap().iter().map(|v| v.to_bits()).collect::<Vec<u32>>()
+        });
+        let changed = gs[0].iter().zip(&init).filter(|(a, b)| **a != b.to_bits()).count();
+        assert!(changed > o * k / 2, "K {k} O {o}: the gradient barely moved ({changed})");
+        let diff = gs[0].iter().zip(&gs[1]).filter(|(a, b)| a != b).count();
+        assert!(diff == 0, "K {k} O {o} U {u}: vec4-sg's dW / db differ from vec4's in {diff} elements");
+    }
+}
+
 /// A launch built for 5 problems re-pointed at 2, then 5 others (the same
 /// LinearLaunch, new list); more than its capacity, none, or a problem whose batch
 /// does not fit (u 0 or past the launch's U, lengths past the length buffer) is an

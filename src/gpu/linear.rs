@@ -30,6 +30,8 @@ pub const V4_TILE: u32 = 8;
 /// The vec4 weight gradient for K % 4 != 0 (g in vec4, x scalar): it takes
 /// every launch linear_backward_weights_v4 takes, and more.
 const WEIGHTS_V4G: &str = "linear_backward_weights_v4g";
+/// Vec4Sg's weight gradient at any alignment (the other entry takes whole quads only).
+const SG_WEIGHTS_ANY: &str = "linear_sg_backward_weights_any";
 /// Workgroup shape (x over output-column tiles, y over row tiles).
 pub const WORKGROUP: [u32; 2] = [8, 8];
 
@@ -192,13 +194,15 @@ pub enum LinearKernel {
     /// (else that launch runs Scalar). Its kernels own an 8 x 8 tile
     /// (`V4_TILE`); the weight gradient takes any K with g alone in vec4 (`_v4g`).
     Vec4,
-    /// Vec4, with the forwards Vec4 runs as Scalar (K % 4 != 0 or offsets not
-    /// 4-aligned: the audio and video input projections) run by linear_sg.wgsl:
-    /// Scalar's tiles with x and W read once per octet of subgroup lanes and
-    /// shared by subgroupShuffle (3 loads per step of K instead of 8), bit for
-    /// bit Scalar's result. Only on a device with subgroups of at least 8 lanes
-    /// (`DeviceProfile::subgroup_octets`), and listed only where some forward
-    /// of the layer runs it (elsewhere it is Vec4).
+    /// Vec4 with subgroup shuffles (shaders/linear_sg.wgsl): operands read
+    /// once per octet of subgroup lanes and handed round by subgroupShuffle.
+    /// The forwards Vec4 runs as Scalar (K % 4 != 0 or offsets not 4-aligned:
+    /// the audio and video input projections) run Scalar's tiles that way (3
+    /// loads per step of K instead of 8; bit for bit Scalar's result); the
+    /// weight gradient runs Vec4's 8 x 8 tiles that way (per row 2 vec4 loads
+    /// instead of 4, or 3 instead of _v4g's 10; bit for bit Vec4's result); the
+    /// input gradient and the forwards Vec4 takes are Vec4's. Only on a device
+    /// with subgroups of at least 8 lanes (`DeviceProfile::subgroup_octets`).
     #[serde(rename = "vec4-sg")]
     Vec4Sg,
     /// shaders/generated/linear_tiled.wgsl: the workgroup-tiled GEMM ([`TILED`]:
@@ -256,8 +260,16 @@ impl LinearKernel {
                 // linear_backward_weights_v4, or _v4g where only O and y allow vec4 (`entry`).
                 LinearOp::Weights => p.o.is_multiple_of(4) && a4(y),
             },
-            // linear_sg_forward takes any widths and offsets; the other launches are Vec4's.
-            LinearKernel::Vec4Sg => op == LinearOp::Forward && profile.subgroup_octets(),
+            // linear_sg_forward takes any widths and offsets, linear_sg_backward_weights
+            // Vec4's weight-gradient shapes; the input gradient is Vec4's.
+            LinearKernel::Vec4Sg => {
+                profile.subgroup_octets()
+                    && match op {
+                        LinearOp::Forward => true,
+                        LinearOp::Input => false,
+                        LinearOp::Weights => p.o.is_multiple_of(4) && a4(y),
+                    }
+            }
             LinearKernel::Tiled => {
                 let t = TILED;
                 let l = &profile.limits;
@@ -287,8 +299,9 @@ impl LinearKernel {
     ) -> LinearKernel {
         let vec4 = LinearKernel::Vec4;
         match self {
-            // Vec4 where it runs (its 8 x 8 vec4 tiles load less than the shuffles).
-            LinearKernel::Vec4Sg if vec4.runs(profile, p, problems, op) => vec4,
+            // Vec4's forward and input gradient where they run (their 8 x 8 vec4
+            // tiles load less than the forward's shuffled 4 x 4 ones).
+            LinearKernel::Vec4Sg if op != LinearOp::Weights && vec4.runs(profile, p, problems, op) => vec4,
             k if k.runs(profile, p, problems, op) => k,
             _ => LinearKernel::Scalar,
         }
@@ -303,9 +316,11 @@ impl LinearKernel {
         match (self, op) {
             (LinearKernel::Vec4, Weights) if !along_k => (Shader::Linear, WEIGHTS_V4G),
             (LinearKernel::Vec4Sg, Forward) => (Shader::LinearSg, "linear_sg_forward"),
+            (LinearKernel::Vec4Sg, Weights) if !along_k => (Shader::LinearSg, SG_WEIGHTS_ANY),
+            (LinearKernel::Vec4Sg, Weights) => (Shader::LinearSg, "linear_sg_backward_weights"),
             (LinearKernel::Scalar, Forward) => (Shader::Linear, "linear_forward"),
             (LinearKernel::Scalar | LinearKernel::Vec4Sg, Input) => (Shader::Linear, "linear_backward"),
-            (LinearKernel::Scalar | LinearKernel::Vec4Sg, Weights) => (Shader::Linear, "linear_backward_weights"),
+            (LinearKernel::Scalar, Weights) => (Shader::Linear, "linear_backward_weights"),
             (LinearKernel::Vec4, Forward) => (Shader::Linear, "linear_forward_v4"),
             (LinearKernel::Vec4, Input) => (Shader::Linear, "linear_backward_v4"),
             (LinearKernel::Vec4, Weights) => (Shader::Linear, "linear_backward_weights_v4"),
@@ -323,14 +338,18 @@ impl LinearKernel {
             LinearOp::Input => (p.b * p.u, p.k),
             LinearOp::Weights => (p.o, p.k),
         };
-        match self {
-            LinearKernel::Vec4 => {
+        // Vec4Sg's kernels keep the tiles (so the grids) of the kernels they share loads for.
+        let tiling = match (self, op) {
+            (LinearKernel::Vec4Sg, LinearOp::Forward) => LinearKernel::Scalar,
+            (LinearKernel::Vec4Sg, _) => LinearKernel::Vec4,
+            (k, _) => k,
+        };
+        match tiling {
+            LinearKernel::Vec4 | LinearKernel::Vec4Sg => {
                 let t = |n: u32, wg: u32| n.div_ceil(V4_TILE).div_ceil(wg);
                 [t(cols, WORKGROUP[0]), t(rows, WORKGROUP[1]), p.problems]
             }
-            LinearKernel::Scalar | LinearKernel::Vec4Sg => {
-                [tiles(cols, WORKGROUP[0]), tiles(rows, WORKGROUP[1]), p.problems]
-            }
+            LinearKernel::Scalar => [tiles(cols, WORKGROUP[0]), tiles(rows, WORKGROUP[1]), p.problems],
             LinearKernel::Tiled => [cols.div_ceil(TILED.bn), rows.div_ceil(TILED.bm), p.problems],
         }
     }
@@ -343,11 +362,22 @@ impl LinearKernel {
 /// measured fastest there (docs/perf-notes.md); on hardware the workgroup-tiled
 /// GEMM leads, by design (no hardware measurement yet).
 pub fn candidates(profile: &DeviceProfile, p: &LinearParams, problems: &[LinearProblem]) -> Vec<LinearKernel> {
-    use LinearKernel::*;
-    let order = if profile.is_software() { [Vec4, Vec4Sg, Scalar, Tiled] } else { [Tiled, Vec4, Vec4Sg, Scalar] };
     // A member is listed where some launch runs it as itself (Vec4Sg: the forward).
     let own = |k: LinearKernel| LinearOp::ALL.iter().any(|&op| k.resolve(profile, p, problems, op) == k);
-    order.into_iter().filter(|&k| k == Scalar || own(k)).collect()
+    member_order(profile).into_iter().filter(|&k| k == LinearKernel::Scalar || own(k)).collect()
+}
+
+/// Every member in the order `candidates` lists them on `profile` (the default
+/// first): on software devices the register-tiled members, on hardware the
+/// workgroup-tiled GEMM; Vec4Sg after Scalar, so it is never a default
+/// (`--tune off`), only a race's winner.
+pub fn member_order(profile: &DeviceProfile) -> [LinearKernel; 4] {
+    use LinearKernel::*;
+    if profile.is_software() {
+        [Vec4, Scalar, Vec4Sg, Tiled]
+    } else {
+        [Tiled, Vec4, Scalar, Vec4Sg]
+    }
 }
 
 /// The default member of a layer: `candidates(profile, p, problems)[0]`.
@@ -381,8 +411,8 @@ impl LinearLaunch {
         check_batches(self.launch.label(), &p, problems, self.len_elems)?;
         // A launch built as _v4 needs K-aligned problems; one built as _v4g takes any.
         let entry = self.kernel.entry(self.op, &p, problems).1;
-        let runs =
-            self.kernel.runs(&ctx.profile, &p, problems, self.op) && (entry == self.entry || self.entry == WEIGHTS_V4G);
+        let runs = self.kernel.runs(&ctx.profile, &p, problems, self.op)
+            && (entry == self.entry || self.entry == WEIGHTS_V4G || self.entry == SG_WEIGHTS_ANY);
         if !problems.is_empty() && !runs {
             return Err(GpuError::Validation(format!(
                 "{}: the {} member cannot run these problems (widths or offsets not 4-aligned, or too long a \
@@ -577,6 +607,7 @@ fn launch(
         (LinearKernel::Vec4, Forward) => |p| LinearKernel::Vec4.grid(p, Forward),
         (LinearKernel::Vec4, Input) => |p| LinearKernel::Vec4.grid(p, Input),
         (LinearKernel::Vec4, Weights) => |p| LinearKernel::Vec4.grid(p, Weights),
+        (LinearKernel::Vec4Sg, Weights) => |p| LinearKernel::Vec4Sg.grid(p, Weights),
         (_, Forward) => |p| LinearKernel::Scalar.grid(p, Forward),
         (_, Input) => |p| LinearKernel::Scalar.grid(p, Input),
         (_, Weights) => |p| LinearKernel::Scalar.grid(p, Weights),

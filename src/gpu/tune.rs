@@ -19,7 +19,7 @@ use super::buffers;
 use super::context::GpuContext;
 use super::gru::{self, GruKernel, GruMember, GruSchedule};
 use super::launch::Recordable;
-use super::linear::{self, LinearKernel, LinearLaunch, LinearParams, LinearProblem};
+use super::linear::{self, LinearKernel, LinearLaunch, LinearOp, LinearParams, LinearProblem};
 use super::model::{Arena, GpuEngineError, Shape, Step};
 use super::profile::DeviceProfile;
 use super::timing::Timer;
@@ -364,13 +364,14 @@ impl Sites {
             .unwrap_or(vec![AttentionKernel::Flat])
     }
 
-    /// The longest candidate list over the modalities (each launcher still
-    /// falls back to Scalar where its own shape needs it).
+    /// Every member some modality lists, in the device's member order (so the
+    /// default does not depend on which modalities a model or a group has:
+    /// Vec4 where any modality takes it; each launcher still falls back to
+    /// Scalar where its own shape needs it).
     fn linear_candidates(&self, ctx: &GpuContext, ps: &[(LinearParams, Vec<LinearProblem>)]) -> Vec<LinearKernel> {
-        ps.iter()
-            .map(|(p, q)| linear::candidates(&ctx.profile, p, q))
-            .max_by_key(Vec::len)
-            .unwrap_or(vec![LinearKernel::Scalar])
+        let lists: Vec<Vec<LinearKernel>> = ps.iter().map(|(p, q)| linear::candidates(&ctx.profile, p, q)).collect();
+        let listed = |k: &LinearKernel| *k == LinearKernel::Scalar || lists.iter().any(|l| l.contains(k));
+        linear::member_order(&ctx.profile).into_iter().filter(listed).collect()
     }
 }
 
@@ -577,14 +578,20 @@ pub fn race(
     let gm = gru::candidates(prof, &s.gru, &s.gru_problems);
     let proj = s.linear_candidates(ctx, &s.projection);
     let dense = s.linear_candidates(ctx, &s.dense);
-    // Vec4Sg differs from Vec4 in its forwards only: the gradient sites do not race it.
-    let gradients = |c: &[LinearKernel]| -> Vec<LinearKernel> {
-        c.iter().copied().filter(|&k| k != LinearKernel::Vec4Sg).collect()
+    // Vec4Sg is Vec4 where none of a site's launches runs a subgroup kernel
+    // (the dense forward, every input gradient): raced only where it differs.
+    let differs = |c: &[LinearKernel], ps: &[(LinearParams, Vec<LinearProblem>)], op: LinearOp| -> Vec<LinearKernel> {
+        let own = |k: LinearKernel| ps.iter().any(|(p, q)| k.resolve(prof, p, q, op) == k);
+        c.iter().copied().filter(|&k| k != LinearKernel::Vec4Sg || own(k)).collect()
     };
-    let (proj_g, dense_g) = (gradients(&proj), gradients(&dense));
+    let (proj_f, proj_w) =
+        (differs(&proj, &s.projection, LinearOp::Forward), differs(&proj, &s.projection, LinearOp::Weights));
+    let dense_f = differs(&dense, &s.dense, LinearOp::Forward);
+    let (dense_i, dense_w) = (differs(&dense, &s.dense, LinearOp::Input), differs(&dense, &s.dense, LinearOp::Weights));
     // Without attention there is nothing to race: the default member is recorded.
     let att = if s.attention.is_empty() { Vec::new() } else { s.attention_candidates(ctx) };
-    let total = 2 * gm.len() + proj.len() + proj_g.len() + dense.len() + 2 * dense_g.len() + 2 * att.len();
+    let linear = [&proj_f, &proj_w, &dense_f, &dense_i, &dense_w].map(|c| c.len()).iter().sum::<usize>();
+    let total = 2 * gm.len() + linear + 2 * att.len();
     let sites = 7 + if att.is_empty() { 0 } else { 2 };
     let start = Instant::now();
     let mut r = Racer {
@@ -643,23 +650,23 @@ pub fn race(
     }
     // Linear sites: every modality's launch of the site with the member.
     let n = s.arena.mods.len();
-    let projection = linear_site(&mut r, n, "projection", &proj, &|k, mi| {
+    let projection = linear_site(&mut r, n, "projection", &proj_f, &|k, mi| {
         let (p, q) = &s.projection[mi];
         Ok(linear::linear_forward_variant(ctx, &b.xp, &ctx.dummy, &b.inputs, &b.w, &b.len, *p, q, q.len(), k)?)
     })?;
-    let projection_weights = linear_site(&mut r, n, "projection_weights", &proj_g, &|k, mi| {
+    let projection_weights = linear_site(&mut r, n, "projection_weights", &proj_w, &|k, mi| {
         let (p, q) = &s.projection[mi];
         Ok(linear::linear_backward_weights_variant(ctx, &b.grads, &b.gi, &b.gi, &b.inputs, &b.len, *p, q, q.len(), k)?)
     })?;
-    let dense_f = linear_site(&mut r, n, "dense", &dense, &|k, mi| {
+    let dense_fw = linear_site(&mut r, n, "dense", &dense_f, &|k, mi| {
         let (p, q) = &s.dense[mi];
         Ok(linear::linear_forward_variant(ctx, &b.feat, &b.r, &b.dense_in, &b.w, &b.len, *p, q, q.len(), k)?)
     })?;
-    let dense_backward = linear_site(&mut r, n, "dense_backward", &dense_g, &|k, mi| {
+    let dense_backward = linear_site(&mut r, n, "dense_backward", &dense_i, &|k, mi| {
         let (p, q) = &s.dense[mi];
         Ok(linear::linear_backward_variant(ctx, &b.dout, &b.dfeat, &b.feat, &b.w, &b.len, *p, q, q.len(), k)?)
     })?;
-    let dense_weights = linear_site(&mut r, n, "dense_weights", &dense_g, &|k, mi| {
+    let dense_weights = linear_site(&mut r, n, "dense_weights", &dense_w, &|k, mi| {
         let (p, q) = &s.dense[mi];
         let (dfeat, feat) = (&b.dfeat, &b.feat);
         Ok(linear::linear_backward_weights_variant(ctx, &b.grads, dfeat, feat, &b.dense_in, &b.len, *p, q, q.len(), k)?)
@@ -688,7 +695,7 @@ pub fn race(
         gru_backward,
         projection,
         projection_weights,
-        dense: dense_f,
+        dense: dense_fw,
         dense_backward,
         dense_weights,
         attention_forward,
