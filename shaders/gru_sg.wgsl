@@ -1156,10 +1156,12 @@ fn add_tile_t8(p: u32, row: u32, col: u32, ok: bool, v: vec4<f32>) {
     ww_grads[o + 3u] += v.w;
 }
 
-// gru_sg_backward_weights: the same 8x8 tile per invocation, the same 64x64
-// tile per workgroup and the same order of summation as gru_backward_weights_t8
-// (bit for bit its result), but the workgroup's 64 lanes are 8 octets of
-// subgroup lanes, octet o a 2 x 4 block of tiles (16 rows x 32 columns): per
+// gru_sg_backward_weights: the same 8x8 tile per invocation and the same
+// order of summation as gru_backward_weights_t8 (bit for bit its result), but
+// the workgroup's 64 lanes are 8 octets of subgroup lanes, octet o a 2 x 4
+// block of tiles (16 rows x 32 columns), the octets stacked: a workgroup owns
+// 128 rows x 32 columns of [dW_hh | db_hh] (t8: 64 x 64), so at H 200
+// the grid computes 640 x 224 outputs for 600 x 201 (t8: 640 x 256). Per
 // (b, i) the octet needs 4 vec4 of gh and 8 vec4 of h_prev, so each lane loads
 // one of each (lanes 4..7 repeat the gh of 0..3) and takes its 2 + 2 from
 // their owners with subgroupShuffle: 2 loads per lane and step instead of
@@ -1183,8 +1185,8 @@ fn gru_sg_backward_weights(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgr
     let ga = base + 2u * (l / 4u);
     let ha = base + 2u * (l % 4u);
     // This lane's tile and the octet's rows (16) and columns (32).
-    let orow = wid.y * 64u + (o / 2u) * 16u;
-    let ocol = wid.x * 64u + (o % 2u) * 32u;
+    let orow = wid.y * 128u + o * 16u;
+    let ocol = wid.x * 32u;
     let row0 = orow + 8u * (l / 4u);
     let col0 = ocol + 8u * (l % 4u);
     // What this lane loads for the octet: gh rows orow + 4 (l % 4) .. (clamped;

@@ -177,7 +177,8 @@ impl GruKernel {
     fn weights_grid(self) -> fn(&GruParams) -> [u32; 3] {
         match self {
             GruKernel::Scalar => weights_grid,
-            GruKernel::Wide | GruKernel::WideSg => weights_grid_t8,
+            GruKernel::Wide => weights_grid_t8,
+            GruKernel::WideSg => weights_grid_sg,
             GruKernel::Cells => weights_grid_tiled,
         }
     }
@@ -524,6 +525,10 @@ fn weights_grid(p: &GruParams) -> [u32; 3] {
 
 fn weights_grid_t8(p: &GruParams) -> [u32; 3] {
     [(p.h + 1).div_ceil(WEIGHTS_TILE_T8), (3 * p.h).div_ceil(WEIGHTS_TILE_T8), p.problems]
+}
+
+fn weights_grid_sg(p: &GruParams) -> [u32; 3] {
+    [(p.h + 1).div_ceil(wide::SG_TILE_COLS), (3 * p.h).div_ceil(wide::SG_TILE_ROWS), p.problems]
 }
 
 /// Workgroups of one step of gru_forward_cells / gru_backward_cells.

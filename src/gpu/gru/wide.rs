@@ -15,6 +15,13 @@ use super::wgsl::{QUADS, SEQ_PER_WG};
 pub const WIDE_UNITS: u32 = 8;
 /// Invocations of one Wide workgroup: MAX_H / WIDE_UNITS.
 pub const WIDE_LANES: u32 = 32;
+/// Rows and columns of [dW_hh | db_hh] one gru_sg_backward_weights workgroup
+/// owns: its 8 octets of 16 x 32 stacked (a narrow tile wastes less of the
+/// H + 1 = 201 columns than t8's 64: 224 computed instead of 256).
+pub const SG_TILE_ROWS: u32 = 128;
+pub const SG_TILE_COLS: u32 = 32;
+// The kernel's octets are 2 x 4 tiles of 8 x 8 (16 x 32), 8 of them stacked.
+const _: () = assert!(SG_TILE_ROWS == 8 * 16 && SG_TILE_COLS == 32);
 
 const XYZW: [&str; 4] = ["x", "y", "z", "w"];
 const GATES: [&str; 3] = ["r", "z", "n"];
@@ -507,11 +514,12 @@ fn gru_backward_weights_t8(@builtin(global_invocation_id) gid: vec3<u32>) {
 /// operands fetched once per octet of subgroup lanes and handed round by
 /// subgroupShuffle instead of each lane loading its own.
 fn weights_sg(w: &mut String) {
-    w.push_str(
-        "// gru_sg_backward_weights: the same 8x8 tile per invocation, the same 64x64
-// tile per workgroup and the same order of summation as gru_backward_weights_t8
-// (bit for bit its result), but the workgroup's 64 lanes are 8 octets of
-// subgroup lanes, octet o a 2 x 4 block of tiles (16 rows x 32 columns): per
+    let text = "// gru_sg_backward_weights: the same 8x8 tile per invocation and the same
+// order of summation as gru_backward_weights_t8 (bit for bit its result), but
+// the workgroup's 64 lanes are 8 octets of subgroup lanes, octet o a 2 x 4
+// block of tiles (16 rows x 32 columns), the octets stacked: a workgroup owns
+// {SG_TILE_ROWS} rows x {SG_TILE_COLS} columns of [dW_hh | db_hh] (t8: 64 x 64), so at H 200
+// the grid computes 640 x 224 outputs for 600 x 201 (t8: 640 x 256). Per
 // (b, i) the octet needs 4 vec4 of gh and 8 vec4 of h_prev, so each lane loads
 // one of each (lanes 4..7 repeat the gh of 0..3) and takes its 2 + 2 from
 // their owners with subgroupShuffle: 2 loads per lane and step instead of
@@ -535,8 +543,8 @@ fn gru_sg_backward_weights(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgr
     let ga = base + 2u * (l / 4u);
     let ha = base + 2u * (l % 4u);
     // This lane's tile and the octet's rows (16) and columns (32).
-    let orow = wid.y * 64u + (o / 2u) * 16u;
-    let ocol = wid.x * 64u + (o % 2u) * 32u;
+    let orow = wid.y * {SG_TILE_ROWS}u + o * 16u;
+    let ocol = wid.x * {SG_TILE_COLS}u;
     let row0 = orow + 8u * (l / 4u);
     let col0 = ocol + 8u * (l % 4u);
     // What this lane loads for the octet: gh rows orow + 4 (l % 4) .. (clamped;
@@ -547,8 +555,9 @@ fn gru_sg_backward_weights(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgr
     let real = cl < nh;
     let one = select(vec4<f32>(0.0), vec4<f32>(1.0, 0.0, 0.0, 0.0), cl == nh);
     let cc = min(cl, nh - 4u) / 4u;
-",
-    );
+";
+    let rows = SG_TILE_ROWS.to_string();
+    w.push_str(&text.replace("{SG_TILE_ROWS}", &rows).replace("{SG_TILE_COLS}", &SG_TILE_COLS.to_string()));
     for r in 0..8 {
         line!(w, "    var x{r} = vec4<f32>(0.0); var y{r} = vec4<f32>(0.0);");
     }
