@@ -126,41 +126,82 @@ fn linear_problem_lists_match_cpu_per_problem() {
     eprintln!("linear problem lists max |err| / max|want|: {worst:.2e}");
 }
 
-/// linear_sg_forward (Vec4Sg's forward where Vec4 cannot run) is Scalar's
-/// linear_forward with loads shared by subgroup shuffles: the same sums in the
-/// same order, so its y equals Scalar's bit for bit, on shapes that leave
-/// octets half out of range (B 17, U 9 and 1, N not a multiple of 32, O 99
-/// and 5, K 74, 35 and 3, ReLU, x at an odd offset, y at an offset). Where the
-/// device has no subgroups of 8 lanes, Vec4Sg runs Scalar there (and says so).
+/// Vec4Sg's forwards are Vec4's or Scalar's with loads shared by subgroup
+/// shuffles: linear_sg_forward_v4 (K % 4 == 0, 4-aligned offsets) Vec4's 8 x 8
+/// tiles, linear_sg_forward (any alignment) Scalar's 4 x 4; the same sums in
+/// the same order, so y equals that member's bit for bit, on shapes that leave
+/// octets half out of range (B 17, U 9 and 1, N not a multiple of 32 or 64, O
+/// 99, 5, 600 and 100, K 74, 35, 3, 300, 400 and 8, ReLU, x at an odd offset,
+/// y at an offset). Where the device has no subgroups of 8 lanes, Vec4Sg runs
+/// the member it shares loads for (and says so).
 #[test]
-fn linear_sg_forward_equals_scalar_bit_for_bit() {
+fn linear_sg_forwards_equal_scalar_and_vec4_bit_for_bit() {
     let Some(ctx) = context() else { return };
-    for (s, (k, o, relu, u)) in
-        [(74, 99, false, 9), (35, 600, false, 9), (3, 5, true, 1), (74, 99, true, 1)].into_iter().enumerate()
-    {
+    let cases = [
+        (74, 99, false, 9, 3),
+        (35, 600, false, 9, 3),
+        (3, 5, true, 1, 3),
+        (74, 99, true, 1, 3),
+        (300, 600, false, 9, 0),
+        (400, 100, true, 9, 4),
+        (8, 5, true, 1, 0),
+    ];
+    for (s, (k, o, relu, u, x_off)) in cases.into_iter().enumerate() {
         let lens: Vec<usize> = (0..17).map(|i| if i == 5 { u } else { i % u + 1 }).collect();
         let (b, n) = (lens.len(), lens.len() * u);
-        let (x_off, y_off, w_off) = (3, 2 * n * o + 1, 5);
+        let aligned = k % 4 == 0 && x_off % 4 == 0;
+        let (y_off, w_off) = (2 * n * o + 1, if aligned { 8 } else { 5 });
         let p = linear::LinearParams::new(b, u, k, o, relu);
         let q = [linear::LinearProblem::new(w_off, w_off + o * k, x_off, y_off).batch(u, 0)];
         let x = upload(ctx, "x", &f32s(&random_vec(x_off + n * k, 40 + s as u64))).unwrap();
         let w = upload(ctx, "w", &f32s(&random_vec(w_off + o * k + o, 50 + s as u64))).unwrap();
         let len = upload(ctx, "len", &u32s(&lens)).unwrap();
-        let ys = [LinearKernel::Scalar, LinearKernel::Vec4Sg].map(|kernel| {
+        let twin = if aligned { LinearKernel::Vec4 } else { LinearKernel::Scalar };
+        let ys = [twin, LinearKernel::Vec4Sg].map(|kernel| {
             let y = upload(ctx, "y", &vec![check::SENTINEL; y_off + n * o]).unwrap();
             let l = linear::linear_forward_variant(ctx, &y, &ctx.dummy, &x, &w, &len, p, &q, 1, kernel).unwrap();
-            let want = if kernel == LinearKernel::Scalar || !ctx.profile.subgroup_octets() {
-                LinearKernel::Scalar
-            } else {
-                kernel
-            };
-            assert_eq!(l.kernel(), want);
+            let sg = kernel == LinearKernel::Vec4Sg && ctx.profile.subgroup_octets();
+            assert_eq!(l.kernel(), if sg { kernel } else { twin });
             run(ctx, &[&l]).unwrap();
             read::<f32>(ctx, &y, 0, y_off + n * o).unwrap().iter().map(|v| v.to_bits()).collect::<Vec<u32>>()
         });
         assert!(ys[0][y_off..].iter().all(|&v| v != check::SENTINEL.to_bits()), "K {k} O {o}: y not all written");
         let diff = ys[0].iter().zip(&ys[1]).filter(|(a, b)| a != b).count();
-        assert!(diff == 0, "K {k} O {o} U {u}: vec4-sg differs from scalar in {diff} elements");
+        assert!(diff == 0, "K {k} O {o} U {u}: vec4-sg differs from {} in {diff} elements", twin.name());
+    }
+}
+
+/// linear_sg_backward_v4 (Vec4Sg's input gradient dx = g W) is
+/// linear_backward_v4 with the g rows shared by subgroup shuffles: dx equals
+/// Vec4's bit for bit (K 400 -> O 100 with ReLU and a dropout mask on dx, K 300
+/// -> O 600, K 8 -> O 4: tiles half out of range; B 17, U 9 and 1).
+#[test]
+fn linear_sg_backward_v4_equals_vec4_bit_for_bit() {
+    let Some(ctx) = context() else { return };
+    for (s, (k, o, relu, u)) in [(400, 100, true, 9), (300, 600, false, 9), (8, 4, true, 1)].into_iter().enumerate() {
+        let lens: Vec<usize> = (0..17).map(|i| if i == 5 { u } else { i % u + 1 }).collect();
+        let (b, n) = (lens.len(), lens.len() * u);
+        let (x_off, y_off, w_off) = (4 * n, 8 * n * o, 12);
+        let mut p = linear::LinearParams::new(b, u, k, o, relu);
+        if relu {
+            p = p.dropout(0.25);
+        }
+        let q = [linear::LinearProblem::new(w_off, w_off + o * k, x_off, y_off).batch(u, 0).seed(5 + s as u32)];
+        let dy = upload(ctx, "dy", &f32s(&random_vec(y_off + n * o, 20 + s as u64))).unwrap();
+        let y = upload(ctx, "y", &f32s(&random_vec(y_off + n * o, 30 + s as u64))).unwrap();
+        let w = upload(ctx, "w", &f32s(&random_vec(w_off + o * k + o, 40 + s as u64))).unwrap();
+        let len = upload(ctx, "len", &u32s(&lens)).unwrap();
+        let dxs = [LinearKernel::Vec4, LinearKernel::Vec4Sg].map(|kernel| {
+            let dx = upload(ctx, "dx", &vec![check::SENTINEL; x_off + n * k]).unwrap();
+            let l = linear::linear_backward_variant(ctx, &dx, &dy, &y, &w, &len, p, &q, 1, kernel).unwrap();
+            let sg = kernel == LinearKernel::Vec4Sg && ctx.profile.subgroup_octets();
+            assert_eq!(l.kernel(), if sg { kernel } else { LinearKernel::Vec4 });
+            run(ctx, &[&l]).unwrap();
+            read::<f32>(ctx, &dx, 0, x_off + n * k).unwrap().iter().map(|v| v.to_bits()).collect::<Vec<u32>>()
+        });
+        assert!(dxs[0][x_off..].iter().all(|&v| v != check::SENTINEL.to_bits()), "K {k} O {o}: dx not all written");
+        let diff = dxs[0].iter().zip(&dxs[1]).filter(|(a, b)| a != b).count();
+        assert!(diff == 0, "K {k} O {o} U {u}: vec4-sg's dx differs from vec4's in {diff} elements");
     }
 }
 

@@ -30,6 +30,10 @@ pub const V4_TILE: u32 = 8;
 /// The vec4 weight gradient for K % 4 != 0 (g in vec4, x scalar): it takes
 /// every launch linear_backward_weights_v4 takes, and more.
 const WEIGHTS_V4G: &str = "linear_backward_weights_v4g";
+/// Vec4Sg's forwards: Vec4's 8 x 8 tiles where K and the offsets allow vec4
+/// (its grid), else Scalar's 4 x 4 at any alignment (Scalar's grid).
+const SG_FORWARD_V4: &str = "linear_sg_forward_v4";
+const SG_FORWARD_ANY: &str = "linear_sg_forward";
 /// Vec4Sg's weight gradient at any alignment (the other entry takes whole quads only).
 const SG_WEIGHTS_ANY: &str = "linear_sg_backward_weights_any";
 /// Workgroup shape (x over output-column tiles, y over row tiles).
@@ -194,15 +198,16 @@ pub enum LinearKernel {
     /// (else that launch runs Scalar). Its kernels own an 8 x 8 tile
     /// (`V4_TILE`); the weight gradient takes any K with g alone in vec4 (`_v4g`).
     Vec4,
-    /// Vec4 with subgroup shuffles (shaders/linear_sg.wgsl): operands read
-    /// once per octet of subgroup lanes and handed round by subgroupShuffle.
-    /// The forwards Vec4 runs as Scalar (K % 4 != 0 or offsets not 4-aligned:
-    /// the audio and video input projections) run Scalar's tiles that way (3
-    /// loads per step of K instead of 8; bit for bit Scalar's result); the
-    /// weight gradient runs Vec4's 8 x 8 tiles that way (per row 2 vec4 loads
-    /// instead of 4, or 3 instead of _v4g's 10; bit for bit Vec4's result); the
-    /// input gradient and the forwards Vec4 takes are Vec4's. Only on a device
-    /// with subgroups of at least 8 lanes (`DeviceProfile::subgroup_octets`).
+    /// Vec4 with subgroup shuffles (shaders/linear_sg.wgsl): the operands an
+    /// octet of subgroup lanes shares read once and handed round by
+    /// subgroupShuffle, each kernel bit for bit the one it shares loads for.
+    /// Forward: Vec4's 8 x 8 tiles (9 vec4 loads per step of K where Vec4 has
+    /// 16), or where Vec4 cannot (K % 4 != 0 or offsets not 4-aligned: the
+    /// audio and video input projections) Scalar's 4 x 4 (3 loads instead of
+    /// 8). Input gradient: Vec4's (9 or 10 loads instead of 16 or 24), Scalar
+    /// where Vec4 falls back. Weight gradient: Vec4's (2 vec4 loads per row
+    /// instead of 4; 3 instead of _v4g's 10). Only on a device with subgroups
+    /// of at least 8 lanes (`DeviceProfile::subgroup_octets`).
     #[serde(rename = "vec4-sg")]
     Vec4Sg,
     /// shaders/generated/linear_tiled.wgsl: the workgroup-tiled GEMM ([`TILED`]:
@@ -264,11 +269,7 @@ impl LinearKernel {
             // Vec4's weight-gradient shapes; the input gradient is Vec4's.
             LinearKernel::Vec4Sg => {
                 profile.subgroup_octets()
-                    && match op {
-                        LinearOp::Forward => true,
-                        LinearOp::Input => false,
-                        LinearOp::Weights => p.o.is_multiple_of(4) && a4(y),
-                    }
+                    && (op == LinearOp::Forward || LinearKernel::Vec4.runs(profile, p, problems, op))
             }
             LinearKernel::Tiled => {
                 let t = TILED;
@@ -297,13 +298,10 @@ impl LinearKernel {
         problems: &[LinearProblem],
         op: LinearOp,
     ) -> LinearKernel {
-        let vec4 = LinearKernel::Vec4;
-        match self {
-            // Vec4's forward and input gradient where they run (their 8 x 8 vec4
-            // tiles load less than the forward's shuffled 4 x 4 ones).
-            LinearKernel::Vec4Sg if op != LinearOp::Weights && vec4.runs(profile, p, problems, op) => vec4,
-            k if k.runs(profile, p, problems, op) => k,
-            _ => LinearKernel::Scalar,
+        if self.runs(profile, p, problems, op) {
+            self
+        } else {
+            LinearKernel::Scalar
         }
     }
 
@@ -315,11 +313,13 @@ impl LinearKernel {
             p.k.is_multiple_of(4) && problems.iter().all(|q| q.x_off.is_multiple_of(4) && q.w_off.is_multiple_of(4));
         match (self, op) {
             (LinearKernel::Vec4, Weights) if !along_k => (Shader::Linear, WEIGHTS_V4G),
-            (LinearKernel::Vec4Sg, Forward) => (Shader::LinearSg, "linear_sg_forward"),
+            (LinearKernel::Vec4Sg, Forward) if along_k => (Shader::LinearSg, SG_FORWARD_V4),
+            (LinearKernel::Vec4Sg, Forward) => (Shader::LinearSg, SG_FORWARD_ANY),
             (LinearKernel::Vec4Sg, Weights) if !along_k => (Shader::LinearSg, SG_WEIGHTS_ANY),
             (LinearKernel::Vec4Sg, Weights) => (Shader::LinearSg, "linear_sg_backward_weights"),
             (LinearKernel::Scalar, Forward) => (Shader::Linear, "linear_forward"),
-            (LinearKernel::Scalar | LinearKernel::Vec4Sg, Input) => (Shader::Linear, "linear_backward"),
+            (LinearKernel::Vec4Sg, Input) => (Shader::LinearSg, "linear_sg_backward_v4"),
+            (LinearKernel::Scalar, Input) => (Shader::Linear, "linear_backward"),
             (LinearKernel::Scalar, Weights) => (Shader::Linear, "linear_backward_weights"),
             (LinearKernel::Vec4, Forward) => (Shader::Linear, "linear_forward_v4"),
             (LinearKernel::Vec4, Input) => (Shader::Linear, "linear_backward_v4"),
@@ -338,7 +338,9 @@ impl LinearKernel {
             LinearOp::Input => (p.b * p.u, p.k),
             LinearOp::Weights => (p.o, p.k),
         };
-        // Vec4Sg's kernels keep the tiles (so the grids) of the kernels they share loads for.
+        // Vec4Sg's kernels keep the tiles (so the grids) of the kernels they share
+        // loads for (its forward here: the any-alignment one; `launch` gives the
+        // vec4 one Vec4's grid).
         let tiling = match (self, op) {
             (LinearKernel::Vec4Sg, LinearOp::Forward) => LinearKernel::Scalar,
             (LinearKernel::Vec4Sg, _) => LinearKernel::Vec4,
@@ -412,7 +414,7 @@ impl LinearLaunch {
         // A launch built as _v4 needs K-aligned problems; one built as _v4g takes any.
         let entry = self.kernel.entry(self.op, &p, problems).1;
         let runs = self.kernel.runs(&ctx.profile, &p, problems, self.op)
-            && (entry == self.entry || self.entry == WEIGHTS_V4G || self.entry == SG_WEIGHTS_ANY);
+            && (entry == self.entry || [WEIGHTS_V4G, SG_WEIGHTS_ANY, SG_FORWARD_ANY].contains(&self.entry));
         if !problems.is_empty() && !runs {
             return Err(GpuError::Validation(format!(
                 "{}: the {} member cannot run these problems (widths or offsets not 4-aligned, or too long a \
@@ -608,6 +610,8 @@ fn launch(
         (LinearKernel::Vec4, Input) => |p| LinearKernel::Vec4.grid(p, Input),
         (LinearKernel::Vec4, Weights) => |p| LinearKernel::Vec4.grid(p, Weights),
         (LinearKernel::Vec4Sg, Weights) => |p| LinearKernel::Vec4Sg.grid(p, Weights),
+        (LinearKernel::Vec4Sg, Forward) if entry == SG_FORWARD_V4 => |p| LinearKernel::Vec4.grid(p, Forward),
+        (LinearKernel::Vec4Sg, Input) => |p| LinearKernel::Vec4.grid(p, Input),
         (_, Forward) => |p| LinearKernel::Scalar.grid(p, Forward),
         (_, Input) => |p| LinearKernel::Scalar.grid(p, Input),
         (_, Weights) => |p| LinearKernel::Scalar.grid(p, Weights),
