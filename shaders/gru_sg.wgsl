@@ -5,8 +5,11 @@
 //
 // The WideSg member of the GRU family (src/gpu/gru/mod.rs `GruKernel`):
 // gru_sg_forward, gru_sg_backward and gru_sg_backward_weights are the Wide
-// member's kernels (gru.wgsl; same buffers, grids, shapes and arithmetic, so
-// bit for bit the same results) with the operands every lane of an octet needs
+// member's kernels (gru.wgsl; same buffers, shapes and arithmetic, so bit for
+// bit the same results; the recurrence's grids too, while a workgroup of the
+// weight gradient owns SG_TILE_ROWS x SG_TILE_COLS outputs (src/gpu/gru/wide.rs;
+// the header of gru_sg_backward_weights below has the values) where t8's owns
+// 64 x 64) with the operands every lane of an octet needs
 // read ONCE per octet of subgroup lanes and handed round by subgroupShuffle:
 // the forward's h_prev columns (16 workgroup-memory reads per 4 columns become
 // 2 reads and 16 shuffles), the backward's gh rows of phase B (16 storage reads

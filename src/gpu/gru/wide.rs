@@ -510,7 +510,8 @@ fn gru_backward_weights_t8(@builtin(global_invocation_id) gid: vec3<u32>) {
     line!(w, "}}");
 }
 
-/// gru_sg_backward_weights: gru_backward_weights_t8's tiles and grid, with the
+/// gru_sg_backward_weights: gru_backward_weights_t8's 8 x 8 tiles (stacked 128 x 32
+/// per workgroup, `SG_TILE_ROWS` x `SG_TILE_COLS`), with the
 /// operands fetched once per octet of subgroup lanes and handed round by
 /// subgroupShuffle instead of each lane loading its own.
 fn weights_sg(w: &mut String) {
