@@ -39,7 +39,8 @@
 // problem's invocations past its own B * u rows return at once):
 //   heads_forward:          1-D over B*U rows, workgroup 64, one invocation per row
 //   heads_loss:             exactly one workgroup of 256 per problem
-//   heads_backward:         1-D over B*U*rw_max elements, workgroup 256, grid folded into y
+//   heads_backward:         1-D over B*U*ceil(rw_max / BW_COLS) (row, 4 columns), workgroup 256,
+//                           grid folded into y
 //   heads_backward_weights: 1-D over 9*(rw_max+1) (class, column-or-bias), workgroup 64
 // Bindings (0 p, 1 problem list in every entry point):
 //   heads_forward:          2 r, 3 w (flat params), 4 labels (B, u, 7) at lab_off, 5 len,
@@ -48,7 +49,7 @@
 //   heads_backward:         2 dz, 3 w (flat params), 4 len, 5 dr rw, 6 dfeat rw
 //   heads_backward_weights: 2 dz, 3 r, 4 len, 5 grads (flat) rw
 
-// C, S, E and NO_BLOCK come before this body in the module, from src/gpu/heads.rs
+// C, S, E, NO_BLOCK and BW_COLS come before this body in the module, from src/gpu/heads.rs
 // (WGSL_CONSTS).
 
 struct HeadsParams {
@@ -273,30 +274,10 @@ fn heads_loss(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_in
 @group(0) @binding(5) var<storage, read_write> dr: array<f32>;
 @group(0) @binding(6) var<storage, read_write> dfeat: array<f32>;
 
-@compute @workgroup_size(256)
-fn heads_backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-                  @builtin(local_invocation_index) lid: u32) {
-    let p = pb;
-    let e = (wg.y * nwg.x + wg.x) * 256u + lid;
-    if (wg.z >= p.problems) {
-        return;
-    }
-    let q = qb[wg.z];
-    let u = q.u;
-    if (e >= p.b * u * q.rw) {
-        return;
-    }
-    let j = e % q.rw;
-    let t = e / q.rw;
-    var g = 0.0;
-    if ((t % u) < lenb[q.len_off + t / u]) {
-        for (var c = 0u; c < C; c++) {
-            if (head_on(q, c)) {
-                g += dzb[q.dz_off + t * C + c] * wb[w_row(q, c) + j];
-            }
-        }
-    }
-    dr[q.r_off + e] = g;
+// dR[t, j] = g (row t's gradient at column j of R); with the plain-block table
+// also dX[t, c] += g for the slot whose block holds column j.
+fn store_dr(p: HeadsParams, q: HeadsProblem, t: u32, j: u32, g: f32) {
+    dr[q.r_off + t * q.rw + j] = g;
     // Slots by constant index (the problem is a value, not a reference).
     let c0 = in_block(p, q.plain[0], j);
     if (c0 != NO_BLOCK) {
@@ -309,6 +290,56 @@ fn heads_backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups)
     let c2 = in_block(p, q.plain[2], j);
     if (c2 != NO_BLOCK) {
         dfeat[q.dfeat_off[2] + t * p.d + c2] += g;
+    }
+}
+
+// One invocation per (row t, BW_COLS consecutive columns of R): the problem
+// entry (a struct of ~25 words: on llvmpipe as many per-lane loads), the
+// length and row t's dz are read once for the BW_COLS columns instead of once
+// per column; each column sums its classes in the same order as a column alone.
+@compute @workgroup_size(256)
+fn heads_backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                  @builtin(local_invocation_index) lid: u32) {
+    let p = pb;
+    let e = (wg.y * nwg.x + wg.x) * 256u + lid;
+    if (wg.z >= p.problems) {
+        return;
+    }
+    let q = qb[wg.z];
+    let u = q.u;
+    let groups = (q.rw + BW_COLS - 1u) / BW_COLS;
+    if (e >= p.b * u * groups) {
+        return;
+    }
+    let t = e / groups;
+    let j0 = (e % groups) * BW_COLS;
+    // Columns past rw read column rw - 1 and are not stored.
+    let last = q.rw - 1u;
+    var g0 = 0.0;
+    var g1 = 0.0;
+    var g2 = 0.0;
+    var g3 = 0.0;
+    if ((t % u) < lenb[q.len_off + t / u]) {
+        for (var c = 0u; c < C; c++) {
+            if (head_on(q, c)) {
+                let d = dzb[q.dz_off + t * C + c];
+                let row = w_row(q, c);
+                g0 += d * wb[row + j0];
+                g1 += d * wb[row + min(j0 + 1u, last)];
+                g2 += d * wb[row + min(j0 + 2u, last)];
+                g3 += d * wb[row + min(j0 + 3u, last)];
+            }
+        }
+    }
+    store_dr(p, q, t, j0, g0);
+    if (j0 + 1u < q.rw) {
+        store_dr(p, q, t, j0 + 1u, g1);
+    }
+    if (j0 + 2u < q.rw) {
+        store_dr(p, q, t, j0 + 2u, g2);
+    }
+    if (j0 + 3u < q.rw) {
+        store_dr(p, q, t, j0 + 3u, g3);
     }
 }
 

@@ -19,6 +19,8 @@ pub struct HeadsCase {
     pub batches: Vec<Vec<usize>>,
     /// Model k's batch: an index into `batches`.
     pub batch_of: Vec<usize>,
+    /// The dense width D of every model (R is a multiple of it).
+    pub dense: usize,
     pub seed: u64,
 }
 
@@ -29,13 +31,16 @@ impl HeadsCase {
             models: vec![(ModalitySet::TAV, Attention::Cim, tasks)],
             batches: vec![lens],
             batch_of: vec![0],
+            dense: 100,
             seed,
         }
     }
 
     /// Five models of mixed tasks (both, sentiment only, emotion only) and widths
-    /// (R = 9D, 2D, 4D, 6D, 3D), plain blocks on some slots only, on the batches
-    /// 0, 1, 2, 1, 0 (cycled over however many `batches` there are).
+    /// (R = 9D, 2D, 4D, 6D, 3D with D = 7: 63, 14, 28, 42, 21, mostly not
+    /// multiples of heads_backward's 4 columns), plain blocks on some slots
+    /// only, on the batches 0, 1, 2, 1, 0 (cycled over however many `batches`
+    /// there are).
     pub fn mixed(batches: Vec<Vec<usize>>, seed: u64) -> HeadsCase {
         use Attention::*;
         let models = vec![
@@ -47,7 +52,7 @@ impl HeadsCase {
         ];
         let nb = batches.len().max(1);
         let batch_of = [0, 1, 2, 1, 0].iter().map(|&k| k % nb).collect();
-        HeadsCase { models, batches, batch_of, seed }
+        HeadsCase { models, batches, batch_of, dense: 7, seed }
     }
 }
 
@@ -121,9 +126,10 @@ fn arena(sizes: &[usize], salt: usize) -> (Vec<usize>, usize) {
 }
 
 /// One model's config (loss weights 0.7 and 1.3, so that a missing weight factor shows).
-fn model_config(set: ModalitySet, attention: Attention, tasks: Tasks) -> ModelConfig {
+fn model_config(set: ModalitySet, attention: Attention, tasks: Tasks, dense: usize) -> ModelConfig {
     let mut cfg = ModelConfig::new(set, attention, tasks, [6, 5, 4]);
     cfg.hidden = 4;
+    cfg.dense = dense;
     cfg.w_sentiment = 0.7;
     cfg.w_emotion = 1.3;
     cfg
@@ -157,7 +163,7 @@ pub fn check_heads(ctx: &GpuContext, c: &HeadsCase) -> Result<Vec<CheckRow>, Gpu
     let us: Vec<usize> = c.batch_of.iter().map(|&j| batches[j].u).collect();
     let u_max = us.iter().copied().max().unwrap_or(0);
     let bu_max = b * u_max;
-    let cfgs: Vec<ModelConfig> = c.models.iter().map(|&(s, a, t)| model_config(s, a, t)).collect();
+    let cfgs: Vec<ModelConfig> = c.models.iter().map(|&(s, a, t)| model_config(s, a, t, c.dense)).collect();
     let d = cfgs[0].dense;
     let layouts: Vec<Layout> = cfgs.iter().map(Layout::new).collect();
     let rws: Vec<usize> = cfgs.iter().map(|cfg| cfg.repr_width()).collect();
