@@ -463,9 +463,7 @@ fn gru_backward_weights_t8(@builtin(global_invocation_id) gid: vec3<u32>) {
     let cc1 = min(col0 + 4u, nh - 4u) / 4u;
 ",
     );
-    for r in 0..8 {
-        line!(w, "    var x{r} = vec4<f32>(0.0); var y{r} = vec4<f32>(0.0);");
-    }
+    tile_accumulators(w);
     w.push_str(
         "    // Row (b, i) of gh is row_of(p, b, i) and h_prev's is cache_at(p, C_H, b, ip,
     // 0): both b * q.u + i past a base, spelled out here so the loop reads
@@ -494,20 +492,9 @@ fn gru_backward_weights_t8(@builtin(global_invocation_id) gid: vec3<u32>) {
             let h1 = select(one1, l1, real1 && !first);
 ",
     );
-    for r in 0..8 {
-        let g = format!("g{}.{}", r / 4, XYZW[r % 4]);
-        line!(w, "            x{r} += {g} * h0;");
-        line!(w, "            y{r} += {g} * h1;");
-    }
-    line!(w, "        }}");
-    line!(w, "    }}");
-    line!(w, "    let rows1 = row0 + 4u < n3;");
-    for r in 0..8 {
-        let ok = if r < 4 { "true" } else { "rows1" };
-        line!(w, "    add_tile_t8(p, row0 + {r}u, col0, {ok}, x{r});");
-        line!(w, "    add_tile_t8(p, row0 + {r}u, col0 + 4u, {ok}, y{r});");
-    }
-    line!(w, "}}");
+    tile_sums(w);
+    // Its workgroups start inside the 3H rows (it returned early otherwise).
+    tile_stores(w, "true");
 }
 
 /// gru_sg_backward_weights: gru_backward_weights_t8's 8 x 8 tiles (stacked 128 x 32
@@ -559,9 +546,7 @@ fn gru_sg_backward_weights(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgr
 ";
     let rows = SG_TILE_ROWS.to_string();
     w.push_str(&text.replace("{SG_TILE_ROWS}", &rows).replace("{SG_TILE_COLS}", &SG_TILE_COLS.to_string()));
-    for r in 0..8 {
-        line!(w, "    var x{r} = vec4<f32>(0.0); var y{r} = vec4<f32>(0.0);");
-    }
+    tile_accumulators(w);
     w.push_str(
         "    let qu = problems[p].u;
     let nh4 = nh / 4u;
@@ -583,6 +568,22 @@ fn gru_sg_backward_weights(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgr
             let h1 = subgroupShuffle(hv, ha + 1u);
 ",
     );
+    tile_sums(w);
+    line!(w, "    let rows0 = row0 < n3;");
+    tile_stores(w, "rows0");
+}
+
+/// The 8x8 tile of [dW_hh | db_hh] both weight-gradient kernels own: x<r> / y<r>
+/// hold row row0 + r at columns col0 .. col0 + 3 / col0 + 4 .. col0 + 7.
+fn tile_accumulators(w: &mut String) {
+    for r in 0..8 {
+        line!(w, "    var x{r} = vec4<f32>(0.0); var y{r} = vec4<f32>(0.0);");
+    }
+}
+
+/// Row (b, i)'s products into the tile (g0, g1: its 8 gh rows; h0, h1: its 8
+/// h_prev columns), then the end of the (b, i) loops.
+fn tile_sums(w: &mut String) {
     for r in 0..8 {
         let g = format!("g{}.{}", r / 4, XYZW[r % 4]);
         line!(w, "            x{r} += {g} * h0;");
@@ -590,10 +591,14 @@ fn gru_sg_backward_weights(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgr
     }
     line!(w, "        }}");
     line!(w, "    }}");
-    line!(w, "    let rows0 = row0 < n3;");
+}
+
+/// The tile added into the gradients, its first 4 rows where `rows0` holds,
+/// the last 4 where they lie inside the 3H rows.
+fn tile_stores(w: &mut String, rows0: &str) {
     line!(w, "    let rows1 = row0 + 4u < n3;");
     for r in 0..8 {
-        let ok = if r < 4 { "rows0" } else { "rows1" };
+        let ok = if r < 4 { rows0 } else { "rows1" };
         line!(w, "    add_tile_t8(p, row0 + {r}u, col0, {ok}, x{r});");
         line!(w, "    add_tile_t8(p, row0 + {r}u, col0 + 4u, {ok}, y{r});");
     }
