@@ -128,6 +128,45 @@ fn store_y(p: LinearParams, q: LinearProblem, t: u32, c0: u32, acc: vec4<f32>) {
     }
 }
 
+// Forward epilogue of a TILE x TILE tile (rows t0 .., columns c0 ..): the bias
+// added, the rows inside the problem stored (linear_forward, linear_sg_forward).
+fn store_y_tile(p: LinearParams, q: LinearProblem, t0: u32, c0: u32,
+                a0: vec4<f32>, a1: vec4<f32>, a2: vec4<f32>, a3: vec4<f32>) {
+    var bias: vec4<f32>;
+    for (var j = 0u; j < TILE; j++) {
+        bias[j] = wf[q.b_off + min(c0 + j, p.o - 1u)];
+    }
+    let acc = array<vec4<f32>, 4>(a0 + bias, a1 + bias, a2 + bias, a3 + bias);
+    let n = p.b * q.u;
+    for (var i = 0u; i < TILE; i++) {
+        let t = t0 + i;
+        if (t >= n) {
+            break;
+        }
+        store_y(p, q, t, c0, acc[i]);
+    }
+}
+
+// The bias at columns c .. c + 3 (clamped to O) through the vec4 view
+// (linear_forward_v4, linear_sg_forward_v4).
+fn bias4_v4(p: LinearParams, q: LinearProblem, c: u32) -> vec4<f32> {
+    var bias: vec4<f32>;
+    for (var j = 0u; j < 4u; j++) {
+        let e = q.b_off + min(c + j, p.o - 1u);
+        bias[j] = wf4[e / 4u][e % 4u];
+    }
+    return bias;
+}
+
+// Row t of an 8 x 8 forward tile (columns c0 .. c0 + 7, bias included), stored
+// where the row is inside the problem.
+fn store_y_row8(p: LinearParams, q: LinearProblem, t: u32, c0: u32, lo: vec4<f32>, hi: vec4<f32>) {
+    if (t < p.b * q.u) {
+        store_y(p, q, t, c0, lo);
+        store_y(p, q, t, c0 + 4u, hi);
+    }
+}
+
 // ---- linear_forward ----
 @group(0) @binding(0) var<uniform> pf: LinearParams;
 @group(0) @binding(1) var<storage, read> xf: array<f32>;
@@ -175,18 +214,7 @@ fn linear_forward(@builtin(global_invocation_id) gid: vec3<u32>) {
         a2 += xf[x2 + kk] * wv;
         a3 += xf[x3 + kk] * wv;
     }
-    var bias: vec4<f32>;
-    for (var j = 0u; j < TILE; j++) {
-        bias[j] = wf[q.b_off + min(c0 + j, p.o - 1u)];
-    }
-    let acc = array<vec4<f32>, 4>(a0 + bias, a1 + bias, a2 + bias, a3 + bias);
-    for (var i = 0u; i < TILE; i++) {
-        let t = t0 + i;
-        if (t >= n) {
-            break;
-        }
-        store_y(p, q, t, c0, acc[i]);
-    }
+    store_y_tile(p, q, t0, c0, a0, a1, a2, a3);
 }
 
 // ---- linear_backward (activation gradient) ----
@@ -218,6 +246,15 @@ fn store_dx(p: LinearParams, q: LinearProblem, t: u32, c0: u32, acc: vec4<f32>) 
         if (c < p.k) {
             dxb[q.x_off + t * p.k + c] = v[j] * mask(p, q, t * p.k + c);
         }
+    }
+}
+
+// Row t of an 8 x 8 dx tile (columns c0 .. c0 + 7), stored where the row is
+// inside the problem (linear_backward_v4, linear_sg_backward_v4).
+fn store_dx_row8(p: LinearParams, q: LinearProblem, t: u32, c0: u32, lo: vec4<f32>, hi: vec4<f32>) {
+    if (t < p.b * q.u) {
+        store_dx(p, q, t, c0, lo);
+        store_dx(p, q, t, c0 + 4u, hi);
     }
 }
 
@@ -448,48 +485,18 @@ fn linear_forward_v4(@builtin(global_invocation_id) gid: vec3<u32>) {
         a70 += vec4<f32>(dot(xv7, wv0), dot(xv7, wv1), dot(xv7, wv2), dot(xv7, wv3));
         a71 += vec4<f32>(dot(xv7, wv4), dot(xv7, wv5), dot(xv7, wv6), dot(xv7, wv7));
     }
-    var bias0: vec4<f32>;
-    var bias1: vec4<f32>;
-    for (var j = 0u; j < 4u; j++) {
-        let e0 = q.b_off + min(c0 + j, p.o - 1u);
-        let e1 = q.b_off + min(c0 + 4u + j, p.o - 1u);
-        bias0[j] = wf4[e0 / 4u][e0 % 4u];
-        bias1[j] = wf4[e1 / 4u][e1 % 4u];
-    }
+    let bias0 = bias4_v4(p, q, c0);
+    let bias1 = bias4_v4(p, q, c0 + 4u);
     // Stored from the named registers: gathered into an array and looped, the
     // epilogue spills and the kernel ran ~1.2x slower on llvmpipe.
-    if (t0 + 0u < n) {
-        store_y(p, q, t0 + 0u, c0, a00 + bias0);
-        store_y(p, q, t0 + 0u, c0 + 4u, a01 + bias1);
-    }
-    if (t0 + 1u < n) {
-        store_y(p, q, t0 + 1u, c0, a10 + bias0);
-        store_y(p, q, t0 + 1u, c0 + 4u, a11 + bias1);
-    }
-    if (t0 + 2u < n) {
-        store_y(p, q, t0 + 2u, c0, a20 + bias0);
-        store_y(p, q, t0 + 2u, c0 + 4u, a21 + bias1);
-    }
-    if (t0 + 3u < n) {
-        store_y(p, q, t0 + 3u, c0, a30 + bias0);
-        store_y(p, q, t0 + 3u, c0 + 4u, a31 + bias1);
-    }
-    if (t0 + 4u < n) {
-        store_y(p, q, t0 + 4u, c0, a40 + bias0);
-        store_y(p, q, t0 + 4u, c0 + 4u, a41 + bias1);
-    }
-    if (t0 + 5u < n) {
-        store_y(p, q, t0 + 5u, c0, a50 + bias0);
-        store_y(p, q, t0 + 5u, c0 + 4u, a51 + bias1);
-    }
-    if (t0 + 6u < n) {
-        store_y(p, q, t0 + 6u, c0, a60 + bias0);
-        store_y(p, q, t0 + 6u, c0 + 4u, a61 + bias1);
-    }
-    if (t0 + 7u < n) {
-        store_y(p, q, t0 + 7u, c0, a70 + bias0);
-        store_y(p, q, t0 + 7u, c0 + 4u, a71 + bias1);
-    }
+    store_y_row8(p, q, t0 + 0u, c0, a00 + bias0, a01 + bias1);
+    store_y_row8(p, q, t0 + 1u, c0, a10 + bias0, a11 + bias1);
+    store_y_row8(p, q, t0 + 2u, c0, a20 + bias0, a21 + bias1);
+    store_y_row8(p, q, t0 + 3u, c0, a30 + bias0, a31 + bias1);
+    store_y_row8(p, q, t0 + 4u, c0, a40 + bias0, a41 + bias1);
+    store_y_row8(p, q, t0 + 5u, c0, a50 + bias0, a51 + bias1);
+    store_y_row8(p, q, t0 + 6u, c0, a60 + bias0, a61 + bias1);
+    store_y_row8(p, q, t0 + 7u, c0, a70 + bias0, a71 + bias1);
 }
 
 @group(0) @binding(1) var<storage, read> dyb4: array<vec4<f32>>;
@@ -585,38 +592,14 @@ fn linear_backward_v4(@builtin(global_invocation_id) gid: vec3<u32>) {
     }
     // Stored from the named registers: gathered into an array and looped, the
     // epilogue spills and the kernel ran ~1.2x slower on llvmpipe.
-    if (t0 + 0u < n) {
-        store_dx(p, q, t0 + 0u, c0, a00);
-        store_dx(p, q, t0 + 0u, c0 + 4u, a01);
-    }
-    if (t0 + 1u < n) {
-        store_dx(p, q, t0 + 1u, c0, a10);
-        store_dx(p, q, t0 + 1u, c0 + 4u, a11);
-    }
-    if (t0 + 2u < n) {
-        store_dx(p, q, t0 + 2u, c0, a20);
-        store_dx(p, q, t0 + 2u, c0 + 4u, a21);
-    }
-    if (t0 + 3u < n) {
-        store_dx(p, q, t0 + 3u, c0, a30);
-        store_dx(p, q, t0 + 3u, c0 + 4u, a31);
-    }
-    if (t0 + 4u < n) {
-        store_dx(p, q, t0 + 4u, c0, a40);
-        store_dx(p, q, t0 + 4u, c0 + 4u, a41);
-    }
-    if (t0 + 5u < n) {
-        store_dx(p, q, t0 + 5u, c0, a50);
-        store_dx(p, q, t0 + 5u, c0 + 4u, a51);
-    }
-    if (t0 + 6u < n) {
-        store_dx(p, q, t0 + 6u, c0, a60);
-        store_dx(p, q, t0 + 6u, c0 + 4u, a61);
-    }
-    if (t0 + 7u < n) {
-        store_dx(p, q, t0 + 7u, c0, a70);
-        store_dx(p, q, t0 + 7u, c0 + 4u, a71);
-    }
+    store_dx_row8(p, q, t0 + 0u, c0, a00, a01);
+    store_dx_row8(p, q, t0 + 1u, c0, a10, a11);
+    store_dx_row8(p, q, t0 + 2u, c0, a20, a21);
+    store_dx_row8(p, q, t0 + 3u, c0, a30, a31);
+    store_dx_row8(p, q, t0 + 4u, c0, a40, a41);
+    store_dx_row8(p, q, t0 + 5u, c0, a50, a51);
+    store_dx_row8(p, q, t0 + 6u, c0, a60, a61);
+    store_dx_row8(p, q, t0 + 7u, c0, a70, a71);
 }
 
 @group(0) @binding(1) var<storage, read> dyw4: array<vec4<f32>>;

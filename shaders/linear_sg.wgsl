@@ -76,18 +76,7 @@ fn linear_sg_forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(subgroup_inv
     if (c0 >= p.o || t0 >= n) {
         return;
     }
-    var bias: vec4<f32>;
-    for (var j = 0u; j < TILE; j++) {
-        bias[j] = wf[q.b_off + min(c0 + j, p.o - 1u)];
-    }
-    let acc = array<vec4<f32>, 4>(a0 + bias, a1 + bias, a2 + bias, a3 + bias);
-    for (var i = 0u; i < TILE; i++) {
-        let t = t0 + i;
-        if (t >= n) {
-            break;
-        }
-        store_y(p, q, t, c0, acc[i]);
-    }
+    store_y_tile(p, q, t0, c0, a0, a1, a2, a3);
 }
 
 // linear_sg_forward_v4: linear_forward_v4 (the 8 x 8 tile of vec4 loads along
@@ -184,46 +173,16 @@ fn linear_sg_forward_v4(@builtin(workgroup_id) wg: vec3<u32>, @builtin(subgroup_
     if (t0 >= n || c0 >= p.o) {
         return;
     }
-    var bias0: vec4<f32>;
-    var bias1: vec4<f32>;
-    for (var j = 0u; j < 4u; j++) {
-        let e0 = q.b_off + min(c0 + j, p.o - 1u);
-        let e1 = q.b_off + min(c0 + 4u + j, p.o - 1u);
-        bias0[j] = wf4[e0 / 4u][e0 % 4u];
-        bias1[j] = wf4[e1 / 4u][e1 % 4u];
-    }
-    if (t0 + 0u < n) {
-        store_y(p, q, t0 + 0u, c0, a00 + bias0);
-        store_y(p, q, t0 + 0u, c0 + 4u, a01 + bias1);
-    }
-    if (t0 + 1u < n) {
-        store_y(p, q, t0 + 1u, c0, a10 + bias0);
-        store_y(p, q, t0 + 1u, c0 + 4u, a11 + bias1);
-    }
-    if (t0 + 2u < n) {
-        store_y(p, q, t0 + 2u, c0, a20 + bias0);
-        store_y(p, q, t0 + 2u, c0 + 4u, a21 + bias1);
-    }
-    if (t0 + 3u < n) {
-        store_y(p, q, t0 + 3u, c0, a30 + bias0);
-        store_y(p, q, t0 + 3u, c0 + 4u, a31 + bias1);
-    }
-    if (t0 + 4u < n) {
-        store_y(p, q, t0 + 4u, c0, a40 + bias0);
-        store_y(p, q, t0 + 4u, c0 + 4u, a41 + bias1);
-    }
-    if (t0 + 5u < n) {
-        store_y(p, q, t0 + 5u, c0, a50 + bias0);
-        store_y(p, q, t0 + 5u, c0 + 4u, a51 + bias1);
-    }
-    if (t0 + 6u < n) {
-        store_y(p, q, t0 + 6u, c0, a60 + bias0);
-        store_y(p, q, t0 + 6u, c0 + 4u, a61 + bias1);
-    }
-    if (t0 + 7u < n) {
-        store_y(p, q, t0 + 7u, c0, a70 + bias0);
-        store_y(p, q, t0 + 7u, c0 + 4u, a71 + bias1);
-    }
+    let bias0 = bias4_v4(p, q, c0);
+    let bias1 = bias4_v4(p, q, c0 + 4u);
+    store_y_row8(p, q, t0 + 0u, c0, a00 + bias0, a01 + bias1);
+    store_y_row8(p, q, t0 + 1u, c0, a10 + bias0, a11 + bias1);
+    store_y_row8(p, q, t0 + 2u, c0, a20 + bias0, a21 + bias1);
+    store_y_row8(p, q, t0 + 3u, c0, a30 + bias0, a31 + bias1);
+    store_y_row8(p, q, t0 + 4u, c0, a40 + bias0, a41 + bias1);
+    store_y_row8(p, q, t0 + 5u, c0, a50 + bias0, a51 + bias1);
+    store_y_row8(p, q, t0 + 6u, c0, a60 + bias0, a61 + bias1);
+    store_y_row8(p, q, t0 + 7u, c0, a70 + bias0, a71 + bias1);
 }
 
 // linear_sg_backward_v4: linear_backward_v4 (dx = g W, the 8 x 8 tile of vec4
@@ -309,38 +268,14 @@ fn linear_sg_backward_v4(@builtin(workgroup_id) wg: vec3<u32>, @builtin(subgroup
     if (t0 >= n || c0 >= p.k) {
         return;
     }
-    if (t0 + 0u < n) {
-        store_dx(p, q, t0 + 0u, c0, a00);
-        store_dx(p, q, t0 + 0u, c0 + 4u, a01);
-    }
-    if (t0 + 1u < n) {
-        store_dx(p, q, t0 + 1u, c0, a10);
-        store_dx(p, q, t0 + 1u, c0 + 4u, a11);
-    }
-    if (t0 + 2u < n) {
-        store_dx(p, q, t0 + 2u, c0, a20);
-        store_dx(p, q, t0 + 2u, c0 + 4u, a21);
-    }
-    if (t0 + 3u < n) {
-        store_dx(p, q, t0 + 3u, c0, a30);
-        store_dx(p, q, t0 + 3u, c0 + 4u, a31);
-    }
-    if (t0 + 4u < n) {
-        store_dx(p, q, t0 + 4u, c0, a40);
-        store_dx(p, q, t0 + 4u, c0 + 4u, a41);
-    }
-    if (t0 + 5u < n) {
-        store_dx(p, q, t0 + 5u, c0, a50);
-        store_dx(p, q, t0 + 5u, c0 + 4u, a51);
-    }
-    if (t0 + 6u < n) {
-        store_dx(p, q, t0 + 6u, c0, a60);
-        store_dx(p, q, t0 + 6u, c0 + 4u, a61);
-    }
-    if (t0 + 7u < n) {
-        store_dx(p, q, t0 + 7u, c0, a70);
-        store_dx(p, q, t0 + 7u, c0 + 4u, a71);
-    }
+    store_dx_row8(p, q, t0 + 0u, c0, a00, a01);
+    store_dx_row8(p, q, t0 + 1u, c0, a10, a11);
+    store_dx_row8(p, q, t0 + 2u, c0, a20, a21);
+    store_dx_row8(p, q, t0 + 3u, c0, a30, a31);
+    store_dx_row8(p, q, t0 + 4u, c0, a40, a41);
+    store_dx_row8(p, q, t0 + 5u, c0, a50, a51);
+    store_dx_row8(p, q, t0 + 6u, c0, a60, a61);
+    store_dx_row8(p, q, t0 + 7u, c0, a70, a71);
 }
 
 // linear_sg_backward_weights: dW += g^T x, db += sum g (linear_backward_weights_v4
