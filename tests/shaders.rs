@@ -12,6 +12,7 @@ use cimnet::gpu::gather::{GatherParams, GatherProblem};
 use cimnet::gpu::gru::{GruParams, GruProblem};
 use cimnet::gpu::heads::{HeadsParams, HeadsProblem};
 use cimnet::gpu::linear::{LinearParams, LinearProblem};
+use cimnet::gpu::pipelines::params_space;
 use cimnet::gpu::Shader;
 
 /// Parse and validate `src`; with the subgroup capability only where `shader`
@@ -44,8 +45,13 @@ fn shader_path(s: Shader) -> std::path::PathBuf {
 fn every_shader_module_validates() {
     for shader in Shader::ALL {
         let name = format!("{}.wgsl", shader.name());
-        // What the driver compiles: the body behind the shared prelude.
+        // What the driver compiles: the body behind the shared prelude, with its
+        // params as uniforms (GPUs) and as read-only storage (lavapipe).
         let module = parse(shader, &shader.source());
+        let storage = params_space(&shader.source(), true);
+        assert!(!storage.contains("var<uniform>"), "{name}: a uniform left in the storage form");
+        let in_storage = parse(shader, &storage);
+        assert_eq!(module.entry_points.len(), in_storage.entry_points.len(), "{name}");
         // Forward and backward side by side (STYLE.md 1), where the op has a backward.
         let stem = shader.name();
         assert!(module.entry_points.iter().any(|e| e.name.starts_with(stem)), "{name}: no entry point named {stem}_*");

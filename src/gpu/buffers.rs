@@ -53,12 +53,14 @@ pub fn upload<T: bytemuck::Pod>(ctx: &GpuContext, label: &str, data: &[T]) -> Re
     })
 }
 
-/// A uniform buffer holding one params struct (rewritable with `queue.write_buffer`).
+/// A buffer holding one params struct (rewritable with `queue.write_buffer`),
+/// bound as a uniform or, where the device profile says so, as read-only storage.
 pub fn uniform<T: bytemuck::Pod>(ctx: &GpuContext, label: &str, value: &T) -> wgpu::Buffer {
+    let usage = if ctx.profile.params_in_storage { wgpu::BufferUsages::STORAGE } else { wgpu::BufferUsages::UNIFORM };
     ctx.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
         label: Some(label),
         contents: bytemuck::bytes_of(value),
-        usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+        usage: usage | wgpu::BufferUsages::COPY_DST,
     })
 }
 

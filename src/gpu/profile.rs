@@ -29,6 +29,16 @@ pub struct DeviceProfile {
     /// The smallest subgroup the adapter may run (wgpu reports at least 4).
     pub subgroup_min_size: u32,
     pub timestamps: bool,
+    /// Params structs live in read-only storage buffers instead of uniform
+    /// buffers (lavapipe only). Lavapipe (Mesa 22.3) "inlines uniforms": on
+    /// every dispatch whose uniform buffer changed it re-specialises the
+    /// pipeline on the values that steer its loops and branches and compiles
+    /// it again, on the queue thread while the worker threads wait. cimnet's
+    /// launches each have their own params buffer, so that happened on most
+    /// dispatches: a `perf` timeline of a training epoch showed the workers
+    /// idle ~20% of the time (12 ms stretches of lavapipe alone), and moving
+    /// the params to storage cut the epoch by ~15%. GPUs keep `var<uniform>`.
+    pub params_in_storage: bool,
 }
 
 impl DeviceProfile {
@@ -44,6 +54,7 @@ impl DeviceProfile {
             subgroups: features.contains(wgpu::Features::SUBGROUP),
             subgroup_min_size: info.subgroup_min_size,
             timestamps: features.contains(wgpu::Features::TIMESTAMP_QUERY),
+            params_in_storage: is_llvmpipe(info),
         }
     }
 
