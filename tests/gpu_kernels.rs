@@ -443,7 +443,7 @@ fn asking_for_a_missing_adapter_is_an_error_with_a_hint() {
     if std::env::var("CIMNET_SKIP_GPU_TESTS").as_deref() == Ok("1") {
         return;
     }
-    let opts = cimnet::gpu::GpuOptions { adapter: Some("no-such-adapter-xyz".into()) };
+    let opts = cimnet::gpu::GpuOptions { adapter: Some("no-such-adapter-xyz".into()), params_in_storage: None };
     match GpuContext::new(&opts) {
         Err(e @ cimnet::gpu::GpuError::NoAdapter { .. }) => {
             let msg = e.to_string();

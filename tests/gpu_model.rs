@@ -286,6 +286,38 @@ fn one_seed_gives_identical_bits() {
     assert!(a.1 == b.1, "parameters differ between two runs with one seed");
 }
 
+/// Params as uniform buffers (GPUs) or read-only storage with private copies
+/// (lavapipe, `DeviceProfile::params_in_storage`) change no arithmetic: three
+/// training steps and the inference after them give the same bits both ways.
+#[test]
+fn params_as_uniforms_or_in_storage_give_identical_bits() {
+    if ctx().is_none() {
+        return;
+    }
+    let cfg = config(ModalitySet::TAV, Attention::Cim, Tasks::Mtl);
+    let data = dataset(&LENS, 7);
+    let p = params(&cfg, 8);
+    let run = |storage: bool| {
+        let c = GpuContext::new(&GpuOptions { params_in_storage: Some(storage), ..Default::default() }).unwrap();
+        assert_eq!(c.profile.params_in_storage, storage);
+        let mut e = GpuEngine::new(c, &p, &data, AdamConfig::default(), 3, 4, &KernelChoice::default()).unwrap();
+        let mut bits: Vec<u64> = Vec::new();
+        for (step, videos) in batches().iter().enumerate() {
+            e.train_step(videos, step as u64).unwrap();
+            bits.push(e.take_train_loss().unwrap().loss.to_bits());
+        }
+        bits.extend(e.state().unwrap().master.iter().map(|x| x.to_bits()));
+        let pr = e.predict(SplitName::Test, &[vec![2, 0, 5, 1], vec![3, 4]]).unwrap();
+        let sentiment = pr.sentiment.iter().flatten().flatten().flat_map(|r| r.iter());
+        let emotion = pr.emotion.iter().flatten().flatten().flat_map(|r| r.iter());
+        bits.extend(sentiment.chain(emotion).map(|x| x.to_bits()));
+        bits
+    };
+    let (uniform, storage) = (run(false), run(true));
+    assert_eq!(uniform.len(), storage.len());
+    assert!(uniform == storage, "params as uniforms and in storage buffers give different bits");
+}
+
 #[test]
 fn inference_matches_the_cpu_and_covers_every_utterance() {
     let Some(c) = ctx() else { return };

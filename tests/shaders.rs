@@ -52,6 +52,11 @@ fn every_shader_module_validates() {
         assert!(!storage.contains("var<uniform>"), "{name}: a uniform left in the storage form");
         let in_storage = parse(shader, &storage);
         assert_eq!(module.entry_points.len(), in_storage.entry_points.len(), "{name}");
+        // A module with one params struct: every kernel starts with its private copy.
+        if shader.source().matches("var<uniform> ").count() == 1 {
+            let copies = storage.lines().filter(|l| l.trim_end().ends_with("_in;") && l.contains(" = ")).count();
+            assert_eq!(copies, in_storage.entry_points.len(), "{name}: a kernel without its params copy");
+        }
         // Forward and backward side by side (STYLE.md 1), where the op has a backward.
         let stem = shader.name();
         assert!(module.entry_points.iter().any(|e| e.name.starts_with(stem)), "{name}: no entry point named {stem}_*");

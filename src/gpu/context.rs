@@ -62,6 +62,8 @@ pub fn backends_from_env() -> Result<wgpu::Backends, GpuError> {
 pub struct GpuOptions {
     /// Case-insensitive substring of the adapter name; overrides `CIMNET_ADAPTER`.
     pub adapter: Option<String>,
+    /// Overrides `DeviceProfile::params_in_storage` (tests run both forms on one device).
+    pub params_in_storage: Option<bool>,
 }
 
 /// Errors raised by wgpu outside any error scope, collected for `check()`.
@@ -138,7 +140,11 @@ impl GpuContext {
         // Stable sort: among equals the enumeration order (Vulkan before GL) wins.
         candidates.sort_by_key(|a| rank(a.get_info().device_type));
         let adapter = candidates.into_iter().next().ok_or(GpuError::NoAdapter { requested, available })?;
-        Self::open(&adapter)
+        let mut ctx = Self::open(&adapter)?;
+        if let Some(storage) = opts.params_in_storage {
+            ctx.profile.params_in_storage = storage;
+        }
+        Ok(ctx)
     }
 
     /// Open a device on `adapter` with the limits and features cimnet needs.

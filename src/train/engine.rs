@@ -62,7 +62,9 @@ impl Device {
     pub fn get(&mut self) -> Result<Arc<GpuContext>, GpuError> {
         let adapter = self.adapter.clone();
         self.opened
-            .get_or_insert_with(|| crate::gpu::GpuContext::new(&crate::gpu::GpuOptions { adapter }).map(Arc::new))
+            .get_or_insert_with(|| {
+                crate::gpu::GpuContext::new(&crate::gpu::GpuOptions { adapter, params_in_storage: None }).map(Arc::new)
+            })
             .clone()
     }
 }
