@@ -123,6 +123,11 @@ const C_HN: u32 = 4u;
 
 @group(0) @binding(0) var<uniform> params: GruParams;
 @group(0) @binding(1) var<storage, read> problems: array<GruProblem>;
+// The invocation's problem entry, copied once (`prob = problems[p];` right
+// after each kernel's `let p`): the helpers below read it per step and per
+// sequence, and on llvmpipe a load indexed by a workgroup id is a loop over
+// the SIMD lanes, a private copy a register.
+var<private> prob: GruProblem;
 @group(0) @binding(2) var<storage, read> lens: array<u32>;
 @group(0) @binding(3) var<storage, read> weights: array<f32>;
 // gru_forward, gru_forward_cells
@@ -155,11 +160,11 @@ fn tanh_safe(x: f32) -> f32 {
 }
 
 fn w_hh_offset(p: u32) -> u32 {
-    return problems[p].w_hh_offset;
+    return prob.w_hh_offset;
 }
 
 fn b_hh_offset(p: u32) -> u32 {
-    return problems[p].b_hh_offset;
+    return prob.b_hh_offset;
 }
 
 // Problem p's block of a per-problem tensor starts at p * B * U (U = U_max,
@@ -167,24 +172,24 @@ fn b_hh_offset(p: u32) -> u32 {
 // in a launch of its own with U = q.u. Flat row of (b, i) of problem p in a
 // (P, B, U, ...) tensor:
 fn row_of(p: u32, b: u32, i: u32) -> u32 {
-    return p * params.b * params.u + b * problems[p].u + i;
+    return p * params.b * params.u + b * prob.u + i;
 }
 
 // Index of element j of saved tensor k at (b, i) of problem p: its cache
 // block is (5, B, q.u, H).
 fn cache_at(p: u32, k: u32, b: u32, i: u32, j: u32) -> u32 {
-    return (p * 5u * params.b * params.u + (k * params.b + b) * problems[p].u + i) * params.h + j;
+    return (p * 5u * params.b * params.u + (k * params.b + b) * prob.u + i) * params.h + j;
 }
 
 // Row of (b, i) of problem p in out / dout (M, B, U, 2H): its branch p / 2's
 // block, rows (B, q.u) (both directions of a branch have the same U).
 fn out_row(p: u32, b: u32, i: u32) -> u32 {
-    return (p / 2u) * params.b * params.u + b * problems[p].u + i;
+    return (p / 2u) * params.b * params.u + b * prob.u + i;
 }
 
 // Length of sequence b of problem p's batch.
 fn seq_len(p: u32, b: u32) -> u32 {
-    return lens[problems[p].len_off + b];
+    return lens[prob.len_off + b];
 }
 
 // Position processed at step t by a sequence of length len: the forward
@@ -282,6 +287,7 @@ fn gru_forward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_
     let nb = params.b;
     let nh = params.h;
     let p = wid.y;
+    prob = problems[p];
     let d = p % 2u;
     let rev = d == 1u;
     let lane = lid.x;
@@ -378,6 +384,7 @@ fn gru_backward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup
     let nb = params.b;
     let nh = params.h;
     let p = wid.y;
+    prob = problems[p];
     // The problem's own U: nothing of this chunk past it.
     let nu = problems[p].u;
     if (params.t0 >= nu) {
@@ -479,6 +486,7 @@ fn gru_backward_weights(@builtin(global_invocation_id) gid: vec3<u32>) {
     let nb = params.b;
     let nh = params.h;
     let p = gid.z;
+    prob = problems[p];
     let rev = p % 2u == 1u;
     let row0 = gid.y * 4u;
     let col0 = gid.x * 4u;
@@ -658,6 +666,7 @@ fn gru_forward_wide(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workg
     let nb = params.b;
     let nh = params.h;
     let p = wid.y;
+    prob = problems[p];
     let rev = p % 2u == 1u;
     let s0 = wid.x * SEQ_PER_WG;
     let j0 = 8u * lid.x;
@@ -1072,6 +1081,7 @@ fn gru_backward_wide(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(work
     let nb = params.b;
     let nh = params.h;
     let p = wid.y;
+    prob = problems[p];
     // The problem's own U: nothing of this chunk past it.
     let nu = problems[p].u;
     if (params.t0 >= nu) {
@@ -1470,6 +1480,7 @@ fn gru_backward_weights_t8(@builtin(global_invocation_id) gid: vec3<u32>) {
     let nh = params.h;
     let n3 = 3u * nh;
     let p = gid.z;
+    prob = problems[p];
     let rev = p % 2u == 1u;
     let row0 = gid.y * 8u;
     let col0 = gid.x * 8u;
@@ -1569,6 +1580,7 @@ fn gru_forward_cells(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(work
     let nb = params.b;
     let nh = params.h;
     let p = wid.z;
+    prob = problems[p];
     let rev = p % 2u == 1u;
     let j0 = wid.x * CELL_UNITS;
     let j = j0 + lid.x;
@@ -1648,6 +1660,7 @@ fn gru_backward_cells(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(wor
     let nh = params.h;
     let n3 = 3u * nh;
     let p = wid.z;
+    prob = problems[p];
     let rev = p % 2u == 1u;
     // The problem's own U: nothing at a step past it.
     let nu = problems[p].u;
@@ -1711,6 +1724,7 @@ fn gru_backward_weights_tiled(@builtin(local_invocation_id) lid: vec3<u32>, @bui
     let nh = params.h;
     let n3 = 3u * nh;
     let p = wid.z;
+    prob = problems[p];
     let rev = p % 2u == 1u;
     // The problem's B * q.u rows (b, i), in its block of gh from p * B * U_max.
     let nu = problems[p].u;
@@ -1797,6 +1811,7 @@ fn gru_forward_cells_persistent(@builtin(local_invocation_id) lid: vec3<u32>, @b
     let nb = params.b;
     let nh = params.h;
     let p = wid.z;
+    prob = problems[p];
     let rev = p % 2u == 1u;
     let j = lid.x;
     let sb = wid.y * CELL_SEQS;
@@ -1872,6 +1887,7 @@ fn gru_backward_cells_persistent(@builtin(local_invocation_id) lid: vec3<u32>, @
     let nh = params.h;
     let n3 = 3u * nh;
     let p = wid.z;
+    prob = problems[p];
     let rev = p % 2u == 1u;
     let j = lid.x;
     let sb = wid.y * CELL_SEQS;

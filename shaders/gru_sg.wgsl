@@ -79,6 +79,11 @@ const C_HN: u32 = 4u;
 
 @group(0) @binding(0) var<uniform> params: GruParams;
 @group(0) @binding(1) var<storage, read> problems: array<GruProblem>;
+// The invocation's problem entry, copied once (`prob = problems[p];` right
+// after each kernel's `let p`): the helpers below read it per step and per
+// sequence, and on llvmpipe a load indexed by a workgroup id is a loop over
+// the SIMD lanes, a private copy a register.
+var<private> prob: GruProblem;
 @group(0) @binding(2) var<storage, read> lens: array<u32>;
 @group(0) @binding(3) var<storage, read> weights: array<f32>;
 // gru_forward, gru_forward_cells
@@ -111,11 +116,11 @@ fn tanh_safe(x: f32) -> f32 {
 }
 
 fn w_hh_offset(p: u32) -> u32 {
-    return problems[p].w_hh_offset;
+    return prob.w_hh_offset;
 }
 
 fn b_hh_offset(p: u32) -> u32 {
-    return problems[p].b_hh_offset;
+    return prob.b_hh_offset;
 }
 
 // Problem p's block of a per-problem tensor starts at p * B * U (U = U_max,
@@ -123,24 +128,24 @@ fn b_hh_offset(p: u32) -> u32 {
 // in a launch of its own with U = q.u. Flat row of (b, i) of problem p in a
 // (P, B, U, ...) tensor:
 fn row_of(p: u32, b: u32, i: u32) -> u32 {
-    return p * params.b * params.u + b * problems[p].u + i;
+    return p * params.b * params.u + b * prob.u + i;
 }
 
 // Index of element j of saved tensor k at (b, i) of problem p: its cache
 // block is (5, B, q.u, H).
 fn cache_at(p: u32, k: u32, b: u32, i: u32, j: u32) -> u32 {
-    return (p * 5u * params.b * params.u + (k * params.b + b) * problems[p].u + i) * params.h + j;
+    return (p * 5u * params.b * params.u + (k * params.b + b) * prob.u + i) * params.h + j;
 }
 
 // Row of (b, i) of problem p in out / dout (M, B, U, 2H): its branch p / 2's
 // block, rows (B, q.u) (both directions of a branch have the same U).
 fn out_row(p: u32, b: u32, i: u32) -> u32 {
-    return (p / 2u) * params.b * params.u + b * problems[p].u + i;
+    return (p / 2u) * params.b * params.u + b * prob.u + i;
 }
 
 // Length of sequence b of problem p's batch.
 fn seq_len(p: u32, b: u32) -> u32 {
-    return lens[problems[p].len_off + b];
+    return lens[prob.len_off + b];
 }
 
 // Position processed at step t by a sequence of length len: the forward
@@ -340,6 +345,7 @@ fn gru_sg_forward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgro
     let nb = params.b;
     let nh = params.h;
     let p = wid.y;
+    prob = problems[p];
     let rev = p % 2u == 1u;
     let s0 = wid.x * SEQ_PER_WG;
     let j0 = 8u * lid.x;
@@ -761,6 +767,7 @@ fn gru_sg_backward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgr
     let nb = params.b;
     let nh = params.h;
     let p = wid.y;
+    prob = problems[p];
     // The problem's own U: nothing of this chunk past it.
     let nu = problems[p].u;
     if (params.t0 >= nu) {
@@ -1180,6 +1187,7 @@ fn gru_sg_backward_weights(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgr
     let nh = params.h;
     let n3 = 3u * nh;
     let p = wid.z;
+    prob = problems[p];
     let rev = p % 2u == 1u;
     let o = li / 8u;
     let l = sl & 7u;
