@@ -120,6 +120,21 @@ fn the_tuner_picks_valid_members_and_caches_the_race() {
     // Both entries are kept.
     let t4 = tune::choose(ctx, &cfg, SHAPE, &opts(TuneMode::Auto, tmp.path()), &mut |_| {}).unwrap();
     assert_eq!(t4.source, ChoiceSource::Cached);
+
+    // Entries written by a build whose kernel sources differ (same version,
+    // another commit) are misses: the key carries the sources' fingerprint.
+    let path = cache_file(tmp.path());
+    let mut file: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let entries = file["entries"].as_array_mut().unwrap();
+    assert_eq!(entries.len(), 2);
+    for e in entries.iter_mut() {
+        let fp = e["key"]["kernels"].as_str().unwrap().to_string();
+        assert_eq!(fp.len(), 16, "{fp}");
+        e["key"]["kernels"] = serde_json::Value::from("0".repeat(16));
+    }
+    std::fs::write(&path, serde_json::to_string(&file).unwrap()).unwrap();
+    let t5 = tune::choose(ctx, &cfg, SHAPE, &opts(TuneMode::Auto, tmp.path()), &mut |_| {}).unwrap();
+    assert_eq!(t5.source, ChoiceSource::Raced);
 }
 
 /// A spent budget still times every site's first member once: no site keeps its

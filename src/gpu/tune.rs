@@ -3,7 +3,7 @@
 //! run needs (B, U bucket, H, D, input widths, problems), every family site
 //! races its `candidates(profile, params)` on buffers of that shape for a
 //! bounded time, the fastest member wins, and the result is cached per adapter,
-//! driver and cimnet version in the user's cache directory. The tuner calls only
+//! driver, cimnet version and kernel sources in the user's cache directory. The tuner calls only
 //! `candidates` and the launchers; progress goes to a callback (src/cli prints).
 
 use std::path::{Path, PathBuf};
@@ -21,6 +21,7 @@ use super::gru::{self, GruKernel, GruMember, GruSchedule};
 use super::launch::Recordable;
 use super::linear::{self, LinearKernel, LinearLaunch, LinearOp, LinearParams, LinearProblem};
 use super::model::{Arena, GpuEngineError, Shape, Step};
+use super::pipelines::Shader;
 use super::profile::DeviceProfile;
 use super::timing::Timer;
 use crate::config::AdamConfig;
@@ -196,7 +197,8 @@ pub fn cache_file(dir: &Path) -> PathBuf {
 
 const CACHE_FORMAT: u32 = 1;
 
-/// kernels.json: one entry per (adapter, driver, backend, cimnet version, shape class).
+/// kernels.json: one entry per (adapter, driver, backend, cimnet version, kernel
+/// sources, shape class).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct CacheFile {
     format: u32,
@@ -217,6 +219,9 @@ struct CacheKey {
     driver: String,
     backend: String,
     cimnet: String,
+    /// xxh3-64 of every module's WGSL as this device compiles it: a build whose
+    /// kernels differ (same version, another commit) races again.
+    kernels: String,
     shape: String,
 }
 
@@ -227,8 +232,18 @@ fn key(ctx: &GpuContext, shape: &str) -> CacheKey {
         driver: p.driver.clone(),
         backend: format!("{:?}", p.backend),
         cimnet: env!("CARGO_PKG_VERSION").to_string(),
+        kernels: kernels_fingerprint(p),
         shape: shape.to_string(),
     }
+}
+
+/// xxh3-64 (16 hex digits) of every module's source as `profile`'s device compiles it.
+fn kernels_fingerprint(profile: &DeviceProfile) -> String {
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    for shader in Shader::ALL {
+        h.update(shader.source_for(profile).as_bytes());
+    }
+    format!("{:016x}", h.digest())
 }
 
 /// The shape class of a run: what the race is keyed by and run at.
