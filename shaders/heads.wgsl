@@ -41,7 +41,7 @@
 //   heads_loss:             exactly one workgroup of 256 per problem
 //   heads_backward:         1-D over B*U*ceil(rw_max / BW_COLS) (row, 4 columns), workgroup 256,
 //                           grid folded into y
-//   heads_backward_weights: 1-D over 9*(rw_max+1) (class, column-or-bias), workgroup 64
+//   heads_backward_weights: 1-D over rw_max+1 (column-or-bias, all 9 classes), workgroup 64
 // Bindings (0 p, 1 problem list in every entry point):
 //   heads_forward:          2 r, 3 w (flat params), 4 labels (B, u, 7) at lab_off, 5 len,
 //                           6 probs rw, 7 dz rw, 8 row_loss rw
@@ -351,25 +351,23 @@ fn heads_backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups)
 @group(0) @binding(4) var<storage, read> lenw: array<u32>;
 @group(0) @binding(5) var<storage, read_write> grads: array<f32>;
 
+// One invocation per column j of [W | b] (j == rw: the bias) for all C classes:
+// row t's R value is read once for the C classes (it was read once per class,
+// C times in all), and each class sums over the rows in the same order as a
+// class alone. Classes of an absent head have dz = 0 and are not stored.
 @compute @workgroup_size(64)
 fn heads_backward_weights(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                           @builtin(local_invocation_index) lid: u32) {
     let p = pw;
-    let e = (wg.y * nwg.x + wg.x) * 64u + lid;
+    let j = (wg.y * nwg.x + wg.x) * 64u + lid;
     if (wg.z >= p.problems) {
         return;
     }
     let q = qw[wg.z];
-    let width = q.rw + 1u; // column j == rw is the bias
-    if (e >= C * width) {
+    if (j > q.rw) {
         return;
     }
-    let c = e / width;
-    let j = e % width;
-    if (!head_on(q, c)) {
-        return;
-    }
-    var acc = 0.0;
+    var acc: array<f32, C>;
     for (var b = 0u; b < p.b; b++) {
         let l = min(lenw[q.len_off + b], q.u);
         for (var i = 0u; i < l; i++) {
@@ -378,12 +376,19 @@ fn heads_backward_weights(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_wor
             if (j < q.rw) {
                 x = rw_[q.r_off + t * q.rw + j];
             }
-            acc += dzw[q.dz_off + t * C + c] * x;
+            let dz = q.dz_off + t * C;
+            for (var c = 0u; c < C; c++) {
+                acc[c] += dzw[dz + c] * x;
+            }
         }
     }
-    if (j < q.rw) {
-        grads[w_row(q, c) + j] += acc;
-    } else {
-        grads[b_at(q, c)] += acc;
+    for (var c = 0u; c < C; c++) {
+        if (head_on(q, c)) {
+            if (j < q.rw) {
+                grads[w_row(q, c) + j] += acc[c];
+            } else {
+                grads[b_at(q, c)] += acc[c];
+            }
+        }
     }
 }

@@ -344,7 +344,7 @@ pub fn heads_backward(
     let binds = [Uniform, Read, Read, Read, Read, Write];
     let k = ctx.pipelines.get(ctx, Shader::Heads, "heads_backward_weights", &binds)?;
     let weights = Launch::new(ctx, k, &[q, dz, r, len, grads], p, |p| {
-        let [x, y, _] = grid_1d(CLASSES * (p.rw_max as usize + 1), 64);
+        let [x, y, _] = grid_1d(p.rw_max as usize + 1, 64);
         [x, y, p.problems]
     })?;
     Ok(HeadsBackward { input, weights, list, len_elems: elems(len) })
