@@ -39,7 +39,7 @@
 // problem's invocations past its own B * u rows return at once):
 //   heads_forward:          1-D over B*U rows, workgroup 64, one invocation per row
 //   heads_loss:             exactly one workgroup of 256 per problem
-//   heads_backward:         1-D over B*U*ceil(rw_max / BW_COLS) (row, 4 columns), workgroup 256,
+//   heads_backward:         1-D over B*U*ceil(rw_max / BW_COLS) (row, BW_COLS columns), workgroup 256,
 //                           grid folded into y
 //   heads_backward_weights: 1-D over rw_max+1 (column-or-bias, all 9 classes), workgroup 64
 // Bindings (0 p, 1 problem list in every entry point):
@@ -315,31 +315,22 @@ fn heads_backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups)
     let j0 = (e % groups) * BW_COLS;
     // Columns past rw read column rw - 1 and are not stored.
     let last = q.rw - 1u;
-    var g0 = 0.0;
-    var g1 = 0.0;
-    var g2 = 0.0;
-    var g3 = 0.0;
+    var g: array<f32, BW_COLS>;
     if ((t % u) < lenb[q.len_off + t / u]) {
         for (var c = 0u; c < C; c++) {
             if (head_on(q, c)) {
                 let d = dzb[q.dz_off + t * C + c];
                 let row = w_row(q, c);
-                g0 += d * wb[row + j0];
-                g1 += d * wb[row + min(j0 + 1u, last)];
-                g2 += d * wb[row + min(j0 + 2u, last)];
-                g3 += d * wb[row + min(j0 + 3u, last)];
+                for (var k = 0u; k < BW_COLS; k++) {
+                    g[k] += d * wb[row + min(j0 + k, last)];
+                }
             }
         }
     }
-    store_dr(p, q, t, j0, g0);
-    if (j0 + 1u < q.rw) {
-        store_dr(p, q, t, j0 + 1u, g1);
-    }
-    if (j0 + 2u < q.rw) {
-        store_dr(p, q, t, j0 + 2u, g2);
-    }
-    if (j0 + 3u < q.rw) {
-        store_dr(p, q, t, j0 + 3u, g3);
+    for (var k = 0u; k < BW_COLS; k++) {
+        if (j0 + k < q.rw) {
+            store_dr(p, q, t, j0 + k, g[k]);
+        }
     }
 }
 

@@ -72,16 +72,14 @@ pub const NO_BLOCK: u32 = u32::MAX;
 /// The constants of shaders/heads.wgsl, written into its module from these values.
 /// Columns of dR one heads_backward invocation computes (its problem entry,
 /// length and dz row read once for them).
-pub const BACKWARD_COLS: u32 = 4;
-// heads_backward keeps the 4 columns in named registers g0..g3.
-const _: () = assert!(BACKWARD_COLS == 4);
+pub const BACKWARD_COLS: u32 = 8;
 
 pub const WGSL_CONSTS: [Const; 5] = [
     Const::new("C", CLASSES as u32, "columns of probs and dz: sentiment classes, then emotion labels"),
     Const::new("S", SENTIMENT_CLASSES as u32, "sentiment classes"),
     Const::new("E", EMOTION_LABELS as u32, "emotion labels (six emotions and 'any emotion')"),
     Const::new("NO_BLOCK", NO_BLOCK, "plain entry of a slot without a plain block"),
-    Const::new("BW_COLS", BACKWARD_COLS, "columns of dR per heads_backward invocation (4: g0..g3)"),
+    Const::new("BW_COLS", BACKWARD_COLS, "columns of dR per heads_backward invocation"),
 ];
 
 /// Mirrors `HeadsProblem` in heads.wgsl: one model's heads, as element offsets into

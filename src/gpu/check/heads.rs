@@ -37,8 +37,8 @@ impl HeadsCase {
     }
 
     /// Five models of mixed tasks (both, sentiment only, emotion only) and widths
-    /// (R = 9D, 2D, 4D, 6D, 3D with D = 7: 63, 14, 28, 42, 21, mostly not
-    /// multiples of heads_backward's 4 columns), plain blocks on some slots
+    /// (R = 9D, 2D, 4D, 6D, 3D with D = 7: 63, 14, 28, 42, 21, none a multiple
+    /// of heads_backward's 8 columns), plain blocks on some slots
     /// only, on the batches 0, 1, 2, 1, 0 (cycled over however many `batches`
     /// there are).
     pub fn mixed(batches: Vec<Vec<usize>>, seed: u64) -> HeadsCase {
