@@ -126,6 +126,28 @@ fn linear_problem_lists_match_cpu_per_problem() {
     eprintln!("linear problem lists max |err| / max|want|: {worst:.2e}");
 }
 
+/// B 17 lengths at U = u: video 5 the longest, the others cycling 1..=u.
+fn lens_b17(u: usize) -> Vec<usize> {
+    (0..17).map(|i| if i == 5 { u } else { i % u + 1 }).collect()
+}
+
+/// Run `l`, built for `kernel`, and read the first `len` values of `out` as
+/// bits. `kernel` runs as asked where the device has subgroup octets, else as
+/// `twin`, the member whose loads Vec4Sg shares.
+fn run_bits(
+    ctx: &GpuContext,
+    l: &linear::LinearLaunch,
+    kernel: LinearKernel,
+    twin: LinearKernel,
+    out: &wgpu::Buffer,
+    len: usize,
+) -> Vec<u32> {
+    let sg = kernel == LinearKernel::Vec4Sg && ctx.profile.subgroup_octets();
+    assert_eq!(l.kernel(), if sg { kernel } else { twin });
+    run(ctx, &[l]).unwrap();
+    read::<f32>(ctx, out, 0, len).unwrap().iter().map(|v| v.to_bits()).collect()
+}
+
 /// Vec4Sg's forwards are Vec4's or Scalar's with loads shared by subgroup
 /// shuffles: linear_sg_forward_v4 (K % 4 == 0, 4-aligned offsets) Vec4's 8 x 8
 /// tiles, linear_sg_forward (any alignment) Scalar's 4 x 4; the same sums in
@@ -147,7 +169,7 @@ fn linear_sg_forwards_equal_scalar_and_vec4_bit_for_bit() {
         (8, 5, true, 1, 0),
     ];
     for (s, (k, o, relu, u, x_off)) in cases.into_iter().enumerate() {
-        let lens: Vec<usize> = (0..17).map(|i| if i == 5 { u } else { i % u + 1 }).collect();
+        let lens = lens_b17(u);
         let (b, n) = (lens.len(), lens.len() * u);
         let aligned = k % 4 == 0 && x_off % 4 == 0;
         let (y_off, w_off) = (2 * n * o + 1, if aligned { 8 } else { 5 });
@@ -160,10 +182,7 @@ fn linear_sg_forwards_equal_scalar_and_vec4_bit_for_bit() {
         let ys = [twin, LinearKernel::Vec4Sg].map(|kernel| {
             let y = upload(ctx, "y", &vec![check::SENTINEL; y_off + n * o]).unwrap();
             let l = linear::linear_forward_variant(ctx, &y, &ctx.dummy, &x, &w, &len, p, &q, 1, kernel).unwrap();
-            let sg = kernel == LinearKernel::Vec4Sg && ctx.profile.subgroup_octets();
-            assert_eq!(l.kernel(), if sg { kernel } else { twin });
-            run(ctx, &[&l]).unwrap();
-            read::<f32>(ctx, &y, 0, y_off + n * o).unwrap().iter().map(|v| v.to_bits()).collect::<Vec<u32>>()
+            run_bits(ctx, &l, kernel, twin, &y, y_off + n * o)
         });
         assert!(ys[0][y_off..].iter().all(|&v| v != check::SENTINEL.to_bits()), "K {k} O {o}: y not all written");
         let diff = ys[0].iter().zip(&ys[1]).filter(|(a, b)| a != b).count();
@@ -179,7 +198,7 @@ fn linear_sg_forwards_equal_scalar_and_vec4_bit_for_bit() {
 fn linear_sg_backward_v4_equals_vec4_bit_for_bit() {
     let Some(ctx) = context() else { return };
     for (s, (k, o, relu, u)) in [(400, 100, true, 9), (300, 600, false, 9), (8, 4, true, 1)].into_iter().enumerate() {
-        let lens: Vec<usize> = (0..17).map(|i| if i == 5 { u } else { i % u + 1 }).collect();
+        let lens = lens_b17(u);
         let (b, n) = (lens.len(), lens.len() * u);
         let (x_off, y_off, w_off) = (4 * n, 8 * n * o, 12);
         let mut p = linear::LinearParams::new(b, u, k, o, relu);
@@ -194,10 +213,7 @@ fn linear_sg_backward_v4_equals_vec4_bit_for_bit() {
         let dxs = [LinearKernel::Vec4, LinearKernel::Vec4Sg].map(|kernel| {
             let dx = upload(ctx, "dx", &vec![check::SENTINEL; x_off + n * k]).unwrap();
             let l = linear::linear_backward_variant(ctx, &dx, &dy, &y, &w, &len, p, &q, 1, kernel).unwrap();
-            let sg = kernel == LinearKernel::Vec4Sg && ctx.profile.subgroup_octets();
-            assert_eq!(l.kernel(), if sg { kernel } else { LinearKernel::Vec4 });
-            run(ctx, &[&l]).unwrap();
-            read::<f32>(ctx, &dx, 0, x_off + n * k).unwrap().iter().map(|v| v.to_bits()).collect::<Vec<u32>>()
+            run_bits(ctx, &l, kernel, LinearKernel::Vec4, &dx, x_off + n * k)
         });
         assert!(dxs[0][x_off..].iter().all(|&v| v != check::SENTINEL.to_bits()), "K {k} O {o}: dx not all written");
         let diff = dxs[0].iter().zip(&dxs[1]).filter(|(a, b)| a != b).count();
@@ -222,7 +238,7 @@ fn linear_sg_backward_weights_equals_vec4_bit_for_bit() {
         (35, 600, true, 1, 0),
     ];
     for (s, (k, o, relu, u, x_off)) in cases.into_iter().enumerate() {
-        let lens: Vec<usize> = (0..17).map(|i| if i == 5 { u } else { i % u + 1 }).collect();
+        let lens = lens_b17(u);
         let (b, n) = (lens.len(), lens.len() * u);
         let (y_off, w_off, b_off) = (4 * n, 8, 8 + o * k + 1);
         let p = linear::LinearParams::new(b, u, k, o, relu);
@@ -235,10 +251,7 @@ fn linear_sg_backward_weights_equals_vec4_bit_for_bit() {
         let gs = [LinearKernel::Vec4, LinearKernel::Vec4Sg].map(|kernel| {
             let grads = upload(ctx, "grads", &init).unwrap();
             let l = linear::linear_backward_weights_variant(ctx, &grads, &dy, &y, &x, &len, p, &q, 1, kernel).unwrap();
-            let sg = kernel == LinearKernel::Vec4Sg && ctx.profile.subgroup_octets();
-            assert_eq!(l.kernel(), if sg { kernel } else { LinearKernel::Vec4 });
-            run(ctx, &[&l]).unwrap();
-            read::<f32>(ctx, &grads, 0, init.len()).unwrap().iter().map(|v| v.to_bits()).collect::<Vec<u32>>()
+            run_bits(ctx, &l, kernel, LinearKernel::Vec4, &grads, init.len())
         });
         let changed = gs[0].iter().zip(&init).filter(|(a, b)| **a != b.to_bits()).count();
         assert!(changed > o * k / 2, "K {k} O {o}: the gradient barely moved ({changed})");

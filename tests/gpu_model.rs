@@ -266,19 +266,25 @@ fn the_step_profile_covers_every_dispatch_of_a_step() {
     assert!(gpu.profile_step(&[0, 99], 2, 1).is_err(), "video 99 is not in the train split");
 }
 
+/// An engine on `c` (seed 3, batches of up to `max_batch` videos) after a
+/// training step on each of `batches()`, and the bits of those steps' losses.
+fn trained(c: GpuContext, p: &ParamStore, data: &Dataset, max_batch: usize) -> (GpuEngine, Vec<u64>) {
+    let mut e = GpuEngine::new(c, p, data, AdamConfig::default(), 3, max_batch, &KernelChoice::default()).unwrap();
+    let mut losses = Vec::new();
+    for (step, videos) in batches().iter().enumerate() {
+        e.train_step(videos, step as u64).unwrap();
+        losses.push(e.take_train_loss().unwrap().loss.to_bits());
+    }
+    (e, losses)
+}
+
 #[test]
 fn one_seed_gives_identical_bits() {
     let cfg = config(ModalitySet::TAV, Attention::Cim, Tasks::Mtl);
     let data = dataset(&LENS, 7);
     let p = params(&cfg, 8);
     let run = || {
-        let c = ctx()?;
-        let mut e = GpuEngine::new(c, &p, &data, AdamConfig::default(), 3, 3, &KernelChoice::default()).unwrap();
-        let mut losses = Vec::new();
-        for (step, videos) in batches().iter().enumerate() {
-            e.train_step(videos, step as u64).unwrap();
-            losses.push(e.take_train_loss().unwrap().loss.to_bits());
-        }
+        let (mut e, losses) = trained(ctx()?, &p, &data, 3);
         Some((losses, e.state().unwrap().master.iter().map(|x| x.to_bits()).collect::<Vec<_>>()))
     };
     let (Some(a), Some(b)) = (run(), run()) else { return };
@@ -300,12 +306,7 @@ fn params_as_uniforms_or_in_storage_give_identical_bits() {
     let run = |storage: bool| {
         let c = GpuContext::new(&GpuOptions { params_in_storage: Some(storage), ..Default::default() }).unwrap();
         assert_eq!(c.profile.params_in_storage, storage);
-        let mut e = GpuEngine::new(c, &p, &data, AdamConfig::default(), 3, 4, &KernelChoice::default()).unwrap();
-        let mut bits: Vec<u64> = Vec::new();
-        for (step, videos) in batches().iter().enumerate() {
-            e.train_step(videos, step as u64).unwrap();
-            bits.push(e.take_train_loss().unwrap().loss.to_bits());
-        }
+        let (mut e, mut bits) = trained(c, &p, &data, 4);
         bits.extend(e.state().unwrap().master.iter().map(|x| x.to_bits()));
         let pr = e.predict(SplitName::Test, &[vec![2, 0, 5, 1], vec![3, 4]]).unwrap();
         let sentiment = pr.sentiment.iter().flatten().flatten().flat_map(|r| r.iter());
