@@ -158,17 +158,7 @@ pub fn params_space(source: &str, storage: bool) -> String {
     };
     let decl = format!("{UNIFORM}{name}:");
     let source = source.replacen(&decl, &format!("var<storage, read> {name}_in:"), 1);
-    let mut out = String::with_capacity(source.len() + 1024);
-    let mut rest = source.as_str();
-    while let Some(at) = rest.find("@compute") {
-        let Some(open) = rest[at..].find("{\n").map(|o| at + o + 2) else {
-            break;
-        };
-        out.push_str(&rest[..open]);
-        out.push_str(&format!("    {name} = {name}_in;\n"));
-        rest = &rest[open..];
-    }
-    out.push_str(rest);
+    let out = super::wgsl::in_every_kernel(&source, |l| l.ends_with('{'), &format!("{name} = {name}_in;"));
     out + &format!("\n// Each kernel's copy of {name}_in (its first statement).\nvar<private> {name}: {ty};\n")
 }
 

@@ -85,9 +85,41 @@ pub fn module(body: &str, source: &str, consts: &[Const]) -> String {
     format!("{header}\n{}{}{rest}", prelude(), constants(source, consts))
 }
 
+/// `source` with the statement `stmt` (one line, indented as a kernel's body)
+/// inserted in every kernel (each `@compute` entry point), after the kernel's
+/// first line for which `after` holds (e.g. the line that opens its body). A
+/// kernel with no such line is left as it is.
+pub fn in_every_kernel(source: &str, after: impl Fn(&str) -> bool, stmt: &str) -> String {
+    let mut out = String::with_capacity(source.len() + 1024);
+    let mut kernel = false;
+    for line in source.split_inclusive('\n') {
+        out.push_str(line);
+        if line.contains("@compute") {
+            kernel = true;
+        } else if kernel && after(line.trim_end()) {
+            out.push_str(&format!("    {stmt}\n"));
+            kernel = false;
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_statement_goes_into_every_kernel_after_its_marker_line() {
+        let src = "fn helper() {\n}\n@compute @workgroup_size(8)\nfn a(\n    x: u32) {\n    let p = 1u;\n}\n\
+                   @compute @workgroup_size(8)\nfn b() {\n}\n";
+        let opened = in_every_kernel(src, |l| l.ends_with('{'), "q = 2u;");
+        assert_eq!(opened.matches("    q = 2u;\n").count(), 2, "{opened}");
+        assert!(opened.contains("    x: u32) {\n    q = 2u;\n    let p = 1u;"), "{opened}");
+        assert!(opened.starts_with("fn helper() {\n}\n"), "not in a helper: {opened}");
+        let after_p = in_every_kernel(src, |l| l.starts_with("    let p = "), "q = p;");
+        assert!(after_p.contains("    let p = 1u;\n    q = p;\n}"), "{after_p}");
+        assert_eq!(after_p.matches("q = p;").count(), 1, "b has no let p: {after_p}");
+    }
 
     #[test]
     fn the_prelude_hash_is_the_cpu_hash_written_out() {

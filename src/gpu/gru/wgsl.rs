@@ -498,20 +498,7 @@ pub fn module_body() -> String {
 /// `body` with `prob = problems[p];` after each kernel's `let p = ...;` (every
 /// kernel names its problem once, early, and keeps it).
 fn copy_problem(body: String) -> String {
-    const LET_P: &str = "\n    let p = ";
-    let mut out = String::with_capacity(body.len() + 1024);
-    let mut rest = body.as_str();
-    while let Some(at) = rest.find("@compute") {
-        let Some(end) = rest[at..].find(LET_P).and_then(|l| rest[at + l + 1..].find('\n').map(|e| at + l + 1 + e + 1))
-        else {
-            break;
-        };
-        out.push_str(&rest[..end]);
-        out.push_str("    prob = problems[p];\n");
-        rest = &rest[end..];
-    }
-    out.push_str(rest);
-    out
+    crate::gpu::wgsl::in_every_kernel(&body, |l| l.starts_with("    let p = "), "prob = problems[p];")
 }
 
 /// The WideSg member's module body (`Shader::GruSg`): gru.wgsl's structs,
