@@ -173,16 +173,7 @@ fn linear_sg_forward_v4(@builtin(workgroup_id) wg: vec3<u32>, @builtin(subgroup_
     if (t0 >= n || c0 >= p.o) {
         return;
     }
-    let bias0 = bias4_v4(p, q, c0);
-    let bias1 = bias4_v4(p, q, c0 + 4u);
-    store_y_row8(p, q, t0 + 0u, c0, a00 + bias0, a01 + bias1);
-    store_y_row8(p, q, t0 + 1u, c0, a10 + bias0, a11 + bias1);
-    store_y_row8(p, q, t0 + 2u, c0, a20 + bias0, a21 + bias1);
-    store_y_row8(p, q, t0 + 3u, c0, a30 + bias0, a31 + bias1);
-    store_y_row8(p, q, t0 + 4u, c0, a40 + bias0, a41 + bias1);
-    store_y_row8(p, q, t0 + 5u, c0, a50 + bias0, a51 + bias1);
-    store_y_row8(p, q, t0 + 6u, c0, a60 + bias0, a61 + bias1);
-    store_y_row8(p, q, t0 + 7u, c0, a70 + bias0, a71 + bias1);
+    store_y_tile8(p, q, t0, c0, a00, a01, a10, a11, a20, a21, a30, a31, a40, a41, a50, a51, a60, a61, a70, a71);
 }
 
 // linear_sg_backward_v4: linear_backward_v4 (dx = g W, the 8 x 8 tile of vec4
@@ -268,14 +259,7 @@ fn linear_sg_backward_v4(@builtin(workgroup_id) wg: vec3<u32>, @builtin(subgroup
     if (t0 >= n || c0 >= p.k) {
         return;
     }
-    store_dx_row8(p, q, t0 + 0u, c0, a00, a01);
-    store_dx_row8(p, q, t0 + 1u, c0, a10, a11);
-    store_dx_row8(p, q, t0 + 2u, c0, a20, a21);
-    store_dx_row8(p, q, t0 + 3u, c0, a30, a31);
-    store_dx_row8(p, q, t0 + 4u, c0, a40, a41);
-    store_dx_row8(p, q, t0 + 5u, c0, a50, a51);
-    store_dx_row8(p, q, t0 + 6u, c0, a60, a61);
-    store_dx_row8(p, q, t0 + 7u, c0, a70, a71);
+    store_dx_tile8(p, q, t0, c0, a00, a01, a10, a11, a20, a21, a30, a31, a40, a41, a50, a51, a60, a61, a70, a71);
 }
 
 // linear_sg_backward_weights: dW += g^T x, db += sum g (linear_backward_weights_v4
