@@ -69,11 +69,11 @@ impl HeadsParams {
 /// `HeadsProblem::plain` entry of a slot without a plain block.
 pub const NO_BLOCK: u32 = u32::MAX;
 
-/// The constants of shaders/heads.wgsl, written into its module from these values.
 /// Columns of dR one heads_backward invocation computes (its problem entry,
 /// length and dz row read once for them).
 pub const BACKWARD_COLS: u32 = 8;
 
+/// The constants of shaders/heads.wgsl, written into its module from these values.
 pub const WGSL_CONSTS: [Const; 5] = [
     Const::new("C", CLASSES as u32, "columns of probs and dz: sentiment classes, then emotion labels"),
     Const::new("S", SENTIMENT_CLASSES as u32, "sentiment classes"),
