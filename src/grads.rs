@@ -75,10 +75,8 @@ pub fn gpu_grads(
 ) -> Result<GradsReport, crate::engine::EngineError> {
     use crate::gpu::model::GpuEngine;
     crate::cpu::model::check_batch(&params.config, batch)?;
-    let ctx = crate::gpu::GpuContext::new(&crate::gpu::GpuOptions {
-        adapter: opts.adapter.clone(),
-        params_in_storage: None,
-    })?;
+    let ctx =
+        crate::gpu::GpuContext::new(&crate::gpu::GpuOptions { adapter: opts.adapter.clone(), ..Default::default() })?;
     let data = batch_dataset(batch);
     let mut eng =
         GpuEngine::new(ctx, params, &data, crate::config::AdamConfig::default(), 0, batch.b, &Default::default())?;

@@ -221,15 +221,29 @@ fn linear_sg_backward_v4_equals_vec4_bit_for_bit() {
     }
 }
 
-/// linear_sg_backward_weights (Vec4Sg's weight gradient) is Vec4's
+/// linear_sg_weights (Vec4Sg's weight gradient) is Vec4's
 /// (linear_backward_weights_v4, or _v4g where K or x_off does not allow vec4
 /// x) with loads shared by subgroup shuffles: the same sums in the same order,
 /// so dW and db (accumulated onto the same random values) equal Vec4's bit for
 /// bit: K 74 and 35 (_v4g), 300 and 36 at an odd x offset, 3 (fewer than 4
 /// columns), O 600 and 8, ReLU, B 17 with U 9 and 1, tiles half out of range.
+/// Both lane tiles (8 x 8, the GPU's, and 16 x 16, the software device's):
+/// the shared context runs its profile's, a second one the other.
 #[test]
 fn linear_sg_backward_weights_equals_vec4_bit_for_bit() {
-    let Some(ctx) = context() else { return };
+    let Some(shared) = context() else { return };
+    let other = GpuContext::new(&cimnet::gpu::GpuOptions {
+        wide_lane_tiles: Some(!shared.profile.wide_lane_tiles),
+        ..Default::default()
+    })
+    .unwrap();
+    for ctx in [shared, &other] {
+        sg_weights_cases(ctx);
+    }
+}
+
+fn sg_weights_cases(ctx: &GpuContext) {
+    let tile = linear::sg_lane_tile(&ctx.profile);
     let cases = [
         (74, 600, false, 9, 0),
         (300, 600, false, 9, 0),
@@ -251,12 +265,15 @@ fn linear_sg_backward_weights_equals_vec4_bit_for_bit() {
         let gs = [LinearKernel::Vec4, LinearKernel::Vec4Sg].map(|kernel| {
             let grads = upload(ctx, "grads", &init).unwrap();
             let l = linear::linear_backward_weights_variant(ctx, &grads, &dy, &y, &x, &len, p, &q, 1, kernel).unwrap();
+            if kernel == LinearKernel::Vec4Sg && ctx.profile.subgroup_octets() {
+                assert_eq!(l.entry(), tile.entry(k % 4 == 0 && x_off % 4 == 0), "K {k} x_off {x_off}");
+            }
             run_bits(ctx, &l, kernel, LinearKernel::Vec4, &grads, init.len())
         });
         let changed = gs[0].iter().zip(&init).filter(|(a, b)| **a != b.to_bits()).count();
         assert!(changed > o * k / 2, "K {k} O {o}: the gradient barely moved ({changed})");
         let diff = gs[0].iter().zip(&gs[1]).filter(|(a, b)| a != b).count();
-        assert!(diff == 0, "K {k} O {o} U {u}: vec4-sg's dW / db differ from vec4's in {diff} elements");
+        assert!(diff == 0, "K {k} O {o} U {u} {tile:?}: vec4-sg's dW / db differ from vec4's in {diff} elements");
     }
 }
 
@@ -456,7 +473,7 @@ fn asking_for_a_missing_adapter_is_an_error_with_a_hint() {
     if std::env::var("CIMNET_SKIP_GPU_TESTS").as_deref() == Ok("1") {
         return;
     }
-    let opts = cimnet::gpu::GpuOptions { adapter: Some("no-such-adapter-xyz".into()), params_in_storage: None };
+    let opts = cimnet::gpu::GpuOptions { adapter: Some("no-such-adapter-xyz".into()), ..Default::default() };
     match GpuContext::new(&opts) {
         Err(e @ cimnet::gpu::GpuError::NoAdapter { .. }) => {
             let msg = e.to_string();

@@ -73,7 +73,7 @@ pub fn bench_cmd(a: BenchArgs) -> Result<()> {
             a.hidden,
             a.dense,
             a.steps,
-            &GpuOptions { adapter: a.adapter.clone(), params_in_storage: None },
+            &GpuOptions { adapter: a.adapter.clone(), ..Default::default() },
             &TuneOptions::new(a.tune),
             &mut super::print_tune,
         )?;
@@ -95,7 +95,7 @@ pub fn bench_cmd(a: BenchArgs) -> Result<()> {
         a.batch,
         a.epochs,
         a.cpu_batches,
-        &GpuOptions { adapter: a.adapter.clone(), params_in_storage: None },
+        &GpuOptions { adapter: a.adapter.clone(), ..Default::default() },
         &TuneOptions::new(a.tune),
         &mut super::print_tune,
     )?;

@@ -22,7 +22,7 @@ pub struct CheckArgs {
 }
 
 pub fn check_cmd(a: CheckArgs) -> Result<()> {
-    let ctx = GpuContext::new(&GpuOptions { adapter: a.adapter.clone(), params_in_storage: None })?;
+    let ctx = GpuContext::new(&GpuOptions { adapter: a.adapter.clone(), ..Default::default() })?;
     if !a.json {
         println!("adapter: {}\n", ctx.describe());
     }

@@ -64,6 +64,8 @@ pub struct GpuOptions {
     pub adapter: Option<String>,
     /// Overrides `DeviceProfile::params_in_storage` (tests run both forms on one device).
     pub params_in_storage: Option<bool>,
+    /// Overrides `DeviceProfile::wide_lane_tiles` (tests run both lane tiles on one device).
+    pub wide_lane_tiles: Option<bool>,
 }
 
 /// Errors raised by wgpu outside any error scope, collected for `check()`.
@@ -141,6 +143,9 @@ impl GpuContext {
         candidates.sort_by_key(|a| rank(a.get_info().device_type));
         let adapter = candidates.into_iter().next().ok_or(GpuError::NoAdapter { requested, available })?;
         let mut ctx = Self::open(&adapter)?;
+        if let Some(wide) = opts.wide_lane_tiles {
+            ctx.profile.wide_lane_tiles = wide;
+        }
         if let Some(storage) = opts.params_in_storage {
             ctx.profile.params_in_storage = storage;
         }

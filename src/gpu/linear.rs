@@ -20,7 +20,9 @@ use super::pipelines::{Bind, Recorder, Shader};
 use super::profile::DeviceProfile;
 use super::wgsl::Const;
 
+mod sg_weights;
 mod wgsl;
+pub use sg_weights::{body as sg_weights_body, SgLaneTile, NARROW as SG_NARROW, WIDE as SG_WIDE};
 pub use wgsl::{tiled_body, GemmTile, TILED};
 
 /// Register tile edge of one scalar invocation (rows x columns).
@@ -34,8 +36,6 @@ const WEIGHTS_V4G: &str = "linear_backward_weights_v4g";
 /// (its grid), else Scalar's 4 x 4 at any alignment (Scalar's grid).
 const SG_FORWARD_V4: &str = "linear_sg_forward_v4";
 const SG_FORWARD_ANY: &str = "linear_sg_forward";
-/// Vec4Sg's weight gradient at any alignment (the other entry takes whole quads only).
-const SG_WEIGHTS_ANY: &str = "linear_sg_backward_weights_any";
 /// Workgroup shape (x over output-column tiles, y over row tiles).
 pub const WORKGROUP: [u32; 2] = [8, 8];
 
@@ -205,9 +205,12 @@ pub enum LinearKernel {
     /// 16), or where Vec4 cannot (K % 4 != 0 or offsets not 4-aligned: the
     /// audio and video input projections) Scalar's 4 x 4 (3 loads instead of
     /// 8). Input gradient: Vec4's (9 or 10 loads instead of 16 or 24), Scalar
-    /// where Vec4 falls back. Weight gradient: Vec4's (2 vec4 loads per row
-    /// instead of 4; 3 instead of _v4g's 10). Only on a device with subgroups
-    /// of at least 8 lanes (`DeviceProfile::subgroup_octets`).
+    /// where Vec4 falls back. Weight gradient (src/gpu/linear/sg_weights.rs):
+    /// Vec4's sums with 8 x 8 outputs per lane (2 vec4 loads per row instead
+    /// of 4; 3 instead of _v4g's 10), or on a software device 16 x 16 per lane
+    /// (3 loads per row for 4 times the outputs; `DeviceProfile::wide_lane_tiles`).
+    /// Only on a device with subgroups of at least 8 lanes
+    /// (`DeviceProfile::subgroup_octets`).
     #[serde(rename = "vec4-sg")]
     Vec4Sg,
     /// shaders/generated/linear_tiled.wgsl: the workgroup-tiled GEMM ([`TILED`]:
@@ -307,7 +310,13 @@ impl LinearKernel {
 
     /// The entry point launch `op` of shape `p` over `problems` runs for this
     /// member (which must run it: `runs`).
-    fn entry(self, op: LinearOp, p: &LinearParams, problems: &[LinearProblem]) -> (Shader, &'static str) {
+    fn entry(
+        self,
+        profile: &DeviceProfile,
+        op: LinearOp,
+        p: &LinearParams,
+        problems: &[LinearProblem],
+    ) -> (Shader, &'static str) {
         use LinearOp::*;
         let along_k =
             p.k.is_multiple_of(4) && problems.iter().all(|q| q.x_off.is_multiple_of(4) && q.w_off.is_multiple_of(4));
@@ -315,8 +324,7 @@ impl LinearKernel {
             (LinearKernel::Vec4, Weights) if !along_k => (Shader::Linear, WEIGHTS_V4G),
             (LinearKernel::Vec4Sg, Forward) if along_k => (Shader::LinearSg, SG_FORWARD_V4),
             (LinearKernel::Vec4Sg, Forward) => (Shader::LinearSg, SG_FORWARD_ANY),
-            (LinearKernel::Vec4Sg, Weights) if !along_k => (Shader::LinearSg, SG_WEIGHTS_ANY),
-            (LinearKernel::Vec4Sg, Weights) => (Shader::LinearSg, "linear_sg_backward_weights"),
+            (LinearKernel::Vec4Sg, Weights) => (Shader::LinearSgWeights, sg_lane_tile(profile).entry(along_k)),
             (LinearKernel::Scalar, Forward) => (Shader::Linear, "linear_forward"),
             (LinearKernel::Vec4Sg, Input) => (Shader::LinearSg, "linear_sg_backward_v4"),
             (LinearKernel::Scalar, Input) => (Shader::Linear, "linear_backward"),
@@ -387,6 +395,17 @@ pub fn default_kernel(profile: &DeviceProfile, p: &LinearParams, problems: &[Lin
     candidates(profile, p, problems).first().copied().unwrap_or(LinearKernel::Scalar)
 }
 
+/// The lane tile of Vec4Sg's weight gradient on `profile`: 16 x 16 outputs per
+/// lane on a software device (half the per-lane loads per multiply-add; its
+/// accumulators spill either way), Vec4's 8 x 8 on a GPU (they stay in registers).
+pub fn sg_lane_tile(profile: &DeviceProfile) -> SgLaneTile {
+    if profile.wide_lane_tiles {
+        SG_WIDE
+    } else {
+        SG_NARROW
+    }
+}
+
 fn tiles(n: u32, wg: u32) -> u32 {
     n.div_ceil(TILE).div_ceil(wg)
 }
@@ -412,9 +431,10 @@ impl LinearLaunch {
     pub fn update(&mut self, ctx: &GpuContext, p: LinearParams, problems: &[LinearProblem]) -> Result<(), GpuError> {
         check_batches(self.launch.label(), &p, problems, self.len_elems)?;
         // A launch built as _v4 needs K-aligned problems; one built as _v4g takes any.
-        let entry = self.kernel.entry(self.op, &p, problems).1;
-        let runs = self.kernel.runs(&ctx.profile, &p, problems, self.op)
-            && (entry == self.entry || [WEIGHTS_V4G, SG_WEIGHTS_ANY, SG_FORWARD_ANY].contains(&self.entry));
+        let entry = self.kernel.entry(&ctx.profile, self.op, &p, problems).1;
+        let any = [WEIGHTS_V4G, SG_NARROW.entry(false), SG_WIDE.entry(false), SG_FORWARD_ANY];
+        let runs =
+            self.kernel.runs(&ctx.profile, &p, problems, self.op) && (entry == self.entry || any.contains(&self.entry));
         if !problems.is_empty() && !runs {
             return Err(GpuError::Validation(format!(
                 "{}: the {} member cannot run these problems (widths or offsets not 4-aligned, or too long a \
@@ -431,6 +451,11 @@ impl LinearLaunch {
     /// The member this launch runs (the one asked for, or Scalar where it fell back).
     pub fn kernel(&self) -> LinearKernel {
         self.kernel
+    }
+
+    /// The entry point it runs.
+    pub fn entry(&self) -> &'static str {
+        self.entry
     }
 
     pub fn params(&self) -> LinearParams {
@@ -595,7 +620,7 @@ fn launch(
     capacity: usize,
 ) -> Result<LinearLaunch, GpuError> {
     let kernel = kernel.resolve(&ctx.profile, &p, problems, op);
-    let (shader, entry) = kernel.entry(op, &p, problems);
+    let (shader, entry) = kernel.entry(&ctx.profile, op, &p, problems);
     let len_elems = len.size() / 4;
     check_batches(entry, &p, problems, len_elems)?;
     let list = ProblemList::along_z(ctx, entry, problems, capacity)?;

@@ -39,6 +39,13 @@ pub struct DeviceProfile {
     /// idle ~20% of the time (12 ms stretches of lavapipe alone), and moving
     /// the params to storage cut the epoch by ~15%. GPUs keep `var<uniform>`.
     pub params_in_storage: bool,
+    /// Vec4Sg's weight gradient gives each lane 16 x 16 outputs instead of
+    /// 8 x 8 (src/gpu/linear/sg_weights.rs). True on software devices: there
+    /// every storage load is a loop over the SIMD lanes while the accumulators
+    /// spill to the stack either way, so the wider tile's half the loads per
+    /// multiply-add wins (text projection dW 2.05 -> 1.30 ms at U 5 on
+    /// llvmpipe). A GPU keeps 8 x 8: 256 accumulators per lane would spill.
+    pub wide_lane_tiles: bool,
 }
 
 impl DeviceProfile {
@@ -55,6 +62,7 @@ impl DeviceProfile {
             subgroup_min_size: info.subgroup_min_size,
             timestamps: features.contains(wgpu::Features::TIMESTAMP_QUERY),
             params_in_storage: is_llvmpipe(info),
+            wide_lane_tiles: info.device_type == wgpu::DeviceType::Cpu,
         }
     }
 

@@ -63,7 +63,7 @@ impl Device {
         let adapter = self.adapter.clone();
         self.opened
             .get_or_insert_with(|| {
-                crate::gpu::GpuContext::new(&crate::gpu::GpuOptions { adapter, params_in_storage: None }).map(Arc::new)
+                crate::gpu::GpuContext::new(&crate::gpu::GpuOptions { adapter, ..Default::default() }).map(Arc::new)
             })
             .clone()
     }

@@ -101,7 +101,7 @@ pub const MODEL_TOL: f64 = 1e-4;
 
 pub(super) fn model_rows(ctx: &GpuContext) -> Result<Vec<CheckRow>, GpuError> {
     // The engine owns its context: open another on the same adapter.
-    let opts = gpu::GpuOptions { adapter: Some(ctx.adapter_info.name.clone()), params_in_storage: None };
+    let opts = gpu::GpuOptions { adapter: Some(ctx.adapter_info.name.clone()), ..Default::default() };
     Ok(vec![
         check_model(&opts, ModalitySet::TAV, Attention::Cim, Tasks::Mtl, 8),
         check_model(&opts, ModalitySet::TAV, Attention::Cim, Tasks::Mtl, 7),
