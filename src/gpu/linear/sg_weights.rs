@@ -61,8 +61,8 @@ const _: () = {
     let mut i = 0;
     while i < tiles.len() {
         let t = tiles[i];
-        assert!(t.rows % 4 == 0 && t.rows <= 16 && (t.quads == 2 || t.quads == 4));
-        assert!(WG_TILE % (2 * t.rows) == 0 && WG_TILE % (16 * t.quads) == 0);
+        assert!(t.rows.is_multiple_of(4) && t.rows <= 16 && (t.quads == 2 || t.quads == 4));
+        assert!(WG_TILE.is_multiple_of(2 * t.rows) && WG_TILE.is_multiple_of(16 * t.quads));
         i += 1;
     }
 };
