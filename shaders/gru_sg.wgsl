@@ -1178,7 +1178,8 @@ fn add_tile_t8(p: u32, row: u32, col: u32, ok: bool, v: vec4<f32>) {
 // t8's 4. The lane's place in the workgroup is subgroup_id * subgroup_size +
 // its subgroup lane, so an octet is always 8 lanes of one subgroup whatever
 // order the device gives invocations to subgroups. No lane returns early: a
-// shuffle needs the whole octet.
+// shuffle needs the whole octet. The GPU's lane tile (its 16 vec4
+// accumulators stay in registers); a software device runs the _wide one.
 @compute @workgroup_size(64, 1, 1)
 fn gru_sg_backward_weights(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) sl: u32,
         @builtin(subgroup_id) sg_id: u32, @builtin(subgroup_size) sg_size: u32) {
@@ -1270,4 +1271,242 @@ fn gru_sg_backward_weights(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgr
     add_tile_t8(p, row0 + 6u, col0 + 4u, rows1, y6);
     add_tile_t8(p, row0 + 7u, col0, rows1, x7);
     add_tile_t8(p, row0 + 7u, col0 + 4u, rows1, y7);
+}
+
+// gru_sg_backward_weights_wide: gru_sg_backward_weights with 32 x 8 outputs
+// per lane (64 vec4 accumulators; the same sums in the same order, so bit for
+// bit its result and t8's): octet o owns 64 rows x 32 columns, the workgroup's
+// 2 octets (16 lanes) its 128 x 32 (the same grid). Per (b, i) the
+// octet needs 16 vec4 of gh and 8 of h_prev: each lane loads two gh quads and
+// one h_prev quad and takes its 8 + 2 by subgroupShuffle: 3 loads per lane
+// for 256 multiply-adds where the 8 x 8 tile has 2 for 64. For a software
+// device (DeviceProfile::wide_lane_tiles): on llvmpipe each storage load is a
+// loop over the SIMD lanes while the accumulators spill to the stack either
+// way, so fewer loads per multiply-add wins (docs/perf-notes.md round 8); on a
+// GPU 256 accumulators would spill.
+@compute @workgroup_size(16, 1, 1)
+fn gru_sg_backward_weights_wide(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) sl: u32,
+        @builtin(subgroup_id) sg_id: u32, @builtin(subgroup_size) sg_size: u32) {
+    let li = sg_id * sg_size + sl;
+    let nb = params.b;
+    let nh = params.h;
+    let n3 = 3u * nh;
+    let p = wid.z;
+    prob = problems[p];
+    let rev = p % 2u == 1u;
+    let o = li / 8u;
+    let l = sl & 7u;
+    // The subgroup lane of this octet holding operand j: base + j.
+    let base = sl & ~7u;
+    let ga = base + 4u * (l / 4u);
+    let ha = base + 2u * (l % 4u);
+    // This lane's tile and the octet's rows (64) and columns (32).
+    let orow = wid.y * 128u + o * 64u;
+    let ocol = wid.x * 32u;
+    let row0 = orow + 32u * (l / 4u);
+    let col0 = ocol + 8u * (l % 4u);
+    // What this lane loads for the octet: gh rows orow + 8 l .. + 7 (clamped;
+    // rows past 3H are never stored) and h_prev columns ocol + 4 l ..: real
+    // (< H), the bias column (== H: the constant 1) or none (> H: 0).
+    let rla = min(orow + 8u * l, n3 - 4u) / 4u;
+    let rlb = min(orow + 8u * l + 4u, n3 - 4u) / 4u;
+    let cl = ocol + 4u * l;
+    let real = cl < nh;
+    let one = select(vec4<f32>(0.0), vec4<f32>(1.0, 0.0, 0.0, 0.0), cl == nh);
+    let cc = min(cl, nh - 4u) / 4u;
+    var x0 = vec4<f32>(0.0); var y0 = vec4<f32>(0.0);
+    var x1 = vec4<f32>(0.0); var y1 = vec4<f32>(0.0);
+    var x2 = vec4<f32>(0.0); var y2 = vec4<f32>(0.0);
+    var x3 = vec4<f32>(0.0); var y3 = vec4<f32>(0.0);
+    var x4 = vec4<f32>(0.0); var y4 = vec4<f32>(0.0);
+    var x5 = vec4<f32>(0.0); var y5 = vec4<f32>(0.0);
+    var x6 = vec4<f32>(0.0); var y6 = vec4<f32>(0.0);
+    var x7 = vec4<f32>(0.0); var y7 = vec4<f32>(0.0);
+    var x8 = vec4<f32>(0.0); var y8 = vec4<f32>(0.0);
+    var x9 = vec4<f32>(0.0); var y9 = vec4<f32>(0.0);
+    var x10 = vec4<f32>(0.0); var y10 = vec4<f32>(0.0);
+    var x11 = vec4<f32>(0.0); var y11 = vec4<f32>(0.0);
+    var x12 = vec4<f32>(0.0); var y12 = vec4<f32>(0.0);
+    var x13 = vec4<f32>(0.0); var y13 = vec4<f32>(0.0);
+    var x14 = vec4<f32>(0.0); var y14 = vec4<f32>(0.0);
+    var x15 = vec4<f32>(0.0); var y15 = vec4<f32>(0.0);
+    var x16 = vec4<f32>(0.0); var y16 = vec4<f32>(0.0);
+    var x17 = vec4<f32>(0.0); var y17 = vec4<f32>(0.0);
+    var x18 = vec4<f32>(0.0); var y18 = vec4<f32>(0.0);
+    var x19 = vec4<f32>(0.0); var y19 = vec4<f32>(0.0);
+    var x20 = vec4<f32>(0.0); var y20 = vec4<f32>(0.0);
+    var x21 = vec4<f32>(0.0); var y21 = vec4<f32>(0.0);
+    var x22 = vec4<f32>(0.0); var y22 = vec4<f32>(0.0);
+    var x23 = vec4<f32>(0.0); var y23 = vec4<f32>(0.0);
+    var x24 = vec4<f32>(0.0); var y24 = vec4<f32>(0.0);
+    var x25 = vec4<f32>(0.0); var y25 = vec4<f32>(0.0);
+    var x26 = vec4<f32>(0.0); var y26 = vec4<f32>(0.0);
+    var x27 = vec4<f32>(0.0); var y27 = vec4<f32>(0.0);
+    var x28 = vec4<f32>(0.0); var y28 = vec4<f32>(0.0);
+    var x29 = vec4<f32>(0.0); var y29 = vec4<f32>(0.0);
+    var x30 = vec4<f32>(0.0); var y30 = vec4<f32>(0.0);
+    var x31 = vec4<f32>(0.0); var y31 = vec4<f32>(0.0);
+    let qu = problems[p].u;
+    let nh4 = nh / 4u;
+    let n34 = n3 / 4u;
+    let gh_base = row_of(p, 0u, 0u) * n34;
+    let h_base = cache_at(p, C_H, 0u, 0u, 0u) / 4u;
+    for (var b = 0u; b < nb; b++) {
+        let len = seq_len(p, b);
+        let gb = gh_base + b * qu * n34;
+        let hb = h_base + b * qu * nh4;
+        for (var i = 0u; i < len; i++) {
+            let gva = ww4_gh[gb + i * n34 + rla];
+            let gvb = ww4_gh[gb + i * n34 + rlb];
+            let first = select(i == 0u, i + 1u == len, rev);
+            let ip = select(select(i - 1u, i + 1u, rev), i, first);
+            let hv = select(one, ww4_cache[hb + ip * nh4 + cc], real && !first);
+            let g0 = subgroupShuffle(gva, ga);
+            let g1 = subgroupShuffle(gvb, ga);
+            let g2 = subgroupShuffle(gva, ga + 1u);
+            let g3 = subgroupShuffle(gvb, ga + 1u);
+            let g4 = subgroupShuffle(gva, ga + 2u);
+            let g5 = subgroupShuffle(gvb, ga + 2u);
+            let g6 = subgroupShuffle(gva, ga + 3u);
+            let g7 = subgroupShuffle(gvb, ga + 3u);
+            let h0 = subgroupShuffle(hv, ha);
+            let h1 = subgroupShuffle(hv, ha + 1u);
+            x0 += g0.x * h0;
+            y0 += g0.x * h1;
+            x1 += g0.y * h0;
+            y1 += g0.y * h1;
+            x2 += g0.z * h0;
+            y2 += g0.z * h1;
+            x3 += g0.w * h0;
+            y3 += g0.w * h1;
+            x4 += g1.x * h0;
+            y4 += g1.x * h1;
+            x5 += g1.y * h0;
+            y5 += g1.y * h1;
+            x6 += g1.z * h0;
+            y6 += g1.z * h1;
+            x7 += g1.w * h0;
+            y7 += g1.w * h1;
+            x8 += g2.x * h0;
+            y8 += g2.x * h1;
+            x9 += g2.y * h0;
+            y9 += g2.y * h1;
+            x10 += g2.z * h0;
+            y10 += g2.z * h1;
+            x11 += g2.w * h0;
+            y11 += g2.w * h1;
+            x12 += g3.x * h0;
+            y12 += g3.x * h1;
+            x13 += g3.y * h0;
+            y13 += g3.y * h1;
+            x14 += g3.z * h0;
+            y14 += g3.z * h1;
+            x15 += g3.w * h0;
+            y15 += g3.w * h1;
+            x16 += g4.x * h0;
+            y16 += g4.x * h1;
+            x17 += g4.y * h0;
+            y17 += g4.y * h1;
+            x18 += g4.z * h0;
+            y18 += g4.z * h1;
+            x19 += g4.w * h0;
+            y19 += g4.w * h1;
+            x20 += g5.x * h0;
+            y20 += g5.x * h1;
+            x21 += g5.y * h0;
+            y21 += g5.y * h1;
+            x22 += g5.z * h0;
+            y22 += g5.z * h1;
+            x23 += g5.w * h0;
+            y23 += g5.w * h1;
+            x24 += g6.x * h0;
+            y24 += g6.x * h1;
+            x25 += g6.y * h0;
+            y25 += g6.y * h1;
+            x26 += g6.z * h0;
+            y26 += g6.z * h1;
+            x27 += g6.w * h0;
+            y27 += g6.w * h1;
+            x28 += g7.x * h0;
+            y28 += g7.x * h1;
+            x29 += g7.y * h0;
+            y29 += g7.y * h1;
+            x30 += g7.z * h0;
+            y30 += g7.z * h1;
+            x31 += g7.w * h0;
+            y31 += g7.w * h1;
+        }
+    }
+    let rows0 = row0 < n3;
+    let rows1 = row0 + 4u < n3;
+    let rows2 = row0 + 8u < n3;
+    let rows3 = row0 + 12u < n3;
+    let rows4 = row0 + 16u < n3;
+    let rows5 = row0 + 20u < n3;
+    let rows6 = row0 + 24u < n3;
+    let rows7 = row0 + 28u < n3;
+    add_tile_t8(p, row0 + 0u, col0, rows0, x0);
+    add_tile_t8(p, row0 + 0u, col0 + 4u, rows0, y0);
+    add_tile_t8(p, row0 + 1u, col0, rows0, x1);
+    add_tile_t8(p, row0 + 1u, col0 + 4u, rows0, y1);
+    add_tile_t8(p, row0 + 2u, col0, rows0, x2);
+    add_tile_t8(p, row0 + 2u, col0 + 4u, rows0, y2);
+    add_tile_t8(p, row0 + 3u, col0, rows0, x3);
+    add_tile_t8(p, row0 + 3u, col0 + 4u, rows0, y3);
+    add_tile_t8(p, row0 + 4u, col0, rows1, x4);
+    add_tile_t8(p, row0 + 4u, col0 + 4u, rows1, y4);
+    add_tile_t8(p, row0 + 5u, col0, rows1, x5);
+    add_tile_t8(p, row0 + 5u, col0 + 4u, rows1, y5);
+    add_tile_t8(p, row0 + 6u, col0, rows1, x6);
+    add_tile_t8(p, row0 + 6u, col0 + 4u, rows1, y6);
+    add_tile_t8(p, row0 + 7u, col0, rows1, x7);
+    add_tile_t8(p, row0 + 7u, col0 + 4u, rows1, y7);
+    add_tile_t8(p, row0 + 8u, col0, rows2, x8);
+    add_tile_t8(p, row0 + 8u, col0 + 4u, rows2, y8);
+    add_tile_t8(p, row0 + 9u, col0, rows2, x9);
+    add_tile_t8(p, row0 + 9u, col0 + 4u, rows2, y9);
+    add_tile_t8(p, row0 + 10u, col0, rows2, x10);
+    add_tile_t8(p, row0 + 10u, col0 + 4u, rows2, y10);
+    add_tile_t8(p, row0 + 11u, col0, rows2, x11);
+    add_tile_t8(p, row0 + 11u, col0 + 4u, rows2, y11);
+    add_tile_t8(p, row0 + 12u, col0, rows3, x12);
+    add_tile_t8(p, row0 + 12u, col0 + 4u, rows3, y12);
+    add_tile_t8(p, row0 + 13u, col0, rows3, x13);
+    add_tile_t8(p, row0 + 13u, col0 + 4u, rows3, y13);
+    add_tile_t8(p, row0 + 14u, col0, rows3, x14);
+    add_tile_t8(p, row0 + 14u, col0 + 4u, rows3, y14);
+    add_tile_t8(p, row0 + 15u, col0, rows3, x15);
+    add_tile_t8(p, row0 + 15u, col0 + 4u, rows3, y15);
+    add_tile_t8(p, row0 + 16u, col0, rows4, x16);
+    add_tile_t8(p, row0 + 16u, col0 + 4u, rows4, y16);
+    add_tile_t8(p, row0 + 17u, col0, rows4, x17);
+    add_tile_t8(p, row0 + 17u, col0 + 4u, rows4, y17);
+    add_tile_t8(p, row0 + 18u, col0, rows4, x18);
+    add_tile_t8(p, row0 + 18u, col0 + 4u, rows4, y18);
+    add_tile_t8(p, row0 + 19u, col0, rows4, x19);
+    add_tile_t8(p, row0 + 19u, col0 + 4u, rows4, y19);
+    add_tile_t8(p, row0 + 20u, col0, rows5, x20);
+    add_tile_t8(p, row0 + 20u, col0 + 4u, rows5, y20);
+    add_tile_t8(p, row0 + 21u, col0, rows5, x21);
+    add_tile_t8(p, row0 + 21u, col0 + 4u, rows5, y21);
+    add_tile_t8(p, row0 + 22u, col0, rows5, x22);
+    add_tile_t8(p, row0 + 22u, col0 + 4u, rows5, y22);
+    add_tile_t8(p, row0 + 23u, col0, rows5, x23);
+    add_tile_t8(p, row0 + 23u, col0 + 4u, rows5, y23);
+    add_tile_t8(p, row0 + 24u, col0, rows6, x24);
+    add_tile_t8(p, row0 + 24u, col0 + 4u, rows6, y24);
+    add_tile_t8(p, row0 + 25u, col0, rows6, x25);
+    add_tile_t8(p, row0 + 25u, col0 + 4u, rows6, y25);
+    add_tile_t8(p, row0 + 26u, col0, rows6, x26);
+    add_tile_t8(p, row0 + 26u, col0 + 4u, rows6, y26);
+    add_tile_t8(p, row0 + 27u, col0, rows6, x27);
+    add_tile_t8(p, row0 + 27u, col0 + 4u, rows6, y27);
+    add_tile_t8(p, row0 + 28u, col0, rows7, x28);
+    add_tile_t8(p, row0 + 28u, col0 + 4u, rows7, y28);
+    add_tile_t8(p, row0 + 29u, col0, rows7, x29);
+    add_tile_t8(p, row0 + 29u, col0 + 4u, rows7, y29);
+    add_tile_t8(p, row0 + 30u, col0, rows7, x30);
+    add_tile_t8(p, row0 + 30u, col0 + 4u, rows7, y30);
+    add_tile_t8(p, row0 + 31u, col0, rows7, x31);
+    add_tile_t8(p, row0 + 31u, col0 + 4u, rows7, y31);
 }

@@ -381,10 +381,23 @@ fn gru_timing_mosei_shape() {
 /// at B = 17 (a partial second workgroup), H = 36 (half-owned lanes, a
 /// half-empty dW_hh tile) and H = 200 (idle lanes in the last octet), U with
 /// lengths 1 .. U. Where the device has no subgroups of 8 lanes, a WideSg
-/// launch runs Wide (and says so).
+/// launch runs Wide (and says so). Both lane tiles of the weight gradient
+/// (8 x 8, the GPU's, and 32 x 8, the software device's): the shared context
+/// runs its profile's, a second one the other.
 #[test]
 fn wide_sg_equals_wide_bit_for_bit() {
-    let Some(ctx) = context() else { return };
+    let Some(shared) = context() else { return };
+    let other = GpuContext::new(&cimnet::gpu::GpuOptions {
+        wide_lane_tiles: Some(!shared.profile.wide_lane_tiles),
+        ..Default::default()
+    })
+    .unwrap();
+    for ctx in [shared, &other] {
+        wide_sg_cases(ctx);
+    }
+}
+
+fn wide_sg_cases(ctx: &GpuContext) {
     let read = |buf: &wgpu::Buffer, bytes: u64| -> Vec<u32> {
         let v = cimnet::gpu::buffers::read::<f32>(ctx, buf, 0, (bytes / 4) as usize).unwrap();
         v.iter().map(|x| x.to_bits()).collect()
@@ -442,8 +455,9 @@ fn wide_sg_equals_wide_bit_for_bit() {
                 let diff = a.iter().zip(s.iter()).filter(|(x, y)| x != y).count();
                 assert!(
                     diff == 0,
-                    "B {b} H {h} {}: {t} of wide-sg differs from wide in {diff} elements",
-                    schedule.name()
+                    "B {b} H {h} {} (wide lane tiles {}): {t} of wide-sg differs from wide in {diff} elements",
+                    schedule.name(),
+                    ctx.profile.wide_lane_tiles
                 );
             }
         }

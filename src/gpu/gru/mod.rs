@@ -264,13 +264,19 @@ impl GruMember {
         GruMember { kernel, ..self }
     }
 
-    /// The module and entry points of the forward, the backward and the weight gradient.
-    fn entries(self) -> (Shader, [&'static str; 3]) {
+    /// The module and entry points of the forward, the backward and the weight
+    /// gradient (WideSg's with 32 x 8 outputs per lane where the profile asks
+    /// for wide lane tiles: `DeviceProfile::wide_lane_tiles`, src/gpu/gru/wide.rs).
+    fn entries(self, profile: &DeviceProfile) -> (Shader, [&'static str; 3]) {
         let gru = |e| (Shader::Gru, e);
         match (self.kernel, self.schedule) {
             (GruKernel::Scalar, _) => gru(["gru_forward", "gru_backward", "gru_backward_weights"]),
             (GruKernel::Wide, _) => gru(["gru_forward_wide", "gru_backward_wide", "gru_backward_weights_t8"]),
-            (GruKernel::WideSg, _) => (Shader::GruSg, ["gru_sg_forward", "gru_sg_backward", "gru_sg_backward_weights"]),
+            (GruKernel::WideSg, _) => {
+                let dw =
+                    if profile.wide_lane_tiles { "gru_sg_backward_weights_wide" } else { "gru_sg_backward_weights" };
+                (Shader::GruSg, ["gru_sg_forward", "gru_sg_backward", dw])
+            }
             (GruKernel::Cells, GruSchedule::PerStep) => {
                 gru(["gru_forward_cells", "gru_backward_cells", "gru_backward_weights_tiled"])
             }
@@ -628,7 +634,7 @@ pub fn gru_forward(
     ];
     let bound = Bound::new(ctx, &buffers, params, problems, capacity, member)?;
     let binds = [Bind::Uniform, Bind::Read, Bind::Read, Bind::Read, Bind::Read, Bind::Write, Bind::Write];
-    let (shader, [entry, ..]) = member.entries();
+    let (shader, [entry, ..]) = member.entries(&ctx.profile);
     let k = ctx.pipelines.get(ctx, shader, entry, &binds)?;
     let (iters, _) = member.iters_per_step(params.h);
     let steps = member.schedule.steps_per_dispatch(&ctx.profile, iters);
@@ -712,7 +718,7 @@ pub fn gru_backward(
     let bound = Bound::new(ctx, &buffers, params, problems, capacity, member)?;
     check_loop_budget(&ctx.profile, member.kernel, params)?;
     let (u, r, w) = (Bind::Uniform, Bind::Read, Bind::Write);
-    let (shader, [_, step, dw]) = member.entries();
+    let (shader, [_, step, dw]) = member.entries(&ctx.profile);
     let k = ctx.pipelines.get(ctx, shader, step, &[u, r, r, r, r, r, w, w, w])?;
     let (_, iters) = member.iters_per_step(params.h);
     let steps = member.schedule.steps_per_dispatch(&ctx.profile, iters);

@@ -71,7 +71,7 @@ impl Bound {
         let buffers: Vec<_> = buffers.iter().map(|&(name, buf, need)| (name, buf.size(), need)).collect();
         let capacity = capacity.max(problems.len());
         validate(ctx, &buffers, member.kernel, capacity, params, problems)?;
-        let problems = ProblemList::new(ctx, member.entries().1[0], problems, capacity)?;
+        let problems = ProblemList::new(ctx, member.entries(&ctx.profile).1[0], problems, capacity)?;
         Ok(Bound { buffers, problems, member })
     }
 

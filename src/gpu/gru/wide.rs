@@ -62,7 +62,9 @@ pub fn wide_sg() -> String {
     forward(&mut w, true);
     backward(&mut w, true);
     w.push_str(ADD_TILE);
-    weights_sg(&mut w);
+    weights_sg(&mut w, 8);
+    w.push('\n');
+    weights_sg(&mut w, 32);
     w
 }
 
@@ -463,7 +465,7 @@ fn gru_backward_weights_t8(@builtin(global_invocation_id) gid: vec3<u32>) {
     let cc1 = min(col0 + 4u, nh - 4u) / 4u;
 ",
     );
-    tile_accumulators(w);
+    tile_accumulators(w, 8);
     w.push_str(
         "    // Row (b, i) of gh is row_of(p, b, i) and h_prev's is cache_at(p, C_H, b, ip,
     // 0): both b * q.u + i past a base, spelled out here so the loop reads
@@ -492,17 +494,18 @@ fn gru_backward_weights_t8(@builtin(global_invocation_id) gid: vec3<u32>) {
             let h1 = select(one1, l1, real1 && !first);
 ",
     );
-    tile_sums(w);
+    tile_sums(w, 8);
     // Its workgroups start inside the 3H rows (it returned early otherwise).
-    tile_stores(w, "true");
+    tile_stores(w, "true", 8);
 }
 
 /// gru_sg_backward_weights: gru_backward_weights_t8's 8 x 8 tiles (stacked 128 x 32
 /// per workgroup, `SG_TILE_ROWS` x `SG_TILE_COLS`), with the
 /// operands fetched once per octet of subgroup lanes and handed round by
 /// subgroupShuffle instead of each lane loading its own.
-fn weights_sg(w: &mut String) {
-    let text = "// gru_sg_backward_weights: the same 8x8 tile per invocation and the same
+fn weights_sg(w: &mut String, rr: u32) {
+    let text = if rr == 8 {
+        "// gru_sg_backward_weights: the same 8x8 tile per invocation and the same
 // order of summation as gru_backward_weights_t8 (bit for bit its result), but
 // the workgroup's 64 lanes are 8 octets of subgroup lanes, octet o a 2 x 4
 // block of tiles (16 rows x 32 columns), the octets stacked: a workgroup owns
@@ -514,9 +517,29 @@ fn weights_sg(w: &mut String) {
 // t8's 4. The lane's place in the workgroup is subgroup_id * subgroup_size +
 // its subgroup lane, so an octet is always 8 lanes of one subgroup whatever
 // order the device gives invocations to subgroups. No lane returns early: a
-// shuffle needs the whole octet.
+// shuffle needs the whole octet. The GPU's lane tile (its 16 vec4
+// accumulators stay in registers); a software device runs the _wide one.
 @compute @workgroup_size(64, 1, 1)
-fn gru_sg_backward_weights(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) sl: u32,
+fn gru_sg_backward_weights("
+    } else {
+        "// gru_sg_backward_weights_wide: gru_sg_backward_weights with 32 x 8 outputs
+// per lane (64 vec4 accumulators; the same sums in the same order, so bit for
+// bit its result and t8's): octet o owns 64 rows x 32 columns, the workgroup's
+// 2 octets (16 lanes) its {SG_TILE_ROWS} x {SG_TILE_COLS} (the same grid). Per (b, i) the
+// octet needs 16 vec4 of gh and 8 of h_prev: each lane loads two gh quads and
+// one h_prev quad and takes its 8 + 2 by subgroupShuffle: 3 loads per lane
+// for 256 multiply-adds where the 8 x 8 tile has 2 for 64. For a software
+// device (DeviceProfile::wide_lane_tiles): on llvmpipe each storage load is a
+// loop over the SIMD lanes while the accumulators spill to the stack either
+// way, so fewer loads per multiply-add wins (docs/perf-notes.md round 8); on a
+// GPU 256 accumulators would spill.
+@compute @workgroup_size(16, 1, 1)
+fn gru_sg_backward_weights_wide("
+    };
+    let rows = SG_TILE_ROWS.to_string();
+    w.push_str(&text.replace("{SG_TILE_ROWS}", &rows).replace("{SG_TILE_COLS}", &SG_TILE_COLS.to_string()));
+    w.push_str(
+        "@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) sl: u32,
         @builtin(subgroup_id) sg_id: u32, @builtin(subgroup_size) sg_size: u32) {
     let li = sg_id * sg_size + sl;
     let nb = params.b;
@@ -528,25 +551,43 @@ fn gru_sg_backward_weights(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgr
     let l = sl & 7u;
     // The subgroup lane of this octet holding operand j: base + j.
     let base = sl & ~7u;
-    let ga = base + 2u * (l / 4u);
-    let ha = base + 2u * (l % 4u);
-    // This lane's tile and the octet's rows (16) and columns (32).
-    let orow = wid.y * {SG_TILE_ROWS}u + o * 16u;
-    let ocol = wid.x * {SG_TILE_COLS}u;
-    let row0 = orow + 8u * (l / 4u);
-    let col0 = ocol + 8u * (l % 4u);
-    // What this lane loads for the octet: gh rows orow + 4 (l % 4) .. (clamped;
+",
+    );
+    // The lane's rr / 4 gh quads start at octet quad (rr / 4) (l / 4): in lane
+    // base + that (one quad per lane) or base + half of it (two per lane).
+    line!(w, "    let ga = base + {}u * (l / 4u);", if rr == 8 { 2 } else { rr / 8 });
+    line!(w, "    let ha = base + 2u * (l % 4u);");
+    line!(w, "    // This lane's tile and the octet's rows ({}) and columns (32).", 2 * rr);
+    line!(w, "    let orow = wid.y * {SG_TILE_ROWS}u + o * {}u;", 2 * rr);
+    line!(w, "    let ocol = wid.x * {SG_TILE_COLS}u;");
+    line!(w, "    let row0 = orow + {rr}u * (l / 4u);");
+    line!(w, "    let col0 = ocol + 8u * (l % 4u);");
+    if rr == 8 {
+        w.push_str(
+            "    // What this lane loads for the octet: gh rows orow + 4 (l % 4) .. (clamped;
     // rows past 3H are never stored) and h_prev columns ocol + 4 l ..: real
     // (< H), the bias column (== H: the constant 1) or none (> H: 0).
     let rl = min(orow + 4u * (l % 4u), n3 - 4u) / 4u;
-    let cl = ocol + 4u * l;
+",
+        );
+    } else {
+        w.push_str(
+            "    // What this lane loads for the octet: gh rows orow + 8 l .. + 7 (clamped;
+    // rows past 3H are never stored) and h_prev columns ocol + 4 l ..: real
+    // (< H), the bias column (== H: the constant 1) or none (> H: 0).
+    let rla = min(orow + 8u * l, n3 - 4u) / 4u;
+    let rlb = min(orow + 8u * l + 4u, n3 - 4u) / 4u;
+",
+        );
+    }
+    w.push_str(
+        "    let cl = ocol + 4u * l;
     let real = cl < nh;
     let one = select(vec4<f32>(0.0), vec4<f32>(1.0, 0.0, 0.0, 0.0), cl == nh);
     let cc = min(cl, nh - 4u) / 4u;
-";
-    let rows = SG_TILE_ROWS.to_string();
-    w.push_str(&text.replace("{SG_TILE_ROWS}", &rows).replace("{SG_TILE_COLS}", &SG_TILE_COLS.to_string()));
-    tile_accumulators(w);
+",
+    );
+    tile_accumulators(w, rr);
     w.push_str(
         "    let qu = problems[p].u;
     let nh4 = nh / 4u;
@@ -558,34 +599,47 @@ fn gru_sg_backward_weights(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgr
         let gb = gh_base + b * qu * n34;
         let hb = h_base + b * qu * nh4;
         for (var i = 0u; i < len; i++) {
-            let gv = ww4_gh[gb + i * n34 + rl];
-            let first = select(i == 0u, i + 1u == len, rev);
-            let ip = select(select(i - 1u, i + 1u, rev), i, first);
-            let hv = select(one, ww4_cache[hb + ip * nh4 + cc], real && !first);
-            let g0 = subgroupShuffle(gv, ga);
-            let g1 = subgroupShuffle(gv, ga + 1u);
-            let h0 = subgroupShuffle(hv, ha);
-            let h1 = subgroupShuffle(hv, ha + 1u);
 ",
     );
-    tile_sums(w);
+    if rr == 8 {
+        line!(w, "            let gv = ww4_gh[gb + i * n34 + rl];");
+    } else {
+        line!(w, "            let gva = ww4_gh[gb + i * n34 + rla];");
+        line!(w, "            let gvb = ww4_gh[gb + i * n34 + rlb];");
+    }
+    w.push_str(
+        "            let first = select(i == 0u, i + 1u == len, rev);
+            let ip = select(select(i - 1u, i + 1u, rev), i, first);
+            let hv = select(one, ww4_cache[hb + ip * nh4 + cc], real && !first);
+",
+    );
+    // gh quad m of the lane: quad (rr / 4) (l / 4) + m of the octet; with two
+    // per lane it sits in lane base + 4 (l / 4) + m / 2, slot m % 2.
+    for m in 0..rr / 4 {
+        let (v, j) = if rr == 8 { ("gv", m) } else { (["gva", "gvb"][(m % 2) as usize], m / 2) };
+        let off = if j == 0 { String::new() } else { format!(" + {j}u") };
+        line!(w, "            let g{m} = subgroupShuffle({v}, ga{off});");
+    }
+    line!(w, "            let h0 = subgroupShuffle(hv, ha);");
+    line!(w, "            let h1 = subgroupShuffle(hv, ha + 1u);");
+    tile_sums(w, rr);
     line!(w, "    let rows0 = row0 < n3;");
-    tile_stores(w, "rows0");
+    tile_stores(w, "rows0", rr);
 }
 
-/// The 8x8 tile of [dW_hh | db_hh] both weight-gradient kernels own: x<r> / y<r>
+/// The rr x 8 tile of [dW_hh | db_hh] a weight-gradient lane owns: x<r> / y<r>
 /// hold row row0 + r at columns col0 .. col0 + 3 / col0 + 4 .. col0 + 7.
-fn tile_accumulators(w: &mut String) {
-    for r in 0..8 {
+fn tile_accumulators(w: &mut String, rr: u32) {
+    for r in 0..rr {
         line!(w, "    var x{r} = vec4<f32>(0.0); var y{r} = vec4<f32>(0.0);");
     }
 }
 
-/// Row (b, i)'s products into the tile (g0, g1: its 8 gh rows; h0, h1: its 8
-/// h_prev columns), then the end of the (b, i) loops.
-fn tile_sums(w: &mut String) {
-    for r in 0..8 {
-        let g = format!("g{}.{}", r / 4, XYZW[r % 4]);
+/// Row (b, i)'s products into the tile (g<m>: its gh rows 4m .. 4m + 3; h0, h1:
+/// its 8 h_prev columns), then the end of the (b, i) loops.
+fn tile_sums(w: &mut String, rr: u32) {
+    for r in 0..rr {
+        let g = format!("g{}.{}", r / 4, XYZW[(r % 4) as usize]);
         line!(w, "            x{r} += {g} * h0;");
         line!(w, "            y{r} += {g} * h1;");
     }
@@ -594,11 +648,13 @@ fn tile_sums(w: &mut String) {
 }
 
 /// The tile added into the gradients, its first 4 rows where `rows0` holds,
-/// the last 4 where they lie inside the 3H rows.
-fn tile_stores(w: &mut String, rows0: &str) {
-    line!(w, "    let rows1 = row0 + 4u < n3;");
-    for r in 0..8 {
-        let ok = if r < 4 { rows0 } else { "rows1" };
+/// each later 4 where they lie inside the 3H rows (3H is a multiple of 4).
+fn tile_stores(w: &mut String, rows0: &str, rr: u32) {
+    for m in 1..rr / 4 {
+        line!(w, "    let rows{m} = row0 + {}u < n3;", 4 * m);
+    }
+    for r in 0..rr {
+        let ok = if r < 4 { rows0.to_string() } else { format!("rows{}", r / 4) };
         line!(w, "    add_tile_t8(p, row0 + {r}u, col0, {ok}, x{r});");
         line!(w, "    add_tile_t8(p, row0 + {r}u, col0 + 4u, {ok}, y{r});");
     }
