@@ -126,6 +126,30 @@ fn linear_problem_lists_match_cpu_per_problem() {
     eprintln!("linear problem lists max |err| / max|want|: {worst:.2e}");
 }
 
+/// Run `cases` on the shared context (its profile's lane tiles) and on a second
+/// one with `DeviceProfile::wide_lane_tiles` flipped, so the subgroup kernels'
+/// GPU tiles (8 x 8 per lane) and software tiles (16 x 16) both run here.
+fn on_both_lane_tiles(cases: impl Fn(&GpuContext)) {
+    let Some(shared) = context() else { return };
+    let other = GpuContext::new(&cimnet::gpu::GpuOptions {
+        wide_lane_tiles: Some(!shared.profile.wide_lane_tiles),
+        ..Default::default()
+    })
+    .unwrap();
+    for ctx in [shared, &other] {
+        cases(ctx);
+    }
+}
+
+/// Whether launch `l` (built for Vec4Sg) runs the lane tile its device's
+/// profile asks for: the generated wide kernels exactly where the profile
+/// says so (they are named `*_wide*`).
+fn assert_lane_tile(ctx: &GpuContext, l: &linear::LinearLaunch) {
+    if l.kernel() == LinearKernel::Vec4Sg && !l.entry().ends_with("_any") && l.entry() != "linear_sg_forward" {
+        assert_eq!(l.entry().contains("_wide"), ctx.profile.wide_lane_tiles, "{}", l.entry());
+    }
+}
+
 /// B 17 lengths at U = u: video 5 the longest, the others cycling 1..=u.
 fn lens_b17(u: usize) -> Vec<usize> {
     (0..17).map(|i| if i == 5 { u } else { i % u + 1 }).collect()
@@ -155,10 +179,14 @@ fn run_bits(
 /// octets half out of range (B 17, U 9 and 1, N not a multiple of 32 or 64, O
 /// 99, 5, 600 and 100, K 74, 35, 3, 300, 400 and 8, ReLU, x at an odd offset,
 /// y at an offset). Where the device has no subgroups of 8 lanes, Vec4Sg runs
-/// the member it shares loads for (and says so).
+/// the member it shares loads for (and says so). Both lane tiles of the
+/// aligned forward (`on_both_lane_tiles`).
 #[test]
 fn linear_sg_forwards_equal_scalar_and_vec4_bit_for_bit() {
-    let Some(ctx) = context() else { return };
+    on_both_lane_tiles(sg_forward_cases);
+}
+
+fn sg_forward_cases(ctx: &GpuContext) {
     let cases = [
         (74, 99, false, 9, 3),
         (35, 600, false, 9, 3),
@@ -182,6 +210,7 @@ fn linear_sg_forwards_equal_scalar_and_vec4_bit_for_bit() {
         let ys = [twin, LinearKernel::Vec4Sg].map(|kernel| {
             let y = upload(ctx, "y", &vec![check::SENTINEL; y_off + n * o]).unwrap();
             let l = linear::linear_forward_variant(ctx, &y, &ctx.dummy, &x, &w, &len, p, &q, 1, kernel).unwrap();
+            assert_lane_tile(ctx, &l);
             run_bits(ctx, &l, kernel, twin, &y, y_off + n * o)
         });
         assert!(ys[0][y_off..].iter().all(|&v| v != check::SENTINEL.to_bits()), "K {k} O {o}: y not all written");
@@ -193,10 +222,14 @@ fn linear_sg_forwards_equal_scalar_and_vec4_bit_for_bit() {
 /// linear_sg_backward_v4 (Vec4Sg's input gradient dx = g W) is
 /// linear_backward_v4 with the g rows shared by subgroup shuffles: dx equals
 /// Vec4's bit for bit (K 400 -> O 100 with ReLU and a dropout mask on dx, K 300
-/// -> O 600, K 8 -> O 4: tiles half out of range; B 17, U 9 and 1).
+/// -> O 600, K 8 -> O 4: tiles half out of range; B 17, U 9 and 1), with
+/// both lane tiles (`on_both_lane_tiles`).
 #[test]
 fn linear_sg_backward_v4_equals_vec4_bit_for_bit() {
-    let Some(ctx) = context() else { return };
+    on_both_lane_tiles(sg_backward_cases);
+}
+
+fn sg_backward_cases(ctx: &GpuContext) {
     for (s, (k, o, relu, u)) in [(400, 100, true, 9), (300, 600, false, 9), (8, 4, true, 1)].into_iter().enumerate() {
         let lens = lens_b17(u);
         let (b, n) = (lens.len(), lens.len() * u);
@@ -213,6 +246,7 @@ fn linear_sg_backward_v4_equals_vec4_bit_for_bit() {
         let dxs = [LinearKernel::Vec4, LinearKernel::Vec4Sg].map(|kernel| {
             let dx = upload(ctx, "dx", &vec![check::SENTINEL; x_off + n * k]).unwrap();
             let l = linear::linear_backward_variant(ctx, &dx, &dy, &y, &w, &len, p, &q, 1, kernel).unwrap();
+            assert_lane_tile(ctx, &l);
             run_bits(ctx, &l, kernel, LinearKernel::Vec4, &dx, x_off + n * k)
         });
         assert!(dxs[0][x_off..].iter().all(|&v| v != check::SENTINEL.to_bits()), "K {k} O {o}: dx not all written");
@@ -231,15 +265,7 @@ fn linear_sg_backward_v4_equals_vec4_bit_for_bit() {
 /// the shared context runs its profile's, a second one the other.
 #[test]
 fn linear_sg_backward_weights_equals_vec4_bit_for_bit() {
-    let Some(shared) = context() else { return };
-    let other = GpuContext::new(&cimnet::gpu::GpuOptions {
-        wide_lane_tiles: Some(!shared.profile.wide_lane_tiles),
-        ..Default::default()
-    })
-    .unwrap();
-    for ctx in [shared, &other] {
-        sg_weights_cases(ctx);
-    }
+    on_both_lane_tiles(sg_weights_cases);
 }
 
 fn sg_weights_cases(ctx: &GpuContext) {
@@ -265,7 +291,7 @@ fn sg_weights_cases(ctx: &GpuContext) {
         let gs = [LinearKernel::Vec4, LinearKernel::Vec4Sg].map(|kernel| {
             let grads = upload(ctx, "grads", &init).unwrap();
             let l = linear::linear_backward_weights_variant(ctx, &grads, &dy, &y, &x, &len, p, &q, 1, kernel).unwrap();
-            if kernel == LinearKernel::Vec4Sg && ctx.profile.subgroup_octets() {
+            if l.kernel() == LinearKernel::Vec4Sg {
                 assert_eq!(l.entry(), tile.entry(k % 4 == 0 && x_off % 4 == 0), "K {k} x_off {x_off}");
             }
             run_bits(ctx, &l, kernel, LinearKernel::Vec4, &grads, init.len())

@@ -21,8 +21,10 @@ use super::profile::DeviceProfile;
 use super::wgsl::Const;
 
 mod sg_weights;
+mod sg_wide;
 mod wgsl;
 pub use sg_weights::{body as sg_weights_body, SgLaneTile, NARROW as SG_NARROW, WIDE as SG_WIDE};
+pub use sg_wide::body as sg_wide_body;
 pub use wgsl::{tiled_body, GemmTile, TILED};
 
 /// Register tile edge of one scalar invocation (rows x columns).
@@ -322,10 +324,14 @@ impl LinearKernel {
             p.k.is_multiple_of(4) && problems.iter().all(|q| q.x_off.is_multiple_of(4) && q.w_off.is_multiple_of(4));
         match (self, op) {
             (LinearKernel::Vec4, Weights) if !along_k => (Shader::Linear, WEIGHTS_V4G),
+            (LinearKernel::Vec4Sg, Forward) if along_k && profile.wide_lane_tiles => {
+                (Shader::LinearSgWide, sg_wide::FORWARD)
+            }
             (LinearKernel::Vec4Sg, Forward) if along_k => (Shader::LinearSg, SG_FORWARD_V4),
             (LinearKernel::Vec4Sg, Forward) => (Shader::LinearSg, SG_FORWARD_ANY),
             (LinearKernel::Vec4Sg, Weights) => (Shader::LinearSgWeights, sg_lane_tile(profile).entry(along_k)),
             (LinearKernel::Scalar, Forward) => (Shader::Linear, "linear_forward"),
+            (LinearKernel::Vec4Sg, Input) if profile.wide_lane_tiles => (Shader::LinearSgWide, sg_wide::BACKWARD),
             (LinearKernel::Vec4Sg, Input) => (Shader::LinearSg, "linear_sg_backward_v4"),
             (LinearKernel::Scalar, Input) => (Shader::Linear, "linear_backward"),
             (LinearKernel::Scalar, Weights) => (Shader::Linear, "linear_backward_weights"),
@@ -635,7 +641,9 @@ fn launch(
         (LinearKernel::Vec4, Input) => |p| LinearKernel::Vec4.grid(p, Input),
         (LinearKernel::Vec4, Weights) => |p| LinearKernel::Vec4.grid(p, Weights),
         (LinearKernel::Vec4Sg, Weights) => |p| LinearKernel::Vec4Sg.grid(p, Weights),
-        (LinearKernel::Vec4Sg, Forward) if entry == SG_FORWARD_V4 => |p| LinearKernel::Vec4.grid(p, Forward),
+        (LinearKernel::Vec4Sg, Forward) if entry == SG_FORWARD_V4 || entry == sg_wide::FORWARD => {
+            |p| LinearKernel::Vec4.grid(p, Forward)
+        }
         (LinearKernel::Vec4Sg, Input) => |p| LinearKernel::Vec4.grid(p, Input),
         (_, Forward) => |p| LinearKernel::Scalar.grid(p, Forward),
         (_, Input) => |p| LinearKernel::Scalar.grid(p, Input),
