@@ -14,7 +14,12 @@
 // octet needs 32 row quads (x, or g) and 64 column quads (W): each lane loads
 // 4 + 8 of them and takes its 16 + 16 from their owners by subgroupShuffle:
 // 12 vec4 loads per lane for 1024 multiply-adds, where the 8 x 8 kernels
-// load 9 (10 with ReLU) for 256.
+// load 9 (10 with ReLU) for 256. linear_sg_wide_forward_any is
+// linear_sg_forward (Scalar's sums, any K and alignment: the audio and video
+// projections, K 74 and 35) in the same tile, its x and W read as two-quad
+// shifted vec4 loads: 24 loads per 4 steps of K for 1024 multiply-adds where
+// linear_sg_forward has 12 scalar loads for 64; so y equals Scalar's bit for
+// bit.
 //
 // Why only on a software device: llvmpipe runs an invocation's scalars in
 // the lanes of AVX registers, so every accumulator spills either way and
@@ -426,4 +431,455 @@ fn linear_sg_wide_backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(subgro
     store_dx_row8(p, q, t0 + 14u, c0 + 8u, a14_2, a14_3);
     store_dx_row8(p, q, t0 + 15u, c0, a15_0, a15_1);
     store_dx_row8(p, q, t0 + 15u, c0 + 8u, a15_2, a15_3);
+}
+
+// The 4 floats of x (or W) at element e, from the vec4 view (any alignment:
+// the two quads around it, shifted).
+fn xf_at(e: u32) -> vec4<f32> {
+    let lo = xf4[e / 4u];
+    let r = e % 4u;
+    if (r == 0u) {
+        return lo;
+    }
+    let hi = xf4[e / 4u + 1u];
+    var v = vec4<f32>(lo.w, hi.xyz);
+    v = select(v, vec4<f32>(lo.zw, hi.xy), r == 2u);
+    return select(v, vec4<f32>(lo.yzw, hi.x), r == 1u);
+}
+
+fn wf_at(e: u32) -> vec4<f32> {
+    let lo = wf4[e / 4u];
+    let r = e % 4u;
+    if (r == 0u) {
+        return lo;
+    }
+    let hi = wf4[e / 4u + 1u];
+    var v = vec4<f32>(lo.w, hi.xyz);
+    v = select(v, vec4<f32>(lo.zw, hi.xy), r == 2u);
+    return select(v, vec4<f32>(lo.yzw, hi.x), r == 1u);
+}
+
+// linear_sg_wide_forward_any: linear_sg_forward (y = x W^T + b, Scalar's sums) with 16 x 16 outputs per
+// lane, at any K and alignment.
+@compute @workgroup_size(16, 1, 1)
+fn linear_sg_wide_forward_any(@builtin(workgroup_id) wg: vec3<u32>, @builtin(subgroup_invocation_id) sl: u32,
+        @builtin(subgroup_id) sg_id: u32, @builtin(subgroup_size) sg_size: u32) {
+    let p = pf;
+    let z = wg.z;
+    if (z >= p.problems) {
+        return;
+    }
+    let q = qf[z];
+    let n = p.b * q.u;
+    if (wg.y * WG_Y * WTILE >= n || wg.x * WG_X * WTILE >= p.o) {
+        return;
+    }
+    let li = sg_id * sg_size + sl;
+    let l = sl & 7u;
+    let base = sl & ~7u;
+    // Octet li / 8 owns rows orow .. orow + 31 (all 64 columns); lane l
+    // rows t0 .. t0 + 15 and columns c0 .. c0 + 15.
+    let orow = wg.y * WG_Y * WTILE + (li / 8u) * 32u;
+    let ocol = wg.x * WG_X * WTILE;
+    let t0 = orow + 16u * (l / 4u);
+    let c0 = ocol + 16u * (l % 4u);
+    // Its row quad r sits in lane base + 4 (l / 4) + r / 4 (slot r % 4), its
+    // column quad c in lane base + 2 (l % 4) + c / 8 (slot c % 8).
+    let rs = base + 4u * (l / 4u);
+    let cs = base + 2u * (l % 4u);
+    // What this lane loads: x of rows orow + 4 l .. (clamped) and W of
+    // columns ocol + 8 l .. (clamped to O), 4 values of K at a time.
+    let xr0 = q.x_off + min(orow + 4u * l + 0u, n - 1u) * p.k;
+    let xr1 = q.x_off + min(orow + 4u * l + 1u, n - 1u) * p.k;
+    let xr2 = q.x_off + min(orow + 4u * l + 2u, n - 1u) * p.k;
+    let xr3 = q.x_off + min(orow + 4u * l + 3u, n - 1u) * p.k;
+    let wr0 = q.w_off + min(ocol + 8u * l + 0u, p.o - 1u) * p.k;
+    let wr1 = q.w_off + min(ocol + 8u * l + 1u, p.o - 1u) * p.k;
+    let wr2 = q.w_off + min(ocol + 8u * l + 2u, p.o - 1u) * p.k;
+    let wr3 = q.w_off + min(ocol + 8u * l + 3u, p.o - 1u) * p.k;
+    let wr4 = q.w_off + min(ocol + 8u * l + 4u, p.o - 1u) * p.k;
+    let wr5 = q.w_off + min(ocol + 8u * l + 5u, p.o - 1u) * p.k;
+    let wr6 = q.w_off + min(ocol + 8u * l + 6u, p.o - 1u) * p.k;
+    let wr7 = q.w_off + min(ocol + 8u * l + 7u, p.o - 1u) * p.k;
+    var a0_0 = vec4<f32>(0.0); var a0_1 = vec4<f32>(0.0); var a0_2 = vec4<f32>(0.0); var a0_3 = vec4<f32>(0.0);
+    var a1_0 = vec4<f32>(0.0); var a1_1 = vec4<f32>(0.0); var a1_2 = vec4<f32>(0.0); var a1_3 = vec4<f32>(0.0);
+    var a2_0 = vec4<f32>(0.0); var a2_1 = vec4<f32>(0.0); var a2_2 = vec4<f32>(0.0); var a2_3 = vec4<f32>(0.0);
+    var a3_0 = vec4<f32>(0.0); var a3_1 = vec4<f32>(0.0); var a3_2 = vec4<f32>(0.0); var a3_3 = vec4<f32>(0.0);
+    var a4_0 = vec4<f32>(0.0); var a4_1 = vec4<f32>(0.0); var a4_2 = vec4<f32>(0.0); var a4_3 = vec4<f32>(0.0);
+    var a5_0 = vec4<f32>(0.0); var a5_1 = vec4<f32>(0.0); var a5_2 = vec4<f32>(0.0); var a5_3 = vec4<f32>(0.0);
+    var a6_0 = vec4<f32>(0.0); var a6_1 = vec4<f32>(0.0); var a6_2 = vec4<f32>(0.0); var a6_3 = vec4<f32>(0.0);
+    var a7_0 = vec4<f32>(0.0); var a7_1 = vec4<f32>(0.0); var a7_2 = vec4<f32>(0.0); var a7_3 = vec4<f32>(0.0);
+    var a8_0 = vec4<f32>(0.0); var a8_1 = vec4<f32>(0.0); var a8_2 = vec4<f32>(0.0); var a8_3 = vec4<f32>(0.0);
+    var a9_0 = vec4<f32>(0.0); var a9_1 = vec4<f32>(0.0); var a9_2 = vec4<f32>(0.0); var a9_3 = vec4<f32>(0.0);
+    var a10_0 = vec4<f32>(0.0); var a10_1 = vec4<f32>(0.0); var a10_2 = vec4<f32>(0.0); var a10_3 = vec4<f32>(0.0);
+    var a11_0 = vec4<f32>(0.0); var a11_1 = vec4<f32>(0.0); var a11_2 = vec4<f32>(0.0); var a11_3 = vec4<f32>(0.0);
+    var a12_0 = vec4<f32>(0.0); var a12_1 = vec4<f32>(0.0); var a12_2 = vec4<f32>(0.0); var a12_3 = vec4<f32>(0.0);
+    var a13_0 = vec4<f32>(0.0); var a13_1 = vec4<f32>(0.0); var a13_2 = vec4<f32>(0.0); var a13_3 = vec4<f32>(0.0);
+    var a14_0 = vec4<f32>(0.0); var a14_1 = vec4<f32>(0.0); var a14_2 = vec4<f32>(0.0); var a14_3 = vec4<f32>(0.0);
+    var a15_0 = vec4<f32>(0.0); var a15_1 = vec4<f32>(0.0); var a15_2 = vec4<f32>(0.0); var a15_3 = vec4<f32>(0.0);
+    for (var k = 0u; k < p.k; k += 4u) {
+        let wl0 = wf_at(wr0 + k);
+        let wl1 = wf_at(wr1 + k);
+        let wl2 = wf_at(wr2 + k);
+        let wl3 = wf_at(wr3 + k);
+        let wl4 = wf_at(wr4 + k);
+        let wl5 = wf_at(wr5 + k);
+        let wl6 = wf_at(wr6 + k);
+        let wl7 = wf_at(wr7 + k);
+        let xl0 = xf_at(xr0 + k);
+        let xl1 = xf_at(xr1 + k);
+        let xl2 = xf_at(xr2 + k);
+        let xl3 = xf_at(xr3 + k);
+        let w0 = subgroupShuffle(wl0, cs);
+        let w1 = subgroupShuffle(wl1, cs);
+        let w2 = subgroupShuffle(wl2, cs);
+        let w3 = subgroupShuffle(wl3, cs);
+        let w4 = subgroupShuffle(wl4, cs);
+        let w5 = subgroupShuffle(wl5, cs);
+        let w6 = subgroupShuffle(wl6, cs);
+        let w7 = subgroupShuffle(wl7, cs);
+        let w8 = subgroupShuffle(wl0, cs + 1u);
+        let w9 = subgroupShuffle(wl1, cs + 1u);
+        let w10 = subgroupShuffle(wl2, cs + 1u);
+        let w11 = subgroupShuffle(wl3, cs + 1u);
+        let w12 = subgroupShuffle(wl4, cs + 1u);
+        let w13 = subgroupShuffle(wl5, cs + 1u);
+        let w14 = subgroupShuffle(wl6, cs + 1u);
+        let w15 = subgroupShuffle(wl7, cs + 1u);
+        let x0 = subgroupShuffle(xl0, rs);
+        let x1 = subgroupShuffle(xl1, rs);
+        let x2 = subgroupShuffle(xl2, rs);
+        let x3 = subgroupShuffle(xl3, rs);
+        let x4 = subgroupShuffle(xl0, rs + 1u);
+        let x5 = subgroupShuffle(xl1, rs + 1u);
+        let x6 = subgroupShuffle(xl2, rs + 1u);
+        let x7 = subgroupShuffle(xl3, rs + 1u);
+        let x8 = subgroupShuffle(xl0, rs + 2u);
+        let x9 = subgroupShuffle(xl1, rs + 2u);
+        let x10 = subgroupShuffle(xl2, rs + 2u);
+        let x11 = subgroupShuffle(xl3, rs + 2u);
+        let x12 = subgroupShuffle(xl0, rs + 3u);
+        let x13 = subgroupShuffle(xl1, rs + 3u);
+        let x14 = subgroupShuffle(xl2, rs + 3u);
+        let x15 = subgroupShuffle(xl3, rs + 3u);
+        if (k < p.k) {
+            let v0 = vec4<f32>(w0.x, w1.x, w2.x, w3.x);
+            let v1 = vec4<f32>(w4.x, w5.x, w6.x, w7.x);
+            let v2 = vec4<f32>(w8.x, w9.x, w10.x, w11.x);
+            let v3 = vec4<f32>(w12.x, w13.x, w14.x, w15.x);
+            a0_0 += x0.x * v0;
+            a0_1 += x0.x * v1;
+            a0_2 += x0.x * v2;
+            a0_3 += x0.x * v3;
+            a1_0 += x1.x * v0;
+            a1_1 += x1.x * v1;
+            a1_2 += x1.x * v2;
+            a1_3 += x1.x * v3;
+            a2_0 += x2.x * v0;
+            a2_1 += x2.x * v1;
+            a2_2 += x2.x * v2;
+            a2_3 += x2.x * v3;
+            a3_0 += x3.x * v0;
+            a3_1 += x3.x * v1;
+            a3_2 += x3.x * v2;
+            a3_3 += x3.x * v3;
+            a4_0 += x4.x * v0;
+            a4_1 += x4.x * v1;
+            a4_2 += x4.x * v2;
+            a4_3 += x4.x * v3;
+            a5_0 += x5.x * v0;
+            a5_1 += x5.x * v1;
+            a5_2 += x5.x * v2;
+            a5_3 += x5.x * v3;
+            a6_0 += x6.x * v0;
+            a6_1 += x6.x * v1;
+            a6_2 += x6.x * v2;
+            a6_3 += x6.x * v3;
+            a7_0 += x7.x * v0;
+            a7_1 += x7.x * v1;
+            a7_2 += x7.x * v2;
+            a7_3 += x7.x * v3;
+            a8_0 += x8.x * v0;
+            a8_1 += x8.x * v1;
+            a8_2 += x8.x * v2;
+            a8_3 += x8.x * v3;
+            a9_0 += x9.x * v0;
+            a9_1 += x9.x * v1;
+            a9_2 += x9.x * v2;
+            a9_3 += x9.x * v3;
+            a10_0 += x10.x * v0;
+            a10_1 += x10.x * v1;
+            a10_2 += x10.x * v2;
+            a10_3 += x10.x * v3;
+            a11_0 += x11.x * v0;
+            a11_1 += x11.x * v1;
+            a11_2 += x11.x * v2;
+            a11_3 += x11.x * v3;
+            a12_0 += x12.x * v0;
+            a12_1 += x12.x * v1;
+            a12_2 += x12.x * v2;
+            a12_3 += x12.x * v3;
+            a13_0 += x13.x * v0;
+            a13_1 += x13.x * v1;
+            a13_2 += x13.x * v2;
+            a13_3 += x13.x * v3;
+            a14_0 += x14.x * v0;
+            a14_1 += x14.x * v1;
+            a14_2 += x14.x * v2;
+            a14_3 += x14.x * v3;
+            a15_0 += x15.x * v0;
+            a15_1 += x15.x * v1;
+            a15_2 += x15.x * v2;
+            a15_3 += x15.x * v3;
+        }
+        if (k + 1u < p.k) {
+            let v0 = vec4<f32>(w0.y, w1.y, w2.y, w3.y);
+            let v1 = vec4<f32>(w4.y, w5.y, w6.y, w7.y);
+            let v2 = vec4<f32>(w8.y, w9.y, w10.y, w11.y);
+            let v3 = vec4<f32>(w12.y, w13.y, w14.y, w15.y);
+            a0_0 += x0.y * v0;
+            a0_1 += x0.y * v1;
+            a0_2 += x0.y * v2;
+            a0_3 += x0.y * v3;
+            a1_0 += x1.y * v0;
+            a1_1 += x1.y * v1;
+            a1_2 += x1.y * v2;
+            a1_3 += x1.y * v3;
+            a2_0 += x2.y * v0;
+            a2_1 += x2.y * v1;
+            a2_2 += x2.y * v2;
+            a2_3 += x2.y * v3;
+            a3_0 += x3.y * v0;
+            a3_1 += x3.y * v1;
+            a3_2 += x3.y * v2;
+            a3_3 += x3.y * v3;
+            a4_0 += x4.y * v0;
+            a4_1 += x4.y * v1;
+            a4_2 += x4.y * v2;
+            a4_3 += x4.y * v3;
+            a5_0 += x5.y * v0;
+            a5_1 += x5.y * v1;
+            a5_2 += x5.y * v2;
+            a5_3 += x5.y * v3;
+            a6_0 += x6.y * v0;
+            a6_1 += x6.y * v1;
+            a6_2 += x6.y * v2;
+            a6_3 += x6.y * v3;
+            a7_0 += x7.y * v0;
+            a7_1 += x7.y * v1;
+            a7_2 += x7.y * v2;
+            a7_3 += x7.y * v3;
+            a8_0 += x8.y * v0;
+            a8_1 += x8.y * v1;
+            a8_2 += x8.y * v2;
+            a8_3 += x8.y * v3;
+            a9_0 += x9.y * v0;
+            a9_1 += x9.y * v1;
+            a9_2 += x9.y * v2;
+            a9_3 += x9.y * v3;
+            a10_0 += x10.y * v0;
+            a10_1 += x10.y * v1;
+            a10_2 += x10.y * v2;
+            a10_3 += x10.y * v3;
+            a11_0 += x11.y * v0;
+            a11_1 += x11.y * v1;
+            a11_2 += x11.y * v2;
+            a11_3 += x11.y * v3;
+            a12_0 += x12.y * v0;
+            a12_1 += x12.y * v1;
+            a12_2 += x12.y * v2;
+            a12_3 += x12.y * v3;
+            a13_0 += x13.y * v0;
+            a13_1 += x13.y * v1;
+            a13_2 += x13.y * v2;
+            a13_3 += x13.y * v3;
+            a14_0 += x14.y * v0;
+            a14_1 += x14.y * v1;
+            a14_2 += x14.y * v2;
+            a14_3 += x14.y * v3;
+            a15_0 += x15.y * v0;
+            a15_1 += x15.y * v1;
+            a15_2 += x15.y * v2;
+            a15_3 += x15.y * v3;
+        }
+        if (k + 2u < p.k) {
+            let v0 = vec4<f32>(w0.z, w1.z, w2.z, w3.z);
+            let v1 = vec4<f32>(w4.z, w5.z, w6.z, w7.z);
+            let v2 = vec4<f32>(w8.z, w9.z, w10.z, w11.z);
+            let v3 = vec4<f32>(w12.z, w13.z, w14.z, w15.z);
+            a0_0 += x0.z * v0;
+            a0_1 += x0.z * v1;
+            a0_2 += x0.z * v2;
+            a0_3 += x0.z * v3;
+            a1_0 += x1.z * v0;
+            a1_1 += x1.z * v1;
+            a1_2 += x1.z * v2;
+            a1_3 += x1.z * v3;
+            a2_0 += x2.z * v0;
+            a2_1 += x2.z * v1;
+            a2_2 += x2.z * v2;
+            a2_3 += x2.z * v3;
+            a3_0 += x3.z * v0;
+            a3_1 += x3.z * v1;
+            a3_2 += x3.z * v2;
+            a3_3 += x3.z * v3;
+            a4_0 += x4.z * v0;
+            a4_1 += x4.z * v1;
+            a4_2 += x4.z * v2;
+            a4_3 += x4.z * v3;
+            a5_0 += x5.z * v0;
+            a5_1 += x5.z * v1;
+            a5_2 += x5.z * v2;
+            a5_3 += x5.z * v3;
+            a6_0 += x6.z * v0;
+            a6_1 += x6.z * v1;
+            a6_2 += x6.z * v2;
+            a6_3 += x6.z * v3;
+            a7_0 += x7.z * v0;
+            a7_1 += x7.z * v1;
+            a7_2 += x7.z * v2;
+            a7_3 += x7.z * v3;
+            a8_0 += x8.z * v0;
+            a8_1 += x8.z * v1;
+            a8_2 += x8.z * v2;
+            a8_3 += x8.z * v3;
+            a9_0 += x9.z * v0;
+            a9_1 += x9.z * v1;
+            a9_2 += x9.z * v2;
+            a9_3 += x9.z * v3;
+            a10_0 += x10.z * v0;
+            a10_1 += x10.z * v1;
+            a10_2 += x10.z * v2;
+            a10_3 += x10.z * v3;
+            a11_0 += x11.z * v0;
+            a11_1 += x11.z * v1;
+            a11_2 += x11.z * v2;
+            a11_3 += x11.z * v3;
+            a12_0 += x12.z * v0;
+            a12_1 += x12.z * v1;
+            a12_2 += x12.z * v2;
+            a12_3 += x12.z * v3;
+            a13_0 += x13.z * v0;
+            a13_1 += x13.z * v1;
+            a13_2 += x13.z * v2;
+            a13_3 += x13.z * v3;
+            a14_0 += x14.z * v0;
+            a14_1 += x14.z * v1;
+            a14_2 += x14.z * v2;
+            a14_3 += x14.z * v3;
+            a15_0 += x15.z * v0;
+            a15_1 += x15.z * v1;
+            a15_2 += x15.z * v2;
+            a15_3 += x15.z * v3;
+        }
+        if (k + 3u < p.k) {
+            let v0 = vec4<f32>(w0.w, w1.w, w2.w, w3.w);
+            let v1 = vec4<f32>(w4.w, w5.w, w6.w, w7.w);
+            let v2 = vec4<f32>(w8.w, w9.w, w10.w, w11.w);
+            let v3 = vec4<f32>(w12.w, w13.w, w14.w, w15.w);
+            a0_0 += x0.w * v0;
+            a0_1 += x0.w * v1;
+            a0_2 += x0.w * v2;
+            a0_3 += x0.w * v3;
+            a1_0 += x1.w * v0;
+            a1_1 += x1.w * v1;
+            a1_2 += x1.w * v2;
+            a1_3 += x1.w * v3;
+            a2_0 += x2.w * v0;
+            a2_1 += x2.w * v1;
+            a2_2 += x2.w * v2;
+            a2_3 += x2.w * v3;
+            a3_0 += x3.w * v0;
+            a3_1 += x3.w * v1;
+            a3_2 += x3.w * v2;
+            a3_3 += x3.w * v3;
+            a4_0 += x4.w * v0;
+            a4_1 += x4.w * v1;
+            a4_2 += x4.w * v2;
+            a4_3 += x4.w * v3;
+            a5_0 += x5.w * v0;
+            a5_1 += x5.w * v1;
+            a5_2 += x5.w * v2;
+            a5_3 += x5.w * v3;
+            a6_0 += x6.w * v0;
+            a6_1 += x6.w * v1;
+            a6_2 += x6.w * v2;
+            a6_3 += x6.w * v3;
+            a7_0 += x7.w * v0;
+            a7_1 += x7.w * v1;
+            a7_2 += x7.w * v2;
+            a7_3 += x7.w * v3;
+            a8_0 += x8.w * v0;
+            a8_1 += x8.w * v1;
+            a8_2 += x8.w * v2;
+            a8_3 += x8.w * v3;
+            a9_0 += x9.w * v0;
+            a9_1 += x9.w * v1;
+            a9_2 += x9.w * v2;
+            a9_3 += x9.w * v3;
+            a10_0 += x10.w * v0;
+            a10_1 += x10.w * v1;
+            a10_2 += x10.w * v2;
+            a10_3 += x10.w * v3;
+            a11_0 += x11.w * v0;
+            a11_1 += x11.w * v1;
+            a11_2 += x11.w * v2;
+            a11_3 += x11.w * v3;
+            a12_0 += x12.w * v0;
+            a12_1 += x12.w * v1;
+            a12_2 += x12.w * v2;
+            a12_3 += x12.w * v3;
+            a13_0 += x13.w * v0;
+            a13_1 += x13.w * v1;
+            a13_2 += x13.w * v2;
+            a13_3 += x13.w * v3;
+            a14_0 += x14.w * v0;
+            a14_1 += x14.w * v1;
+            a14_2 += x14.w * v2;
+            a14_3 += x14.w * v3;
+            a15_0 += x15.w * v0;
+            a15_1 += x15.w * v1;
+            a15_2 += x15.w * v2;
+            a15_3 += x15.w * v3;
+        }
+    }
+    if (t0 >= n || c0 >= p.o) {
+        return;
+    }
+    let bias0 = bias4_v4(p, q, c0 + 0u);
+    let bias1 = bias4_v4(p, q, c0 + 4u);
+    let bias2 = bias4_v4(p, q, c0 + 8u);
+    let bias3 = bias4_v4(p, q, c0 + 12u);
+    store_y_row8(p, q, t0 + 0u, c0, a0_0 + bias0, a0_1 + bias1);
+    store_y_row8(p, q, t0 + 0u, c0 + 8u, a0_2 + bias2, a0_3 + bias3);
+    store_y_row8(p, q, t0 + 1u, c0, a1_0 + bias0, a1_1 + bias1);
+    store_y_row8(p, q, t0 + 1u, c0 + 8u, a1_2 + bias2, a1_3 + bias3);
+    store_y_row8(p, q, t0 + 2u, c0, a2_0 + bias0, a2_1 + bias1);
+    store_y_row8(p, q, t0 + 2u, c0 + 8u, a2_2 + bias2, a2_3 + bias3);
+    store_y_row8(p, q, t0 + 3u, c0, a3_0 + bias0, a3_1 + bias1);
+    store_y_row8(p, q, t0 + 3u, c0 + 8u, a3_2 + bias2, a3_3 + bias3);
+    store_y_row8(p, q, t0 + 4u, c0, a4_0 + bias0, a4_1 + bias1);
+    store_y_row8(p, q, t0 + 4u, c0 + 8u, a4_2 + bias2, a4_3 + bias3);
+    store_y_row8(p, q, t0 + 5u, c0, a5_0 + bias0, a5_1 + bias1);
+    store_y_row8(p, q, t0 + 5u, c0 + 8u, a5_2 + bias2, a5_3 + bias3);
+    store_y_row8(p, q, t0 + 6u, c0, a6_0 + bias0, a6_1 + bias1);
+    store_y_row8(p, q, t0 + 6u, c0 + 8u, a6_2 + bias2, a6_3 + bias3);
+    store_y_row8(p, q, t0 + 7u, c0, a7_0 + bias0, a7_1 + bias1);
+    store_y_row8(p, q, t0 + 7u, c0 + 8u, a7_2 + bias2, a7_3 + bias3);
+    store_y_row8(p, q, t0 + 8u, c0, a8_0 + bias0, a8_1 + bias1);
+    store_y_row8(p, q, t0 + 8u, c0 + 8u, a8_2 + bias2, a8_3 + bias3);
+    store_y_row8(p, q, t0 + 9u, c0, a9_0 + bias0, a9_1 + bias1);
+    store_y_row8(p, q, t0 + 9u, c0 + 8u, a9_2 + bias2, a9_3 + bias3);
+    store_y_row8(p, q, t0 + 10u, c0, a10_0 + bias0, a10_1 + bias1);
+    store_y_row8(p, q, t0 + 10u, c0 + 8u, a10_2 + bias2, a10_3 + bias3);
+    store_y_row8(p, q, t0 + 11u, c0, a11_0 + bias0, a11_1 + bias1);
+    store_y_row8(p, q, t0 + 11u, c0 + 8u, a11_2 + bias2, a11_3 + bias3);
+    store_y_row8(p, q, t0 + 12u, c0, a12_0 + bias0, a12_1 + bias1);
+    store_y_row8(p, q, t0 + 12u, c0 + 8u, a12_2 + bias2, a12_3 + bias3);
+    store_y_row8(p, q, t0 + 13u, c0, a13_0 + bias0, a13_1 + bias1);
+    store_y_row8(p, q, t0 + 13u, c0 + 8u, a13_2 + bias2, a13_3 + bias3);
+    store_y_row8(p, q, t0 + 14u, c0, a14_0 + bias0, a14_1 + bias1);
+    store_y_row8(p, q, t0 + 14u, c0 + 8u, a14_2 + bias2, a14_3 + bias3);
+    store_y_row8(p, q, t0 + 15u, c0, a15_0 + bias0, a15_1 + bias1);
+    store_y_row8(p, q, t0 + 15u, c0 + 8u, a15_2 + bias2, a15_3 + bias3);
 }

@@ -142,10 +142,10 @@ fn on_both_lane_tiles(cases: impl Fn(&GpuContext)) {
 }
 
 /// Whether launch `l` (built for Vec4Sg) runs the lane tile its device's
-/// profile asks for: the generated wide kernels exactly where the profile
-/// says so (they are named `*_wide*`).
+/// profile asks for: the generated wide kernels (named `*_wide*`) exactly
+/// where the profile says so.
 fn assert_lane_tile(ctx: &GpuContext, l: &linear::LinearLaunch) {
-    if l.kernel() == LinearKernel::Vec4Sg && !l.entry().ends_with("_any") && l.entry() != "linear_sg_forward" {
+    if l.kernel() == LinearKernel::Vec4Sg {
         assert_eq!(l.entry().contains("_wide"), ctx.profile.wide_lane_tiles, "{}", l.entry());
     }
 }

@@ -210,7 +210,9 @@ pub enum LinearKernel {
     /// where Vec4 falls back. Weight gradient (src/gpu/linear/sg_weights.rs):
     /// Vec4's sums with 8 x 8 outputs per lane (2 vec4 loads per row instead
     /// of 4; 3 instead of _v4g's 10), or on a software device 16 x 16 per lane
-    /// (3 loads per row for 4 times the outputs; `DeviceProfile::wide_lane_tiles`).
+    /// (3 loads per row for 4 times the outputs; `DeviceProfile::wide_lane_tiles`);
+    /// there the forwards and the input gradient take 16 x 16 per lane too
+    /// (src/gpu/linear/sg_wide.rs).
     /// Only on a device with subgroups of at least 8 lanes
     /// (`DeviceProfile::subgroup_octets`).
     #[serde(rename = "vec4-sg")]
@@ -328,6 +330,7 @@ impl LinearKernel {
                 (Shader::LinearSgWide, sg_wide::FORWARD)
             }
             (LinearKernel::Vec4Sg, Forward) if along_k => (Shader::LinearSg, SG_FORWARD_V4),
+            (LinearKernel::Vec4Sg, Forward) if profile.wide_lane_tiles => (Shader::LinearSgWide, sg_wide::FORWARD_ANY),
             (LinearKernel::Vec4Sg, Forward) => (Shader::LinearSg, SG_FORWARD_ANY),
             (LinearKernel::Vec4Sg, Weights) => (Shader::LinearSgWeights, sg_lane_tile(profile).entry(along_k)),
             (LinearKernel::Scalar, Forward) => (Shader::Linear, "linear_forward"),
@@ -438,7 +441,7 @@ impl LinearLaunch {
         check_batches(self.launch.label(), &p, problems, self.len_elems)?;
         // A launch built as _v4 needs K-aligned problems; one built as _v4g takes any.
         let entry = self.kernel.entry(&ctx.profile, self.op, &p, problems).1;
-        let any = [WEIGHTS_V4G, SG_NARROW.entry(false), SG_WIDE.entry(false), SG_FORWARD_ANY];
+        let any = [WEIGHTS_V4G, SG_NARROW.entry(false), SG_WIDE.entry(false), SG_FORWARD_ANY, sg_wide::FORWARD_ANY];
         let runs =
             self.kernel.runs(&ctx.profile, &p, problems, self.op) && (entry == self.entry || any.contains(&self.entry));
         if !problems.is_empty() && !runs {
@@ -641,7 +644,7 @@ fn launch(
         (LinearKernel::Vec4, Input) => |p| LinearKernel::Vec4.grid(p, Input),
         (LinearKernel::Vec4, Weights) => |p| LinearKernel::Vec4.grid(p, Weights),
         (LinearKernel::Vec4Sg, Weights) => |p| LinearKernel::Vec4Sg.grid(p, Weights),
-        (LinearKernel::Vec4Sg, Forward) if entry == SG_FORWARD_V4 || entry == sg_wide::FORWARD => {
+        (LinearKernel::Vec4Sg, Forward) if [SG_FORWARD_V4, sg_wide::FORWARD, sg_wide::FORWARD_ANY].contains(&entry) => {
             |p| LinearKernel::Vec4.grid(p, Forward)
         }
         (LinearKernel::Vec4Sg, Input) => |p| LinearKernel::Vec4.grid(p, Input),
