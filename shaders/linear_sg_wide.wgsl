@@ -4,20 +4,22 @@
 //
 // The linear family's Vec4Sg forward and input gradient for a software
 // device (DeviceProfile::wide_lane_tiles): linear_sg_forward_v4 and
-// linear_sg_backward_v4 (linear_sg.wgsl) with 16 x 16 outputs per lane
+// linear_sg_backward_v4 (linear_sg.wgsl) with 16 x 8 outputs per lane
 // instead of 8 x 8. Each output is the same sum in the same order as
 // linear_forward_v4 / linear_backward_v4 (linear.wgsl), so y and dx equal
 // Vec4's bit for bit (tests/gpu_kernels.rs); the epilogues are theirs
 // (store_y_row8 with the bias, store_dx_row8). A workgroup owns Vec4's 64 x
-// 64 (its grid): 2 octets of 2 x 4 lanes stacked, an octet 32 rows x 64
+// 64 (its grid): 2 x 2 octets of 2 x 4 lanes, an octet 32 rows x 32
 // columns. Per step of the reduction (4 values of K, or of O for dx) the
-// octet needs 32 row quads (x, or g) and 64 column quads (W): each lane loads
-// 4 + 8 of them and takes its 16 + 16 from their owners by subgroupShuffle:
-// 12 vec4 loads per lane for 1024 multiply-adds, where the 8 x 8 kernels
-// load 9 (10 with ReLU) for 256. linear_sg_wide_forward_any is
+// octet needs 32 row quads (x, or g) and 32 column quads (W): each lane loads
+// 4 + 4 of them and takes its 16 + 8 from their owners by subgroupShuffle:
+// 8 vec4 loads per lane for 512 multiply-adds, where the 8 x 8 kernels load
+// 9 (10 with ReLU) for 256. (16 x 16 per lane loads a quarter fewer per
+// multiply-add and ran no faster, while its unrolled body took lavapipe ~0.5
+// s per pipeline to build, in every process: docs/perf-notes.md round 8.) linear_sg_wide_forward_any is
 // linear_sg_forward (Scalar's sums, any K and alignment: the audio and video
 // projections, K 74 and 35) in the same tile, its x and W read as two-quad
-// shifted vec4 loads: 24 loads per 4 steps of K for 1024 multiply-adds where
+// shifted vec4 loads: 16 loads per 4 steps of K for 512 multiply-adds where
 // linear_sg_forward has 12 scalar loads for 64; so y equals Scalar's bit for
 // bit.
 //
@@ -25,8 +27,8 @@
 // the lanes of AVX registers, so every accumulator spills either way and
 // costs a cheap stack load and store, while each storage load is a loop over
 // the 8 SIMD lanes: loads per multiply-add set the time (docs/perf-notes.md
-// round 8). On a GPU 256 accumulators per lane would spill out of the
-// register file, so GPUs run the 8 x 8 kernels.
+// round 8). On a GPU 128 accumulators per lane would crowd the register
+// file, so GPUs run the 8 x 8 kernels.
 //
 // Bindings and helpers are linear.wgsl's (linear_forward's, linear_backward's):
 // the module is linear.wgsl followed by this file (src/gpu/pipelines.rs).
@@ -34,8 +36,8 @@
 // whole octet); rows past N and columns past the output load clamped
 // addresses and are not stored.
 
-// linear_sg_wide_forward: linear_sg_forward_v4 (y = x W^T + b) with 16 x 16 outputs per lane.
-@compute @workgroup_size(16, 1, 1)
+// linear_sg_wide_forward: linear_sg_forward_v4 (y = x W^T + b) with 16 x 8 outputs per lane.
+@compute @workgroup_size(32, 1, 1)
 fn linear_sg_wide_forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(subgroup_invocation_id) sl: u32,
         @builtin(subgroup_id) sg_id: u32, @builtin(subgroup_size) sg_size: u32) {
     let p = pf;
@@ -51,57 +53,49 @@ fn linear_sg_wide_forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(subgrou
     let li = sg_id * sg_size + sl;
     let l = sl & 7u;
     let base = sl & ~7u;
-    // Octet li / 8 owns rows orow .. orow + 31 (all 64 columns); lane l
-    // rows t0 .. t0 + 15 and columns c0 .. c0 + 15.
-    let orow = wg.y * WG_Y * WTILE + (li / 8u) * 32u;
-    let ocol = wg.x * WG_X * WTILE;
+    // Octet li / 8 owns 32 rows x 32 columns from (orow, ocol); lane l
+    // rows t0 .. t0 + 15 and columns c0 .. c0 + 7.
+    let orow = wg.y * WG_Y * WTILE + (li / 8u / 2u) * 32u;
+    let ocol = wg.x * WG_X * WTILE + (li / 8u % 2u) * 32u;
     let t0 = orow + 16u * (l / 4u);
-    let c0 = ocol + 16u * (l % 4u);
-    // Its row quad r sits in lane base + 4 (l / 4) + r / 4 (slot r % 4), its
-    // column quad c in lane base + 2 (l % 4) + c / 8 (slot c % 8).
+    let c0 = ocol + 8u * (l % 4u);
+    // Its row r sits in lane base + 4 (l / 4) + r / 4 (slot r % 4), its
+    // columns in lanes base + 2 (l % 4) and the next.
     let rs = base + 4u * (l / 4u);
     let cs = base + 2u * (l % 4u);
     let k4 = p.k / 4u;
     // What this lane loads: x of rows orow + 4 l .. (clamped) and W of
-    // columns ocol + 8 l .. (clamped to O).
+    // columns ocol + 4 l .. (clamped to O).
     let xr0 = q.x_off / 4u + min(orow + 4u * l + 0u, n - 1u) * k4;
     let xr1 = q.x_off / 4u + min(orow + 4u * l + 1u, n - 1u) * k4;
     let xr2 = q.x_off / 4u + min(orow + 4u * l + 2u, n - 1u) * k4;
     let xr3 = q.x_off / 4u + min(orow + 4u * l + 3u, n - 1u) * k4;
     let wo = q.w_off / 4u;
-    let wr0 = wo + min(ocol + 8u * l + 0u, p.o - 1u) * k4;
-    let wr1 = wo + min(ocol + 8u * l + 1u, p.o - 1u) * k4;
-    let wr2 = wo + min(ocol + 8u * l + 2u, p.o - 1u) * k4;
-    let wr3 = wo + min(ocol + 8u * l + 3u, p.o - 1u) * k4;
-    let wr4 = wo + min(ocol + 8u * l + 4u, p.o - 1u) * k4;
-    let wr5 = wo + min(ocol + 8u * l + 5u, p.o - 1u) * k4;
-    let wr6 = wo + min(ocol + 8u * l + 6u, p.o - 1u) * k4;
-    let wr7 = wo + min(ocol + 8u * l + 7u, p.o - 1u) * k4;
-    var a0_0 = vec4<f32>(0.0); var a0_1 = vec4<f32>(0.0); var a0_2 = vec4<f32>(0.0); var a0_3 = vec4<f32>(0.0);
-    var a1_0 = vec4<f32>(0.0); var a1_1 = vec4<f32>(0.0); var a1_2 = vec4<f32>(0.0); var a1_3 = vec4<f32>(0.0);
-    var a2_0 = vec4<f32>(0.0); var a2_1 = vec4<f32>(0.0); var a2_2 = vec4<f32>(0.0); var a2_3 = vec4<f32>(0.0);
-    var a3_0 = vec4<f32>(0.0); var a3_1 = vec4<f32>(0.0); var a3_2 = vec4<f32>(0.0); var a3_3 = vec4<f32>(0.0);
-    var a4_0 = vec4<f32>(0.0); var a4_1 = vec4<f32>(0.0); var a4_2 = vec4<f32>(0.0); var a4_3 = vec4<f32>(0.0);
-    var a5_0 = vec4<f32>(0.0); var a5_1 = vec4<f32>(0.0); var a5_2 = vec4<f32>(0.0); var a5_3 = vec4<f32>(0.0);
-    var a6_0 = vec4<f32>(0.0); var a6_1 = vec4<f32>(0.0); var a6_2 = vec4<f32>(0.0); var a6_3 = vec4<f32>(0.0);
-    var a7_0 = vec4<f32>(0.0); var a7_1 = vec4<f32>(0.0); var a7_2 = vec4<f32>(0.0); var a7_3 = vec4<f32>(0.0);
-    var a8_0 = vec4<f32>(0.0); var a8_1 = vec4<f32>(0.0); var a8_2 = vec4<f32>(0.0); var a8_3 = vec4<f32>(0.0);
-    var a9_0 = vec4<f32>(0.0); var a9_1 = vec4<f32>(0.0); var a9_2 = vec4<f32>(0.0); var a9_3 = vec4<f32>(0.0);
-    var a10_0 = vec4<f32>(0.0); var a10_1 = vec4<f32>(0.0); var a10_2 = vec4<f32>(0.0); var a10_3 = vec4<f32>(0.0);
-    var a11_0 = vec4<f32>(0.0); var a11_1 = vec4<f32>(0.0); var a11_2 = vec4<f32>(0.0); var a11_3 = vec4<f32>(0.0);
-    var a12_0 = vec4<f32>(0.0); var a12_1 = vec4<f32>(0.0); var a12_2 = vec4<f32>(0.0); var a12_3 = vec4<f32>(0.0);
-    var a13_0 = vec4<f32>(0.0); var a13_1 = vec4<f32>(0.0); var a13_2 = vec4<f32>(0.0); var a13_3 = vec4<f32>(0.0);
-    var a14_0 = vec4<f32>(0.0); var a14_1 = vec4<f32>(0.0); var a14_2 = vec4<f32>(0.0); var a14_3 = vec4<f32>(0.0);
-    var a15_0 = vec4<f32>(0.0); var a15_1 = vec4<f32>(0.0); var a15_2 = vec4<f32>(0.0); var a15_3 = vec4<f32>(0.0);
+    let wr0 = wo + min(ocol + 4u * l + 0u, p.o - 1u) * k4;
+    let wr1 = wo + min(ocol + 4u * l + 1u, p.o - 1u) * k4;
+    let wr2 = wo + min(ocol + 4u * l + 2u, p.o - 1u) * k4;
+    let wr3 = wo + min(ocol + 4u * l + 3u, p.o - 1u) * k4;
+    var a0_0 = vec4<f32>(0.0); var a0_1 = vec4<f32>(0.0);
+    var a1_0 = vec4<f32>(0.0); var a1_1 = vec4<f32>(0.0);
+    var a2_0 = vec4<f32>(0.0); var a2_1 = vec4<f32>(0.0);
+    var a3_0 = vec4<f32>(0.0); var a3_1 = vec4<f32>(0.0);
+    var a4_0 = vec4<f32>(0.0); var a4_1 = vec4<f32>(0.0);
+    var a5_0 = vec4<f32>(0.0); var a5_1 = vec4<f32>(0.0);
+    var a6_0 = vec4<f32>(0.0); var a6_1 = vec4<f32>(0.0);
+    var a7_0 = vec4<f32>(0.0); var a7_1 = vec4<f32>(0.0);
+    var a8_0 = vec4<f32>(0.0); var a8_1 = vec4<f32>(0.0);
+    var a9_0 = vec4<f32>(0.0); var a9_1 = vec4<f32>(0.0);
+    var a10_0 = vec4<f32>(0.0); var a10_1 = vec4<f32>(0.0);
+    var a11_0 = vec4<f32>(0.0); var a11_1 = vec4<f32>(0.0);
+    var a12_0 = vec4<f32>(0.0); var a12_1 = vec4<f32>(0.0);
+    var a13_0 = vec4<f32>(0.0); var a13_1 = vec4<f32>(0.0);
+    var a14_0 = vec4<f32>(0.0); var a14_1 = vec4<f32>(0.0);
+    var a15_0 = vec4<f32>(0.0); var a15_1 = vec4<f32>(0.0);
     for (var kk = 0u; kk < k4; kk++) {
         let wl0 = wf4[wr0 + kk];
         let wl1 = wf4[wr1 + kk];
         let wl2 = wf4[wr2 + kk];
         let wl3 = wf4[wr3 + kk];
-        let wl4 = wf4[wr4 + kk];
-        let wl5 = wf4[wr5 + kk];
-        let wl6 = wf4[wr6 + kk];
-        let wl7 = wf4[wr7 + kk];
         let xl0 = xf4[xr0 + kk];
         let xl1 = xf4[xr1 + kk];
         let xl2 = xf4[xr2 + kk];
@@ -110,142 +104,84 @@ fn linear_sg_wide_forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(subgrou
         let w1 = subgroupShuffle(wl1, cs);
         let w2 = subgroupShuffle(wl2, cs);
         let w3 = subgroupShuffle(wl3, cs);
-        let w4 = subgroupShuffle(wl4, cs);
-        let w5 = subgroupShuffle(wl5, cs);
-        let w6 = subgroupShuffle(wl6, cs);
-        let w7 = subgroupShuffle(wl7, cs);
-        let w8 = subgroupShuffle(wl0, cs + 1u);
-        let w9 = subgroupShuffle(wl1, cs + 1u);
-        let w10 = subgroupShuffle(wl2, cs + 1u);
-        let w11 = subgroupShuffle(wl3, cs + 1u);
-        let w12 = subgroupShuffle(wl4, cs + 1u);
-        let w13 = subgroupShuffle(wl5, cs + 1u);
-        let w14 = subgroupShuffle(wl6, cs + 1u);
-        let w15 = subgroupShuffle(wl7, cs + 1u);
+        let w4 = subgroupShuffle(wl0, cs + 1u);
+        let w5 = subgroupShuffle(wl1, cs + 1u);
+        let w6 = subgroupShuffle(wl2, cs + 1u);
+        let w7 = subgroupShuffle(wl3, cs + 1u);
         let x0 = subgroupShuffle(xl0, rs);
         a0_0 += vec4<f32>(dot(x0, w0), dot(x0, w1), dot(x0, w2), dot(x0, w3));
         a0_1 += vec4<f32>(dot(x0, w4), dot(x0, w5), dot(x0, w6), dot(x0, w7));
-        a0_2 += vec4<f32>(dot(x0, w8), dot(x0, w9), dot(x0, w10), dot(x0, w11));
-        a0_3 += vec4<f32>(dot(x0, w12), dot(x0, w13), dot(x0, w14), dot(x0, w15));
         let x1 = subgroupShuffle(xl1, rs);
         a1_0 += vec4<f32>(dot(x1, w0), dot(x1, w1), dot(x1, w2), dot(x1, w3));
         a1_1 += vec4<f32>(dot(x1, w4), dot(x1, w5), dot(x1, w6), dot(x1, w7));
-        a1_2 += vec4<f32>(dot(x1, w8), dot(x1, w9), dot(x1, w10), dot(x1, w11));
-        a1_3 += vec4<f32>(dot(x1, w12), dot(x1, w13), dot(x1, w14), dot(x1, w15));
         let x2 = subgroupShuffle(xl2, rs);
         a2_0 += vec4<f32>(dot(x2, w0), dot(x2, w1), dot(x2, w2), dot(x2, w3));
         a2_1 += vec4<f32>(dot(x2, w4), dot(x2, w5), dot(x2, w6), dot(x2, w7));
-        a2_2 += vec4<f32>(dot(x2, w8), dot(x2, w9), dot(x2, w10), dot(x2, w11));
-        a2_3 += vec4<f32>(dot(x2, w12), dot(x2, w13), dot(x2, w14), dot(x2, w15));
         let x3 = subgroupShuffle(xl3, rs);
         a3_0 += vec4<f32>(dot(x3, w0), dot(x3, w1), dot(x3, w2), dot(x3, w3));
         a3_1 += vec4<f32>(dot(x3, w4), dot(x3, w5), dot(x3, w6), dot(x3, w7));
-        a3_2 += vec4<f32>(dot(x3, w8), dot(x3, w9), dot(x3, w10), dot(x3, w11));
-        a3_3 += vec4<f32>(dot(x3, w12), dot(x3, w13), dot(x3, w14), dot(x3, w15));
         let x4 = subgroupShuffle(xl0, rs + 1u);
         a4_0 += vec4<f32>(dot(x4, w0), dot(x4, w1), dot(x4, w2), dot(x4, w3));
         a4_1 += vec4<f32>(dot(x4, w4), dot(x4, w5), dot(x4, w6), dot(x4, w7));
-        a4_2 += vec4<f32>(dot(x4, w8), dot(x4, w9), dot(x4, w10), dot(x4, w11));
-        a4_3 += vec4<f32>(dot(x4, w12), dot(x4, w13), dot(x4, w14), dot(x4, w15));
         let x5 = subgroupShuffle(xl1, rs + 1u);
         a5_0 += vec4<f32>(dot(x5, w0), dot(x5, w1), dot(x5, w2), dot(x5, w3));
         a5_1 += vec4<f32>(dot(x5, w4), dot(x5, w5), dot(x5, w6), dot(x5, w7));
-        a5_2 += vec4<f32>(dot(x5, w8), dot(x5, w9), dot(x5, w10), dot(x5, w11));
-        a5_3 += vec4<f32>(dot(x5, w12), dot(x5, w13), dot(x5, w14), dot(x5, w15));
         let x6 = subgroupShuffle(xl2, rs + 1u);
         a6_0 += vec4<f32>(dot(x6, w0), dot(x6, w1), dot(x6, w2), dot(x6, w3));
         a6_1 += vec4<f32>(dot(x6, w4), dot(x6, w5), dot(x6, w6), dot(x6, w7));
-        a6_2 += vec4<f32>(dot(x6, w8), dot(x6, w9), dot(x6, w10), dot(x6, w11));
-        a6_3 += vec4<f32>(dot(x6, w12), dot(x6, w13), dot(x6, w14), dot(x6, w15));
         let x7 = subgroupShuffle(xl3, rs + 1u);
         a7_0 += vec4<f32>(dot(x7, w0), dot(x7, w1), dot(x7, w2), dot(x7, w3));
         a7_1 += vec4<f32>(dot(x7, w4), dot(x7, w5), dot(x7, w6), dot(x7, w7));
-        a7_2 += vec4<f32>(dot(x7, w8), dot(x7, w9), dot(x7, w10), dot(x7, w11));
-        a7_3 += vec4<f32>(dot(x7, w12), dot(x7, w13), dot(x7, w14), dot(x7, w15));
         let x8 = subgroupShuffle(xl0, rs + 2u);
         a8_0 += vec4<f32>(dot(x8, w0), dot(x8, w1), dot(x8, w2), dot(x8, w3));
         a8_1 += vec4<f32>(dot(x8, w4), dot(x8, w5), dot(x8, w6), dot(x8, w7));
-        a8_2 += vec4<f32>(dot(x8, w8), dot(x8, w9), dot(x8, w10), dot(x8, w11));
-        a8_3 += vec4<f32>(dot(x8, w12), dot(x8, w13), dot(x8, w14), dot(x8, w15));
         let x9 = subgroupShuffle(xl1, rs + 2u);
         a9_0 += vec4<f32>(dot(x9, w0), dot(x9, w1), dot(x9, w2), dot(x9, w3));
         a9_1 += vec4<f32>(dot(x9, w4), dot(x9, w5), dot(x9, w6), dot(x9, w7));
-        a9_2 += vec4<f32>(dot(x9, w8), dot(x9, w9), dot(x9, w10), dot(x9, w11));
-        a9_3 += vec4<f32>(dot(x9, w12), dot(x9, w13), dot(x9, w14), dot(x9, w15));
         let x10 = subgroupShuffle(xl2, rs + 2u);
         a10_0 += vec4<f32>(dot(x10, w0), dot(x10, w1), dot(x10, w2), dot(x10, w3));
         a10_1 += vec4<f32>(dot(x10, w4), dot(x10, w5), dot(x10, w6), dot(x10, w7));
-        a10_2 += vec4<f32>(dot(x10, w8), dot(x10, w9), dot(x10, w10), dot(x10, w11));
-        a10_3 += vec4<f32>(dot(x10, w12), dot(x10, w13), dot(x10, w14), dot(x10, w15));
         let x11 = subgroupShuffle(xl3, rs + 2u);
         a11_0 += vec4<f32>(dot(x11, w0), dot(x11, w1), dot(x11, w2), dot(x11, w3));
         a11_1 += vec4<f32>(dot(x11, w4), dot(x11, w5), dot(x11, w6), dot(x11, w7));
-        a11_2 += vec4<f32>(dot(x11, w8), dot(x11, w9), dot(x11, w10), dot(x11, w11));
-        a11_3 += vec4<f32>(dot(x11, w12), dot(x11, w13), dot(x11, w14), dot(x11, w15));
         let x12 = subgroupShuffle(xl0, rs + 3u);
         a12_0 += vec4<f32>(dot(x12, w0), dot(x12, w1), dot(x12, w2), dot(x12, w3));
         a12_1 += vec4<f32>(dot(x12, w4), dot(x12, w5), dot(x12, w6), dot(x12, w7));
-        a12_2 += vec4<f32>(dot(x12, w8), dot(x12, w9), dot(x12, w10), dot(x12, w11));
-        a12_3 += vec4<f32>(dot(x12, w12), dot(x12, w13), dot(x12, w14), dot(x12, w15));
         let x13 = subgroupShuffle(xl1, rs + 3u);
         a13_0 += vec4<f32>(dot(x13, w0), dot(x13, w1), dot(x13, w2), dot(x13, w3));
         a13_1 += vec4<f32>(dot(x13, w4), dot(x13, w5), dot(x13, w6), dot(x13, w7));
-        a13_2 += vec4<f32>(dot(x13, w8), dot(x13, w9), dot(x13, w10), dot(x13, w11));
-        a13_3 += vec4<f32>(dot(x13, w12), dot(x13, w13), dot(x13, w14), dot(x13, w15));
         let x14 = subgroupShuffle(xl2, rs + 3u);
         a14_0 += vec4<f32>(dot(x14, w0), dot(x14, w1), dot(x14, w2), dot(x14, w3));
         a14_1 += vec4<f32>(dot(x14, w4), dot(x14, w5), dot(x14, w6), dot(x14, w7));
-        a14_2 += vec4<f32>(dot(x14, w8), dot(x14, w9), dot(x14, w10), dot(x14, w11));
-        a14_3 += vec4<f32>(dot(x14, w12), dot(x14, w13), dot(x14, w14), dot(x14, w15));
         let x15 = subgroupShuffle(xl3, rs + 3u);
         a15_0 += vec4<f32>(dot(x15, w0), dot(x15, w1), dot(x15, w2), dot(x15, w3));
         a15_1 += vec4<f32>(dot(x15, w4), dot(x15, w5), dot(x15, w6), dot(x15, w7));
-        a15_2 += vec4<f32>(dot(x15, w8), dot(x15, w9), dot(x15, w10), dot(x15, w11));
-        a15_3 += vec4<f32>(dot(x15, w12), dot(x15, w13), dot(x15, w14), dot(x15, w15));
     }
     if (t0 >= n || c0 >= p.o) {
         return;
     }
     let bias0 = bias4_v4(p, q, c0 + 0u);
     let bias1 = bias4_v4(p, q, c0 + 4u);
-    let bias2 = bias4_v4(p, q, c0 + 8u);
-    let bias3 = bias4_v4(p, q, c0 + 12u);
     store_y_row8(p, q, t0 + 0u, c0, a0_0 + bias0, a0_1 + bias1);
-    store_y_row8(p, q, t0 + 0u, c0 + 8u, a0_2 + bias2, a0_3 + bias3);
     store_y_row8(p, q, t0 + 1u, c0, a1_0 + bias0, a1_1 + bias1);
-    store_y_row8(p, q, t0 + 1u, c0 + 8u, a1_2 + bias2, a1_3 + bias3);
     store_y_row8(p, q, t0 + 2u, c0, a2_0 + bias0, a2_1 + bias1);
-    store_y_row8(p, q, t0 + 2u, c0 + 8u, a2_2 + bias2, a2_3 + bias3);
     store_y_row8(p, q, t0 + 3u, c0, a3_0 + bias0, a3_1 + bias1);
-    store_y_row8(p, q, t0 + 3u, c0 + 8u, a3_2 + bias2, a3_3 + bias3);
     store_y_row8(p, q, t0 + 4u, c0, a4_0 + bias0, a4_1 + bias1);
-    store_y_row8(p, q, t0 + 4u, c0 + 8u, a4_2 + bias2, a4_3 + bias3);
     store_y_row8(p, q, t0 + 5u, c0, a5_0 + bias0, a5_1 + bias1);
-    store_y_row8(p, q, t0 + 5u, c0 + 8u, a5_2 + bias2, a5_3 + bias3);
     store_y_row8(p, q, t0 + 6u, c0, a6_0 + bias0, a6_1 + bias1);
-    store_y_row8(p, q, t0 + 6u, c0 + 8u, a6_2 + bias2, a6_3 + bias3);
     store_y_row8(p, q, t0 + 7u, c0, a7_0 + bias0, a7_1 + bias1);
-    store_y_row8(p, q, t0 + 7u, c0 + 8u, a7_2 + bias2, a7_3 + bias3);
     store_y_row8(p, q, t0 + 8u, c0, a8_0 + bias0, a8_1 + bias1);
-    store_y_row8(p, q, t0 + 8u, c0 + 8u, a8_2 + bias2, a8_3 + bias3);
     store_y_row8(p, q, t0 + 9u, c0, a9_0 + bias0, a9_1 + bias1);
-    store_y_row8(p, q, t0 + 9u, c0 + 8u, a9_2 + bias2, a9_3 + bias3);
     store_y_row8(p, q, t0 + 10u, c0, a10_0 + bias0, a10_1 + bias1);
-    store_y_row8(p, q, t0 + 10u, c0 + 8u, a10_2 + bias2, a10_3 + bias3);
     store_y_row8(p, q, t0 + 11u, c0, a11_0 + bias0, a11_1 + bias1);
-    store_y_row8(p, q, t0 + 11u, c0 + 8u, a11_2 + bias2, a11_3 + bias3);
     store_y_row8(p, q, t0 + 12u, c0, a12_0 + bias0, a12_1 + bias1);
-    store_y_row8(p, q, t0 + 12u, c0 + 8u, a12_2 + bias2, a12_3 + bias3);
     store_y_row8(p, q, t0 + 13u, c0, a13_0 + bias0, a13_1 + bias1);
-    store_y_row8(p, q, t0 + 13u, c0 + 8u, a13_2 + bias2, a13_3 + bias3);
     store_y_row8(p, q, t0 + 14u, c0, a14_0 + bias0, a14_1 + bias1);
-    store_y_row8(p, q, t0 + 14u, c0 + 8u, a14_2 + bias2, a14_3 + bias3);
     store_y_row8(p, q, t0 + 15u, c0, a15_0 + bias0, a15_1 + bias1);
-    store_y_row8(p, q, t0 + 15u, c0 + 8u, a15_2 + bias2, a15_3 + bias3);
 }
 
-// linear_sg_wide_backward: linear_sg_backward_v4 (dx = g W) with 16 x 16 outputs per lane.
-@compute @workgroup_size(16, 1, 1)
+// linear_sg_wide_backward: linear_sg_backward_v4 (dx = g W) with 16 x 8 outputs per lane.
+@compute @workgroup_size(32, 1, 1)
 fn linear_sg_wide_backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(subgroup_invocation_id) sl: u32,
         @builtin(subgroup_id) sg_id: u32, @builtin(subgroup_size) sg_size: u32) {
     let p = pb;
@@ -261,176 +197,121 @@ fn linear_sg_wide_backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(subgro
     let li = sg_id * sg_size + sl;
     let l = sl & 7u;
     let base = sl & ~7u;
-    // Octet li / 8 owns rows orow .. orow + 31 (all 64 columns); lane l
-    // rows t0 .. t0 + 15 and columns c0 .. c0 + 15.
-    let orow = wg.y * WG_Y * WTILE + (li / 8u) * 32u;
-    let ocol = wg.x * WG_X * WTILE;
+    // Octet li / 8 owns 32 rows x 32 columns from (orow, ocol); lane l
+    // rows t0 .. t0 + 15 and columns c0 .. c0 + 7.
+    let orow = wg.y * WG_Y * WTILE + (li / 8u / 2u) * 32u;
+    let ocol = wg.x * WG_X * WTILE + (li / 8u % 2u) * 32u;
     let t0 = orow + 16u * (l / 4u);
-    let c0 = ocol + 16u * (l % 4u);
-    // Its row quad r sits in lane base + 4 (l / 4) + r / 4 (slot r % 4), its
-    // column quad c in lane base + 2 (l % 4) + c / 8 (slot c % 8).
+    let c0 = ocol + 8u * (l % 4u);
+    // Its row r sits in lane base + 4 (l / 4) + r / 4 (slot r % 4), its
+    // columns in lanes base + 2 (l % 4) and the next.
     let rs = base + 4u * (l / 4u);
     let cs = base + 2u * (l % 4u);
     let o4 = p.o / 4u;
     let k4 = p.k / 4u;
     // What this lane loads: g of rows orow + 4 l .. (clamped) and W's
-    // column quads 2 l, 2 l + 1 of the workgroup's (clamped to K) in 4 rows.
+    // column quads from 1 l of the octet's (clamped to K) in 4 rows.
     let gl0 = (q.y_off + min(orow + 4u * l + 0u, n - 1u) * p.o) / 4u;
     let gl1 = (q.y_off + min(orow + 4u * l + 1u, n - 1u) * p.o) / 4u;
     let gl2 = (q.y_off + min(orow + 4u * l + 2u, n - 1u) * p.o) / 4u;
     let gl3 = (q.y_off + min(orow + 4u * l + 3u, n - 1u) * p.o) / 4u;
-    let wc0 = q.w_off / 4u + min(ocol / 4u + 2u * l + 0u, k4 - 1u);
-    let wc1 = q.w_off / 4u + min(ocol / 4u + 2u * l + 1u, k4 - 1u);
-    var a0_0 = vec4<f32>(0.0); var a0_1 = vec4<f32>(0.0); var a0_2 = vec4<f32>(0.0); var a0_3 = vec4<f32>(0.0);
-    var a1_0 = vec4<f32>(0.0); var a1_1 = vec4<f32>(0.0); var a1_2 = vec4<f32>(0.0); var a1_3 = vec4<f32>(0.0);
-    var a2_0 = vec4<f32>(0.0); var a2_1 = vec4<f32>(0.0); var a2_2 = vec4<f32>(0.0); var a2_3 = vec4<f32>(0.0);
-    var a3_0 = vec4<f32>(0.0); var a3_1 = vec4<f32>(0.0); var a3_2 = vec4<f32>(0.0); var a3_3 = vec4<f32>(0.0);
-    var a4_0 = vec4<f32>(0.0); var a4_1 = vec4<f32>(0.0); var a4_2 = vec4<f32>(0.0); var a4_3 = vec4<f32>(0.0);
-    var a5_0 = vec4<f32>(0.0); var a5_1 = vec4<f32>(0.0); var a5_2 = vec4<f32>(0.0); var a5_3 = vec4<f32>(0.0);
-    var a6_0 = vec4<f32>(0.0); var a6_1 = vec4<f32>(0.0); var a6_2 = vec4<f32>(0.0); var a6_3 = vec4<f32>(0.0);
-    var a7_0 = vec4<f32>(0.0); var a7_1 = vec4<f32>(0.0); var a7_2 = vec4<f32>(0.0); var a7_3 = vec4<f32>(0.0);
-    var a8_0 = vec4<f32>(0.0); var a8_1 = vec4<f32>(0.0); var a8_2 = vec4<f32>(0.0); var a8_3 = vec4<f32>(0.0);
-    var a9_0 = vec4<f32>(0.0); var a9_1 = vec4<f32>(0.0); var a9_2 = vec4<f32>(0.0); var a9_3 = vec4<f32>(0.0);
-    var a10_0 = vec4<f32>(0.0); var a10_1 = vec4<f32>(0.0); var a10_2 = vec4<f32>(0.0); var a10_3 = vec4<f32>(0.0);
-    var a11_0 = vec4<f32>(0.0); var a11_1 = vec4<f32>(0.0); var a11_2 = vec4<f32>(0.0); var a11_3 = vec4<f32>(0.0);
-    var a12_0 = vec4<f32>(0.0); var a12_1 = vec4<f32>(0.0); var a12_2 = vec4<f32>(0.0); var a12_3 = vec4<f32>(0.0);
-    var a13_0 = vec4<f32>(0.0); var a13_1 = vec4<f32>(0.0); var a13_2 = vec4<f32>(0.0); var a13_3 = vec4<f32>(0.0);
-    var a14_0 = vec4<f32>(0.0); var a14_1 = vec4<f32>(0.0); var a14_2 = vec4<f32>(0.0); var a14_3 = vec4<f32>(0.0);
-    var a15_0 = vec4<f32>(0.0); var a15_1 = vec4<f32>(0.0); var a15_2 = vec4<f32>(0.0); var a15_3 = vec4<f32>(0.0);
+    let wc0 = q.w_off / 4u + min(ocol / 4u + 1u * l + 0u, k4 - 1u);
+    var a0_0 = vec4<f32>(0.0); var a0_1 = vec4<f32>(0.0);
+    var a1_0 = vec4<f32>(0.0); var a1_1 = vec4<f32>(0.0);
+    var a2_0 = vec4<f32>(0.0); var a2_1 = vec4<f32>(0.0);
+    var a3_0 = vec4<f32>(0.0); var a3_1 = vec4<f32>(0.0);
+    var a4_0 = vec4<f32>(0.0); var a4_1 = vec4<f32>(0.0);
+    var a5_0 = vec4<f32>(0.0); var a5_1 = vec4<f32>(0.0);
+    var a6_0 = vec4<f32>(0.0); var a6_1 = vec4<f32>(0.0);
+    var a7_0 = vec4<f32>(0.0); var a7_1 = vec4<f32>(0.0);
+    var a8_0 = vec4<f32>(0.0); var a8_1 = vec4<f32>(0.0);
+    var a9_0 = vec4<f32>(0.0); var a9_1 = vec4<f32>(0.0);
+    var a10_0 = vec4<f32>(0.0); var a10_1 = vec4<f32>(0.0);
+    var a11_0 = vec4<f32>(0.0); var a11_1 = vec4<f32>(0.0);
+    var a12_0 = vec4<f32>(0.0); var a12_1 = vec4<f32>(0.0);
+    var a13_0 = vec4<f32>(0.0); var a13_1 = vec4<f32>(0.0);
+    var a14_0 = vec4<f32>(0.0); var a14_1 = vec4<f32>(0.0);
+    var a15_0 = vec4<f32>(0.0); var a15_1 = vec4<f32>(0.0);
     for (var oo = 0u; oo < o4; oo++) {
         let w = 4u * oo * k4;
         let wl0_0 = wb4[wc0 + w];
         let wl0_1 = wb4[wc0 + w + k4];
         let wl0_2 = wb4[wc0 + w + 2u * k4];
         let wl0_3 = wb4[wc0 + w + 3u * k4];
-        let wl1_0 = wb4[wc1 + w];
-        let wl1_1 = wb4[wc1 + w + k4];
-        let wl1_2 = wb4[wc1 + w + 2u * k4];
-        let wl1_3 = wb4[wc1 + w + 3u * k4];
         let gl_0 = grad_b4(p, gl0 + oo);
         let gl_1 = grad_b4(p, gl1 + oo);
         let gl_2 = grad_b4(p, gl2 + oo);
         let gl_3 = grad_b4(p, gl3 + oo);
         let w0 = mat4x4<f32>(subgroupShuffle(wl0_0, cs), subgroupShuffle(wl0_1, cs), subgroupShuffle(wl0_2, cs), subgroupShuffle(wl0_3, cs));
-        let w1 = mat4x4<f32>(subgroupShuffle(wl1_0, cs), subgroupShuffle(wl1_1, cs), subgroupShuffle(wl1_2, cs), subgroupShuffle(wl1_3, cs));
-        let w2 = mat4x4<f32>(subgroupShuffle(wl0_0, cs + 1u), subgroupShuffle(wl0_1, cs + 1u), subgroupShuffle(wl0_2, cs + 1u), subgroupShuffle(wl0_3, cs + 1u));
-        let w3 = mat4x4<f32>(subgroupShuffle(wl1_0, cs + 1u), subgroupShuffle(wl1_1, cs + 1u), subgroupShuffle(wl1_2, cs + 1u), subgroupShuffle(wl1_3, cs + 1u));
+        let w1 = mat4x4<f32>(subgroupShuffle(wl0_0, cs + 1u), subgroupShuffle(wl0_1, cs + 1u), subgroupShuffle(wl0_2, cs + 1u), subgroupShuffle(wl0_3, cs + 1u));
         let g0 = subgroupShuffle(gl_0, rs);
         a0_0 += w0 * g0;
         a0_1 += w1 * g0;
-        a0_2 += w2 * g0;
-        a0_3 += w3 * g0;
         let g1 = subgroupShuffle(gl_1, rs);
         a1_0 += w0 * g1;
         a1_1 += w1 * g1;
-        a1_2 += w2 * g1;
-        a1_3 += w3 * g1;
         let g2 = subgroupShuffle(gl_2, rs);
         a2_0 += w0 * g2;
         a2_1 += w1 * g2;
-        a2_2 += w2 * g2;
-        a2_3 += w3 * g2;
         let g3 = subgroupShuffle(gl_3, rs);
         a3_0 += w0 * g3;
         a3_1 += w1 * g3;
-        a3_2 += w2 * g3;
-        a3_3 += w3 * g3;
         let g4 = subgroupShuffle(gl_0, rs + 1u);
         a4_0 += w0 * g4;
         a4_1 += w1 * g4;
-        a4_2 += w2 * g4;
-        a4_3 += w3 * g4;
         let g5 = subgroupShuffle(gl_1, rs + 1u);
         a5_0 += w0 * g5;
         a5_1 += w1 * g5;
-        a5_2 += w2 * g5;
-        a5_3 += w3 * g5;
         let g6 = subgroupShuffle(gl_2, rs + 1u);
         a6_0 += w0 * g6;
         a6_1 += w1 * g6;
-        a6_2 += w2 * g6;
-        a6_3 += w3 * g6;
         let g7 = subgroupShuffle(gl_3, rs + 1u);
         a7_0 += w0 * g7;
         a7_1 += w1 * g7;
-        a7_2 += w2 * g7;
-        a7_3 += w3 * g7;
         let g8 = subgroupShuffle(gl_0, rs + 2u);
         a8_0 += w0 * g8;
         a8_1 += w1 * g8;
-        a8_2 += w2 * g8;
-        a8_3 += w3 * g8;
         let g9 = subgroupShuffle(gl_1, rs + 2u);
         a9_0 += w0 * g9;
         a9_1 += w1 * g9;
-        a9_2 += w2 * g9;
-        a9_3 += w3 * g9;
         let g10 = subgroupShuffle(gl_2, rs + 2u);
         a10_0 += w0 * g10;
         a10_1 += w1 * g10;
-        a10_2 += w2 * g10;
-        a10_3 += w3 * g10;
         let g11 = subgroupShuffle(gl_3, rs + 2u);
         a11_0 += w0 * g11;
         a11_1 += w1 * g11;
-        a11_2 += w2 * g11;
-        a11_3 += w3 * g11;
         let g12 = subgroupShuffle(gl_0, rs + 3u);
         a12_0 += w0 * g12;
         a12_1 += w1 * g12;
-        a12_2 += w2 * g12;
-        a12_3 += w3 * g12;
         let g13 = subgroupShuffle(gl_1, rs + 3u);
         a13_0 += w0 * g13;
         a13_1 += w1 * g13;
-        a13_2 += w2 * g13;
-        a13_3 += w3 * g13;
         let g14 = subgroupShuffle(gl_2, rs + 3u);
         a14_0 += w0 * g14;
         a14_1 += w1 * g14;
-        a14_2 += w2 * g14;
-        a14_3 += w3 * g14;
         let g15 = subgroupShuffle(gl_3, rs + 3u);
         a15_0 += w0 * g15;
         a15_1 += w1 * g15;
-        a15_2 += w2 * g15;
-        a15_3 += w3 * g15;
     }
     if (t0 >= n || c0 >= p.k) {
         return;
     }
     store_dx_row8(p, q, t0 + 0u, c0, a0_0, a0_1);
-    store_dx_row8(p, q, t0 + 0u, c0 + 8u, a0_2, a0_3);
     store_dx_row8(p, q, t0 + 1u, c0, a1_0, a1_1);
-    store_dx_row8(p, q, t0 + 1u, c0 + 8u, a1_2, a1_3);
     store_dx_row8(p, q, t0 + 2u, c0, a2_0, a2_1);
-    store_dx_row8(p, q, t0 + 2u, c0 + 8u, a2_2, a2_3);
     store_dx_row8(p, q, t0 + 3u, c0, a3_0, a3_1);
-    store_dx_row8(p, q, t0 + 3u, c0 + 8u, a3_2, a3_3);
     store_dx_row8(p, q, t0 + 4u, c0, a4_0, a4_1);
-    store_dx_row8(p, q, t0 + 4u, c0 + 8u, a4_2, a4_3);
     store_dx_row8(p, q, t0 + 5u, c0, a5_0, a5_1);
-    store_dx_row8(p, q, t0 + 5u, c0 + 8u, a5_2, a5_3);
     store_dx_row8(p, q, t0 + 6u, c0, a6_0, a6_1);
-    store_dx_row8(p, q, t0 + 6u, c0 + 8u, a6_2, a6_3);
     store_dx_row8(p, q, t0 + 7u, c0, a7_0, a7_1);
-    store_dx_row8(p, q, t0 + 7u, c0 + 8u, a7_2, a7_3);
     store_dx_row8(p, q, t0 + 8u, c0, a8_0, a8_1);
-    store_dx_row8(p, q, t0 + 8u, c0 + 8u, a8_2, a8_3);
     store_dx_row8(p, q, t0 + 9u, c0, a9_0, a9_1);
-    store_dx_row8(p, q, t0 + 9u, c0 + 8u, a9_2, a9_3);
     store_dx_row8(p, q, t0 + 10u, c0, a10_0, a10_1);
-    store_dx_row8(p, q, t0 + 10u, c0 + 8u, a10_2, a10_3);
     store_dx_row8(p, q, t0 + 11u, c0, a11_0, a11_1);
-    store_dx_row8(p, q, t0 + 11u, c0 + 8u, a11_2, a11_3);
     store_dx_row8(p, q, t0 + 12u, c0, a12_0, a12_1);
-    store_dx_row8(p, q, t0 + 12u, c0 + 8u, a12_2, a12_3);
     store_dx_row8(p, q, t0 + 13u, c0, a13_0, a13_1);
-    store_dx_row8(p, q, t0 + 13u, c0 + 8u, a13_2, a13_3);
     store_dx_row8(p, q, t0 + 14u, c0, a14_0, a14_1);
-    store_dx_row8(p, q, t0 + 14u, c0 + 8u, a14_2, a14_3);
     store_dx_row8(p, q, t0 + 15u, c0, a15_0, a15_1);
-    store_dx_row8(p, q, t0 + 15u, c0 + 8u, a15_2, a15_3);
 }
 
 // The 4 floats of x (or W) at element e, from the vec4 view (any alignment:
@@ -459,9 +340,9 @@ fn wf_at(e: u32) -> vec4<f32> {
     return select(v, vec4<f32>(lo.yzw, hi.x), r == 1u);
 }
 
-// linear_sg_wide_forward_any: linear_sg_forward (y = x W^T + b, Scalar's sums) with 16 x 16 outputs per
+// linear_sg_wide_forward_any: linear_sg_forward (y = x W^T + b, Scalar's sums) with 16 x 8 outputs per
 // lane, at any K and alignment.
-@compute @workgroup_size(16, 1, 1)
+@compute @workgroup_size(32, 1, 1)
 fn linear_sg_wide_forward_any(@builtin(workgroup_id) wg: vec3<u32>, @builtin(subgroup_invocation_id) sl: u32,
         @builtin(subgroup_id) sg_id: u32, @builtin(subgroup_size) sg_size: u32) {
     let p = pf;
@@ -477,55 +358,47 @@ fn linear_sg_wide_forward_any(@builtin(workgroup_id) wg: vec3<u32>, @builtin(sub
     let li = sg_id * sg_size + sl;
     let l = sl & 7u;
     let base = sl & ~7u;
-    // Octet li / 8 owns rows orow .. orow + 31 (all 64 columns); lane l
-    // rows t0 .. t0 + 15 and columns c0 .. c0 + 15.
-    let orow = wg.y * WG_Y * WTILE + (li / 8u) * 32u;
-    let ocol = wg.x * WG_X * WTILE;
+    // Octet li / 8 owns 32 rows x 32 columns from (orow, ocol); lane l
+    // rows t0 .. t0 + 15 and columns c0 .. c0 + 7.
+    let orow = wg.y * WG_Y * WTILE + (li / 8u / 2u) * 32u;
+    let ocol = wg.x * WG_X * WTILE + (li / 8u % 2u) * 32u;
     let t0 = orow + 16u * (l / 4u);
-    let c0 = ocol + 16u * (l % 4u);
-    // Its row quad r sits in lane base + 4 (l / 4) + r / 4 (slot r % 4), its
-    // column quad c in lane base + 2 (l % 4) + c / 8 (slot c % 8).
+    let c0 = ocol + 8u * (l % 4u);
+    // Its row r sits in lane base + 4 (l / 4) + r / 4 (slot r % 4), its
+    // columns in lanes base + 2 (l % 4) and the next.
     let rs = base + 4u * (l / 4u);
     let cs = base + 2u * (l % 4u);
     // What this lane loads: x of rows orow + 4 l .. (clamped) and W of
-    // columns ocol + 8 l .. (clamped to O), 4 values of K at a time.
+    // columns ocol + 4 l .. (clamped to O), 4 values of K at a time.
     let xr0 = q.x_off + min(orow + 4u * l + 0u, n - 1u) * p.k;
     let xr1 = q.x_off + min(orow + 4u * l + 1u, n - 1u) * p.k;
     let xr2 = q.x_off + min(orow + 4u * l + 2u, n - 1u) * p.k;
     let xr3 = q.x_off + min(orow + 4u * l + 3u, n - 1u) * p.k;
-    let wr0 = q.w_off + min(ocol + 8u * l + 0u, p.o - 1u) * p.k;
-    let wr1 = q.w_off + min(ocol + 8u * l + 1u, p.o - 1u) * p.k;
-    let wr2 = q.w_off + min(ocol + 8u * l + 2u, p.o - 1u) * p.k;
-    let wr3 = q.w_off + min(ocol + 8u * l + 3u, p.o - 1u) * p.k;
-    let wr4 = q.w_off + min(ocol + 8u * l + 4u, p.o - 1u) * p.k;
-    let wr5 = q.w_off + min(ocol + 8u * l + 5u, p.o - 1u) * p.k;
-    let wr6 = q.w_off + min(ocol + 8u * l + 6u, p.o - 1u) * p.k;
-    let wr7 = q.w_off + min(ocol + 8u * l + 7u, p.o - 1u) * p.k;
-    var a0_0 = vec4<f32>(0.0); var a0_1 = vec4<f32>(0.0); var a0_2 = vec4<f32>(0.0); var a0_3 = vec4<f32>(0.0);
-    var a1_0 = vec4<f32>(0.0); var a1_1 = vec4<f32>(0.0); var a1_2 = vec4<f32>(0.0); var a1_3 = vec4<f32>(0.0);
-    var a2_0 = vec4<f32>(0.0); var a2_1 = vec4<f32>(0.0); var a2_2 = vec4<f32>(0.0); var a2_3 = vec4<f32>(0.0);
-    var a3_0 = vec4<f32>(0.0); var a3_1 = vec4<f32>(0.0); var a3_2 = vec4<f32>(0.0); var a3_3 = vec4<f32>(0.0);
-    var a4_0 = vec4<f32>(0.0); var a4_1 = vec4<f32>(0.0); var a4_2 = vec4<f32>(0.0); var a4_3 = vec4<f32>(0.0);
-    var a5_0 = vec4<f32>(0.0); var a5_1 = vec4<f32>(0.0); var a5_2 = vec4<f32>(0.0); var a5_3 = vec4<f32>(0.0);
-    var a6_0 = vec4<f32>(0.0); var a6_1 = vec4<f32>(0.0); var a6_2 = vec4<f32>(0.0); var a6_3 = vec4<f32>(0.0);
-    var a7_0 = vec4<f32>(0.0); var a7_1 = vec4<f32>(0.0); var a7_2 = vec4<f32>(0.0); var a7_3 = vec4<f32>(0.0);
-    var a8_0 = vec4<f32>(0.0); var a8_1 = vec4<f32>(0.0); var a8_2 = vec4<f32>(0.0); var a8_3 = vec4<f32>(0.0);
-    var a9_0 = vec4<f32>(0.0); var a9_1 = vec4<f32>(0.0); var a9_2 = vec4<f32>(0.0); var a9_3 = vec4<f32>(0.0);
-    var a10_0 = vec4<f32>(0.0); var a10_1 = vec4<f32>(0.0); var a10_2 = vec4<f32>(0.0); var a10_3 = vec4<f32>(0.0);
-    var a11_0 = vec4<f32>(0.0); var a11_1 = vec4<f32>(0.0); var a11_2 = vec4<f32>(0.0); var a11_3 = vec4<f32>(0.0);
-    var a12_0 = vec4<f32>(0.0); var a12_1 = vec4<f32>(0.0); var a12_2 = vec4<f32>(0.0); var a12_3 = vec4<f32>(0.0);
-    var a13_0 = vec4<f32>(0.0); var a13_1 = vec4<f32>(0.0); var a13_2 = vec4<f32>(0.0); var a13_3 = vec4<f32>(0.0);
-    var a14_0 = vec4<f32>(0.0); var a14_1 = vec4<f32>(0.0); var a14_2 = vec4<f32>(0.0); var a14_3 = vec4<f32>(0.0);
-    var a15_0 = vec4<f32>(0.0); var a15_1 = vec4<f32>(0.0); var a15_2 = vec4<f32>(0.0); var a15_3 = vec4<f32>(0.0);
+    let wr0 = q.w_off + min(ocol + 4u * l + 0u, p.o - 1u) * p.k;
+    let wr1 = q.w_off + min(ocol + 4u * l + 1u, p.o - 1u) * p.k;
+    let wr2 = q.w_off + min(ocol + 4u * l + 2u, p.o - 1u) * p.k;
+    let wr3 = q.w_off + min(ocol + 4u * l + 3u, p.o - 1u) * p.k;
+    var a0_0 = vec4<f32>(0.0); var a0_1 = vec4<f32>(0.0);
+    var a1_0 = vec4<f32>(0.0); var a1_1 = vec4<f32>(0.0);
+    var a2_0 = vec4<f32>(0.0); var a2_1 = vec4<f32>(0.0);
+    var a3_0 = vec4<f32>(0.0); var a3_1 = vec4<f32>(0.0);
+    var a4_0 = vec4<f32>(0.0); var a4_1 = vec4<f32>(0.0);
+    var a5_0 = vec4<f32>(0.0); var a5_1 = vec4<f32>(0.0);
+    var a6_0 = vec4<f32>(0.0); var a6_1 = vec4<f32>(0.0);
+    var a7_0 = vec4<f32>(0.0); var a7_1 = vec4<f32>(0.0);
+    var a8_0 = vec4<f32>(0.0); var a8_1 = vec4<f32>(0.0);
+    var a9_0 = vec4<f32>(0.0); var a9_1 = vec4<f32>(0.0);
+    var a10_0 = vec4<f32>(0.0); var a10_1 = vec4<f32>(0.0);
+    var a11_0 = vec4<f32>(0.0); var a11_1 = vec4<f32>(0.0);
+    var a12_0 = vec4<f32>(0.0); var a12_1 = vec4<f32>(0.0);
+    var a13_0 = vec4<f32>(0.0); var a13_1 = vec4<f32>(0.0);
+    var a14_0 = vec4<f32>(0.0); var a14_1 = vec4<f32>(0.0);
+    var a15_0 = vec4<f32>(0.0); var a15_1 = vec4<f32>(0.0);
     for (var k = 0u; k < p.k; k += 4u) {
         let wl0 = wf_at(wr0 + k);
         let wl1 = wf_at(wr1 + k);
         let wl2 = wf_at(wr2 + k);
         let wl3 = wf_at(wr3 + k);
-        let wl4 = wf_at(wr4 + k);
-        let wl5 = wf_at(wr5 + k);
-        let wl6 = wf_at(wr6 + k);
-        let wl7 = wf_at(wr7 + k);
         let xl0 = xf_at(xr0 + k);
         let xl1 = xf_at(xr1 + k);
         let xl2 = xf_at(xr2 + k);
@@ -534,18 +407,10 @@ fn linear_sg_wide_forward_any(@builtin(workgroup_id) wg: vec3<u32>, @builtin(sub
         let w1 = subgroupShuffle(wl1, cs);
         let w2 = subgroupShuffle(wl2, cs);
         let w3 = subgroupShuffle(wl3, cs);
-        let w4 = subgroupShuffle(wl4, cs);
-        let w5 = subgroupShuffle(wl5, cs);
-        let w6 = subgroupShuffle(wl6, cs);
-        let w7 = subgroupShuffle(wl7, cs);
-        let w8 = subgroupShuffle(wl0, cs + 1u);
-        let w9 = subgroupShuffle(wl1, cs + 1u);
-        let w10 = subgroupShuffle(wl2, cs + 1u);
-        let w11 = subgroupShuffle(wl3, cs + 1u);
-        let w12 = subgroupShuffle(wl4, cs + 1u);
-        let w13 = subgroupShuffle(wl5, cs + 1u);
-        let w14 = subgroupShuffle(wl6, cs + 1u);
-        let w15 = subgroupShuffle(wl7, cs + 1u);
+        let w4 = subgroupShuffle(wl0, cs + 1u);
+        let w5 = subgroupShuffle(wl1, cs + 1u);
+        let w6 = subgroupShuffle(wl2, cs + 1u);
+        let w7 = subgroupShuffle(wl3, cs + 1u);
         let x0 = subgroupShuffle(xl0, rs);
         let x1 = subgroupShuffle(xl1, rs);
         let x2 = subgroupShuffle(xl2, rs);
@@ -565,282 +430,146 @@ fn linear_sg_wide_forward_any(@builtin(workgroup_id) wg: vec3<u32>, @builtin(sub
         if (k < p.k) {
             let v0 = vec4<f32>(w0.x, w1.x, w2.x, w3.x);
             let v1 = vec4<f32>(w4.x, w5.x, w6.x, w7.x);
-            let v2 = vec4<f32>(w8.x, w9.x, w10.x, w11.x);
-            let v3 = vec4<f32>(w12.x, w13.x, w14.x, w15.x);
             a0_0 += x0.x * v0;
             a0_1 += x0.x * v1;
-            a0_2 += x0.x * v2;
-            a0_3 += x0.x * v3;
             a1_0 += x1.x * v0;
             a1_1 += x1.x * v1;
-            a1_2 += x1.x * v2;
-            a1_3 += x1.x * v3;
             a2_0 += x2.x * v0;
             a2_1 += x2.x * v1;
-            a2_2 += x2.x * v2;
-            a2_3 += x2.x * v3;
             a3_0 += x3.x * v0;
             a3_1 += x3.x * v1;
-            a3_2 += x3.x * v2;
-            a3_3 += x3.x * v3;
             a4_0 += x4.x * v0;
             a4_1 += x4.x * v1;
-            a4_2 += x4.x * v2;
-            a4_3 += x4.x * v3;
             a5_0 += x5.x * v0;
             a5_1 += x5.x * v1;
-            a5_2 += x5.x * v2;
-            a5_3 += x5.x * v3;
             a6_0 += x6.x * v0;
             a6_1 += x6.x * v1;
-            a6_2 += x6.x * v2;
-            a6_3 += x6.x * v3;
             a7_0 += x7.x * v0;
             a7_1 += x7.x * v1;
-            a7_2 += x7.x * v2;
-            a7_3 += x7.x * v3;
             a8_0 += x8.x * v0;
             a8_1 += x8.x * v1;
-            a8_2 += x8.x * v2;
-            a8_3 += x8.x * v3;
             a9_0 += x9.x * v0;
             a9_1 += x9.x * v1;
-            a9_2 += x9.x * v2;
-            a9_3 += x9.x * v3;
             a10_0 += x10.x * v0;
             a10_1 += x10.x * v1;
-            a10_2 += x10.x * v2;
-            a10_3 += x10.x * v3;
             a11_0 += x11.x * v0;
             a11_1 += x11.x * v1;
-            a11_2 += x11.x * v2;
-            a11_3 += x11.x * v3;
             a12_0 += x12.x * v0;
             a12_1 += x12.x * v1;
-            a12_2 += x12.x * v2;
-            a12_3 += x12.x * v3;
             a13_0 += x13.x * v0;
             a13_1 += x13.x * v1;
-            a13_2 += x13.x * v2;
-            a13_3 += x13.x * v3;
             a14_0 += x14.x * v0;
             a14_1 += x14.x * v1;
-            a14_2 += x14.x * v2;
-            a14_3 += x14.x * v3;
             a15_0 += x15.x * v0;
             a15_1 += x15.x * v1;
-            a15_2 += x15.x * v2;
-            a15_3 += x15.x * v3;
         }
         if (k + 1u < p.k) {
             let v0 = vec4<f32>(w0.y, w1.y, w2.y, w3.y);
             let v1 = vec4<f32>(w4.y, w5.y, w6.y, w7.y);
-            let v2 = vec4<f32>(w8.y, w9.y, w10.y, w11.y);
-            let v3 = vec4<f32>(w12.y, w13.y, w14.y, w15.y);
             a0_0 += x0.y * v0;
             a0_1 += x0.y * v1;
-            a0_2 += x0.y * v2;
-            a0_3 += x0.y * v3;
             a1_0 += x1.y * v0;
             a1_1 += x1.y * v1;
-            a1_2 += x1.y * v2;
-            a1_3 += x1.y * v3;
             a2_0 += x2.y * v0;
             a2_1 += x2.y * v1;
-            a2_2 += x2.y * v2;
-            a2_3 += x2.y * v3;
             a3_0 += x3.y * v0;
             a3_1 += x3.y * v1;
-            a3_2 += x3.y * v2;
-            a3_3 += x3.y * v3;
             a4_0 += x4.y * v0;
             a4_1 += x4.y * v1;
-            a4_2 += x4.y * v2;
-            a4_3 += x4.y * v3;
             a5_0 += x5.y * v0;
             a5_1 += x5.y * v1;
-            a5_2 += x5.y * v2;
-            a5_3 += x5.y * v3;
             a6_0 += x6.y * v0;
             a6_1 += x6.y * v1;
-            a6_2 += x6.y * v2;
-            a6_3 += x6.y * v3;
             a7_0 += x7.y * v0;
             a7_1 += x7.y * v1;
-            a7_2 += x7.y * v2;
-            a7_3 += x7.y * v3;
             a8_0 += x8.y * v0;
             a8_1 += x8.y * v1;
-            a8_2 += x8.y * v2;
-            a8_3 += x8.y * v3;
             a9_0 += x9.y * v0;
             a9_1 += x9.y * v1;
-            a9_2 += x9.y * v2;
-            a9_3 += x9.y * v3;
             a10_0 += x10.y * v0;
             a10_1 += x10.y * v1;
-            a10_2 += x10.y * v2;
-            a10_3 += x10.y * v3;
             a11_0 += x11.y * v0;
             a11_1 += x11.y * v1;
-            a11_2 += x11.y * v2;
-            a11_3 += x11.y * v3;
             a12_0 += x12.y * v0;
             a12_1 += x12.y * v1;
-            a12_2 += x12.y * v2;
-            a12_3 += x12.y * v3;
             a13_0 += x13.y * v0;
             a13_1 += x13.y * v1;
-            a13_2 += x13.y * v2;
-            a13_3 += x13.y * v3;
             a14_0 += x14.y * v0;
             a14_1 += x14.y * v1;
-            a14_2 += x14.y * v2;
-            a14_3 += x14.y * v3;
             a15_0 += x15.y * v0;
             a15_1 += x15.y * v1;
-            a15_2 += x15.y * v2;
-            a15_3 += x15.y * v3;
         }
         if (k + 2u < p.k) {
             let v0 = vec4<f32>(w0.z, w1.z, w2.z, w3.z);
             let v1 = vec4<f32>(w4.z, w5.z, w6.z, w7.z);
-            let v2 = vec4<f32>(w8.z, w9.z, w10.z, w11.z);
-            let v3 = vec4<f32>(w12.z, w13.z, w14.z, w15.z);
             a0_0 += x0.z * v0;
             a0_1 += x0.z * v1;
-            a0_2 += x0.z * v2;
-            a0_3 += x0.z * v3;
             a1_0 += x1.z * v0;
             a1_1 += x1.z * v1;
-            a1_2 += x1.z * v2;
-            a1_3 += x1.z * v3;
             a2_0 += x2.z * v0;
             a2_1 += x2.z * v1;
-            a2_2 += x2.z * v2;
-            a2_3 += x2.z * v3;
             a3_0 += x3.z * v0;
             a3_1 += x3.z * v1;
-            a3_2 += x3.z * v2;
-            a3_3 += x3.z * v3;
             a4_0 += x4.z * v0;
             a4_1 += x4.z * v1;
-            a4_2 += x4.z * v2;
-            a4_3 += x4.z * v3;
             a5_0 += x5.z * v0;
             a5_1 += x5.z * v1;
-            a5_2 += x5.z * v2;
-            a5_3 += x5.z * v3;
             a6_0 += x6.z * v0;
             a6_1 += x6.z * v1;
-            a6_2 += x6.z * v2;
-            a6_3 += x6.z * v3;
             a7_0 += x7.z * v0;
             a7_1 += x7.z * v1;
-            a7_2 += x7.z * v2;
-            a7_3 += x7.z * v3;
             a8_0 += x8.z * v0;
             a8_1 += x8.z * v1;
-            a8_2 += x8.z * v2;
-            a8_3 += x8.z * v3;
             a9_0 += x9.z * v0;
             a9_1 += x9.z * v1;
-            a9_2 += x9.z * v2;
-            a9_3 += x9.z * v3;
             a10_0 += x10.z * v0;
             a10_1 += x10.z * v1;
-            a10_2 += x10.z * v2;
-            a10_3 += x10.z * v3;
             a11_0 += x11.z * v0;
             a11_1 += x11.z * v1;
-            a11_2 += x11.z * v2;
-            a11_3 += x11.z * v3;
             a12_0 += x12.z * v0;
             a12_1 += x12.z * v1;
-            a12_2 += x12.z * v2;
-            a12_3 += x12.z * v3;
             a13_0 += x13.z * v0;
             a13_1 += x13.z * v1;
-            a13_2 += x13.z * v2;
-            a13_3 += x13.z * v3;
             a14_0 += x14.z * v0;
             a14_1 += x14.z * v1;
-            a14_2 += x14.z * v2;
-            a14_3 += x14.z * v3;
             a15_0 += x15.z * v0;
             a15_1 += x15.z * v1;
-            a15_2 += x15.z * v2;
-            a15_3 += x15.z * v3;
         }
         if (k + 3u < p.k) {
             let v0 = vec4<f32>(w0.w, w1.w, w2.w, w3.w);
             let v1 = vec4<f32>(w4.w, w5.w, w6.w, w7.w);
-            let v2 = vec4<f32>(w8.w, w9.w, w10.w, w11.w);
-            let v3 = vec4<f32>(w12.w, w13.w, w14.w, w15.w);
             a0_0 += x0.w * v0;
             a0_1 += x0.w * v1;
-            a0_2 += x0.w * v2;
-            a0_3 += x0.w * v3;
             a1_0 += x1.w * v0;
             a1_1 += x1.w * v1;
-            a1_2 += x1.w * v2;
-            a1_3 += x1.w * v3;
             a2_0 += x2.w * v0;
             a2_1 += x2.w * v1;
-            a2_2 += x2.w * v2;
-            a2_3 += x2.w * v3;
             a3_0 += x3.w * v0;
             a3_1 += x3.w * v1;
-            a3_2 += x3.w * v2;
-            a3_3 += x3.w * v3;
             a4_0 += x4.w * v0;
             a4_1 += x4.w * v1;
-            a4_2 += x4.w * v2;
-            a4_3 += x4.w * v3;
             a5_0 += x5.w * v0;
             a5_1 += x5.w * v1;
-            a5_2 += x5.w * v2;
-            a5_3 += x5.w * v3;
             a6_0 += x6.w * v0;
             a6_1 += x6.w * v1;
-            a6_2 += x6.w * v2;
-            a6_3 += x6.w * v3;
             a7_0 += x7.w * v0;
             a7_1 += x7.w * v1;
-            a7_2 += x7.w * v2;
-            a7_3 += x7.w * v3;
             a8_0 += x8.w * v0;
             a8_1 += x8.w * v1;
-            a8_2 += x8.w * v2;
-            a8_3 += x8.w * v3;
             a9_0 += x9.w * v0;
             a9_1 += x9.w * v1;
-            a9_2 += x9.w * v2;
-            a9_3 += x9.w * v3;
             a10_0 += x10.w * v0;
             a10_1 += x10.w * v1;
-            a10_2 += x10.w * v2;
-            a10_3 += x10.w * v3;
             a11_0 += x11.w * v0;
             a11_1 += x11.w * v1;
-            a11_2 += x11.w * v2;
-            a11_3 += x11.w * v3;
             a12_0 += x12.w * v0;
             a12_1 += x12.w * v1;
-            a12_2 += x12.w * v2;
-            a12_3 += x12.w * v3;
             a13_0 += x13.w * v0;
             a13_1 += x13.w * v1;
-            a13_2 += x13.w * v2;
-            a13_3 += x13.w * v3;
             a14_0 += x14.w * v0;
             a14_1 += x14.w * v1;
-            a14_2 += x14.w * v2;
-            a14_3 += x14.w * v3;
             a15_0 += x15.w * v0;
             a15_1 += x15.w * v1;
-            a15_2 += x15.w * v2;
-            a15_3 += x15.w * v3;
         }
     }
     if (t0 >= n || c0 >= p.o) {
@@ -848,38 +577,20 @@ fn linear_sg_wide_forward_any(@builtin(workgroup_id) wg: vec3<u32>, @builtin(sub
     }
     let bias0 = bias4_v4(p, q, c0 + 0u);
     let bias1 = bias4_v4(p, q, c0 + 4u);
-    let bias2 = bias4_v4(p, q, c0 + 8u);
-    let bias3 = bias4_v4(p, q, c0 + 12u);
     store_y_row8(p, q, t0 + 0u, c0, a0_0 + bias0, a0_1 + bias1);
-    store_y_row8(p, q, t0 + 0u, c0 + 8u, a0_2 + bias2, a0_3 + bias3);
     store_y_row8(p, q, t0 + 1u, c0, a1_0 + bias0, a1_1 + bias1);
-    store_y_row8(p, q, t0 + 1u, c0 + 8u, a1_2 + bias2, a1_3 + bias3);
     store_y_row8(p, q, t0 + 2u, c0, a2_0 + bias0, a2_1 + bias1);
-    store_y_row8(p, q, t0 + 2u, c0 + 8u, a2_2 + bias2, a2_3 + bias3);
     store_y_row8(p, q, t0 + 3u, c0, a3_0 + bias0, a3_1 + bias1);
-    store_y_row8(p, q, t0 + 3u, c0 + 8u, a3_2 + bias2, a3_3 + bias3);
     store_y_row8(p, q, t0 + 4u, c0, a4_0 + bias0, a4_1 + bias1);
-    store_y_row8(p, q, t0 + 4u, c0 + 8u, a4_2 + bias2, a4_3 + bias3);
     store_y_row8(p, q, t0 + 5u, c0, a5_0 + bias0, a5_1 + bias1);
-    store_y_row8(p, q, t0 + 5u, c0 + 8u, a5_2 + bias2, a5_3 + bias3);
     store_y_row8(p, q, t0 + 6u, c0, a6_0 + bias0, a6_1 + bias1);
-    store_y_row8(p, q, t0 + 6u, c0 + 8u, a6_2 + bias2, a6_3 + bias3);
     store_y_row8(p, q, t0 + 7u, c0, a7_0 + bias0, a7_1 + bias1);
-    store_y_row8(p, q, t0 + 7u, c0 + 8u, a7_2 + bias2, a7_3 + bias3);
     store_y_row8(p, q, t0 + 8u, c0, a8_0 + bias0, a8_1 + bias1);
-    store_y_row8(p, q, t0 + 8u, c0 + 8u, a8_2 + bias2, a8_3 + bias3);
     store_y_row8(p, q, t0 + 9u, c0, a9_0 + bias0, a9_1 + bias1);
-    store_y_row8(p, q, t0 + 9u, c0 + 8u, a9_2 + bias2, a9_3 + bias3);
     store_y_row8(p, q, t0 + 10u, c0, a10_0 + bias0, a10_1 + bias1);
-    store_y_row8(p, q, t0 + 10u, c0 + 8u, a10_2 + bias2, a10_3 + bias3);
     store_y_row8(p, q, t0 + 11u, c0, a11_0 + bias0, a11_1 + bias1);
-    store_y_row8(p, q, t0 + 11u, c0 + 8u, a11_2 + bias2, a11_3 + bias3);
     store_y_row8(p, q, t0 + 12u, c0, a12_0 + bias0, a12_1 + bias1);
-    store_y_row8(p, q, t0 + 12u, c0 + 8u, a12_2 + bias2, a12_3 + bias3);
     store_y_row8(p, q, t0 + 13u, c0, a13_0 + bias0, a13_1 + bias1);
-    store_y_row8(p, q, t0 + 13u, c0 + 8u, a13_2 + bias2, a13_3 + bias3);
     store_y_row8(p, q, t0 + 14u, c0, a14_0 + bias0, a14_1 + bias1);
-    store_y_row8(p, q, t0 + 14u, c0 + 8u, a14_2 + bias2, a14_3 + bias3);
     store_y_row8(p, q, t0 + 15u, c0, a15_0 + bias0, a15_1 + bias1);
-    store_y_row8(p, q, t0 + 15u, c0 + 8u, a15_2 + bias2, a15_3 + bias3);
 }
