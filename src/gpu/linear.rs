@@ -211,7 +211,7 @@ pub enum LinearKernel {
     /// Vec4's sums with 8 x 8 outputs per lane (2 vec4 loads per row instead
     /// of 4; 3 instead of _v4g's 10), or on a software device 16 x 16 per lane
     /// (3 loads per row for 4 times the outputs; `DeviceProfile::wide_lane_tiles`);
-    /// there the forwards and the input gradient take 16 x 16 per lane too
+    /// there the forwards and the input gradient take 16 x 8 per lane
     /// (src/gpu/linear/sg_wide.rs).
     /// Only on a device with subgroups of at least 8 lanes
     /// (`DeviceProfile::subgroup_octets`).

@@ -39,12 +39,14 @@ pub struct DeviceProfile {
     /// idle ~20% of the time (12 ms stretches of lavapipe alone), and moving
     /// the params to storage cut the epoch by ~15%. GPUs keep `var<uniform>`.
     pub params_in_storage: bool,
-    /// Vec4Sg's weight gradient gives each lane 16 x 16 outputs instead of
-    /// 8 x 8 (src/gpu/linear/sg_weights.rs). True on software devices: there
-    /// every storage load is a loop over the SIMD lanes while the accumulators
-    /// spill to the stack either way, so the wider tile's half the loads per
-    /// multiply-add wins (text projection dW 2.05 -> 1.30 ms at U 5 on
-    /// llvmpipe). A GPU keeps 8 x 8: 256 accumulators per lane would spill.
+    /// The subgroup GEMMs give each lane a wider tile than 8 x 8: Vec4Sg's
+    /// weight gradient 16 x 16 (src/gpu/linear/sg_weights.rs), its forwards
+    /// and input gradient 16 x 8 (src/gpu/linear/sg_wide.rs), WideSg's dW_hh
+    /// 32 x 8 (src/gpu/gru/wide.rs). True on software devices: there every
+    /// storage load is a loop over the SIMD lanes while the accumulators spill
+    /// to the stack either way, so fewer loads per multiply-add wins (text
+    /// projection dW 2.05 -> 1.30 ms at U 5 on llvmpipe). GPUs keep 8 x 8:
+    /// 128-256 accumulators per lane would crowd or spill their registers.
     pub wide_lane_tiles: bool,
 }
 
