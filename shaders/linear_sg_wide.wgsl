@@ -16,12 +16,13 @@
 // 8 vec4 loads per lane for 512 multiply-adds, where the 8 x 8 kernels load
 // 9 (10 with ReLU) for 256. (16 x 16 per lane loads a quarter fewer per
 // multiply-add and ran no faster, while its unrolled body took lavapipe ~0.5
-// s per pipeline to build, in every process: docs/perf-notes.md round 8.) linear_sg_wide_forward_any is
-// linear_sg_forward (Scalar's sums, any K and alignment: the audio and video
-// projections, K 74 and 35) in the same tile, its x and W read as two-quad
-// shifted vec4 loads: 16 loads per 4 steps of K for 512 multiply-adds where
-// linear_sg_forward has 12 scalar loads for 64; so y equals Scalar's bit for
-// bit.
+// s per pipeline to build, in every process: docs/perf-notes.md round 8.)
+//
+// linear_sg_wide_forward_any is linear_sg_forward (Scalar's sums, any K and
+// alignment: the audio and video projections, K 74 and 35) in the same tile,
+// its x and W read as two-quad shifted vec4 loads: 16 loads per 4 steps of K
+// for 512 multiply-adds where linear_sg_forward has 12 scalar loads for 64;
+// so y equals Scalar's bit for bit.
 //
 // Why only on a software device: llvmpipe runs an invocation's scalars in
 // the lanes of AVX registers, so every accumulator spills either way and
