@@ -315,8 +315,7 @@ fn linear_sg_wide_backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(subgro
     store_dx_row8(p, q, t0 + 15u, c0, a15_0, a15_1);
 }
 
-// The 4 floats of x (or W) at element e, from the vec4 view (any alignment:
-// the two quads around it, shifted).
+// The 4 floats of x at element e, from the vec4 view (any alignment).
 fn xf_at(e: u32) -> vec4<f32> {
     let lo = xf4[e / 4u];
     let r = e % 4u;
@@ -329,6 +328,7 @@ fn xf_at(e: u32) -> vec4<f32> {
     return select(v, vec4<f32>(lo.yzw, hi.x), r == 1u);
 }
 
+// The 4 floats of W at element e, from the vec4 view (any alignment).
 fn wf_at(e: u32) -> vec4<f32> {
     let lo = wf4[e / 4u];
     let r = e % 4u;

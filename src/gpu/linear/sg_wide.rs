@@ -10,9 +10,9 @@
 
 use std::fmt::Write;
 
-use super::sg_weights::SgLaneTile;
 #[cfg(test)]
 use super::sg_weights::WG_TILE;
+use super::sg_weights::{shifted_quad, SgLaneTile};
 
 /// Entry points: the forward (K % 4 == 0, 4-aligned offsets) and the input
 /// gradient (Vec4's shapes), both with [`TILE`].
@@ -79,38 +79,11 @@ pub fn body() -> String {
     let mut w = String::from(HEADER);
     kernel(&mut w, false);
     kernel(&mut w, true);
-    w.push_str(ANY_HELPERS);
+    w.push_str(&shifted_quad("xf_at", "x", "xf4"));
+    w.push_str(&shifted_quad("wf_at", "W", "wf4"));
     forward_any(&mut w);
     w
 }
-
-const ANY_HELPERS: &str = "
-// The 4 floats of x (or W) at element e, from the vec4 view (any alignment:
-// the two quads around it, shifted).
-fn xf_at(e: u32) -> vec4<f32> {
-    let lo = xf4[e / 4u];
-    let r = e % 4u;
-    if (r == 0u) {
-        return lo;
-    }
-    let hi = xf4[e / 4u + 1u];
-    var v = vec4<f32>(lo.w, hi.xyz);
-    v = select(v, vec4<f32>(lo.zw, hi.xy), r == 2u);
-    return select(v, vec4<f32>(lo.yzw, hi.x), r == 1u);
-}
-
-fn wf_at(e: u32) -> vec4<f32> {
-    let lo = wf4[e / 4u];
-    let r = e % 4u;
-    if (r == 0u) {
-        return lo;
-    }
-    let hi = wf4[e / 4u + 1u];
-    var v = vec4<f32>(lo.w, hi.xyz);
-    v = select(v, vec4<f32>(lo.zw, hi.xy), r == 2u);
-    return select(v, vec4<f32>(lo.yzw, hi.x), r == 1u);
-}
-";
 
 /// linear_sg_forward (Scalar's sums: per k in order, a row's 4 columns as one
 /// vec4 multiply-add) at any K and alignment with [`TILE`] per lane: per 4
