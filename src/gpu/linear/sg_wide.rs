@@ -98,9 +98,7 @@ fn forward_any(w: &mut String) {
     line!(w, "");
     line!(w, "// {FORWARD_ANY}: linear_sg_forward (y = x W^T + b, Scalar's sums) with 16 x 8 outputs per");
     line!(w, "// lane, at any K and alignment.");
-    line!(w, "@compute @workgroup_size({}, 1, 1)", T.lanes());
-    line!(w, "fn {FORWARD_ANY}(@builtin(workgroup_id) wg: vec3<u32>, @builtin(subgroup_invocation_id) sl: u32,");
-    line!(w, "        @builtin(subgroup_id) sg_id: u32, @builtin(subgroup_size) sg_size: u32) {{");
+    signature(w, FORWARD_ANY);
     prologue(w, false);
     line!(w, "    // What this lane loads: x of rows orow + {rows_per_lane} l .. (clamped) and W of");
     line!(w, "    // columns ocol + {cols_per_lane} l .. (clamped to O), 4 values of K at a time.");
@@ -110,10 +108,7 @@ fn forward_any(w: &mut String) {
     for s in 0..cols_per_lane {
         line!(w, "    let wr{s} = q.w_off + min(ocol + {cols_per_lane}u * l + {s}u, p.o - 1u) * p.k;");
     }
-    for r in 0..rr {
-        let accs: Vec<String> = (0..cq).map(|j| format!("var a{r}_{j} = vec4<f32>(0.0);")).collect();
-        line!(w, "    {}", accs.join(" "));
-    }
+    accumulators(w);
     line!(w, "    for (var k = 0u; k < p.k; k += 4u) {{");
     for s in 0..cols_per_lane {
         line!(w, "        let wl{s} = wf_at(wr{s} + k);");
@@ -121,14 +116,7 @@ fn forward_any(w: &mut String) {
     for s in 0..rows_per_lane {
         line!(w, "        let xl{s} = xf_at(xr{s} + k);");
     }
-    for c in 0..4 * cq {
-        let lane = if c / cols_per_lane == 0 { String::new() } else { format!(" + {}u", c / cols_per_lane) };
-        line!(w, "        let w{c} = subgroupShuffle(wl{}, cs{lane});", c % cols_per_lane);
-    }
-    for r in 0..rr {
-        let lane = if r / 4 == 0 { String::new() } else { format!(" + {}u", r / 4) };
-        line!(w, "        let x{r} = subgroupShuffle(xl{}, rs{lane});", r % 4);
-    }
+    forward_shuffles(w);
     for i in 0..4usize {
         let x = ["x", "y", "z", "w"][i];
         let cond = if i == 0 { "k < p.k".to_string() } else { format!("k + {i}u < p.k") };
@@ -145,17 +133,62 @@ fn forward_any(w: &mut String) {
         line!(w, "        }}");
     }
     line!(w, "    }}");
-    line!(w, "    if (t0 >= n || c0 >= p.o) {{");
+    epilogue(w, false);
+}
+
+/// An entry point's attribute and signature (workgroup of the tile's lanes).
+fn signature(w: &mut String, name: &str) {
+    line!(w, "@compute @workgroup_size({}, 1, 1)", T.lanes());
+    line!(w, "fn {name}(@builtin(workgroup_id) wg: vec3<u32>, @builtin(subgroup_invocation_id) sl: u32,");
+    line!(w, "        @builtin(subgroup_id) sg_id: u32, @builtin(subgroup_size) sg_size: u32) {{");
+}
+
+/// The lane's accumulators: a<r>_<j>, row r, column quad j of its tile.
+fn accumulators(w: &mut String) {
+    for r in 0..T.rows {
+        let accs: Vec<String> = (0..T.quads).map(|j| format!("var a{r}_{j} = vec4<f32>(0.0);")).collect();
+        line!(w, "    {}", accs.join(" "));
+    }
+}
+
+/// A forward step's operands from their owners: w<c>, column c of the lane's
+/// tile (octet column 4 quads (l % 4) + c, held by lane 2 (l % 4) + c / per
+/// lane in its slot c % per lane, from wl<slot>), and x<r>, row r (lane 4 (l
+/// / 4) + r / 4, slot r % 4, from xl<slot>).
+fn forward_shuffles(w: &mut String) {
+    let per_lane = 2 * T.quads; // W rows a lane loads
+    for c in 0..4 * T.quads {
+        let lane = if c / per_lane == 0 { String::new() } else { format!(" + {}u", c / per_lane) };
+        line!(w, "        let w{c} = subgroupShuffle(wl{}, cs{lane});", c % per_lane);
+    }
+    for r in 0..T.rows {
+        let lane = if r / 4 == 0 { String::new() } else { format!(" + {}u", r / 4) };
+        line!(w, "        let x{r} = subgroupShuffle(xl{}, rs{lane});", r % 4);
+    }
+}
+
+/// The tile stored (rows past N and columns past the output are not): y with
+/// the bias (store_y_row8), or dx (store_dx_row8); then the kernel's end.
+fn epilogue(w: &mut String, dx: bool) {
+    let (rr, cq) = (T.rows, T.quads);
+    let cols = if dx { "p.k" } else { "p.o" };
+    line!(w, "    if (t0 >= n || c0 >= {cols}) {{");
     line!(w, "        return;");
     line!(w, "    }}");
-    for h in 0..cq {
-        line!(w, "    let bias{h} = bias4_v4(p, q, c0 + {}u);", 4 * h);
+    if !dx {
+        for h in 0..cq {
+            line!(w, "    let bias{h} = bias4_v4(p, q, c0 + {}u);", 4 * h);
+        }
     }
     for r in 0..rr {
         for h in 0..cq / 2 {
             let c = if h == 0 { "c0".to_string() } else { format!("c0 + {}u", 8 * h) };
             let (lo, hi) = (2 * h, 2 * h + 1);
-            line!(w, "    store_y_row8(p, q, t0 + {r}u, {c}, a{r}_{lo} + bias{lo}, a{r}_{hi} + bias{hi});");
+            if dx {
+                line!(w, "    store_dx_row8(p, q, t0 + {r}u, {c}, a{r}_{lo}, a{r}_{hi});");
+            } else {
+                line!(w, "    store_y_row8(p, q, t0 + {r}u, {c}, a{r}_{lo} + bias{lo}, a{r}_{hi} + bias{hi});");
+            }
         }
     }
     line!(w, "}}");
@@ -207,9 +240,7 @@ fn kernel(w: &mut String, dx: bool) {
     } else {
         line!(w, "// {name}: linear_sg_forward_v4 (y = x W^T + b) with 16 x 8 outputs per lane.");
     }
-    line!(w, "@compute @workgroup_size({}, 1, 1)", T.lanes());
-    line!(w, "fn {name}(@builtin(workgroup_id) wg: vec3<u32>, @builtin(subgroup_invocation_id) sl: u32,");
-    line!(w, "        @builtin(subgroup_id) sg_id: u32, @builtin(subgroup_size) sg_size: u32) {{");
+    signature(w, name);
     prologue(w, dx);
     if dx {
         line!(w, "    let o4 = p.o / 4u;");
@@ -234,10 +265,7 @@ fn kernel(w: &mut String, dx: bool) {
             line!(w, "    let wr{s} = wo + min(ocol + {cols_per_lane}u * l + {s}u, p.o - 1u) * k4;");
         }
     }
-    for r in 0..rr {
-        let accs: Vec<String> = (0..cq).map(|j| format!("var a{r}_{j} = vec4<f32>(0.0);")).collect();
-        line!(w, "    {}", accs.join(" "));
-    }
+    accumulators(w);
     if dx {
         line!(w, "    for (var oo = 0u; oo < o4; oo++) {{");
         line!(w, "        let w = 4u * oo * k4;");
@@ -278,15 +306,8 @@ fn kernel(w: &mut String, dx: bool) {
         for s in 0..rows_per_lane {
             line!(w, "        let xl{s} = xf4[xr{s} + kk];");
         }
-        // The lane's column c (of its 8): octet column 8 (l % 4) + c, held
-        // by lane 2 (l % 4) + c / 4 in its slot c % 4.
-        for c in 0..4 * cq {
-            let lane = if c / cols_per_lane == 0 { String::new() } else { format!(" + {}u", c / cols_per_lane) };
-            line!(w, "        let w{c} = subgroupShuffle(wl{}, cs{lane});", c % cols_per_lane);
-        }
+        forward_shuffles(w);
         for r in 0..rr {
-            let lane = if r / 4 == 0 { String::new() } else { format!(" + {}u", r / 4) };
-            line!(w, "        let x{r} = subgroupShuffle(xl{}, rs{lane});", r % 4);
             for j in 0..cq {
                 let dots: Vec<String> = (4 * j..4 * j + 4).map(|c| format!("dot(x{r}, w{c})")).collect();
                 line!(w, "        a{r}_{j} += vec4<f32>({});", dots.join(", "));
@@ -294,27 +315,7 @@ fn kernel(w: &mut String, dx: bool) {
         }
     }
     line!(w, "    }}");
-    let cols = if dx { "p.k" } else { "p.o" };
-    line!(w, "    if (t0 >= n || c0 >= {cols}) {{");
-    line!(w, "        return;");
-    line!(w, "    }}");
-    if !dx {
-        for h in 0..2 * cq / 2 {
-            line!(w, "    let bias{h} = bias4_v4(p, q, c0 + {}u);", 4 * h);
-        }
-    }
-    for r in 0..rr {
-        for h in 0..cq / 2 {
-            let c = if h == 0 { "c0".to_string() } else { format!("c0 + {}u", 8 * h) };
-            let (lo, hi) = (2 * h, 2 * h + 1);
-            if dx {
-                line!(w, "    store_dx_row8(p, q, t0 + {r}u, {c}, a{r}_{lo}, a{r}_{hi});");
-            } else {
-                line!(w, "    store_y_row8(p, q, t0 + {r}u, {c}, a{r}_{lo} + bias{lo}, a{r}_{hi} + bias{hi});");
-            }
-        }
-    }
-    line!(w, "}}");
+    epilogue(w, dx);
 }
 
 #[cfg(test)]
