@@ -104,6 +104,19 @@ pub fn in_every_kernel(source: &str, after: impl Fn(&str) -> bool, stmt: &str) -
     out
 }
 
+/// Test support for the generators whose output is committed under shaders/:
+/// `body` must equal shaders/`file` (`CIMNET_REGENERATE=1` rewrites the file
+/// first; `tests` is the `cargo test --lib` filter that does it).
+#[cfg(test)]
+pub(crate) fn assert_committed(file: &str, body: &str, tests: &str) {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("shaders").join(file);
+    if std::env::var_os("CIMNET_REGENERATE").is_some() {
+        std::fs::write(&path, body).unwrap();
+    }
+    let committed = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(committed == body, "{} is stale: run CIMNET_REGENERATE=1 cargo test --lib {tests}", path.display());
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

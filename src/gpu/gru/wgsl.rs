@@ -515,13 +515,7 @@ mod tests {
     #[test]
     fn the_committed_wgsl_is_what_the_generator_writes() {
         for (file, body) in [("gru.wgsl", module_body()), ("gru_sg.wgsl", module_body_sg())] {
-            let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("shaders").join(file);
-            if std::env::var_os("CIMNET_REGENERATE").is_some() {
-                std::fs::write(&path, &body).unwrap();
-            }
-            let committed = std::fs::read_to_string(&path).unwrap_or_default();
-            let stale = "is stale: run CIMNET_REGENERATE=1 cargo test --lib gru::wgsl";
-            assert!(committed == body, "{} {stale}", path.display());
+            crate::gpu::wgsl::assert_committed(file, &body, "gru::wgsl");
         }
     }
 }

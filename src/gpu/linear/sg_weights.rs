@@ -326,16 +326,7 @@ mod tests {
 
     #[test]
     fn the_committed_wgsl_is_what_the_generator_writes() {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("shaders/linear_sg_weights.wgsl");
-        if std::env::var_os("CIMNET_REGENERATE").is_some() {
-            std::fs::write(&path, body()).unwrap();
-        }
-        let committed = std::fs::read_to_string(&path).unwrap_or_default();
-        assert!(
-            committed == body(),
-            "{} is stale: run CIMNET_REGENERATE=1 cargo test --lib linear::sg_weights",
-            path.display()
-        );
+        crate::gpu::wgsl::assert_committed("linear_sg_weights.wgsl", &body(), "linear::sg_weights");
     }
 
     #[test]
