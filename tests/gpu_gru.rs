@@ -23,7 +23,7 @@ use cimnet::gpu::gru::{self as g, GruKernel, GruMember, GruParams, GruProblem};
 use cimnet::gpu::{run, GpuContext};
 use cimnet::params::{Layout, ParamStore};
 use common::close::assert_rows;
-use common::gpu::context;
+use common::gpu::{context, on_both_lane_tiles};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -386,15 +386,7 @@ fn gru_timing_mosei_shape() {
 /// runs its profile's, a second one the other.
 #[test]
 fn wide_sg_equals_wide_bit_for_bit() {
-    let Some(shared) = context() else { return };
-    let other = GpuContext::new(&cimnet::gpu::GpuOptions {
-        wide_lane_tiles: Some(!shared.profile.wide_lane_tiles),
-        ..Default::default()
-    })
-    .unwrap();
-    for ctx in [shared, &other] {
-        wide_sg_cases(ctx);
-    }
+    on_both_lane_tiles(wide_sg_cases);
 }
 
 fn wide_sg_cases(ctx: &GpuContext) {

@@ -10,7 +10,7 @@
 mod common;
 
 use common::close::assert_rows;
-use common::gpu::context;
+use common::gpu::{context, on_both_lane_tiles};
 use common::random_vec;
 
 use cimnet::config::Tasks;
@@ -124,21 +124,6 @@ fn linear_problem_lists_match_cpu_per_problem() {
         }
     }
     eprintln!("linear problem lists max |err| / max|want|: {worst:.2e}");
-}
-
-/// Run `cases` on the shared context (its profile's lane tiles) and on a second
-/// one with `DeviceProfile::wide_lane_tiles` flipped, so the subgroup kernels'
-/// GPU tiles (8 x 8 per lane) and software tiles (16 x 16) both run here.
-fn on_both_lane_tiles(cases: impl Fn(&GpuContext)) {
-    let Some(shared) = context() else { return };
-    let other = GpuContext::new(&cimnet::gpu::GpuOptions {
-        wide_lane_tiles: Some(!shared.profile.wide_lane_tiles),
-        ..Default::default()
-    })
-    .unwrap();
-    for ctx in [shared, &other] {
-        cases(ctx);
-    }
 }
 
 /// Whether launch `l` (built for Vec4Sg) runs the lane tile its device's
