@@ -82,6 +82,15 @@ fn the_tuner_picks_valid_members_and_caches_the_race() {
     // and the winner is the fastest timed member (GRU: within the chosen schedule).
     let race = t.race.clone().unwrap();
     assert_eq!(race.entries.len(), progress);
+    // Costliest sites first: an exhausted budget loses cheap sites' members, not the GRU's.
+    let order: Vec<&str> = race.entries.iter().map(|e| e.site.as_str()).fold(Vec::new(), |mut v, s| {
+        if v.last() != Some(&s) {
+            v.push(s);
+        }
+        v
+    });
+    assert_eq!(&order[..3], ["gru_backward", "gru_forward", "projection_weights"], "{order:?}");
+    assert_eq!(order.len(), 9, "each site raced once, in one block: {order:?}");
     let n_gru = gru::candidates(prof, &gp, &gq).len();
     assert_eq!(race.entries.iter().filter(|e| e.site == "gru_forward").count(), n_gru);
     for site in KernelChoice::default().members().iter().map(|(site, _)| *site) {

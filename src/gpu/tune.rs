@@ -171,8 +171,8 @@ pub struct TuneOptions {
     pub mode: TuneMode,
     /// The cache directory; None: [`cache_dir`].
     pub cache_dir: Option<PathBuf>,
-    /// Time for the whole race, shared equally by the sites (a site's unspent
-    /// share passes to the next); pipeline compilation is not counted.
+    /// Time for the whole race: every member's first run, costliest sites
+    /// first, then repeats of the close ones; pipeline compilation is not counted.
     pub budget: Duration,
 }
 
@@ -448,19 +448,26 @@ impl Bufs {
 /// One member's work, ready to record.
 type Work = Vec<Box<dyn Recordable>>;
 
+/// One raced site: its entries are `entries[first..first + len]`.
+struct SiteRace {
+    first: usize,
+    len: usize,
+}
+
 struct Racer<'a> {
     ctx: &'a GpuContext,
     timer: Timer,
     start: Instant,
     /// End of the whole race (moved on by the time spent compiling).
     deadline: Instant,
-    /// End of the current site's share.
-    site_deadline: Instant,
-    sites_left: usize,
     done: usize,
     total: usize,
     complete: bool,
     entries: Vec<RaceEntry>,
+    /// Per entry: the timed member's work and the wall time of one run, kept
+    /// for the repeats of the second phase.
+    works: Vec<Option<(Work, Duration)>>,
+    sites: Vec<SiteRace>,
     on: &'a mut dyn FnMut(&TuneEvent),
 }
 
@@ -475,21 +482,17 @@ impl Racer<'_> {
         });
     }
 
-    /// Time `build()`'s work: one untimed run (it also pages everything in),
-    /// then one timed run, charged to the budget twice, then up to
-    /// `RACE_RUNS - 1` more while the site's own share allows (the fastest
-    /// counts: one run swung by ~10% on a loaded llvmpipe and picked the
-    /// slower of two members; repeating only inside the site's share keeps the
-    /// slack that cheap sites pass on to the costly ones, the GRU, raced last).
-    /// None when the site's share is already spent, except for a site's first
-    /// member, which is always timed: no site keeps its default unmeasured.
+    /// Time `build()`'s work once: one untimed run (it also pages everything
+    /// in), then one timed run, charged to the budget twice. None when the
+    /// budget is spent, except for a site's first member, which is always
+    /// timed: no site keeps its default unmeasured.
     fn time(
         &mut self,
         first: bool,
         build: impl FnOnce() -> Result<Work, GpuEngineError>,
-    ) -> Result<Option<f64>, GpuEngineError> {
+    ) -> Result<Option<(f64, Work, Duration)>, GpuEngineError> {
         let now = Instant::now();
-        if now >= self.site_deadline && !first {
+        if now >= self.deadline && !first {
             self.complete = false;
             return Ok(None);
         }
@@ -500,28 +503,20 @@ impl Racer<'_> {
         // the budget; MESA_SHADER_CACHE_DISABLE=true shows it). Those one-time
         // costs are not the member's and do not eat into the race's budget:
         // the build, and what the warm-up run took beyond the timed run, move
-        // the deadlines on.
+        // the deadline on.
         let work = build()?;
         let refs: Vec<&dyn Recordable> = work.iter().map(|w| w.as_ref()).collect();
         self.timer.time(self.ctx, &refs, 0, 1)?;
         let timed = self.timer.time(self.ctx, &refs, 0, 1)?;
         let run = Duration::from_secs_f64(timed.wall_median_ms().max(0.0) / 1e3);
-        let once = now.elapsed().saturating_sub(2 * run);
-        self.deadline += once;
-        self.site_deadline += once;
-        let mut best = timed.min_ms();
-        for _ in 1..RACE_RUNS {
-            if Instant::now() + run >= self.site_deadline {
-                break;
-            }
-            best = best.min(self.timer.time(self.ctx, &refs, 0, 1)?.min_ms());
-        }
-        Ok(Some(best))
+        self.deadline += now.elapsed().saturating_sub(2 * run);
+        drop(refs);
+        Ok(Some((timed.min_ms(), work, run)))
     }
 
-    /// Race one site within its share of what is left of the budget (an equal
-    /// share per site left; what a site leaves passes on); `skip(m)` names members not raced on this device (and
-    /// why). The winner is the fastest timed member (the first if none was timed).
+    /// First phase for one site: every member not skipped by design (`skip(m)`
+    /// names those and why) timed once, budget permitting. Returns the site's
+    /// index for [`Racer::winner`].
     fn site<T: Copy>(
         &mut self,
         site: &str,
@@ -529,34 +524,75 @@ impl Racer<'_> {
         name: fn(T) -> &'static str,
         skip: &dyn Fn(T) -> Option<String>,
         build: &mut dyn FnMut(T) -> Result<Work, GpuEngineError>,
-    ) -> Result<T, GpuEngineError> {
-        let now = Instant::now();
-        self.site_deadline = now + self.deadline.saturating_duration_since(now) / self.sites_left.max(1) as u32;
-        self.sites_left = self.sites_left.saturating_sub(1);
-        let skipped: Vec<Option<String>> = members.iter().map(|&m| skip(m)).collect();
-        let mut times = Vec::new();
-        for (&m, why) in members.iter().zip(skipped) {
+    ) -> Result<usize, GpuEngineError> {
+        if members.is_empty() {
+            return Err(GpuEngineError::Input(format!("no member for {site}")));
+        }
+        let first = self.entries.len();
+        for &m in members {
             self.progress(site, name(m));
-            let ms = match &why {
-                Some(_) => None,
-                None => {
-                    let first = times.iter().all(|t: &Option<f64>| t.is_none());
-                    self.time(first, || build(m))?
+            let why = skip(m);
+            let mut ms = None;
+            let mut work = None;
+            if why.is_none() {
+                let first_timed = self.entries[first..].iter().all(|e| e.ms.is_none());
+                if let Some((t, w, run)) = self.time(first_timed, || build(m))? {
+                    ms = Some(t);
+                    work = Some((w, run));
                 }
-            };
-            times.push(ms);
+            }
             self.entries.push(RaceEntry { site: site.into(), member: name(m).into(), ms, winner: false, skipped: why });
+            self.works.push(work);
         }
-        let best = times
-            .iter()
-            .enumerate()
-            .filter_map(|(i, ms)| ms.map(|t| (i, t)))
+        self.sites.push(SiteRace { first, len: members.len() });
+        Ok(self.sites.len() - 1)
+    }
+
+    /// Second phase: with what is left of the budget, time the contenders of
+    /// every site again (members within [`CONTENDER`] of the site's fastest,
+    /// up to [`RACE_RUNS`] runs each; the fastest run counts). One run swung by
+    /// ~10% on a loaded llvmpipe and picked the slower of two members; the
+    /// repeats come after every member's first run, so a slow or loaded device
+    /// spends its budget on coverage first and never loses a site's likely
+    /// winner to the repeats of another site.
+    fn repeat_contenders(&mut self) -> Result<(), GpuEngineError> {
+        for _ in 1..RACE_RUNS {
+            for si in 0..self.sites.len() {
+                let SiteRace { first, len } = self.sites[si];
+                let best = self.fastest(si).map_or(f64::INFINITY, |i| self.entries[i].ms.unwrap_or(f64::INFINITY));
+                for i in first..first + len {
+                    let (Some(ms), Some((work, run))) = (self.entries[i].ms, &self.works[i]) else { continue };
+                    if ms > best * CONTENDER {
+                        continue;
+                    }
+                    if Instant::now() + *run >= self.deadline {
+                        return Ok(());
+                    }
+                    let refs: Vec<&dyn Recordable> = work.iter().map(|w| w.as_ref()).collect();
+                    let again = self.timer.time(self.ctx, &refs, 0, 1)?.min_ms();
+                    self.entries[i].ms = Some(ms.min(again));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The entry of site `si`'s fastest timed member.
+    fn fastest(&self, si: usize) -> Option<usize> {
+        let SiteRace { first, len } = self.sites[si];
+        (first..first + len)
+            .filter_map(|i| self.entries[i].ms.map(|t| (i, t)))
             .min_by(|a, b| a.1.total_cmp(&b.1))
-            .map_or(0, |(i, _)| i);
-        for (k, e) in self.entries.iter_mut().filter(|e| e.site == site).enumerate() {
-            e.winner = k == best;
-        }
-        members.get(best).copied().ok_or_else(|| GpuEngineError::Input(format!("no member for {site}")))
+            .map(|(i, _)| i)
+    }
+
+    /// Marks site `si`'s winner (the fastest timed member, else the first)
+    /// and returns its index among the site's members.
+    fn winner(&mut self, si: usize) -> usize {
+        let first = self.sites[si].first;
+        let best = self.fastest(si).map_or(0, |i| i - first);
+        self.entries[first + best].winner = true;
+        best
     }
 }
 
@@ -591,6 +627,10 @@ fn no_skip<T>(_: T) -> Option<String> {
 /// Timed runs of a member at most (the fastest counts), budget permitting.
 const RACE_RUNS: usize = 3;
 
+/// A member whose first run is within this factor of its site's fastest is
+/// timed again in the second phase.
+const CONTENDER: f64 = 1.25;
+
 /// Race every site's candidates at `shape` within about `budget`.
 pub fn race(
     ctx: &GpuContext,
@@ -619,19 +659,18 @@ pub fn race(
     let att = if s.attention.is_empty() { Vec::new() } else { s.attention_candidates(ctx) };
     let linear = [&proj_f, &proj_w, &dense_f, &dense_i, &dense_w].map(|c| c.len()).iter().sum::<usize>();
     let total = 2 * gm.len() + linear + 2 * att.len();
-    let sites = 7 + if att.is_empty() { 0 } else { 2 };
     let start = Instant::now();
     let mut r = Racer {
         ctx,
         timer: Timer::new(ctx, false),
         start,
         deadline: start + budget,
-        site_deadline: start,
-        sites_left: sites,
         done: 0,
         total,
         complete: true,
         entries: Vec::new(),
+        works: Vec::new(),
+        sites: Vec::new(),
         on,
     };
     let (g, gq) = (s.gru, &s.gru_problems[..]);
@@ -640,21 +679,57 @@ pub fn race(
     };
     let boxed = |l: Box<dyn Recordable>| -> Work { vec![l] };
 
+    // Costliest sites first (a GRU backward run is ~4x a dense one on
+    // llvmpipe, and the recurrence is ~40% of a step): a device too slow or
+    // too loaded to time every member within the budget loses members of the
+    // cheap sites, not the GRU's. (Raced last, with per-site shares and the
+    // repeats inside them, a loaded 2-core llvmpipe lost both subgroup GRU
+    // backward members, 3.5x faster than the default it then kept.) The two
+    // directions of the recurrence pick their members independently (they
+    // share only the cache layout, which every member writes alike).
+    let gname: fn(GruMember) -> &'static str = |m| m.name();
+    let skip = |m: GruMember| skip_gru(prof, m, gru_first);
+    let gru_backward = r.site("gru_backward", &gm, gname, &skip, &mut |m| {
+        let (gi, gh) = (&b.gi, &b.gh);
+        let l =
+            gru::gru_backward(ctx, gi, gh, &b.carry, &b.grads, &b.dout, &b.cache, &b.w, &b.len, &g, gq, gq.len(), m)?;
+        Ok(boxed(Box::new(l)))
+    })?;
+    let gru_forward = r.site("gru_forward", &gm, gname, &skip, &mut |m| {
+        Ok(boxed(Box::new(gru::gru_forward(ctx, &b.out, &b.cache, &b.xp, &b.w, &b.len, &g, gq, gq.len(), m)?)))
+    })?;
+
+    // Linear sites: every modality's launch of the site with the member.
+    let n = s.arena.mods.len();
+    let projection_weights = linear_site(&mut r, n, "projection_weights", &proj_w, &|k, mi| {
+        let (p, q) = &s.projection[mi];
+        Ok(linear::linear_backward_weights_variant(ctx, &b.grads, &b.gi, &b.gi, &b.inputs, &b.len, *p, q, q.len(), k)?)
+    })?;
+    let projection = linear_site(&mut r, n, "projection", &proj_f, &|k, mi| {
+        let (p, q) = &s.projection[mi];
+        Ok(linear::linear_forward_variant(ctx, &b.xp, &ctx.dummy, &b.inputs, &b.w, &b.len, *p, q, q.len(), k)?)
+    })?;
+    let dense_backward = linear_site(&mut r, n, "dense_backward", &dense_i, &|k, mi| {
+        let (p, q) = &s.dense[mi];
+        Ok(linear::linear_backward_variant(ctx, &b.dout, &b.dfeat, &b.feat, &b.w, &b.len, *p, q, q.len(), k)?)
+    })?;
+    let dense_weights = linear_site(&mut r, n, "dense_weights", &dense_w, &|k, mi| {
+        let (p, q) = &s.dense[mi];
+        let (dfeat, feat) = (&b.dfeat, &b.feat);
+        Ok(linear::linear_backward_weights_variant(ctx, &b.grads, dfeat, feat, &b.dense_in, &b.len, *p, q, q.len(), k)?)
+    })?;
+    let dense_fw = linear_site(&mut r, n, "dense", &dense_f, &|k, mi| {
+        let (p, q) = &s.dense[mi];
+        Ok(linear::linear_forward_variant(ctx, &b.feat, &b.r, &b.dense_in, &b.w, &b.len, *p, q, q.len(), k)?)
+    })?;
+
     // Attention: every pair's launches with the member (pairs share the buffers:
     // the cost does not depend on the values).
-    let (mut attention_forward, mut attention_backward) = (AttentionKernel::Flat, AttentionKernel::Flat);
+    let mut attention = None;
     if !att.is_empty() {
         let saved = AttentionSaved { m: &b.att_m, n: &b.att_n, o: &b.att_o };
         let aname: fn(AttentionKernel) -> &'static str = |k| k.name();
-        attention_forward = r.site("attention_forward", &att, aname, &no_skip, &mut |k| {
-            let mut w: Work = Vec::new();
-            for (p, q) in &s.attention {
-                let l = attention::attention_forward_variant(ctx, &b.r, &saved, &b.feat, &b.len, *p, q, q.len(), k)?;
-                w.push(Box::new(l));
-            }
-            Ok(w)
-        })?;
-        attention_backward = r.site("attention_backward", &att, aname, &no_skip, &mut |k| {
+        let backward = r.site("attention_backward", &att, aname, &no_skip, &mut |k| {
             let mut w: Work = Vec::new();
             for (p, q) in &s.attention {
                 let l = attention::attention_backward_variant(
@@ -674,57 +749,32 @@ pub fn race(
             }
             Ok(w)
         })?;
+        let forward = r.site("attention_forward", &att, aname, &no_skip, &mut |k| {
+            let mut w: Work = Vec::new();
+            for (p, q) in &s.attention {
+                let l = attention::attention_forward_variant(ctx, &b.r, &saved, &b.feat, &b.len, *p, q, q.len(), k)?;
+                w.push(Box::new(l));
+            }
+            Ok(w)
+        })?;
+        attention = Some((forward, backward));
     }
-    // Linear sites: every modality's launch of the site with the member.
-    let n = s.arena.mods.len();
-    let projection = linear_site(&mut r, n, "projection", &proj_f, &|k, mi| {
-        let (p, q) = &s.projection[mi];
-        Ok(linear::linear_forward_variant(ctx, &b.xp, &ctx.dummy, &b.inputs, &b.w, &b.len, *p, q, q.len(), k)?)
-    })?;
-    let projection_weights = linear_site(&mut r, n, "projection_weights", &proj_w, &|k, mi| {
-        let (p, q) = &s.projection[mi];
-        Ok(linear::linear_backward_weights_variant(ctx, &b.grads, &b.gi, &b.gi, &b.inputs, &b.len, *p, q, q.len(), k)?)
-    })?;
-    let dense_fw = linear_site(&mut r, n, "dense", &dense_f, &|k, mi| {
-        let (p, q) = &s.dense[mi];
-        Ok(linear::linear_forward_variant(ctx, &b.feat, &b.r, &b.dense_in, &b.w, &b.len, *p, q, q.len(), k)?)
-    })?;
-    let dense_backward = linear_site(&mut r, n, "dense_backward", &dense_i, &|k, mi| {
-        let (p, q) = &s.dense[mi];
-        Ok(linear::linear_backward_variant(ctx, &b.dout, &b.dfeat, &b.feat, &b.w, &b.len, *p, q, q.len(), k)?)
-    })?;
-    let dense_weights = linear_site(&mut r, n, "dense_weights", &dense_w, &|k, mi| {
-        let (p, q) = &s.dense[mi];
-        let (dfeat, feat) = (&b.dfeat, &b.feat);
-        Ok(linear::linear_backward_weights_variant(ctx, &b.grads, dfeat, feat, &b.dense_in, &b.len, *p, q, q.len(), k)?)
-    })?;
 
-    // GRU last: the costliest sites (a GRU backward run is ~4x a dense one on
-    // llvmpipe), so they get the slack the cheaper sites left. The two directions
-    // of the recurrence pick their members independently (they share only the
-    // cache layout, which every member writes alike).
-    let gname: fn(GruMember) -> &'static str = |m| m.name();
-    let skip = |m: GruMember| skip_gru(prof, m, gru_first);
-    let gru_forward = r.site("gru_forward", &gm, gname, &skip, &mut |m| {
-        Ok(boxed(Box::new(gru::gru_forward(ctx, &b.out, &b.cache, &b.xp, &b.w, &b.len, &g, gq, gq.len(), m)?)))
-    })?;
-    let gru_backward = r.site("gru_backward", &gm, gname, &skip, &mut |m| {
-        let (gi, gh) = (&b.gi, &b.gh);
-        let l =
-            gru::gru_backward(ctx, gi, gh, &b.carry, &b.grads, &b.dout, &b.cache, &b.w, &b.len, &g, gq, gq.len(), m)?;
-        Ok(boxed(Box::new(l)))
-    })?;
-
+    r.repeat_contenders()?;
     let seconds = r.start.elapsed().as_secs_f64();
     (r.on)(&TuneEvent::Finished { seconds });
+    let (attention_forward, attention_backward) = match attention {
+        Some((f, b)) => (att[r.winner(f)], att[r.winner(b)]),
+        None => (AttentionKernel::Flat, AttentionKernel::Flat),
+    };
     let choice = KernelChoice {
-        gru_forward,
-        gru_backward,
-        projection,
-        projection_weights,
-        dense: dense_fw,
-        dense_backward,
-        dense_weights,
+        gru_forward: gm[r.winner(gru_forward)],
+        gru_backward: gm[r.winner(gru_backward)],
+        projection: proj_f[r.winner(projection)],
+        projection_weights: proj_w[r.winner(projection_weights)],
+        dense: dense_f[r.winner(dense_fw)],
+        dense_backward: dense_i[r.winner(dense_backward)],
+        dense_weights: dense_w[r.winner(dense_weights)],
         attention_forward,
         attention_backward,
     };
@@ -752,7 +802,7 @@ fn linear_site(
     site: &str,
     members: &[LinearKernel],
     build: BuildLinear,
-) -> Result<LinearKernel, GpuEngineError> {
+) -> Result<usize, GpuEngineError> {
     let name: fn(LinearKernel) -> &'static str = |k| k.name();
     let (prof, first) = (&r.ctx.profile, members.first().copied().unwrap_or(LinearKernel::Scalar));
     r.site(site, members, name, &|k| skip_linear(prof, k, first), &mut |k| {
