@@ -49,6 +49,11 @@
 //   attention_forward:         2 feat, 3 n, 4 len, 5 o rw, 6 r rw
 //   attention_backward_scores: 2 feat, 3 n, 4 dr, 5 len, 6 dm rw
 //   attention_backward:        2 feat, 3 n, 4 o, 5 dr, 6 dm, 7 len, 8 dfeat rw
+// The _v4 entries (attention_forward_scores_v4, attention_forward_v4,
+// attention_backward_scores_v4, attention_backward_v4) bind as their scalar twins, X, Y, O, R, dR and dX, dY
+// viewed as vec4: the flat member runs them where D, every offset and R's row
+// width and column offsets are multiples of 4 (src/gpu/attention.rs `aligned4`),
+// the same sums in the same order, so the same bits.
 // The structs AttentionParams and AttentionProblem are not in this file: the module the
 // driver compiles has them after the prelude, from src/gpu/attention/wgsl.rs (the one
 // text both members declare; tests/shaders.rs pins it to the Rust structs).
@@ -344,4 +349,255 @@ fn attention_backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgro
     }
     df4[q.dx_off + e] += gx;
     df4[q.dy_off + e] += gy;
+}
+
+// ---- attention_backward_v4 ----
+// attention_backward with one invocation per (b, i, 4 columns c): where D, every
+// offset and R's row width and column offsets are multiples of 4 (the launcher
+// checks), X, Y, O, dR and dX, dY are read as vec4 and each dM, N weight serves
+// four columns. Per j and direction 3 vec4 + 3 scalar loads for four columns
+// where attention_backward makes 5 scalar loads for one (on llvmpipe a storage
+// load is a loop over the 8 SIMD lanes, a vec4 one barely costlier). Each output
+// is the same expressions summed over j in the same order, component-wise: the
+// same bits as attention_backward.
+@group(0) @binding(0) var<uniform> p5: AttentionParams;
+@group(0) @binding(1) var<storage, read> q5: array<AttentionProblem>;
+@group(0) @binding(2) var<storage, read> f5: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read> n5: array<f32>;
+@group(0) @binding(4) var<storage, read> o5: array<vec4<f32>>;
+@group(0) @binding(5) var<storage, read> dr5: array<vec4<f32>>;
+@group(0) @binding(6) var<storage, read> dm5: array<f32>;
+@group(0) @binding(7) var<storage, read> len5: array<u32>;
+@group(0) @binding(8) var<storage, read_write> df5: array<vec4<f32>>;
+
+@compute @workgroup_size(WG)
+fn attention_backward_v4(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                         @builtin(local_invocation_index) lid: u32) {
+    let p = p5;
+    if (wg.z >= p.problems) {
+        return;
+    }
+    let q = q5[wg.z];
+    let u = q.u;
+    let d4 = p.d / 4u;
+    let e = flat(wg, nwg, lid);
+    if (e >= p.b * u * d4) {
+        return;
+    }
+    let c4 = e % d4;
+    let t = e / d4;
+    let b = t / u;
+    let i = t % u;
+    let l = len5[q.len_off + b];
+    if (i >= l) {
+        return;
+    }
+    let bu = p.b * u;
+    let base = b * u;
+    let nm = q.n_off;
+    let dmo = q.dm_off;
+    let mrow = t * u;
+    let mrow1 = (bu + t) * u;
+    let dro = q.r_off / 4u;
+    let rw4 = q.rw / 4u;
+    let x4 = q.x_off / 4u;
+    let y4 = q.y_off / 4u;
+    // Direction 0, att(X, Y): gate, score and value paths.
+    var gx = dr5[dro + t * rw4 + q.r_xy / 4u + c4] * o5[q.o_off / 4u + e];
+    var gy = vec4<f32>(0.0);
+    for (var j = 0u; j < l; j++) {
+        let tj = base + j;
+        let dmij = dm5[dmo + mrow + j];
+        let dmji = dm5[dmo + tj * u + i];
+        gx += dmij * f5[y4 + tj * d4 + c4];
+        let xj = f5[x4 + tj * d4 + c4];
+        let doj = dr5[dro + tj * rw4 + q.r_xy / 4u + c4] * xj;
+        gy += n5[nm + tj * u + i] * doj + dmji * xj;
+    }
+    if (p.pair == 0u) {
+        df5[q.dx_off / 4u + e] += gx + gy;
+        return;
+    }
+    // Direction 1, att(Y, X).
+    gy += dr5[dro + t * rw4 + q.r_yx / 4u + c4] * o5[q.o_off / 4u + bu * d4 + e];
+    for (var j = 0u; j < l; j++) {
+        let tj = base + j;
+        let dmij = dm5[dmo + mrow1 + j];
+        let dmji = dm5[dmo + (bu + tj) * u + i];
+        gy += dmij * f5[x4 + tj * d4 + c4];
+        let yj = f5[y4 + tj * d4 + c4];
+        let doj = dr5[dro + tj * rw4 + q.r_yx / 4u + c4] * yj;
+        gx += n5[nm + (bu + tj) * u + i] * doj + dmji * yj;
+    }
+    df5[q.dx_off / 4u + e] += gx;
+    df5[q.dy_off / 4u + e] += gy;
+}
+
+// ---- attention_forward_scores_v4 ----
+// attention_forward_scores reading X_i and Y_j as vec4 (D and the offsets
+// multiples of 4): 2 loads per 4 columns instead of 8, each score summed over c
+// in the same order (the components one by one): the same bits.
+@group(0) @binding(0) var<uniform> p6: AttentionParams;
+@group(0) @binding(1) var<storage, read> q6: array<AttentionProblem>;
+@group(0) @binding(2) var<storage, read> f6: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read> len6: array<u32>;
+@group(0) @binding(4) var<storage, read_write> m6: array<f32>;
+
+@compute @workgroup_size(WG)
+fn attention_forward_scores_v4(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                               @builtin(local_invocation_index) lid: u32) {
+    let p = p6;
+    if (wg.z >= p.problems) {
+        return;
+    }
+    let q = q6[wg.z];
+    let u = q.u;
+    let e = flat(wg, nwg, lid);
+    if (e >= p.b * u * u) {
+        return;
+    }
+    let j = e % u;
+    let i = (e / u) % u;
+    let b = e / (u * u);
+    let l = len6[q.len_off + b];
+    var s = 0.0;
+    if (i < l && j < l) {
+        let d4 = p.d / 4u;
+        let xi = q.x_off / 4u + (b * u + i) * d4;
+        let yj = q.y_off / 4u + (b * u + j) * d4;
+        for (var c = 0u; c < d4; c++) {
+            let a = f6[xi + c];
+            let v = f6[yj + c];
+            s += a.x * v.x;
+            s += a.y * v.y;
+            s += a.z * v.z;
+            s += a.w * v.w;
+        }
+    }
+    m6[q.m_off + e] = s;
+}
+
+// ---- attention_forward_v4 ----
+// attention_forward with one invocation per (direction, b, i, 4 columns c): V, Q
+// read and O, R written as vec4, each N weight serving four columns; the same
+// sums over j in the same order, component-wise: the same bits.
+@group(0) @binding(0) var<uniform> p7: AttentionParams;
+@group(0) @binding(1) var<storage, read> q7: array<AttentionProblem>;
+@group(0) @binding(2) var<storage, read> f7: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read> n7: array<f32>;
+@group(0) @binding(4) var<storage, read> len7: array<u32>;
+@group(0) @binding(5) var<storage, read_write> o7: array<vec4<f32>>;
+@group(0) @binding(6) var<storage, read_write> r7: array<vec4<f32>>;
+
+@compute @workgroup_size(WG)
+fn attention_forward_v4(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                        @builtin(local_invocation_index) lid: u32) {
+    let p = p7;
+    if (wg.z >= p.problems) {
+        return;
+    }
+    let q = q7[wg.z];
+    let u = q.u;
+    let d4 = p.d / 4u;
+    let e = flat(wg, nwg, lid);
+    if (e >= dirs(p) * p.b * u * d4) {
+        return;
+    }
+    let c4 = e % d4;
+    let t = (e / d4) % (p.b * u);
+    let dir = e / (d4 * p.b * u);
+    let b = t / u;
+    let i = t % u;
+    let l = len7[q.len_off + b];
+    let q4 = select(q.y_off, q.x_off, dir == 0u) / 4u;
+    let v4 = select(q.x_off, q.y_off, dir == 0u) / 4u;
+    var o = vec4<f32>(0.0);
+    var out = vec4<f32>(0.0);
+    if (i < l) {
+        let row = q.n_off + (dir * p.b * u + t) * u;
+        for (var j = 0u; j < l; j++) {
+            o += n7[row + j] * f7[v4 + (b * u + j) * d4 + c4];
+        }
+        out = o * f7[q4 + t * d4 + c4];
+    }
+    o7[q.o_off / 4u + e] = o;
+    r7[(q.r_off + t * q.rw + select(q.r_yx, q.r_xy, dir == 0u)) / 4u + c4] = out;
+}
+
+// ---- attention_backward_scores_v4 ----
+// attention_backward_scores reading dR, Q and V as vec4: per 4 columns and 4 j,
+// 6 loads instead of 24; each dN[i, j] summed over c in the same order (the
+// components one by one), s over j in order: the same bits.
+@group(0) @binding(0) var<uniform> p8: AttentionParams;
+@group(0) @binding(1) var<storage, read> q8: array<AttentionProblem>;
+@group(0) @binding(2) var<storage, read> f8: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read> n8: array<f32>;
+@group(0) @binding(4) var<storage, read> dr8: array<vec4<f32>>;
+@group(0) @binding(5) var<storage, read> len8: array<u32>;
+@group(0) @binding(6) var<storage, read_write> dm8: array<f32>;
+
+@compute @workgroup_size(WG)
+fn attention_backward_scores_v4(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                                @builtin(local_invocation_index) lid: u32) {
+    let p = p8;
+    if (wg.z >= p.problems) {
+        return;
+    }
+    let q = q8[wg.z];
+    let u = q.u;
+    let e = flat(wg, nwg, lid);
+    if (e >= dirs(p) * p.b * u) {
+        return;
+    }
+    let i = e % u;
+    let b = (e / u) % p.b;
+    let dir = e / (u * p.b);
+    let l = len8[q.len_off + b];
+    let row = e * u;
+    let nr = q.n_off + row;
+    let dr = q.dm_off + row;
+    if (i >= l) {
+        for (var j = 0u; j < u; j++) {
+            dm8[dr + j] = 0.0;
+        }
+        return;
+    }
+    let d4 = p.d / 4u;
+    let t = b * u + i;
+    let dro = (q.r_off + t * q.rw + select(q.r_yx, q.r_xy, dir == 0u)) / 4u;
+    let qo = select(q.y_off, q.x_off, dir == 0u) / 4u + t * d4;
+    let vrow = select(q.x_off, q.y_off, dir == 0u) / 4u + (b * u) * d4;
+    var s = 0.0;
+    for (var j0 = 0u; j0 < l; j0 += 4u) {
+        let v0 = vrow + min(j0, l - 1u) * d4;
+        let v1 = vrow + min(j0 + 1u, l - 1u) * d4;
+        let v2 = vrow + min(j0 + 2u, l - 1u) * d4;
+        let v3 = vrow + min(j0 + 3u, l - 1u) * d4;
+        var dn = vec4<f32>(0.0);
+        for (var c = 0u; c < d4; c++) {
+            let a = dr8[dro + c] * f8[qo + c];
+            let w0 = f8[v0 + c];
+            let w1 = f8[v1 + c];
+            let w2 = f8[v2 + c];
+            let w3 = f8[v3 + c];
+            dn += a.x * vec4<f32>(w0.x, w1.x, w2.x, w3.x);
+            dn += a.y * vec4<f32>(w0.y, w1.y, w2.y, w3.y);
+            dn += a.z * vec4<f32>(w0.z, w1.z, w2.z, w3.z);
+            dn += a.w * vec4<f32>(w0.w, w1.w, w2.w, w3.w);
+        }
+        for (var k = 0u; k < 4u; k++) {
+            let j = j0 + k;
+            if (j < l) {
+                dm8[dr + j] = dn[k];
+                s += n8[nr + j] * dn[k];
+            }
+        }
+    }
+    for (var j = 0u; j < u; j++) {
+        var g = 0.0;
+        if (j < l) {
+            g = n8[nr + j] * (dm8[dr + j] - s);
+        }
+        dm8[dr + j] = g;
+    }
 }

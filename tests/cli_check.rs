@@ -14,7 +14,8 @@ fn skip_gpu() -> bool {
 }
 
 /// Every entry point of every kernel family, each kernel variant (scalar / vec4 /
-/// tiled), both GRU schedules, both attention kinds by both attention members.
+/// tiled), both GRU schedules, both attention kinds by both attention members (the
+/// flat one also by its vec4 entries).
 const KERNELS: &[&str] = &[
     "linear_forward [scalar] (input projection)",
     "linear_forward [vec4] (input projection)",
@@ -51,6 +52,10 @@ const KERNELS: &[&str] = &[
     "attention_forward [tiled] (self)",
     "attention_backward [tiled] (pair)",
     "attention_backward [tiled] (self)",
+    "attention_forward [flat v4] (pair)",
+    "attention_forward [flat v4] (self)",
+    "attention_backward [flat v4] (pair)",
+    "attention_backward [flat v4] (self)",
     "linear_forward [vec4] (fused dense: dropout, R blocks)",
     "linear_forward [scalar] (fused dense: dropout, R blocks)",
     "linear_backward [vec4] (fused dense: dropout)",

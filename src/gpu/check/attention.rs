@@ -26,6 +26,9 @@ pub struct AttentionCase {
     pub forward: AttentionKernel,
     pub backward: AttentionKernel,
     pub seed: u64,
+    /// Every block, R row width and R column a multiple of 4 (where D is), so
+    /// the flat member runs its `_v4` entries; otherwise odd gaps and widths.
+    pub aligned: bool,
 }
 
 impl AttentionCase {
@@ -34,7 +37,21 @@ impl AttentionCase {
     pub fn new(batches: Vec<Vec<usize>>, d: usize, pair: bool, kernel: AttentionKernel, seed: u64) -> AttentionCase {
         let nb = batches.len().max(1);
         let problems = [0, 1, 2, 1, 0].iter().map(|&k| k % nb).collect();
-        AttentionCase { batches, problems, d, pair, forward: kernel, backward: kernel, seed }
+        AttentionCase { batches, problems, d, pair, forward: kernel, backward: kernel, seed, aligned: false }
+    }
+
+    /// The same case laid out 4-aligned (see `aligned`).
+    pub fn aligned(self) -> AttentionCase {
+        AttentionCase { aligned: true, ..self }
+    }
+
+    /// Alignment of the blocks in every arena.
+    fn align(&self) -> usize {
+        if self.aligned {
+            4
+        } else {
+            1
+        }
     }
 
     fn b(&self) -> usize {
@@ -61,6 +78,8 @@ impl AttentionCase {
         let d = self.d;
         if k.is_multiple_of(2) {
             (9 * d, 2 * d, 5 * d)
+        } else if self.aligned {
+            (5 * d + 4, d + 4, 3 * d + 4)
         } else {
             (5 * d + 3, d + 1, 3 * d + 2)
         }
@@ -73,12 +92,13 @@ pub fn attention_members(ctx: &GpuContext, c: &AttentionCase) -> Vec<AttentionKe
 }
 
 /// Offsets of blocks of `sizes` in one buffer, placed last block first with gaps
-/// of different widths (`salt` varies them), and the buffer's length.
-fn arena(sizes: &[usize], salt: usize) -> (Vec<usize>, usize) {
+/// of different widths (`salt` varies them), each block at a multiple of
+/// `align`, and the buffer's length.
+fn arena(sizes: &[usize], salt: usize, align: usize) -> (Vec<usize>, usize) {
     let mut offs = vec![0; sizes.len()];
     let mut at = 0;
     for k in (0..sizes.len()).rev() {
-        at += 1 + (7 * k + salt) % 11;
+        at = (at + 1 + (7 * k + salt) % 11).next_multiple_of(align);
         offs[k] = at;
         at += sizes[k];
     }
@@ -180,7 +200,7 @@ pub fn check_attention(ctx: &GpuContext, c: &AttentionCase) -> Result<Vec<CheckR
     let us: Vec<usize> = (0..n).map(|k| c.u(k)).collect();
 
     // The lengths: batch j's B lengths at len_offs[j] (the last batch first), garbage between.
-    let (len_offs, len_len) = arena(&vec![b; c.batches.len()], 5);
+    let (len_offs, len_len) = arena(&vec![b; c.batches.len()], 5, 1);
     let mut len_all = vec![7777u32; len_len];
     for (j, lens) in c.batches.iter().enumerate() {
         len_all[len_offs[j]..len_offs[j] + b].copy_from_slice(&u32s(lens));
@@ -188,14 +208,14 @@ pub fn check_attention(ctx: &GpuContext, c: &AttentionCase) -> Result<Vec<CheckR
 
     // The arenas: feat and dfeat hold X_k, Y_k per problem (laid out differently),
     // R problem k's (B, U_max, rw_k), the saved tensors one block per problem.
-    let (feat_offs, feat_len) = arena(&vec![block_max; 2 * n], 3);
-    let (dfeat_offs, dfeat_len) = arena(&vec![block_max; 2 * n], 8);
+    let (feat_offs, feat_len) = arena(&vec![block_max; 2 * n], 3, c.align());
+    let (dfeat_offs, dfeat_len) = arena(&vec![block_max; 2 * n], 8, c.align());
     let rws: Vec<usize> = (0..n).map(|k| c.row(k).0).collect();
-    let (r_offs, r_len) = arena(&rws.iter().map(|rw| bu_max * rw).collect::<Vec<_>>(), 1);
-    let (m_offs, m_len) = arena(&vec![bu_max * u_max; n], 2);
-    let (n_offs, n_len) = arena(&vec![2 * bu_max * u_max; n], 4);
-    let (o_offs, o_len) = arena(&vec![2 * block_max; n], 5);
-    let (dm_offs, dm_len) = arena(&vec![2 * bu_max * u_max; n], 6);
+    let (r_offs, r_len) = arena(&rws.iter().map(|rw| bu_max * rw).collect::<Vec<_>>(), 1, c.align());
+    let (m_offs, m_len) = arena(&vec![bu_max * u_max; n], 2, c.align());
+    let (n_offs, n_len) = arena(&vec![2 * bu_max * u_max; n], 4, c.align());
+    let (o_offs, o_len) = arena(&vec![2 * block_max; n], 5, c.align());
+    let (dm_offs, dm_len) = arena(&vec![2 * bu_max * u_max; n], 6, c.align());
 
     let mut feat = f32s(&random_vec(feat_len, c.seed + 10));
     feat.iter_mut().for_each(|v| *v *= GARBAGE as f32);
@@ -347,7 +367,9 @@ pub fn check_attention(ctx: &GpuContext, c: &AttentionCase) -> Result<Vec<CheckR
     uniq.dedup();
     let u_list: Vec<String> = uniq.iter().map(|u| u.to_string()).collect();
     let shape = format!("B={b} u={} D={d} R={}/{} problems={n}", u_list.join("/"), c.row(0).0, c.row(1).0);
-    let (kf, kb) = (fwd.kernel.name(), bwd.kernel.name());
+    // The flat member's vec4 entries say so.
+    let v4 = |l: &gpu::attention::AttentionLaunches| if l.vec4() { " v4" } else { "" };
+    let (kf, kb) = (format!("{}{}", fwd.kernel.name(), v4(&fwd)), format!("{}{}", bwd.kernel.name(), v4(&bwd)));
     // A backward after the other member's forward says so.
     let after = if kf == kb { String::new() } else { format!(" after {kf}") };
     Ok(vec![

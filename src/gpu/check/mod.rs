@@ -417,6 +417,10 @@ fn attention_rows(ctx: &GpuContext) -> Result<Vec<CheckRow>, GpuError> {
             (c.forward, c.backward) = (kernel, kernel);
             rows.extend(check_attention(ctx, &c)?);
         }
+        // The flat member's vec4 entries, which run where the layout is 4-aligned
+        // (the engine's, at D 100).
+        let c = AttentionCase { forward: AttentionKernel::Flat, backward: AttentionKernel::Flat, ..c.aligned() };
+        rows.extend(check_attention(ctx, &c)?);
     }
     Ok(rows)
 }
