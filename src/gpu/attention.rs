@@ -258,9 +258,9 @@ pub struct AttentionLaunches {
 /// The engine's arenas are laid out in multiples of D, so this holds wherever
 /// D % 4 == 0 (D 100 by default).
 pub fn aligned4(p: &AttentionParams, problems: &[AttentionProblem]) -> bool {
-    p.d % 4 == 0
+    p.d.is_multiple_of(4)
         && problems.iter().all(|q| {
-            [q.x_off, q.y_off, q.r_off, q.rw, q.r_xy, q.r_yx, q.o_off, q.dx_off, q.dy_off].iter().all(|v| v % 4 == 0)
+            [q.x_off, q.y_off, q.r_off, q.rw, q.r_xy, q.r_yx, q.o_off, q.dx_off, q.dy_off].iter().all(|v| v.is_multiple_of(4))
         })
 }
 
