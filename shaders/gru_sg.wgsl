@@ -440,30 +440,58 @@ fn gru_sg_forward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgro
         let hla = ((sl & 7u) / 4u) * MAX_H + (sl & 3u);
         for (var c4 = 0u; c4 < n4; c4++) {
             let c = 4u * c4;
-            let wr0 = w4[r0 + c4];
-            let wr1 = w4[r0 + nh4 + c4];
-            let wr2 = w4[r0 + 2u * nh4 + c4];
-            let wr3 = w4[r0 + 3u * nh4 + c4];
-            let wr4 = w4[r1 + c4];
-            let wr5 = w4[r1 + nh4 + c4];
-            let wr6 = w4[r1 + 2u * nh4 + c4];
-            let wr7 = w4[r1 + 3u * nh4 + c4];
-            let wz0 = w4[z0 + c4];
-            let wz1 = w4[z0 + nh4 + c4];
-            let wz2 = w4[z0 + 2u * nh4 + c4];
-            let wz3 = w4[z0 + 3u * nh4 + c4];
-            let wz4 = w4[z1 + c4];
-            let wz5 = w4[z1 + nh4 + c4];
-            let wz6 = w4[z1 + 2u * nh4 + c4];
-            let wz7 = w4[z1 + 3u * nh4 + c4];
-            let wn0 = w4[n0 + c4];
-            let wn1 = w4[n0 + nh4 + c4];
-            let wn2 = w4[n0 + 2u * nh4 + c4];
-            let wn3 = w4[n0 + 3u * nh4 + c4];
-            let wn4 = w4[n1 + c4];
-            let wn5 = w4[n1 + nh4 + c4];
-            let wn6 = w4[n1 + 2u * nh4 + c4];
-            let wn7 = w4[n1 + 3u * nh4 + c4];
+            var wr0 = vec4<f32>(0.0);
+            var wr1 = vec4<f32>(0.0);
+            var wr2 = vec4<f32>(0.0);
+            var wr3 = vec4<f32>(0.0);
+            var wz0 = vec4<f32>(0.0);
+            var wz1 = vec4<f32>(0.0);
+            var wz2 = vec4<f32>(0.0);
+            var wz3 = vec4<f32>(0.0);
+            var wn0 = vec4<f32>(0.0);
+            var wn1 = vec4<f32>(0.0);
+            var wn2 = vec4<f32>(0.0);
+            var wn3 = vec4<f32>(0.0);
+            if (own_0) {
+                wr0 = w4[r0 + c4];
+                wr1 = w4[r0 + nh4 + c4];
+                wr2 = w4[r0 + 2u * nh4 + c4];
+                wr3 = w4[r0 + 3u * nh4 + c4];
+                wz0 = w4[z0 + c4];
+                wz1 = w4[z0 + nh4 + c4];
+                wz2 = w4[z0 + 2u * nh4 + c4];
+                wz3 = w4[z0 + 3u * nh4 + c4];
+                wn0 = w4[n0 + c4];
+                wn1 = w4[n0 + nh4 + c4];
+                wn2 = w4[n0 + 2u * nh4 + c4];
+                wn3 = w4[n0 + 3u * nh4 + c4];
+            }
+            var wr4 = vec4<f32>(0.0);
+            var wr5 = vec4<f32>(0.0);
+            var wr6 = vec4<f32>(0.0);
+            var wr7 = vec4<f32>(0.0);
+            var wz4 = vec4<f32>(0.0);
+            var wz5 = vec4<f32>(0.0);
+            var wz6 = vec4<f32>(0.0);
+            var wz7 = vec4<f32>(0.0);
+            var wn4 = vec4<f32>(0.0);
+            var wn5 = vec4<f32>(0.0);
+            var wn6 = vec4<f32>(0.0);
+            var wn7 = vec4<f32>(0.0);
+            if (own_1) {
+                wr4 = w4[r1 + c4];
+                wr5 = w4[r1 + nh4 + c4];
+                wr6 = w4[r1 + 2u * nh4 + c4];
+                wr7 = w4[r1 + 3u * nh4 + c4];
+                wz4 = w4[z1 + c4];
+                wz5 = w4[z1 + nh4 + c4];
+                wz6 = w4[z1 + 2u * nh4 + c4];
+                wz7 = w4[z1 + 3u * nh4 + c4];
+                wn4 = w4[n1 + c4];
+                wn5 = w4[n1 + nh4 + c4];
+                wn6 = w4[n1 + 2u * nh4 + c4];
+                wn7 = w4[n1 + 3u * nh4 + c4];
+            }
             let ha = h_shared[hla + c];
             let hb = h_shared[hla + 2u * MAX_H + c];
             // A quad whose sequences are all done skips its h loads (its sums stay 0).
@@ -1009,14 +1037,26 @@ fn gru_sg_backward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgr
         var a_15_1 = vec4<f32>(0.0);
         for (var r4 = 0u; r4 < n4; r4++) {
             let w = wo + 4u * r4 * nh4;
-            let wa_0 = w4[w + jc_0 / 4u];
-            let wb_0 = w4[w + nh4 + jc_0 / 4u];
-            let wc_0 = w4[w + 2u * nh4 + jc_0 / 4u];
-            let wd_0 = w4[w + 3u * nh4 + jc_0 / 4u];
-            let wa_1 = w4[w + jc_1 / 4u];
-            let wb_1 = w4[w + nh4 + jc_1 / 4u];
-            let wc_1 = w4[w + 2u * nh4 + jc_1 / 4u];
-            let wd_1 = w4[w + 3u * nh4 + jc_1 / 4u];
+            var wa_0 = vec4<f32>(0.0);
+            var wb_0 = vec4<f32>(0.0);
+            var wc_0 = vec4<f32>(0.0);
+            var wd_0 = vec4<f32>(0.0);
+            if (own_0) {
+                wa_0 = w4[w + jc_0 / 4u];
+                wb_0 = w4[w + nh4 + jc_0 / 4u];
+                wc_0 = w4[w + 2u * nh4 + jc_0 / 4u];
+                wd_0 = w4[w + 3u * nh4 + jc_0 / 4u];
+            }
+            var wa_1 = vec4<f32>(0.0);
+            var wb_1 = vec4<f32>(0.0);
+            var wc_1 = vec4<f32>(0.0);
+            var wd_1 = vec4<f32>(0.0);
+            if (own_1) {
+                wa_1 = w4[w + jc_1 / 4u];
+                wb_1 = w4[w + nh4 + jc_1 / 4u];
+                wc_1 = w4[w + 2u * nh4 + jc_1 / 4u];
+                wd_1 = w4[w + 3u * nh4 + jc_1 / 4u];
+            }
             let qa = bw4_gh[ga + r4];
             let qb = bw4_gh[gb + r4];
             // A quad whose sequences are all done skips its gh loads (zero rows).

@@ -260,7 +260,9 @@ pub struct AttentionLaunches {
 pub fn aligned4(p: &AttentionParams, problems: &[AttentionProblem]) -> bool {
     p.d.is_multiple_of(4)
         && problems.iter().all(|q| {
-            [q.x_off, q.y_off, q.r_off, q.rw, q.r_xy, q.r_yx, q.o_off, q.dx_off, q.dy_off].iter().all(|v| v.is_multiple_of(4))
+            [q.x_off, q.y_off, q.r_off, q.rw, q.r_xy, q.r_yx, q.o_off, q.dx_off, q.dy_off]
+                .iter()
+                .all(|v| v.is_multiple_of(4))
         })
 }
 

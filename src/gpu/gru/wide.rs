@@ -179,14 +179,23 @@ fn forward(w: &mut String, sg: bool) {
     }
     line!(w, "        for (var c4 = 0u; c4 < n4; c4++) {{");
     line!(w, "            let c = 4u * c4;");
-    for g in GATES {
-        for j in 0..WIDE_UNITS {
-            let row = match j % 4 {
-                0 => String::new(),
-                1 => " + nh4".to_string(),
-                m => format!(" + {m}u * nh4"),
-            };
-            line!(w, "            let w{g}{j} = w4[{g}{}{row} + c4];", j / 4);
+    let w_row = |g: &str, j: u32| {
+        let row = match j % 4 {
+            0 => String::new(),
+            1 => " + nh4".to_string(),
+            m => format!(" + {m}u * nh4"),
+        };
+        format!("w4[{g}{}{row} + c4]", j / 4)
+    };
+    if sg {
+        owned_loads(w, "            ", &|u| {
+            GATES.iter().flat_map(|g| (4 * u..4 * u + 4).map(move |j| (format!("w{g}{j}"), w_row(g, j)))).collect()
+        });
+    } else {
+        for g in GATES {
+            for j in 0..WIDE_UNITS {
+                line!(w, "            let w{g}{j} = {};", w_row(g, j));
+            }
         }
     }
     if sg {
@@ -364,14 +373,22 @@ fn backward(w: &mut String, sg: bool) {
     }
     line!(w, "        for (var r4 = 0u; r4 < n4; r4++) {{");
     line!(w, "            let w = wo + 4u * r4 * nh4;");
-    for u in 0..2 {
-        for (r, name) in ["a", "b", "c", "d"].iter().enumerate() {
-            let row = match r {
-                0 => String::new(),
-                1 => "nh4 + ".to_string(),
-                m => format!("{m}u * nh4 + "),
-            };
-            line!(w, "            let w{name}_{u} = w4[w + {row}jc_{u} / 4u];");
+    let w_row = |name: &str, r: usize, u: u32| {
+        let row = match r {
+            0 => String::new(),
+            1 => "nh4 + ".to_string(),
+            m => format!("{m}u * nh4 + "),
+        };
+        (format!("w{name}_{u}"), format!("w4[w + {row}jc_{u} / 4u]"))
+    };
+    let rows = |u: u32| ["a", "b", "c", "d"].iter().enumerate().map(|(r, name)| w_row(name, r, u)).collect();
+    if sg {
+        owned_loads(w, "            ", &rows);
+    } else {
+        for u in 0..2 {
+            for (name, load) in rows(u) {
+                line!(w, "            let {name} = {load};");
+            }
         }
     }
     if sg {
@@ -413,6 +430,26 @@ fn backward(w: &mut String, sg: bool) {
     }
     line!(w, "    }}");
     line!(w, "}}\n");
+}
+
+/// The W_hh loads `(name, load)` of each half u (0, 1), made only by the lanes
+/// that own the half (`own_u`); the others keep zeros. In the subgroup kernels
+/// every lane runs the loop for the shuffles, but at H = 200 the last SIMD row
+/// of 8 lanes owns units in one lane only: on llvmpipe a storage load is a loop
+/// over the active lanes, so the other seven skip theirs (a lane's sums are its
+/// own units' only, and a lane that owns no unit stores nothing).
+fn owned_loads(w: &mut String, indent: &str, loads: &dyn Fn(u32) -> Vec<(String, String)>) {
+    for u in 0..2 {
+        let list = loads(u);
+        for (name, _) in &list {
+            line!(w, "{indent}var {name} = vec4<f32>(0.0);");
+        }
+        line!(w, "{indent}if (own_{u}) {{");
+        for (name, load) in &list {
+            line!(w, "{indent}    {name} = {load};");
+        }
+        line!(w, "{indent}}}");
+    }
 }
 
 /// [dW_hh | db_hh] accumulation of one tile row (both weight-gradient kernels).
