@@ -6,7 +6,7 @@
 //! driver, cimnet version and kernel sources in the user's cache directory. The tuner calls only
 //! `candidates` and the launchers; progress goes to a callback (src/cli prints).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -21,10 +21,13 @@ use super::gru::{self, GruKernel, GruMember, GruSchedule};
 use super::launch::Recordable;
 use super::linear::{self, LinearKernel, LinearLaunch, LinearOp, LinearParams, LinearProblem};
 use super::model::{Arena, GpuEngineError, Shape, Step};
-use super::pipelines::Shader;
 use super::profile::DeviceProfile;
 use super::timing::Timer;
+
+mod cache;
 use crate::config::AdamConfig;
+pub use cache::{cache_dir, cache_file};
+use cache::{key, lookup, read_cache, store, CacheEntry};
 
 /// The members a GPU engine is built with: one field per family site. Recorded
 /// in a run's config.json so that --resume, eval and predict use the same ones.
@@ -182,70 +185,6 @@ impl TuneOptions {
     }
 }
 
-/// `$CIMNET_CACHE_DIR`, else the platform's user cache directory + "cimnet".
-pub fn cache_dir() -> Option<PathBuf> {
-    match std::env::var_os("CIMNET_CACHE_DIR") {
-        Some(d) if !d.is_empty() => Some(PathBuf::from(d)),
-        _ => dirs::cache_dir().map(|d| d.join("cimnet")),
-    }
-}
-
-/// The cache file in a cache directory.
-pub fn cache_file(dir: &Path) -> PathBuf {
-    dir.join("kernels.json")
-}
-
-const CACHE_FORMAT: u32 = 1;
-
-/// kernels.json: one entry per (adapter, driver, backend, cimnet version, kernel
-/// sources, shape class).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct CacheFile {
-    format: u32,
-    /// Kept as JSON so that an entry this version cannot read is skipped, not fatal.
-    entries: Vec<serde_json::Value>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct CacheEntry {
-    key: CacheKey,
-    choice: KernelChoice,
-    race: Race,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-struct CacheKey {
-    adapter: String,
-    driver: String,
-    backend: String,
-    cimnet: String,
-    /// xxh3-64 of every module's WGSL as this device compiles it: a build whose
-    /// kernels differ (same version, another commit) races again.
-    kernels: String,
-    shape: String,
-}
-
-fn key(ctx: &GpuContext, shape: &str) -> CacheKey {
-    let p = &ctx.profile;
-    CacheKey {
-        adapter: p.name.clone(),
-        driver: p.driver.clone(),
-        backend: format!("{:?}", p.backend),
-        cimnet: env!("CARGO_PKG_VERSION").to_string(),
-        kernels: kernels_fingerprint(p),
-        shape: shape.to_string(),
-    }
-}
-
-/// xxh3-64 (16 hex digits) of every module's source as `profile`'s device compiles it.
-fn kernels_fingerprint(profile: &DeviceProfile) -> String {
-    let mut h = xxhash_rust::xxh3::Xxh3::new();
-    for shader in Shader::ALL {
-        h.update(shader.source_for(profile).as_bytes());
-    }
-    format!("{:016x}", h.digest())
-}
-
 /// The shape class of a run: what the race is keyed by and run at.
 pub fn shape_class(cfg: &ModelConfig, shape: Shape) -> String {
     let k: Vec<String> = cfg.modalities.modalities().iter().map(|&m| format!("{}{}", m.letter(), cfg.dim(m))).collect();
@@ -255,55 +194,6 @@ pub fn shape_class(cfg: &ModelConfig, shape: Shape) -> String {
 /// The U a race runs at: the power of two at or above `u` (a bucket), at most `u_max`.
 pub fn u_bucket(u: usize, u_max: usize) -> usize {
     u.max(1).next_power_of_two().min(u_max.max(1))
-}
-
-fn read_cache(path: &Path, on: &mut dyn FnMut(&TuneEvent)) -> Vec<serde_json::Value> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Vec::new(),
-        Err(e) => {
-            on(&TuneEvent::Notice(format!("kernel cache {}: {e}; ignored", path.display())));
-            return Vec::new();
-        }
-    };
-    match serde_json::from_str::<CacheFile>(&text) {
-        Ok(f) if f.format == CACHE_FORMAT => f.entries,
-        Ok(f) => {
-            on(&TuneEvent::Notice(format!(
-                "kernel cache {} has format {} (this cimnet writes {CACHE_FORMAT}); ignored and replaced",
-                path.display(),
-                f.format
-            )));
-            Vec::new()
-        }
-        Err(e) => {
-            on(&TuneEvent::Notice(format!("kernel cache {} is corrupt ({e}); ignored and replaced", path.display())));
-            Vec::new()
-        }
-    }
-}
-
-fn lookup(entries: &[serde_json::Value], k: &CacheKey) -> Option<CacheEntry> {
-    entries.iter().filter_map(|v| serde_json::from_value::<CacheEntry>(v.clone()).ok()).find(|e| &e.key == k)
-}
-
-fn store(path: &Path, entry: CacheEntry, on: &mut dyn FnMut(&TuneEvent)) {
-    let mut entries = read_cache(path, &mut |_| {});
-    entries.retain(|v| serde_json::from_value::<CacheEntry>(v.clone()).map_or(true, |e| e.key != entry.key));
-    match serde_json::to_value(&entry) {
-        Ok(v) => entries.push(v),
-        Err(e) => return on(&TuneEvent::Notice(format!("kernel cache entry not written: {e}"))),
-    }
-    let file = CacheFile { format: CACHE_FORMAT, entries };
-    let result = serde_json::to_vec_pretty(&file).map_err(std::io::Error::other).and_then(|bytes| {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)?;
-        }
-        crate::params::write_atomic(path, &bytes)
-    });
-    if let Err(e) = result {
-        on(&TuneEvent::Notice(format!("kernel cache {} not written: {e}", path.display())));
-    }
 }
 
 /// The members for a run of `cfg` at `shape` (B = the batch, U = the race's
