@@ -66,9 +66,8 @@ const _: () = assert!(TILED.rows * TILED.chunk == TILED.wg);
 const _: () = assert!(TILED.keys.is_multiple_of(TILED.wg) && TILED.wg.is_multiple_of(TILED.rows));
 
 /// The WGSL mirrors of `AttentionParams` and `AttentionProblem` (src/gpu/attention.rs),
-/// declared by both members: the tiled body below and, through [`with_structs`], the
-/// flat module (shaders/attention.wgsl leaves them out). tests/shaders.rs pins their
-/// layouts against the Rust structs.
+/// declared by both members: the tiled body below and the flat one (`attention/flat.rs`).
+/// tests/shaders.rs pins their layouts against the Rust structs.
 pub const STRUCTS: &str = "struct AttentionParams {
     b: u32,
     u: u32,        // U_max: the largest u of the problems (sizes the grids)
@@ -101,15 +100,6 @@ struct AttentionProblem {
     _pad1: u32,
 }
 ";
-
-/// A module body with [`STRUCTS`] inserted after its header comment (the leading `//`
-/// lines): what the flat member's file becomes before the prelude goes in.
-pub fn with_structs(body: &str) -> String {
-    let header_end =
-        body.lines().take_while(|l| l.starts_with("//")).map(|l| l.len() + 1).sum::<usize>().min(body.len());
-    let (header, rest) = body.split_at(header_end);
-    format!("{header}\n{STRUCTS}{rest}")
-}
 
 /// The module body (without the prelude): header, constants from [`TILED`], the kernels.
 pub fn tiled_body() -> String {
