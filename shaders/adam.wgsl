@@ -5,7 +5,7 @@
 // on the host in f64 from the step count). With zero_grad = 1 the gradient is
 // cleared after use, so the next step's backward can accumulate (+=) into it.
 // Alignment gaps of the flat store have g = 0 and stay 0.
-// Only one entry point: an optimizer has no backward.
+// An optimizer has no backward: adam_step and its texture form adam_step_tex.
 //
 // Problems: one per model of a group (src/gpu/model: the K models' stores are
 // concatenated in one arena), each its block [offset, offset + n) with its own
@@ -34,9 +34,10 @@
 // problem. Each element's arithmetic is the scalar formula above, lane by lane.
 // Bindings: 0 p, 1 problems (read), 2 params rw, 3 grads rw, 4 m rw, 5 v rw
 // (each a whole number of quads: the launcher checks; the engine's flat stores
-// are multiples of 64 elements).
+// are multiples of 64 elements); adam_step_tex: 3 the gradients' texture, and
+// 6, 7, 8 those of params, m and v.
 
-// WG comes before this body in the module, from src/gpu/adam.rs (WGSL_CONSTS).
+// WG and TEX_ROW come before this body in the module, from src/gpu/adam.rs (WGSL_CONSTS).
 
 struct AdamParams {
     problems: u32,
@@ -67,34 +68,60 @@ struct AdamProblem {
 @group(0) @binding(3) var<storage, read_write> grad: array<vec4<f32>>;
 @group(0) @binding(4) var<storage, read_write> m1: array<vec4<f32>>;
 @group(0) @binding(5) var<storage, read_write> m2: array<vec4<f32>>;
+// adam_step_tex only: the operands' texture copies (binding 3 replaces `grad`,
+// which that entry does not touch: the launcher clears the gradient blocks).
+@group(0) @binding(3) var grad_t: texture_2d<f32>;
+@group(0) @binding(6) var param_t: texture_2d<f32>;
+@group(0) @binding(7) var m1_t: texture_2d<f32>;
+@group(0) @binding(8) var m2_t: texture_2d<f32>;
 
-// One quad k of problem q's block [lo, hi): updated, then stored whole where
-// the block covers it, else component by component (the block's own only).
-fn adam_quad(q: AdamProblem, k: u32, lo: u32, hi: u32) {
-    let g = grad[k];
-    let m = q.beta1 * m1[k] + q.one_minus_beta1 * g;
-    let v = q.beta2 * m2[k] + q.one_minus_beta2 * g * g;
-    let w = param[k] - q.lr * (m / q.bias1) / (sqrt(v / q.bias2) + q.eps);
-    let e = 4u * k;
-    if (e >= lo && e + 4u <= hi) {
-        m1[k] = m;
-        m2[k] = v;
-        param[k] = w;
-        if (p.zero_grad != 0u) {
-            grad[k] = vec4<f32>(0.0);
-        }
-        return;
+// The updated (m, v, w) of one quad from its g, m, v and w: the formula above,
+// lane by lane; both entry points call it, so they give the same bits.
+struct AdamQuad {
+    m: vec4<f32>,
+    v: vec4<f32>,
+    w: vec4<f32>,
+}
+
+fn adam_math(q: AdamProblem, g: vec4<f32>, m_old: vec4<f32>, v_old: vec4<f32>, w_old: vec4<f32>) -> AdamQuad {
+    let m = q.beta1 * m_old + q.one_minus_beta1 * g;
+    let v = q.beta2 * v_old + q.one_minus_beta2 * g * g;
+    let w = w_old - q.lr * (m / q.bias1) / (sqrt(v / q.bias2) + q.eps);
+    return AdamQuad(m, v, w);
+}
+
+// Quad k of a block [lo, hi): the elements of it that the block owns.
+fn owned(k: u32, lo: u32, hi: u32) -> vec4<bool> {
+    let e = 4u * k + vec4<u32>(0u, 1u, 2u, 3u);
+    return e >= vec4<u32>(lo) & e < vec4<u32>(hi);
+}
+
+// Store quad k of the block [lo, hi): whole where the block covers it, else
+// component by component (the block's own only). The partial path is a loop
+// that runs no iteration for a whole quad: on llvmpipe both sides of an `if`
+// run under a lane mask (its masked stores still loop over the lanes), while a
+// loop no lane enters is skipped.
+fn store_quad(k: u32, lo: u32, hi: u32, o: AdamQuad) {
+    let own = owned(k, lo, hi);
+    let whole = all(own);
+    if (whole) {
+        m1[k] = o.m;
+        m2[k] = o.v;
+        param[k] = o.w;
     }
-    for (var c = 0u; c < 4u; c++) {
-        if (e + c >= lo && e + c < hi) {
-            m1[k][c] = m[c];
-            m2[k][c] = v[c];
-            param[k][c] = w[c];
-            if (p.zero_grad != 0u) {
-                grad[k][c] = 0.0;
-            }
+    for (var c = select(0u, 4u, whole); c < 4u; c++) {
+        if (own[c]) {
+            m1[k][c] = o.m[c];
+            m2[k][c] = o.v[c];
+            param[k][c] = o.w[c];
         }
     }
+}
+
+// The quads [lo / 4, ceil(hi / 4)) of problem wg.z's block this invocation
+// updates: per_inv of them, WG apart (k >= end: none).
+fn first_quad(q: AdamProblem, wg: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
+    return q.offset / 4u + (wg.y * nwg.x + wg.x) * WG * p.per_inv + lid;
 }
 
 @compute @workgroup_size(WG)
@@ -106,14 +133,58 @@ fn adam_step(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg:
     if (q.n == 0u) {
         return;
     }
-    // The quads [lo / 4, ceil(hi / 4)) touch the block.
     let end = (hi + 3u) / 4u;
-    let k0 = lo / 4u + (wg.y * nwg.x + wg.x) * WG * p.per_inv + lid;
+    let k0 = first_quad(q, wg, nwg, lid);
     for (var j = 0u; j < p.per_inv; j++) {
         let k = k0 + j * WG;
         if (k >= end) {
             return;
         }
-        adam_quad(q, k, lo, hi);
+        store_quad(k, lo, hi, adam_math(q, grad[k], m1[k], m2[k], param[k]));
+        if (p.zero_grad != 0u) {
+            let own = owned(k, lo, hi);
+            let whole = all(own);
+            if (whole) {
+                grad[k] = vec4<f32>(0.0);
+            }
+            for (var c = select(0u, 4u, whole); c < 4u; c++) {
+                if (own[c]) {
+                    grad[k][c] = 0.0;
+                }
+            }
+        }
+    }
+}
+
+// adam_step with g, m, v and w read from texture copies made before the pass
+// (src/gpu/texture.rs: quad k is texel (k % TEX_ROW, k / TEX_ROW)) and no
+// gradient store (zero_grad is the launcher's clear of each block, recorded
+// after the copies): 4 texel fetches and 3 stores per quad where adam_step has
+// 4 storage loads and 4 stores. For software devices: on llvmpipe a storage
+// load or store is a loop over the SIMD lanes (~15 ns per lane) and a texel
+// fetch a vectorised gather (~2 ns). The same adam_math: the same bits.
+fn texel(k: u32) -> vec2<u32> {
+    return vec2<u32>(k % TEX_ROW, k / TEX_ROW);
+}
+
+@compute @workgroup_size(WG)
+fn adam_step_tex(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                 @builtin(local_invocation_index) lid: u32) {
+    let q = problems[wg.z];
+    let lo = q.offset;
+    let hi = q.offset + q.n;
+    if (q.n == 0u) {
+        return;
+    }
+    let end = (hi + 3u) / 4u;
+    let k0 = first_quad(q, wg, nwg, lid);
+    for (var j = 0u; j < p.per_inv; j++) {
+        let k = k0 + j * WG;
+        if (k >= end) {
+            return;
+        }
+        let t = texel(k);
+        let g = textureLoad(grad_t, t, 0);
+        store_quad(k, lo, hi, adam_math(q, g, textureLoad(m1_t, t, 0), textureLoad(m2_t, t, 0), textureLoad(param_t, t, 0)));
     }
 }

@@ -375,7 +375,8 @@ fn gru_timing_mosei_shape() {
     }
 }
 
-/// WideSg is Wide with loads replaced by subgroup shuffles: the same
+/// WideSg is Wide with loads replaced by subgroup shuffles, and WideSgTex is
+/// WideSg reading W_hh / b_hh from a texture copy of the weights: the same
 /// arithmetic in the same order, so every output (cache, out, gi, gh and the
 /// accumulated dW_hh / db_hh) must equal Wide's bit for bit, on both schedules,
 /// at B = 17 (a partial second workgroup), H = 36 (half-owned lanes, a
@@ -410,7 +411,7 @@ fn wide_sg_cases(ctx: &GpuContext) {
         let xp = upload(ctx, "xp", &rand(p.gates_bytes())).unwrap();
         let dout = upload(ctx, "dout", &rand(p.out_bytes())).unwrap();
         for schedule in [g::GruSchedule::Persistent, g::GruSchedule::PerStep] {
-            let results = [GruKernel::Wide, GruKernel::WideSg].map(|kernel| {
+            let results = [GruKernel::Wide, GruKernel::WideSg, GruKernel::WideSgTex].map(|kernel| {
                 let member = GruMember { kernel, schedule };
                 let [cache, out, gi, gh, carry, grads] = outputs(ctx, &p, store.values.len());
                 let f = g::gru_forward(ctx, &out, &cache, &xp, &weights, &lens, &p, &q, q.len(), member).unwrap();
@@ -443,14 +444,16 @@ fn wide_sg_cases(ctx: &GpuContext) {
                 assert!(got[4].iter().any(|&x| x != 0), "{}: no weight gradient", member.name());
                 got
             });
-            for (t, (a, s)) in ["cache", "out", "gi", "gh", "grads"].iter().zip(results[0].iter().zip(&results[1])) {
-                let diff = a.iter().zip(s.iter()).filter(|(x, y)| x != y).count();
-                assert!(
-                    diff == 0,
-                    "B {b} H {h} {} (wide lane tiles {}): {t} of wide-sg differs from wide in {diff} elements",
-                    schedule.name(),
-                    ctx.profile.wide_lane_tiles
-                );
+            for (name, other) in [("wide-sg", &results[1]), ("wide-sg-tex", &results[2])] {
+                for (t, (a, s)) in ["cache", "out", "gi", "gh", "grads"].iter().zip(results[0].iter().zip(other)) {
+                    let diff = a.iter().zip(s.iter()).filter(|(x, y)| x != y).count();
+                    assert!(
+                        diff == 0,
+                        "B {b} H {h} {} (wide lane tiles {}): {t} of {name} differs from wide in {diff} elements",
+                        schedule.name(),
+                        ctx.profile.wide_lane_tiles
+                    );
+                }
             }
         }
     }

@@ -406,6 +406,47 @@ fn adam_matches_cpu_over_ten_steps() {
     eprintln!("adam max |err| / max|p| after 10 steps: {e:.2e}");
 }
 
+/// The two forms of the Adam step (storage operands; texture copies with the
+/// gradient blocks cleared before the pass) run the same adam_math on the same
+/// values: params, m, v and the zeroed gradients equal bit for bit after three
+/// steps over two blocks with a gap and partial quads at both ends.
+#[test]
+fn adam_texture_form_equals_storage_form_bit_for_bit() {
+    let Some(ctx) = context() else { return };
+    let n = 40_003;
+    let cfg = adam::AdamConfig::default();
+    let blocks =
+        |step| [adam::AdamProblem::new(1, 20_000, step, &cfg), adam::AdamProblem::new(20_003, 19_998, step, &cfg)];
+    let f32s = |v: Vec<f64>| v.into_iter().map(|x| x as f32).collect::<Vec<f32>>();
+    let p0 = f32s(random_vec(n + 1, 3));
+    let gs: Vec<Vec<f32>> = (0..3).map(|k| f32s(random_vec(n + 1, 4 + k))).collect();
+    let results = [false, true].map(|textures| {
+        let up = |v: &[f32]| upload(ctx, "adam operand", v).unwrap();
+        let (p, g, m, v) = (up(&p0), up(&gs[0]), up(&vec![0.0; n + 1]), up(&vec![0.0; n + 1]));
+        let mut l = adam::adam_step_form(ctx, [&p, &g, &m, &v], &blocks(1), 2, true, textures).unwrap();
+        assert_eq!(l.reads_textures(), textures);
+        for (step, grad) in gs.iter().enumerate() {
+            ctx.queue.write_buffer(&g, 0, bytemuck::cast_slice(grad));
+            l.update(ctx, &blocks(step as u32 + 1), true).unwrap();
+            run(ctx, &[&l]).unwrap();
+        }
+        let read = |b: &wgpu::Buffer| -> Vec<u32> {
+            let v = read::<f32>(ctx, b, 0, n + 1).unwrap();
+            v.iter().map(|x| x.to_bits()).collect()
+        };
+        [read(&p), read(&m), read(&v), read(&g)]
+    });
+    for (name, (a, b)) in ["params", "m", "v", "grads"].iter().zip(results[0].iter().zip(&results[1])) {
+        let diff = a.iter().zip(b).filter(|(x, y)| x != y).count();
+        assert_eq!(diff, 0, "{name}: the texture form differs from the storage form in {diff} elements");
+    }
+    // The gaps (element 0, 20_001..20_003, the tail) keep their values; the blocks were stepped.
+    assert_eq!(results[0][0][0], p0[0].to_bits());
+    assert_ne!(results[0][0][1], p0[1].to_bits());
+    assert_eq!(results[0][3][20_002], gs[2][20_002].to_bits(), "a gap's gradient is not cleared");
+    assert_eq!(results[0][3][5], 0, "a block's gradient is cleared");
+}
+
 /// Labels and every modality gathered by one launch (check_gather asserts one
 /// dispatch) into blocks of one output buffer at unaligned offsets.
 #[test]

@@ -202,7 +202,7 @@ fn wgsl_const(shader: Shader, name: &str) -> u32 {
 fn hand_written_bodies_declare_no_constant_their_launcher_owns() {
     for shader in Shader::ALL {
         let (rust, consts) = shader.constants();
-        if shader.generated() || matches!(shader, Shader::Gru | Shader::GruSg) {
+        if shader.generated() || matches!(shader, Shader::Gru | Shader::GruSg | Shader::GruSgTex) {
             assert!(consts.is_empty(), "{}: generated bodies write their own constants", shader.name());
             continue;
         }

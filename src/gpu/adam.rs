@@ -1,17 +1,25 @@
 //! Launcher of `shaders/adam.wgsl`: one Adam step over flat parameter stores in
 //! one dispatch, one problem per model (the models of a group share one arena).
+//! Two forms with the same arithmetic: `adam_step` reads its operands from the
+//! storage buffers; `adam_step_tex` (software devices, [`texture_operands`])
+//! from texture copies the launch records before its pass (`prepare`), and
+//! clears the gradient blocks there instead of storing zeros.
 //! CPU reference: `cpu::adam`.
 
 use super::context::{GpuContext, GpuError};
 use super::launch::{Launch, ProblemList, Recordable};
 use super::pipelines::{grid_1d, Bind, Recorder, Shader};
 use super::profile::DeviceProfile;
+use super::texture::{self, BufferTexture, TEXELS_PER_ROW};
 use super::wgsl::Const;
 pub use crate::config::AdamConfig;
 
 pub const WORKGROUP: u32 = 256;
 /// The constants of shaders/adam.wgsl, written into its module from these values.
-pub const WGSL_CONSTS: [Const; 1] = [Const::new("WG", WORKGROUP, "workgroup size")];
+pub const WGSL_CONSTS: [Const; 2] = [
+    Const::new("WG", WORKGROUP, "workgroup size"),
+    Const::new("TEX_ROW", TEXELS_PER_ROW, "texels per row of an operand's texture (src/gpu/texture.rs)"),
+];
 
 /// Mirrors `AdamParams` in adam.wgsl: what the problems of a launch share.
 #[repr(C)]
@@ -65,16 +73,29 @@ impl AdamProblem {
 }
 
 /// Quads one invocation updates on `profile`'s device: 1 on a GPU (every quad
-/// its own lane, all in flight); 8 on a software device, where an invocation's
-/// fixed cost (the problem entry, index arithmetic) is as large as a quad's
-/// loads: 6.7 -> 5.7 ms per step on llvmpipe at 1.35M parameters (1: 6.7,
-/// 4: 6.4, 16: 5.6; `cargo bench --bench kernels -- adam`).
+/// its own lane, all in flight); 32 on a software device, where an
+/// invocation's fixed cost (the problem entry, a 12-field struct read as 12
+/// storage loads that each loop over the SIMD lanes, and the index
+/// arithmetic) is larger than a quad's own work. Measured on llvmpipe (2-core
+/// EPYC, 1.35 M parameters, texture form, best of 20): 8 quads 16.0 ms, 32
+/// 14.7, 64 14.7, 256 17.1; the storage form at 8 and 64: 24.8, 23.6.
 pub fn quads_per_invocation(profile: &DeviceProfile) -> u32 {
     if profile.is_software() {
-        8
+        32
     } else {
         1
     }
+}
+
+/// Whether the step reads its operands through texture copies on `profile`'s
+/// device: on software devices, where a storage load or store is a loop over
+/// the SIMD lanes (~15 ns a lane on llvmpipe) and a texel fetch a vectorised
+/// gather (~2 ns): 4 fetches and 3 stores per quad instead of 4 loads and 4
+/// stores, plus a memcpy of the four stores and a clear. GPUs keep the
+/// storage form (no copies; their loads are not the bottleneck of a
+/// streaming kernel).
+pub fn texture_operands(profile: &DeviceProfile) -> bool {
+    profile.is_software()
 }
 
 fn shared(problems: &[AdamProblem], zero_grad: bool, per_inv: u32) -> AdamParams {
@@ -92,6 +113,15 @@ pub struct AdamLaunch {
     launch: Launch<AdamParams>,
     list: ProblemList<AdamProblem>,
     per_inv: u32,
+    /// The texture form's copies (params, grads, m, v) and what `prepare` clears.
+    textures: Option<Textures>,
+}
+
+/// The texture form's operands: each buffer and its texture, in binding order
+/// of `adam_step`'s buffers (params, grads, m, v); the gradient blocks to clear.
+struct Textures {
+    copies: Vec<(wgpu::Buffer, BufferTexture)>,
+    clear: Vec<(u64, u64)>,
 }
 
 impl AdamLaunch {
@@ -99,7 +129,16 @@ impl AdamLaunch {
     pub fn update(&mut self, ctx: &GpuContext, problems: &[AdamProblem], zero_grad: bool) -> Result<(), GpuError> {
         self.list.write(ctx, problems)?;
         self.launch.update(ctx, shared(problems, zero_grad, self.per_inv));
+        if let Some(t) = &mut self.textures {
+            let bytes = |q: &AdamProblem| (4 * u64::from(q.offset), 4 * u64::from(q.n));
+            t.clear = if zero_grad { problems.iter().map(bytes).filter(|b| b.1 > 0).collect() } else { Vec::new() };
+        }
         Ok(())
+    }
+
+    /// Whether this launch runs the texture form (`adam_step_tex`).
+    pub fn reads_textures(&self) -> bool {
+        self.textures.is_some()
     }
 
     /// Quads per invocation from the next `update` on (instead of the device
@@ -113,6 +152,20 @@ impl Recordable for AdamLaunch {
     fn record_into(&self, rec: &mut Recorder) {
         self.launch.record(rec);
     }
+
+    /// The texture form: the operands' copies, then the gradient blocks
+    /// cleared (zero_grad), both before the pass the step is recorded into.
+    fn prepare(&self, enc: &mut wgpu::CommandEncoder) {
+        if let Some(t) = &self.textures {
+            for (buf, tex) in &t.copies {
+                tex.record_copy(enc, buf);
+            }
+            let grads = &t.copies[1].0;
+            for &(offset, size) in &t.clear {
+                enc.clear_buffer(grads, offset, Some(size));
+            }
+        }
+    }
 }
 
 /// `[params, grads, m, v]`: params -= Adam(grads); m, v updated; grads zeroed if
@@ -124,8 +177,29 @@ pub fn adam_step(
     capacity: usize,
     zero_grad: bool,
 ) -> Result<AdamLaunch, GpuError> {
-    let binds = [Bind::Uniform, Bind::Read, Bind::Write, Bind::Write, Bind::Write, Bind::Write];
-    let k = ctx.pipelines.get(ctx, Shader::Adam, "adam_step", &binds)?;
+    adam_step_form(ctx, [params, grads, m, v], problems, capacity, zero_grad, texture_operands(&ctx.profile))
+}
+
+/// `adam_step` in the form asked for: with `textures`, `adam_step_tex`
+/// (where the buffers fit the device's textures; else the storage form).
+/// `cimnet check` and the tests run both forms on any device.
+pub fn adam_step_form(
+    ctx: &GpuContext,
+    [params, grads, m, v]: [&wgpu::Buffer; 4],
+    problems: &[AdamProblem],
+    capacity: usize,
+    zero_grad: bool,
+    textures: bool,
+) -> Result<AdamLaunch, GpuError> {
+    let fits = |b: &wgpu::Buffer| texture::rows_for(ctx, b.size() / 16).is_some();
+    let textures = textures && [params, grads, m, v].into_iter().all(fits);
+    let (u, r, w, t) = (Bind::Uniform, Bind::Read, Bind::Write, Bind::Texture);
+    let (entry, binds) = if textures {
+        ("adam_step_tex", &[u, r, w, t, w, w, t, t, t][..])
+    } else {
+        ("adam_step", &[u, r, w, w, w, w][..])
+    };
+    let k = ctx.pipelines.get(ctx, Shader::Adam, entry, binds)?;
     let list = ProblemList::new(ctx, "adam", problems, capacity)?;
     // The kernel binds the four as arrays of vec4 quads: a tail past the last
     // whole quad would be out of its reach.
@@ -136,11 +210,32 @@ pub fn adam_step(
         ));
     }
     let per_inv = quads_per_invocation(&ctx.profile);
-    let launch =
-        Launch::new(ctx, k, &[&list.buffer, params, grads, m, v], shared(problems, zero_grad, per_inv), |p| {
-            // A block of n elements at any offset touches at most n / 4 + 2 quads.
-            let [x, y, _] = grid_1d(p.n_max as usize / 4 + 2, WORKGROUP * p.per_inv);
-            [x, y, p.problems]
-        })?;
-    Ok(AdamLaunch { launch, list, per_inv })
+    let textures = if textures {
+        let copy = |b: &wgpu::Buffer, label: &str| Ok::<_, GpuError>((b.clone(), BufferTexture::new(ctx, label, b)?));
+        let copies = vec![
+            copy(params, "adam params texture")?,
+            copy(grads, "adam grads texture")?,
+            copy(m, "adam m texture")?,
+            copy(v, "adam v texture")?,
+        ];
+        Some(Textures { copies, clear: Vec::new() })
+    } else {
+        None
+    };
+    let mut res = vec![list.buffer.as_entire_binding(), params.as_entire_binding()];
+    match &textures {
+        Some(t) => {
+            let view = |i: usize| wgpu::BindingResource::TextureView(&t.copies[i].1.view);
+            res.extend([view(1), m.as_entire_binding(), v.as_entire_binding(), view(0), view(2), view(3)]);
+        }
+        None => res.extend([grads, m, v].map(|b| b.as_entire_binding())),
+    }
+    let launch = Launch::with_resources(ctx, k, &res, shared(problems, zero_grad, per_inv), |p| {
+        // A block of n elements at any offset touches at most n / 4 + 2 quads.
+        let [x, y, _] = grid_1d(p.n_max as usize / 4 + 2, WORKGROUP * p.per_inv);
+        [x, y, p.problems]
+    })?;
+    let mut launch = AdamLaunch { launch, list, per_inv, textures };
+    launch.update(ctx, problems, zero_grad)?;
+    Ok(launch)
 }

@@ -25,9 +25,21 @@ impl<P: bytemuck::Pod> Launch<P> {
         params: P,
         grid: fn(&P) -> [u32; 3],
     ) -> Result<Launch<P>, GpuError> {
+        let res: Vec<wgpu::BindingResource> = buffers.iter().map(|b| b.as_entire_binding()).collect();
+        Self::with_resources(ctx, kernel, &res, params, grid)
+    }
+
+    /// `resources` (buffers, texture views) bound at 1..=n after the params uniform at binding 0.
+    pub fn with_resources(
+        ctx: &GpuContext,
+        kernel: Arc<Kernel>,
+        resources: &[wgpu::BindingResource],
+        params: P,
+        grid: fn(&P) -> [u32; 3],
+    ) -> Result<Launch<P>, GpuError> {
         let uniform = buffers::uniform(ctx, &format!("{} params", kernel.label), &params);
         let mut res = vec![uniform.as_entire_binding()];
-        res.extend(buffers.iter().map(|b| b.as_entire_binding()));
+        res.extend(resources.iter().cloned());
         let bind_group = kernel.bind_group(ctx, &res)?;
         let groups = grid(&params);
         Ok(Launch { params, uniform, dispatch: Dispatch { kernel, bind_group, groups }, grid })
@@ -58,6 +70,9 @@ impl<P: bytemuck::Pod> Launch<P> {
 /// the number of dispatches (tests and benchmarks).
 pub fn run(ctx: &GpuContext, launches: &[&dyn Recordable]) -> Result<u32, GpuError> {
     let mut enc = ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("cimnet run") });
+    for l in launches {
+        l.prepare(&mut enc);
+    }
     let n = {
         let mut pass =
             enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("cimnet run"), timestamp_writes: None });
@@ -74,6 +89,12 @@ pub fn run(ctx: &GpuContext, launches: &[&dyn Recordable]) -> Result<u32, GpuErr
 /// Anything that records dispatches (a launch, or a group of them).
 pub trait Recordable {
     fn record_into(&self, rec: &mut Recorder);
+
+    /// Commands to record into the encoder BEFORE the compute pass the
+    /// dispatches go into (a copy a kernel then reads, as `texture::BufferTexture`
+    /// refreshes); none by default. Whoever records `record_into` calls this
+    /// first, in the same encoder.
+    fn prepare(&self, _enc: &mut wgpu::CommandEncoder) {}
 }
 
 impl<P: bytemuck::Pod> Recordable for Launch<P> {

@@ -21,6 +21,7 @@ pub mod linear;
 pub mod model;
 pub mod pipelines;
 pub mod profile;
+pub mod texture;
 pub mod timing;
 pub mod tune;
 pub mod wgsl;

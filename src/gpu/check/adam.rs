@@ -12,9 +12,15 @@ pub struct AdamCase {
     pub seed: u64,
 }
 
-/// The kernel's quads per invocation checked on every device: a GPU's and a
-/// software device's (`gpu::adam::quads_per_invocation`), and one odd count.
-const PER_INV: [u32; 3] = [1, 8, 3];
+/// The forms checked on every device, (quads per invocation, texture operands):
+/// a GPU's (1, storage) and a software device's (32, textures)
+/// (`gpu::adam::quads_per_invocation`, `gpu::adam::texture_operands`), the
+/// other operand form at 32, and one odd count in both.
+const FORMS: [(u32, bool); 5] = [(1, false), (32, false), (3, false), (32, true), (3, true)];
+
+fn form_name(per_inv: u32, textures: bool) -> String {
+    format!("[{per_inv} quads per invocation{}]", if textures { ", textures" } else { "" })
+}
 
 /// adam_step with zero_grad, step after step against cpu::adam: parameters and
 /// both moments; parameters whose gradient is always zero (like alignment gaps)
@@ -22,14 +28,14 @@ const PER_INV: [u32; 3] = [1, 8, 3];
 /// regime). Alone and grouped, for each quads-per-invocation form.
 pub fn check_adam(ctx: &GpuContext, c: &AdamCase) -> Result<Vec<CheckRow>, GpuError> {
     let mut rows = Vec::new();
-    for per_inv in PER_INV {
-        rows.push(check_adam_alone(ctx, c, per_inv)?);
-        rows.push(check_adam_grouped(ctx, c, per_inv)?);
+    for (per_inv, textures) in FORMS {
+        rows.push(check_adam_alone(ctx, c, per_inv, textures)?);
+        rows.push(check_adam_grouped(ctx, c, per_inv, textures)?);
     }
     Ok(rows)
 }
 
-fn check_adam_alone(ctx: &GpuContext, c: &AdamCase, per_inv: u32) -> Result<CheckRow, GpuError> {
+fn check_adam_alone(ctx: &GpuContext, c: &AdamCase, per_inv: u32, textures: bool) -> Result<CheckRow, GpuError> {
     let n = c.n;
     let gap = 64.min(n);
     let cfg = gpu::adam::AdamConfig::default();
@@ -46,7 +52,7 @@ fn check_adam_alone(ctx: &GpuContext, c: &AdamCase, per_inv: u32) -> Result<Chec
     let v = storage::<f32>(ctx, "adam v", nq)?;
     let mut state = cpu::adam::AdamState::new(n);
     let block = |step: u32| [gpu::adam::AdamProblem::new(0, n, step, &cfg)];
-    let mut launch = gpu::adam::adam_step(ctx, [&params, &grads, &m, &v], &block(1), 1, true)?;
+    let mut launch = gpu::adam::adam_step_form(ctx, [&params, &grads, &m, &v], &block(1), 1, true, textures)?;
     launch.set_quads_per_invocation(per_inv);
     for step in 1..=c.steps {
         let mut g = random_vec(n, c.seed + 100 + u64::from(step));
@@ -66,7 +72,7 @@ fn check_adam_alone(ctx: &GpuContext, c: &AdamCase, per_inv: u32) -> Result<Chec
     }
     let got = read_f32(ctx, &params, n)?;
     Ok(CheckRow::new(
-        format!("adam_step ({} steps) [{per_inv} quads per invocation]", c.steps),
+        format!("adam_step ({} steps) {}", c.steps, form_name(per_inv, textures)),
         format!("n={n}"),
         vec![
             compare("params", &got, &p, ADAM_TOL),
@@ -83,7 +89,7 @@ fn check_adam_alone(ctx: &GpuContext, c: &AdamCase, per_inv: u32) -> Result<Chec
 /// joins at step 4, model 1 stops after step 6 (early stopping: no longer in the
 /// list). Every block against cpu::adam run on it alone; the gaps and a stopped
 /// block's later steps untouched bit for bit (parameters, moments, gradients).
-fn check_adam_grouped(ctx: &GpuContext, c: &AdamCase, per_inv: u32) -> Result<CheckRow, GpuError> {
+fn check_adam_grouped(ctx: &GpuContext, c: &AdamCase, per_inv: u32, textures: bool) -> Result<CheckRow, GpuError> {
     let sizes = [c.n / 3, c.n / 4, c.n / 5];
     let gaps = [37, 13, 0];
     let mut starts = Vec::new();
@@ -128,7 +134,7 @@ fn check_adam_grouped(ctx: &GpuContext, c: &AdamCase, per_inv: u32) -> Result<Ch
             last_g[a..a + n].iter_mut().for_each(|x| *x = 0.0);
         }
         if launch.is_none() {
-            let mut l = gpu::adam::adam_step(ctx, [&params, &grads, &m, &v], &list, 3, true)?;
+            let mut l = gpu::adam::adam_step_form(ctx, [&params, &grads, &m, &v], &list, 3, true, textures)?;
             l.set_quads_per_invocation(per_inv);
             launch = Some(l);
         }
@@ -160,6 +166,6 @@ fn check_adam_grouped(ctx: &GpuContext, c: &AdamCase, per_inv: u32) -> Result<Ch
         &read_f32(ctx, &grads, total)?,
         &f32s(&last_g),
     ));
-    let name = format!("adam_step, 3 models ({} steps) [{per_inv} quads per invocation]", c.steps);
+    let name = format!("adam_step, 3 models ({} steps) {}", c.steps, form_name(per_inv, textures));
     Ok(CheckRow::new(name, format!("n={total}"), cmp))
 }

@@ -58,6 +58,7 @@ use super::context::{GpuContext, GpuError};
 use super::launch::{Launch, ProblemList, Recordable};
 use super::pipelines::{Bind, Kernel, Recorder, Shader};
 use super::profile::DeviceProfile;
+use super::texture::{self, BufferTexture};
 use crate::config::Modality;
 use crate::params::Layout;
 
@@ -110,7 +111,7 @@ fn weights_iters(kernel: GruKernel, b: u32, u: u32) -> u64 {
     let (b, u) = (u64::from(b), u64::from(u));
     match kernel {
         GruKernel::Cells => (b * u).div_ceil(u64::from(cells::TILED_KT)) * (4 + u64::from(cells::TILED_KT) + 1) + 1,
-        GruKernel::Scalar | GruKernel::Wide | GruKernel::WideSg => b * (u + 1),
+        GruKernel::Scalar | GruKernel::Wide | GruKernel::WideSg | GruKernel::WideSgTex => b * (u + 1),
     }
 }
 
@@ -133,6 +134,12 @@ pub enum GruKernel {
     /// of at least 8 lanes (`DeviceProfile::subgroup_octets`); elsewhere its
     /// launches run Wide.
     WideSg,
+    /// WideSg with the recurrence reading W_hh and b_hh through a texture
+    /// copied from the weights arena before each pass (shaders/gru_sg_tex.wgsl,
+    /// src/gpu/texture.rs): bit for bit WideSg's results. For software
+    /// devices, where a texel fetch costs a ninth of a storage load; WideSg
+    /// runs in its place where the arena does not fit a texture.
+    WideSgTex,
     /// Shaped for discrete GPUs, dW_hh a tiled GEMM. Per step
     /// (src/gpu/gru/cells.rs): one launch per step, one invocation per (unit,
     /// sequence), W_hh / h / gh staged in workgroup memory. Persistent
@@ -142,13 +149,15 @@ pub enum GruKernel {
 }
 
 impl GruKernel {
-    pub const ALL: [GruKernel; 4] = [GruKernel::Scalar, GruKernel::Wide, GruKernel::WideSg, GruKernel::Cells];
+    pub const ALL: [GruKernel; 5] =
+        [GruKernel::Scalar, GruKernel::Wide, GruKernel::WideSg, GruKernel::WideSgTex, GruKernel::Cells];
 
     pub fn name(self) -> &'static str {
         match self {
             GruKernel::Scalar => "scalar",
             GruKernel::Wide => "wide",
             GruKernel::WideSg => "wide-sg",
+            GruKernel::WideSgTex => "wide-sg-tex",
             GruKernel::Cells => "cells",
         }
     }
@@ -157,9 +166,9 @@ impl GruKernel {
         GruKernel::ALL.into_iter().find(|k| k.name() == name)
     }
 
-    /// Wide or WideSg: vec4 loads of W_hh, gh and the cache.
+    /// Wide, WideSg or WideSgTex: vec4 loads of W_hh, gh and the cache.
     pub fn is_wide(self) -> bool {
-        matches!(self, GruKernel::Wide | GruKernel::WideSg)
+        matches!(self, GruKernel::Wide | GruKernel::WideSg | GruKernel::WideSgTex)
     }
 
     /// Whether the kernel can run these shapes (Wide, WideSg: H % 4 == 0 and
@@ -169,16 +178,17 @@ impl GruKernel {
         !self.is_wide() || (params.h.is_multiple_of(4) && aligned)
     }
 
-    /// Whether the device can build the kernel (WideSg: subgroups of at least 8 lanes).
+    /// Whether the device can build the kernel (WideSg, WideSgTex: subgroups
+    /// of at least 8 lanes).
     pub fn available(self, profile: &DeviceProfile) -> bool {
-        self != GruKernel::WideSg || profile.subgroup_octets()
+        !matches!(self, GruKernel::WideSg | GruKernel::WideSgTex) || profile.subgroup_octets()
     }
 
     fn weights_grid(self) -> fn(&GruParams) -> [u32; 3] {
         match self {
             GruKernel::Scalar => weights_grid,
             GruKernel::Wide => weights_grid_t8,
-            GruKernel::WideSg => weights_grid_sg,
+            GruKernel::WideSg | GruKernel::WideSgTex => weights_grid_sg,
             GruKernel::Cells => weights_grid_tiled,
         }
     }
@@ -221,15 +231,17 @@ pub struct GruMember {
 }
 
 impl GruMember {
-    /// Every member: Cells, Wide, WideSg and Scalar, each per step and
-    /// persistent (Cells per step first: the default on a GPU).
-    pub const ALL: [GruMember; 8] = [
+    /// Every member: Cells, Wide, WideSg, WideSgTex and Scalar, each per step
+    /// and persistent (Cells per step first: the default on a GPU).
+    pub const ALL: [GruMember; 10] = [
         GruMember { kernel: GruKernel::Cells, schedule: GruSchedule::PerStep },
         GruMember { kernel: GruKernel::Cells, schedule: GruSchedule::Persistent },
         GruMember { kernel: GruKernel::Wide, schedule: GruSchedule::Persistent },
         GruMember { kernel: GruKernel::Wide, schedule: GruSchedule::PerStep },
         GruMember { kernel: GruKernel::WideSg, schedule: GruSchedule::Persistent },
         GruMember { kernel: GruKernel::WideSg, schedule: GruSchedule::PerStep },
+        GruMember { kernel: GruKernel::WideSgTex, schedule: GruSchedule::Persistent },
+        GruMember { kernel: GruKernel::WideSgTex, schedule: GruSchedule::PerStep },
         GruMember { kernel: GruKernel::Scalar, schedule: GruSchedule::Persistent },
         GruMember { kernel: GruKernel::Scalar, schedule: GruSchedule::PerStep },
     ];
@@ -243,6 +255,8 @@ impl GruMember {
             (GruKernel::Wide, GruSchedule::PerStep) => "wide-per-step",
             (GruKernel::WideSg, GruSchedule::Persistent) => "wide-sg-persistent",
             (GruKernel::WideSg, GruSchedule::PerStep) => "wide-sg-per-step",
+            (GruKernel::WideSgTex, GruSchedule::Persistent) => "wide-sg-tex-persistent",
+            (GruKernel::WideSgTex, GruSchedule::PerStep) => "wide-sg-tex-per-step",
             (GruKernel::Scalar, GruSchedule::Persistent) => "scalar-persistent",
             (GruKernel::Scalar, GruSchedule::PerStep) => "scalar-per-step",
         }
@@ -252,13 +266,16 @@ impl GruMember {
         GruMember::ALL.into_iter().find(|m| m.name() == name)
     }
 
-    /// The member that runs `params` and `problems` on `profile`: this one;
-    /// Wide for WideSg on a device without subgroups (the same results bit for
-    /// bit); its Scalar twin where the kernel does not fit (`GruKernel::fits`).
-    fn fitting(self, profile: &DeviceProfile, params: &GruParams, problems: &[GruProblem]) -> GruMember {
+    /// The member that runs `params` and `problems` on `profile` with the
+    /// weights arena `weights`: this one; Wide for WideSg and WideSgTex on a
+    /// device without subgroups, WideSg for WideSgTex where the arena does not
+    /// fit a texture (the same results bit for bit); its Scalar twin where the
+    /// kernel does not fit (`GruKernel::fits`).
+    fn fitting(self, ctx: &GpuContext, params: &GruParams, problems: &[GruProblem], weights: &wgpu::Buffer) -> Self {
         let kernel = match self.kernel {
             k if !k.fits(params, problems) => GruKernel::Scalar,
-            k if !k.available(profile) => GruKernel::Wide,
+            k if !k.available(&ctx.profile) => GruKernel::Wide,
+            GruKernel::WideSgTex if texture::rows_for(ctx, weights.size() / 16).is_none() => GruKernel::WideSg,
             k => k,
         };
         GruMember { kernel, ..self }
@@ -272,10 +289,14 @@ impl GruMember {
         match (self.kernel, self.schedule) {
             (GruKernel::Scalar, _) => gru(["gru_forward", "gru_backward", "gru_backward_weights"]),
             (GruKernel::Wide, _) => gru(["gru_forward_wide", "gru_backward_wide", "gru_backward_weights_t8"]),
-            (GruKernel::WideSg, _) => {
+            (GruKernel::WideSg | GruKernel::WideSgTex, _) => {
                 let dw =
                     if profile.wide_lane_tiles { "gru_sg_backward_weights_wide" } else { "gru_sg_backward_weights" };
-                (Shader::GruSg, ["gru_sg_forward", "gru_sg_backward", dw])
+                if self.kernel == GruKernel::WideSg {
+                    (Shader::GruSg, ["gru_sg_forward", "gru_sg_backward", dw])
+                } else {
+                    (Shader::GruSgTex, ["gru_sg_tex_forward", "gru_sg_tex_backward", dw])
+                }
             }
             (GruKernel::Cells, GruSchedule::PerStep) => {
                 gru(["gru_forward_cells", "gru_backward_cells", "gru_backward_weights_tiled"])
@@ -298,7 +319,7 @@ impl GruMember {
     fn iters_per_step(self, h: u32) -> (u32, u32) {
         match (self.kernel, self.schedule) {
             (GruKernel::Scalar, _) => (forward_iters_per_step(h), backward_iters_per_step(h)),
-            (GruKernel::Wide | GruKernel::WideSg, _) => {
+            (GruKernel::Wide | GruKernel::WideSg | GruKernel::WideSgTex, _) => {
                 (forward_iters_per_step_wide(h), backward_iters_per_step_wide(h))
             }
             (GruKernel::Cells, GruSchedule::PerStep) => (1, 1),
@@ -569,7 +590,7 @@ impl Chunks {
     fn new(
         ctx: &GpuContext,
         kernel: std::sync::Arc<Kernel>,
-        buffers: &[&wgpu::Buffer],
+        resources: &[wgpu::BindingResource],
         params: &GruParams,
         steps_per_dispatch: u32,
         grid: fn(&GruParams) -> [u32; 3],
@@ -577,7 +598,9 @@ impl Chunks {
         let launches = params
             .chunks(steps_per_dispatch)
             .into_iter()
-            .map(|(t0, t1)| Launch::new(ctx, kernel.clone(), buffers, GruParams { t0, t1, ..*params }, grid))
+            .map(|(t0, t1)| {
+                Launch::with_resources(ctx, kernel.clone(), resources, GruParams { t0, t1, ..*params }, grid)
+            })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Chunks { launches, steps_per_dispatch, capacity: params.u })
     }
@@ -603,6 +626,7 @@ impl Chunks {
 pub struct GruForward {
     chunks: Chunks,
     bound: Bound,
+    texture: WeightsTexture,
 }
 
 /// Forward of every problem with `member`'s kernels: writes `cache`
@@ -624,7 +648,7 @@ pub fn gru_forward(
     capacity: usize,
     member: GruMember,
 ) -> Result<GruForward, GruError> {
-    let member = member.fitting(&ctx.profile, params, problems);
+    let member = member.fitting(ctx, params, problems, weights);
     let buffers = [
         ("out", out, Need::Out),
         ("cache", cache, Need::Cache),
@@ -633,15 +657,54 @@ pub fn gru_forward(
         ("lens", lens, Need::Lens),
     ];
     let bound = Bound::new(ctx, &buffers, params, problems, capacity, member)?;
-    let binds = [Bind::Uniform, Bind::Read, Bind::Read, Bind::Read, Bind::Read, Bind::Write, Bind::Write];
+    let texture = WeightsTexture::new(ctx, member, weights)?;
+    let (r, w) = (Bind::Read, Bind::Write);
+    let binds = [Bind::Uniform, r, r, texture.bind(), r, w, w];
     let (shader, [entry, ..]) = member.entries(&ctx.profile);
     let k = ctx.pipelines.get(ctx, shader, entry, &binds)?;
     let (iters, _) = member.iters_per_step(params.h);
     let steps = member.schedule.steps_per_dispatch(&ctx.profile, iters);
     let list = &bound.problems.buffer;
     let grid = member.step_grid();
-    let chunks = Chunks::new(ctx, k, &[list, lens, weights, xp, cache, out], params, steps, grid)?;
-    Ok(GruForward { chunks, bound })
+    let res = [list, lens].map(|b| b.as_entire_binding());
+    let res = [&res[..], &[texture.resource(weights)], &[xp, cache, out].map(|b| b.as_entire_binding())].concat();
+    let chunks = Chunks::new(ctx, k, &res, params, steps, grid)?;
+    Ok(GruForward { chunks, bound, texture })
+}
+
+/// The recurrence's view of the weights arena (binding 3): the storage buffer
+/// itself, or for WideSgTex a texture copy of it, refreshed by `prepare`
+/// before every pass the launch is recorded into.
+struct WeightsTexture(Option<(BufferTexture, wgpu::Buffer)>);
+
+impl WeightsTexture {
+    fn new(ctx: &GpuContext, member: GruMember, weights: &wgpu::Buffer) -> Result<WeightsTexture, GruError> {
+        if member.kernel != GruKernel::WideSgTex {
+            return Ok(WeightsTexture(None));
+        }
+        Ok(WeightsTexture(Some((BufferTexture::new(ctx, "GRU weights texture", weights)?, weights.clone()))))
+    }
+
+    fn bind(&self) -> Bind {
+        if self.0.is_some() {
+            Bind::Texture
+        } else {
+            Bind::Read
+        }
+    }
+
+    fn resource<'a>(&'a self, weights: &'a wgpu::Buffer) -> wgpu::BindingResource<'a> {
+        match &self.0 {
+            Some((t, _)) => wgpu::BindingResource::TextureView(&t.view),
+            None => weights.as_entire_binding(),
+        }
+    }
+
+    fn prepare(&self, enc: &mut wgpu::CommandEncoder) {
+        if let Some((t, weights)) = &self.0 {
+            t.record_copy(enc, weights);
+        }
+    }
 }
 
 impl GruForward {
@@ -671,6 +734,9 @@ impl Recordable for GruForward {
             l.record(rec);
         }
     }
+    fn prepare(&self, enc: &mut wgpu::CommandEncoder) {
+        self.texture.prepare(enc);
+    }
 }
 
 /// The backward of every problem: its chunks (recorded last to first), then the
@@ -679,6 +745,7 @@ pub struct GruBackward {
     chunks: Chunks,
     weights: Launch<GruParams>,
     bound: Bound,
+    texture: WeightsTexture,
 }
 
 /// Backward through time of every problem from `dout` (M, B, U, 2H) with
@@ -704,7 +771,7 @@ pub fn gru_backward(
     capacity: usize,
     member: GruMember,
 ) -> Result<GruBackward, GruError> {
-    let member = member.fitting(&ctx.profile, params, problems);
+    let member = member.fitting(ctx, params, problems, weights);
     let buffers = [
         ("gi", gi, Need::Gates),
         ("gh", gh, Need::Gates),
@@ -717,17 +784,20 @@ pub fn gru_backward(
     ];
     let bound = Bound::new(ctx, &buffers, params, problems, capacity, member)?;
     check_loop_budget(&ctx.profile, member.kernel, params)?;
+    let texture = WeightsTexture::new(ctx, member, weights)?;
     let (u, r, w) = (Bind::Uniform, Bind::Read, Bind::Write);
     let (shader, [_, step, dw]) = member.entries(&ctx.profile);
-    let k = ctx.pipelines.get(ctx, shader, step, &[u, r, r, r, r, r, w, w, w])?;
+    let k = ctx.pipelines.get(ctx, shader, step, &[u, r, r, texture.bind(), r, r, w, w, w])?;
     let (_, iters) = member.iters_per_step(params.h);
     let steps = member.schedule.steps_per_dispatch(&ctx.profile, iters);
     let list = &bound.problems.buffer;
-    let buffers = [list, lens, weights, cache, dout, gi, gh, carry];
-    let chunks = Chunks::new(ctx, k, &buffers, params, steps, member.step_grid())?;
+    let res = [list, lens].map(|b| b.as_entire_binding());
+    let rest = [cache, dout, gi, gh, carry].map(|b| b.as_entire_binding());
+    let res = [&res[..], &[texture.resource(weights)], &rest].concat();
+    let chunks = Chunks::new(ctx, k, &res, params, steps, member.step_grid())?;
     let k = ctx.pipelines.get(ctx, shader, dw, &[u, r, r, r, r, w])?;
     let weights = Launch::new(ctx, k, &[list, lens, cache, gh, grads], *params, member.kernel.weights_grid())?;
-    Ok(GruBackward { chunks, weights, bound })
+    Ok(GruBackward { chunks, weights, bound, texture })
 }
 
 impl GruBackward {
@@ -758,6 +828,9 @@ impl Recordable for GruBackward {
             l.record(rec);
         }
         self.weights.record(rec);
+    }
+    fn prepare(&self, enc: &mut wgpu::CommandEncoder) {
+        self.texture.prepare(enc);
     }
 }
 

@@ -47,8 +47,8 @@ fn seq(s: u32) -> String {
 /// gru_forward_wide, gru_backward_wide and gru_backward_weights_t8 (module gru).
 pub fn wide() -> String {
     let mut w = String::new();
-    forward(&mut w, false);
-    backward(&mut w, false);
+    forward(&mut w, false, false);
+    backward(&mut w, false, false);
     w.push_str(ADD_TILE);
     weights_t8(&mut w);
     w
@@ -56,11 +56,12 @@ pub fn wide() -> String {
 
 /// The WideSg member (module gru_sg): gru_sg_forward, gru_sg_backward and
 /// gru_sg_backward_weights, the Wide kernels with operands shared by subgroup
-/// shuffles.
-pub fn wide_sg() -> String {
+/// shuffles; with `tex` (module gru_sg_tex, the WideSgTex member) the
+/// recurrence reads W_hh and b_hh through the texture `wt` instead of `w4`.
+pub fn wide_sg(tex: bool) -> String {
     let mut w = String::new();
-    forward(&mut w, true);
-    backward(&mut w, true);
+    forward(&mut w, true, tex);
+    backward(&mut w, true, tex);
     w.push_str(ADD_TILE);
     weights_sg(&mut w, 8);
     w.push('\n');
@@ -73,6 +74,16 @@ macro_rules! line {
     ($w:expr, $($arg:tt)*) => {{ let _ = writeln!($w, $($arg)*); }};
 }
 
+/// The load of W_hh / b_hh vec4 `idx`: from the storage view `w4`, or with
+/// `tex` from the weights' texture (`wt`, src/gpu/texture.rs): the same value.
+fn wload(tex: bool, idx: &str) -> String {
+    if tex {
+        format!("wt({idx})")
+    } else {
+        format!("w4[{idx}]")
+    }
+}
+
 /// The extra builtin of a subgroup entry point.
 fn lane_arg(sg: bool) -> &'static str {
     if sg {
@@ -82,7 +93,7 @@ fn lane_arg(sg: bool) -> &'static str {
     }
 }
 
-fn forward(w: &mut String, sg: bool) {
+fn forward(w: &mut String, sg: bool, tex: bool) {
     if sg {
         line!(w, "// gru_sg_forward: gru_forward_wide with the h_shared reads shared by octets");
         line!(w, "// of subgroup lanes: per 4 columns 24 W + 2 h loads and 16 shuffles.");
@@ -92,7 +103,16 @@ fn forward(w: &mut String, sg: bool) {
         line!(w, "// multiply-adds; workgroup ({WIDE_LANES}, 1, 1).");
     }
     line!(w, "@compute @workgroup_size({WIDE_LANES}, 1, 1)");
-    let name = if sg { "gru_sg_forward" } else { "gru_forward_wide" };
+    if tex {
+        line!(w, "// gru_sg_tex_forward: gru_sg_forward with W_hh and b_hh read through `wt` (the texture).");
+    }
+    let name = if tex {
+        "gru_sg_tex_forward"
+    } else if sg {
+        "gru_sg_forward"
+    } else {
+        "gru_forward_wide"
+    };
     let lane = lane_arg(sg);
     line!(w, "fn {name}(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>{lane}) {{");
     w.push_str(
@@ -113,9 +133,9 @@ fn forward(w: &mut String, sg: bool) {
 ",
     );
     for u in 0..2 {
-        line!(w, "    let br_{u} = w4[bo + jc_{u} / 4u];");
-        line!(w, "    let bz_{u} = w4[bo + nh4 + jc_{u} / 4u];");
-        line!(w, "    let bn_{u} = w4[bo + 2u * nh4 + jc_{u} / 4u];");
+        line!(w, "    let br_{u} = {};", wload(tex, &format!("bo + jc_{u} / 4u")));
+        line!(w, "    let bz_{u} = {};", wload(tex, &format!("bo + nh4 + jc_{u} / 4u")));
+        line!(w, "    let bn_{u} = {};", wload(tex, &format!("bo + 2u * nh4 + jc_{u} / 4u")));
     }
     w.push_str(
         "    let t0 = params.t0;
@@ -185,7 +205,7 @@ fn forward(w: &mut String, sg: bool) {
             1 => " + nh4".to_string(),
             m => format!(" + {m}u * nh4"),
         };
-        format!("w4[{g}{}{row} + c4]", j / 4)
+        wload(tex, &format!("{g}{}{row} + c4", j / 4))
     };
     if sg {
         owned_loads(w, "            ", &|u| {
@@ -264,7 +284,7 @@ fn forward(w: &mut String, sg: bool) {
     line!(w, "}}\n");
 }
 
-fn backward(w: &mut String, sg: bool) {
+fn backward(w: &mut String, sg: bool, tex: bool) {
     if sg {
         line!(w, "// gru_sg_backward: gru_backward_wide with the gh reads of phase B shared by");
         line!(w, "// octets of subgroup lanes: per 4 rows 8 W + 2 gh loads and 16 shuffles.");
@@ -274,7 +294,16 @@ fn backward(w: &mut String, sg: bool) {
         line!(w, "// multiply-adds; workgroup ({WIDE_LANES}, 1, 1).");
     }
     line!(w, "@compute @workgroup_size({WIDE_LANES}, 1, 1)");
-    let name = if sg { "gru_sg_backward" } else { "gru_backward_wide" };
+    if tex {
+        line!(w, "// gru_sg_tex_backward: gru_sg_backward with W_hh read through `wt` (the texture).");
+    }
+    let name = if tex {
+        "gru_sg_tex_backward"
+    } else if sg {
+        "gru_sg_backward"
+    } else {
+        "gru_backward_wide"
+    };
     let lane = lane_arg(sg);
     line!(w, "fn {name}(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>{lane}) {{");
     w.push_str(
@@ -379,7 +408,7 @@ fn backward(w: &mut String, sg: bool) {
             1 => "nh4 + ".to_string(),
             m => format!("{m}u * nh4 + "),
         };
-        (format!("w{name}_{u}"), format!("w4[w + {row}jc_{u} / 4u]"))
+        (format!("w{name}_{u}"), wload(tex, &format!("w + {row}jc_{u} / 4u")))
     };
     let rows = |u: u32| ["a", "b", "c", "d"].iter().enumerate().map(|(r, name)| w_row(name, r, u)).collect();
     if sg {

@@ -76,6 +76,7 @@ impl GpuEngine {
         let mut enc =
             self.ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("gradients") });
         enc.clear_buffer(&self.dfeat, 0, None);
+        self.schedule.prepare(&mut enc, false, true);
         {
             let mut pass = enc
                 .begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("gradients"), timestamp_writes: None });
@@ -122,6 +123,7 @@ impl GpuEngine {
             self.prepare(split, &[(part.to_vec(), videos.as_slice(), 0)], 0.0)?;
             let mut enc =
                 self.ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("inference") });
+            self.schedule.prepare(&mut enc, false, false);
             {
                 let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
                     label: Some("inference"),

@@ -1,0 +1,101 @@
+//! A read-only copy of (part of) a storage buffer as an rgba32float texture, for
+//! kernels that read parameters through `textureLoad` (the GRU's `wide-sg-tex`
+//! members read W_hh and b_hh so).
+//!
+//! Why: on llvmpipe (Mesa 22.3) every storage-buffer load is a loop over the 8
+//! SIMD lanes with a bounds check per lane, while a texel fetch is one
+//! vectorised gather. Measured on this project's 2-core EPYC, 33.5 M
+//! lane-varying vec4 reads: 15-16 ns per lane from a storage buffer, 1.7-3.0 ns
+//! through `textureLoad`; a copy of 5.5 MB from buffer to texture takes
+//! 0.4-0.5 ms. Stores cost the same either way (15-17 ns), so only read-only
+//! operands move. On a GPU a texel fetch goes through the texture cache and
+//! costs about what a buffer load does; the tuner races both.
+//!
+//! Layout: vec4 (texel) index i of the buffer is texel (i % TEXELS_PER_ROW,
+//! i / TEXELS_PER_ROW); WGSL kernels compute the same (their TEX_ROW constant
+//! is written from [`TEXELS_PER_ROW`]). The copy is recorded before the compute
+//! pass that reads it (`Recordable::prepare`), so every run reads the buffer's
+//! values of that moment: the texture is never a second source of truth.
+
+use super::context::{GpuContext, GpuError};
+
+/// Texels per texture row: 4096 rgba32float texels = 64 KiB, a multiple of
+/// the 256-byte row pitch buffer-to-texture copies need.
+pub const TEXELS_PER_ROW: u32 = 4096;
+const ROW_BYTES: u64 = TEXELS_PER_ROW as u64 * 16;
+
+/// The texture of a buffer's whole texels.
+pub struct BufferTexture {
+    texture: wgpu::Texture,
+    pub view: wgpu::TextureView,
+    /// Whole texels of the buffer (a trailing partial texel is not mirrored).
+    texels: u64,
+}
+
+/// Texture rows for `texels` texels, if the device can hold them (width and
+/// height within `max_texture_dimension_2d`).
+pub fn rows_for(ctx: &GpuContext, texels: u64) -> Option<u32> {
+    let max = ctx.device.limits().max_texture_dimension_2d;
+    let rows = texels.div_ceil(u64::from(TEXELS_PER_ROW)).max(1);
+    (TEXELS_PER_ROW <= max && rows <= u64::from(max)).then_some(rows as u32)
+}
+
+impl BufferTexture {
+    /// A texture holding `buffer`'s whole texels (filled at each `record_copy`).
+    pub fn new(ctx: &GpuContext, label: &str, buffer: &wgpu::Buffer) -> Result<Self, GpuError> {
+        let texels = buffer.size() / 16;
+        let rows = rows_for(ctx, texels).ok_or_else(|| GpuError::TooLarge {
+            what: format!("{label} (texture of {texels} texels)"),
+            need: buffer.size(),
+            limit: u64::from(ctx.device.limits().max_texture_dimension_2d).pow(2) * 16,
+        })?;
+        let texture = ctx.scoped(|| {
+            ctx.device.create_texture(&wgpu::TextureDescriptor {
+                label: Some(label),
+                size: wgpu::Extent3d { width: TEXELS_PER_ROW, height: rows, depth_or_array_layers: 1 },
+                mip_level_count: 1,
+                sample_count: 1,
+                dimension: wgpu::TextureDimension::D2,
+                format: wgpu::TextureFormat::Rgba32Float,
+                usage: wgpu::TextureUsages::TEXTURE_BINDING | wgpu::TextureUsages::COPY_DST,
+                view_formats: &[],
+            })
+        })?;
+        let view = texture.create_view(&wgpu::TextureViewDescriptor::default());
+        Ok(BufferTexture { texture, view, texels })
+    }
+
+    /// Record the copy of `buffer` (the one given to `new`) into the texture:
+    /// whole rows, then the last row's remaining texels.
+    pub fn record_copy(&self, enc: &mut wgpu::CommandEncoder, buffer: &wgpu::Buffer) {
+        let row = u64::from(TEXELS_PER_ROW);
+        let full = self.texels / row;
+        let first = 0u32;
+        let copy = |enc: &mut wgpu::CommandEncoder, y: u32, width: u32, height: u32| {
+            enc.copy_buffer_to_texture(
+                wgpu::TexelCopyBufferInfo {
+                    buffer,
+                    layout: wgpu::TexelCopyBufferLayout {
+                        offset: u64::from(y) * ROW_BYTES,
+                        bytes_per_row: Some(ROW_BYTES as u32),
+                        rows_per_image: None,
+                    },
+                },
+                wgpu::TexelCopyTextureInfo {
+                    texture: &self.texture,
+                    mip_level: 0,
+                    origin: wgpu::Origin3d { x: 0, y, z: 0 },
+                    aspect: wgpu::TextureAspect::All,
+                },
+                wgpu::Extent3d { width, height, depth_or_array_layers: 1 },
+            );
+        };
+        if full > 0 {
+            copy(enc, first, TEXELS_PER_ROW, full as u32);
+        }
+        let rest = (self.texels % row) as u32;
+        if rest > 0 {
+            copy(enc, first + full as u32, rest, 1);
+        }
+    }
+}
