@@ -2,8 +2,8 @@
 //! one dispatch, one problem per model (the models of a group share one arena).
 //! Two forms with the same arithmetic: `adam_step` reads its operands from the
 //! storage buffers; `adam_step_tex` (software devices, [`texture_operands`])
-//! from texture copies the launch records before its pass (`prepare`), and
-//! clears the gradient blocks there instead of storing zeros.
+//! from texture copies the launch records between two passes just before its
+//! dispatch, and clears the gradient blocks there instead of storing zeros.
 //! CPU reference: `cpu::adam`.
 
 use super::context::{GpuContext, GpuError};
@@ -113,7 +113,7 @@ pub struct AdamLaunch {
     launch: Launch<AdamParams>,
     list: ProblemList<AdamProblem>,
     per_inv: u32,
-    /// The texture form's copies (params, grads, m, v) and what `prepare` clears.
+    /// The texture form's copies (params, grads, m, v) and the gradient blocks it clears.
     textures: Option<Textures>,
 }
 
@@ -149,22 +149,21 @@ impl AdamLaunch {
 }
 
 impl Recordable for AdamLaunch {
+    /// The texture form first records, between two passes, the operands'
+    /// copies and then the gradient blocks' clear (zero_grad).
     fn record_into(&self, rec: &mut Recorder) {
-        self.launch.record(rec);
-    }
-
-    /// The texture form: the operands' copies, then the gradient blocks
-    /// cleared (zero_grad), both before the pass the step is recorded into.
-    fn prepare(&self, enc: &mut wgpu::CommandEncoder) {
         if let Some(t) = &self.textures {
-            for (buf, tex) in &t.copies {
-                tex.record_copy(enc, buf);
-            }
-            let grads = &t.copies[1].0;
-            for &(offset, size) in &t.clear {
-                enc.clear_buffer(grads, offset, Some(size));
-            }
+            rec.between_passes(|enc| {
+                for (buf, tex) in &t.copies {
+                    tex.record_copy(enc, buf);
+                }
+                let grads = &t.copies[1].0;
+                for &(offset, size) in &t.clear {
+                    enc.clear_buffer(grads, offset, Some(size));
+                }
+            });
         }
+        self.launch.record(rec);
     }
 }
 

@@ -66,17 +66,12 @@ impl<P: bytemuck::Pod> Launch<P> {
     }
 }
 
-/// Record `launches` into one compute pass of a new encoder, submit, wait; returns
-/// the number of dispatches (tests and benchmarks).
+/// Record `launches` into a new encoder, submit, wait; returns the number of
+/// dispatches (tests and benchmarks).
 pub fn run(ctx: &GpuContext, launches: &[&dyn Recordable]) -> Result<u32, GpuError> {
     let mut enc = ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("cimnet run") });
-    for l in launches {
-        l.prepare(&mut enc);
-    }
     let n = {
-        let mut pass =
-            enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("cimnet run"), timestamp_writes: None });
-        let mut rec = Recorder::new(&mut pass);
+        let mut rec = Recorder::new(&mut enc, "cimnet run");
         for l in launches {
             l.record_into(&mut rec);
         }
@@ -89,12 +84,6 @@ pub fn run(ctx: &GpuContext, launches: &[&dyn Recordable]) -> Result<u32, GpuErr
 /// Anything that records dispatches (a launch, or a group of them).
 pub trait Recordable {
     fn record_into(&self, rec: &mut Recorder);
-
-    /// Commands to record into the encoder BEFORE the compute pass the
-    /// dispatches go into (a copy a kernel then reads, as `texture::BufferTexture`
-    /// refreshes); none by default. Whoever records `record_into` calls this
-    /// first, in the same encoder.
-    fn prepare(&self, _enc: &mut wgpu::CommandEncoder) {}
 }
 
 impl<P: bytemuck::Pod> Recordable for Launch<P> {

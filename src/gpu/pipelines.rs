@@ -383,27 +383,53 @@ impl Dispatch {
         if self.groups.contains(&0) {
             return;
         }
-        rec.pass.set_pipeline(&self.kernel.pipeline);
-        rec.pass.set_bind_group(0, &self.bind_group, &[]);
-        rec.pass.dispatch_workgroups(self.groups[0], self.groups[1], self.groups[2]);
+        let pass = rec.pass();
+        pass.set_pipeline(&self.kernel.pipeline);
+        pass.set_bind_group(0, &self.bind_group, &[]);
+        pass.dispatch_workgroups(self.groups[0], self.groups[1], self.groups[2]);
         rec.dispatches += 1;
         let per_group: u64 = self.kernel.workgroup_size.iter().map(|&x| u64::from(x)).product();
         rec.invocations += per_group * self.groups.iter().map(|&x| u64::from(x)).product::<u64>();
     }
 }
 
-/// A compute pass that counts the dispatches recorded into it, so a whole
-/// training step can be one command buffer and say how many kernels it ran.
-pub struct Recorder<'p, 'e> {
-    pub pass: &'p mut wgpu::ComputePass<'e>,
+/// Records dispatches into compute passes of one encoder and counts them, so a
+/// whole training step can be one command buffer and say how many kernels it
+/// ran. A pass is opened at the first dispatch; `between_passes` closes it,
+/// records encoder commands (the copies a texture-reading kernel needs,
+/// src/gpu/texture.rs) and lets the next dispatch open a new one, so such a
+/// copy sees every dispatch recorded before it.
+pub struct Recorder<'e> {
+    enc: &'e mut wgpu::CommandEncoder,
+    pass: Option<wgpu::ComputePass<'static>>,
+    label: &'static str,
     pub dispatches: u32,
     /// Invocations launched by those dispatches (workgroups x workgroup size).
     pub invocations: u64,
+    /// Pass breaks recorded (`between_passes`).
+    pub breaks: u32,
 }
 
-impl<'p, 'e> Recorder<'p, 'e> {
-    pub fn new(pass: &'p mut wgpu::ComputePass<'e>) -> Self {
-        Recorder { pass, dispatches: 0, invocations: 0 }
+impl<'e> Recorder<'e> {
+    pub fn new(enc: &'e mut wgpu::CommandEncoder, label: &'static str) -> Self {
+        Recorder { enc, pass: None, label, dispatches: 0, invocations: 0, breaks: 0 }
+    }
+
+    /// The open pass (opened now if there is none).
+    pub fn pass(&mut self) -> &mut wgpu::ComputePass<'static> {
+        let (enc, label) = (&mut *self.enc, self.label);
+        self.pass.get_or_insert_with(|| {
+            enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some(label), timestamp_writes: None })
+                .forget_lifetime()
+        })
+    }
+
+    /// Close the open pass, record `f`'s commands into the encoder, and go on
+    /// in a new pass at the next dispatch.
+    pub fn between_passes(&mut self, f: impl FnOnce(&mut wgpu::CommandEncoder)) {
+        self.pass = None;
+        self.breaks += 1;
+        f(self.enc);
     }
 }
 

@@ -13,9 +13,12 @@
 //!
 //! Layout: vec4 (texel) index i of the buffer is texel (i % TEXELS_PER_ROW,
 //! i / TEXELS_PER_ROW); WGSL kernels compute the same (their TEX_ROW constant
-//! is written from [`TEXELS_PER_ROW`]). The copy is recorded before the compute
-//! pass that reads it (`Recordable::prepare`), so every run reads the buffer's
-//! values of that moment: the texture is never a second source of truth.
+//! is written from [`TEXELS_PER_ROW`]). A launch records the copy each time it
+//! is recorded, between two compute passes just before its dispatches
+//! (`Recorder::between_passes`), so it reads the buffer's values of that
+//! moment, after every dispatch recorded before it: the texture is never a
+//! second source of truth. The whole buffer is copied: a launch's problems
+//! may move within it at `update`.
 
 use super::context::{GpuContext, GpuError};
 

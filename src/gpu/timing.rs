@@ -115,37 +115,30 @@ impl Timer {
     /// One run of `work` in one compute pass: (GPU ms if timestamps, wall ms, dispatches).
     fn run_once(&self, ctx: &GpuContext, work: &[&dyn Recordable]) -> Result<(Option<f64>, f64, u32), GpuError> {
         let mut enc = ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("timed run") });
-        // The work's copies (`Recordable::prepare`) run between an empty pass
-        // that writes the start timestamp and the pass of the dispatches, so
-        // their cost is part of the time, as in a training step.
-        if let Some((qs, _)) = &self.queries {
-            let tw = wgpu::ComputePassTimestampWrites {
-                query_set: qs,
-                beginning_of_pass_write_index: Some(0),
-                end_of_pass_write_index: None,
-            };
-            enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                label: Some("timer start"),
-                timestamp_writes: Some(tw),
-            });
-        }
-        for w in work {
-            w.prepare(&mut enc);
-        }
+        // Empty passes write the timestamps before and after the work, which
+        // may open several passes (copies between them: `Recorder::between_passes`).
+        let stamp = |enc: &mut wgpu::CommandEncoder, at: u32| {
+            if let Some((qs, _)) = &self.queries {
+                let tw = wgpu::ComputePassTimestampWrites {
+                    query_set: qs,
+                    beginning_of_pass_write_index: Some(at),
+                    end_of_pass_write_index: None,
+                };
+                enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                    label: Some("timer"),
+                    timestamp_writes: Some(tw),
+                });
+            }
+        };
+        stamp(&mut enc, 0);
         let n = {
-            let tw = self.queries.as_ref().map(|(qs, _)| wgpu::ComputePassTimestampWrites {
-                query_set: qs,
-                beginning_of_pass_write_index: None,
-                end_of_pass_write_index: Some(1),
-            });
-            let mut pass =
-                enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("timed run"), timestamp_writes: tw });
-            let mut rec = Recorder::new(&mut pass);
+            let mut rec = Recorder::new(&mut enc, "timed run");
             for w in work {
                 w.record_into(&mut rec);
             }
             rec.dispatches
         };
+        stamp(&mut enc, 1);
         if let Some((qs, buf)) = &self.queries {
             enc.resolve_query_set(qs, 0..2, buf, 0);
         }

@@ -673,8 +673,8 @@ pub fn gru_forward(
 }
 
 /// The recurrence's view of the weights arena (binding 3): the storage buffer
-/// itself, or for WideSgTex a texture copy of it, refreshed by `prepare`
-/// before every pass the launch is recorded into.
+/// itself, or for WideSgTex a texture copy of it, refreshed (between two
+/// passes) each time the launch is recorded.
 struct WeightsTexture(Option<(BufferTexture, wgpu::Buffer)>);
 
 impl WeightsTexture {
@@ -700,9 +700,9 @@ impl WeightsTexture {
         }
     }
 
-    fn prepare(&self, enc: &mut wgpu::CommandEncoder) {
+    fn refresh(&self, rec: &mut Recorder) {
         if let Some((t, weights)) = &self.0 {
-            t.record_copy(enc, weights);
+            rec.between_passes(|enc| t.record_copy(enc, weights));
         }
     }
 }
@@ -730,12 +730,10 @@ impl GruForward {
 
 impl Recordable for GruForward {
     fn record_into(&self, rec: &mut Recorder) {
+        self.texture.refresh(rec);
         for l in &self.chunks.launches {
             l.record(rec);
         }
-    }
-    fn prepare(&self, enc: &mut wgpu::CommandEncoder) {
-        self.texture.prepare(enc);
     }
 }
 
@@ -824,13 +822,11 @@ impl GruBackward {
 
 impl Recordable for GruBackward {
     fn record_into(&self, rec: &mut Recorder) {
+        self.texture.refresh(rec);
         for l in self.chunks.launches.iter().rev() {
             l.record(rec);
         }
         self.weights.record(rec);
-    }
-    fn prepare(&self, enc: &mut wgpu::CommandEncoder) {
-        self.texture.prepare(enc);
     }
 }
 

@@ -76,11 +76,8 @@ impl GpuEngine {
         let mut enc =
             self.ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("gradients") });
         enc.clear_buffer(&self.dfeat, 0, None);
-        self.schedule.prepare(&mut enc, false, true);
         {
-            let mut pass = enc
-                .begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("gradients"), timestamp_writes: None });
-            let mut rec = Recorder::new(&mut pass);
+            let mut rec = Recorder::new(&mut enc, "gradients");
             self.record_forward(&mut rec, SplitName::Train, false);
             self.record_backward(&mut rec, false);
             for k in &dx_launches {
@@ -123,13 +120,8 @@ impl GpuEngine {
             self.prepare(split, &[(part.to_vec(), videos.as_slice(), 0)], 0.0)?;
             let mut enc =
                 self.ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("inference") });
-            self.schedule.prepare(&mut enc, false, false);
             {
-                let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                    label: Some("inference"),
-                    timestamp_writes: None,
-                });
-                let mut rec = Recorder::new(&mut pass);
+                let mut rec = Recorder::new(&mut enc, "inference");
                 self.record_forward(&mut rec, split, false);
                 if let Some(sd) = &self.splits[split.index()] {
                     sd.scatter.record(&mut rec);

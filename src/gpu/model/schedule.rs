@@ -23,8 +23,6 @@ pub trait Site {
     /// Point the site at a step's batches and the models taking part (the plan).
     fn update(&mut self, ctx: &GpuContext, plan: &Plan) -> Result<(), EngineError>;
     fn record(&self, rec: &mut Recorder);
-    /// What must be recorded before the pass `record` goes into (`Recordable::prepare`).
-    fn prepare(&self, enc: &mut wgpu::CommandEncoder);
 }
 
 type Update<L> = Box<dyn Fn(&mut L, &GpuContext, &Plan) -> Result<bool, EngineError>>;
@@ -47,11 +45,6 @@ impl<L: Recordable> Site for Step<L> {
     fn record(&self, rec: &mut Recorder) {
         if self.live {
             self.work.record_into(rec);
-        }
-    }
-    fn prepare(&self, enc: &mut wgpu::CommandEncoder) {
-        if self.live {
-            self.work.prepare(enc);
         }
     }
 }
@@ -150,16 +143,6 @@ impl Schedule {
     pub fn record_backward(&self, rec: &mut Recorder) {
         for s in &self.backward {
             s.record(rec);
-        }
-    }
-
-    /// Into `enc`, before the pass of `record_forward` (and of `record_backward`
-    /// with `backward`): the copies those sites read (`Site::prepare`).
-    pub fn prepare(&self, enc: &mut wgpu::CommandEncoder, train: bool, backward: bool) {
-        let heads = if train { &self.heads_train } else { &self.heads_eval };
-        let back = if backward { &self.backward[..] } else { &[] };
-        for s in self.forward.iter().chain(heads).chain(back) {
-            s.prepare(enc);
         }
     }
 

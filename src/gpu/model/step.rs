@@ -131,28 +131,11 @@ impl GpuEngine {
     fn record_train_step(&mut self, enc: &mut wgpu::CommandEncoder, round: &Round) -> Result<(), EngineError> {
         self.begin_train_step(round)?;
         enc.clear_buffer(&self.dfeat, 0, None);
-        self.schedule.prepare(enc, true, true);
-        let mut pass = enc
-            .begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("training step"), timestamp_writes: None });
-        let mut rec = Recorder::new(&mut pass);
+        let mut rec = Recorder::new(enc, "training step");
         self.record_forward(&mut rec, SplitName::Train, true);
-        // Adam's texture form copies the gradients the backward wrote (and
-        // clears them) between the backward's pass and its own.
-        let split = self.adam.reads_textures();
-        self.record_backward(&mut rec, !split);
-        let (mut dispatches, mut invocations) = (rec.dispatches, rec.invocations);
-        drop(pass);
-        if split {
-            self.adam.prepare(enc);
-            let mut pass =
-                enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("adam"), timestamp_writes: None });
-            let mut rec = Recorder::new(&mut pass);
-            self.adam.record_into(&mut rec);
-            dispatches += rec.dispatches;
-            invocations += rec.invocations;
-        }
-        self.dispatches = dispatches;
-        self.invocations = invocations;
+        self.record_backward(&mut rec, true);
+        self.dispatches = rec.dispatches;
+        self.invocations = rec.invocations;
         Ok(())
     }
 }

@@ -68,9 +68,6 @@ impl Recordable for SiteWork<'_> {
     fn record_into(&self, rec: &mut Recorder) {
         self.0.record(rec);
     }
-    fn prepare(&self, enc: &mut wgpu::CommandEncoder) {
-        self.0.prepare(enc);
-    }
 }
 
 impl GpuEngine {
