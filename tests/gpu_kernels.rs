@@ -447,6 +447,37 @@ fn adam_texture_form_equals_storage_form_bit_for_bit() {
     assert_eq!(results[0][3][5], 0, "a block's gradient is cleared");
 }
 
+/// A buffer's shared texture is copied once per recording until a dispatch
+/// that binds the buffer read_write is recorded; then the next reader copies
+/// it again (`Recorder` tracks fresh copies, `BufferTexture::refresh`).
+#[test]
+fn a_texture_copy_is_made_again_only_after_its_buffer_is_written() {
+    use cimnet::gpu::launch::Recordable;
+    use cimnet::gpu::pipelines::Recorder;
+    use cimnet::gpu::texture::BufferTexture;
+    let Some(ctx) = context() else { return };
+    let n = 8192;
+    let up = |v: &[f32]| upload(ctx, "operand", v).unwrap();
+    let (p, g, m, v) = (up(&vec![0.5; n]), up(&vec![0.1; n]), up(&vec![0.0; n]), up(&vec![0.0; n]));
+    let tex = BufferTexture::shared(ctx, "p texture", &p).unwrap();
+    let again = BufferTexture::shared(ctx, "p texture", &p).unwrap();
+    assert!(std::sync::Arc::ptr_eq(&tex, &again), "one texture per buffer");
+    let q = [adam::AdamProblem::new(0, n, 1, &adam::AdamConfig::default())];
+    let writer = adam::adam_step_form(ctx, [&p, &g, &m, &v], &q, 1, false, false).unwrap();
+    let mut enc = ctx.device.create_command_encoder(&Default::default());
+    {
+        let mut rec = Recorder::new(&mut enc, "test");
+        tex.refresh(&mut rec, &p);
+        assert_eq!(rec.breaks, 1, "the first reader copies");
+        tex.refresh(&mut rec, &p);
+        assert_eq!(rec.breaks, 1, "a second reader finds the copy fresh");
+        writer.record_into(&mut rec);
+        tex.refresh(&mut rec, &p);
+        assert_eq!(rec.breaks, 2, "a dispatch wrote the buffer: copied again");
+    }
+    ctx.queue.submit([enc.finish()]);
+}
+
 /// Labels and every modality gathered by one launch (check_gather asserts one
 /// dispatch) into blocks of one output buffer at unaligned offsets.
 #[test]

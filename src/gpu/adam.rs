@@ -120,7 +120,7 @@ pub struct AdamLaunch {
 /// The texture form's operands: each buffer and its texture, in binding order
 /// of `adam_step`'s buffers (params, grads, m, v); the gradient blocks to clear.
 struct Textures {
-    copies: Vec<(wgpu::Buffer, BufferTexture)>,
+    copies: Vec<(wgpu::Buffer, std::sync::Arc<BufferTexture>)>,
     clear: Vec<(u64, u64)>,
 }
 
@@ -153,15 +153,18 @@ impl Recordable for AdamLaunch {
     /// copies and then the gradient blocks' clear (zero_grad).
     fn record_into(&self, rec: &mut Recorder) {
         if let Some(t) = &self.textures {
-            rec.between_passes(|enc| {
-                for (buf, tex) in &t.copies {
-                    tex.record_copy(enc, buf);
-                }
-                let grads = &t.copies[1].0;
-                for &(offset, size) in &t.clear {
-                    enc.clear_buffer(grads, offset, Some(size));
-                }
-            });
+            for (buf, tex) in &t.copies {
+                tex.refresh(rec, buf);
+            }
+            let grads = &t.copies[1].0;
+            if !t.clear.is_empty() {
+                rec.between_passes(|enc| {
+                    for &(offset, size) in &t.clear {
+                        enc.clear_buffer(grads, offset, Some(size));
+                    }
+                });
+                rec.wrote(std::slice::from_ref(grads));
+            }
         }
         self.launch.record(rec);
     }
@@ -210,10 +213,11 @@ pub fn adam_step_form(
     }
     let per_inv = quads_per_invocation(&ctx.profile);
     let textures = if textures {
-        let copy = |b: &wgpu::Buffer, label: &str| Ok::<_, GpuError>((b.clone(), BufferTexture::new(ctx, label, b)?));
+        let copy =
+            |b: &wgpu::Buffer, label: &str| Ok::<_, GpuError>((b.clone(), BufferTexture::shared(ctx, label, b)?));
         let copies = vec![
-            copy(params, "adam params texture")?,
-            copy(grads, "adam grads texture")?,
+            copy(params, "weights texture")?,
+            copy(grads, "gradients texture")?,
             copy(m, "adam m texture")?,
             copy(v, "adam v texture")?,
         ];

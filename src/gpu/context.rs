@@ -86,6 +86,9 @@ pub struct GpuContext {
     sink: Arc<Mutex<ErrorSink>>,
     /// Bound where a kernel has nothing to bind (an absent optional tensor).
     pub dummy: wgpu::Buffer,
+    /// The texture copies of buffers (src/gpu/texture.rs), one per buffer,
+    /// shared by every launch that reads that buffer through a texture.
+    pub textures: super::texture::TextureRegistry,
 }
 
 /// Preference order: discrete, integrated, virtual, other, software.
@@ -189,7 +192,8 @@ impl GpuContext {
             mapped_at_creation: false,
         });
         let profile = DeviceProfile::new(&adapter_info, device.limits(), device.features());
-        GpuContext { device, queue, adapter_info, profile, pipelines: PipelineCache::default(), sink, dummy }
+        let textures = Default::default();
+        GpuContext { device, queue, adapter_info, profile, pipelines: PipelineCache::default(), sink, dummy, textures }
     }
 
     /// One line naming the adapter, e.g. for logs and reports.

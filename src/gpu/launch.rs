@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use super::buffers;
 use super::context::{GpuContext, GpuError};
-use super::pipelines::{Dispatch, Kernel, Recorder};
+use super::pipelines::{Bind, Dispatch, Kernel, Recorder};
 
 pub struct Launch<P: bytemuck::Pod> {
     pub params: P,
@@ -42,7 +42,13 @@ impl<P: bytemuck::Pod> Launch<P> {
         res.extend(resources.iter().cloned());
         let bind_group = kernel.bind_group(ctx, &res)?;
         let groups = grid(&params);
-        Ok(Launch { params, uniform, dispatch: Dispatch { kernel, bind_group, groups }, grid })
+        let writes = (kernel.binds.iter().zip(&res))
+            .filter_map(|(b, r)| match (b, r) {
+                (Bind::Write, wgpu::BindingResource::Buffer(bb)) => Some(bb.buffer.clone()),
+                _ => None,
+            })
+            .collect();
+        Ok(Launch { params, uniform, dispatch: Dispatch { kernel, bind_group, groups, writes }, grid })
     }
 
     /// New params for the next submit (takes effect for every recording of this

@@ -376,6 +376,8 @@ pub struct Dispatch {
     pub kernel: Arc<Kernel>,
     pub bind_group: wgpu::BindGroup,
     pub groups: [u32; 3],
+    /// The buffers bound read_write (their texture copies go stale when it runs).
+    pub writes: Vec<wgpu::Buffer>,
 }
 
 impl Dispatch {
@@ -387,6 +389,7 @@ impl Dispatch {
         pass.set_pipeline(&self.kernel.pipeline);
         pass.set_bind_group(0, &self.bind_group, &[]);
         pass.dispatch_workgroups(self.groups[0], self.groups[1], self.groups[2]);
+        rec.wrote(&self.writes);
         rec.dispatches += 1;
         let per_group: u64 = self.kernel.workgroup_size.iter().map(|&x| u64::from(x)).product();
         rec.invocations += per_group * self.groups.iter().map(|&x| u64::from(x)).product::<u64>();
@@ -403,6 +406,10 @@ pub struct Recorder<'e> {
     enc: &'e mut wgpu::CommandEncoder,
     pass: Option<wgpu::ComputePass<'static>>,
     label: &'static str,
+    /// Texture copies made in this recording that no later dispatch has made
+    /// stale (the source buffer, the texture's id): `texture::BufferTexture::refresh`
+    /// copies only what is not here.
+    fresh: Vec<(wgpu::Buffer, u64)>,
     pub dispatches: u32,
     /// Invocations launched by those dispatches (workgroups x workgroup size).
     pub invocations: u64,
@@ -412,7 +419,7 @@ pub struct Recorder<'e> {
 
 impl<'e> Recorder<'e> {
     pub fn new(enc: &'e mut wgpu::CommandEncoder, label: &'static str) -> Self {
-        Recorder { enc, pass: None, label, dispatches: 0, invocations: 0, breaks: 0 }
+        Recorder { enc, pass: None, label, fresh: Vec::new(), dispatches: 0, invocations: 0, breaks: 0 }
     }
 
     /// The open pass (opened now if there is none).
@@ -430,6 +437,25 @@ impl<'e> Recorder<'e> {
         self.pass = None;
         self.breaks += 1;
         f(self.enc);
+    }
+
+    /// Whether texture `id` holds `buffer` as it is now (copied in this
+    /// recording, no dispatch or command since has written the buffer).
+    pub fn is_fresh(&self, buffer: &wgpu::Buffer, id: u64) -> bool {
+        self.fresh.iter().any(|(b, t)| b == buffer && *t == id)
+    }
+
+    /// Texture `id` now holds `buffer` (a copy was just recorded).
+    pub fn copied(&mut self, buffer: &wgpu::Buffer, id: u64) {
+        self.fresh.push((buffer.clone(), id));
+    }
+
+    /// `buffers` were (or will have been, at this point of the stream) written:
+    /// their texture copies are stale.
+    pub fn wrote(&mut self, buffers: &[wgpu::Buffer]) {
+        if !self.fresh.is_empty() {
+            self.fresh.retain(|(b, _)| !buffers.contains(b));
+        }
     }
 }
 

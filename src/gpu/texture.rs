@@ -20,7 +20,11 @@
 //! second source of truth. The whole buffer is copied: a launch's problems
 //! may move within it at `update`.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+
 use super::context::{GpuContext, GpuError};
+use super::pipelines::Recorder;
 
 /// Texels per texture row: 4096 rgba32float texels = 64 KiB, a multiple of
 /// the 256-byte row pitch buffer-to-texture copies need.
@@ -33,7 +37,18 @@ pub struct BufferTexture {
     pub view: wgpu::TextureView,
     /// Whole texels of the buffer (a trailing partial texel is not mirrored).
     texels: u64,
+    /// This texture's identity in a `Recorder`'s record of fresh copies.
+    id: u64,
 }
+
+/// One texture per buffer, shared by the launches that read the buffer
+/// through a texture (`BufferTexture::shared`): the GRU, the linear layers and
+/// Adam all read the weights arena, and within a recording its copy is made
+/// once until a dispatch writes the arena.
+#[derive(Default)]
+pub struct TextureRegistry(Mutex<Vec<(wgpu::Buffer, Weak<BufferTexture>)>>);
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
 /// Texture rows for `texels` texels, if the device can hold them (width and
 /// height within `max_texture_dimension_2d`).
@@ -65,7 +80,29 @@ impl BufferTexture {
             })
         })?;
         let view = texture.create_view(&wgpu::TextureViewDescriptor::default());
-        Ok(BufferTexture { texture, view, texels })
+        Ok(BufferTexture { texture, view, texels, id: NEXT_ID.fetch_add(1, Ordering::Relaxed) })
+    }
+
+    /// The texture of `buffer` the launches on `ctx` share (made now if none lives).
+    pub fn shared(ctx: &GpuContext, label: &str, buffer: &wgpu::Buffer) -> Result<Arc<BufferTexture>, GpuError> {
+        let mut reg = ctx.textures.0.lock().unwrap_or_else(|p| p.into_inner());
+        reg.retain(|(_, t)| t.strong_count() > 0);
+        if let Some(t) = reg.iter().find(|(b, _)| b == buffer).and_then(|(_, t)| t.upgrade()) {
+            return Ok(t);
+        }
+        let t = Arc::new(BufferTexture::new(ctx, label, buffer)?);
+        reg.push((buffer.clone(), Arc::downgrade(&t)));
+        Ok(t)
+    }
+
+    /// Make the texture hold `buffer` (the one it was made for) as it is at
+    /// this point of the recording: a copy between two passes, unless one
+    /// made earlier in the recording is still fresh.
+    pub fn refresh(&self, rec: &mut Recorder, buffer: &wgpu::Buffer) {
+        if !rec.is_fresh(buffer, self.id) {
+            rec.between_passes(|enc| self.record_copy(enc, buffer));
+            rec.copied(buffer, self.id);
+        }
     }
 
     /// Record the copy of `buffer` (the one given to `new`) into the texture:

@@ -675,14 +675,14 @@ pub fn gru_forward(
 /// The recurrence's view of the weights arena (binding 3): the storage buffer
 /// itself, or for WideSgTex a texture copy of it, refreshed (between two
 /// passes) each time the launch is recorded.
-struct WeightsTexture(Option<(BufferTexture, wgpu::Buffer)>);
+struct WeightsTexture(Option<(std::sync::Arc<BufferTexture>, wgpu::Buffer)>);
 
 impl WeightsTexture {
     fn new(ctx: &GpuContext, member: GruMember, weights: &wgpu::Buffer) -> Result<WeightsTexture, GruError> {
         if member.kernel != GruKernel::WideSgTex {
             return Ok(WeightsTexture(None));
         }
-        Ok(WeightsTexture(Some((BufferTexture::new(ctx, "GRU weights texture", weights)?, weights.clone()))))
+        Ok(WeightsTexture(Some((BufferTexture::shared(ctx, "weights texture", weights)?, weights.clone()))))
     }
 
     fn bind(&self) -> Bind {
@@ -702,7 +702,7 @@ impl WeightsTexture {
 
     fn refresh(&self, rec: &mut Recorder) {
         if let Some((t, weights)) = &self.0 {
-            rec.between_passes(|enc| t.record_copy(enc, weights));
+            t.refresh(rec, weights);
         }
     }
 }
