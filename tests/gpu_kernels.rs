@@ -130,7 +130,7 @@ fn linear_problem_lists_match_cpu_per_problem() {
 /// profile asks for: the generated wide kernels (named `*_wide*`) exactly
 /// where the profile says so.
 fn assert_lane_tile(ctx: &GpuContext, l: &linear::LinearLaunch) {
-    if l.kernel() == LinearKernel::Vec4Sg {
+    if matches!(l.kernel(), LinearKernel::Vec4Sg | LinearKernel::Vec4SgTex) {
         assert_eq!(l.entry().contains("_wide"), ctx.profile.wide_lane_tiles, "{}", l.entry());
     }
 }
@@ -141,8 +141,9 @@ fn lens_b17(u: usize) -> Vec<usize> {
 }
 
 /// Run `l`, built for `kernel`, and read the first `len` values of `out` as
-/// bits. `kernel` runs as asked where the device has subgroup octets, else as
-/// `twin`, the member whose loads Vec4Sg shares.
+/// bits. `kernel` runs as asked where the device has subgroup octets (and,
+/// for Vec4SgTex, wide lane tiles: else it runs Vec4Sg), else as `twin`, the
+/// member whose loads Vec4Sg shares.
 fn run_bits(
     ctx: &GpuContext,
     l: &linear::LinearLaunch,
@@ -151,13 +152,18 @@ fn run_bits(
     out: &wgpu::Buffer,
     len: usize,
 ) -> Vec<u32> {
-    let sg = kernel == LinearKernel::Vec4Sg && ctx.profile.subgroup_octets();
-    assert_eq!(l.kernel(), if sg { kernel } else { twin });
+    let octets = ctx.profile.subgroup_octets();
+    let runs_as = match kernel {
+        LinearKernel::Vec4SgTex if octets && ctx.profile.wide_lane_tiles => kernel,
+        LinearKernel::Vec4Sg | LinearKernel::Vec4SgTex if octets => LinearKernel::Vec4Sg,
+        _ => twin,
+    };
+    assert_eq!(l.kernel(), runs_as);
     run(ctx, &[l]).unwrap();
     read::<f32>(ctx, out, 0, len).unwrap().iter().map(|v| v.to_bits()).collect()
 }
 
-/// Vec4Sg's forwards are Vec4's or Scalar's with loads shared by subgroup
+/// Vec4Sg's forwards (and Vec4SgTex's, W through a texture) are Vec4's or Scalar's with loads shared by subgroup
 /// shuffles: linear_sg_forward_v4 (K % 4 == 0, 4-aligned offsets) Vec4's 8 x 8
 /// tiles, linear_sg_forward (any alignment) Scalar's 4 x 4; the same sums in
 /// the same order, so y equals that member's bit for bit, on shapes that leave
@@ -189,18 +195,21 @@ fn sg_forward_cases(ctx: &GpuContext) {
         let p = linear::LinearParams::new(b, u, k, o, relu);
         let q = [linear::LinearProblem::new(w_off, w_off + o * k, x_off, y_off).batch(u, 0)];
         let x = upload(ctx, "x", &f32s(&random_vec(x_off + n * k, 40 + s as u64))).unwrap();
-        let w = upload(ctx, "w", &f32s(&random_vec(w_off + o * k + o, 50 + s as u64))).unwrap();
+        // Whole vec4 quads, as the engine's arenas are (a texture mirrors whole texels).
+        let w = upload(ctx, "w", &f32s(&random_vec((w_off + o * k + o).next_multiple_of(4), 50 + s as u64))).unwrap();
         let len = upload(ctx, "len", &u32s(&lens)).unwrap();
         let twin = if aligned { LinearKernel::Vec4 } else { LinearKernel::Scalar };
-        let ys = [twin, LinearKernel::Vec4Sg].map(|kernel| {
+        let ys = [twin, LinearKernel::Vec4Sg, LinearKernel::Vec4SgTex].map(|kernel| {
             let y = upload(ctx, "y", &vec![check::SENTINEL; y_off + n * o]).unwrap();
             let l = linear::linear_forward_variant(ctx, &y, &ctx.dummy, &x, &w, &len, p, &q, 1, kernel).unwrap();
             assert_lane_tile(ctx, &l);
             run_bits(ctx, &l, kernel, twin, &y, y_off + n * o)
         });
         assert!(ys[0][y_off..].iter().all(|&v| v != check::SENTINEL.to_bits()), "K {k} O {o}: y not all written");
-        let diff = ys[0].iter().zip(&ys[1]).filter(|(a, b)| a != b).count();
-        assert!(diff == 0, "K {k} O {o} U {u}: vec4-sg differs from {} in {diff} elements", twin.name());
+        for (name, other) in [("vec4-sg", &ys[1]), ("vec4-sg-tex", &ys[2])] {
+            let diff = ys[0].iter().zip(other).filter(|(a, b)| a != b).count();
+            assert!(diff == 0, "K {k} O {o} U {u}: {name} differs from {} in {diff} elements", twin.name());
+        }
     }
 }
 
@@ -226,17 +235,19 @@ fn sg_backward_cases(ctx: &GpuContext) {
         let q = [linear::LinearProblem::new(w_off, w_off + o * k, x_off, y_off).batch(u, 0).seed(5 + s as u32)];
         let dy = upload(ctx, "dy", &f32s(&random_vec(y_off + n * o, 20 + s as u64))).unwrap();
         let y = upload(ctx, "y", &f32s(&random_vec(y_off + n * o, 30 + s as u64))).unwrap();
-        let w = upload(ctx, "w", &f32s(&random_vec(w_off + o * k + o, 40 + s as u64))).unwrap();
+        let w = upload(ctx, "w", &f32s(&random_vec((w_off + o * k + o).next_multiple_of(4), 40 + s as u64))).unwrap();
         let len = upload(ctx, "len", &u32s(&lens)).unwrap();
-        let dxs = [LinearKernel::Vec4, LinearKernel::Vec4Sg].map(|kernel| {
+        let dxs = [LinearKernel::Vec4, LinearKernel::Vec4Sg, LinearKernel::Vec4SgTex].map(|kernel| {
             let dx = upload(ctx, "dx", &vec![check::SENTINEL; x_off + n * k]).unwrap();
             let l = linear::linear_backward_variant(ctx, &dx, &dy, &y, &w, &len, p, &q, 1, kernel).unwrap();
             assert_lane_tile(ctx, &l);
             run_bits(ctx, &l, kernel, LinearKernel::Vec4, &dx, x_off + n * k)
         });
         assert!(dxs[0][x_off..].iter().all(|&v| v != check::SENTINEL.to_bits()), "K {k} O {o}: dx not all written");
-        let diff = dxs[0].iter().zip(&dxs[1]).filter(|(a, b)| a != b).count();
-        assert!(diff == 0, "K {k} O {o} U {u}: vec4-sg's dx differs from vec4's in {diff} elements");
+        for (name, other) in [("vec4-sg", &dxs[1]), ("vec4-sg-tex", &dxs[2])] {
+            let diff = dxs[0].iter().zip(other).filter(|(a, b)| a != b).count();
+            assert!(diff == 0, "K {k} O {o} U {u}: {name}'s dx differs from vec4's in {diff} elements");
+        }
     }
 }
 

@@ -193,8 +193,7 @@ pub fn adam_step_form(
     zero_grad: bool,
     textures: bool,
 ) -> Result<AdamLaunch, GpuError> {
-    let fits = |b: &wgpu::Buffer| texture::rows_for(ctx, b.size() / 16).is_some();
-    let textures = textures && [params, grads, m, v].into_iter().all(fits);
+    let textures = textures && [params, grads, m, v].into_iter().all(|b| texture::fits(ctx, b));
     let (u, r, w, t) = (Bind::Uniform, Bind::Read, Bind::Write, Bind::Texture);
     let (entry, binds) = if textures {
         ("adam_step_tex", &[u, r, w, t, w, w, t, t, t][..])

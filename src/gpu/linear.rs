@@ -18,6 +18,7 @@ use super::context::{GpuContext, GpuError};
 use super::launch::{check_batch, Launch, ProblemList, Recordable};
 use super::pipelines::{Bind, Recorder, Shader};
 use super::profile::DeviceProfile;
+use super::texture::{self, BufferTexture};
 use super::wgsl::Const;
 
 mod sg_weights;
@@ -25,6 +26,7 @@ mod sg_wide;
 mod wgsl;
 pub use sg_weights::{body as sg_weights_body, SgLaneTile, NARROW as SG_NARROW, WIDE as SG_WIDE};
 pub use sg_wide::body as sg_wide_body;
+pub use sg_wide::body_tex as sg_wide_tex_body;
 pub use wgsl::{tiled_body, GemmTile, TILED};
 
 /// Register tile edge of one scalar invocation (rows x columns).
@@ -42,11 +44,12 @@ const SG_FORWARD_ANY: &str = "linear_sg_forward";
 pub const WORKGROUP: [u32; 2] = [8, 8];
 
 /// The constants of shaders/linear.wgsl, written into its module from these values.
-pub const WGSL_CONSTS: [Const; 4] = [
+pub const WGSL_CONSTS: [Const; 5] = [
     Const::new("TILE", TILE, "register tile side of the scalar kernels"),
     Const::new("WTILE", V4_TILE, "register tile side of the vec4 kernels"),
     Const::new("WG_X", WORKGROUP[0], "workgroup extent over column tiles"),
     Const::new("WG_Y", WORKGROUP[1], "workgroup extent over row tiles"),
+    Const::new("TEX_ROW", texture::TEXELS_PER_ROW, "texels per row of the weights' texture (Vec4SgTex)"),
 ];
 
 /// Mirrors `LinearParams` in linear.wgsl: what the problems of one launch share
@@ -217,6 +220,15 @@ pub enum LinearKernel {
     /// (`DeviceProfile::subgroup_octets`).
     #[serde(rename = "vec4-sg")]
     Vec4Sg,
+    /// Vec4Sg on a software device with W (and the bias) read through a
+    /// texture copy of the weights arena (src/gpu/texture.rs, shaders/
+    /// linear_sg_wide_tex.wgsl): its forwards and input gradient, bit for bit
+    /// Vec4Sg's; its weight gradient (which reads no W) is Vec4Sg's. Only where
+    /// the profile asks for wide lane tiles (software devices: there a texel
+    /// fetch costs ~2 ns a lane where a storage load costs ~15) and the arena
+    /// fits a texture (else Vec4Sg runs).
+    #[serde(rename = "vec4-sg-tex")]
+    Vec4SgTex,
     /// shaders/generated/linear_tiled.wgsl: the workgroup-tiled GEMM ([`TILED`]:
     /// 64 x 64 output tile per workgroup of 16 x 16 invocations, reduction staged
     /// 16 at a time in workgroup memory), any widths and offsets. The GPU-shaped member.
@@ -243,14 +255,15 @@ impl LinearOp {
 const _: () = assert!(WORKGROUP[0] == 8 && WORKGROUP[1] == 8 && TILE == 4);
 
 impl LinearKernel {
-    pub const ALL: [LinearKernel; 4] =
-        [LinearKernel::Scalar, LinearKernel::Vec4, LinearKernel::Vec4Sg, LinearKernel::Tiled];
+    pub const ALL: [LinearKernel; 5] =
+        [LinearKernel::Scalar, LinearKernel::Vec4, LinearKernel::Vec4Sg, LinearKernel::Vec4SgTex, LinearKernel::Tiled];
 
     pub fn name(self) -> &'static str {
         match self {
             LinearKernel::Scalar => "scalar",
             LinearKernel::Vec4 => "vec4",
             LinearKernel::Vec4Sg => "vec4-sg",
+            LinearKernel::Vec4SgTex => "vec4-sg-tex",
             LinearKernel::Tiled => "tiled",
         }
     }
@@ -278,6 +291,7 @@ impl LinearKernel {
                 profile.subgroup_octets()
                     && (op == LinearOp::Forward || LinearKernel::Vec4.runs(profile, p, problems, op))
             }
+            LinearKernel::Vec4SgTex => profile.wide_lane_tiles && LinearKernel::Vec4Sg.runs(profile, p, problems, op),
             LinearKernel::Tiled => {
                 let t = TILED;
                 let l = &profile.limits;
@@ -297,7 +311,8 @@ impl LinearKernel {
     }
 
     /// The member launch `op` actually runs when `self` is asked for: itself, or
-    /// Scalar where the shape, problems or device do not allow it.
+    /// (Vec4SgTex: what Vec4Sg resolves to) Scalar where the shape, problems or
+    /// device do not allow it.
     pub fn resolve(
         self,
         profile: &DeviceProfile,
@@ -307,6 +322,8 @@ impl LinearKernel {
     ) -> LinearKernel {
         if self.runs(profile, p, problems, op) {
             self
+        } else if self == LinearKernel::Vec4SgTex {
+            LinearKernel::Vec4Sg.resolve(profile, p, problems, op)
         } else {
             LinearKernel::Scalar
         }
@@ -325,6 +342,10 @@ impl LinearKernel {
         let along_k =
             p.k.is_multiple_of(4) && problems.iter().all(|q| q.x_off.is_multiple_of(4) && q.w_off.is_multiple_of(4));
         match (self, op) {
+            (LinearKernel::Vec4SgTex, Forward) if along_k => (Shader::LinearSgWideTex, sg_wide::FORWARD_TEX),
+            (LinearKernel::Vec4SgTex, Forward) => (Shader::LinearSgWideTex, sg_wide::FORWARD_ANY_TEX),
+            (LinearKernel::Vec4SgTex, Input) => (Shader::LinearSgWideTex, sg_wide::BACKWARD_TEX),
+            (LinearKernel::Vec4SgTex, Weights) => LinearKernel::Vec4Sg.entry(profile, op, p, problems),
             (LinearKernel::Vec4, Weights) if !along_k => (Shader::Linear, WEIGHTS_V4G),
             (LinearKernel::Vec4Sg, Forward) if along_k && profile.wide_lane_tiles => {
                 (Shader::LinearSgWide, sg_wide::FORWARD)
@@ -359,12 +380,12 @@ impl LinearKernel {
         // loads for (its forward here: the any-alignment one; `launch` gives the
         // vec4 one Vec4's grid).
         let tiling = match (self, op) {
-            (LinearKernel::Vec4Sg, LinearOp::Forward) => LinearKernel::Scalar,
-            (LinearKernel::Vec4Sg, _) => LinearKernel::Vec4,
+            (LinearKernel::Vec4Sg | LinearKernel::Vec4SgTex, LinearOp::Forward) => LinearKernel::Scalar,
+            (LinearKernel::Vec4Sg | LinearKernel::Vec4SgTex, _) => LinearKernel::Vec4,
             (k, _) => k,
         };
         match tiling {
-            LinearKernel::Vec4 | LinearKernel::Vec4Sg => {
+            LinearKernel::Vec4 | LinearKernel::Vec4Sg | LinearKernel::Vec4SgTex => {
                 let t = |n: u32, wg: u32| n.div_ceil(V4_TILE).div_ceil(wg);
                 [t(cols, WORKGROUP[0]), t(rows, WORKGROUP[1]), p.problems]
             }
@@ -390,12 +411,12 @@ pub fn candidates(profile: &DeviceProfile, p: &LinearParams, problems: &[LinearP
 /// first): on software devices the register-tiled members, on hardware the
 /// workgroup-tiled GEMM; Vec4Sg after Scalar, so it is never a default
 /// (`--tune off`), only a race's winner.
-pub fn member_order(profile: &DeviceProfile) -> [LinearKernel; 4] {
+pub fn member_order(profile: &DeviceProfile) -> [LinearKernel; 5] {
     use LinearKernel::*;
     if profile.is_software() {
-        [Vec4, Scalar, Vec4Sg, Tiled]
+        [Vec4, Scalar, Vec4Sg, Vec4SgTex, Tiled]
     } else {
-        [Tiled, Vec4, Scalar, Vec4Sg]
+        [Tiled, Vec4, Scalar, Vec4Sg, Vec4SgTex]
     }
 }
 
@@ -431,6 +452,9 @@ pub struct LinearLaunch {
     entry: &'static str,
     /// Elements of the bound length buffer (each problem's lengths must lie inside).
     len_elems: u64,
+    /// Vec4SgTex's forward and input gradient: the weights' shared texture and
+    /// the arena it copies (refreshed at each recording unless still fresh).
+    texture: Option<(std::sync::Arc<BufferTexture>, wgpu::Buffer)>,
 }
 
 impl LinearLaunch {
@@ -441,7 +465,14 @@ impl LinearLaunch {
         check_batches(self.launch.label(), &p, problems, self.len_elems)?;
         // A launch built as _v4 needs K-aligned problems; one built as _v4g takes any.
         let entry = self.kernel.entry(&ctx.profile, self.op, &p, problems).1;
-        let any = [WEIGHTS_V4G, SG_NARROW.entry(false), SG_WIDE.entry(false), SG_FORWARD_ANY, sg_wide::FORWARD_ANY];
+        let any = [
+            WEIGHTS_V4G,
+            SG_NARROW.entry(false),
+            SG_WIDE.entry(false),
+            SG_FORWARD_ANY,
+            sg_wide::FORWARD_ANY,
+            sg_wide::FORWARD_ANY_TEX,
+        ];
         let runs =
             self.kernel.runs(&ctx.profile, &p, problems, self.op) && (entry == self.entry || any.contains(&self.entry));
         if !problems.is_empty() && !runs {
@@ -482,6 +513,9 @@ impl LinearLaunch {
 
 impl Recordable for LinearLaunch {
     fn record_into(&self, rec: &mut Recorder) {
+        if let Some((t, w)) = &self.texture {
+            t.refresh(rec, w);
+        }
         self.launch.record(rec);
     }
 }
@@ -628,7 +662,29 @@ fn launch(
     problems: &[LinearProblem],
     capacity: usize,
 ) -> Result<LinearLaunch, GpuError> {
-    let kernel = kernel.resolve(&ctx.profile, &p, problems, op);
+    let mut kernel = kernel.resolve(&ctx.profile, &p, problems, op);
+    // Vec4SgTex reads W (buffers[w]) through the arena's texture; Vec4Sg runs
+    // where the arena does not fit one (`texture::fits`).
+    let w = match op {
+        LinearOp::Forward => Some(1),
+        LinearOp::Input => Some(2),
+        LinearOp::Weights => None,
+    };
+    let texture = match (kernel, w) {
+        (LinearKernel::Vec4SgTex, Some(i)) if texture::fits(ctx, buffers[i]) => {
+            Some((BufferTexture::shared(ctx, "weights texture", buffers[i])?, buffers[i].clone()))
+        }
+        (LinearKernel::Vec4SgTex, Some(_)) => {
+            kernel = LinearKernel::Vec4Sg;
+            None
+        }
+        _ => None,
+    };
+    let mut binds = binds.to_vec();
+    if let (Some(_), Some(i)) = (&texture, w) {
+        binds[i + 1] = Bind::Texture;
+    }
+    let binds = &binds[..];
     let (shader, entry) = kernel.entry(&ctx.profile, op, &p, problems);
     let len_elems = len.size() / 4;
     check_batches(entry, &p, problems, len_elems)?;
@@ -643,18 +699,31 @@ fn launch(
         (LinearKernel::Vec4, Forward) => |p| LinearKernel::Vec4.grid(p, Forward),
         (LinearKernel::Vec4, Input) => |p| LinearKernel::Vec4.grid(p, Input),
         (LinearKernel::Vec4, Weights) => |p| LinearKernel::Vec4.grid(p, Weights),
-        (LinearKernel::Vec4Sg, Weights) => |p| LinearKernel::Vec4Sg.grid(p, Weights),
-        (LinearKernel::Vec4Sg, Forward) if [SG_FORWARD_V4, sg_wide::FORWARD, sg_wide::FORWARD_ANY].contains(&entry) => {
+        (LinearKernel::Vec4Sg | LinearKernel::Vec4SgTex, Weights) => |p| LinearKernel::Vec4Sg.grid(p, Weights),
+        (LinearKernel::Vec4Sg | LinearKernel::Vec4SgTex, Forward)
+            if [
+                SG_FORWARD_V4,
+                sg_wide::FORWARD,
+                sg_wide::FORWARD_ANY,
+                sg_wide::FORWARD_TEX,
+                sg_wide::FORWARD_ANY_TEX,
+            ]
+            .contains(&entry) =>
+        {
             |p| LinearKernel::Vec4.grid(p, Forward)
         }
-        (LinearKernel::Vec4Sg, Input) => |p| LinearKernel::Vec4.grid(p, Input),
+        (LinearKernel::Vec4Sg | LinearKernel::Vec4SgTex, Input) => |p| LinearKernel::Vec4.grid(p, Input),
         (_, Forward) => |p| LinearKernel::Scalar.grid(p, Forward),
         (_, Input) => |p| LinearKernel::Scalar.grid(p, Input),
         (_, Weights) => |p| LinearKernel::Scalar.grid(p, Weights),
     };
-    let mut bound = buffers.to_vec();
-    bound.push(&list.buffer);
+    let mut bound: Vec<wgpu::BindingResource> = buffers.iter().map(|b| b.as_entire_binding()).collect();
+    if let (Some((t, _)), Some(i)) = (&texture, w) {
+        bound[i] = wgpu::BindingResource::TextureView(&t.view);
+    }
+    bound.push(list.buffer.as_entire_binding());
     let p = LinearParams { problems: c32(problems.len()), ..p };
-    let launch = Launch::new(ctx, k, &bound, p, grid)?;
-    Ok(LinearLaunch { launch, list, kernel, op, entry, len_elems })
+    let launch = Launch::with_resources(ctx, k, &bound, p, grid)?;
+    drop(bound);
+    Ok(LinearLaunch { launch, list, kernel, op, entry, len_elems, texture })
 }

@@ -50,6 +50,13 @@ pub struct TextureRegistry(Mutex<Vec<(wgpu::Buffer, Weak<BufferTexture>)>>);
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
+/// Whether `buffer` can be read through a texture on `ctx`: whole texels (a
+/// trailing partial texel could not be copied) and a size the device's
+/// textures hold. Launchers run their storage member where not.
+pub fn fits(ctx: &GpuContext, buffer: &wgpu::Buffer) -> bool {
+    buffer.size().is_multiple_of(16) && rows_for(ctx, buffer.size() / 16).is_some()
+}
+
 /// Texture rows for `texels` texels, if the device can hold them (width and
 /// height within `max_texture_dimension_2d`).
 pub fn rows_for(ctx: &GpuContext, texels: u64) -> Option<u32> {

@@ -431,9 +431,14 @@ fn linear_fused_rows(ctx: &GpuContext) -> Result<Vec<CheckRow>, GpuError> {
     // input-projection site (K 36 -> 3H 48: every member) and odd shapes that Vec4
     // cannot take (it runs Scalar there), on every member.
     let mut rows = Vec::new();
-    // Vec4Sg where the device has it (on Vec4's shapes it runs Vec4).
+    // Vec4Sg where the device has it (on Vec4's shapes it runs Vec4), and
+    // Vec4SgTex where the profile runs the wide lane tiles too.
     use LinearKernel::*;
-    let sg: &[LinearKernel] = if ctx.profile.subgroup_octets() { &[Vec4Sg] } else { &[] };
+    let sg: &[LinearKernel] = match (ctx.profile.subgroup_octets(), ctx.profile.wide_lane_tiles) {
+        (true, true) => &[Vec4Sg, Vec4SgTex],
+        (true, false) => &[Vec4Sg],
+        _ => &[],
+    };
     let all = [&[Vec4, Scalar, Tiled][..], sg].concat();
     let odd = [&[Scalar, Tiled][..], sg].concat();
     for (k, o, dense, seed, kernels) in [(400, 100, true, 8, &all), (6, 5, true, 11, &odd), (36, 48, false, 12, &all)] {

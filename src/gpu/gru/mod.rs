@@ -275,7 +275,7 @@ impl GruMember {
         let kernel = match self.kernel {
             k if !k.fits(params, problems) => GruKernel::Scalar,
             k if !k.available(&ctx.profile) => GruKernel::Wide,
-            GruKernel::WideSgTex if texture::rows_for(ctx, weights.size() / 16).is_none() => GruKernel::WideSg,
+            GruKernel::WideSgTex if !texture::fits(ctx, weights) => GruKernel::WideSg,
             k => k,
         };
         GruMember { kernel, ..self }

@@ -158,18 +158,21 @@ pub fn body() -> String {
 
 /// WGSL `fn NAME(e: u32) -> vec4<f32>`: the 4 floats of `what` at element e,
 /// read through its vec4 view `view` at any alignment (the quad holding e and,
-/// unless e is 4-aligned, the next one, shifted). Every module that reads
-/// rows at odd offsets in quads takes its helpers from here.
+/// unless e is 4-aligned, the next one, shifted). `view` is an array (`xw4`),
+/// or a function of the quad index ending in `(` (`wft4(`, a texture's).
+/// Every module that reads rows at odd offsets in quads takes its helpers from here.
 pub(super) fn shifted_quad(name: &str, what: &str, view: &str) -> String {
+    let quad = |i: &str| if view.ends_with('(') { format!("{view}{i})") } else { format!("{view}[{i}]") };
+    let (lo, hi) = (quad("e / 4u"), quad("e / 4u + 1u"));
     format!(
         "\n// The 4 floats of {what} at element e, from the vec4 view (any alignment).
 fn {name}(e: u32) -> vec4<f32> {{
-    let lo = {view}[e / 4u];
+    let lo = {lo};
     let r = e % 4u;
     if (r == 0u) {{
         return lo;
     }}
-    let hi = {view}[e / 4u + 1u];
+    let hi = {hi};
     var v = vec4<f32>(lo.w, hi.xyz);
     v = select(v, vec4<f32>(lo.zw, hi.xy), r == 2u);
     return select(v, vec4<f32>(lo.yzw, hi.x), r == 1u);
