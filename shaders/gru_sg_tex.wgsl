@@ -363,6 +363,20 @@ const TEX_ROW: u32 = 4096u;
 fn wt(i: u32) -> vec4<f32> {
     return textureLoad(wtex, vec2<u32>(i % TEX_ROW, i / TEX_ROW), 0);
 }
+
+// The weight gradient's gh and cache (bindings 3 and 4 of
+// gru_sg_tex_backward_weights*), through texture copies made after the
+// recurrence wrote them.
+@group(0) @binding(3) var cache_t: texture_2d<f32>;
+@group(0) @binding(4) var gh_t: texture_2d<f32>;
+
+fn cache_t4(i: u32) -> vec4<f32> {
+    return textureLoad(cache_t, vec2<u32>(i % TEX_ROW, i / TEX_ROW), 0);
+}
+
+fn gh_t4(i: u32) -> vec4<f32> {
+    return textureLoad(gh_t, vec2<u32>(i % TEX_ROW, i / TEX_ROW), 0);
+}
 // gru_sg_forward: gru_forward_wide with the h_shared reads shared by octets
 // of subgroup lanes: per 4 columns 24 W + 2 h loads and 16 shuffles.
 @compute @workgroup_size(32, 1, 1)
@@ -1248,8 +1262,9 @@ fn add_tile_t8(p: u32, row: u32, col: u32, ok: bool, v: vec4<f32>) {
 // order the device gives invocations to subgroups. No lane returns early: a
 // shuffle needs the whole octet. The GPU's lane tile (its 16 vec4
 // accumulators stay in registers); a software device runs the _wide one.
+// (WideSgTex: gh and h_prev through texture copies of gh and the cache, the same sums.)
 @compute @workgroup_size(64, 1, 1)
-fn gru_sg_backward_weights(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) sl: u32,
+fn gru_sg_tex_backward_weights(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) sl: u32,
         @builtin(subgroup_id) sg_id: u32, @builtin(subgroup_size) sg_size: u32) {
     let li = sg_id * sg_size + sl;
     let nb = params.b;
@@ -1295,10 +1310,10 @@ fn gru_sg_backward_weights(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgr
         let gb = gh_base + b * qu * n34;
         let hb = h_base + b * qu * nh4;
         for (var i = 0u; i < len; i++) {
-            let gv = ww4_gh[gb + i * n34 + rl];
+            let gv = gh_t4(gb + i * n34 + rl);
             let first = select(i == 0u, i + 1u == len, rev);
             let ip = select(select(i - 1u, i + 1u, rev), i, first);
-            let hv = select(one, ww4_cache[hb + ip * nh4 + cc], real && !first);
+            let hv = select(one, cache_t4(hb + ip * nh4 + cc), real && !first);
             let g0 = subgroupShuffle(gv, ga);
             let g1 = subgroupShuffle(gv, ga + 1u);
             let h0 = subgroupShuffle(hv, ha);
@@ -1352,8 +1367,9 @@ fn gru_sg_backward_weights(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgr
 // loop over the SIMD lanes while the accumulators spill to the stack either
 // way, so fewer loads per multiply-add wins (docs/perf-notes.md round 8); on a
 // GPU 256 accumulators would spill.
+// (WideSgTex: gh and h_prev through texture copies of gh and the cache, the same sums.)
 @compute @workgroup_size(16, 1, 1)
-fn gru_sg_backward_weights_wide(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) sl: u32,
+fn gru_sg_tex_backward_weights_wide(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) sl: u32,
         @builtin(subgroup_id) sg_id: u32, @builtin(subgroup_size) sg_size: u32) {
     let li = sg_id * sg_size + sl;
     let nb = params.b;
@@ -1424,11 +1440,11 @@ fn gru_sg_backward_weights_wide(@builtin(workgroup_id) wid: vec3<u32>, @builtin(
         let gb = gh_base + b * qu * n34;
         let hb = h_base + b * qu * nh4;
         for (var i = 0u; i < len; i++) {
-            let gva = ww4_gh[gb + i * n34 + rla];
-            let gvb = ww4_gh[gb + i * n34 + rlb];
+            let gva = gh_t4(gb + i * n34 + rla);
+            let gvb = gh_t4(gb + i * n34 + rlb);
             let first = select(i == 0u, i + 1u == len, rev);
             let ip = select(select(i - 1u, i + 1u, rev), i, first);
-            let hv = select(one, ww4_cache[hb + ip * nh4 + cc], real && !first);
+            let hv = select(one, cache_t4(hb + ip * nh4 + cc), real && !first);
             let g0 = subgroupShuffle(gva, ga);
             let g1 = subgroupShuffle(gvb, ga);
             let g2 = subgroupShuffle(gva, ga + 1u);

@@ -420,9 +420,9 @@ pub struct Recorder<'e> {
     pass: Option<wgpu::ComputePass<'static>>,
     label: &'static str,
     /// Texture copies made in this recording that no later dispatch has made
-    /// stale (the source buffer, the texture's id): `texture::BufferTexture::refresh`
-    /// copies only what is not here.
-    fresh: Vec<(wgpu::Buffer, u64)>,
+    /// stale (the source buffer, the texture's id, the texels copied from the
+    /// buffer's start): `texture::BufferTexture::refresh` copies only what is not here.
+    fresh: Vec<(wgpu::Buffer, u64, u64)>,
     pub dispatches: u32,
     /// Invocations launched by those dispatches (workgroups x workgroup size).
     pub invocations: u64,
@@ -452,22 +452,24 @@ impl<'e> Recorder<'e> {
         f(self.enc);
     }
 
-    /// Whether texture `id` holds `buffer` as it is now (copied in this
-    /// recording, no dispatch or command since has written the buffer).
-    pub fn is_fresh(&self, buffer: &wgpu::Buffer, id: u64) -> bool {
-        self.fresh.iter().any(|(b, t)| b == buffer && *t == id)
+    /// Whether texture `id` holds the first `texels` texels of `buffer` as
+    /// they are now (copied in this recording, no dispatch or command since has
+    /// written the buffer).
+    pub fn is_fresh(&self, buffer: &wgpu::Buffer, id: u64, texels: u64) -> bool {
+        self.fresh.iter().any(|(b, t, n)| b == buffer && *t == id && *n >= texels)
     }
 
-    /// Texture `id` now holds `buffer` (a copy was just recorded).
-    pub fn copied(&mut self, buffer: &wgpu::Buffer, id: u64) {
-        self.fresh.push((buffer.clone(), id));
+    /// Texture `id` now holds the first `texels` texels of `buffer` (a copy was just recorded).
+    pub fn copied(&mut self, buffer: &wgpu::Buffer, id: u64, texels: u64) {
+        self.fresh.retain(|(b, t, _)| !(b == buffer && *t == id));
+        self.fresh.push((buffer.clone(), id, texels));
     }
 
     /// `buffers` were (or will have been, at this point of the stream) written:
     /// their texture copies are stale.
     pub fn wrote(&mut self, buffers: &[wgpu::Buffer]) {
         if !self.fresh.is_empty() {
-            self.fresh.retain(|(b, _)| !buffers.contains(b));
+            self.fresh.retain(|(b, _, _)| !buffers.contains(b));
         }
     }
 }

@@ -106,17 +106,31 @@ impl BufferTexture {
     /// this point of the recording: a copy between two passes, unless one
     /// made earlier in the recording is still fresh.
     pub fn refresh(&self, rec: &mut Recorder, buffer: &wgpu::Buffer) {
-        if !rec.is_fresh(buffer, self.id) {
-            rec.between_passes(|enc| self.record_copy(enc, buffer));
-            rec.copied(buffer, self.id);
+        self.refresh_prefix(rec, buffer, buffer.size());
+    }
+
+    /// `refresh` for the buffer's first `bytes` only (whole texture rows that
+    /// cover them): what a launch reads of a buffer sized for its largest batch.
+    pub fn refresh_prefix(&self, rec: &mut Recorder, buffer: &wgpu::Buffer, bytes: u64) {
+        let row = u64::from(TEXELS_PER_ROW);
+        let texels = bytes.div_ceil(16).div_ceil(row).saturating_mul(row).min(self.texels);
+        if !rec.is_fresh(buffer, self.id, texels) {
+            rec.between_passes(|enc| self.record_copy_texels(enc, buffer, texels));
+            rec.copied(buffer, self.id, texels);
         }
     }
 
     /// Record the copy of `buffer` (the one given to `new`) into the texture:
     /// whole rows, then the last row's remaining texels.
     pub fn record_copy(&self, enc: &mut wgpu::CommandEncoder, buffer: &wgpu::Buffer) {
+        self.record_copy_texels(enc, buffer, self.texels);
+    }
+
+    /// The copy of the buffer's first `texels` texels (at most all of them).
+    fn record_copy_texels(&self, enc: &mut wgpu::CommandEncoder, buffer: &wgpu::Buffer, texels: u64) {
+        let texels = texels.min(self.texels);
         let row = u64::from(TEXELS_PER_ROW);
-        let full = self.texels / row;
+        let full = texels / row;
         let first = 0u32;
         let copy = |enc: &mut wgpu::CommandEncoder, y: u32, width: u32, height: u32| {
             enc.copy_buffer_to_texture(
@@ -140,7 +154,7 @@ impl BufferTexture {
         if full > 0 {
             copy(enc, first, TEXELS_PER_ROW, full as u32);
         }
-        let rest = (self.texels % row) as u32;
+        let rest = (texels % row) as u32;
         if rest > 0 {
             copy(enc, first + full as u32, rest, 1);
         }

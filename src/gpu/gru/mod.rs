@@ -295,6 +295,11 @@ impl GruMember {
                 if self.kernel == GruKernel::WideSg {
                     (Shader::GruSg, ["gru_sg_forward", "gru_sg_backward", dw])
                 } else {
+                    let dw = if profile.wide_lane_tiles {
+                        "gru_sg_tex_backward_weights_wide"
+                    } else {
+                        "gru_sg_tex_backward_weights"
+                    };
                     (Shader::GruSgTex, ["gru_sg_tex_forward", "gru_sg_tex_backward", dw])
                 }
             }
@@ -744,6 +749,8 @@ pub struct GruBackward {
     weights: Launch<GruParams>,
     bound: Bound,
     texture: WeightsTexture,
+    /// WideSgTex's weight gradient: the cache's and gh's textures and buffers.
+    operands: Option<[(std::sync::Arc<BufferTexture>, wgpu::Buffer); 2]>,
 }
 
 /// Backward through time of every problem from `dout` (M, B, U, 2H) with
@@ -793,9 +800,26 @@ pub fn gru_backward(
     let rest = [cache, dout, gi, gh, carry].map(|b| b.as_entire_binding());
     let res = [&res[..], &[texture.resource(weights)], &rest].concat();
     let chunks = Chunks::new(ctx, k, &res, params, steps, member.step_grid())?;
-    let k = ctx.pipelines.get(ctx, shader, dw, &[u, r, r, r, r, w])?;
-    let weights = Launch::new(ctx, k, &[list, lens, cache, gh, grads], *params, member.kernel.weights_grid())?;
-    Ok(GruBackward { chunks, weights, bound, texture })
+    // WideSgTex's weight gradient reads gh and the cache through texture copies
+    // (made after the recurrence wrote them, of what the batch uses).
+    let operands = match &texture.0 {
+        Some(_) if texture::fits(ctx, cache) && texture::fits(ctx, gh) => Some([
+            (BufferTexture::shared(ctx, "GRU cache texture", cache)?, cache.clone()),
+            (BufferTexture::shared(ctx, "GRU gh texture", gh)?, gh.clone()),
+        ]),
+        _ => None,
+    };
+    let t = if operands.is_some() { Bind::Texture } else { r };
+    let k = ctx.pipelines.get(ctx, shader, dw, &[u, r, r, t, t, w])?;
+    let weights = match &operands {
+        Some([(c, _), (g, _)]) => {
+            let (c, g) = (wgpu::BindingResource::TextureView(&c.view), wgpu::BindingResource::TextureView(&g.view));
+            let res = [list.as_entire_binding(), lens.as_entire_binding(), c, g, grads.as_entire_binding()];
+            Launch::with_resources(ctx, k, &res, *params, member.kernel.weights_grid())?
+        }
+        None => Launch::new(ctx, k, &[list, lens, cache, gh, grads], *params, member.kernel.weights_grid())?,
+    };
+    Ok(GruBackward { chunks, weights, bound, texture, operands })
 }
 
 impl GruBackward {
@@ -820,13 +844,25 @@ impl GruBackward {
     }
 }
 
+impl GruBackward {
+    /// The dW_hh / db_hh launch, after WideSgTex's copies of what it reads.
+    fn record_weights(&self, rec: &mut Recorder) {
+        if let Some([(c, cache), (g, gh)]) = &self.operands {
+            let p = &self.weights.params;
+            c.refresh_prefix(rec, cache, p.cache_bytes());
+            g.refresh_prefix(rec, gh, p.gates_bytes());
+        }
+        self.weights.record(rec);
+    }
+}
+
 impl Recordable for GruBackward {
     fn record_into(&self, rec: &mut Recorder) {
         self.texture.refresh(rec);
         for l in self.chunks.launches.iter().rev() {
             l.record(rec);
         }
-        self.weights.record(rec);
+        self.record_weights(rec);
     }
 }
 
@@ -837,6 +873,6 @@ pub struct GruWeightsOnly<'a>(pub &'a GruBackward);
 
 impl Recordable for GruWeightsOnly<'_> {
     fn record_into(&self, rec: &mut Recorder) {
-        self.0.weights.record(rec);
+        self.0.record_weights(rec);
     }
 }

@@ -547,6 +547,20 @@ const TEX_ROW: u32 = {TEX_ROW}u;
 fn wt(i: u32) -> vec4<f32> {
     return textureLoad(wtex, vec2<u32>(i % TEX_ROW, i / TEX_ROW), 0);
 }
+
+// The weight gradient's gh and cache (bindings 3 and 4 of
+// gru_sg_tex_backward_weights*), through texture copies made after the
+// recurrence wrote them.
+@group(0) @binding(3) var cache_t: texture_2d<f32>;
+@group(0) @binding(4) var gh_t: texture_2d<f32>;
+
+fn cache_t4(i: u32) -> vec4<f32> {
+    return textureLoad(cache_t, vec2<u32>(i % TEX_ROW, i / TEX_ROW), 0);
+}
+
+fn gh_t4(i: u32) -> vec4<f32> {
+    return textureLoad(gh_t, vec2<u32>(i % TEX_ROW, i / TEX_ROW), 0);
+}
 "#;
 
 #[cfg(test)]

@@ -63,9 +63,9 @@ pub fn wide_sg(tex: bool) -> String {
     forward(&mut w, true, tex);
     backward(&mut w, true, tex);
     w.push_str(ADD_TILE);
-    weights_sg(&mut w, 8);
+    weights_sg(&mut w, 8, tex);
     w.push('\n');
-    weights_sg(&mut w, 32);
+    weights_sg(&mut w, 32, tex);
     w
 }
 
@@ -569,7 +569,9 @@ fn gru_backward_weights_t8(@builtin(global_invocation_id) gid: vec3<u32>) {
 /// per workgroup, `SG_TILE_ROWS` x `SG_TILE_COLS`), with the
 /// operands fetched once per octet of subgroup lanes and handed round by
 /// subgroupShuffle instead of each lane loading its own.
-fn weights_sg(w: &mut String, rr: u32) {
+/// `tex`: the WideSgTex form (gru_sg_tex_backward_weights*): gh and h_prev
+/// read through texture copies of gh and the cache (`gh_t4`, `cache_t4`).
+fn weights_sg(w: &mut String, rr: u32, tex: bool) {
     let text = if rr == 8 {
         "// gru_sg_backward_weights: the same 8x8 tile per invocation and the same
 // order of summation as gru_backward_weights_t8 (bit for bit its result), but
@@ -603,7 +605,15 @@ fn gru_sg_backward_weights("
 fn gru_sg_backward_weights_wide("
     };
     let rows = SG_TILE_ROWS.to_string();
-    w.push_str(&text.replace("{SG_TILE_ROWS}", &rows).replace("{SG_TILE_COLS}", &SG_TILE_COLS.to_string()));
+    let mut text = text.replace("{SG_TILE_ROWS}", &rows).replace("{SG_TILE_COLS}", &SG_TILE_COLS.to_string());
+    if tex {
+        let note = "// (WideSgTex: gh and h_prev through texture copies of gh and the cache, the same sums.)\n@compute";
+        text =
+            text.replacen("@compute", note, 1).replace("fn gru_sg_backward_weights", "fn gru_sg_tex_backward_weights");
+    }
+    w.push_str(&text);
+    let (gh, close) = if tex { ("gh_t4(", ")") } else { ("ww4_gh[", "]") };
+    let hload = |at: &str| if tex { format!("cache_t4({at})") } else { format!("ww4_cache[{at}]") };
     w.push_str(
         "@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) sl: u32,
         @builtin(subgroup_id) sg_id: u32, @builtin(subgroup_size) sg_size: u32) {
@@ -668,17 +678,14 @@ fn gru_sg_backward_weights_wide("
 ",
     );
     if rr == 8 {
-        line!(w, "            let gv = ww4_gh[gb + i * n34 + rl];");
+        line!(w, "            let gv = {gh}gb + i * n34 + rl{close};");
     } else {
-        line!(w, "            let gva = ww4_gh[gb + i * n34 + rla];");
-        line!(w, "            let gvb = ww4_gh[gb + i * n34 + rlb];");
+        line!(w, "            let gva = {gh}gb + i * n34 + rla{close};");
+        line!(w, "            let gvb = {gh}gb + i * n34 + rlb{close};");
     }
-    w.push_str(
-        "            let first = select(i == 0u, i + 1u == len, rev);
-            let ip = select(select(i - 1u, i + 1u, rev), i, first);
-            let hv = select(one, ww4_cache[hb + ip * nh4 + cc], real && !first);
-",
-    );
+    line!(w, "            let first = select(i == 0u, i + 1u == len, rev);");
+    line!(w, "            let ip = select(select(i - 1u, i + 1u, rev), i, first);");
+    line!(w, "            let hv = select(one, {}, real && !first);", hload("hb + ip * nh4 + cc"));
     // gh quad m of the lane: quad (rr / 4) (l / 4) + m of the octet; with two
     // per lane it sits in lane base + 4 (l / 4) + m / 2, slot m % 2.
     for m in 0..rr / 4 {
