@@ -279,23 +279,30 @@ fn sg_weights_cases(ctx: &GpuContext) {
         let (y_off, w_off, b_off) = (4 * n, 8, 8 + o * k + 1);
         let p = linear::LinearParams::new(b, u, k, o, relu);
         let q = [linear::LinearProblem::new(w_off, b_off, x_off, y_off).batch(u, 0)];
-        let x = upload(ctx, "x", &f32s(&random_vec(x_off + n * k, 60 + s as u64))).unwrap();
-        let dy = upload(ctx, "dy", &f32s(&random_vec(y_off + n * o, 70 + s as u64))).unwrap();
-        let y = upload(ctx, "y", &f32s(&random_vec(y_off + n * o, 80 + s as u64))).unwrap();
+        // Whole vec4 quads, as the engine's arenas are (a texture mirrors whole texels).
+        let quads = |n: usize| n.next_multiple_of(4);
+        let x = upload(ctx, "x", &f32s(&random_vec(quads(x_off + n * k), 60 + s as u64))).unwrap();
+        let dy = upload(ctx, "dy", &f32s(&random_vec(quads(y_off + n * o), 70 + s as u64))).unwrap();
+        let y = upload(ctx, "y", &f32s(&random_vec(quads(y_off + n * o), 80 + s as u64))).unwrap();
         let len = upload(ctx, "len", &u32s(&lens)).unwrap();
         let init = f32s(&random_vec(b_off + o + 3, 90 + s as u64));
-        let gs = [LinearKernel::Vec4, LinearKernel::Vec4Sg].map(|kernel| {
+        let gs = [LinearKernel::Vec4, LinearKernel::Vec4Sg, LinearKernel::Vec4SgTex].map(|kernel| {
             let grads = upload(ctx, "grads", &init).unwrap();
             let l = linear::linear_backward_weights_variant(ctx, &grads, &dy, &y, &x, &len, p, &q, 1, kernel).unwrap();
-            if l.kernel() == LinearKernel::Vec4Sg {
-                assert_eq!(l.entry(), tile.entry(k % 4 == 0 && x_off % 4 == 0), "K {k} x_off {x_off}");
+            let quads = k % 4 == 0 && x_off % 4 == 0;
+            match l.kernel() {
+                LinearKernel::Vec4Sg => assert_eq!(l.entry(), tile.entry(quads), "K {k} x_off {x_off}"),
+                LinearKernel::Vec4SgTex => assert_eq!(l.entry(), tile.entry_tex(quads), "K {k} x_off {x_off}"),
+                _ => {}
             }
             run_bits(ctx, &l, kernel, LinearKernel::Vec4, &grads, init.len())
         });
         let changed = gs[0].iter().zip(&init).filter(|(a, b)| **a != b.to_bits()).count();
         assert!(changed > o * k / 2, "K {k} O {o}: the gradient barely moved ({changed})");
-        let diff = gs[0].iter().zip(&gs[1]).filter(|(a, b)| a != b).count();
-        assert!(diff == 0, "K {k} O {o} U {u} {tile:?}: vec4-sg's dW / db differ from vec4's in {diff} elements");
+        for (name, other) in [("vec4-sg", &gs[1]), ("vec4-sg-tex", &gs[2])] {
+            let diff = gs[0].iter().zip(other).filter(|(a, b)| a != b).count();
+            assert!(diff == 0, "K {k} O {o} U {u} {tile:?}: {name}'s dW / db differ from vec4's in {diff} elements");
+        }
     }
 }
 

@@ -24,7 +24,8 @@ use super::wgsl::Const;
 mod sg_weights;
 mod sg_wide;
 mod wgsl;
-pub use sg_weights::{body as sg_weights_body, SgLaneTile, NARROW as SG_NARROW, WIDE as SG_WIDE};
+pub use sg_weights::{body as sg_weights_body, body_tex as sg_weights_tex_body};
+pub use sg_weights::{SgLaneTile, NARROW as SG_NARROW, WIDE as SG_WIDE};
 pub use sg_wide::body as sg_wide_body;
 pub use sg_wide::body_tex as sg_wide_tex_body;
 pub use wgsl::{tiled_body, GemmTile, TILED};
@@ -345,7 +346,9 @@ impl LinearKernel {
             (LinearKernel::Vec4SgTex, Forward) if along_k => (Shader::LinearSgWideTex, sg_wide::FORWARD_TEX),
             (LinearKernel::Vec4SgTex, Forward) => (Shader::LinearSgWideTex, sg_wide::FORWARD_ANY_TEX),
             (LinearKernel::Vec4SgTex, Input) => (Shader::LinearSgWideTex, sg_wide::BACKWARD_TEX),
-            (LinearKernel::Vec4SgTex, Weights) => LinearKernel::Vec4Sg.entry(profile, op, p, problems),
+            (LinearKernel::Vec4SgTex, Weights) => {
+                (Shader::LinearSgWeightsTex, sg_lane_tile(profile).entry_tex(along_k))
+            }
             (LinearKernel::Vec4, Weights) if !along_k => (Shader::Linear, WEIGHTS_V4G),
             (LinearKernel::Vec4Sg, Forward) if along_k && profile.wide_lane_tiles => {
                 (Shader::LinearSgWide, sg_wide::FORWARD)
@@ -452,9 +455,49 @@ pub struct LinearLaunch {
     entry: &'static str,
     /// Elements of the bound length buffer (each problem's lengths must lie inside).
     len_elems: u64,
-    /// Vec4SgTex's forward and input gradient: the weights' shared texture and
-    /// the arena it copies (refreshed at each recording unless still fresh).
-    texture: Option<(std::sync::Arc<BufferTexture>, wgpu::Buffer)>,
+    /// Vec4SgTex's operands read through textures (refreshed at each
+    /// recording unless still fresh).
+    operands: Vec<Operand>,
+}
+
+/// A Vec4SgTex operand: bound as a texture at buffer `index`, a copy of
+/// `buffer`'s first `bytes` (what the current problems read, `extent`).
+struct Operand {
+    index: usize,
+    texture: std::sync::Arc<BufferTexture>,
+    buffer: wgpu::Buffer,
+    extent: Extent,
+    bytes: u64,
+}
+
+/// Which part of its buffer an operand's kernels read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Extent {
+    /// All of it (W and the bias in the weights arena: problems sit anywhere).
+    Whole,
+    /// The problems' (B, u, O) blocks at y_off (dy).
+    Outputs,
+    /// The same for y, read only with ReLU (else nothing).
+    Relu,
+    /// The problems' (B, u, K) blocks at x_off, and the quad after (x at any alignment).
+    Inputs,
+}
+
+impl Extent {
+    /// Bytes from the buffer's start that cover what `problems` read.
+    fn bytes(self, p: &LinearParams, problems: &[LinearProblem], size: u64) -> u64 {
+        let end = |off: fn(&LinearProblem) -> u32, width: u32| {
+            let rows = |q: &LinearProblem| u64::from(p.b) * u64::from(q.u);
+            problems.iter().map(|q| u64::from(off(q)) + rows(q) * u64::from(width)).max().unwrap_or(0)
+        };
+        let elems = match self {
+            Extent::Whole => return size,
+            Extent::Relu if p.relu == 0 => 0,
+            Extent::Outputs | Extent::Relu => end(|q| q.y_off, p.o),
+            Extent::Inputs => end(|q| q.x_off, p.k) + 4,
+        };
+        (4 * elems).min(size)
+    }
 }
 
 impl LinearLaunch {
@@ -472,6 +515,8 @@ impl LinearLaunch {
             SG_FORWARD_ANY,
             sg_wide::FORWARD_ANY,
             sg_wide::FORWARD_ANY_TEX,
+            SG_NARROW.entry_tex(false),
+            SG_WIDE.entry_tex(false),
         ];
         let runs =
             self.kernel.runs(&ctx.profile, &p, problems, self.op) && (entry == self.entry || any.contains(&self.entry));
@@ -485,6 +530,9 @@ impl LinearLaunch {
         }
         self.list.write(ctx, problems)?;
         self.launch.update(ctx, LinearParams { problems: c32(problems.len()), ..p });
+        for o in &mut self.operands {
+            o.bytes = o.extent.bytes(&p, problems, o.buffer.size());
+        }
         Ok(())
     }
 
@@ -513,8 +561,10 @@ impl LinearLaunch {
 
 impl Recordable for LinearLaunch {
     fn record_into(&self, rec: &mut Recorder) {
-        if let Some((t, w)) = &self.texture {
-            t.refresh(rec, w);
+        for o in &self.operands {
+            if o.bytes > 0 {
+                o.texture.refresh_prefix(rec, &o.buffer, o.bytes);
+            }
         }
         self.launch.record(rec);
     }
@@ -663,26 +713,28 @@ fn launch(
     capacity: usize,
 ) -> Result<LinearLaunch, GpuError> {
     let mut kernel = kernel.resolve(&ctx.profile, &p, problems, op);
-    // Vec4SgTex reads W (buffers[w]) through the arena's texture; Vec4Sg runs
-    // where the arena does not fit one (`texture::fits`).
-    let w = match op {
-        LinearOp::Forward => Some(1),
-        LinearOp::Input => Some(2),
-        LinearOp::Weights => None,
+    // Vec4SgTex reads its read-only operands through textures: W (the arena)
+    // in the forward and input gradient, dy, y and x in the weight gradient;
+    // Vec4Sg runs where a buffer does not fit one (`texture::fits`).
+    let reads: &[(usize, Extent)] = match op {
+        LinearOp::Forward => &[(1, Extent::Whole)],
+        LinearOp::Input => &[(2, Extent::Whole)],
+        LinearOp::Weights => &[(0, Extent::Outputs), (1, Extent::Relu), (2, Extent::Inputs)],
     };
-    let texture = match (kernel, w) {
-        (LinearKernel::Vec4SgTex, Some(i)) if texture::fits(ctx, buffers[i]) => {
-            Some((BufferTexture::shared(ctx, "weights texture", buffers[i])?, buffers[i].clone()))
-        }
-        (LinearKernel::Vec4SgTex, Some(_)) => {
+    let mut operands = Vec::new();
+    if kernel == LinearKernel::Vec4SgTex {
+        if reads.iter().all(|&(i, _)| texture::fits(ctx, buffers[i])) {
+            for &(i, extent) in reads {
+                let t = BufferTexture::shared(ctx, "linear operand texture", buffers[i])?;
+                operands.push(Operand { index: i, texture: t, buffer: buffers[i].clone(), extent, bytes: 0 });
+            }
+        } else {
             kernel = LinearKernel::Vec4Sg;
-            None
         }
-        _ => None,
-    };
+    }
     let mut binds = binds.to_vec();
-    if let (Some(_), Some(i)) = (&texture, w) {
-        binds[i + 1] = Bind::Texture;
+    for o in &operands {
+        binds[o.index + 1] = Bind::Texture;
     }
     let binds = &binds[..];
     let (shader, entry) = kernel.entry(&ctx.profile, op, &p, problems);
@@ -718,12 +770,15 @@ fn launch(
         (_, Weights) => |p| LinearKernel::Scalar.grid(p, Weights),
     };
     let mut bound: Vec<wgpu::BindingResource> = buffers.iter().map(|b| b.as_entire_binding()).collect();
-    if let (Some((t, _)), Some(i)) = (&texture, w) {
-        bound[i] = wgpu::BindingResource::TextureView(&t.view);
+    for o in &operands {
+        bound[o.index] = wgpu::BindingResource::TextureView(&o.texture.view);
     }
     bound.push(list.buffer.as_entire_binding());
     let p = LinearParams { problems: c32(problems.len()), ..p };
     let launch = Launch::with_resources(ctx, k, &bound, p, grid)?;
     drop(bound);
-    Ok(LinearLaunch { launch, list, kernel, op, entry, len_elems, texture })
+    for o in &mut operands {
+        o.bytes = o.extent.bytes(&p, problems, o.buffer.size());
+    }
+    Ok(LinearLaunch { launch, list, kernel, op, entry, len_elems, operands })
 }

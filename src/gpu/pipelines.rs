@@ -23,6 +23,10 @@ pub enum Shader {
     /// committed as shaders/linear_sg_weights.wgsl, after linear.wgsl in the
     /// module): built only on a device with subgroups.
     LinearSgWeights,
+    /// LinearSgWeights reading dy, y and x through texture copies: the
+    /// Vec4SgTex member's weight gradient (src/gpu/linear/sg_weights.rs,
+    /// committed as shaders/linear_sg_weights_tex.wgsl).
+    LinearSgWeightsTex,
     /// The software-device lane tile of the linear family's subgroup forward and
     /// input gradient (src/gpu/linear/sg_wide.rs, committed as
     /// shaders/linear_sg_wide.wgsl, after linear.wgsl in the module).
@@ -50,10 +54,11 @@ pub enum Shader {
 }
 
 impl Shader {
-    pub const ALL: [Shader; 15] = [
+    pub const ALL: [Shader; 16] = [
         Shader::Linear,
         Shader::LinearSg,
         Shader::LinearSgWeights,
+        Shader::LinearSgWeightsTex,
         Shader::LinearSgWide,
         Shader::LinearSgWideTex,
         Shader::LinearTiled,
@@ -73,6 +78,7 @@ impl Shader {
             Shader::Linear => "linear",
             Shader::LinearSg => "linear_sg",
             Shader::LinearSgWeights => "linear_sg_weights",
+            Shader::LinearSgWeightsTex => "linear_sg_weights_tex",
             Shader::LinearSgWide => "linear_sg_wide",
             Shader::LinearSgWideTex => "linear_sg_wide_tex",
             Shader::LinearTiled => "linear_tiled",
@@ -101,6 +107,7 @@ impl Shader {
         Cow::Borrowed(match self {
             Shader::LinearTiled => return Cow::Owned(super::linear::tiled_body()),
             Shader::LinearSgWeights => return Cow::Owned(super::linear::sg_weights_body()),
+            Shader::LinearSgWeightsTex => return Cow::Owned(super::linear::sg_weights_tex_body()),
             Shader::LinearSgWide => return Cow::Owned(super::linear::sg_wide_body()),
             Shader::LinearSgWideTex => return Cow::Owned(super::linear::sg_wide_tex_body()),
             Shader::Attention => return Cow::Owned(super::attention::flat_body()),
@@ -123,9 +130,11 @@ impl Shader {
     pub fn source(self) -> String {
         let (rust, consts) = self.constants();
         match self {
-            Shader::LinearSg | Shader::LinearSgWeights | Shader::LinearSgWide | Shader::LinearSgWideTex => {
-                super::wgsl::module(&(Shader::Linear.body() + self.body()), rust, consts)
-            }
+            Shader::LinearSg
+            | Shader::LinearSgWeights
+            | Shader::LinearSgWeightsTex
+            | Shader::LinearSgWide
+            | Shader::LinearSgWideTex => super::wgsl::module(&(Shader::Linear.body() + self.body()), rust, consts),
             _ => super::wgsl::module(&self.body(), rust, consts),
         }
     }
@@ -146,6 +155,7 @@ impl Shader {
             Shader::Linear
             | Shader::LinearSg
             | Shader::LinearSgWeights
+            | Shader::LinearSgWeightsTex
             | Shader::LinearSgWide
             | Shader::LinearSgWideTex => ("src/gpu/linear.rs", &super::linear::WGSL_CONSTS),
             Shader::Dropout => ("src/gpu/dropout.rs", &super::dropout::WGSL_CONSTS),
@@ -170,6 +180,7 @@ impl Shader {
                 | Shader::GruSgTex
                 | Shader::LinearSg
                 | Shader::LinearSgWeights
+                | Shader::LinearSgWeightsTex
                 | Shader::LinearSgWide
                 | Shader::LinearSgWideTex
         )

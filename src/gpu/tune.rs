@@ -537,15 +537,10 @@ pub fn race(
     let dense = s.linear_candidates(ctx, &s.dense);
     // Vec4Sg is Vec4 where none of a site's launches runs a subgroup kernel
     // (the dense forward, every input gradient): raced only where it differs.
-    // Vec4SgTex is Vec4Sg at a weight gradient (it reads no W): raced at the
-    // forwards and the input gradient only.
+    // Likewise Vec4SgTex.
     let differs = |c: &[LinearKernel], ps: &[(LinearParams, Vec<LinearProblem>)], op: LinearOp| -> Vec<LinearKernel> {
         let own = |k: LinearKernel| ps.iter().any(|(p, q)| k.resolve(prof, p, q, op) == k);
-        let raced = |k: &LinearKernel| match k {
-            LinearKernel::Vec4Sg => own(*k),
-            LinearKernel::Vec4SgTex => op != LinearOp::Weights && own(*k),
-            _ => true,
-        };
+        let raced = |k: &LinearKernel| !matches!(k, LinearKernel::Vec4Sg | LinearKernel::Vec4SgTex) || own(*k);
         c.iter().copied().filter(raced).collect()
     };
     let (proj_f, proj_w) =
