@@ -51,6 +51,12 @@
 
 // C, S, E, NO_BLOCK and BW_COLS come before this body in the module, from src/gpu/heads.rs
 // (WGSL_CONSTS).
+//
+// The read-only operands at bindings 2 and 3 (r_f / w_f of heads_forward, dz_b / w_b of
+// heads_backward, dz_w / r_w of heads_backward_weights) are declared after this body by
+// src/gpu/heads.rs (`views`): storage buffers, or in the texture form (the module
+// heads_tex, its entries heads_tex_*) texture copies the launcher makes before the
+// dispatch (src/gpu/texture.rs); the same values in the same sums either way.
 
 struct HeadsParams {
     b: u32,
@@ -117,8 +123,6 @@ fn head_on(q: HeadsProblem, c: u32) -> bool {
 // ---- heads_forward ----
 @group(0) @binding(0) var<uniform> pf: HeadsParams;
 @group(0) @binding(1) var<storage, read> qf: array<HeadsProblem>;
-@group(0) @binding(2) var<storage, read> rf: array<f32>;
-@group(0) @binding(3) var<storage, read> wf: array<f32>;
 @group(0) @binding(4) var<storage, read> labels: array<f32>;
 @group(0) @binding(5) var<storage, read> lenf: array<u32>;
 @group(0) @binding(6) var<storage, read_write> probs: array<f32>;
@@ -168,14 +172,14 @@ fn heads_forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) 
     }
     let r0 = q.r_off + t * q.rw;
     for (var j = 0u; j < q.rw; j++) {
-        let x = rf[r0 + j];
+        let x = r_f(r0 + j);
         for (var c = 0u; c < C; c++) {
-            z[c] += wf[rows[c] + j] * x;
+            z[c] += w_f(rows[c] + j) * x;
         }
     }
     for (var c = 0u; c < C; c++) {
         if (head_on(q, c)) {
-            z[c] += wf[b_at(q, c)];
+            z[c] += w_f(b_at(q, c));
         }
     }
     let lab = q.lab_off + t * 7u;
@@ -268,8 +272,6 @@ fn heads_loss(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_in
 // ---- heads_backward (dR, written) ----
 @group(0) @binding(0) var<uniform> pb: HeadsParams;
 @group(0) @binding(1) var<storage, read> qb: array<HeadsProblem>;
-@group(0) @binding(2) var<storage, read> dzb: array<f32>;
-@group(0) @binding(3) var<storage, read> wb: array<f32>;
 @group(0) @binding(4) var<storage, read> lenb: array<u32>;
 @group(0) @binding(5) var<storage, read_write> dr: array<f32>;
 @group(0) @binding(6) var<storage, read_write> dfeat: array<f32>;
@@ -319,10 +321,10 @@ fn heads_backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups)
     if ((t % u) < lenb[q.len_off + t / u]) {
         for (var c = 0u; c < C; c++) {
             if (head_on(q, c)) {
-                let d = dzb[q.dz_off + t * C + c];
+                let d = dz_b(q.dz_off + t * C + c);
                 let row = w_row(q, c);
                 for (var k = 0u; k < BW_COLS; k++) {
-                    g[k] += d * wb[row + min(j0 + k, last)];
+                    g[k] += d * w_b(row + min(j0 + k, last));
                 }
             }
         }
@@ -337,8 +339,6 @@ fn heads_backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups)
 // ---- heads_backward_weights (accumulated) ----
 @group(0) @binding(0) var<uniform> pw: HeadsParams;
 @group(0) @binding(1) var<storage, read> qw: array<HeadsProblem>;
-@group(0) @binding(2) var<storage, read> dzw: array<f32>;
-@group(0) @binding(3) var<storage, read> rw_: array<f32>;
 @group(0) @binding(4) var<storage, read> lenw: array<u32>;
 @group(0) @binding(5) var<storage, read_write> grads: array<f32>;
 
@@ -365,11 +365,11 @@ fn heads_backward_weights(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_wor
             let t = b * q.u + i;
             var x = 1.0;
             if (j < q.rw) {
-                x = rw_[q.r_off + t * q.rw + j];
+                x = r_w(q.r_off + t * q.rw + j);
             }
             let dz = q.dz_off + t * C;
             for (var c = 0u; c < C; c++) {
-                acc[c] += dzw[dz + c] * x;
+                acc[c] += dz_w(dz + c) * x;
             }
         }
     }

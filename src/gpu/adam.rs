@@ -1,7 +1,7 @@
 //! Launcher of `shaders/adam.wgsl`: one Adam step over flat parameter stores in
 //! one dispatch, one problem per model (the models of a group share one arena).
 //! Two forms with the same arithmetic: `adam_step` reads its operands from the
-//! storage buffers; `adam_step_tex` (software devices, [`texture_operands`])
+//! storage buffers; `adam_step_tex` (software devices, `texture::preferred`)
 //! from texture copies the launch records between two passes just before its
 //! dispatch, and clears the gradient blocks there instead of storing zeros.
 //! CPU reference: `cpu::adam`.
@@ -87,17 +87,6 @@ pub fn quads_per_invocation(profile: &DeviceProfile) -> u32 {
     }
 }
 
-/// Whether the step reads its operands through texture copies on `profile`'s
-/// device: on software devices, where a storage load or store is a loop over
-/// the SIMD lanes (~15 ns a lane on llvmpipe) and a texel fetch a vectorised
-/// gather (~2 ns): 4 fetches and 3 stores per quad instead of 4 loads and 4
-/// stores, plus a memcpy of the four stores and a clear. GPUs keep the
-/// storage form (no copies; their loads are not the bottleneck of a
-/// streaming kernel).
-pub fn texture_operands(profile: &DeviceProfile) -> bool {
-    profile.is_software()
-}
-
 fn shared(problems: &[AdamProblem], zero_grad: bool, per_inv: u32) -> AdamParams {
     let n_max = problems.iter().map(|q| q.n).max().unwrap_or(0);
     AdamParams {
@@ -179,7 +168,11 @@ pub fn adam_step(
     capacity: usize,
     zero_grad: bool,
 ) -> Result<AdamLaunch, GpuError> {
-    adam_step_form(ctx, [params, grads, m, v], problems, capacity, zero_grad, texture_operands(&ctx.profile))
+    // Software devices (`texture::preferred`): 4 texel fetches and 3 stores per
+    // quad instead of 4 storage loads and 4 stores, plus memcpys and a clear.
+    // GPUs keep the storage form (no copies; a streaming kernel's loads are
+    // not their bottleneck).
+    adam_step_form(ctx, [params, grads, m, v], problems, capacity, zero_grad, texture::preferred(&ctx.profile))
 }
 
 /// `adam_step` in the form asked for: with `textures`, `adam_step_tex`

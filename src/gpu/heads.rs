@@ -9,12 +9,18 @@
 //! (U_max) and sizes the grids, every problem's blocks are laid out with its own u.
 //! Letters: B, U (a problem's own u), R representation width.
 
+use std::sync::Arc;
+
 use super::context::{GpuContext, GpuError};
 use super::launch::{check_batch, Launch, ProblemList, Recordable};
 use super::pipelines::{grid_1d, Bind, Recorder, Shader};
+use super::texture::{self, BufferTexture};
 use super::wgsl::Const;
+
+mod views;
 use crate::config::{ModelConfig, EMOTION_LABELS, SENTIMENT_CLASSES};
 use crate::params::Layout;
+pub use views::{tex_body, views};
 
 /// Columns of `probs` and `dz`: 2 sentiment classes, then 7 emotion labels.
 pub const CLASSES: usize = SENTIMENT_CLASSES + EMOTION_LABELS;
@@ -217,6 +223,61 @@ fn elems(buf: &wgpu::Buffer) -> u64 {
     buf.size() / 4
 }
 
+/// The texture form's operand: its texture, the buffer it copies, and which
+/// part of the buffer the problems read (`Part`), in bytes from its start.
+struct Operand {
+    texture: Arc<BufferTexture>,
+    buffer: wgpu::Buffer,
+    part: Part,
+    bytes: u64,
+}
+
+/// What of an operand's buffer the problems read.
+#[derive(Debug, Clone, Copy)]
+enum Part {
+    /// The parameter arena: all of it (the heads sit anywhere).
+    Whole,
+    /// Each problem's R block (B, u, rw) at r_off.
+    R,
+    /// Each problem's dz block (B, u, C) at dz_off.
+    Dz,
+}
+
+impl Operand {
+    fn new(ctx: &GpuContext, buffer: &wgpu::Buffer, part: Part) -> Result<Operand, GpuError> {
+        let texture = BufferTexture::shared(ctx, "heads operand texture", buffer)?;
+        Ok(Operand { texture, buffer: buffer.clone(), part, bytes: buffer.size() })
+    }
+
+    fn resize(&mut self, p: &HeadsParams, problems: &[HeadsProblem]) {
+        let end = |off: fn(&HeadsProblem) -> u32, width: fn(&HeadsProblem) -> u32| {
+            let rows = |q: &HeadsProblem| u64::from(p.b) * u64::from(q.u);
+            problems.iter().map(|q| u64::from(off(q)) + rows(q) * u64::from(width(q))).max().unwrap_or(0)
+        };
+        self.bytes = match self.part {
+            Part::Whole => self.buffer.size(),
+            Part::R => (4 * end(|q| q.r_off, |q| q.rw)).min(self.buffer.size()),
+            Part::Dz => (4 * end(|q| q.dz_off, |_| CLASSES as u32)).min(self.buffer.size()),
+        };
+    }
+
+    fn view(&self) -> wgpu::BindingResource<'_> {
+        wgpu::BindingResource::TextureView(&self.texture.view)
+    }
+
+    fn refresh(&self, rec: &mut Recorder) {
+        if self.bytes > 0 {
+            self.texture.refresh_prefix(rec, &self.buffer, self.bytes);
+        }
+    }
+}
+
+/// The texture form where the device prefers it (`texture::preferred`) and
+/// every operand fits a texture; else the storage form.
+fn texture_form(ctx: &GpuContext, textures: bool, buffers: &[&wgpu::Buffer]) -> bool {
+    textures && buffers.iter().all(|b| texture::fits(ctx, b))
+}
+
 /// The forward: per-row heads, then the loss reductions (2 dispatches).
 pub struct HeadsForward {
     pub rows: Launch<HeadsParams>,
@@ -225,6 +286,8 @@ pub struct HeadsForward {
     /// Entries of the bound length and labels buffers.
     len_elems: u64,
     label_elems: u64,
+    /// The texture form's R and parameter textures (none in the storage form).
+    operands: Vec<Operand>,
 }
 
 impl HeadsForward {
@@ -235,12 +298,19 @@ impl HeadsForward {
         let p = p.for_list(problems);
         self.rows.update(ctx, p);
         self.loss.update(ctx, p);
+        self.operands.iter_mut().for_each(|o| o.resize(&p, problems));
         Ok(())
+    }
+
+    /// Whether this launch runs the texture form (`heads_tex_*`).
+    pub fn reads_textures(&self) -> bool {
+        !self.operands.is_empty()
     }
 }
 
 impl Recordable for HeadsForward {
     fn record_into(&self, rec: &mut Recorder) {
+        self.operands.iter().for_each(|o| o.refresh(rec));
         self.rows.record(rec);
         self.loss.record(rec);
     }
@@ -265,20 +335,54 @@ pub fn heads_forward(
     problems: &[HeadsProblem],
     capacity: usize,
 ) -> Result<HeadsForward, GpuError> {
+    let textures = texture::preferred(&ctx.profile);
+    heads_forward_form(ctx, [probs, dz, row_loss, loss], [r, w, inputs, len], p, problems, capacity, textures)
+}
+
+/// `heads_forward` in the form asked for: with `textures`, the texture form
+/// (R and the parameters through texture copies, where they fit one).
+/// `cimnet check` and the tests run both forms on any device.
+pub fn heads_forward_form(
+    ctx: &GpuContext,
+    [probs, dz, row_loss, loss]: [&wgpu::Buffer; 4],
+    [r, w, inputs, len]: [&wgpu::Buffer; 4],
+    p: HeadsParams,
+    problems: &[HeadsProblem],
+    capacity: usize,
+    textures: bool,
+) -> Result<HeadsForward, GpuError> {
     use Bind::*;
     check_problems("heads forward", &p, problems, elems(len), Some(elems(inputs)))?;
     let list = ProblemList::new(ctx, "heads forward", problems, capacity)?;
     let p = p.for_list(problems);
     let q = &list.buffer;
-    let binds = [Uniform, Read, Read, Read, Read, Read, Write, Write, Write];
-    let k = ctx.pipelines.get(ctx, Shader::Heads, "heads_forward", &binds)?;
-    let rows = Launch::new(ctx, k, &[q, r, w, inputs, len, probs, dz, row_loss], p, |p| {
+    let tex = texture_form(ctx, textures, &[r, w]);
+    let (shader, t) = if tex { (Shader::HeadsTex, Texture) } else { (Shader::Heads, Read) };
+    let mut operands =
+        if tex { vec![Operand::new(ctx, r, Part::R)?, Operand::new(ctx, w, Part::Whole)?] } else { Vec::new() };
+    let binds = [Uniform, Read, t, t, Read, Read, Write, Write, Write];
+    let k = ctx.pipelines.get(ctx, shader, if tex { "heads_tex_forward" } else { "heads_forward" }, &binds)?;
+    let grid = |p: &HeadsParams| {
         let [x, y, _] = grid_1d(p.b as usize * p.u as usize, 64);
         [x, y, p.problems]
-    })?;
-    let k = ctx.pipelines.get(ctx, Shader::Heads, "heads_loss", &[Uniform, Read, Read, Read, Write])?;
+    };
+    let rows = match &operands[..] {
+        [r, w] => {
+            let res = [q.as_entire_binding(), r.view(), w.view()];
+            let rest = [inputs, len, probs, dz, row_loss].map(|b| b.as_entire_binding());
+            Launch::with_resources(ctx, k, &[&res[..], &rest].concat(), p, grid)?
+        }
+        _ => Launch::new(ctx, k, &[q, r, w, inputs, len, probs, dz, row_loss], p, grid)?,
+    };
+    let k = ctx.pipelines.get(
+        ctx,
+        shader,
+        if tex { "heads_tex_loss" } else { "heads_loss" },
+        &[Uniform, Read, Read, Read, Write],
+    )?;
     let loss = Launch::new(ctx, k, &[q, row_loss, len, loss], p, |p| [1, 1, p.problems])?;
-    Ok(HeadsForward { rows, loss, list, len_elems: elems(len), label_elems: elems(inputs) })
+    operands.iter_mut().for_each(|o| o.resize(&p, problems));
+    Ok(HeadsForward { rows, loss, list, len_elems: elems(len), label_elems: elems(inputs), operands })
 }
 
 /// The backward: dR, then the head gradients (2 dispatches).
@@ -288,6 +392,8 @@ pub struct HeadsBackward {
     list: ProblemList<HeadsProblem>,
     /// Entries of the bound length buffer.
     len_elems: u64,
+    /// The texture form's dz, parameter and R textures (none in the storage form).
+    operands: Vec<Operand>,
 }
 
 impl HeadsBackward {
@@ -298,12 +404,19 @@ impl HeadsBackward {
         let p = p.for_list(problems);
         self.input.update(ctx, p);
         self.weights.update(ctx, p);
+        self.operands.iter_mut().for_each(|o| o.resize(&p, problems));
         Ok(())
+    }
+
+    /// Whether this launch runs the texture form (`heads_tex_*`).
+    pub fn reads_textures(&self) -> bool {
+        !self.operands.is_empty()
     }
 }
 
 impl Recordable for HeadsBackward {
     fn record_into(&self, rec: &mut Recorder) {
+        self.operands.iter().for_each(|o| o.refresh(rec));
         self.input.record(rec);
         self.weights.record(rec);
     }
@@ -327,23 +440,69 @@ pub fn heads_backward(
     problems: &[HeadsProblem],
     capacity: usize,
 ) -> Result<HeadsBackward, GpuError> {
+    let textures = texture::preferred(&ctx.profile);
+    heads_backward_form(ctx, [dr, dfeat, grads], [dz, r, w, len], p, problems, capacity, textures)
+}
+
+/// `heads_backward` in the form asked for: with `textures`, the texture form
+/// (dz, the parameters and R through texture copies, where they fit one).
+pub fn heads_backward_form(
+    ctx: &GpuContext,
+    [dr, dfeat, grads]: [&wgpu::Buffer; 3],
+    [dz, r, w, len]: [&wgpu::Buffer; 4],
+    p: HeadsParams,
+    problems: &[HeadsProblem],
+    capacity: usize,
+    textures: bool,
+) -> Result<HeadsBackward, GpuError> {
     use Bind::*;
     check_problems("heads backward", &p, problems, elems(len), None)?;
     let list = ProblemList::new(ctx, "heads backward", problems, capacity)?;
     let p = p.for_list(problems);
     let q = &list.buffer;
-    let binds = [Uniform, Read, Read, Read, Read, Write, Write];
-    let k = ctx.pipelines.get(ctx, Shader::Heads, "heads_backward", &binds)?;
-    let input = Launch::new(ctx, k, &[q, dz, w, len, dr, dfeat], p, |p| {
+    let tex = texture_form(ctx, textures, &[dz, r, w]);
+    let (shader, t) = if tex { (Shader::HeadsTex, Texture) } else { (Shader::Heads, Read) };
+    let mut operands = if tex {
+        vec![Operand::new(ctx, dz, Part::Dz)?, Operand::new(ctx, w, Part::Whole)?, Operand::new(ctx, r, Part::R)?]
+    } else {
+        Vec::new()
+    };
+    let binds = [Uniform, Read, t, t, Read, Write, Write];
+    let k = ctx.pipelines.get(ctx, shader, if tex { "heads_tex_backward" } else { "heads_backward" }, &binds)?;
+    let grid = |p: &HeadsParams| {
         let groups = p.rw_max.div_ceil(BACKWARD_COLS) as usize;
         let [x, y, _] = grid_1d(p.b as usize * p.u as usize * groups, 256);
         [x, y, p.problems]
-    })?;
-    let binds = [Uniform, Read, Read, Read, Read, Write];
-    let k = ctx.pipelines.get(ctx, Shader::Heads, "heads_backward_weights", &binds)?;
-    let weights = Launch::new(ctx, k, &[q, dz, r, len, grads], p, |p| {
+    };
+    let rest = [len, dr, dfeat].map(|b| b.as_entire_binding());
+    let input = match &operands[..] {
+        [dz, w, _] => Launch::with_resources(
+            ctx,
+            k,
+            &[&[q.as_entire_binding(), dz.view(), w.view()][..], &rest].concat(),
+            p,
+            grid,
+        )?,
+        _ => Launch::new(ctx, k, &[q, dz, w, len, dr, dfeat], p, grid)?,
+    };
+    let binds = [Uniform, Read, t, t, Read, Write];
+    let entry = if tex { "heads_tex_backward_weights" } else { "heads_backward_weights" };
+    let k = ctx.pipelines.get(ctx, shader, entry, &binds)?;
+    let grid = |p: &HeadsParams| {
         let [x, y, _] = grid_1d(p.rw_max as usize + 1, 64);
         [x, y, p.problems]
-    })?;
-    Ok(HeadsBackward { input, weights, list, len_elems: elems(len) })
+    };
+    let rest = [len, grads].map(|b| b.as_entire_binding());
+    let weights = match &operands[..] {
+        [dz, _, r] => Launch::with_resources(
+            ctx,
+            k,
+            &[&[q.as_entire_binding(), dz.view(), r.view()][..], &rest].concat(),
+            p,
+            grid,
+        )?,
+        _ => Launch::new(ctx, k, &[q, dz, r, len, grads], p, grid)?,
+    };
+    operands.iter_mut().for_each(|o| o.resize(&p, problems));
+    Ok(HeadsBackward { input, weights, list, len_elems: elems(len), operands })
 }

@@ -40,6 +40,9 @@ pub enum Shader {
     Adam,
     Gather,
     Heads,
+    /// heads.wgsl reading R, dz and the parameters through textures
+    /// (src/gpu/heads/views.rs, committed as shaders/generated/heads_tex.wgsl).
+    HeadsTex,
     Gru,
     /// The GRU family's subgroup member (src/gpu/gru/wgsl.rs, committed as
     /// shaders/gru_sg.wgsl): built only on a device with subgroups.
@@ -54,7 +57,7 @@ pub enum Shader {
 }
 
 impl Shader {
-    pub const ALL: [Shader; 16] = [
+    pub const ALL: [Shader; 17] = [
         Shader::Linear,
         Shader::LinearSg,
         Shader::LinearSgWeights,
@@ -66,6 +69,7 @@ impl Shader {
         Shader::Adam,
         Shader::Gather,
         Shader::Heads,
+        Shader::HeadsTex,
         Shader::Gru,
         Shader::GruSg,
         Shader::GruSgTex,
@@ -86,6 +90,7 @@ impl Shader {
             Shader::Adam => "adam",
             Shader::Gather => "gather",
             Shader::Heads => "heads",
+            Shader::HeadsTex => "heads_tex",
             Shader::Gru => "gru",
             Shader::GruSg => "gru_sg",
             Shader::GruSgTex => "gru_sg_tex",
@@ -97,7 +102,7 @@ impl Shader {
     /// Whether the body is generated from Rust (its file, under shaders/generated/,
     /// is a committed copy that tests/shaders.rs keeps current).
     pub fn generated(self) -> bool {
-        matches!(self, Shader::LinearTiled | Shader::Attention | Shader::AttentionTiled)
+        matches!(self, Shader::LinearTiled | Shader::HeadsTex | Shader::Attention | Shader::AttentionTiled)
     }
 
     /// The family's body (without the prelude): the file of shaders/, or the
@@ -111,6 +116,7 @@ impl Shader {
             Shader::LinearSgWide => return Cow::Owned(super::linear::sg_wide_body()),
             Shader::LinearSgWideTex => return Cow::Owned(super::linear::sg_wide_tex_body()),
             Shader::Attention => return Cow::Owned(super::attention::flat_body()),
+            Shader::HeadsTex => return Cow::Owned(super::heads::tex_body(&Shader::Heads.body())),
             Shader::AttentionTiled => return Cow::Owned(super::attention::tiled_body()),
             Shader::Linear => include_str!("../../shaders/linear.wgsl"),
             Shader::LinearSg => include_str!("../../shaders/linear_sg.wgsl"),
@@ -135,6 +141,9 @@ impl Shader {
             | Shader::LinearSgWeightsTex
             | Shader::LinearSgWide
             | Shader::LinearSgWideTex => super::wgsl::module(&(Shader::Linear.body() + self.body()), rust, consts),
+            Shader::Heads => {
+                super::wgsl::module(&(self.body().into_owned() + &super::heads::views(false)), rust, consts)
+            }
             _ => super::wgsl::module(&self.body(), rust, consts),
         }
     }
@@ -166,6 +175,7 @@ impl Shader {
             | Shader::Gru
             | Shader::GruSg
             | Shader::GruSgTex
+            | Shader::HeadsTex
             | Shader::Attention
             | Shader::AttentionTiled => ("", &[]),
         }

@@ -50,6 +50,13 @@ pub struct TextureRegistry(Mutex<Vec<(wgpu::Buffer, Weak<BufferTexture>)>>);
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
+/// Whether `profile`'s device reads read-only operands faster through texture
+/// copies (the forms chosen by the profile rather than raced: Adam's, the
+/// heads'): software devices, where a storage load loops over the SIMD lanes.
+pub fn preferred(profile: &super::profile::DeviceProfile) -> bool {
+    profile.is_software()
+}
+
 /// Whether `buffer` can be read through a texture on `ctx`: whole texels (a
 /// trailing partial texel could not be copied) and a size the device's
 /// textures hold. Launchers run their storage member where not.

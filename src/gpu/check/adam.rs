@@ -14,7 +14,7 @@ pub struct AdamCase {
 
 /// The forms checked on every device, (quads per invocation, texture operands):
 /// a GPU's (1, storage) and a software device's (32, textures)
-/// (`gpu::adam::quads_per_invocation`, `gpu::adam::texture_operands`), the
+/// (`gpu::adam::quads_per_invocation`, `gpu::texture::preferred`), the
 /// other operand form at 32, and one odd count in both.
 const FORMS: [(u32, bool); 5] = [(1, false), (32, false), (3, false), (32, true), (3, true)];
 

@@ -90,7 +90,9 @@ struct HeadsOutputs {
 
 impl HeadsOutputs {
     fn new(ctx: &GpuContext, nan: [usize; 5], grads0: &[f64], dfeat0: &[f32]) -> Result<HeadsOutputs, GpuError> {
-        let nans = |label: &str, len: usize| upload(ctx, label, &vec![SENTINEL; len]);
+        // Whole vec4 quads (dz is read through a texture in the texture form,
+        // which mirrors whole texels); only `len` of them are compared.
+        let nans = |label: &str, len: usize| upload(ctx, label, &vec![SENTINEL; len.next_multiple_of(4)]);
         let [p, z, l, s, r] = nan;
         Ok(HeadsOutputs {
             bufs: [
@@ -156,6 +158,14 @@ struct Reference {
 /// arena, the rest of it untouched); and every model launched alone at U = u with
 /// its lengths and labels at 0 writes the same bits into every buffer.
 pub fn check_heads(ctx: &GpuContext, c: &HeadsCase) -> Result<Vec<CheckRow>, GpuError> {
+    let mut rows = check_heads_form(ctx, c, false)?;
+    rows.extend(check_heads_form(ctx, c, true)?);
+    Ok(rows)
+}
+
+/// `check_heads` for one form: storage operands, or (`textures`) the texture
+/// form, which must run as such (the buffers are whole quads).
+fn check_heads_form(ctx: &GpuContext, c: &HeadsCase, textures: bool) -> Result<Vec<CheckRow>, GpuError> {
     let batches: Vec<Batch> =
         c.batches.iter().enumerate().map(|(j, lens)| random_labels(lens, c.seed + 50 * j as u64)).collect();
     let n = c.models.len();
@@ -269,8 +279,10 @@ pub fn check_heads(ctx: &GpuContext, c: &HeadsCase) -> Result<Vec<CheckRow>, Gpu
         })
         .collect();
 
-    let rb = up(ctx, "R", &r)?;
-    let wb = up(ctx, "params", &params)?;
+    // Whole vec4 quads, as the engine's arenas are (the texture form mirrors whole texels).
+    let quads = |v: &[f64]| [v, &vec![0.0; v.len().next_multiple_of(4) - v.len()][..]].concat();
+    let rb = up(ctx, "R", &quads(&r))?;
+    let wb = up(ctx, "params", &quads(&params))?;
     let lb = upload(ctx, "labels", &labels)?;
     let len = upload(ctx, "len", &len_all)?;
     let sizes = [p_len, z_len, l_len, s_len, r_len];
@@ -279,8 +291,17 @@ pub fn check_heads(ctx: &GpuContext, c: &HeadsCase) -> Result<Vec<CheckRow>, Gpu
     let p = HeadsParams::new(b, u_max, d, false);
     // Built with room for one more model than given: the grids follow the list.
     let cap = n + 1;
-    let fwd = gpu::heads::heads_forward(ctx, probs, dz, row_loss, loss, &rb, &wb, &lb, &len, p, &problems, cap)?;
-    let bwd = gpu::heads::heads_backward(ctx, dr, dfeat, grads, dz, &rb, &wb, &len, p, &problems, cap)?;
+    let forward_of = |outs: [&wgpu::Buffer; 4], ins: [&wgpu::Buffer; 4], p, q: &[HeadsProblem], cap| {
+        gpu::heads::heads_forward_form(ctx, outs, ins, p, q, cap, textures)
+    };
+    let backward_of = |outs: [&wgpu::Buffer; 3], ins: [&wgpu::Buffer; 4], p, q: &[HeadsProblem], cap| {
+        gpu::heads::heads_backward_form(ctx, outs, ins, p, q, cap, textures)
+    };
+    let fwd = forward_of([probs, dz, row_loss, loss], [&rb, &wb, &lb, &len], p, &problems, cap)?;
+    let bwd = backward_of([dr, dfeat, grads], [dz, &rb, &wb, &len], p, &problems, cap)?;
+    if (fwd.reads_textures(), bwd.reads_textures()) != (textures, textures) {
+        return Err(GpuError::Validation(format!("heads check: the texture form ({textures}) did not run as asked")));
+    }
     run(ctx, &[&fwd, &bwd])?;
     let got = mixed.read(ctx)?;
 
@@ -293,8 +314,8 @@ pub fn check_heads(ctx: &GpuContext, c: &HeadsCase) -> Result<Vec<CheckRow>, Gpu
         let labk = upload(ctx, "labels alone", &batch_labels[j])?;
         let pk = HeadsParams::new(b, us[k], d, false);
         let qk = [q.batch(us[k], 0).labels(0)];
-        let f = gpu::heads::heads_forward(ctx, probs, dz, row_loss, loss, &rb, &wb, &labk, &lk, pk, &qk, 1)?;
-        let g = gpu::heads::heads_backward(ctx, dr, dfeat, grads, dz, &rb, &wb, &lk, pk, &qk, 1)?;
+        let f = forward_of([probs, dz, row_loss, loss], [&rb, &wb, &labk, &lk], pk, &qk, 1)?;
+        let g = backward_of([dr, dfeat, grads], [dz, &rb, &wb, &lk], pk, &qk, 1)?;
         run(ctx, &[&f, &g])?;
     }
     let got_alone = alone.read(ctx)?;
@@ -387,7 +408,7 @@ pub fn check_heads(ctx: &GpuContext, c: &HeadsCase) -> Result<Vec<CheckRow>, Gpu
     uniq.dedup();
     let u_list: Vec<String> = uniq.iter().map(|u| u.to_string()).collect();
     let shape = format!("B={b} u={} R={} models={n}", u_list.join("/"), widths.join("/"));
-    let what = tasks.join(", ");
+    let what = tasks.join(", ") + if textures { "; textures" } else { "" };
     Ok(vec![
         CheckRow::new(format!("heads_forward ({what})"), shape.clone(), forward),
         CheckRow::new(format!("heads_backward ({what})"), shape, backward),
