@@ -194,8 +194,8 @@ fn sg_forward_cases(ctx: &GpuContext) {
         let (y_off, w_off) = (2 * n * o + 1, if aligned { 8 } else { 5 });
         let p = linear::LinearParams::new(b, u, k, o, relu);
         let q = [linear::LinearProblem::new(w_off, w_off + o * k, x_off, y_off).batch(u, 0)];
-        let x = upload(ctx, "x", &f32s(&random_vec(x_off + n * k, 40 + s as u64))).unwrap();
         // Whole vec4 quads, as the engine's arenas are (a texture mirrors whole texels).
+        let x = upload(ctx, "x", &f32s(&random_vec((x_off + n * k).next_multiple_of(4), 40 + s as u64))).unwrap();
         let w = upload(ctx, "w", &f32s(&random_vec((w_off + o * k + o).next_multiple_of(4), 50 + s as u64))).unwrap();
         let len = upload(ctx, "len", &u32s(&lens)).unwrap();
         let twin = if aligned { LinearKernel::Vec4 } else { LinearKernel::Scalar };
@@ -233,8 +233,9 @@ fn sg_backward_cases(ctx: &GpuContext) {
             p = p.dropout(0.25);
         }
         let q = [linear::LinearProblem::new(w_off, w_off + o * k, x_off, y_off).batch(u, 0).seed(5 + s as u32)];
-        let dy = upload(ctx, "dy", &f32s(&random_vec(y_off + n * o, 20 + s as u64))).unwrap();
-        let y = upload(ctx, "y", &f32s(&random_vec(y_off + n * o, 30 + s as u64))).unwrap();
+        let quads = |n: usize| n.next_multiple_of(4);
+        let dy = upload(ctx, "dy", &f32s(&random_vec(quads(y_off + n * o), 20 + s as u64))).unwrap();
+        let y = upload(ctx, "y", &f32s(&random_vec(quads(y_off + n * o), 30 + s as u64))).unwrap();
         let w = upload(ctx, "w", &f32s(&random_vec((w_off + o * k + o).next_multiple_of(4), 40 + s as u64))).unwrap();
         let len = upload(ctx, "len", &u32s(&lens)).unwrap();
         let dxs = [LinearKernel::Vec4, LinearKernel::Vec4Sg, LinearKernel::Vec4SgTex].map(|kernel| {

@@ -713,12 +713,13 @@ fn launch(
     capacity: usize,
 ) -> Result<LinearLaunch, GpuError> {
     let mut kernel = kernel.resolve(&ctx.profile, &p, problems, op);
-    // Vec4SgTex reads its read-only operands through textures: W (the arena)
-    // in the forward and input gradient, dy, y and x in the weight gradient;
-    // Vec4Sg runs where a buffer does not fit one (`texture::fits`).
+    // Vec4SgTex reads its read-only operands through textures: x and W (the
+    // arena) in the forward, dy, y and W in the input gradient, dy, y and x in
+    // the weight gradient; Vec4Sg runs where a buffer does not fit one
+    // (`texture::fits`).
     let reads: &[(usize, Extent)] = match op {
-        LinearOp::Forward => &[(1, Extent::Whole)],
-        LinearOp::Input => &[(2, Extent::Whole)],
+        LinearOp::Forward => &[(0, Extent::Inputs), (1, Extent::Whole)],
+        LinearOp::Input => &[(0, Extent::Outputs), (1, Extent::Relu), (2, Extent::Whole)],
         LinearOp::Weights => &[(0, Extent::Outputs), (1, Extent::Relu), (2, Extent::Inputs)],
     };
     let mut operands = Vec::new();
