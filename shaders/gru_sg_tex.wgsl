@@ -259,12 +259,11 @@ fn quad_lens(p: u32, s0: u32) -> vec4<u32> {
 
 // gru_forward_wide
 @group(0) @binding(3) var<storage, read> w4: array<vec4<f32>>;
-@group(0) @binding(4) var<storage, read> fw4_xp: array<vec4<f32>>;
+// (binding 4, xp: read by xp4, declared with it after this block)
 @group(0) @binding(5) var<storage, read_write> fw4_cache: array<vec4<f32>>;
 @group(0) @binding(6) var<storage, read_write> fw4_out: array<vec4<f32>>;
-// gru_backward_wide
-@group(0) @binding(4) var<storage, read> bw4_cache: array<vec4<f32>>;
-@group(0) @binding(5) var<storage, read> bw4_dout: array<vec4<f32>>;
+// gru_backward_wide (bindings 4 cache and 5 dout: read by cache4 and dout4,
+// declared with them after this block)
 @group(0) @binding(6) var<storage, read_write> bw4_gi: array<vec4<f32>>;
 @group(0) @binding(7) var<storage, read_write> bw4_gh: array<vec4<f32>>;
 @group(0) @binding(8) var<storage, read_write> bw4_carry: array<vec4<f32>>;
@@ -293,10 +292,10 @@ fn forward_seq4(p: u32, b: u32, t: u32, len: u32, rev: bool, j0: u32, store: boo
     if (t < len) {
         let x0 = (row_of(p, b, i) * 3u * nh + j0) / 4u;
         let nh4 = nh / 4u;
-        r = 1.0 / (1.0 + exp(-(fw4_xp[x0] + ar + br)));
-        z = 1.0 / (1.0 + exp(-(fw4_xp[x0 + nh4] + az + bz)));
+        r = 1.0 / (1.0 + exp(-(xp4(x0) + ar + br)));
+        z = 1.0 / (1.0 + exp(-(xp4(x0 + nh4) + az + bz)));
         hn = an + bn;
-        let a = fw4_xp[x0 + 2u * nh4] + r * hn;
+        let a = xp4(x0 + 2u * nh4) + r * hn;
         let e = exp(-2.0 * abs(a));
         n = sign(a) * (1.0 - e) / (1.0 + e);
         hv = (1.0 - z) * n + z * hprev;
@@ -328,13 +327,13 @@ fn backward_seq4(p: u32, b: u32, t: u32, len: u32, rev: bool, j0: u32, store: bo
         var hprev = vec4<f32>(0.0);
         if (t > 0u) {
             let ip = select(i - 1u, i + 1u, rev);
-            hprev = bw4_cache[cache_at(p, C_H, b, ip, j0) / 4u];
+            hprev = cache4(cache_at(p, C_H, b, ip, j0) / 4u);
         }
-        let r = bw4_cache[cache_at(p, C_R, b, i, j0) / 4u];
-        let z = bw4_cache[cache_at(p, C_Z, b, i, j0) / 4u];
-        let n = bw4_cache[cache_at(p, C_N, b, i, j0) / 4u];
-        let hn = bw4_cache[cache_at(p, C_HN, b, i, j0) / 4u];
-        let g = bw4_dout[(out_row(p, b, i) * 2u * nh + (p % 2u) * nh + j0) / 4u] + carry;
+        let r = cache4(cache_at(p, C_R, b, i, j0) / 4u);
+        let z = cache4(cache_at(p, C_Z, b, i, j0) / 4u);
+        let n = cache4(cache_at(p, C_N, b, i, j0) / 4u);
+        let hn = cache4(cache_at(p, C_HN, b, i, j0) / 4u);
+        let g = dout4((out_row(p, b, i) * 2u * nh + (p % 2u) * nh + j0) / 4u) + carry;
         let dn = g * (1.0 - z);
         let dz = g * (hprev - n);
         dan = dn * (1.0 - n * n);
@@ -353,6 +352,20 @@ fn backward_seq4(p: u32, b: u32, t: u32, len: u32, rev: bool, j0: u32, store: bo
         bw4_gh[o + 2u * nh4] = dhn;
     }
     return gz;
+}
+
+// ---- the recurrence's read-only operands ----
+@group(0) @binding(4) var fw4_xp_t: texture_2d<f32>; // gru_forward_wide's xp, a texture copy
+fn xp4(i: u32) -> vec4<f32> {
+    return textureLoad(fw4_xp_t, vec2<u32>(i % TEX_ROW, i / TEX_ROW), 0);
+}
+@group(0) @binding(4) var bw4_cache_t: texture_2d<f32>; // gru_backward_wide's cache, a texture copy
+fn cache4(i: u32) -> vec4<f32> {
+    return textureLoad(bw4_cache_t, vec2<u32>(i % TEX_ROW, i / TEX_ROW), 0);
+}
+@group(0) @binding(5) var bw4_dout_t: texture_2d<f32>; // gru_backward_wide's dout, a texture copy
+fn dout4(i: u32) -> vec4<f32> {
+    return textureLoad(bw4_dout_t, vec2<u32>(i % TEX_ROW, i / TEX_ROW), 0);
 }
 
 // ---- the WideSgTex member's view of W_hh / b_hh ----

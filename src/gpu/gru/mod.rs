@@ -266,16 +266,17 @@ impl GruMember {
         GruMember::ALL.into_iter().find(|m| m.name() == name)
     }
 
-    /// The member that runs `params` and `problems` on `profile` with the
-    /// weights arena `weights`: this one; Wide for WideSg and WideSgTex on a
-    /// device without subgroups, WideSg for WideSgTex where the arena does not
-    /// fit a texture (the same results bit for bit); its Scalar twin where the
-    /// kernel does not fit (`GruKernel::fits`).
-    fn fitting(self, ctx: &GpuContext, params: &GruParams, problems: &[GruProblem], weights: &wgpu::Buffer) -> Self {
+    /// The member that runs `params` and `problems` on `ctx`'s device, the
+    /// buffers `read` being what WideSgTex would read through textures: this
+    /// one; Wide for WideSg and WideSgTex on a device without subgroups,
+    /// WideSg for WideSgTex where one of them does not fit a texture (the same
+    /// results bit for bit); its Scalar twin where the kernel does not fit
+    /// (`GruKernel::fits`).
+    fn fitting(self, ctx: &GpuContext, params: &GruParams, problems: &[GruProblem], read: &[&wgpu::Buffer]) -> Self {
         let kernel = match self.kernel {
             k if !k.fits(params, problems) => GruKernel::Scalar,
             k if !k.available(&ctx.profile) => GruKernel::Wide,
-            GruKernel::WideSgTex if !texture::fits(ctx, weights) => GruKernel::WideSg,
+            GruKernel::WideSgTex if !read.iter().all(|b| texture::fits(ctx, b)) => GruKernel::WideSg,
             k => k,
         };
         GruMember { kernel, ..self }
@@ -632,6 +633,8 @@ pub struct GruForward {
     chunks: Chunks,
     bound: Bound,
     texture: WeightsTexture,
+    /// WideSgTex: xp's texture and buffer.
+    xp: Option<(std::sync::Arc<BufferTexture>, wgpu::Buffer)>,
 }
 
 /// Forward of every problem with `member`'s kernels: writes `cache`
@@ -653,7 +656,7 @@ pub fn gru_forward(
     capacity: usize,
     member: GruMember,
 ) -> Result<GruForward, GruError> {
-    let member = member.fitting(ctx, params, problems, weights);
+    let member = member.fitting(ctx, params, problems, &[weights, xp]);
     let buffers = [
         ("out", out, Need::Out),
         ("cache", cache, Need::Cache),
@@ -663,8 +666,9 @@ pub fn gru_forward(
     ];
     let bound = Bound::new(ctx, &buffers, params, problems, capacity, member)?;
     let texture = WeightsTexture::new(ctx, member, weights)?;
+    let xp_t = texture.operand(ctx, xp)?;
     let (r, w) = (Bind::Read, Bind::Write);
-    let binds = [Bind::Uniform, r, r, texture.bind(), r, w, w];
+    let binds = [Bind::Uniform, r, r, texture.bind(), texture.bind(), w, w];
     let (shader, [entry, ..]) = member.entries(&ctx.profile);
     let k = ctx.pipelines.get(ctx, shader, entry, &binds)?;
     let (iters, _) = member.iters_per_step(params.h);
@@ -672,9 +676,10 @@ pub fn gru_forward(
     let list = &bound.problems.buffer;
     let grid = member.step_grid();
     let res = [list, lens].map(|b| b.as_entire_binding());
-    let res = [&res[..], &[texture.resource(weights)], &[xp, cache, out].map(|b| b.as_entire_binding())].concat();
+    let xp_res = xp_t.as_ref().map_or(xp.as_entire_binding(), |(t, _)| wgpu::BindingResource::TextureView(&t.view));
+    let res = [&res[..], &[texture.resource(weights), xp_res], &[cache, out].map(|b| b.as_entire_binding())].concat();
     let chunks = Chunks::new(ctx, k, &res, params, steps, grid)?;
-    Ok(GruForward { chunks, bound, texture })
+    Ok(GruForward { chunks, bound, texture, xp: xp_t })
 }
 
 /// The recurrence's view of the weights arena (binding 3): the storage buffer
@@ -710,6 +715,18 @@ impl WeightsTexture {
             t.refresh(rec, weights);
         }
     }
+
+    /// WideSgTex: the shared texture of another read-only operand.
+    fn operand(
+        &self,
+        ctx: &GpuContext,
+        buffer: &wgpu::Buffer,
+    ) -> Result<Option<(std::sync::Arc<BufferTexture>, wgpu::Buffer)>, GruError> {
+        if self.0.is_none() {
+            return Ok(None);
+        }
+        Ok(Some((BufferTexture::shared(ctx, "GRU operand texture", buffer)?, buffer.clone())))
+    }
 }
 
 impl GruForward {
@@ -736,6 +753,9 @@ impl GruForward {
 impl Recordable for GruForward {
     fn record_into(&self, rec: &mut Recorder) {
         self.texture.refresh(rec);
+        if let (Some((t, xp)), Some(l)) = (&self.xp, self.chunks.launches.first()) {
+            t.refresh_prefix(rec, xp, l.params.gates_bytes());
+        }
         for l in &self.chunks.launches {
             l.record(rec);
         }
@@ -751,6 +771,8 @@ pub struct GruBackward {
     texture: WeightsTexture,
     /// WideSgTex's weight gradient: the cache's and gh's textures and buffers.
     operands: Option<[(std::sync::Arc<BufferTexture>, wgpu::Buffer); 2]>,
+    /// WideSgTex's recurrence: the cache's and dout's.
+    inputs: Option<[(std::sync::Arc<BufferTexture>, wgpu::Buffer); 2]>,
 }
 
 /// Backward through time of every problem from `dout` (M, B, U, 2H) with
@@ -776,7 +798,7 @@ pub fn gru_backward(
     capacity: usize,
     member: GruMember,
 ) -> Result<GruBackward, GruError> {
-    let member = member.fitting(ctx, params, problems, weights);
+    let member = member.fitting(ctx, params, problems, &[weights, cache, dout, gh]);
     let buffers = [
         ("gi", gi, Need::Gates),
         ("gh", gh, Need::Gates),
@@ -790,15 +812,26 @@ pub fn gru_backward(
     let bound = Bound::new(ctx, &buffers, params, problems, capacity, member)?;
     check_loop_budget(&ctx.profile, member.kernel, params)?;
     let texture = WeightsTexture::new(ctx, member, weights)?;
+    let inputs = match (texture.operand(ctx, cache)?, texture.operand(ctx, dout)?) {
+        (Some(c), Some(d)) => Some([c, d]),
+        _ => None,
+    };
     let (u, r, w) = (Bind::Uniform, Bind::Read, Bind::Write);
     let (shader, [_, step, dw]) = member.entries(&ctx.profile);
-    let k = ctx.pipelines.get(ctx, shader, step, &[u, r, r, texture.bind(), r, r, w, w, w])?;
+    let tb = texture.bind();
+    let k = ctx.pipelines.get(ctx, shader, step, &[u, r, r, tb, tb, tb, w, w, w])?;
     let (_, iters) = member.iters_per_step(params.h);
     let steps = member.schedule.steps_per_dispatch(&ctx.profile, iters);
     let list = &bound.problems.buffer;
     let res = [list, lens].map(|b| b.as_entire_binding());
-    let rest = [cache, dout, gi, gh, carry].map(|b| b.as_entire_binding());
-    let res = [&res[..], &[texture.resource(weights)], &rest].concat();
+    let read = match &inputs {
+        Some([(c, _), (d, _)]) => {
+            [wgpu::BindingResource::TextureView(&c.view), wgpu::BindingResource::TextureView(&d.view)]
+        }
+        None => [cache.as_entire_binding(), dout.as_entire_binding()],
+    };
+    let rest = [gi, gh, carry].map(|b| b.as_entire_binding());
+    let res = [&res[..], &[texture.resource(weights)], &read, &rest].concat();
     let chunks = Chunks::new(ctx, k, &res, params, steps, member.step_grid())?;
     // WideSgTex's weight gradient reads gh and the cache through texture copies
     // (made after the recurrence wrote them, of what the batch uses).
@@ -819,7 +852,7 @@ pub fn gru_backward(
         }
         None => Launch::new(ctx, k, &[list, lens, cache, gh, grads], *params, member.kernel.weights_grid())?,
     };
-    Ok(GruBackward { chunks, weights, bound, texture, operands })
+    Ok(GruBackward { chunks, weights, bound, texture, operands, inputs })
 }
 
 impl GruBackward {
@@ -859,6 +892,11 @@ impl GruBackward {
 impl Recordable for GruBackward {
     fn record_into(&self, rec: &mut Recorder) {
         self.texture.refresh(rec);
+        if let Some([(c, cache), (d, dout)]) = &self.inputs {
+            let p = &self.weights.params;
+            c.refresh_prefix(rec, cache, p.cache_bytes());
+            d.refresh_prefix(rec, dout, p.out_bytes());
+        }
         for l in self.chunks.launches.iter().rev() {
             l.record(rec);
         }
