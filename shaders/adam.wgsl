@@ -14,14 +14,19 @@
 // One dispatch updates every model; each element's arithmetic is the same as in
 // a launch over that model alone.
 //
-// Dispatch: workgroup 256, each invocation `per_inv` QUADs (4 consecutive
-// elements, loaded and stored as one vec4) WG apart, so a workgroup's lanes
-// cover WG consecutive quads per pass: x (folded into y past 65,535 groups)
-// over the largest block's quads, z over the problems. per_inv is the device
+// Dispatch: workgroup 256, each invocation a run of `per_inv` consecutive
+// QUADs (4 consecutive elements, loaded and stored as one vec4), a workgroup
+// WG runs one after another: x (folded into y past 65,535 groups) over the
+// largest block's quads, z over the problems. per_inv is the device
 // profile's (src/gpu/adam.rs): 1 on a GPU, whose memory system wants every
-// quad in flight at once; 8 on a software device, where the problem entry and
-// the index arithmetic, paid per invocation, cost as much as the quad's own
-// loads (measured on llvmpipe: 6.7 ms -> 5.7 ms a step at 1.35M parameters). Why
+// quad in flight at once and neighbouring lanes on neighbouring quads
+// (coalesced); 32 on a software device, where the problem entry and the
+// index arithmetic, paid per invocation, cost as much as the quad's own loads
+// (measured on llvmpipe: 6.7 ms -> 5.7 ms a step at 1.35M parameters going
+// from 1 to 8), and where a lane's own run beats neighbouring lanes on
+// neighbouring quads (WG apart) by 2x: the same 1.39M-element step took 8.6-
+// 9.9 ms against 18.8-19.7 ms, best of 15, four times each way (round 11 of
+// docs/perf-notes.md). Why
 // vec4: the step is 4 loads and 4 stores per element and no reuse, so its time is
 // the number of memory operations: on llvmpipe each is a per-lane loop, so a
 // vec4 one moves 4 elements for the cost of 1 (measured below); on a GPU a
@@ -119,9 +124,9 @@ fn store_quad(k: u32, lo: u32, hi: u32, o: AdamQuad) {
 }
 
 // The quads [lo / 4, ceil(hi / 4)) of problem wg.z's block this invocation
-// updates: per_inv of them, WG apart (k >= end: none).
+// updates: per_inv consecutive ones from this one (k >= end: none).
 fn first_quad(q: AdamProblem, wg: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
-    return q.offset / 4u + (wg.y * nwg.x + wg.x) * WG * p.per_inv + lid;
+    return q.offset / 4u + ((wg.y * nwg.x + wg.x) * WG + lid) * p.per_inv;
 }
 
 @compute @workgroup_size(WG)
@@ -136,7 +141,7 @@ fn adam_step(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg:
     let end = (hi + 3u) / 4u;
     let k0 = first_quad(q, wg, nwg, lid);
     for (var j = 0u; j < p.per_inv; j++) {
-        let k = k0 + j * WG;
+        let k = k0 + j;
         if (k >= end) {
             return;
         }
@@ -179,7 +184,7 @@ fn adam_step_tex(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) 
     let end = (hi + 3u) / 4u;
     let k0 = first_quad(q, wg, nwg, lid);
     for (var j = 0u; j < p.per_inv; j++) {
-        let k = k0 + j * WG;
+        let k = k0 + j;
         if (k >= end) {
             return;
         }

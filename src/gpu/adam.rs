@@ -28,7 +28,7 @@ pub struct AdamParams {
     pub problems: u32,
     pub zero_grad: u32,
     pub n_max: u32,
-    /// Quads (vec4) each invocation updates, WORKGROUP apart ([`quads_per_invocation`]).
+    /// Quads (vec4) each invocation updates, a run of consecutive ones ([`quads_per_invocation`]).
     pub per_inv: u32,
 }
 
