@@ -486,12 +486,12 @@ fn a_texture_copy_is_made_again_only_after_its_buffer_is_written() {
     let mut enc = ctx.device.create_command_encoder(&Default::default());
     {
         let mut rec = Recorder::new(&mut enc, "test");
-        tex.refresh(&mut rec, &p);
+        tex.refresh(&mut rec);
         assert_eq!(rec.breaks, 1, "the first reader copies");
-        tex.refresh(&mut rec, &p);
+        tex.refresh(&mut rec);
         assert_eq!(rec.breaks, 1, "a second reader finds the copy fresh");
         writer.record_into(&mut rec);
-        tex.refresh(&mut rec, &p);
+        tex.refresh(&mut rec);
         assert_eq!(rec.breaks, 2, "a dispatch wrote the buffer: copied again");
     }
     ctx.queue.submit([enc.finish()]);

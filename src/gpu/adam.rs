@@ -109,7 +109,7 @@ pub struct AdamLaunch {
 /// The texture form's operands: each buffer and its texture, in binding order
 /// of `adam_step`'s buffers (params, grads, m, v); the gradient blocks to clear.
 struct Textures {
-    copies: Vec<(wgpu::Buffer, std::sync::Arc<BufferTexture>)>,
+    copies: Vec<std::sync::Arc<BufferTexture>>,
     clear: Vec<(u64, u64)>,
 }
 
@@ -142,10 +142,10 @@ impl Recordable for AdamLaunch {
     /// copies and then the gradient blocks' clear (zero_grad).
     fn record_into(&self, rec: &mut Recorder) {
         if let Some(t) = &self.textures {
-            for (buf, tex) in &t.copies {
-                tex.refresh(rec, buf);
+            for tex in &t.copies {
+                tex.refresh(rec);
             }
-            let grads = &t.copies[1].0;
+            let grads = t.copies[1].buffer();
             if !t.clear.is_empty() {
                 rec.between_passes(|enc| {
                     for &(offset, size) in &t.clear {
@@ -205,8 +205,7 @@ pub fn adam_step_form(
     }
     let per_inv = quads_per_invocation(&ctx.profile);
     let textures = if textures {
-        let copy =
-            |b: &wgpu::Buffer, label: &str| Ok::<_, GpuError>((b.clone(), BufferTexture::shared(ctx, label, b)?));
+        let copy = |b: &wgpu::Buffer, label: &str| BufferTexture::shared(ctx, label, b);
         let copies = vec![
             copy(params, "weights texture")?,
             copy(grads, "gradients texture")?,
@@ -220,7 +219,7 @@ pub fn adam_step_form(
     let mut res = vec![list.buffer.as_entire_binding(), params.as_entire_binding()];
     match &textures {
         Some(t) => {
-            let view = |i: usize| wgpu::BindingResource::TextureView(&t.copies[i].1.view);
+            let view = |i: usize| wgpu::BindingResource::TextureView(&t.copies[i].view);
             res.extend([view(1), m.as_entire_binding(), v.as_entire_binding(), view(0), view(2), view(3)]);
         }
         None => res.extend([grads, m, v].map(|b| b.as_entire_binding())),

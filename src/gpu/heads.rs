@@ -227,7 +227,6 @@ fn elems(buf: &wgpu::Buffer) -> u64 {
 /// part of the buffer the problems read (`Part`), in bytes from its start.
 struct Operand {
     texture: Arc<BufferTexture>,
-    buffer: wgpu::Buffer,
     part: Part,
     bytes: u64,
 }
@@ -246,7 +245,7 @@ enum Part {
 impl Operand {
     fn new(ctx: &GpuContext, buffer: &wgpu::Buffer, part: Part) -> Result<Operand, GpuError> {
         let texture = BufferTexture::shared(ctx, "heads operand texture", buffer)?;
-        Ok(Operand { texture, buffer: buffer.clone(), part, bytes: buffer.size() })
+        Ok(Operand { texture, part, bytes: buffer.size() })
     }
 
     fn resize(&mut self, p: &HeadsParams, problems: &[HeadsProblem]) {
@@ -254,10 +253,11 @@ impl Operand {
             let rows = |q: &HeadsProblem| u64::from(p.b) * u64::from(q.u);
             problems.iter().map(|q| u64::from(off(q)) + rows(q) * u64::from(width(q))).max().unwrap_or(0)
         };
+        let size = self.texture.buffer().size();
         self.bytes = match self.part {
-            Part::Whole => self.buffer.size(),
-            Part::R => (4 * end(|q| q.r_off, |q| q.rw)).min(self.buffer.size()),
-            Part::Dz => (4 * end(|q| q.dz_off, |_| CLASSES as u32)).min(self.buffer.size()),
+            Part::Whole => size,
+            Part::R => (4 * end(|q| q.r_off, |q| q.rw)).min(size),
+            Part::Dz => (4 * end(|q| q.dz_off, |_| CLASSES as u32)).min(size),
         };
     }
 
@@ -267,7 +267,7 @@ impl Operand {
 
     fn refresh(&self, rec: &mut Recorder) {
         if self.bytes > 0 {
-            self.texture.refresh_prefix(rec, &self.buffer, self.bytes);
+            self.texture.refresh_prefix(rec, self.bytes);
         }
     }
 }

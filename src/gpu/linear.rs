@@ -460,12 +460,11 @@ pub struct LinearLaunch {
     operands: Vec<Operand>,
 }
 
-/// A Vec4SgTex operand: bound as a texture at buffer `index`, a copy of
-/// `buffer`'s first `bytes` (what the current problems read, `extent`).
+/// A Vec4SgTex operand: bound as a texture at buffer `index`, a copy of its
+/// buffer's first `bytes` (what the current problems read, `extent`).
 struct Operand {
     index: usize,
     texture: std::sync::Arc<BufferTexture>,
-    buffer: wgpu::Buffer,
     extent: Extent,
     bytes: u64,
 }
@@ -531,7 +530,7 @@ impl LinearLaunch {
         self.list.write(ctx, problems)?;
         self.launch.update(ctx, LinearParams { problems: c32(problems.len()), ..p });
         for o in &mut self.operands {
-            o.bytes = o.extent.bytes(&p, problems, o.buffer.size());
+            o.bytes = o.extent.bytes(&p, problems, o.texture.buffer().size());
         }
         Ok(())
     }
@@ -563,7 +562,7 @@ impl Recordable for LinearLaunch {
     fn record_into(&self, rec: &mut Recorder) {
         for o in &self.operands {
             if o.bytes > 0 {
-                o.texture.refresh_prefix(rec, &o.buffer, o.bytes);
+                o.texture.refresh_prefix(rec, o.bytes);
             }
         }
         self.launch.record(rec);
@@ -727,7 +726,7 @@ fn launch(
         if reads.iter().all(|&(i, _)| texture::fits(ctx, buffers[i])) {
             for &(i, extent) in reads {
                 let t = BufferTexture::shared(ctx, "linear operand texture", buffers[i])?;
-                operands.push(Operand { index: i, texture: t, buffer: buffers[i].clone(), extent, bytes: 0 });
+                operands.push(Operand { index: i, texture: t, extent, bytes: 0 });
             }
         } else {
             kernel = LinearKernel::Vec4Sg;
@@ -779,7 +778,7 @@ fn launch(
     let launch = Launch::with_resources(ctx, k, &bound, p, grid)?;
     drop(bound);
     for o in &mut operands {
-        o.bytes = o.extent.bytes(&p, problems, o.buffer.size());
+        o.bytes = o.extent.bytes(&p, problems, o.texture.buffer().size());
     }
     Ok(LinearLaunch { launch, list, kernel, op, entry, len_elems, operands })
 }

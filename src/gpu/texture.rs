@@ -31,8 +31,10 @@ use super::pipelines::Recorder;
 pub const TEXELS_PER_ROW: u32 = 4096;
 const ROW_BYTES: u64 = TEXELS_PER_ROW as u64 * 16;
 
-/// The texture of a buffer's whole texels.
+/// The texture of a buffer's whole texels; it keeps a handle of its buffer,
+/// so a refresh can only copy the buffer it was made for.
 pub struct BufferTexture {
+    buffer: wgpu::Buffer,
     texture: wgpu::Texture,
     pub view: wgpu::TextureView,
     /// Whole texels of the buffer (a trailing partial texel is not mirrored).
@@ -44,9 +46,10 @@ pub struct BufferTexture {
 /// One texture per buffer, shared by the launches that read the buffer
 /// through a texture (`BufferTexture::shared`): the GRU, the linear layers and
 /// Adam all read the weights arena, and within a recording its copy is made
-/// once until a dispatch writes the arena.
+/// once until a dispatch writes the arena. It holds no texture alive: an entry
+/// lives as long as a launch holds its texture.
 #[derive(Default)]
-pub struct TextureRegistry(Mutex<Vec<(wgpu::Buffer, Weak<BufferTexture>)>>);
+pub struct TextureRegistry(Mutex<Vec<Weak<BufferTexture>>>);
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
@@ -73,7 +76,7 @@ pub fn rows_for(ctx: &GpuContext, texels: u64) -> Option<u32> {
 }
 
 impl BufferTexture {
-    /// A texture holding `buffer`'s whole texels (filled at each `record_copy`).
+    /// A texture for `buffer`'s whole texels (filled at each `refresh`).
     pub fn new(ctx: &GpuContext, label: &str, buffer: &wgpu::Buffer) -> Result<Self, GpuError> {
         let texels = buffer.size() / 16;
         let rows = rows_for(ctx, texels).ok_or_else(|| GpuError::TooLarge {
@@ -94,47 +97,48 @@ impl BufferTexture {
             })
         })?;
         let view = texture.create_view(&wgpu::TextureViewDescriptor::default());
-        Ok(BufferTexture { texture, view, texels, id: NEXT_ID.fetch_add(1, Ordering::Relaxed) })
+        Ok(BufferTexture { buffer: buffer.clone(), texture, view, texels, id: NEXT_ID.fetch_add(1, Ordering::Relaxed) })
     }
 
     /// The texture of `buffer` the launches on `ctx` share (made now if none lives).
     pub fn shared(ctx: &GpuContext, label: &str, buffer: &wgpu::Buffer) -> Result<Arc<BufferTexture>, GpuError> {
         let mut reg = ctx.textures.0.lock().unwrap_or_else(|p| p.into_inner());
-        reg.retain(|(_, t)| t.strong_count() > 0);
-        if let Some(t) = reg.iter().find(|(b, _)| b == buffer).and_then(|(_, t)| t.upgrade()) {
+        reg.retain(|t| t.strong_count() > 0);
+        if let Some(t) = reg.iter().filter_map(Weak::upgrade).find(|t| t.buffer == *buffer) {
             return Ok(t);
         }
         let t = Arc::new(BufferTexture::new(ctx, label, buffer)?);
-        reg.push((buffer.clone(), Arc::downgrade(&t)));
+        reg.push(Arc::downgrade(&t));
         Ok(t)
     }
 
-    /// Make the texture hold `buffer` (the one it was made for) as it is at
-    /// this point of the recording: a copy between two passes, unless one
-    /// made earlier in the recording is still fresh.
-    pub fn refresh(&self, rec: &mut Recorder, buffer: &wgpu::Buffer) {
-        self.refresh_prefix(rec, buffer, buffer.size());
+    /// The buffer this texture mirrors.
+    pub fn buffer(&self) -> &wgpu::Buffer {
+        &self.buffer
+    }
+
+    /// Make the texture hold its buffer as it is at this point of the
+    /// recording: a copy between two passes, unless one made earlier in the
+    /// recording is still fresh.
+    pub fn refresh(&self, rec: &mut Recorder) {
+        self.refresh_prefix(rec, self.buffer.size());
     }
 
     /// `refresh` for the buffer's first `bytes` only (whole texture rows that
     /// cover them): what a launch reads of a buffer sized for its largest batch.
-    pub fn refresh_prefix(&self, rec: &mut Recorder, buffer: &wgpu::Buffer, bytes: u64) {
+    pub fn refresh_prefix(&self, rec: &mut Recorder, bytes: u64) {
         let row = u64::from(TEXELS_PER_ROW);
         let texels = bytes.div_ceil(16).div_ceil(row).saturating_mul(row).min(self.texels);
-        if !rec.is_fresh(buffer, self.id, texels) {
-            rec.between_passes(|enc| self.record_copy_texels(enc, buffer, texels));
-            rec.copied(buffer, self.id, texels);
+        if !rec.is_fresh(&self.buffer, self.id, texels) {
+            rec.between_passes(|enc| self.record_copy(enc, texels));
+            rec.copied(&self.buffer, self.id, texels);
         }
     }
 
-    /// Record the copy of `buffer` (the one given to `new`) into the texture:
-    /// whole rows, then the last row's remaining texels.
-    pub fn record_copy(&self, enc: &mut wgpu::CommandEncoder, buffer: &wgpu::Buffer) {
-        self.record_copy_texels(enc, buffer, self.texels);
-    }
-
-    /// The copy of the buffer's first `texels` texels (at most all of them).
-    fn record_copy_texels(&self, enc: &mut wgpu::CommandEncoder, buffer: &wgpu::Buffer, texels: u64) {
+    /// Record the copy of the buffer's first `texels` texels (at most all of
+    /// them) into the texture: whole rows, then the last row's remaining texels.
+    fn record_copy(&self, enc: &mut wgpu::CommandEncoder, texels: u64) {
+        let buffer = &self.buffer;
         let texels = texels.min(self.texels);
         let row = u64::from(TEXELS_PER_ROW);
         let full = texels / row;

@@ -56,7 +56,7 @@ pub struct GruForward {
     bound: Bound,
     texture: WeightsTexture,
     /// WideSgTex: xp's texture and buffer.
-    xp: Option<(Arc<BufferTexture>, wgpu::Buffer)>,
+    xp: Option<Arc<BufferTexture>>,
 }
 
 /// Forward of every problem with `member`'s kernels: writes `cache`
@@ -98,7 +98,7 @@ pub fn gru_forward(
     let list = &bound.problems.buffer;
     let grid = member.step_grid();
     let res = [list, lens].map(|b| b.as_entire_binding());
-    let xp_res = xp_t.as_ref().map_or(xp.as_entire_binding(), |(t, _)| wgpu::BindingResource::TextureView(&t.view));
+    let xp_res = xp_t.as_ref().map_or(xp.as_entire_binding(), |t| wgpu::BindingResource::TextureView(&t.view));
     let res = [&res[..], &[texture.resource(weights), xp_res], &[cache, out].map(|b| b.as_entire_binding())].concat();
     let chunks = Chunks::new(ctx, k, &res, params, steps, grid)?;
     Ok(GruForward { chunks, bound, texture, xp: xp_t })
@@ -107,14 +107,14 @@ pub fn gru_forward(
 /// The recurrence's view of the weights arena (binding 3): the storage buffer
 /// itself, or for WideSgTex a texture copy of it, refreshed (between two
 /// passes) each time the launch is recorded.
-struct WeightsTexture(Option<(Arc<BufferTexture>, wgpu::Buffer)>);
+struct WeightsTexture(Option<Arc<BufferTexture>>);
 
 impl WeightsTexture {
     fn new(ctx: &GpuContext, member: GruMember, weights: &wgpu::Buffer) -> Result<WeightsTexture, GruError> {
         if member.kernel != GruKernel::WideSgTex {
             return Ok(WeightsTexture(None));
         }
-        Ok(WeightsTexture(Some((BufferTexture::shared(ctx, "weights texture", weights)?, weights.clone()))))
+        Ok(WeightsTexture(Some(BufferTexture::shared(ctx, "weights texture", weights)?)))
     }
 
     fn bind(&self) -> Bind {
@@ -127,27 +127,23 @@ impl WeightsTexture {
 
     fn resource<'a>(&'a self, weights: &'a wgpu::Buffer) -> wgpu::BindingResource<'a> {
         match &self.0 {
-            Some((t, _)) => wgpu::BindingResource::TextureView(&t.view),
+            Some(t) => wgpu::BindingResource::TextureView(&t.view),
             None => weights.as_entire_binding(),
         }
     }
 
     fn refresh(&self, rec: &mut Recorder) {
-        if let Some((t, weights)) = &self.0 {
-            t.refresh(rec, weights);
+        if let Some(t) = &self.0 {
+            t.refresh(rec);
         }
     }
 
     /// WideSgTex: the shared texture of another read-only operand.
-    fn operand(
-        &self,
-        ctx: &GpuContext,
-        buffer: &wgpu::Buffer,
-    ) -> Result<Option<(Arc<BufferTexture>, wgpu::Buffer)>, GruError> {
+    fn operand(&self, ctx: &GpuContext, buffer: &wgpu::Buffer) -> Result<Option<Arc<BufferTexture>>, GruError> {
         if self.0.is_none() {
             return Ok(None);
         }
-        Ok(Some((BufferTexture::shared(ctx, "GRU operand texture", buffer)?, buffer.clone())))
+        Ok(Some(BufferTexture::shared(ctx, "GRU operand texture", buffer)?))
     }
 }
 
@@ -175,8 +171,8 @@ impl GruForward {
 impl Recordable for GruForward {
     fn record_into(&self, rec: &mut Recorder) {
         self.texture.refresh(rec);
-        if let (Some((t, xp)), Some(l)) = (&self.xp, self.chunks.launches.first()) {
-            t.refresh_prefix(rec, xp, l.params.gates_bytes());
+        if let (Some(t), Some(l)) = (&self.xp, self.chunks.launches.first()) {
+            t.refresh_prefix(rec, l.params.gates_bytes());
         }
         for l in &self.chunks.launches {
             l.record(rec);
@@ -192,9 +188,9 @@ pub struct GruBackward {
     bound: Bound,
     texture: WeightsTexture,
     /// WideSgTex's weight gradient: the cache's and gh's textures and buffers.
-    operands: Option<[(Arc<BufferTexture>, wgpu::Buffer); 2]>,
+    operands: Option<[Arc<BufferTexture>; 2]>,
     /// WideSgTex's recurrence: the cache's and dout's.
-    inputs: Option<[(Arc<BufferTexture>, wgpu::Buffer); 2]>,
+    inputs: Option<[Arc<BufferTexture>; 2]>,
 }
 
 /// Backward through time of every problem from `dout` (M, B, U, 2H) with
@@ -247,9 +243,7 @@ pub fn gru_backward(
     let list = &bound.problems.buffer;
     let res = [list, lens].map(|b| b.as_entire_binding());
     let read = match &inputs {
-        Some([(c, _), (d, _)]) => {
-            [wgpu::BindingResource::TextureView(&c.view), wgpu::BindingResource::TextureView(&d.view)]
-        }
+        Some([c, d]) => [wgpu::BindingResource::TextureView(&c.view), wgpu::BindingResource::TextureView(&d.view)],
         None => [cache.as_entire_binding(), dout.as_entire_binding()],
     };
     let rest = [gi, gh, carry].map(|b| b.as_entire_binding());
@@ -259,15 +253,15 @@ pub fn gru_backward(
     // (made after the recurrence wrote them, of what the batch uses).
     let operands = match &texture.0 {
         Some(_) if texture::fits(ctx, cache) && texture::fits(ctx, gh) => Some([
-            (BufferTexture::shared(ctx, "GRU cache texture", cache)?, cache.clone()),
-            (BufferTexture::shared(ctx, "GRU gh texture", gh)?, gh.clone()),
+            BufferTexture::shared(ctx, "GRU cache texture", cache)?,
+            BufferTexture::shared(ctx, "GRU gh texture", gh)?,
         ]),
         _ => None,
     };
     let t = if operands.is_some() { Bind::Texture } else { r };
     let k = ctx.pipelines.get(ctx, shader, dw, &[u, r, r, t, t, w])?;
     let weights = match &operands {
-        Some([(c, _), (g, _)]) => {
+        Some([c, g]) => {
             let (c, g) = (wgpu::BindingResource::TextureView(&c.view), wgpu::BindingResource::TextureView(&g.view));
             let res = [list.as_entire_binding(), lens.as_entire_binding(), c, g, grads.as_entire_binding()];
             Launch::with_resources(ctx, k, &res, *params, member.kernel.weights_grid())?
@@ -302,10 +296,10 @@ impl GruBackward {
 impl GruBackward {
     /// The dW_hh / db_hh launch, after WideSgTex's copies of what it reads.
     fn record_weights(&self, rec: &mut Recorder) {
-        if let Some([(c, cache), (g, gh)]) = &self.operands {
+        if let Some([c, g]) = &self.operands {
             let p = &self.weights.params;
-            c.refresh_prefix(rec, cache, p.cache_bytes());
-            g.refresh_prefix(rec, gh, p.gates_bytes());
+            c.refresh_prefix(rec, p.cache_bytes());
+            g.refresh_prefix(rec, p.gates_bytes());
         }
         self.weights.record(rec);
     }
@@ -314,10 +308,10 @@ impl GruBackward {
 impl Recordable for GruBackward {
     fn record_into(&self, rec: &mut Recorder) {
         self.texture.refresh(rec);
-        if let Some([(c, cache), (d, dout)]) = &self.inputs {
+        if let Some([c, d]) = &self.inputs {
             let p = &self.weights.params;
-            c.refresh_prefix(rec, cache, p.cache_bytes());
-            d.refresh_prefix(rec, dout, p.out_bytes());
+            c.refresh_prefix(rec, p.cache_bytes());
+            d.refresh_prefix(rec, p.out_bytes());
         }
         for l in self.chunks.launches.iter().rev() {
             l.record(rec);
