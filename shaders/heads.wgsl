@@ -41,7 +41,8 @@
 //   heads_loss:             exactly one workgroup of 256 per problem
 //   heads_backward:         1-D over B*U*ceil(rw_max / BW_COLS) (row, BW_COLS columns), workgroup 256,
 //                           grid folded into y
-//   heads_backward_weights: 1-D over rw_max+1 (column-or-bias, all 9 classes), workgroup 64
+//   heads_backward_weights: 1-D over ceil((rw_max+1) / 4) (4 columns-or-bias, all 9 classes),
+//                           workgroup 64
 // Bindings (0 p, 1 problem list in every entry point):
 //   heads_forward:          2 r, 3 w (flat params), 4 labels (B, u, 7) at lab_off, 5 len,
 //                           6 probs rw, 7 dz rw, 8 row_loss rw
@@ -298,7 +299,9 @@ fn store_dr(p: HeadsParams, q: HeadsProblem, t: u32, j: u32, g: f32) {
 // One invocation per (row t, BW_COLS consecutive columns of R): the problem
 // entry (a struct of ~25 words: on llvmpipe as many per-lane loads), the
 // length and row t's dz are read once for the BW_COLS columns instead of once
-// per column; each column sums its classes in the same order as a column alone.
+// per column, and each class's weights as BW_COLS / 4 quads (w_b4: 4
+// consecutive elements at any alignment) instead of BW_COLS scalars; each
+// column sums its classes in the same order as a column alone.
 @compute @workgroup_size(256)
 fn heads_backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                   @builtin(local_invocation_index) lid: u32) {
@@ -315,23 +318,22 @@ fn heads_backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups)
     }
     let t = e / groups;
     let j0 = (e % groups) * BW_COLS;
-    // Columns past rw read column rw - 1 and are not stored.
-    let last = q.rw - 1u;
-    var g: array<f32, BW_COLS>;
+    // Columns past rw read whatever follows the class's row and are not stored.
+    var g: array<vec4<f32>, BW_COLS / 4u>;
     if ((t % u) < lenb[q.len_off + t / u]) {
         for (var c = 0u; c < C; c++) {
             if (head_on(q, c)) {
                 let d = dz_b(q.dz_off + t * C + c);
                 let row = w_row(q, c);
-                for (var k = 0u; k < BW_COLS; k++) {
-                    g[k] += d * w_b(row + min(j0 + k, last));
+                for (var k = 0u; k < BW_COLS / 4u; k++) {
+                    g[k] += d * w_b4(row + j0 + 4u * k);
                 }
             }
         }
     }
     for (var k = 0u; k < BW_COLS; k++) {
         if (j0 + k < q.rw) {
-            store_dr(p, q, t, j0 + k, g[k]);
+            store_dr(p, q, t, j0 + k, g[k / 4u][k % 4u]);
         }
     }
 }
@@ -342,43 +344,46 @@ fn heads_backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups)
 @group(0) @binding(4) var<storage, read> lenw: array<u32>;
 @group(0) @binding(5) var<storage, read_write> grads: array<f32>;
 
-// One invocation per column j of [W | b] (j == rw: the bias) for all C classes:
-// row t's R value is read once for the C classes (it was read once per class,
-// C times in all), and each class sums over the rows in the same order as a
-// class alone. Classes of an absent head have dz = 0 and are not stored.
+// One invocation per quad of columns j0 .. j0 + 3 of [W | b] (column rw: the
+// bias) for all C classes: row t's 4 R values are read as one quad (r_w4) for
+// the C classes and 4 columns (they were read once per class and column), and
+// each (class, column) sums over the rows in the same order as a class and
+// column alone. Classes of an absent head have dz = 0 and are not stored.
 @compute @workgroup_size(64)
 fn heads_backward_weights(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                           @builtin(local_invocation_index) lid: u32) {
     let p = pw;
-    let j = (wg.y * nwg.x + wg.x) * 64u + lid;
+    let j0 = 4u * ((wg.y * nwg.x + wg.x) * 64u + lid);
     if (wg.z >= p.problems) {
         return;
     }
     let q = qw[wg.z];
-    if (j > q.rw) {
+    if (j0 > q.rw) {
         return;
     }
-    var acc: array<f32, C>;
+    // Column rw multiplies 1 (the bias); columns past it are not stored.
+    let past = vec4<u32>(j0) + vec4<u32>(0u, 1u, 2u, 3u) >= vec4<u32>(q.rw);
+    var acc: array<vec4<f32>, C>;
     for (var b = 0u; b < p.b; b++) {
         let l = min(lenw[q.len_off + b], q.u);
         for (var i = 0u; i < l; i++) {
             let t = b * q.u + i;
-            var x = 1.0;
-            if (j < q.rw) {
-                x = r_w(q.r_off + t * q.rw + j);
-            }
+            let x = select(r_w4(q.r_off + t * q.rw + j0), vec4<f32>(1.0), past);
             let dz = q.dz_off + t * C;
             for (var c = 0u; c < C; c++) {
                 acc[c] += dz_w(dz + c) * x;
             }
         }
     }
-    for (var c = 0u; c < C; c++) {
-        if (head_on(q, c)) {
-            if (j < q.rw) {
-                grads[w_row(q, c) + j] += acc[c];
-            } else {
-                grads[b_at(q, c)] += acc[c];
+    for (var k = 0u; k < 4u; k++) {
+        let j = j0 + k;
+        for (var c = 0u; c < C; c++) {
+            if (head_on(q, c) && j <= q.rw) {
+                if (j < q.rw) {
+                    grads[w_row(q, c) + j] += acc[c][k];
+                } else {
+                    grads[b_at(q, c)] += acc[c][k];
+                }
             }
         }
     }

@@ -76,8 +76,9 @@ impl HeadsParams {
 pub const NO_BLOCK: u32 = u32::MAX;
 
 /// Columns of dR one heads_backward invocation computes (its problem entry,
-/// length and dz row read once for them).
+/// length and dz row read once for them, the weights as quads: a multiple of 4).
 pub const BACKWARD_COLS: u32 = 8;
+const _: () = assert!(BACKWARD_COLS.is_multiple_of(4));
 
 /// The constants of shaders/heads.wgsl, written into its module from these values.
 pub const WGSL_CONSTS: [Const; 5] = [
@@ -489,7 +490,7 @@ pub fn heads_backward_form(
     let entry = if tex { "heads_tex_backward_weights" } else { "heads_backward_weights" };
     let k = ctx.pipelines.get(ctx, shader, entry, &binds)?;
     let grid = |p: &HeadsParams| {
-        let [x, y, _] = grid_1d(p.rw_max as usize + 1, 64);
+        let [x, y, _] = grid_1d((p.rw_max as usize + 1).div_ceil(4), 64);
         [x, y, p.problems]
     };
     let rest = [len, grads].map(|b| b.as_entire_binding());

@@ -24,6 +24,30 @@ const OPERANDS: [(&str, &str, u32, &str); 6] = [
     ("r_w", "rw_", 3, "heads_backward_weights: R"),
 ];
 
+/// The operands heads.wgsl also reads 4 consecutive elements at a time (`w_b4`, `r_w4`).
+const QUADS: [&str; 2] = ["w_b", "r_w"];
+
+/// `{f}4(i)`: elements i .. i + 3 at any alignment. Storage: four loads.
+/// Texture: one texel where i is a multiple of 4, else two and a shift.
+/// Elements past the operand's end read whatever the view gives there (zero,
+/// or any value of the buffer): the kernels do not use them.
+fn quad(w: &mut String, f: &str, var: &str, tex: bool) {
+    let _ = writeln!(w, "fn {f}4(i: u32) -> vec4<f32> {{");
+    if tex {
+        let _ = writeln!(w, "    let lo = textureLoad({var}_t, texel_of(i), 0);");
+        let _ = writeln!(w, "    let r = i % 4u;");
+        let _ = writeln!(w, "    if (r == 0u) {{");
+        let _ = writeln!(w, "        return lo;");
+        let _ = writeln!(w, "    }}");
+        let _ = writeln!(w, "    let hi = textureLoad({var}_t, texel_of(i + 4u), 0);");
+        let _ = writeln!(w, "    let v = select(vec4<f32>(lo.w, hi.xyz), vec4<f32>(lo.zw, hi.xy), r == 2u);");
+        let _ = writeln!(w, "    return select(v, vec4<f32>(lo.yzw, hi.x), r == 1u);");
+    } else {
+        let _ = writeln!(w, "    return vec4<f32>({var}[i], {var}[i + 1u], {var}[i + 2u], {var}[i + 3u]);");
+    }
+    let _ = writeln!(w, "}}");
+}
+
 /// The operands' declarations and reading helpers, after heads.wgsl.
 pub fn views(tex: bool) -> String {
     let mut w = String::new();
@@ -43,6 +67,9 @@ pub fn views(tex: bool) -> String {
             let _ = writeln!(w, "    return {var}[i];");
         }
         let _ = writeln!(w, "}}");
+        if QUADS.contains(&f) {
+            quad(&mut w, f, var, tex);
+        }
     }
     if tex {
         w.push_str(
