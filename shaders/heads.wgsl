@@ -171,8 +171,22 @@ fn heads_forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) 
     for (var c = 0u; c < C; c++) {
         rows[c] = select(0u, w_row(q, c), head_on(q, c));
     }
+    // Row t of R and the classes' weight rows 4 columns at a time (r_f4, w_f4:
+    // quads at any alignment), then the last rw % 4 columns one by one; each
+    // logit adds its products in column order, as one column at a time would.
     let r0 = q.r_off + t * q.rw;
-    for (var j = 0u; j < q.rw; j++) {
+    let whole = q.rw - q.rw % 4u;
+    for (var j = 0u; j < whole; j += 4u) {
+        let x = r_f4(r0 + j);
+        for (var c = 0u; c < C; c++) {
+            let w = w_f4(rows[c] + j);
+            z[c] += w.x * x.x;
+            z[c] += w.y * x.y;
+            z[c] += w.z * x.z;
+            z[c] += w.w * x.w;
+        }
+    }
+    for (var j = whole; j < q.rw; j++) {
         let x = r_f(r0 + j);
         for (var c = 0u; c < C; c++) {
             z[c] += w_f(rows[c] + j) * x;

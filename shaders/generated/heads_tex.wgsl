@@ -182,8 +182,22 @@ fn heads_tex_forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgrou
     for (var c = 0u; c < C; c++) {
         rows[c] = select(0u, w_row(q, c), head_on(q, c));
     }
+    // Row t of R and the classes' weight rows 4 columns at a time (r_f4, w_f4:
+    // quads at any alignment), then the last rw % 4 columns one by one; each
+    // logit adds its products in column order, as one column at a time would.
     let r0 = q.r_off + t * q.rw;
-    for (var j = 0u; j < q.rw; j++) {
+    let whole = q.rw - q.rw % 4u;
+    for (var j = 0u; j < whole; j += 4u) {
+        let x = r_f4(r0 + j);
+        for (var c = 0u; c < C; c++) {
+            let w = w_f4(rows[c] + j);
+            z[c] += w.x * x.x;
+            z[c] += w.y * x.y;
+            z[c] += w.z * x.z;
+            z[c] += w.w * x.w;
+        }
+    }
+    for (var j = whole; j < q.rw; j++) {
         let x = r_f(r0 + j);
         for (var c = 0u; c < C; c++) {
             z[c] += w_f(rows[c] + j) * x;
@@ -405,9 +419,29 @@ fn heads_tex_backward_weights(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num
 fn r_f(i: u32) -> f32 {
     return textureLoad(rf_t, texel_of(i), 0)[i % 4u];
 }
+fn r_f4(i: u32) -> vec4<f32> {
+    let lo = textureLoad(rf_t, texel_of(i), 0);
+    let r = i % 4u;
+    if (r == 0u) {
+        return lo;
+    }
+    let hi = textureLoad(rf_t, texel_of(i + 4u), 0);
+    let v = select(vec4<f32>(lo.w, hi.xyz), vec4<f32>(lo.zw, hi.xy), r == 2u);
+    return select(v, vec4<f32>(lo.yzw, hi.x), r == 1u);
+}
 @group(0) @binding(3) var wf_t: texture_2d<f32>; // heads_forward: the parameter arena
 fn w_f(i: u32) -> f32 {
     return textureLoad(wf_t, texel_of(i), 0)[i % 4u];
+}
+fn w_f4(i: u32) -> vec4<f32> {
+    let lo = textureLoad(wf_t, texel_of(i), 0);
+    let r = i % 4u;
+    if (r == 0u) {
+        return lo;
+    }
+    let hi = textureLoad(wf_t, texel_of(i + 4u), 0);
+    let v = select(vec4<f32>(lo.w, hi.xyz), vec4<f32>(lo.zw, hi.xy), r == 2u);
+    return select(v, vec4<f32>(lo.yzw, hi.x), r == 1u);
 }
 @group(0) @binding(2) var dzb_t: texture_2d<f32>; // heads_backward: dz
 fn dz_b(i: u32) -> f32 {

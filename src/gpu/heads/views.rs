@@ -24,8 +24,8 @@ const OPERANDS: [(&str, &str, u32, &str); 6] = [
     ("r_w", "rw_", 3, "heads_backward_weights: R"),
 ];
 
-/// The operands heads.wgsl also reads 4 consecutive elements at a time (`w_b4`, `r_w4`).
-const QUADS: [&str; 2] = ["w_b", "r_w"];
+/// The operands heads.wgsl also reads 4 consecutive elements at a time (`r_f4`, `w_f4`, `w_b4`, `r_w4`).
+const QUADS: [&str; 4] = ["r_f", "w_f", "w_b", "r_w"];
 
 /// `{f}4(i)`: elements i .. i + 3 at any alignment. Storage: four loads.
 /// Texture: one texel where i is a multiple of 4, else two and a shift.
