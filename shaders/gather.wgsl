@@ -12,8 +12,12 @@
 // step gathers in one dispatch however many batches it has. Inputs carry no
 // gradient, so there is no gather_backward.
 //
-// Dispatch: 1-D over B*U*max(D) elements (U the largest u, D the widest tensor),
-// workgroup 256, grid folded into y; z = problem.
+// Dispatch: 1-D over B*U*ceil(max(D) / run) runs of `run` consecutive columns of
+// a row (U the largest u, D the widest tensor), workgroup 256, grid folded into
+// y; z = problem. run is the device's (src/gpu/gather.rs): 1 on a GPU, where
+// neighbouring lanes then copy neighbouring elements; 32 on a software device,
+// where a video's index, length and offset are storage loads that loop over the
+// SIMD lanes, read once per run instead of once per element.
 // Bindings: 0 p, 1 src (blocks (N_utt, D)), 2 offset (N_videos) u32, 3 length (N_videos) u32,
 //           4 index (batches, B) u32, 5 out (blocks (B, u, D)) rw, 6 out_len (batches, B) u32 rw,
 //           7 problems.
@@ -25,6 +29,10 @@ struct GatherParams {
     u: u32,        // the largest u of the problems (sizes the grid)
     problems: u32, // grid z
     d_max: u32,    // the widest tensor (sizes the grid)
+    run: u32,      // gather_forward: columns per invocation (scatter_rows: 1)
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
 }
 
 struct GatherProblem {
@@ -57,21 +65,26 @@ fn gather_forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups)
     }
     let q = problems[z];
     let d = q.d;
-    if (e >= p.b * q.u * d) {
+    let run = max(p.run, 1u);
+    let chunks = (d + run - 1u) / run;
+    if (e >= p.b * q.u * chunks) {
         return;
     }
-    let c = e % d;
-    let t = e / d;
+    let t = e / chunks;
+    let c0 = (e % chunks) * run;
     let i = t % q.u;
     let b = t / q.u;
     let v = indices[q.index_off + b];
     let l = lengths[v];
-    var x = 0.0;
-    if (i < l) {
-        x = src[q.src_off + (offsets[v] + i) * d + c];
+    let row = q.src_off + (offsets[v] + i) * d;
+    for (var c = c0; c < min(c0 + run, d); c++) {
+        var x = 0.0;
+        if (i < l) {
+            x = src[row + c];
+        }
+        dst[q.dst_off + t * d + c] = x;
     }
-    dst[q.dst_off + e] = x;
-    if (q.len_off != NO_LEN && i == 0u && c == 0u) {
+    if (q.len_off != NO_LEN && i == 0u && c0 == 0u) {
         out_len[q.len_off + b] = min(l, q.u);
     }
 }

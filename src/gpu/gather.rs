@@ -24,6 +24,11 @@ pub struct GatherParams {
     pub problems: u32,
     /// The widest tensor of the problems (set by the launchers): sizes the grid.
     pub d_max: u32,
+    /// gather_forward: columns of a row each invocation copies, a run of
+    /// consecutive ones (set by the launch, [`columns_per_invocation`]);
+    /// scatter_rows: 1.
+    pub run: u32,
+    pub _pad: [u32; 3],
 }
 
 /// `GatherProblem::len_off` of a problem that writes no lengths.
@@ -62,7 +67,7 @@ fn c32(v: usize) -> u32 {
 impl GatherParams {
     /// Batches of `b` videos (the launchers fill in the rest from the problem list).
     pub fn new(b: usize) -> GatherParams {
-        GatherParams { b: c32(b), ..bytemuck::Zeroable::zeroed() }
+        GatherParams { b: c32(b), run: 1, ..bytemuck::Zeroable::zeroed() }
     }
 }
 
@@ -95,8 +100,24 @@ pub struct GatherLaunch {
     list: ProblemList<GatherProblem>,
 }
 
+/// Columns of a row one gather_forward invocation copies on `profile`'s
+/// device: 1 on a GPU (neighbouring lanes on neighbouring elements, coalesced);
+/// 32 on a software device, where an invocation's own loads (its video's
+/// index, length and offset: storage loads that each loop over the SIMD lanes)
+/// cost several times an element's copy, and the grid of B * U * D_max
+/// invocations per tensor mostly returned at once. Measured on llvmpipe in
+/// round 11 of docs/perf-notes.md.
+pub fn columns_per_invocation(profile: &super::profile::DeviceProfile) -> u32 {
+    if profile.is_software() {
+        32
+    } else {
+        1
+    }
+}
+
 fn grid(p: &GatherParams) -> [u32; 3] {
-    let [x, y, _] = grid_1d(p.b as usize * p.u as usize * p.d_max as usize, WORKGROUP);
+    let chunks = p.d_max.div_ceil(p.run.max(1));
+    let [x, y, _] = grid_1d(p.b as usize * p.u as usize * chunks as usize, WORKGROUP);
     [x, y, p.problems]
 }
 
@@ -116,10 +137,17 @@ fn complete(p: GatherParams, problems: &[GatherProblem]) -> Result<GatherParams,
 impl GatherLaunch {
     /// New params and problems (1..=capacity) for the next submit.
     pub fn update(&mut self, ctx: &GpuContext, p: GatherParams, problems: &[GatherProblem]) -> Result<(), GpuError> {
-        let p = complete(p, problems)?;
+        let p = complete(GatherParams { run: self.launch.params.run, ..p }, problems)?;
         self.list.write(ctx, problems)?;
         self.launch.update(ctx, p);
         Ok(())
+    }
+
+    /// gather_forward only: copy `run` columns per invocation from now on
+    /// (instead of the device's): `cimnet check` runs several on any device.
+    pub fn set_columns_per_invocation(&mut self, ctx: &GpuContext, run: u32) {
+        let p = GatherParams { run: run.max(1), ..self.launch.params };
+        self.launch.update(ctx, p);
     }
 
     pub fn record(&self, rec: &mut Recorder) {
@@ -221,6 +249,7 @@ pub fn gather_forward(
 ) -> Result<GatherLaunch, GpuError> {
     let binds = [Bind::Uniform, Bind::Read, Bind::Read, Bind::Read, Bind::Read, Bind::Write, Bind::Write, Bind::Read];
     let bufs = [&data.rows, &data.offsets, &data.lengths, index, out, out_len];
+    let p = GatherParams { run: columns_per_invocation(&ctx.profile), ..p };
     launch(ctx, "gather_forward", &binds, &bufs, p, problems, capacity)
 }
 
@@ -241,5 +270,5 @@ pub fn scatter_rows(
 ) -> Result<GatherLaunch, GpuError> {
     let binds = [Bind::Uniform, Bind::Read, Bind::Read, Bind::Read, Bind::Read, Bind::Write, Bind::Read];
     let bufs = [src, &data.offsets, &data.lengths, index, dst];
-    launch(ctx, "scatter_rows", &binds, &bufs, p, problems, capacity)
+    launch(ctx, "scatter_rows", &binds, &bufs, GatherParams { run: 1, ..p }, problems, capacity)
 }

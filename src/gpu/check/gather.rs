@@ -53,7 +53,6 @@ pub fn check_gather(ctx: &GpuContext, c: &GatherCase) -> Result<Vec<CheckRow>, G
     let us: Vec<usize> = batches.iter().map(|ix| ix.iter().map(|&v| lengths[v]).max().unwrap_or(0)).collect();
     let flat: Vec<usize> = batches.iter().flatten().copied().collect();
     let idx = upload(ctx, "index", &u32s(&flat))?;
-    let out_len = upload(ctx, "len", &vec![999u32; 2 * b + 1])?;
     let mut problems = Vec::new();
     let mut blocks = Vec::new();
     let mut at = 3;
@@ -69,31 +68,45 @@ pub fn check_gather(ctx: &GpuContext, c: &GatherCase) -> Result<Vec<CheckRow>, G
             at += b * u * d + 1;
         }
     }
-    let out = upload(ctx, "gathered", &vec![SENTINEL; at])?;
-    let p = gpu::gather::GatherParams::new(b);
-    let launch = gpu::gather::gather_forward(ctx, &out, &out_len, &data, &idx, p, &problems, problems.len())?;
-    let dispatches = run(ctx, &[&launch])?;
-    let got = read_f32(ctx, &out, at)?;
+    // The device's columns per invocation, and 1 (the GPU layout) and 3 (runs
+    // that end inside a row) on any device.
+    let device_run = gpu::gather::columns_per_invocation(&ctx.profile);
+    let mut runs = vec![device_run, 1, 3];
+    runs.dedup();
     let mut gathered = Vec::new();
-    for (r, m, bi) in &blocks {
-        let (d, u) = (widths[*m], us[*bi]);
-        let mut want = vec![0.0f32; b * u * d];
-        for (row, &v) in batches[*bi].iter().enumerate() {
-            let rows = (starts[v] * d)..((starts[v] + lengths[v]) * d);
-            want[row * u * d..(row * u + lengths[v]) * d].copy_from_slice(&srcs[*m][rows]);
+    for cols in runs {
+        let out = upload(ctx, "gathered", &vec![SENTINEL; at])?;
+        let out_len = upload(ctx, "len", &vec![999u32; 2 * b + 1])?;
+        let p = gpu::gather::GatherParams::new(b);
+        let mut launch = gpu::gather::gather_forward(ctx, &out, &out_len, &data, &idx, p, &problems, problems.len())?;
+        launch.set_columns_per_invocation(ctx, cols);
+        let dispatches = run(ctx, &[&launch])?;
+        let got = read_f32(ctx, &out, at)?;
+        let tag = format!("{cols} columns per invocation");
+        for (r, m, bi) in &blocks {
+            let (d, u) = (widths[*m], us[*bi]);
+            let mut want = vec![0.0f32; b * u * d];
+            for (row, &v) in batches[*bi].iter().enumerate() {
+                let rows = (starts[v] * d)..((starts[v] + lengths[v]) * d);
+                want[row * u * d..(row * u + lengths[v]) * d].copy_from_slice(&srcs[*m][rows]);
+            }
+            let name = if *m < nf {
+                format!("batch {bi} features {m} (D={d}), {tag}")
+            } else {
+                format!("batch {bi} labels, {tag}")
+            };
+            gathered.push(compare_exact(&name, &got[r.clone()], &want));
         }
-        let name = if *m < nf { format!("batch {bi} features {m} (D={d})") } else { format!("batch {bi} labels") };
-        gathered.push(compare_exact(&name, &got[r.clone()], &want));
+        let ranges: Vec<std::ops::Range<usize>> = blocks.iter().map(|(r, _, _)| r.clone()).collect();
+        let rest = outside(&got, &ranges);
+        gathered.push(compare_bits(&format!("output outside the blocks, {tag}"), &rest, &vec![SENTINEL; rest.len()]));
+        gathered.push(compare_exact("dispatches", &[dispatches as f32], &[1.0]));
+        let mut want_len: Vec<f32> = batches[0].iter().map(|&v| lengths[v] as f32).collect();
+        want_len.push(999.0);
+        want_len.extend(batches[1].iter().map(|&v| lengths[v] as f32));
+        let got_len: Vec<f32> = read::<u32>(ctx, &out_len, 0, 2 * b + 1)?.iter().map(|&l| l as f32).collect();
+        gathered.push(compare_exact(&format!("lengths, {tag}"), &got_len, &want_len));
     }
-    let ranges: Vec<std::ops::Range<usize>> = blocks.iter().map(|(r, _, _)| r.clone()).collect();
-    let rest = outside(&got, &ranges);
-    gathered.push(compare_bits("output outside the blocks", &rest, &vec![SENTINEL; rest.len()]));
-    gathered.push(compare_exact("dispatches", &[dispatches as f32], &[1.0]));
-    let mut want_len: Vec<f32> = batches[0].iter().map(|&v| lengths[v] as f32).collect();
-    want_len.push(999.0);
-    want_len.extend(batches[1].iter().map(|&v| lengths[v] as f32));
-    let got_len: Vec<f32> = read::<u32>(ctx, &out_len, 0, 2 * b + 1)?.iter().map(|&l| l as f32).collect();
-    gathered.push(compare_exact("lengths", &got_len, &want_len));
     let (u, u2) = (us[0], us[1]);
 
     // scatter_rows over the distinct videos (a repeated video would be a write race).
