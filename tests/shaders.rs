@@ -142,7 +142,7 @@ fn params_structs_match_wgsl_layout() {
         AdamProblem,
         [offset, n, step, lr, beta1, beta2, eps, bias1, bias2, one_minus_beta1, one_minus_beta2]
     );
-    layout!(Shader::Gather, GatherParams, [b, u, problems, d_max]);
+    layout!(Shader::Gather, GatherParams, [b, u, problems, d_max, run]);
     layout!(Shader::Gather, GatherProblem, [d, src_off, dst_off, index_off, u, len_off]);
     layout!(Shader::Gru, GruParams, [b, u, h, problems, t0, t1]);
     layout!(Shader::Gru, GruProblem, [w_hh_offset, b_hh_offset, u, len_off]);
