@@ -106,8 +106,8 @@ pub struct AdamLaunch {
     textures: Option<Textures>,
 }
 
-/// The texture form's operands: each buffer and its texture, in binding order
-/// of `adam_step`'s buffers (params, grads, m, v); the gradient blocks to clear.
+/// The texture form's operands: each buffer's texture, in binding order of
+/// `adam_step`'s buffers (params, grads, m, v); the gradient blocks to clear.
 struct Textures {
     copies: Vec<std::sync::Arc<BufferTexture>>,
     clear: Vec<(u64, u64)>,

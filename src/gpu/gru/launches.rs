@@ -33,6 +33,11 @@ impl Chunks {
         Ok(Chunks { launches, steps_per_dispatch, capacity: params.u })
     }
 
+    /// The chunks that dispatch work at the current params.
+    fn dispatches(&self) -> usize {
+        self.launches.iter().filter(|l| !l.groups().contains(&0)).count()
+    }
+
     fn check(&self, params: &GruParams) -> Result<(), GruError> {
         if params.u > self.capacity {
             return Err(GruError::Capacity { u: params.u, capacity: self.capacity });
@@ -55,7 +60,7 @@ pub struct GruForward {
     chunks: Chunks,
     bound: Bound,
     texture: WeightsTexture,
-    /// WideSgTex: xp's texture and buffer.
+    /// WideSgTex: xp's texture.
     xp: Option<Arc<BufferTexture>>,
 }
 
@@ -159,7 +164,7 @@ impl GruForward {
 
     /// Dispatches recorded per run.
     pub fn dispatches(&self) -> usize {
-        self.chunks.launches.iter().filter(|l| !l.groups().contains(&0)).count()
+        self.chunks.dispatches()
     }
 
     /// The kernel that runs (the member's, or Scalar where it did not fit).
@@ -187,7 +192,7 @@ pub struct GruBackward {
     weights: Launch<GruParams>,
     bound: Bound,
     texture: WeightsTexture,
-    /// WideSgTex's weight gradient: the cache's and gh's textures and buffers.
+    /// WideSgTex's weight gradient: the cache's and gh's textures.
     operands: Option<[Arc<BufferTexture>; 2]>,
     /// WideSgTex's recurrence: the cache's and dout's.
     inputs: Option<[Arc<BufferTexture>; 2]>,
@@ -250,12 +255,10 @@ pub fn gru_backward(
     let res = [&res[..], &[texture.resource(weights)], &read, &rest].concat();
     let chunks = Chunks::new(ctx, k, &res, params, steps, member.step_grid())?;
     // WideSgTex's weight gradient reads gh and the cache through texture copies
-    // (made after the recurrence wrote them, of what the batch uses).
-    let operands = match &texture.0 {
-        Some(_) if texture::fits(ctx, cache) && texture::fits(ctx, gh) => Some([
-            BufferTexture::shared(ctx, "GRU cache texture", cache)?,
-            BufferTexture::shared(ctx, "GRU gh texture", gh)?,
-        ]),
+    // (made after the recurrence wrote them, of what the batch uses; `fitting`
+    // checked that both fit).
+    let operands = match (texture.operand(ctx, cache)?, texture.operand(ctx, gh)?) {
+        (Some(c), Some(g)) => Some([c, g]),
         _ => None,
     };
     let t = if operands.is_some() { Bind::Texture } else { r };
@@ -284,7 +287,7 @@ impl GruBackward {
 
     /// Dispatches recorded per run.
     pub fn dispatches(&self) -> usize {
-        1 + self.chunks.launches.iter().filter(|l| !l.groups().contains(&0)).count()
+        1 + self.chunks.dispatches()
     }
 
     /// The kernel that runs (the member's, or Scalar where it did not fit).
