@@ -419,28 +419,40 @@ fn heads_tex_backward_weights(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num
 fn r_f(i: u32) -> f32 {
     return textureLoad(rf_t, texel_of(i), 0)[i % 4u];
 }
-fn r_f4(i: u32) -> vec4<f32> {
-    let lo = textureLoad(rf_t, texel_of(i), 0);
-    let r = i % 4u;
+fn r_f_q(q: u32) -> vec4<f32> {
+    return textureLoad(rf_t, vec2<u32>(q % TEX_ROW, q / TEX_ROW), 0);
+}
+
+// The 4 floats of rf at element e, from the vec4 view (any alignment).
+fn r_f4(e: u32) -> vec4<f32> {
+    let lo = r_f_q(e / 4u);
+    let r = e % 4u;
     if (r == 0u) {
         return lo;
     }
-    let hi = textureLoad(rf_t, texel_of(i + 4u), 0);
-    let v = select(vec4<f32>(lo.w, hi.xyz), vec4<f32>(lo.zw, hi.xy), r == 2u);
+    let hi = r_f_q(e / 4u + 1u);
+    var v = vec4<f32>(lo.w, hi.xyz);
+    v = select(v, vec4<f32>(lo.zw, hi.xy), r == 2u);
     return select(v, vec4<f32>(lo.yzw, hi.x), r == 1u);
 }
 @group(0) @binding(3) var wf_t: texture_2d<f32>; // heads_forward: the parameter arena
 fn w_f(i: u32) -> f32 {
     return textureLoad(wf_t, texel_of(i), 0)[i % 4u];
 }
-fn w_f4(i: u32) -> vec4<f32> {
-    let lo = textureLoad(wf_t, texel_of(i), 0);
-    let r = i % 4u;
+fn w_f_q(q: u32) -> vec4<f32> {
+    return textureLoad(wf_t, vec2<u32>(q % TEX_ROW, q / TEX_ROW), 0);
+}
+
+// The 4 floats of wf at element e, from the vec4 view (any alignment).
+fn w_f4(e: u32) -> vec4<f32> {
+    let lo = w_f_q(e / 4u);
+    let r = e % 4u;
     if (r == 0u) {
         return lo;
     }
-    let hi = textureLoad(wf_t, texel_of(i + 4u), 0);
-    let v = select(vec4<f32>(lo.w, hi.xyz), vec4<f32>(lo.zw, hi.xy), r == 2u);
+    let hi = w_f_q(e / 4u + 1u);
+    var v = vec4<f32>(lo.w, hi.xyz);
+    v = select(v, vec4<f32>(lo.zw, hi.xy), r == 2u);
     return select(v, vec4<f32>(lo.yzw, hi.x), r == 1u);
 }
 @group(0) @binding(2) var dzb_t: texture_2d<f32>; // heads_backward: dz
@@ -451,14 +463,20 @@ fn dz_b(i: u32) -> f32 {
 fn w_b(i: u32) -> f32 {
     return textureLoad(wb_t, texel_of(i), 0)[i % 4u];
 }
-fn w_b4(i: u32) -> vec4<f32> {
-    let lo = textureLoad(wb_t, texel_of(i), 0);
-    let r = i % 4u;
+fn w_b_q(q: u32) -> vec4<f32> {
+    return textureLoad(wb_t, vec2<u32>(q % TEX_ROW, q / TEX_ROW), 0);
+}
+
+// The 4 floats of wb at element e, from the vec4 view (any alignment).
+fn w_b4(e: u32) -> vec4<f32> {
+    let lo = w_b_q(e / 4u);
+    let r = e % 4u;
     if (r == 0u) {
         return lo;
     }
-    let hi = textureLoad(wb_t, texel_of(i + 4u), 0);
-    let v = select(vec4<f32>(lo.w, hi.xyz), vec4<f32>(lo.zw, hi.xy), r == 2u);
+    let hi = w_b_q(e / 4u + 1u);
+    var v = vec4<f32>(lo.w, hi.xyz);
+    v = select(v, vec4<f32>(lo.zw, hi.xy), r == 2u);
     return select(v, vec4<f32>(lo.yzw, hi.x), r == 1u);
 }
 @group(0) @binding(2) var dzw_t: texture_2d<f32>; // heads_backward_weights: dz
@@ -469,14 +487,20 @@ fn dz_w(i: u32) -> f32 {
 fn r_w(i: u32) -> f32 {
     return textureLoad(rw__t, texel_of(i), 0)[i % 4u];
 }
-fn r_w4(i: u32) -> vec4<f32> {
-    let lo = textureLoad(rw__t, texel_of(i), 0);
-    let r = i % 4u;
+fn r_w_q(q: u32) -> vec4<f32> {
+    return textureLoad(rw__t, vec2<u32>(q % TEX_ROW, q / TEX_ROW), 0);
+}
+
+// The 4 floats of rw_ at element e, from the vec4 view (any alignment).
+fn r_w4(e: u32) -> vec4<f32> {
+    let lo = r_w_q(e / 4u);
+    let r = e % 4u;
     if (r == 0u) {
         return lo;
     }
-    let hi = textureLoad(rw__t, texel_of(i + 4u), 0);
-    let v = select(vec4<f32>(lo.w, hi.xyz), vec4<f32>(lo.zw, hi.xy), r == 2u);
+    let hi = r_w_q(e / 4u + 1u);
+    var v = vec4<f32>(lo.w, hi.xyz);
+    v = select(v, vec4<f32>(lo.zw, hi.xy), r == 2u);
     return select(v, vec4<f32>(lo.yzw, hi.x), r == 1u);
 }
 // Element i of a buffer in its texture: quad i / 4 at (quad % TEX_ROW, quad / TEX_ROW).

@@ -107,6 +107,32 @@ pub fn in_every_kernel(source: &str, after: impl Fn(&str) -> bool, stmt: &str) -
 /// Test support for the generators whose output is committed under shaders/:
 /// `body` must equal shaders/`file` (`CIMNET_REGENERATE=1` rewrites the file
 /// first; `tests` is the `cargo test --lib` filter that does it).
+/// WGSL `fn NAME(e: u32) -> vec4<f32>`: the 4 floats of `what` at element e,
+/// read through its vec4 view `view` at any alignment (the quad holding e and,
+/// unless e is 4-aligned, the next one, shifted). `view` is an array (`xw4`),
+/// or a function of the quad index ending in `(` (`wft4(`, a texture's).
+/// Every module that reads rows at odd offsets in quads takes its helpers from
+/// here (the linear family's wide kernels, the heads' texture views).
+pub fn shifted_quad(name: &str, what: &str, view: &str) -> String {
+    let quad = |i: &str| if view.ends_with('(') { format!("{view}{i})") } else { format!("{view}[{i}]") };
+    let (lo, hi) = (quad("e / 4u"), quad("e / 4u + 1u"));
+    format!(
+        "\n// The 4 floats of {what} at element e, from the vec4 view (any alignment).
+fn {name}(e: u32) -> vec4<f32> {{
+    let lo = {lo};
+    let r = e % 4u;
+    if (r == 0u) {{
+        return lo;
+    }}
+    let hi = {hi};
+    var v = vec4<f32>(lo.w, hi.xyz);
+    v = select(v, vec4<f32>(lo.zw, hi.xy), r == 2u);
+    return select(v, vec4<f32>(lo.yzw, hi.x), r == 1u);
+}}
+"
+    )
+}
+
 #[cfg(test)]
 pub(crate) fn assert_committed(file: &str, body: &str, tests: &str) {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("shaders").join(file);

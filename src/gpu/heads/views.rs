@@ -13,6 +13,7 @@ use std::fmt::Write;
 
 use super::WGSL_CONSTS;
 use crate::gpu::texture::TEXELS_PER_ROW;
+use crate::gpu::wgsl::shifted_quad;
 
 /// (helper, variable, binding, what): every read-only operand of the three kernels.
 const OPERANDS: [(&str, &str, u32, &str); 6] = [
@@ -28,24 +29,21 @@ const OPERANDS: [(&str, &str, u32, &str); 6] = [
 const QUADS: [&str; 4] = ["r_f", "w_f", "w_b", "r_w"];
 
 /// `{f}4(i)`: elements i .. i + 3 at any alignment. Storage: four loads.
-/// Texture: one texel where i is a multiple of 4, else two and a shift.
-/// Elements past the operand's end read whatever the view gives there (zero,
-/// or any value of the buffer): the kernels do not use them.
+/// Texture: `shifted_quad` (src/gpu/wgsl.rs) over the texture's quads: one
+/// texel where i is a multiple of 4, else two and a shift. Elements past the
+/// operand's end read whatever the view gives there (zero, or any value of
+/// the buffer): the kernels do not use them.
 fn quad(w: &mut String, f: &str, var: &str, tex: bool) {
-    let _ = writeln!(w, "fn {f}4(i: u32) -> vec4<f32> {{");
     if tex {
-        let _ = writeln!(w, "    let lo = textureLoad({var}_t, texel_of(i), 0);");
-        let _ = writeln!(w, "    let r = i % 4u;");
-        let _ = writeln!(w, "    if (r == 0u) {{");
-        let _ = writeln!(w, "        return lo;");
-        let _ = writeln!(w, "    }}");
-        let _ = writeln!(w, "    let hi = textureLoad({var}_t, texel_of(i + 4u), 0);");
-        let _ = writeln!(w, "    let v = select(vec4<f32>(lo.w, hi.xyz), vec4<f32>(lo.zw, hi.xy), r == 2u);");
-        let _ = writeln!(w, "    return select(v, vec4<f32>(lo.yzw, hi.x), r == 1u);");
+        let _ = writeln!(w, "fn {f}_q(q: u32) -> vec4<f32> {{");
+        let _ = writeln!(w, "    return textureLoad({var}_t, vec2<u32>(q % TEX_ROW, q / TEX_ROW), 0);");
+        let _ = writeln!(w, "}}");
+        w.push_str(&shifted_quad(&format!("{f}4"), var, &format!("{f}_q(")));
     } else {
+        let _ = writeln!(w, "fn {f}4(i: u32) -> vec4<f32> {{");
         let _ = writeln!(w, "    return vec4<f32>({var}[i], {var}[i + 1u], {var}[i + 2u], {var}[i + 3u]);");
+        let _ = writeln!(w, "}}");
     }
-    let _ = writeln!(w, "}}");
 }
 
 /// The operands' declarations and reading helpers, after heads.wgsl.

@@ -11,6 +11,7 @@
 use std::fmt::Write;
 
 use super::{V4_TILE, WORKGROUP};
+use crate::gpu::wgsl::shifted_quad;
 
 /// The outputs one lane owns: `rows` rows of dW by `quads` quads (4 columns
 /// each). An octet is 2 x 4 lanes, so it owns 2 `rows` x 16 `quads`; a
@@ -208,31 +209,6 @@ pub fn body_tex() -> String {
         tile(&mut w, t, true);
     }
     w
-}
-
-/// WGSL `fn NAME(e: u32) -> vec4<f32>`: the 4 floats of `what` at element e,
-/// read through its vec4 view `view` at any alignment (the quad holding e and,
-/// unless e is 4-aligned, the next one, shifted). `view` is an array (`xw4`),
-/// or a function of the quad index ending in `(` (`wft4(`, a texture's).
-/// Every module that reads rows at odd offsets in quads takes its helpers from here.
-pub(super) fn shifted_quad(name: &str, what: &str, view: &str) -> String {
-    let quad = |i: &str| if view.ends_with('(') { format!("{view}{i})") } else { format!("{view}[{i}]") };
-    let (lo, hi) = (quad("e / 4u"), quad("e / 4u + 1u"));
-    format!(
-        "\n// The 4 floats of {what} at element e, from the vec4 view (any alignment).
-fn {name}(e: u32) -> vec4<f32> {{
-    let lo = {lo};
-    let r = e % 4u;
-    if (r == 0u) {{
-        return lo;
-    }}
-    let hi = {hi};
-    var v = vec4<f32>(lo.w, hi.xyz);
-    v = select(v, vec4<f32>(lo.zw, hi.xy), r == 2u);
-    return select(v, vec4<f32>(lo.yzw, hi.x), r == 1u);
-}}
-"
-    )
 }
 
 /// One lane tile: its two entry points and their body.

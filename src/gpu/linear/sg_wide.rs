@@ -10,9 +10,10 @@
 
 use std::fmt::Write;
 
+use super::sg_weights::SgLaneTile;
 #[cfg(test)]
 use super::sg_weights::WG_TILE;
-use super::sg_weights::{shifted_quad, SgLaneTile};
+use crate::gpu::wgsl::shifted_quad;
 
 /// Entry points: the forward (K % 4 == 0, 4-aligned offsets) and the input
 /// gradient (Vec4's shapes), both with [`TILE`].
