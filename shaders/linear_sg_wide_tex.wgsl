@@ -73,11 +73,11 @@ fn grad_bt4(p: LinearParams, q: u32) -> vec4<f32> {
 }
 
 fn wft4(i: u32) -> vec4<f32> {
-    return textureLoad(wft, vec2<u32>(i % TEX_ROW, i / TEX_ROW), 0);
+    return tex4(wft, i);
 }
 
 fn wbt4(i: u32) -> vec4<f32> {
-    return textureLoad(wbt, vec2<u32>(i % TEX_ROW, i / TEX_ROW), 0);
+    return tex4(wbt, i);
 }
 
 // bias4_v4 (linear.wgsl) through the texture.
